@@ -1,0 +1,145 @@
+//! Addresses: [`ImageAddr`] names one image (a build × source pair),
+//! [`TargetAddr`] names where images live and so which state file holds them.
+//!
+//! An image address is `BUILD.TYPE.NAME` (e.g. `golden.amazon-ebs.test_aws`),
+//! or `TYPE.NAME` for an unnamed build, exactly as Packer names its builds.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ImageAddr {
+    pub build: Option<String>,
+    pub source_type: String,
+    pub source_name: String,
+}
+
+impl ImageAddr {
+    pub fn new(build: Option<&str>, source_type: &str, source_name: &str) -> ImageAddr {
+        ImageAddr {
+            build: build.map(str::to_owned),
+            source_type: source_type.to_owned(),
+            source_name: source_name.to_owned(),
+        }
+    }
+
+    /// A filesystem- and tag-friendly form: `build-type-name`.
+    pub fn slug(&self) -> String {
+        let mut out = String::new();
+        if let Some(build) = &self.build {
+            out.push_str(build);
+            out.push('-');
+        }
+        out.push_str(&self.source_type);
+        out.push('-');
+        out.push_str(&self.source_name);
+        out.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect()
+    }
+}
+
+impl fmt::Display for ImageAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(build) = &self.build {
+            write!(f, "{build}.")?;
+        }
+        write!(f, "{}.{}", self.source_type, self.source_name)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "`{0}` is not an image address; expected BUILD.TYPE.NAME or TYPE.NAME (e.g. golden.null.base)"
+)]
+pub struct ParseAddrError(pub String);
+
+impl FromStr for ImageAddr {
+    type Err = ParseAddrError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let parts: Vec<&str> = s.split('.').collect();
+        if parts.iter().any(|p| p.is_empty()) {
+            return Err(ParseAddrError(s.to_owned()));
+        }
+        match parts.as_slice() {
+            [t, n] => Ok(ImageAddr::new(None, t, n)),
+            [b, t, n] => Ok(ImageAddr::new(Some(b), t, n)),
+            _ => Err(ParseAddrError(s.to_owned())),
+        }
+    }
+}
+
+impl Serialize for ImageAddr {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for ImageAddr {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(deserializer)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Where an image lives: `local`, `aws/<region>`, `openstack/<cloud>/<region>`.
+/// State is kept per target.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TargetAddr(pub String);
+
+impl TargetAddr {
+    pub fn local() -> TargetAddr {
+        TargetAddr("local".to_owned())
+    }
+
+    /// The state file stem for this target: `aws/us-east-1` → `aws-us-east-1`.
+    pub fn slug(&self) -> String {
+        self.0
+            .chars()
+            .map(|c| match c {
+                '/' => '-',
+                c if c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.' => c,
+                _ => '_',
+            })
+            .collect()
+    }
+}
+
+impl fmt::Display for TargetAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_prints_addresses() {
+        let a: ImageAddr = "golden.null.base".parse().unwrap();
+        assert_eq!(a.build.as_deref(), Some("golden"));
+        assert_eq!(a.to_string(), "golden.null.base");
+        let b: ImageAddr = "null.base".parse().unwrap();
+        assert_eq!(b.build, None);
+        assert_eq!(b.slug(), "null-base");
+        assert!("a.b.c.d".parse::<ImageAddr>().is_err());
+        assert!("a..c".parse::<ImageAddr>().is_err());
+    }
+
+    #[test]
+    fn target_slug() {
+        assert_eq!(TargetAddr("aws/us-east-1".into()).slug(), "aws-us-east-1");
+        assert_eq!(TargetAddr::local().slug(), "local");
+    }
+}

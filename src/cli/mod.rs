@@ -1,0 +1,246 @@
+//! Command-line definitions (clap derive) only. `settings` turns them plus
+//! the environment into what commands need.
+
+pub mod settings;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+const ABOUT: &str = "terraform plan/apply for golden machine images.
+
+imgform reads Packer HCL2 templates (*.pkr.hcl, *.img.hcl, *.pkr.json), hashes every
+image's inputs into a content address, and compares those addresses with the state it
+recorded for each cloud. `plan` says which images must be built, rebuilt or destroyed
+and why; `apply` builds only those (and their dependents), in dependency order, in
+parallel, recording each artifact as soon as it exists.";
+
+const AFTER_HELP: &str = "Examples:
+  imgform validate                     check the definitions in the current dir
+  imgform plan -C images/              what would change, and why
+  imgform apply --auto-approve         build what changed
+  imgform plan --json | jq .summary    machine-readable plan
+  imgform graph | dot -Tsvg > g.svg    draw the image dependency graph";
+
+#[derive(Debug, Parser)]
+#[command(name = "imgform", version, about = "terraform plan/apply for golden machine images", long_about = ABOUT, after_help = AFTER_HELP, propagate_version = true)]
+pub struct Cli {
+    /// Run as if started in DIR (the definition dir); same as a trailing DIR argument.
+    #[arg(short = 'C', long, global = true, value_name = "DIR")]
+    pub chdir: Option<PathBuf>,
+
+    /// Never colour the output (NO_COLOR is honoured too; colour is only used on a terminal).
+    #[arg(long, global = true)]
+    pub no_color: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check the definitions: syntax, schemas, variables, references, cycles
+    #[command(
+        after_help = "Example:\n  imgform validate images/\n\nExit status 0 when valid, 1 with every problem listed as file:line:col, a label and a hint."
+    )]
+    Validate(ValidateArgs),
+
+    /// Show which images would be built, rebuilt or destroyed, and why
+    #[command(after_help = "Examples:
+  imgform plan                               compare definitions with the recorded state
+  imgform plan --var region=eu-west-1        override a variable
+  imgform plan --target golden.null.app      only this image and the images it is built from
+  imgform plan --replace golden.null.base    rebuild it even if nothing changed
+  imgform plan --json                        the plan as JSON (see README for the schema)
+  imgform plan --detailed-exitcode           exit 0 = no changes, 1 = error, 2 = changes")]
+    Plan(PlanArgs),
+
+    /// Build what the plan says, in dependency order and in parallel
+    #[command(after_help = "Examples:
+  imgform apply                      show the plan, ask, then build
+  imgform apply --auto-approve       build without asking (CI)
+  imgform apply --parallelism 2      at most two images at a time
+
+Progress goes to stderr, one line per step, prefixed with the image address; full logs
+are written to .imgform/logs/<image>.log in the definition dir. Ctrl-C stops starting new
+images, lets running ones finish or clean up, records what finished, and exits 1.")]
+    Apply(ApplyArgs),
+
+    /// Show the recorded state of every target
+    #[command(after_help = "Example:\n  imgform show --json")]
+    Show(ShowArgs),
+
+    /// Print the image dependency graph in Graphviz DOT
+    #[command(after_help = "Example:\n  imgform graph | dot -Tsvg > images.svg")]
+    Graph(GraphArgs),
+
+    /// Inspect or edit the recorded state
+    #[command(subcommand)]
+    State(StateCommand),
+
+    /// Remove a stale state lock left by a crashed run
+    #[command(
+        name = "force-unlock",
+        after_help = "Example:\n  imgform force-unlock 6f1c2d1e-...\n\nThe lock id is printed by the run that found the state locked. Only remove a lock\nwhose holder is really gone."
+    )]
+    ForceUnlock(ForceUnlockArgs),
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct DirArg {
+    /// The definition dir (default: --chdir or the current directory)
+    #[arg(value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct VarArgs {
+    /// Set a variable: NAME=VALUE (repeatable; later wins)
+    #[arg(long = "var", value_name = "NAME=VALUE")]
+    pub vars: Vec<String>,
+
+    /// Read variables from a file (repeatable; after *.auto.pkrvars.hcl)
+    #[arg(long = "var-file", value_name = "FILE")]
+    pub var_files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct LockArgs {
+    /// Wait this long for the state lock (e.g. 30s, 5m) instead of failing at once
+    #[arg(long, value_name = "DURATION", default_value = "0s")]
+    pub lock_timeout: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    #[command(flatten)]
+    pub dir: DirArg,
+    #[command(flatten)]
+    pub vars: VarArgs,
+    /// Print diagnostics as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct PlanOptions {
+    #[command(flatten)]
+    pub vars: VarArgs,
+
+    /// Only this image and the images it is built from (repeatable)
+    #[arg(long = "target", value_name = "ADDR")]
+    pub targets: Vec<String>,
+
+    /// Rebuild this image even if its inputs did not change (repeatable)
+    #[arg(long = "replace", value_name = "ADDR")]
+    pub replace: Vec<String>,
+
+    /// Ask the clouds whether recorded artifacts still exist (--refresh=false: no API calls)
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub refresh: bool,
+
+    #[command(flatten)]
+    pub lock: LockArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub dir: DirArg,
+    #[command(flatten)]
+    pub options: PlanOptions,
+
+    /// Print the plan as JSON on stdout
+    #[arg(long, conflicts_with = "markdown")]
+    pub json: bool,
+
+    /// Print the plan as a Markdown PR comment
+    #[arg(long)]
+    pub markdown: bool,
+
+    /// Exit 0 when there are no changes, 2 when there are, 1 on error
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    pub dir: DirArg,
+    #[command(flatten)]
+    pub options: PlanOptions,
+
+    /// Do not ask for confirmation
+    #[arg(long)]
+    pub auto_approve: bool,
+
+    /// Build at most N images at a time
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub parallelism: usize,
+
+    /// Print the plan and results as JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    #[command(flatten)]
+    pub dir: DirArg,
+    /// Print as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct GraphArgs {
+    #[command(flatten)]
+    pub dir: DirArg,
+    #[command(flatten)]
+    pub vars: VarArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StateCommand {
+    /// List recorded images: address, target, artifact
+    #[command(after_help = "Example:\n  imgform state list")]
+    List(StateListArgs),
+    /// Show one recorded image in full
+    #[command(after_help = "Example:\n  imgform state show golden.null.base")]
+    Show(StateAddrArgs),
+    /// Forget a recorded image without deleting its artifact
+    #[command(
+        after_help = "Example:\n  imgform state rm golden.null.old\n\nThe artifact itself is left alone; the next plan will build the image again if it is still defined."
+    )]
+    Rm(StateAddrArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StateListArgs {
+    #[command(flatten)]
+    pub dir: DirArg,
+    /// Print as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StateAddrArgs {
+    /// Image address, e.g. golden.null.base
+    pub address: String,
+    #[command(flatten)]
+    pub dir: DirArg,
+    /// Print as JSON
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub lock: LockArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ForceUnlockArgs {
+    /// The lock id to remove (shown by the run that found the state locked)
+    pub lock_id: String,
+    #[command(flatten)]
+    pub dir: DirArg,
+}

@@ -1,0 +1,1014 @@
+//! Evaluation: locals, variable validations, and one image at a time.
+//!
+//! Every expression is evaluated with the project's function library inside
+//! [`functions::with_env`], so the files functions read are recorded as
+//! inputs. Non-determinism is found by evaluating a second and third time
+//! with two different fake clocks (only when `timestamp()`/`uuidv4()` was
+//! called at all): values that differ are allowed in build settings (they are
+//! taken from the real evaluation) and are an error in inputs, which must not
+//! change from run to run or the content address would never be stable.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::{LazyLock, Mutex};
+
+use hcl::eval::Context;
+use regex::Regex;
+use serde_json::Value as Json;
+
+use super::functions::{self, Clock, FunctionEnv};
+use super::parse::{RawAttr, RawBlock};
+use super::{ImageDef, Project};
+use crate::addr::ImageAddr;
+use crate::diag::{Diagnostic, SourceLoc};
+use crate::drivers::schema::{self, Role};
+use crate::spec::{self, Attrs, ImageSpec, ProvisionerSpec};
+
+/// Locals evaluated per clock, computed once per clock.
+#[derive(Debug, Default)]
+pub struct LocalsCache(Mutex<BTreeMap<u64, EvaluatedLocals>>);
+
+#[derive(Debug, Clone)]
+pub struct EvaluatedLocals {
+    pub values: hcl::Map<String, hcl::Value>,
+    /// Locals whose value depends on timestamp()/uuidv4().
+    pub nondeterministic: BTreeSet<String>,
+}
+
+fn clock_key(clock: &Clock) -> u64 {
+    match clock {
+        Clock::Real => u64::MAX,
+        Clock::Probe(seed) => *seed,
+    }
+}
+
+fn clone_clock(clock: &Clock) -> Clock {
+    match clock {
+        Clock::Real => Clock::Real,
+        Clock::Probe(s) => Clock::Probe(*s),
+    }
+}
+
+static VAR_REF: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\bvar\.([A-Za-z_][\w-]*)").expect("valid regex"));
+static LOCAL_REF: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\blocal\.([A-Za-z_][\w-]*)").expect("valid regex"));
+
+/// A context with the functions, `path.*` and `packer.version`, but no
+/// variables: what variable defaults and variable files see.
+pub fn base_context(def_dir: &Path) -> Context<'static> {
+    let mut ctx = Context::new();
+    functions::declare_functions(&mut ctx);
+    let mut path = hcl::Map::new();
+    path.insert("root".to_owned(), hcl::Value::String(".".to_owned()));
+    let cwd = std::env::current_dir().unwrap_or_else(|_| def_dir.to_path_buf());
+    path.insert(
+        "cwd".to_owned(),
+        hcl::Value::String(cwd.to_string_lossy().into_owned()),
+    );
+    ctx.declare_var("path", hcl::Value::Object(path));
+    let mut packer = hcl::Map::new();
+    packer.insert(
+        "version".to_owned(),
+        hcl::Value::String(env!("CARGO_PKG_VERSION").to_owned()),
+    );
+    ctx.declare_var("packer", hcl::Value::Object(packer));
+    ctx
+}
+
+fn var_object(project: &Project) -> hcl::Value {
+    hcl::Value::Object(
+        project
+            .var_values
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    )
+}
+
+/// A human description of an evaluation error, naming undefined variables
+/// and locals plainly.
+pub fn describe_error(err: &hcl::eval::Error) -> String {
+    use hcl::eval::ErrorKind;
+    match err.kind() {
+        ErrorKind::NoSuchKey(key) => {
+            let expr = err.expr().map(|e| hcl::format::to_string(e).unwrap_or_default()).unwrap_or_default();
+            if expr.starts_with("var") {
+                format!("undefined variable `var.{key}`")
+            } else if expr.starts_with("local") {
+                format!("undefined local `local.{key}`")
+            } else {
+                err.kind().to_string()
+            }
+        }
+        ErrorKind::UndefinedVar(name) => match name.as_str() {
+            "data" => "data sources are not supported yet".to_owned(),
+            "var" => "no variables are declared".to_owned(),
+            other => format!("unknown name `{other}` (expected var.*, local.*, path.*, source.*, build.*, image.*)"),
+        },
+        _ => err.kind().to_string(),
+    }
+}
+
+fn hint_for_error(err: &hcl::eval::Error, text: &str, project: &Project) -> String {
+    use hcl::eval::ErrorKind;
+    match err.kind() {
+        ErrorKind::NoSuchKey(key) if text.contains(&format!("var.{key}")) => {
+            match schema::closest(key, project.variables.keys().map(String::as_str)) {
+                Some(s) => format!("did you mean `var.{s}`? Otherwise declare it: variable \"{key}\" {{ type = string }}"),
+                None => format!("declare it: variable \"{key}\" {{ type = string }}"),
+            }
+        }
+        ErrorKind::NoSuchKey(key) if text.contains(&format!("local.{key}")) => {
+            match schema::closest(key, project.locals.iter().map(|l| l.name.as_str())) {
+                Some(s) => format!("did you mean `local.{s}`?"),
+                None => format!("define it in a locals block: locals {{ {key} = ... }}"),
+            }
+        }
+        ErrorKind::UndefinedFunc(_) => "see the README for the functions imgform supports".to_owned(),
+        ErrorKind::FuncCall(name, _) if name.name.as_str().starts_with("file") || name.name.as_str() == "templatefile" => {
+            "paths are relative to the definition dir".to_owned()
+        }
+        ErrorKind::FuncCall(name, _) if name.name.as_str() == "env" => {
+            "env() is only allowed in variable defaults; declare a variable with default = env(\"NAME\") and use var.NAME".to_owned()
+        }
+        _ => "check the expression's types and names".to_owned(),
+    }
+}
+
+/// Evaluates all locals with `clock`; locals may refer to each other in any
+/// order. Errors name every local that cannot be evaluated.
+pub fn evaluate_locals(
+    project: &Project,
+    clock: Clock,
+) -> Result<EvaluatedLocals, Vec<Diagnostic>> {
+    let key = clock_key(&clock);
+    if let Some(hit) = project
+        .locals_cache
+        .0
+        .lock()
+        .expect("locals cache")
+        .get(&key)
+    {
+        return Ok(hit.clone());
+    }
+    let mut values: hcl::Map<String, hcl::Value> = hcl::Map::new();
+    let mut direct_nd: BTreeSet<String> = BTreeSet::new();
+    let mut pending: Vec<&super::LocalDef> = project.locals.iter().collect();
+    let vars = var_object(project);
+    loop {
+        let mut progressed = false;
+        let mut still = Vec::new();
+        for local in pending {
+            let mut ctx = base_context(&project.def_dir);
+            ctx.declare_var("var", vars.clone());
+            ctx.declare_var("local", hcl::Value::Object(values.clone()));
+            let env = FunctionEnv {
+                base_dir: project.def_dir.clone(),
+                allow_env: false,
+                clock: clone_clock(&clock),
+            };
+            let (result, trace) =
+                functions::with_env(env, || functions::evaluate(&local.attr.expr, &ctx));
+            match result {
+                Ok(v) => {
+                    if trace.nondeterministic {
+                        direct_nd.insert(local.name.clone());
+                    }
+                    values.insert(local.name.clone(), v);
+                    progressed = true;
+                }
+                Err(_) => still.push(local),
+            }
+        }
+        pending = still;
+        if pending.is_empty() || !progressed {
+            break;
+        }
+    }
+    if !pending.is_empty() {
+        let mut diags = Vec::new();
+        let pending_names: BTreeSet<&str> = pending.iter().map(|l| l.name.as_str()).collect();
+        for local in &pending {
+            let mut ctx = base_context(&project.def_dir);
+            ctx.declare_var("var", vars.clone());
+            ctx.declare_var("local", hcl::Value::Object(values.clone()));
+            let env = FunctionEnv {
+                base_dir: project.def_dir.clone(),
+                allow_env: false,
+                clock: clone_clock(&clock),
+            };
+            let (result, _) =
+                functions::with_env(env, || functions::evaluate(&local.attr.expr, &ctx));
+            let refs: Vec<String> = LOCAL_REF
+                .captures_iter(&local.attr.text)
+                .map(|c| c[1].to_owned())
+                .filter(|n| pending_names.contains(n.as_str()))
+                .collect();
+            let diag = match result {
+                Err(e)
+                    if refs.is_empty()
+                        || !matches!(e.kind(), hcl::eval::ErrorKind::NoSuchKey(_)) =>
+                {
+                    Diagnostic::error(format!(
+                        "cannot evaluate local `{}`: {}",
+                        local.name,
+                        describe_error(&e)
+                    ))
+                    .hint(hint_for_error(&e, &local.attr.text, project))
+                }
+                _ => Diagnostic::error(format!(
+                    "local `{}` depends on {} which cannot be evaluated",
+                    local.name,
+                    refs.iter()
+                        .map(|r| format!("`local.{r}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+                .hint("locals must not refer to each other in a cycle"),
+            };
+            diags.push(diag.at(Some(local.attr.loc.clone())));
+        }
+        return Err(diags);
+    }
+    // A local is non-deterministic if it calls timestamp()/uuidv4() or
+    // refers to a local that does.
+    let mut nondeterministic = direct_nd;
+    loop {
+        let before = nondeterministic.len();
+        for local in &project.locals {
+            if LOCAL_REF
+                .captures_iter(&local.attr.text)
+                .any(|c| nondeterministic.contains(&c[1]))
+            {
+                nondeterministic.insert(local.name.clone());
+            }
+        }
+        if nondeterministic.len() == before {
+            break;
+        }
+    }
+    let evaluated = EvaluatedLocals {
+        values,
+        nondeterministic,
+    };
+    project
+        .locals_cache
+        .0
+        .lock()
+        .expect("locals cache")
+        .insert(key, evaluated.clone());
+    Ok(evaluated)
+}
+
+/// Runs every variable's `validation` blocks.
+pub fn validate_variables(project: &Project, diags: &mut Vec<Diagnostic>) {
+    let vars = var_object(project);
+    for def in project.variables.values() {
+        for validation in &def.validations {
+            let (Some(condition), Some(message)) = (
+                validation.attr("condition"),
+                validation.attr("error_message"),
+            ) else {
+                continue;
+            };
+            let mut ctx = base_context(&project.def_dir);
+            ctx.declare_var("var", vars.clone());
+            let env = FunctionEnv {
+                base_dir: project.def_dir.clone(),
+                allow_env: false,
+                clock: Clock::Real,
+            };
+            let (result, _) =
+                functions::with_env(env, || functions::evaluate(&condition.expr, &ctx));
+            match result {
+                Ok(hcl::Value::Bool(true)) => {}
+                Ok(hcl::Value::Bool(false)) => {
+                    let msg = functions::evaluate(&message.expr, &ctx)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_else(|| "validation failed".to_owned());
+                    diags.push(
+                        Diagnostic::error(format!(
+                            "invalid value for variable `{}`: {msg}",
+                            def.name
+                        ))
+                        .at(Some(condition.loc.clone()))
+                        .hint(format!(
+                            "this is the validation rule of variable `{}`",
+                            def.name
+                        )),
+                    );
+                }
+                Ok(other) => diags.push(
+                    Diagnostic::error(format!(
+                        "validation condition of `{}` is not a bool: {other:?}",
+                        def.name
+                    ))
+                    .at(Some(condition.loc.clone()))
+                    .hint("a condition must evaluate to true or false"),
+                ),
+                Err(e) => diags.push(
+                    Diagnostic::error(format!(
+                        "cannot evaluate the validation of `{}`: {}",
+                        def.name,
+                        describe_error(&e)
+                    ))
+                    .at(Some(condition.loc.clone()))
+                    .hint(hint_for_error(&e, &condition.text, project)),
+                ),
+            }
+        }
+    }
+}
+
+/// One evaluation of an image under one clock, before role checks.
+struct Evaluated {
+    inputs: Attrs,
+    settings: Attrs,
+    secrets: Attrs,
+    provisioners: Vec<ProvisionerSpec>,
+    post_processors: Vec<ProvisionerSpec>,
+    build_attrs: Attrs,
+    files_read: BTreeMap<String, String>,
+    nondeterministic: bool,
+}
+
+impl Project {
+    /// Evaluates one image. `parent_tokens` maps each parent (from
+    /// `ImageDef::refs`) to the value `image.<ADDR>.id` takes.
+    pub fn evaluate_image(
+        &self,
+        def: &ImageDef,
+        parent_tokens: &BTreeMap<ImageAddr, String>,
+    ) -> Result<ImageSpec, Vec<Diagnostic>> {
+        let locals = evaluate_locals(self, Clock::Real)?;
+        let real = self.evaluate_once(def, parent_tokens, Clock::Real, &locals)?;
+
+        let uses_nd_local = !locals.nondeterministic.is_empty()
+            && image_texts(def).any(|(t, _)| {
+                LOCAL_REF
+                    .captures_iter(t)
+                    .any(|c| locals.nondeterministic.contains(&c[1]))
+            });
+        let mut apply_time_settings = BTreeSet::new();
+        if real.nondeterministic || uses_nd_local {
+            let locals_a = evaluate_locals(self, Clock::Probe(1))?;
+            let locals_b = evaluate_locals(self, Clock::Probe(2))?;
+            let a = self.evaluate_once(def, parent_tokens, Clock::Probe(1), &locals_a)?;
+            let b = self.evaluate_once(def, parent_tokens, Clock::Probe(2), &locals_b)?;
+            let mut diags = Vec::new();
+            for (name, value) in &a.inputs {
+                if b.inputs.get(name) != Some(value) {
+                    let loc = def
+                        .attrs
+                        .iter()
+                        .find(|x| &x.name == name)
+                        .map(|x| x.loc.clone())
+                        .unwrap_or_else(|| def.loc.clone());
+                    diags.push(nd_error(&format!("`{name}`"), loc));
+                }
+            }
+            for (i, (pa, pb)) in a.provisioners.iter().zip(&b.provisioners).enumerate() {
+                if pa.config != pb.config {
+                    let key = pa
+                        .config
+                        .iter()
+                        .find(|(k, v)| pb.config.get(*k) != Some(v))
+                        .map(|(k, _)| k.clone())
+                        .unwrap_or_default();
+                    let loc = def
+                        .provisioners
+                        .get(i)
+                        .and_then(|p| p.attr(&key))
+                        .map(|x| x.loc.clone())
+                        .unwrap_or_else(|| pa.loc.clone());
+                    diags.push(nd_error(
+                        &format!("`{key}` of provisioner \"{}\"", pa.kind),
+                        loc,
+                    ));
+                }
+            }
+            if !diags.is_empty() {
+                return Err(diags);
+            }
+            for (name, value) in a.settings.iter().chain(&a.secrets) {
+                if b.settings.get(name).or_else(|| b.secrets.get(name)) != Some(value) {
+                    apply_time_settings.insert(name.clone());
+                }
+            }
+        }
+
+        let keep_previous = match real
+            .build_attrs
+            .get("keep_previous")
+            .or_else(|| real.settings.get("keep_previous"))
+        {
+            None => 1,
+            Some(v) => match v.as_u64() {
+                Some(n) => n as u32,
+                None => {
+                    return Err(vec![Diagnostic::error(
+                        "`keep_previous` must be a whole number",
+                    )
+                    .at(Some(attr_loc(def, "keep_previous")))
+                    .hint(
+                        "keep_previous = 2 keeps the newest two artifacts of this image",
+                    )])
+                }
+            },
+        };
+        let max_age = match real
+            .build_attrs
+            .get("max_age")
+            .or_else(|| real.settings.get("max_age"))
+        {
+            None => None,
+            Some(Json::String(s)) if spec::parse_duration(s).is_some() => Some(s.clone()),
+            Some(_) => {
+                return Err(vec![Diagnostic::error(
+                    "`max_age` must be a duration like \"30d\" or \"12h\"",
+                )
+                .at(Some(attr_loc(def, "max_age")))
+                .hint("units: s, m, h, d, w")])
+            }
+        };
+
+        // Variables that reach the image's inputs, directly or through locals.
+        let mut variables = BTreeMap::new();
+        let sensitive = self.sensitive_values();
+        for name in self.input_variables(def) {
+            if let Some(value) = self.var_values.get(&name) {
+                let mut json = serde_json::to_value(value).unwrap_or(Json::Null);
+                if self.variables.get(&name).is_some_and(|v| v.sensitive) {
+                    json = Json::String(redact(&json.to_string()));
+                }
+                variables.insert(name, json);
+            }
+        }
+
+        let target = crate::drivers::target_for(&def.builder, &real.settings);
+        let attr_locs = def
+            .attrs
+            .iter()
+            .map(|a| (a.name.clone(), a.loc.clone()))
+            .collect();
+        Ok(ImageSpec {
+            addr: def.addr.clone(),
+            builder: def.builder.clone(),
+            target,
+            inputs: real.inputs,
+            settings: real.settings,
+            secrets: real.secrets,
+            provisioners: real.provisioners,
+            post_processors: real.post_processors,
+            parents: def.refs.keys().cloned().collect(),
+            variables,
+            files_read: real.files_read,
+            apply_time_settings,
+            keep_previous,
+            max_age,
+            def_dir: self.def_dir.clone(),
+            loc: def.loc.clone(),
+            attr_locs,
+            sensitive_values: sensitive,
+        })
+    }
+
+    /// Names of variables referenced by the image's inputs (attributes with
+    /// role Input and all provisioner config), following locals.
+    fn input_variables(&self, def: &ImageDef) -> BTreeSet<String> {
+        let schema = schema::builder_schema(&def.builder);
+        let role_of = |name: &str| {
+            schema.and_then(|s| {
+                s.attr(name)
+                    .map(|a| a.role)
+                    .or_else(|| s.block(name).map(|b| b.role))
+            })
+        };
+        let mut texts: Vec<&str> = def
+            .attrs
+            .iter()
+            .filter(|a| role_of(&a.name) == Some(Role::Input))
+            .map(|a| a.text.as_str())
+            .collect();
+        for block in def
+            .blocks
+            .iter()
+            .filter(|b| role_of(&b.kind) == Some(Role::Input))
+        {
+            texts.extend(all_texts(block));
+        }
+        for block in &def.provisioners {
+            let pschema = block
+                .labels
+                .first()
+                .and_then(|k| schema::provisioner_schema(k));
+            for attr in &block.attrs {
+                let role = pschema.and_then(|s| s.attr(&attr.name)).map(|a| a.role);
+                if role == Some(Role::Input) {
+                    texts.push(&attr.text);
+                }
+            }
+        }
+        let mut vars = BTreeSet::new();
+        let mut seen_locals = BTreeSet::new();
+        let mut queue: Vec<&str> = texts;
+        while let Some(text) = queue.pop() {
+            for c in VAR_REF.captures_iter(text) {
+                vars.insert(c[1].to_owned());
+            }
+            for c in LOCAL_REF.captures_iter(text) {
+                let name = c[1].to_owned();
+                if seen_locals.insert(name.clone()) {
+                    if let Some(local) = self.locals.iter().find(|l| l.name == name) {
+                        queue.push(&local.attr.text);
+                    }
+                }
+            }
+        }
+        vars
+    }
+
+    fn context_for(
+        &self,
+        def: &ImageDef,
+        parent_tokens: &BTreeMap<ImageAddr, String>,
+        locals: &EvaluatedLocals,
+    ) -> Context<'static> {
+        let mut ctx = base_context(&self.def_dir);
+        ctx.declare_var("var", var_object(self));
+        ctx.declare_var("local", hcl::Value::Object(locals.values.clone()));
+        let mut source = hcl::Map::new();
+        source.insert(
+            "name".to_owned(),
+            hcl::Value::String(def.source_name.clone()),
+        );
+        source.insert("type".to_owned(), hcl::Value::String(def.builder.clone()));
+        ctx.declare_var("source", hcl::Value::Object(source));
+        let mut build = hcl::Map::new();
+        build.insert(
+            "name".to_owned(),
+            hcl::Value::String(def.build_name.clone().unwrap_or_default()),
+        );
+        ctx.declare_var("build", hcl::Value::Object(build));
+        // image.<build>.<type>.<name>.id, or image.<type>.<name>.id
+        let mut images = hcl::Map::new();
+        for (addr, token) in parent_tokens {
+            let mut leaf = hcl::Map::new();
+            leaf.insert("id".to_owned(), hcl::Value::String(token.clone()));
+            let mut path: Vec<String> = Vec::new();
+            if let Some(b) = &addr.build {
+                path.push(b.clone());
+            }
+            path.push(addr.source_type.clone());
+            path.push(addr.source_name.clone());
+            insert_path(&mut images, &path, hcl::Value::Object(leaf));
+        }
+        ctx.declare_var("image", hcl::Value::Object(images));
+        ctx
+    }
+
+    fn evaluate_once(
+        &self,
+        def: &ImageDef,
+        parent_tokens: &BTreeMap<ImageAddr, String>,
+        clock: Clock,
+        locals: &EvaluatedLocals,
+    ) -> Result<Evaluated, Vec<Diagnostic>> {
+        let ctx = self.context_for(def, parent_tokens, locals);
+        let env = FunctionEnv {
+            base_dir: self.def_dir.clone(),
+            allow_env: false,
+            clock,
+        };
+        let (result, trace) = functions::with_env(env, || self.evaluate_parts(def, &ctx));
+        let mut evaluated = result?;
+        evaluated.files_read = trace.files_read;
+        evaluated.nondeterministic = trace.nondeterministic;
+        Ok(evaluated)
+    }
+
+    fn evaluate_parts(&self, def: &ImageDef, ctx: &Context) -> Result<Evaluated, Vec<Diagnostic>> {
+        let mut diags = Vec::new();
+        let schema = schema::builder_schema(&def.builder);
+        let mut out = Evaluated {
+            inputs: Attrs::new(),
+            settings: Attrs::new(),
+            secrets: Attrs::new(),
+            provisioners: Vec::new(),
+            post_processors: Vec::new(),
+            build_attrs: Attrs::new(),
+            files_read: BTreeMap::new(),
+            nondeterministic: false,
+        };
+        for attr in &def.attrs {
+            let Some(value) = self.eval_attr(attr, ctx, &mut diags) else {
+                continue;
+            };
+            let role = schema
+                .and_then(|s| {
+                    s.attr(&attr.name)
+                        .map(|a| a.role)
+                        .or_else(|| s.block(&attr.name).map(|b| b.role))
+                })
+                .unwrap_or(Role::Setting);
+            role_map(&mut out, role).insert(attr.name.clone(), value);
+        }
+        let mut block_values: BTreeMap<String, (Role, Vec<Json>)> = BTreeMap::new();
+        for block in &def.blocks {
+            let role = schema
+                .and_then(|s| s.block(&block.kind))
+                .map(|b| b.role)
+                .unwrap_or(Role::Setting);
+            let value = self.eval_block(block, ctx, &mut diags);
+            block_values
+                .entry(block.kind.clone())
+                .or_insert((role, Vec::new()))
+                .1
+                .push(value);
+        }
+        for (name, (role, mut values)) in block_values {
+            let value = if block_is_single(&name) && values.len() == 1 {
+                values.remove(0)
+            } else {
+                Json::Array(values)
+            };
+            role_map(&mut out, role).insert(name, value);
+        }
+        for attr in &def.build_attrs {
+            if let Some(v) = self.eval_attr(attr, ctx, &mut diags) {
+                out.build_attrs.insert(attr.name.clone(), v);
+            }
+        }
+        for block in &def.provisioners {
+            if let Some(p) = self.eval_provisioner(def, block, ctx, &mut diags) {
+                out.provisioners.push(p);
+            }
+        }
+        for block in &def.post_processors {
+            let mut config = Attrs::new();
+            for attr in &block.attrs {
+                if let Some(v) = self.eval_attr(attr, ctx, &mut diags) {
+                    config.insert(attr.name.clone(), v);
+                }
+            }
+            out.post_processors.push(ProvisionerSpec {
+                kind: block.labels.first().cloned().unwrap_or_default(),
+                config,
+                settings: Attrs::new(),
+                max_retries: 0,
+                timeout: None,
+                pause_before: None,
+                loc: block.loc.clone(),
+            });
+        }
+        if diags.is_empty() {
+            Ok(out)
+        } else {
+            Err(diags)
+        }
+    }
+
+    fn eval_attr(
+        &self,
+        attr: &RawAttr,
+        ctx: &Context,
+        diags: &mut Vec<Diagnostic>,
+    ) -> Option<Json> {
+        match functions::evaluate(&attr.expr, ctx) {
+            Ok(v) => match serde_json::to_value(&v) {
+                Ok(j) => Some(j),
+                Err(e) => {
+                    diags.push(
+                        Diagnostic::error(format!(
+                            "cannot represent the value of `{}`: {e}",
+                            attr.name
+                        ))
+                        .at(Some(attr.loc.clone())),
+                    );
+                    None
+                }
+            },
+            Err(e) => {
+                let mut summary =
+                    format!("cannot evaluate `{}`: {}", attr.name, describe_error(&e));
+                let hint = if let hcl::eval::ErrorKind::FuncCall(name, _) = e.kind() {
+                    if matches!(name.name.as_str(), "timestamp" | "uuidv4") {
+                        summary =
+                            format!("cannot evaluate `{}`: {}", attr.name, describe_error(&e));
+                    }
+                    hint_for_error(&e, &attr.text, self)
+                } else {
+                    hint_for_error(&e, &attr.text, self)
+                };
+                diags.push(
+                    Diagnostic::error(summary)
+                        .at(Some(attr.loc.clone()))
+                        .hint(hint),
+                );
+                None
+            }
+        }
+    }
+
+    fn eval_block(&self, block: &RawBlock, ctx: &Context, diags: &mut Vec<Diagnostic>) -> Json {
+        let mut map = serde_json::Map::new();
+        for attr in &block.attrs {
+            if let Some(v) = self.eval_attr(attr, ctx, diags) {
+                map.insert(attr.name.clone(), v);
+            }
+        }
+        let mut nested: BTreeMap<String, Vec<Json>> = BTreeMap::new();
+        for inner in &block.blocks {
+            let v = self.eval_block(inner, ctx, diags);
+            nested.entry(inner.kind.clone()).or_default().push(v);
+        }
+        for (name, mut values) in nested {
+            let v = if values.len() == 1 && block_is_single(&name) {
+                values.remove(0)
+            } else {
+                Json::Array(values)
+            };
+            map.insert(name, v);
+        }
+        Json::Object(map)
+    }
+
+    fn eval_provisioner(
+        &self,
+        def: &ImageDef,
+        block: &RawBlock,
+        ctx: &Context,
+        diags: &mut Vec<Diagnostic>,
+    ) -> Option<ProvisionerSpec> {
+        let kind = block.labels.first()?.clone();
+        let schema = schema::provisioner_schema(&kind)?;
+        let before = diags.len();
+        let mut config = Attrs::new();
+        let mut settings = Attrs::new();
+        let mut max_retries = 0;
+        let mut timeout = None;
+        let mut pause_before = None;
+        for attr in &block.attrs {
+            let Some(value) = self.eval_attr(attr, ctx, diags) else {
+                continue;
+            };
+            match attr.name.as_str() {
+                "max_retries" => match value
+                    .as_u64()
+                    .or_else(|| value.as_str().and_then(|s| s.parse().ok()))
+                {
+                    Some(n) => max_retries = n as u32,
+                    None => diags.push(
+                        Diagnostic::error("`max_retries` must be a whole number")
+                            .at(Some(attr.loc.clone()))
+                            .hint(
+                                "max_retries = 3 retries a failing provisioner up to three times",
+                            ),
+                    ),
+                },
+                "timeout" | "pause_before" => match value.as_str().and_then(spec::parse_duration) {
+                    Some(d) if attr.name == "timeout" => timeout = Some(d),
+                    Some(d) => pause_before = Some(d),
+                    None => diags.push(
+                        Diagnostic::error(format!("`{}` must be a duration", attr.name))
+                            .at(Some(attr.loc.clone()))
+                            .hint("write a duration like \"30s\", \"5m\" or \"1h30m\""),
+                    ),
+                },
+                "only" | "except" => {
+                    settings.insert(attr.name.clone(), value);
+                }
+                "override" => {
+                    // Per-source overrides: keys are source names.
+                    if let Json::Object(map) = &value {
+                        let names = [
+                            format!("{}.{}", def.builder, def.source_name),
+                            def.source_name.clone(),
+                            def.builder.clone(),
+                        ];
+                        for (key, over) in map {
+                            if names.contains(key) {
+                                if let Json::Object(over) = over {
+                                    for (k, v) in over {
+                                        config.insert(k.clone(), v.clone());
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                name => match schema.attr(name).map(|a| a.role) {
+                    Some(Role::Input) => {
+                        config.entry(name.to_owned()).or_insert(value);
+                    }
+                    _ => {
+                        settings.insert(name.to_owned(), value);
+                    }
+                },
+            }
+        }
+        check_provisioner_values(&kind, block, &config, diags);
+        if diags.len() > before {
+            return None;
+        }
+        Some(ProvisionerSpec {
+            kind,
+            config,
+            settings,
+            max_retries,
+            timeout,
+            pause_before,
+            loc: block.loc.clone(),
+        })
+    }
+}
+
+/// Shape checks that need values: exactly one of the mutually exclusive
+/// ways to say what to run, and string lists where lists are expected.
+fn check_provisioner_values(
+    kind: &str,
+    block: &RawBlock,
+    config: &Attrs,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let has = |k: &str| config.contains_key(k);
+    let loc = Some(block.loc.clone());
+    match kind {
+        "shell" | "shell-local" => {
+            let ways: Vec<&str> = ["inline", "script", "scripts", "command"]
+                .into_iter()
+                .filter(|k| has(k))
+                .collect();
+            if ways.is_empty() {
+                diags.push(Diagnostic::error(format!("provisioner \"{kind}\" has nothing to run")).at(loc).hint("set one of inline = [\"...\"], script = \"path\" or scripts = [\"a\", \"b\"]"));
+            } else if ways.len() > 1 {
+                diags.push(
+                    Diagnostic::error(format!(
+                        "provisioner \"{kind}\" sets {} together",
+                        ways.join(" and ")
+                    ))
+                    .at(loc)
+                    .hint("use only one of inline, script, scripts (and command for shell-local)"),
+                );
+            }
+        }
+        "file" => {
+            if !has("destination") {
+                diags.push(
+                    Diagnostic::error("provisioner \"file\" needs a `destination`")
+                        .at(loc.clone())
+                        .hint("destination = \"/tmp/app.conf\""),
+                );
+            }
+            if !has("source") && !has("sources") && !has("content") {
+                diags.push(
+                    Diagnostic::error(
+                        "provisioner \"file\" needs `source`, `sources` or `content`",
+                    )
+                    .at(loc)
+                    .hint("source = \"files/app.conf\""),
+                );
+            }
+        }
+        "ansible" => {
+            if !has("playbook_file") {
+                diags.push(
+                    Diagnostic::error("provisioner \"ansible\" needs a `playbook_file`")
+                        .at(loc)
+                        .hint("playbook_file = \"./playbook.yml\""),
+                );
+            }
+        }
+        _ => {}
+    }
+    for list_attr in [
+        "inline",
+        "scripts",
+        "environment_vars",
+        "sources",
+        "extra_arguments",
+        "ansible_env_vars",
+        "valid_exit_codes",
+    ] {
+        if let Some(v) = config.get(list_attr) {
+            if !v.is_array() {
+                let at = block
+                    .attr(list_attr)
+                    .map(|a| a.loc.clone())
+                    .or_else(|| Some(block.loc.clone()));
+                diags.push(
+                    Diagnostic::error(format!("`{list_attr}` must be a list"))
+                        .at(at)
+                        .hint(format!("write {list_attr} = [\"...\"]")),
+                );
+            }
+        }
+    }
+    for str_attr in [
+        "script",
+        "playbook_file",
+        "destination",
+        "execute_command_str",
+    ] {
+        if let Some(v) = config.get(str_attr) {
+            if !v.is_string() {
+                let at = block
+                    .attr(str_attr)
+                    .map(|a| a.loc.clone())
+                    .or_else(|| Some(block.loc.clone()));
+                diags.push(
+                    Diagnostic::error(format!("`{str_attr}` must be a string"))
+                        .at(at)
+                        .hint(format!("write {str_attr} = \"...\"")),
+                );
+            }
+        }
+    }
+}
+
+fn role_map(out: &mut Evaluated, role: Role) -> &mut Attrs {
+    match role {
+        Role::Input => &mut out.inputs,
+        Role::Setting => &mut out.settings,
+        Role::Secret => &mut out.secrets,
+    }
+}
+
+/// Nested blocks that appear at most once become an object; repeatable ones
+/// (`launch_block_device_mappings`, `tag`, ...) a list.
+fn block_is_single(name: &str) -> bool {
+    name.ends_with("_filter")
+        || matches!(
+            name,
+            "metadata_options"
+                | "assume_role"
+                | "aws_polling"
+                | "placement"
+                | "filters"
+                | "temporary_iam_instance_profile_policy_document"
+        )
+}
+
+fn insert_path(map: &mut hcl::Map<String, hcl::Value>, path: &[String], leaf: hcl::Value) {
+    let [first, rest @ ..] = path else { return };
+    if rest.is_empty() {
+        map.insert(first.clone(), leaf);
+        return;
+    }
+    let entry = map
+        .entry(first.clone())
+        .or_insert_with(|| hcl::Value::Object(hcl::Map::new()));
+    if let hcl::Value::Object(inner) = entry {
+        insert_path(inner, rest, leaf);
+    }
+}
+
+fn all_texts(block: &RawBlock) -> Vec<&str> {
+    let mut out: Vec<&str> = block.attrs.iter().map(|a| a.text.as_str()).collect();
+    for inner in &block.blocks {
+        out.extend(all_texts(inner));
+    }
+    out
+}
+
+fn image_texts(def: &ImageDef) -> impl Iterator<Item = (&str, &SourceLoc)> {
+    def.attrs
+        .iter()
+        .map(|a| (a.text.as_str(), &a.loc))
+        .chain(
+            def.provisioners
+                .iter()
+                .flat_map(|p| p.attrs.iter().map(|a| (a.text.as_str(), &a.loc))),
+        )
+        .chain(
+            def.blocks
+                .iter()
+                .flat_map(|b| b.attrs.iter().map(|a| (a.text.as_str(), &a.loc))),
+        )
+}
+
+fn attr_loc(def: &ImageDef, name: &str) -> SourceLoc {
+    def.attrs
+        .iter()
+        .chain(&def.build_attrs)
+        .find(|a| a.name == name)
+        .map(|a| a.loc.clone())
+        .unwrap_or_else(|| def.loc.clone())
+}
+
+fn nd_error(what: &str, loc: SourceLoc) -> Diagnostic {
+    Diagnostic::error(format!("{what} changes on every run (it uses timestamp() or uuidv4())"))
+        .at(Some(loc))
+        .detail("this value is an input of the image: it decides the image's bytes, so it must be the same on every run or the image would never be up to date")
+        .hint("use timestamp()/uuidv4() only in build settings such as ami_name, image_name or tags; for a version stamp, pass a variable (--var build_date=...)")
+}
+
+/// How a sensitive value enters a manifest: a short keyed digest, so a change
+/// of the secret still changes the content address without revealing it.
+pub fn redact(secret: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("imgform-sensitive\0{secret}").as_bytes());
+    format!("(sensitive:{})", &hex::encode(digest)[..16])
+}

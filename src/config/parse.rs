@@ -1,0 +1,373 @@
+//! Files → untyped block trees that remember where everything came from.
+//!
+//! HCL native syntax is parsed with hcl-rs's `hcl_edit` parser (which keeps
+//! byte spans), then every attribute value is converted into an
+//! `hcl::Expression` for evaluation. Packer's JSON variant (`*.pkr.json`) is
+//! mapped onto the same tree using the table of known block kinds, because
+//! JSON alone cannot say what is a block and what is an attribute.
+//!
+//! Nothing here knows what a block means; `config::load` interprets them.
+
+use std::path::{Path, PathBuf};
+
+use hcl::edit::structure::{Block as EditBlock, BlockLabel, Body as EditBody, Structure};
+use hcl::edit::Span;
+
+use crate::diag::{Diagnostic, SourceLoc};
+
+#[derive(Debug, Clone)]
+pub struct RawAttr {
+    pub name: String,
+    pub expr: hcl::Expression,
+    pub loc: SourceLoc,
+    /// The value as written (HCL source, or the JSON text of the value), used
+    /// for static reference scanning.
+    pub text: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct RawBlock {
+    pub kind: String,
+    pub labels: Vec<String>,
+    pub attrs: Vec<RawAttr>,
+    pub blocks: Vec<RawBlock>,
+    pub loc: SourceLoc,
+}
+
+impl RawBlock {
+    pub fn attr(&self, name: &str) -> Option<&RawAttr> {
+        self.attrs.iter().find(|a| a.name == name)
+    }
+}
+
+/// One parsed file: its top-level attributes (only meaningful in variable
+/// files) and blocks.
+#[derive(Debug, Clone)]
+pub struct RawFile {
+    pub path: PathBuf,
+    pub attrs: Vec<RawAttr>,
+    pub blocks: Vec<RawBlock>,
+}
+
+/// Parses one HCL or JSON file. `display` is how the path is shown in
+/// diagnostics.
+pub fn parse_file(path: &Path, display: &Path) -> Result<RawFile, Diagnostic> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Diagnostic::error(format!("cannot read {}: {e}", display.display()))
+            .hint("check that the file exists and is readable UTF-8 text")
+    })?;
+    if path.extension().is_some_and(|e| e == "json") {
+        parse_json(&text, display)
+    } else {
+        parse_hcl(&text, display)
+    }
+}
+
+pub fn parse_hcl(text: &str, display: &Path) -> Result<RawFile, Diagnostic> {
+    let body = hcl::edit::parser::parse_body(text).map_err(|err| {
+        let loc = err.location();
+        Diagnostic::error(format!("syntax error: {}", err.message()))
+            .at(Some(SourceLoc {
+                file: display.to_path_buf(),
+                line: loc.line(),
+                col: loc.column(),
+            }))
+            .detail(err.line().to_owned())
+            .hint("this is HCL2 as Packer writes it: blocks look like `source \"null\" \"name\" { ... }`, attributes like `key = value`")
+    })?;
+    let (attrs, blocks) = convert_body(&body, text, display);
+    Ok(RawFile {
+        path: display.to_path_buf(),
+        attrs,
+        blocks,
+    })
+}
+
+fn loc_of(span: Option<std::ops::Range<usize>>, text: &str, display: &Path) -> SourceLoc {
+    SourceLoc::from_offset(display, text, span.map(|s| s.start).unwrap_or(0))
+}
+
+fn convert_body(body: &EditBody, text: &str, display: &Path) -> (Vec<RawAttr>, Vec<RawBlock>) {
+    let mut attrs = Vec::new();
+    let mut blocks = Vec::new();
+    for structure in body.iter() {
+        match structure {
+            Structure::Attribute(attr) => {
+                let value_span = attr.value.span();
+                let value_text = value_span
+                    .clone()
+                    .and_then(|s| text.get(s))
+                    .unwrap_or_default()
+                    .to_owned();
+                attrs.push(RawAttr {
+                    name: attr.key.as_str().to_owned(),
+                    expr: hcl::Expression::from(attr.value.clone()),
+                    loc: loc_of(attr.span(), text, display),
+                    text: value_text,
+                });
+            }
+            Structure::Block(block) => blocks.push(convert_block(block, text, display)),
+        }
+    }
+    (attrs, blocks)
+}
+
+fn convert_block(block: &EditBlock, text: &str, display: &Path) -> RawBlock {
+    let (attrs, blocks) = convert_body(&block.body, text, display);
+    RawBlock {
+        kind: block.ident.as_str().to_owned(),
+        labels: block
+            .labels
+            .iter()
+            .map(|l| match l {
+                BlockLabel::Ident(i) => i.as_str().to_owned(),
+                BlockLabel::String(s) => s.as_str().to_owned(),
+            })
+            .collect(),
+        attrs,
+        blocks,
+        loc: loc_of(block.span(), text, display),
+    }
+}
+
+/// How many labels a block kind takes, in the context of its parent block.
+/// Used only for the JSON syntax, where the structure must be inferred.
+fn json_block_labels(parent: Option<&str>, key: &str) -> Option<usize> {
+    match (parent, key) {
+        (None, "variable" | "local" | "backend") => Some(1),
+        (None, "source" | "data") => Some(2),
+        (None, "build" | "locals" | "packer" | "variables") => Some(0),
+        (Some("packer"), "required_plugins") => Some(0),
+        (Some("build"), "source") => Some(1),
+        (
+            Some("build"),
+            "provisioner" | "post-processor" | "error-cleanup-provisioner" | "module",
+        ) => Some(1),
+        (Some("build"), "post-processors" | "hcp_packer_registry" | "test") => Some(0),
+        (Some("post-processors"), "post-processor") => Some(1),
+        (Some("test"), "provisioner") => Some(1),
+        (Some("variable"), "validation") => Some(0),
+        (
+            Some("source"),
+            "source_ami_filter"
+            | "source_image_filter"
+            | "launch_block_device_mappings"
+            | "ami_block_device_mappings"
+            | "subnet_filter"
+            | "vpc_filter"
+            | "security_group_filter",
+        ) => Some(0),
+        (Some("source_image_filter"), "filters") => Some(0),
+        _ => None,
+    }
+}
+
+pub fn parse_json(text: &str, display: &Path) -> Result<RawFile, Diagnostic> {
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
+        Diagnostic::error(format!("JSON syntax error: {e}"))
+            .at(Some(SourceLoc {
+                file: display.to_path_buf(),
+                line: e.line(),
+                col: e.column(),
+            }))
+            .hint("*.pkr.json files use Packer's JSON variant of HCL2")
+    })?;
+    let serde_json::Value::Object(map) = value else {
+        return Err(
+            Diagnostic::error("a *.pkr.json file must hold a JSON object").at(Some(SourceLoc {
+                file: display.to_path_buf(),
+                line: 1,
+                col: 1,
+            })),
+        );
+    };
+    let mut attrs = Vec::new();
+    let mut blocks = Vec::new();
+    json_body(None, &map, display, text, &mut attrs, &mut blocks);
+    Ok(RawFile {
+        path: display.to_path_buf(),
+        attrs,
+        blocks,
+    })
+}
+
+fn json_loc(display: &Path, text: &str, key: &str) -> SourceLoc {
+    // serde_json keeps no spans; point at the first occurrence of the key.
+    let needle = format!("\"{key}\"");
+    let offset = text.find(&needle).unwrap_or(0);
+    SourceLoc::from_offset(display, text, offset)
+}
+
+fn json_body(
+    parent: Option<&str>,
+    map: &serde_json::Map<String, serde_json::Value>,
+    display: &Path,
+    text: &str,
+    attrs: &mut Vec<RawAttr>,
+    blocks: &mut Vec<RawBlock>,
+) {
+    for (key, value) in map {
+        if key == "//" {
+            continue; // JSON comments, as Packer allows
+        }
+        match json_block_labels(parent, key) {
+            Some(labels) => {
+                let items: Vec<&serde_json::Value> = match value {
+                    serde_json::Value::Array(items) => items.iter().collect(),
+                    other => vec![other],
+                };
+                for item in items {
+                    json_labeled(key, labels, Vec::new(), item, display, text, blocks);
+                }
+            }
+            None => attrs.push(RawAttr {
+                name: key.clone(),
+                expr: json_expr(value),
+                loc: json_loc(display, text, key),
+                text: value.to_string(),
+            }),
+        }
+    }
+}
+
+fn json_labeled(
+    kind: &str,
+    remaining: usize,
+    labels: Vec<String>,
+    value: &serde_json::Value,
+    display: &Path,
+    text: &str,
+    blocks: &mut Vec<RawBlock>,
+) {
+    if remaining == 0 {
+        let mut attrs = Vec::new();
+        let mut inner = Vec::new();
+        if let serde_json::Value::Object(map) = value {
+            json_body(Some(kind), map, display, text, &mut attrs, &mut inner);
+        }
+        let loc = json_loc(
+            display,
+            text,
+            labels.last().map(String::as_str).unwrap_or(kind),
+        );
+        blocks.push(RawBlock {
+            kind: kind.to_owned(),
+            labels,
+            attrs,
+            blocks: inner,
+            loc,
+        });
+        return;
+    }
+    match value {
+        serde_json::Value::Object(map) => {
+            for (label, inner) in map {
+                let mut labels = labels.clone();
+                labels.push(label.clone());
+                let items: Vec<&serde_json::Value> = match inner {
+                    serde_json::Value::Array(items) if remaining == 1 => items.iter().collect(),
+                    other => vec![other],
+                };
+                for item in items {
+                    json_labeled(
+                        kind,
+                        remaining - 1,
+                        labels.clone(),
+                        item,
+                        display,
+                        text,
+                        blocks,
+                    );
+                }
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for item in items {
+                json_labeled(kind, remaining, labels.clone(), item, display, text, blocks);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// JSON values become expressions; strings are templates (`${...}`), as in
+/// HCL's JSON syntax.
+fn json_expr(value: &serde_json::Value) -> hcl::Expression {
+    use hcl::expr::{Heredoc, HeredocStripMode, TemplateExpr};
+    match value {
+        serde_json::Value::Null => hcl::Expression::Null,
+        serde_json::Value::Bool(b) => hcl::Expression::Bool(*b),
+        serde_json::Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+            (Some(i), _, _) => hcl::Expression::Number(i.into()),
+            (_, Some(u), _) => hcl::Expression::Number(u.into()),
+            (_, _, Some(f)) => hcl::Number::from_f64(f)
+                .map(hcl::Expression::Number)
+                .unwrap_or(hcl::Expression::Null),
+            _ => hcl::Expression::Null,
+        },
+        serde_json::Value::String(s) => {
+            if s.contains("${") || s.contains("%{") {
+                hcl::Expression::TemplateExpr(Box::new(TemplateExpr::Heredoc(Heredoc {
+                    delimiter: hcl::Identifier::unchecked("EOT"),
+                    template: s.clone(),
+                    strip: HeredocStripMode::None,
+                })))
+            } else {
+                hcl::Expression::String(s.clone())
+            }
+        }
+        serde_json::Value::Array(items) => {
+            hcl::Expression::Array(items.iter().map(json_expr).collect())
+        }
+        serde_json::Value::Object(map) => hcl::Expression::Object(
+            map.iter()
+                .map(|(k, v)| {
+                    (
+                        hcl::ObjectKey::Expression(hcl::Expression::String(k.clone())),
+                        json_expr(v),
+                    )
+                })
+                .collect(),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hcl_blocks_keep_locations() {
+        let text = "variable \"x\" {\n  default = 1\n}\n\nsource \"null\" \"a\" {\n  communicator = \"none\"\n}\n";
+        let file = parse_hcl(text, Path::new("t.pkr.hcl")).unwrap();
+        assert_eq!(file.blocks.len(), 2);
+        assert_eq!(file.blocks[1].labels, vec!["null", "a"]);
+        assert_eq!(file.blocks[1].loc.line, 5);
+        let attr = &file.blocks[1].attrs[0];
+        assert_eq!((attr.loc.line, attr.loc.col), (6, 3));
+        assert_eq!(attr.text, "\"none\"");
+    }
+
+    #[test]
+    fn syntax_error_has_place() {
+        let err = parse_hcl(
+            "source \"null\" \"a\" {\n  x = \n}\n",
+            Path::new("t.pkr.hcl"),
+        )
+        .unwrap_err();
+        let loc = err.location.unwrap();
+        assert_eq!(loc.line, 2);
+    }
+
+    #[test]
+    fn json_variant_maps_to_blocks() {
+        let text = r#"{"source": {"null": {"a": {"communicator": "none"}}},
+            "build": {"sources": ["source.null.a"], "provisioner": [{"shell-local": {"inline": ["echo ${source.name}"]}}]}}"#;
+        let file = parse_json(text, Path::new("t.pkr.json")).unwrap();
+        let kinds: Vec<_> = file.blocks.iter().map(|b| b.kind.as_str()).collect();
+        assert_eq!(kinds, vec!["build", "source"]);
+        let build = &file.blocks[0];
+        assert_eq!(build.blocks[0].kind, "provisioner");
+        assert_eq!(build.blocks[0].labels, vec!["shell-local"]);
+    }
+}

@@ -1,0 +1,93 @@
+//! Builders: how an image is produced, checked and removed.
+//!
+//! A [`Builder`] never sees a plan: `apply` hands it one evaluated
+//! [`ImageSpec`] (image references already replaced by real artifact ids)
+//! and gets an [`Artifact`] back. Builders own their temporary resources and
+//! must release them on success, failure and cancellation alike.
+
+pub mod null;
+pub mod schema;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use serde_json::Value;
+
+use crate::addr::TargetAddr;
+use crate::apply::events::{CancelToken, EventSink};
+use crate::diag::Diagnostic;
+use crate::spec::{Attrs, ImageSpec};
+use crate::state::Artifact;
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("{0}")]
+    Failed(String),
+    #[error("provisioner \"{kind}\" failed: {message}")]
+    Provisioner { kind: String, message: String },
+    #[error("cancelled")]
+    Cancelled,
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What a builder needs to build one image.
+pub struct BuildContext<'a> {
+    pub spec: &'a ImageSpec,
+    pub content_address: &'a str,
+    /// Identifies this apply run (tags, temporary names).
+    pub run_id: &'a str,
+    pub events: EventSink,
+    pub cancel: CancelToken,
+}
+
+pub trait Builder: Send + Sync {
+    /// Static checks that need the evaluated spec (run at plan time).
+    fn validate(&self, spec: &ImageSpec) -> Vec<Diagnostic>;
+    fn build<'a>(&'a self, ctx: BuildContext<'a>) -> BoxFuture<'a, Result<Artifact, BuildError>>;
+    /// Whether a recorded artifact still exists (refresh).
+    fn exists<'a>(
+        &'a self,
+        spec: Option<&'a ImageSpec>,
+        artifact: &'a Artifact,
+    ) -> BoxFuture<'a, Result<bool, BuildError>>;
+    fn destroy<'a>(&'a self, artifact: &'a Artifact) -> BoxFuture<'a, Result<(), BuildError>>;
+}
+
+/// The builder for a source type, if imgform can build it.
+pub fn builder_for(kind: &str) -> Option<Box<dyn Builder>> {
+    match kind {
+        "null" => Some(Box::new(null::NullBuilder)),
+        _ => None,
+    }
+}
+
+/// Where images of this builder live, from its settings.
+pub fn target_for(kind: &str, settings: &Attrs) -> TargetAddr {
+    let get = |k: &str| settings.get(k).and_then(Value::as_str).map(str::to_owned);
+    match kind {
+        "amazon-ebs" => {
+            let region = get("region")
+                .or_else(|| std::env::var("AWS_REGION").ok())
+                .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
+                .unwrap_or_else(|| "us-east-1".to_owned());
+            TargetAddr(format!("aws/{region}"))
+        }
+        "openstack" => {
+            let cloud = get("cloud")
+                .or_else(|| std::env::var("OS_CLOUD").ok())
+                .unwrap_or_else(|| "default".to_owned());
+            let region = get("region")
+                .or_else(|| std::env::var("OS_REGION_NAME").ok())
+                .unwrap_or_else(|| "RegionOne".to_owned());
+            TargetAddr(format!("openstack/{cloud}/{region}"))
+        }
+        _ => TargetAddr::local(),
+    }
+}

@@ -1,0 +1,74 @@
+//! The `null` builder, as Packer's: it produces nothing but runs its
+//! provisioners. With `communicator = "none"` only host-side provisioners
+//! (`shell-local`) can run. Its artifact id is derived from the content
+//! address (`null:<first 12 hex>`), so the same inputs give the same id, and
+//! it always "exists".
+
+use crate::diag::Diagnostic;
+use crate::provision::{self, NoCommunicator};
+use crate::spec::ImageSpec;
+use crate::state::Artifact;
+
+use super::{BoxFuture, BuildContext, BuildError, Builder};
+
+pub struct NullBuilder;
+
+pub fn artifact_id(content_address: &str) -> String {
+    let hex = content_address
+        .strip_prefix("sha256:")
+        .unwrap_or(content_address);
+    format!("null:{}", &hex[..hex.len().min(12)])
+}
+
+impl Builder for NullBuilder {
+    fn validate(&self, spec: &ImageSpec) -> Vec<Diagnostic> {
+        let mut diags = Vec::new();
+        let communicator = spec.attr_str("communicator").unwrap_or("none");
+        if communicator != "none" {
+            diags.push(
+                Diagnostic::error(format!(
+                    "the null builder's communicator \"{communicator}\" is not supported yet"
+                ))
+                .at(spec
+                    .attr_locs
+                    .get("communicator")
+                    .cloned()
+                    .or_else(|| Some(spec.loc.clone())))
+                .hint("use communicator = \"none\" with shell-local provisioners"),
+            );
+            return diags;
+        }
+        for p in &spec.provisioners {
+            if !provision::runs_on_host(&p.kind) {
+                diags.push(
+                    Diagnostic::error(format!("provisioner \"{}\" needs a machine to connect to, but this null source has communicator = \"none\"", p.kind))
+                        .at(Some(p.loc.clone()))
+                        .hint("use shell-local to run commands on this machine, or build with a builder that has an instance (chroot, amazon-ebs, openstack)"),
+                );
+            }
+        }
+        diags
+    }
+
+    fn build<'a>(&'a self, ctx: BuildContext<'a>) -> BoxFuture<'a, Result<Artifact, BuildError>> {
+        Box::pin(async move {
+            provision::run_all(&ctx, &NoCommunicator).await?;
+            Ok(Artifact {
+                id: artifact_id(ctx.content_address),
+                attributes: Default::default(),
+            })
+        })
+    }
+
+    fn exists<'a>(
+        &'a self,
+        _spec: Option<&'a ImageSpec>,
+        _artifact: &'a Artifact,
+    ) -> BoxFuture<'a, Result<bool, BuildError>> {
+        Box::pin(async { Ok(true) })
+    }
+
+    fn destroy<'a>(&'a self, _artifact: &'a Artifact) -> BoxFuture<'a, Result<(), BuildError>> {
+        Box::pin(async { Ok(()) })
+    }
+}

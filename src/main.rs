@@ -1,0 +1,31 @@
+//! The `imgform` binary: parse the command line, run the command, decide the
+//! exit code (0 ok, 1 error, 2 changes with --detailed-exitcode).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use imgform::cli::{settings::Output, Cli};
+use imgform::commands::{self, Status};
+use imgform::diag::Diagnostics;
+use imgform::views::{self, Style};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let output = Output::detect(cli.no_color);
+    let style = Style {
+        color: output.color_stderr,
+    };
+    match commands::run(cli, output) {
+        Ok(Status::Ok) => ExitCode::SUCCESS,
+        Ok(Status::Changes) => ExitCode::from(2),
+        Ok(Status::Failed) => ExitCode::from(1),
+        Err(err) => {
+            if let Some(diags) = err.downcast_ref::<Diagnostics>() {
+                eprint!("{}", views::diagnostics::render(&diags.0, style));
+            } else {
+                eprintln!("{}: {err:#}", style.red(&style.bold("error")));
+            }
+            ExitCode::from(1)
+        }
+    }
+}

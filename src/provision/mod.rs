@@ -1,0 +1,201 @@
+//! Provisioners and the communicators they run through.
+//!
+//! [`run_all`] runs an image's provisioners in order, honouring
+//! `pause_before`, `timeout` and `max_retries`. A provisioner either runs on
+//! the host (`shell-local`) or through a [`Communicator`] the builder opened
+//! to its machine. Provisioners never see a plan or the state.
+
+pub mod shell_local;
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::apply::events::EventSink;
+use crate::drivers::{BoxFuture, BuildContext, BuildError};
+use crate::spec::ProvisionerSpec;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommError {
+    #[error("this source has no communicator (communicator = \"none\")")]
+    None,
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// A connection to the machine being provisioned.
+pub trait Communicator: Send + Sync {
+    /// Runs `command` with `env`, streaming output lines into `events`;
+    /// returns the exit status.
+    fn exec<'a>(
+        &'a self,
+        command: &'a str,
+        env: &'a [(String, String)],
+        events: &'a EventSink,
+    ) -> BoxFuture<'a, Result<i32, CommError>>;
+    /// Copies a local file or directory tree to `remote`.
+    fn upload<'a>(
+        &'a self,
+        local: &'a Path,
+        remote: &'a str,
+    ) -> BoxFuture<'a, Result<(), CommError>>;
+}
+
+/// `communicator = "none"`: nothing to connect to.
+pub struct NoCommunicator;
+
+impl Communicator for NoCommunicator {
+    fn exec<'a>(
+        &'a self,
+        _command: &'a str,
+        _env: &'a [(String, String)],
+        _events: &'a EventSink,
+    ) -> BoxFuture<'a, Result<i32, CommError>> {
+        Box::pin(async { Err(CommError::None) })
+    }
+
+    fn upload<'a>(
+        &'a self,
+        _local: &'a Path,
+        _remote: &'a str,
+    ) -> BoxFuture<'a, Result<(), CommError>> {
+        Box::pin(async { Err(CommError::None) })
+    }
+}
+
+/// Provisioner types that run on the machine running imgform.
+pub fn runs_on_host(kind: &str) -> bool {
+    kind == "shell-local"
+}
+
+/// Runs every provisioner of `ctx.spec` in order.
+pub async fn run_all(
+    ctx: &BuildContext<'_>,
+    communicator: &dyn Communicator,
+) -> Result<(), BuildError> {
+    for (index, p) in ctx.spec.provisioners.iter().enumerate() {
+        if ctx.cancel.is_cancelled() {
+            return Err(BuildError::Cancelled);
+        }
+        if let Some(pause) = p.pause_before {
+            ctx.events.step(format!(
+                "pausing {}s before provisioner \"{}\"",
+                pause.as_secs_f64(),
+                p.kind
+            ));
+            tokio::time::sleep(pause).await;
+        }
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            ctx.events.step(format!(
+                "provisioner {} \"{}\"{}",
+                index + 1,
+                p.kind,
+                if attempt > 1 {
+                    format!(" (attempt {attempt})")
+                } else {
+                    String::new()
+                }
+            ));
+            let run = run_one(ctx, p, communicator);
+            let result = match p.timeout {
+                Some(limit) => match tokio::time::timeout(limit, run).await {
+                    Ok(r) => r,
+                    Err(_) => Err(BuildError::Provisioner {
+                        kind: p.kind.clone(),
+                        message: format!("timed out after {}", humantime(limit)),
+                    }),
+                },
+                None => run.await,
+            };
+            match result {
+                Ok(()) => break,
+                Err(BuildError::Cancelled) => return Err(BuildError::Cancelled),
+                Err(e) if attempt <= p.max_retries as usize && !ctx.cancel.is_cancelled() => {
+                    ctx.events
+                        .step(format!("{e}; retrying ({attempt}/{})", p.max_retries));
+                    tokio::time::sleep(Duration::from_millis(200 * attempt as u64)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn run_one(
+    ctx: &BuildContext<'_>,
+    p: &ProvisionerSpec,
+    communicator: &dyn Communicator,
+) -> Result<(), BuildError> {
+    match p.kind.as_str() {
+        "shell-local" => shell_local::run(ctx, p).await,
+        other => {
+            // Builders with a machine provide these through their communicator.
+            let _ = communicator;
+            Err(BuildError::Provisioner {
+                kind: other.to_owned(),
+                message: "not supported by this builder yet".to_owned(),
+            })
+        }
+    }
+}
+
+fn humantime(d: Duration) -> String {
+    let secs = d.as_secs_f64();
+    if secs >= 60.0 {
+        format!("{}m{}s", (secs / 60.0) as u64, (secs % 60.0) as u64)
+    } else {
+        format!("{secs}s")
+    }
+}
+
+/// Packer's `{{.Vars}}` form: `K='v' K2='v2'`, single-quoted for sh.
+pub fn format_env_vars(env: &[(String, String)]) -> String {
+    env.iter()
+        .map(|(k, v)| format!("{k}='{}'", v.replace('\'', "'\"'\"'")))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Environment a provisioner sees: Packer's variables, imgform's, then
+/// `environment_vars` and `env` from the config.
+pub fn provisioner_env(
+    ctx: &BuildContext<'_>,
+    p: &ProvisionerSpec,
+) -> Result<Vec<(String, String)>, BuildError> {
+    let spec = ctx.spec;
+    let mut env = vec![
+        (
+            "PACKER_BUILD_NAME".to_owned(),
+            spec.addr.source_name.clone(),
+        ),
+        ("PACKER_BUILDER_TYPE".to_owned(), spec.builder.clone()),
+        ("IMGFORM_IMAGE".to_owned(), spec.addr.to_string()),
+        (
+            "IMGFORM_CONTENT_ADDRESS".to_owned(),
+            ctx.content_address.to_owned(),
+        ),
+        ("IMGFORM_RUN_ID".to_owned(), ctx.run_id.to_owned()),
+    ];
+    for item in p.strings("environment_vars") {
+        let Some((k, v)) = item.split_once('=') else {
+            return Err(BuildError::Provisioner {
+                kind: p.kind.clone(),
+                message: format!("environment_vars entry `{item}` is not KEY=VALUE"),
+            });
+        };
+        env.push((k.to_owned(), v.to_owned()));
+    }
+    if let Some(serde_json::Value::Object(map)) = p.config.get("env") {
+        for (k, v) in map {
+            env.push((
+                k.clone(),
+                v.as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| v.to_string()),
+            ));
+        }
+    }
+    Ok(env)
+}

@@ -1,0 +1,201 @@
+//! `shell-local`: runs commands on the machine running imgform, in the
+//! definition dir, as Packer's shell-local does: `inline` lines (or a single
+//! `command`) are written to a temporary script starting with
+//! `inline_shebang`; `script`/`scripts` are copied to temporary executable
+//! files; each runs through `execute_command` (default
+//! `["/bin/sh", "-c", "{{.Vars}} {{.Script}}"]`).
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+use super::{format_env_vars, provisioner_env};
+use crate::apply::events::Stream;
+use crate::drivers::{BuildContext, BuildError};
+use crate::spec::ProvisionerSpec;
+
+fn fail(message: impl Into<String>) -> BuildError {
+    BuildError::Provisioner {
+        kind: "shell-local".to_owned(),
+        message: message.into(),
+    }
+}
+
+pub async fn run(ctx: &BuildContext<'_>, p: &ProvisionerSpec) -> Result<(), BuildError> {
+    let def_dir = &ctx.spec.def_dir;
+    let env = provisioner_env(ctx, p)?;
+    let tmp = tempdir_for(ctx)?;
+    let mut scripts: Vec<PathBuf> = Vec::new();
+
+    let shebang = p.str("inline_shebang").unwrap_or("/bin/sh -e");
+    let inline: Vec<String> = match p.str("command") {
+        Some(command) => vec![command.to_owned()],
+        None => p.strings("inline"),
+    };
+    if !inline.is_empty() {
+        let path = tmp.path().join("inline.sh");
+        let body = format!("#!{shebang}\n{}\n", inline.join("\n"));
+        write_executable(&path, body.as_bytes())?;
+        scripts.push(path);
+    }
+    let mut sources = Vec::new();
+    if let Some(script) = p.str("script") {
+        sources.push(script.to_owned());
+    }
+    sources.extend(p.strings("scripts"));
+    for (i, source) in sources.iter().enumerate() {
+        let from = def_dir.join(source);
+        let bytes =
+            std::fs::read(&from).map_err(|e| fail(format!("cannot read script {source}: {e}")))?;
+        let name = Path::new(source)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "script".into());
+        let path = tmp.path().join(format!("{i}-{name}"));
+        write_executable(&path, &bytes)?;
+        scripts.push(path);
+    }
+
+    let valid_codes: Vec<i64> = match p.config.get("valid_exit_codes") {
+        Some(Value::Array(codes)) => codes.iter().filter_map(Value::as_i64).collect(),
+        _ => vec![0],
+    };
+    let template: Vec<String> = match p.config.get("execute_command") {
+        Some(Value::Array(parts)) => parts
+            .iter()
+            .map(|v| v.as_str().unwrap_or_default().to_owned())
+            .collect(),
+        Some(Value::String(s)) => vec!["/bin/sh".into(), "-c".into(), s.clone()],
+        _ => vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            "{{.Vars}} {{.Script}}".into(),
+        ],
+    };
+    let vars = format_env_vars(&env);
+
+    for script in &scripts {
+        let script_str = script.to_string_lossy();
+        let argv: Vec<String> = template
+            .iter()
+            .map(|part| substitute(part, &vars, &script_str))
+            .collect();
+        let Some((program, args)) = argv.split_first() else {
+            return Err(fail("execute_command is empty"));
+        };
+        let mut command = Command::new(program);
+        command
+            .args(args)
+            .current_dir(def_dir)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = command
+            .spawn()
+            .map_err(|e| fail(format!("cannot start {program}: {e}")))?;
+        let stdout = child.stdout.take().expect("piped stdout");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let out_events = ctx.events.clone();
+        let err_events = ctx.events.clone();
+        let out_task = tokio::spawn(async move {
+            let mut lines = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                out_events.output(Stream::Stdout, line);
+            }
+        });
+        let err_task = tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            let mut last = Vec::new();
+            while let Ok(Some(line)) = lines.next_line().await {
+                err_events.output(Stream::Stderr, line.clone());
+                last.push(line);
+                if last.len() > 5 {
+                    last.remove(0);
+                }
+            }
+            last
+        });
+        let status = child
+            .wait()
+            .await
+            .map_err(|e| fail(format!("waiting for {program}: {e}")))?;
+        let _ = out_task.await;
+        let last_stderr = err_task.await.unwrap_or_default();
+        let code = status.code().map(i64::from).unwrap_or(-1);
+        if !valid_codes.contains(&code) {
+            let what = if status.code().is_none() {
+                "was killed by a signal".to_owned()
+            } else {
+                format!("exited with status {code}")
+            };
+            let tail = if last_stderr.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", ctx.spec.scrub(&last_stderr.join(" | ")))
+            };
+            return Err(fail(format!("script {what}{tail}")));
+        }
+    }
+    Ok(())
+}
+
+fn substitute(part: &str, vars: &str, script: &str) -> String {
+    static VARS: std::sync::LazyLock<regex::Regex> =
+        std::sync::LazyLock::new(|| regex::Regex::new(r"\{\{\s*\.Vars\s*\}\}").expect("regex"));
+    static SCRIPT: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"\{\{\s*\.(Script|Command|Path)\s*\}\}").expect("regex")
+    });
+    let part = VARS.replace_all(part, regex::NoExpand(vars));
+    SCRIPT
+        .replace_all(&part, regex::NoExpand(script))
+        .into_owned()
+}
+
+fn write_executable(path: &Path, bytes: &[u8]) -> Result<(), BuildError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, bytes).map_err(|e| BuildError::Io {
+        context: format!("writing {}", path.display()),
+        source: e,
+    })?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).map_err(|e| {
+        BuildError::Io {
+            context: format!("chmod {}", path.display()),
+            source: e,
+        }
+    })
+}
+
+/// A private temporary dir, removed when dropped (also on failure).
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn tempdir_for(ctx: &BuildContext<'_>) -> Result<TempDir, BuildError> {
+    let base = std::env::temp_dir();
+    let dir = base.join(format!(
+        "imgform-{}-{}-{}",
+        ctx.spec.addr.slug(),
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::create_dir_all(&dir).map_err(|e| BuildError::Io {
+        context: format!("creating {}", dir.display()),
+        source: e,
+    })?;
+    Ok(TempDir(dir))
+}

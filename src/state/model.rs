@@ -1,0 +1,89 @@
+//! The recorded state of one target, as stored on disk (format version 1).
+//!
+//! Invariants: `serial` grows by one each time the stored contents change and
+//! never otherwise; `lineage` is fixed when a state is first created and ties
+//! saved plans to this state; nothing secret is ever put in a record (the
+//! manifest behind `content_address` is built from redacted values).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+pub const STATE_FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StateFile {
+    pub format_version: u32,
+    pub lineage: String,
+    pub serial: u64,
+    pub target: String,
+    #[serde(default)]
+    pub images: BTreeMap<String, ImageRecord>,
+}
+
+impl StateFile {
+    /// A fresh, empty state with a new lineage (serial 0, not yet written).
+    pub fn new(target: &str) -> StateFile {
+        StateFile {
+            format_version: STATE_FORMAT_VERSION,
+            lineage: uuid::Uuid::new_v4().to_string(),
+            serial: 0,
+            target: target.to_owned(),
+            images: BTreeMap::new(),
+        }
+    }
+}
+
+/// What is known about one built image.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageRecord {
+    /// `sha256:<hex>` of the canonical manifest; the manifest itself is in the
+    /// object store under the same hex.
+    pub content_address: String,
+    /// Builder type, e.g. `null`, `chroot`, `amazon-ebs`.
+    pub builder: String,
+    pub artifact: Artifact,
+    /// Parent image address → what this image was built from.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub parents: BTreeMap<String, ParentRef>,
+    /// The base image as resolved when this image was built (reused by
+    /// `--refresh=false`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<BaseRecord>,
+    /// Small text inputs (scripts, playbooks, templates): relative path →
+    /// sha256 hex of the bytes, stored in the object store so a later plan can
+    /// diff them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub text_inputs: BTreeMap<String, String>,
+    /// RFC 3339, UTC.
+    pub built_at: String,
+    /// Marked for rebuild by the user or by a failed post-build step.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tainted: bool,
+    /// Older artifacts kept by `keep_previous`, newest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub previous: Vec<Artifact>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Artifact {
+    /// `null:<hex12>`, an AMI id, a Glance image id, a qcow2 path.
+    pub id: String,
+    /// Builder-specific details: region, sha256 of a file, snapshot ids.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attributes: BTreeMap<String, serde_json::Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParentRef {
+    pub content_address: String,
+    pub artifact_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BaseRecord {
+    /// A stable description of how the base was asked for (the filter).
+    pub query: String,
+    /// What it resolved to.
+    pub id: String,
+}

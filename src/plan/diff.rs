@@ -77,7 +77,7 @@ pub fn manifest_reasons(old: &Value, new: &Value) -> Vec<RebuildReason> {
                                     &format!("provisioners[{i}].config.{name}"),
                                     va,
                                     vb,
-                                    out,
+                                    &mut out,
                                 );
                             }
                         }

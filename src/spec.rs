@@ -114,6 +114,9 @@ pub struct ProvisionerSpec {
     )]
     pub pause_before: Option<Duration>,
     pub loc: SourceLoc,
+    /// Where each attribute was written.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attr_locs: BTreeMap<String, SourceLoc>,
 }
 
 impl ProvisionerSpec {

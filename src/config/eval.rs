@@ -88,23 +88,25 @@ fn var_object(project: &Project) -> hcl::Value {
 
 /// A human description of an evaluation error, naming undefined variables
 /// and locals plainly.
-pub fn describe_error(err: &hcl::eval::Error) -> String {
+pub fn describe_error(err: &hcl::eval::Error, text: &str) -> String {
     use hcl::eval::ErrorKind;
     match err.kind() {
         ErrorKind::NoSuchKey(key) => {
-            let expr = err.expr().map(|e| hcl::format::to_string(e).unwrap_or_default()).unwrap_or_default();
-            if expr.starts_with("var") {
+            if text.contains(&format!("var.{key}")) {
                 format!("undefined variable `var.{key}`")
-            } else if expr.starts_with("local") {
+            } else if text.contains(&format!("local.{key}")) {
                 format!("undefined local `local.{key}`")
             } else {
-                err.kind().to_string()
+                format!("no attribute `{key}` in the value")
             }
         }
         ErrorKind::UndefinedVar(name) => match name.as_str() {
             "data" => "data sources are not supported yet".to_owned(),
             "var" => "no variables are declared".to_owned(),
-            other => format!("unknown name `{other}` (expected var.*, local.*, path.*, source.*, build.*, image.*)"),
+            "local" => "no locals are defined".to_owned(),
+            other => format!(
+                "unknown name `{other}` (expected var.*, local.*, path.*, source.*, build.*, image.*)"
+            ),
         },
         _ => err.kind().to_string(),
     }
@@ -213,7 +215,7 @@ pub fn evaluate_locals(
                     Diagnostic::error(format!(
                         "cannot evaluate local `{}`: {}",
                         local.name,
-                        describe_error(&e)
+                        describe_error(&e, &local.attr.text)
                     ))
                     .hint(hint_for_error(&e, &local.attr.text, project))
                 }
@@ -312,7 +314,7 @@ pub fn validate_variables(project: &Project, diags: &mut Vec<Diagnostic>) {
                     Diagnostic::error(format!(
                         "cannot evaluate the validation of `{}`: {}",
                         def.name,
-                        describe_error(&e)
+                        describe_error(&e, &condition.text)
                     ))
                     .at(Some(condition.loc.clone()))
                     .hint(hint_for_error(&e, &condition.text, project)),
@@ -661,6 +663,7 @@ impl Project {
                 timeout: None,
                 pause_before: None,
                 loc: block.loc.clone(),
+                attr_locs: Default::default(),
             });
         }
         if diags.is_empty() {
@@ -691,12 +694,18 @@ impl Project {
                 }
             },
             Err(e) => {
-                let mut summary =
-                    format!("cannot evaluate `{}`: {}", attr.name, describe_error(&e));
+                let mut summary = format!(
+                    "cannot evaluate `{}`: {}",
+                    attr.name,
+                    describe_error(&e, &attr.text)
+                );
                 let hint = if let hcl::eval::ErrorKind::FuncCall(name, _) = e.kind() {
                     if matches!(name.name.as_str(), "timestamp" | "uuidv4") {
-                        summary =
-                            format!("cannot evaluate `{}`: {}", attr.name, describe_error(&e));
+                        summary = format!(
+                            "cannot evaluate `{}`: {}",
+                            attr.name,
+                            describe_error(&e, &attr.text)
+                        );
                     }
                     hint_for_error(&e, &attr.text, self)
                 } else {
@@ -809,11 +818,19 @@ impl Project {
                 },
             }
         }
+        if diags.len() > before {
+            return None;
+        }
         check_provisioner_values(&kind, block, &config, diags);
         if diags.len() > before {
             return None;
         }
         Some(ProvisionerSpec {
+            attr_locs: block
+                .attrs
+                .iter()
+                .map(|a| (a.name.clone(), a.loc.clone()))
+                .collect(),
             kind,
             config,
             settings,
@@ -872,14 +889,12 @@ fn check_provisioner_values(
                 );
             }
         }
-        "ansible" => {
-            if !has("playbook_file") {
-                diags.push(
-                    Diagnostic::error("provisioner \"ansible\" needs a `playbook_file`")
-                        .at(loc)
-                        .hint("playbook_file = \"./playbook.yml\""),
-                );
-            }
+        "ansible" if !has("playbook_file") => {
+            diags.push(
+                Diagnostic::error("provisioner \"ansible\" needs a `playbook_file`")
+                    .at(loc)
+                    .hint("playbook_file = \"./playbook.yml\""),
+            );
         }
         _ => {}
     }

@@ -578,6 +578,7 @@ impl Loader {
         let mut build_name = None;
         let mut build_attrs = Vec::new();
         let mut source_refs: Vec<(String, String, SourceLoc)> = Vec::new();
+        let mut sources_invalid = false;
         for attr in &build.attrs {
             match attr.name.as_str() {
                 "name" => match literal_string(&attr.expr) {
@@ -594,6 +595,7 @@ impl Loader {
                         source_refs.extend(list.into_iter().map(|(t, n)| (t, n, attr.loc.clone())))
                     }
                     Err(e) => {
+                        sources_invalid = true;
                         self.error(&attr.loc, e, "write `sources = [\"source.null.example\"]`")
                     }
                 },
@@ -668,7 +670,7 @@ impl Loader {
                 }
             }
         }
-        if entries.is_empty() {
+        if entries.is_empty() && !sources_invalid {
             self.error(&build.loc, "this build has no sources", "add `sources = [\"source.TYPE.NAME\"]` or an in-build `source \"TYPE.NAME\" { }` block");
         }
 
@@ -754,10 +756,9 @@ impl Loader {
                     .collect(),
                 build_attrs: build_attrs.clone(),
                 refs: BTreeMap::new(),
-                loc: over
-                    .as_ref()
-                    .map(|o| o.loc.clone())
-                    .unwrap_or_else(|| source.loc.clone()),
+                // Where the image is declared: the build's `sources` entry
+                // or its in-build source block.
+                loc: loc.clone(),
             });
         }
     }
@@ -875,7 +876,7 @@ impl Loader {
                         &default.loc,
                         format!(
                             "cannot evaluate the default of variable `{name}`: {}",
-                            eval::describe_error(&e)
+                            eval::describe_error(&e, &default.text)
                         ),
                         "a default may use functions and env(), but not other variables or locals",
                     ),
@@ -959,7 +960,7 @@ impl Loader {
                         format!(
                             "cannot evaluate `{}`: {}",
                             attr.name,
-                            eval::describe_error(&e)
+                            eval::describe_error(&e, &attr.text)
                         ),
                         "variable files hold literal values",
                     ),
@@ -1014,7 +1015,7 @@ impl Loader {
                             match functions::evaluate(&hcl::Expression::from(expr), &ctx) {
                                 Ok(v) => v,
                                 Err(e) => {
-                                    self.diags.push(Diagnostic::error(format!("cannot read the value of `{name}`: {}", eval::describe_error(&e))).hint(format!("`{name}` is {}; write it in HCL syntax, e.g. [\"a\", \"b\"] or {{ k = \"v\" }}", def.ty)));
+                                    self.diags.push(Diagnostic::error(format!("cannot read the value of `{name}`: {}", eval::describe_error(&e, &text))).hint(format!("`{name}` is {}; write it in HCL syntax, e.g. [\"a\", \"b\"] or {{ k = \"v\" }}", def.ty)));
                                     continue;
                                 }
                             }

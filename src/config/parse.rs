@@ -72,7 +72,6 @@ pub fn parse_hcl(text: &str, display: &Path) -> Result<RawFile, Diagnostic> {
                 line: loc.line(),
                 col: loc.column(),
             }))
-            .detail(err.line().to_owned())
             .hint("this is HCL2 as Packer writes it: blocks look like `source \"null\" \"name\" { ... }`, attributes like `key = value`")
     })?;
     let (attrs, blocks) = convert_body(&body, text, display);

@@ -96,7 +96,7 @@ pub fn fingerprint(
                             Value::Object(files.into_iter().collect()),
                         );
                     }
-                    Err(e) => diags.push(missing_file(&e, *attr, path).at(Some(loc))),
+                    Err(e) => diags.push(missing_file(&e, attr, path).at(Some(loc))),
                 }
             }
         }
@@ -112,7 +112,8 @@ pub fn fingerprint(
                 hash_path(hasher, def_dir, &path, &mut files, &mut text_inputs)
             };
             if let Err(e) = result {
-                diags.push(missing_file(&e, &attr, &path).at(Some(p.loc.clone())));
+                let loc = p.attr_locs.get(&attr).unwrap_or(&p.loc).clone();
+                diags.push(missing_file(&e, &attr, &path).at(Some(loc)));
             }
         }
         let mut entry = json!({ "type": p.kind, "config": relativize(&Value::Object(p.config.clone().into_iter().collect()), def_dir) });
@@ -196,12 +197,11 @@ fn provisioner_file_refs(kind: &str, config: &Attrs) -> Vec<(String, String)> {
     };
     match kind {
         "shell" | "shell-local" => one("script"),
-        "file" => {
+        "file"
             if config.get("direction").and_then(Value::as_str) != Some("download")
-                && !config.contains_key("content")
-            {
-                one("source");
-            }
+                && !config.contains_key("content") =>
+        {
+            one("source")
         }
         "ansible" => {
             one("playbook_file");

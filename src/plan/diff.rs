@@ -212,7 +212,7 @@ pub fn pretty_sorted(value: &Value) -> String {
 
 /// A unified diff of two manifests, or None if they render the same.
 pub fn manifest_diff(old: &Value, new: &Value) -> Option<String> {
-    let (a, b) = (pretty_sorted(old), pretty_sorted(new));
+    let (a, b) = (pretty_sorted(old) + "\n", pretty_sorted(new) + "\n");
     (a != b).then(|| unified(&a, &b, "manifest (recorded)", "manifest (now)"))
 }
 

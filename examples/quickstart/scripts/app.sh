@@ -1,0 +1,2 @@
+#!/bin/sh
+echo "app: built on $BASE ($IMGFORM_IMAGE)" >> "$LOG"

@@ -1,0 +1,2 @@
+#!/bin/sh
+echo "base: hardening done ($IMGFORM_IMAGE)" >> "$LOG"

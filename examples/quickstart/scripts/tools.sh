@@ -1,0 +1,2 @@
+#!/bin/sh
+echo "tools: built on $BASE ($IMGFORM_IMAGE)" >> "$LOG"

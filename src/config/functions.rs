@@ -1,0 +1,4877 @@
+//! The HCL function library (Packer/Terraform-compatible) and the lazy expression evaluator.
+//!
+//! This module owns:
+//! - every function callable from templates ([`declare_functions`]): files, encoding, time,
+//!   random, hashing, strings, collections, type conversion, `env`, `try` and `can`;
+//! - the per-thread function environment ([`with_env`], [`FunctionEnv`]) and the record of what
+//!   functions did ([`FunctionTrace`]);
+//! - [`evaluate`], a drop-in replacement for `hcl::eval::Evaluate::evaluate` on expressions that
+//!   evaluates `try(...)` and `can(...)` lazily and never panics on arithmetic.
+//!
+//! Invariants:
+//! - No function panics, whatever its arguments; failures are `Err(String)` with a message that
+//!   names the offending argument (hcl-rs prefixes it with "error calling function `name`").
+//! - File, time and random functions need an environment installed with [`with_env`]; outside
+//!   it they fail with a clear error. `env()` succeeds only when [`FunctionEnv::allow_env`] is set.
+//! - Every file whose bytes a function reads is recorded in the trace of the innermost
+//!   [`with_env`] call, keyed by its normalised path, with the sha256 of the bytes.
+//! - Every call of a non-deterministic function (`timestamp`, `uuidv4`, `legacy_isotime`,
+//!   `legacy_strftime`) sets [`FunctionTrace::nondeterministic`], whatever the clock.
+//! - With [`Clock::Probe`] the same seed gives the same values and different seeds (any two that
+//!   differ in `seed ^ (seed >> 32)`'s low 32 bits for `timestamp()`, any two at all for
+//!   `uuidv4()`) give different values.
+//! - Integers stay integers: functions only produce a float when the result has a fraction.
+//! - Objects keep insertion order, except where Terraform defines an order: `keys`, `values`,
+//!   `jsonencode`, `yamlencode` and sets (`toset`, `setunion`, ...) are sorted.
+//!
+//! Known differences from Terraform: string lengths, `substr` and `strrev` count Unicode scalar
+//! values, not grapheme clusters; floats are `f64`, not arbitrary precision; `yamlencode` does
+//! not fold long lines; `abspath` resolves against the definition dir, not the working dir.
+//! `sha1`, `md5`, `bcrypt`, `uuidv5`, `rsadecrypt`, the `cidr*` functions and Packer's
+//! secret-store functions are not provided.
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use base64::Engine as _;
+use chrono::{DateTime, Datelike, FixedOffset, SecondsFormat, Timelike, Utc};
+use hcl::eval::{Context, ErrorKind, Evaluate, FuncArgs, FuncDef, ParamType};
+use hcl::expr::{
+    BinaryOp, BinaryOperator, Conditional, ForExpr, FuncCall, FuncName, ObjectKey, Operation,
+    TemplateExpr, Traversal, TraversalOperator, UnaryOp, UnaryOperator,
+};
+use hcl::template::{Directive, Element, ForDirective, IfDirective, Strip};
+use hcl::{Expression, Identifier, Map, Number, Template, Value};
+use sha2::{Digest, Sha256, Sha512};
+
+// ---------------------------------------------------------------------------------------------
+// Environment and trace
+// ---------------------------------------------------------------------------------------------
+
+/// Per-evaluation environment for functions (FuncDef takes plain `fn` pointers, so it is
+/// thread-local).
+#[derive(Debug, Clone)]
+pub struct FunctionEnv {
+    /// Directory relative paths in file functions resolve against (the definition dir, absolute).
+    pub base_dir: PathBuf,
+    /// `env()` is allowed only while evaluating variable defaults, as in Packer.
+    pub allow_env: bool,
+    /// How `timestamp()` and `uuidv4()` behave.
+    pub clock: Clock,
+}
+
+/// The source of time and randomness for `timestamp()`, `uuidv4()` and the legacy time
+/// functions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Clock {
+    /// Real wall clock / random uuids.
+    Real,
+    /// Deterministic fake values derived from the seed: two different seeds must give different
+    /// timestamp() and uuidv4() results, the same seed the same results. Used to detect
+    /// non-deterministic expressions by evaluating twice.
+    Probe(u64),
+}
+
+/// What functions did during one `with_env` call.
+#[derive(Debug, Default, Clone)]
+pub struct FunctionTrace {
+    /// Files read by file(), templatefile(), filebase64(), filesha256() etc.: path as the user
+    /// wrote it, normalised relative to base_dir when inside it (forward slashes, no "./"), else
+    /// as given → lowercase hex sha256 of the bytes.
+    pub files_read: BTreeMap<String, String>,
+    /// timestamp() or uuidv4() (or any other non-deterministic function) was called.
+    pub nondeterministic: bool,
+}
+
+struct Frame {
+    env: FunctionEnv,
+    trace: FunctionTrace,
+    /// Number of `uuidv4()` calls so far, so that probe uuids differ call by call.
+    uuid_calls: u64,
+}
+
+thread_local! {
+    static STACK: RefCell<Vec<Frame>> = const { RefCell::new(Vec::new()) };
+    static TEMPLATE_DEPTH: Cell<usize> = const { Cell::new(0) };
+}
+
+/// How deeply `templatefile` calls may nest (a template calling `templatefile` on itself would
+/// otherwise recurse until the stack overflows).
+const MAX_TEMPLATE_DEPTH: usize = 16;
+
+/// Runs `f` with `env` installed for the current thread, returns its result and the trace.
+///
+/// Calls nest: the inner call's environment replaces the outer one until it returns, and
+/// what functions do meanwhile goes into the inner call's trace only. The outer environment is
+/// restored even if `f` panics.
+pub fn with_env<R>(env: FunctionEnv, f: impl FnOnce() -> R) -> (R, FunctionTrace) {
+    struct Guard {
+        depth: usize,
+    }
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            // Runs on normal return (after the frame was popped: no-op) and on unwinding.
+            let _ = STACK.try_with(|stack| {
+                if let Ok(mut stack) = stack.try_borrow_mut() {
+                    stack.truncate(self.depth);
+                }
+            });
+        }
+    }
+
+    let depth = STACK.with(|stack| {
+        let mut stack = stack.borrow_mut();
+        stack.push(Frame {
+            env,
+            trace: FunctionTrace::default(),
+            uuid_calls: 0,
+        });
+        stack.len() - 1
+    });
+    let guard = Guard { depth };
+    let result = f();
+    let trace = STACK.with(|stack| {
+        let mut stack = stack.borrow_mut();
+        stack.truncate(depth + 1);
+        stack.pop().map(|frame| frame.trace).unwrap_or_default()
+    });
+    drop(guard);
+    (result, trace)
+}
+
+/// Runs `f` on the innermost frame, or fails with a message naming `func` when there is none.
+fn with_frame<T>(func: &str, f: impl FnOnce(&mut Frame) -> T) -> Result<T, String> {
+    let no_env = || {
+        format!(
+            "{func}() needs a function environment, but was called outside \
+             config::functions::with_env (this is a bug in imgform)"
+        )
+    };
+    STACK
+        .try_with(|stack| {
+            let mut stack = stack.try_borrow_mut().map_err(|_| no_env())?;
+            match stack.last_mut() {
+                Some(frame) => Ok(f(frame)),
+                None => Err(no_env()),
+            }
+        })
+        .unwrap_or_else(|_| Err(no_env()))
+}
+
+fn mark_nondeterministic(func: &str) -> Result<Clock, String> {
+    with_frame(func, |frame| {
+        frame.trace.nondeterministic = true;
+        frame.env.clock
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Function table
+// ---------------------------------------------------------------------------------------------
+
+type FnResult = Result<Value, String>;
+
+/// (name, positional parameter count, variadic, implementation). All parameters are `Any`:
+/// each function converts and checks its arguments itself, so that e.g. numbers are accepted
+/// where strings are expected, as in Terraform.
+const FUNCTIONS: &[(&str, usize, bool, hcl::eval::Func)] = &[
+    // files
+    ("abspath", 1, false, fn_abspath),
+    ("basename", 1, false, fn_basename),
+    ("dirname", 1, false, fn_dirname),
+    ("file", 1, false, fn_file),
+    ("filebase64", 1, false, fn_filebase64),
+    ("filebase64sha256", 1, false, fn_filebase64sha256),
+    ("filebase64sha512", 1, false, fn_filebase64sha512),
+    ("fileexists", 1, false, fn_fileexists),
+    ("fileset", 2, false, fn_fileset),
+    ("filesha256", 1, false, fn_filesha256),
+    ("filesha512", 1, false, fn_filesha512),
+    ("pathexpand", 1, false, fn_pathexpand),
+    ("templatefile", 2, false, fn_templatefile),
+    // encoding
+    ("base64decode", 1, false, fn_base64decode),
+    ("base64encode", 1, false, fn_base64encode),
+    ("csvdecode", 1, false, fn_csvdecode),
+    ("jsondecode", 1, false, fn_jsondecode),
+    ("jsonencode", 1, false, fn_jsonencode),
+    ("urlencode", 1, false, fn_urlencode),
+    ("yamldecode", 1, false, fn_yamldecode),
+    ("yamlencode", 1, false, fn_yamlencode),
+    // time
+    ("formatdate", 2, false, fn_formatdate),
+    ("legacy_isotime", 0, true, fn_legacy_isotime),
+    ("legacy_strftime", 1, false, fn_legacy_strftime),
+    ("timeadd", 2, false, fn_timeadd),
+    ("timecmp", 2, false, fn_timecmp),
+    ("timestamp", 0, false, fn_timestamp),
+    // random
+    ("uuidv4", 0, false, fn_uuidv4),
+    // hashing
+    ("base64sha256", 1, false, fn_base64sha256),
+    ("base64sha512", 1, false, fn_base64sha512),
+    ("sha256", 1, false, fn_sha256),
+    ("sha512", 1, false, fn_sha512),
+    // strings
+    ("chomp", 1, false, fn_chomp),
+    ("endswith", 2, false, fn_endswith),
+    ("format", 1, true, fn_format),
+    ("formatlist", 1, true, fn_formatlist),
+    ("indent", 2, false, fn_indent),
+    ("join", 1, true, fn_join),
+    ("lower", 1, false, fn_lower),
+    ("regex", 2, false, fn_regex),
+    ("regex_replace", 3, false, fn_regex_replace),
+    ("regexall", 2, false, fn_regexall),
+    ("replace", 3, false, fn_replace),
+    ("split", 2, false, fn_split),
+    ("startswith", 2, false, fn_startswith),
+    ("strcontains", 2, false, fn_strcontains),
+    ("strrev", 1, false, fn_strrev),
+    ("substr", 3, false, fn_substr),
+    ("title", 1, false, fn_title),
+    ("trim", 2, false, fn_trim),
+    ("trimprefix", 2, false, fn_trimprefix),
+    ("trimspace", 1, false, fn_trimspace),
+    ("trimsuffix", 2, false, fn_trimsuffix),
+    ("upper", 1, false, fn_upper),
+    // collections
+    ("alltrue", 1, false, fn_alltrue),
+    ("anytrue", 1, false, fn_anytrue),
+    ("chunklist", 2, false, fn_chunklist),
+    ("coalesce", 0, true, fn_coalesce),
+    ("coalescelist", 0, true, fn_coalescelist),
+    ("compact", 1, false, fn_compact),
+    ("concat", 0, true, fn_concat),
+    ("contains", 2, false, fn_contains),
+    ("distinct", 1, false, fn_distinct),
+    ("element", 2, false, fn_element),
+    ("flatten", 1, false, fn_flatten),
+    ("index", 2, false, fn_index),
+    ("keys", 1, false, fn_keys),
+    ("length", 1, false, fn_length),
+    ("lookup", 2, true, fn_lookup),
+    ("merge", 0, true, fn_merge),
+    ("one", 1, false, fn_one),
+    ("range", 1, true, fn_range),
+    ("reverse", 1, false, fn_reverse),
+    ("setintersection", 1, true, fn_setintersection),
+    ("setproduct", 0, true, fn_setproduct),
+    ("setsubtract", 2, false, fn_setsubtract),
+    ("setunion", 1, true, fn_setunion),
+    ("slice", 3, false, fn_slice),
+    ("sort", 1, false, fn_sort),
+    ("sum", 1, false, fn_sum),
+    ("values", 1, false, fn_values),
+    ("zipmap", 2, false, fn_zipmap),
+    // numbers
+    ("abs", 1, false, fn_abs),
+    ("ceil", 1, false, fn_ceil),
+    ("floor", 1, false, fn_floor),
+    ("log", 2, false, fn_log),
+    ("max", 0, true, fn_max),
+    ("min", 0, true, fn_min),
+    ("parseint", 2, false, fn_parseint),
+    ("pow", 2, false, fn_pow),
+    ("signum", 1, false, fn_signum),
+    // type conversion
+    ("tobool", 1, false, fn_tobool),
+    ("tolist", 1, false, fn_tolist),
+    ("tomap", 1, false, fn_tomap),
+    ("tonumber", 1, false, fn_tonumber),
+    ("toset", 1, false, fn_toset),
+    ("tostring", 1, false, fn_tostring),
+    // environment
+    ("env", 1, false, fn_env),
+    // handled lazily by `evaluate`; these definitions only serve eager evaluation
+    ("can", 1, false, fn_can_eager),
+    ("try", 0, true, fn_try_eager),
+];
+
+/// The names of all functions [`declare_functions`] declares, sorted.
+pub fn function_names() -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = FUNCTIONS.iter().map(|(name, ..)| *name).collect();
+    names.sort_unstable();
+    names
+}
+
+/// Declares every function of the library in `ctx`.
+pub fn declare_functions(ctx: &mut Context) {
+    for &(name, params, variadic, func) in FUNCTIONS {
+        let mut builder = FuncDef::builder().params((0..params).map(|_| ParamType::Any));
+        if variadic {
+            builder = builder.variadic_param(ParamType::Any);
+        }
+        ctx.declare_func(name, builder.build(func));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Argument helpers
+// ---------------------------------------------------------------------------------------------
+
+fn type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "list",
+        Value::Object(_) => "object",
+    }
+}
+
+/// A string argument; numbers and bools convert as in Terraform.
+fn want_str(value: &Value, what: &str) -> Result<String, String> {
+    match value {
+        Value::String(s) => Ok(s.clone()),
+        Value::Number(n) => Ok(number_to_string(n)),
+        Value::Bool(b) => Ok(b.to_string()),
+        Value::Null => Err(format!("{what} must not be null")),
+        other => Err(format!(
+            "{what} must be a string, got a {}",
+            type_name(other)
+        )),
+    }
+}
+
+fn want_num(value: &Value, what: &str) -> Result<Number, String> {
+    match value {
+        Value::Number(n) => Ok(*n),
+        Value::String(s) => {
+            parse_number(s).ok_or_else(|| format!("{what} must be a number, got {s:?}"))
+        }
+        Value::Null => Err(format!("{what} must not be null")),
+        other => Err(format!(
+            "{what} must be a number, got a {}",
+            type_name(other)
+        )),
+    }
+}
+
+fn want_int(value: &Value, what: &str) -> Result<i64, String> {
+    let n = want_num(value, what)?;
+    match n.as_i64() {
+        Some(i) => Ok(i),
+        None if n.is_f64() => Err(format!("{what} must be a whole number, got {n}")),
+        None => Err(format!("{what} is out of range: {n}")),
+    }
+}
+
+fn want_bool(value: &Value, what: &str) -> Result<bool, String> {
+    match value {
+        Value::Bool(b) => Ok(*b),
+        Value::String(s) if s == "true" => Ok(true),
+        Value::String(s) if s == "false" => Ok(false),
+        Value::Null => Err(format!("{what} must not be null")),
+        other => Err(format!("{what} must be a bool, got {}", describe(other))),
+    }
+}
+
+fn want_list<'a>(value: &'a Value, what: &str) -> Result<&'a Vec<Value>, String> {
+    match value {
+        Value::Array(items) => Ok(items),
+        Value::Null => Err(format!("{what} must not be null")),
+        other => Err(format!("{what} must be a list, got a {}", type_name(other))),
+    }
+}
+
+fn want_obj<'a>(value: &'a Value, what: &str) -> Result<&'a Map<String, Value>, String> {
+    match value {
+        Value::Object(map) => Ok(map),
+        Value::Null => Err(format!("{what} must not be null")),
+        other => Err(format!(
+            "{what} must be a map or object, got a {}",
+            type_name(other)
+        )),
+    }
+}
+
+fn max_args(args: &FuncArgs, max: usize) -> Result<(), String> {
+    if args.len() > max {
+        Err(format!(
+            "expected at most {max} arguments, got {}",
+            args.len()
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// A short description of a value for error messages.
+fn describe(value: &Value) -> String {
+    match value {
+        Value::String(s) => format!("{s:?}"),
+        Value::Array(_) | Value::Object(_) => format!("a {}", type_name(value)),
+        other => json_encode(other),
+    }
+}
+
+fn parse_number(s: &str) -> Option<Number> {
+    if let Ok(i) = s.parse::<i64>() {
+        return Some(Number::from(i));
+    }
+    if let Ok(u) = s.parse::<u64>() {
+        return Some(Number::from(u));
+    }
+    let lower = s.to_ascii_lowercase();
+    if lower.contains("inf") || lower.contains("nan") {
+        return None;
+    }
+    s.parse::<f64>().ok().and_then(Number::from_f64)
+}
+
+/// Terraform's number formatting: integers as integers, floats without exponent.
+fn number_to_string(n: &Number) -> String {
+    if n.is_f64() {
+        format!("{}", num_f64(n))
+    } else {
+        n.to_string()
+    }
+}
+
+fn num_f64(n: &Number) -> f64 {
+    n.as_f64().unwrap_or(0.0)
+}
+
+fn num_i128(n: &Number) -> Option<i128> {
+    if n.is_f64() {
+        None
+    } else {
+        n.as_i64()
+            .map(i128::from)
+            .or_else(|| n.as_u64().map(i128::from))
+    }
+}
+
+fn i128_num(i: i128) -> Number {
+    if let Ok(v) = i64::try_from(i) {
+        Number::from(v)
+    } else if let Ok(v) = u64::try_from(i) {
+        Number::from(v)
+    } else {
+        #[allow(clippy::cast_precision_loss)]
+        Number::from_f64(i as f64).unwrap_or_else(|| Number::from(0))
+    }
+}
+
+fn f64_num(f: f64) -> Result<Number, String> {
+    Number::from_f64(f).ok_or_else(|| "the result is not a finite number".to_string())
+}
+
+fn str_value(s: impl Into<String>) -> Value {
+    Value::String(s.into())
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Files
+// ---------------------------------------------------------------------------------------------
+
+/// Go's `path.Clean` on forward-slash paths.
+fn clean_path(path: &str) -> String {
+    if path.is_empty() {
+        return ".".to_string();
+    }
+    let rooted = path.starts_with('/');
+    let mut parts: Vec<&str> = Vec::new();
+    for comp in path.split('/') {
+        match comp {
+            "" | "." => {}
+            ".." => match parts.last() {
+                Some(last) if *last != ".." => {
+                    parts.pop();
+                }
+                _ => {
+                    if !rooted {
+                        parts.push("..");
+                    }
+                }
+            },
+            other => parts.push(other),
+        }
+    }
+    let joined = parts.join("/");
+    if rooted {
+        format!("/{joined}")
+    } else if joined.is_empty() {
+        ".".to_string()
+    } else {
+        joined
+    }
+}
+
+fn path_to_slash(path: &Path) -> String {
+    path.to_string_lossy().replace('\\', "/")
+}
+
+fn base_dir(func: &str) -> Result<PathBuf, String> {
+    with_frame(func, |frame| frame.env.base_dir.clone())
+}
+
+/// Joins `raw` to the base dir unless it is absolute.
+fn resolve(base: &Path, raw: &str) -> PathBuf {
+    let path = Path::new(raw);
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        base.join(path)
+    }
+}
+
+/// The trace key for `raw`: relative to `base` (forward slashes, cleaned) when inside it,
+/// else `raw` as given.
+fn trace_key(base: &Path, raw: &str) -> String {
+    let base = clean_path(&path_to_slash(base));
+    let full = if raw.starts_with('/') {
+        clean_path(raw)
+    } else {
+        clean_path(&format!("{base}/{raw}"))
+    };
+    if full == base {
+        return ".".to_string();
+    }
+    let prefix = if base == "/" {
+        "/".to_string()
+    } else {
+        format!("{base}/")
+    };
+    match full.strip_prefix(&prefix) {
+        Some(rel) if !rel.is_empty() => rel.to_string(),
+        _ => raw.to_string(),
+    }
+}
+
+/// Reads a file for function `func` and records it in the trace.
+fn read_traced(func: &str, raw: &str) -> Result<Vec<u8>, String> {
+    let base = base_dir(func)?;
+    let full = resolve(&base, raw);
+    let relative = !Path::new(raw).is_absolute();
+    if full.is_dir() {
+        return Err(format!("{func}: {raw:?} is a directory, not a file"));
+    }
+    let bytes = std::fs::read(&full).map_err(|err| {
+        if err.kind() == std::io::ErrorKind::NotFound {
+            if relative {
+                format!("{func}: no such file {raw:?} (relative to the definition dir)")
+            } else {
+                format!("{func}: no such file {raw:?}")
+            }
+        } else {
+            format!("{func}: cannot read {raw:?}: {err}")
+        }
+    })?;
+    let key = trace_key(&base, raw);
+    let hash = sha256_hex(&bytes);
+    with_frame(func, |frame| {
+        frame.trace.files_read.insert(key, hash);
+    })?;
+    Ok(bytes)
+}
+
+fn read_traced_string(func: &str, raw: &str) -> Result<String, String> {
+    let bytes = read_traced(func, raw)?;
+    String::from_utf8(bytes).map_err(|_| {
+        format!("{func}: the contents of {raw:?} are not valid UTF-8; use filebase64 instead")
+    })
+}
+
+fn fn_file(args: FuncArgs) -> FnResult {
+    let path = want_str(&args[0], "path")?;
+    read_traced_string("file", &path).map(Value::String)
+}
+
+fn fn_filebase64(args: FuncArgs) -> FnResult {
+    let path = want_str(&args[0], "path")?;
+    let bytes = read_traced("filebase64", &path)?;
+    Ok(str_value(
+        base64::engine::general_purpose::STANDARD.encode(bytes),
+    ))
+}
+
+fn fn_filesha256(args: FuncArgs) -> FnResult {
+    let path = want_str(&args[0], "path")?;
+    let bytes = read_traced("filesha256", &path)?;
+    Ok(str_value(sha256_hex(&bytes)))
+}
+
+fn fn_filesha512(args: FuncArgs) -> FnResult {
+    let path = want_str(&args[0], "path")?;
+    let bytes = read_traced("filesha512", &path)?;
+    Ok(str_value(hex::encode(Sha512::digest(&bytes))))
+}
+
+fn fn_filebase64sha256(args: FuncArgs) -> FnResult {
+    let path = want_str(&args[0], "path")?;
+    let bytes = read_traced("filebase64sha256", &path)?;
+    Ok(str_value(
+        base64::engine::general_purpose::STANDARD.encode(Sha256::digest(&bytes)),
+    ))
+}
+
+fn fn_filebase64sha512(args: FuncArgs) -> FnResult {
+    let path = want_str(&args[0], "path")?;
+    let bytes = read_traced("filebase64sha512", &path)?;
+    Ok(str_value(
+        base64::engine::general_purpose::STANDARD.encode(Sha512::digest(&bytes)),
+    ))
+}
+
+fn fn_fileexists(args: FuncArgs) -> FnResult {
+    let raw = want_str(&args[0], "path")?;
+    let full = resolve(&base_dir("fileexists")?, &raw);
+    match std::fs::metadata(&full) {
+        Ok(meta) if meta.is_file() => Ok(Value::Bool(true)),
+        Ok(_) => Err(format!(
+            "fileexists: {raw:?} exists but is not a regular file"
+        )),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(Value::Bool(false)),
+        Err(err) => Err(format!("fileexists: cannot inspect {raw:?}: {err}")),
+    }
+}
+
+fn fn_fileset(args: FuncArgs) -> FnResult {
+    let raw = want_str(&args[0], "path")?;
+    let pattern = want_str(&args[1], "pattern")?;
+    let root = resolve(&base_dir("fileset")?, &raw);
+    let matcher = globset::GlobBuilder::new(&pattern)
+        .literal_separator(true)
+        .backslash_escape(true)
+        .build()
+        .map_err(|err| format!("fileset: invalid pattern {pattern:?}: {err}"))?
+        .compile_matcher();
+    if !root.is_dir() {
+        return Ok(Value::Array(Vec::new()));
+    }
+    // Without `**` a pattern cannot match deeper than its own number of components.
+    let max_depth = if pattern.contains("**") {
+        usize::MAX
+    } else {
+        pattern.split('/').count()
+    };
+    let mut found = Vec::new();
+    for entry in walkdir::WalkDir::new(&root)
+        .follow_links(true)
+        .min_depth(1)
+        .max_depth(max_depth)
+        .into_iter()
+        .filter_map(Result::ok)
+    {
+        if !entry.file_type().is_file() {
+            continue;
+        }
+        let Ok(rel) = entry.path().strip_prefix(&root) else {
+            continue;
+        };
+        let mut parts = Vec::new();
+        let mut utf8 = true;
+        for comp in rel.components() {
+            match comp.as_os_str().to_str() {
+                Some(part) => parts.push(part),
+                None => utf8 = false,
+            }
+        }
+        if !utf8 {
+            continue;
+        }
+        let rel = parts.join("/");
+        if matcher.is_match(&rel) {
+            found.push(rel);
+        }
+    }
+    found.sort();
+    found.dedup();
+    Ok(Value::Array(found.into_iter().map(Value::String).collect()))
+}
+
+fn fn_abspath(args: FuncArgs) -> FnResult {
+    let raw = want_str(&args[0], "path")?;
+    let base = path_to_slash(&base_dir("abspath")?);
+    let joined = if raw.starts_with('/') {
+        raw.replace('\\', "/")
+    } else {
+        format!("{base}/{}", raw.replace('\\', "/"))
+    };
+    Ok(str_value(clean_path(&joined)))
+}
+
+fn fn_basename(args: FuncArgs) -> FnResult {
+    let path = want_str(&args[0], "path")?;
+    if path.is_empty() {
+        return Ok(str_value("."));
+    }
+    let trimmed = path.trim_end_matches('/');
+    if trimmed.is_empty() {
+        return Ok(str_value("/"));
+    }
+    let base = match trimmed.rfind('/') {
+        Some(i) => &trimmed[i + 1..],
+        None => trimmed,
+    };
+    Ok(str_value(base))
+}
+
+fn fn_dirname(args: FuncArgs) -> FnResult {
+    let path = want_str(&args[0], "path")?;
+    let dir = match path.rfind('/') {
+        Some(i) => clean_path(&path[..=i]),
+        None => ".".to_string(),
+    };
+    Ok(str_value(dir))
+}
+
+fn fn_pathexpand(args: FuncArgs) -> FnResult {
+    let path = want_str(&args[0], "path")?;
+    if !path.starts_with('~') {
+        return Ok(str_value(path));
+    }
+    let rest = &path[1..];
+    if !(rest.is_empty() || rest.starts_with('/')) {
+        return Err(format!(
+            "cannot expand {path:?}: only \"~\" and \"~/...\" (the current user's home) \
+             are supported"
+        ));
+    }
+    let home = std::env::var("HOME")
+        .ok()
+        .filter(|home| !home.is_empty())
+        .ok_or_else(|| "cannot expand \"~\": HOME is not set".to_string())?;
+    Ok(str_value(format!("{}{rest}", home.trim_end_matches('/'))))
+}
+
+fn fn_templatefile(args: FuncArgs) -> FnResult {
+    let raw = want_str(&args[0], "path")?;
+    let vars = match &args[1] {
+        Value::Object(map) => map.clone(),
+        Value::Null => Map::new(),
+        other => {
+            return Err(format!(
+                "templatefile: vars must be an object, got a {}",
+                type_name(other)
+            ))
+        }
+    };
+    let source = read_traced_string("templatefile", &raw)?;
+    let template = Template::from_str(&source)
+        .map_err(|err| format!("templatefile: cannot parse {raw:?}: {err}"))?;
+
+    let mut ctx = Context::new();
+    declare_functions(&mut ctx);
+    for (name, value) in vars {
+        let ident = Identifier::new(name.as_str()).map_err(|_| {
+            format!(
+                "templatefile: invalid template variable name {name:?}: names must be identifiers"
+            )
+        })?;
+        ctx.declare_var(ident, value);
+    }
+
+    let depth = TEMPLATE_DEPTH.with(Cell::get);
+    if depth >= MAX_TEMPLATE_DEPTH {
+        return Err(format!(
+            "templatefile: templates nest more than {MAX_TEMPLATE_DEPTH} levels deep \
+             (does {raw:?} include itself?)"
+        ));
+    }
+    struct DepthGuard;
+    impl Drop for DepthGuard {
+        fn drop(&mut self) {
+            let _ = TEMPLATE_DEPTH.try_with(|d| d.set(d.get().saturating_sub(1)));
+        }
+    }
+    TEMPLATE_DEPTH.with(|d| d.set(depth + 1));
+    let _guard = DepthGuard;
+
+    let mut out = String::new();
+    eval_template(&mut out, &template, &ctx, Strip::None, Strip::None)
+        .map_err(|err| format!("templatefile: in {raw:?}: {err}"))?;
+    Ok(Value::String(out))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Encoding
+// ---------------------------------------------------------------------------------------------
+
+/// JSON as Terraform writes it: compact, object keys sorted, `<`, `>`, `&`, U+2028 and U+2029
+/// escaped, numbers without exponent.
+fn json_encode(value: &Value) -> String {
+    let mut out = String::new();
+    json_write(value, &mut out);
+    out
+}
+
+fn json_write(value: &Value, out: &mut String) {
+    match value {
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Number(n) => out.push_str(&number_to_string(n)),
+        Value::String(s) => json_quote(s, out),
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                json_write(item, out);
+            }
+            out.push(']');
+        }
+        Value::Object(map) => {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            out.push('{');
+            for (i, (key, item)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                json_quote(key, out);
+                out.push(':');
+                json_write(item, out);
+            }
+            out.push('}');
+        }
+    }
+}
+
+fn json_quote(s: &str, out: &mut String) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+fn json_to_value(json: serde_json::Value) -> Result<Value, String> {
+    Ok(match json {
+        serde_json::Value::Null => Value::Null,
+        serde_json::Value::Bool(b) => Value::Bool(b),
+        serde_json::Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                Value::Number(Number::from(i))
+            } else if let Some(u) = n.as_u64() {
+                Value::Number(Number::from(u))
+            } else {
+                let f = n.as_f64().unwrap_or(f64::NAN);
+                Value::Number(
+                    Number::from_f64(f).ok_or_else(|| format!("number {n} is out of range"))?,
+                )
+            }
+        }
+        serde_json::Value::String(s) => Value::String(s),
+        serde_json::Value::Array(items) => Value::Array(
+            items
+                .into_iter()
+                .map(json_to_value)
+                .collect::<Result<_, _>>()?,
+        ),
+        serde_json::Value::Object(map) => {
+            let mut out = Map::new();
+            for (key, item) in map {
+                out.insert(key, json_to_value(item)?);
+            }
+            Value::Object(out)
+        }
+    })
+}
+
+fn fn_jsonencode(args: FuncArgs) -> FnResult {
+    Ok(str_value(json_encode(&args[0])))
+}
+
+fn fn_jsondecode(args: FuncArgs) -> FnResult {
+    let src = want_str(&args[0], "str")?;
+    let json: serde_json::Value =
+        serde_json::from_str(&src).map_err(|err| format!("invalid JSON: {err}"))?;
+    json_to_value(json)
+}
+
+fn yaml_to_value(yaml: serde_yaml::Value) -> Result<Value, String> {
+    Ok(match yaml {
+        serde_yaml::Value::Null => Value::Null,
+        serde_yaml::Value::Bool(b) => Value::Bool(b),
+        serde_yaml::Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                Value::Number(Number::from(i))
+            } else if let Some(u) = n.as_u64() {
+                Value::Number(Number::from(u))
+            } else {
+                let f = n.as_f64().unwrap_or(f64::NAN);
+                Value::Number(
+                    Number::from_f64(f)
+                        .ok_or_else(|| format!("cannot represent {n} as a number"))?,
+                )
+            }
+        }
+        serde_yaml::Value::String(s) => Value::String(s),
+        serde_yaml::Value::Sequence(items) => Value::Array(
+            items
+                .into_iter()
+                .map(yaml_to_value)
+                .collect::<Result<_, _>>()?,
+        ),
+        serde_yaml::Value::Mapping(mapping) => {
+            let mut out = Map::new();
+            for (key, item) in mapping {
+                let key = match key {
+                    serde_yaml::Value::String(s) => s,
+                    serde_yaml::Value::Bool(b) => b.to_string(),
+                    serde_yaml::Value::Number(n) => n.to_string(),
+                    serde_yaml::Value::Null => "null".to_string(),
+                    _ => return Err("only scalar mapping keys are supported".to_string()),
+                };
+                out.insert(key, yaml_to_value(item)?);
+            }
+            Value::Object(out)
+        }
+        serde_yaml::Value::Tagged(tagged) => yaml_to_value(tagged.value)?,
+    })
+}
+
+fn fn_yamldecode(args: FuncArgs) -> FnResult {
+    let src = want_str(&args[0], "str")?;
+    let mut yaml: serde_yaml::Value =
+        serde_yaml::from_str(&src).map_err(|err| format!("invalid YAML: {err}"))?;
+    yaml.apply_merge()
+        .map_err(|err| format!("invalid YAML: {err}"))?;
+    yaml_to_value(yaml)
+}
+
+/// Where a YAML node is written.
+#[derive(Clone, Copy)]
+enum YamlPos {
+    /// The document root.
+    Root,
+    /// After `"key":`, the key at this indentation.
+    AfterKey(usize),
+    /// After `- `, the dash at this indentation.
+    AfterDash(usize),
+}
+
+/// YAML as Terraform's `yamlencode` writes it: block style, keys sorted and double-quoted,
+/// strings double-quoted unless multi-line (then literal style), sequences in mappings not
+/// indented.
+fn yaml_encode(value: &Value) -> String {
+    let mut out = String::new();
+    let mut open_ended = false;
+    yaml_write(value, YamlPos::Root, &mut out, &mut open_ended);
+    if open_ended {
+        out.push_str("...\n");
+    }
+    out
+}
+
+fn yaml_write(value: &Value, pos: YamlPos, out: &mut String, open_ended: &mut bool) {
+    let lead = |out: &mut String| {
+        if let YamlPos::AfterKey(_) = pos {
+            out.push(' ');
+        }
+    };
+    // Indentation of the block this node's children (or literal lines) live in.
+    let child_indent = match pos {
+        YamlPos::Root => 0,
+        YamlPos::AfterKey(k) => k + 2,
+        YamlPos::AfterDash(d) => d + 2,
+    };
+    match value {
+        Value::Null | Value::Bool(_) | Value::Number(_) => {
+            lead(out);
+            match value {
+                Value::Null => out.push_str("null"),
+                Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+                Value::Number(n) => out.push_str(&number_to_string(n)),
+                _ => {}
+            }
+            out.push('\n');
+            if let YamlPos::Root = pos {
+                *open_ended = true;
+            }
+        }
+        Value::String(s) => {
+            lead(out);
+            if s.contains('\n') && yaml_block_allowed(s) {
+                let indent = match pos {
+                    YamlPos::Root => 2,
+                    _ => child_indent,
+                };
+                out.push('|');
+                if s.starts_with(' ') || s.starts_with('\n') {
+                    out.push('2');
+                }
+                let body = if let Some(stripped) = s.strip_suffix('\n') {
+                    if stripped.ends_with('\n') || stripped.is_empty() {
+                        out.push('+');
+                        *open_ended = true;
+                    }
+                    stripped
+                } else {
+                    out.push('-');
+                    s.as_str()
+                };
+                out.push('\n');
+                for line in body.split('\n') {
+                    if !line.is_empty() {
+                        out.push_str(&" ".repeat(indent));
+                        out.push_str(line);
+                    }
+                    out.push('\n');
+                }
+            } else {
+                yaml_quote(s, out);
+                out.push('\n');
+            }
+        }
+        Value::Array(items) if items.is_empty() => {
+            lead(out);
+            out.push_str("[]\n");
+        }
+        Value::Object(map) if map.is_empty() => {
+            lead(out);
+            out.push_str("{}\n");
+        }
+        Value::Array(items) => {
+            // Sequences directly under a key are not indented (libyaml style).
+            let (dash_indent, mut inline) = match pos {
+                YamlPos::Root => (0, false),
+                YamlPos::AfterKey(k) => {
+                    out.push('\n');
+                    (k, false)
+                }
+                YamlPos::AfterDash(d) => (d + 2, true),
+            };
+            for item in items {
+                if !inline {
+                    out.push_str(&" ".repeat(dash_indent));
+                }
+                inline = false;
+                out.push_str("- ");
+                yaml_write(item, YamlPos::AfterDash(dash_indent), out, open_ended);
+            }
+        }
+        Value::Object(map) => {
+            let (key_indent, mut inline) = match pos {
+                YamlPos::Root => (0, false),
+                YamlPos::AfterKey(k) => {
+                    out.push('\n');
+                    (k + 2, false)
+                }
+                YamlPos::AfterDash(d) => (d + 2, true),
+            };
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            for (key, item) in entries {
+                if !inline {
+                    out.push_str(&" ".repeat(key_indent));
+                }
+                inline = false;
+                yaml_quote(key, out);
+                out.push(':');
+                yaml_write(item, YamlPos::AfterKey(key_indent), out, open_ended);
+            }
+        }
+    }
+}
+
+fn yaml_printable(c: char) -> bool {
+    matches!(
+        c,
+        '\n'
+            | '\u{20}'..='\u{7e}'
+            | '\u{85}'
+            | '\u{a0}'..='\u{d7ff}'
+            | '\u{e000}'..='\u{fffd}'
+            | '\u{10000}'..='\u{10ffff}'
+    ) && c != '\u{feff}'
+}
+
+/// Whether libyaml would write `s` in literal block style.
+fn yaml_block_allowed(s: &str) -> bool {
+    !s.ends_with(' ') && !s.contains(" \n") && s.chars().all(yaml_printable)
+}
+
+fn yaml_quote(s: &str, out: &mut String) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\0' => out.push_str("\\0"),
+            '\u{7}' => out.push_str("\\a"),
+            '\u{8}' => out.push_str("\\b"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\u{b}' => out.push_str("\\v"),
+            '\u{c}' => out.push_str("\\f"),
+            '\r' => out.push_str("\\r"),
+            '\u{1b}' => out.push_str("\\e"),
+            '\u{85}' => out.push_str("\\N"),
+            '\u{a0}' => out.push_str("\\_"),
+            '\u{2028}' => out.push_str("\\L"),
+            '\u{2029}' => out.push_str("\\P"),
+            c if !yaml_printable(c) => {
+                let code = c as u32;
+                if code <= 0xff {
+                    let _ = write!(out, "\\x{code:02X}");
+                } else if code <= 0xffff {
+                    let _ = write!(out, "\\u{code:04X}");
+                } else {
+                    let _ = write!(out, "\\U{code:08X}");
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+fn fn_yamlencode(args: FuncArgs) -> FnResult {
+    Ok(str_value(yaml_encode(&args[0])))
+}
+
+fn fn_base64encode(args: FuncArgs) -> FnResult {
+    let s = want_str(&args[0], "str")?;
+    Ok(str_value(
+        base64::engine::general_purpose::STANDARD.encode(s),
+    ))
+}
+
+fn fn_base64decode(args: FuncArgs) -> FnResult {
+    let s = want_str(&args[0], "str")?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(s.as_bytes())
+        .map_err(|err| format!("failed to decode base64 data: {err}"))?;
+    String::from_utf8(bytes)
+        .map(Value::String)
+        .map_err(|_| "the result of decoding the provided string is not valid UTF-8".to_string())
+}
+
+fn fn_urlencode(args: FuncArgs) -> FnResult {
+    let s = want_str(&args[0], "str")?;
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            b' ' => out.push('+'),
+            other => {
+                let _ = write!(out, "%{other:02X}");
+            }
+        }
+    }
+    Ok(str_value(out))
+}
+
+/// RFC 4180 records; blank lines are skipped.
+fn csv_records(src: &str) -> Result<Vec<Vec<String>>, String> {
+    let mut records = Vec::new();
+    let mut record: Vec<String> = Vec::new();
+    let mut field = String::new();
+    let mut chars = src.chars().peekable();
+    let mut line = 1usize;
+    let mut at_field_start = true;
+    let mut quoted_field = false;
+    while let Some(c) = chars.next() {
+        if at_field_start && c == '"' {
+            at_field_start = false;
+            quoted_field = true;
+            let start_line = line;
+            loop {
+                match chars.next() {
+                    Some('"') if chars.peek() == Some(&'"') => {
+                        chars.next();
+                        field.push('"');
+                    }
+                    Some('"') => break,
+                    Some(c) => {
+                        if c == '\n' {
+                            line += 1;
+                        }
+                        field.push(c);
+                    }
+                    None => {
+                        return Err(format!("line {start_line}: quoted field is not terminated"))
+                    }
+                }
+            }
+            match chars.peek() {
+                None | Some(',') | Some('\n') | Some('\r') => {}
+                Some(_) => {
+                    return Err(format!("line {line}: extraneous text after a quoted field"))
+                }
+            }
+            continue;
+        }
+        match c {
+            ',' => {
+                record.push(std::mem::take(&mut field));
+                at_field_start = true;
+                quoted_field = false;
+            }
+            '\r' if chars.peek() == Some(&'\n') => {}
+            '\n' | '\r' => {
+                line += 1;
+                let blank = record.is_empty() && field.is_empty() && !quoted_field;
+                if !blank {
+                    record.push(std::mem::take(&mut field));
+                    records.push(std::mem::take(&mut record));
+                }
+                at_field_start = true;
+                quoted_field = false;
+            }
+            '"' => return Err(format!("line {line}: bare \" in a non-quoted field")),
+            c => {
+                at_field_start = false;
+                field.push(c);
+            }
+        }
+    }
+    if !record.is_empty() || !field.is_empty() || quoted_field {
+        record.push(field);
+        records.push(record);
+    }
+    Ok(records)
+}
+
+fn fn_csvdecode(args: FuncArgs) -> FnResult {
+    let src = want_str(&args[0], "str")?;
+    let records = csv_records(&src).map_err(|err| format!("invalid CSV: {err}"))?;
+    let mut iter = records.into_iter();
+    let header = iter
+        .next()
+        .ok_or_else(|| "invalid CSV: missing header line".to_string())?;
+    let mut rows = Vec::new();
+    for (i, record) in iter.enumerate() {
+        if record.len() != header.len() {
+            return Err(format!(
+                "invalid CSV: record {} has {} fields, but the header has {}",
+                i + 1,
+                record.len(),
+                header.len()
+            ));
+        }
+        let row: Map<String, Value> = header
+            .iter()
+            .cloned()
+            .zip(record.into_iter().map(Value::String))
+            .collect();
+        rows.push(Value::Object(row));
+    }
+    Ok(Value::Array(rows))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Time and randomness
+// ---------------------------------------------------------------------------------------------
+
+/// murmur3's 32-bit finaliser: a bijection on u32.
+fn mix32(mut h: u32) -> u32 {
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85eb_ca6b);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xc2b2_ae35);
+    h ^ (h >> 16)
+}
+
+/// splitmix64's finaliser: a bijection on u64.
+fn mix64(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The fake "now" of a probe clock: 2001-01-01 plus up to 136 years, injective in the low 32
+/// bits of `seed ^ (seed >> 32)` (so in every seed below 2^32).
+fn probe_now(seed: u64) -> DateTime<Utc> {
+    #[allow(clippy::cast_possible_truncation)]
+    let folded = (seed ^ (seed >> 32)) as u32;
+    let secs = 978_307_200_i64 + i64::from(mix32(folded));
+    DateTime::from_timestamp(secs, 0).unwrap_or(DateTime::UNIX_EPOCH)
+}
+
+fn clock_now(func: &str) -> Result<DateTime<Utc>, String> {
+    Ok(match mark_nondeterministic(func)? {
+        Clock::Real => Utc::now(),
+        Clock::Probe(seed) => probe_now(seed),
+    })
+}
+
+fn fn_timestamp(_args: FuncArgs) -> FnResult {
+    let now = clock_now("timestamp")?;
+    Ok(str_value(now.to_rfc3339_opts(SecondsFormat::Secs, true)))
+}
+
+fn fn_uuidv4(_args: FuncArgs) -> FnResult {
+    let (clock, call) = with_frame("uuidv4", |frame| {
+        frame.trace.nondeterministic = true;
+        frame.uuid_calls += 1;
+        (frame.env.clock, frame.uuid_calls)
+    })?;
+    let uuid = match clock {
+        Clock::Real => uuid::Uuid::new_v4(),
+        Clock::Probe(seed) => {
+            // All 64 bits of the mixed seed go into bits the version and variant leave free;
+            // the call counter fills the last 7 bytes.
+            let m = mix64(seed).to_be_bytes();
+            let c = call.to_be_bytes();
+            let bytes = [
+                m[0],
+                m[1],
+                m[2],
+                m[3],
+                m[4],
+                m[5],
+                0x40 | (m[6] >> 4),
+                (m[6] << 4) | (m[7] >> 4),
+                0x80 | (m[7] & 0x0f),
+                c[1],
+                c[2],
+                c[3],
+                c[4],
+                c[5],
+                c[6],
+                c[7],
+            ];
+            uuid::Uuid::from_bytes(bytes)
+        }
+    };
+    Ok(str_value(uuid.hyphenated().to_string()))
+}
+
+fn parse_timestamp(s: &str, what: &str) -> Result<DateTime<FixedOffset>, String> {
+    DateTime::parse_from_rfc3339(s)
+        .map_err(|err| format!("{what} is not a valid RFC 3339 timestamp ({s:?}): {err}"))
+}
+
+/// Go's `time.RFC3339` layout: seconds precision, `Z` for a zero offset.
+fn go_rfc3339(t: &DateTime<FixedOffset>) -> String {
+    if t.offset().local_minus_utc() == 0 {
+        t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+    } else {
+        t.format("%Y-%m-%dT%H:%M:%S%:z").to_string()
+    }
+}
+
+const MONTHS: [&str; 12] = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+];
+const WEEKDAYS: [&str; 7] = [
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+    "Sunday",
+];
+
+fn offset_string(secs: i32, colon: bool) -> String {
+    let sign = if secs < 0 { '-' } else { '+' };
+    let abs = secs.unsigned_abs();
+    let (h, m) = (abs / 3600, (abs % 3600) / 60);
+    if colon {
+        format!("{sign}{h:02}:{m:02}")
+    } else {
+        format!("{sign}{h:02}{m:02}")
+    }
+}
+
+/// Terraform's `formatdate` spec language.
+fn format_date(spec: &str, t: &DateTime<FixedOffset>) -> Result<String, String> {
+    let chars: Vec<char> = spec.chars().collect();
+    let mut out = String::new();
+    let mut i = 0;
+    let hour12 = |h: u32| if h % 12 == 0 { 12 } else { h % 12 };
+    let offset = t.offset().local_minus_utc();
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '\'' {
+            if chars.get(i + 1) == Some(&'\'') {
+                out.push('\'');
+                i += 2;
+                continue;
+            }
+            i += 1;
+            loop {
+                match chars.get(i) {
+                    None => return Err("unterminated literal '".to_string()),
+                    Some('\'') if chars.get(i + 1) == Some(&'\'') => {
+                        out.push('\'');
+                        i += 2;
+                    }
+                    Some('\'') => {
+                        i += 1;
+                        break;
+                    }
+                    Some(&other) => {
+                        out.push(other);
+                        i += 1;
+                    }
+                }
+            }
+            continue;
+        }
+        if !c.is_ascii_alphabetic() {
+            out.push(c);
+            i += 1;
+            continue;
+        }
+        let mut n = 1;
+        while chars.get(i + n) == Some(&c) {
+            n += 1;
+        }
+        i += n;
+        let verb: String = c.to_string().repeat(n);
+        let bad = || format!("invalid date format verb {verb:?}");
+        match (c, n) {
+            ('Y', 4) => {
+                let _ = write!(out, "{:04}", t.year());
+            }
+            ('Y', 2) => {
+                let _ = write!(out, "{:02}", t.year().rem_euclid(100));
+            }
+            ('M', 1) => {
+                let _ = write!(out, "{}", t.month());
+            }
+            ('M', 2) => {
+                let _ = write!(out, "{:02}", t.month());
+            }
+            ('M', 3) => out.push_str(&MONTHS[t.month0() as usize][..3]),
+            ('M', 4) => out.push_str(MONTHS[t.month0() as usize]),
+            ('D', 1) => {
+                let _ = write!(out, "{}", t.day());
+            }
+            ('D', 2) => {
+                let _ = write!(out, "{:02}", t.day());
+            }
+            ('E', 3) => {
+                out.push_str(&WEEKDAYS[t.weekday().num_days_from_monday() as usize][..3]);
+            }
+            ('E', 4) => out.push_str(WEEKDAYS[t.weekday().num_days_from_monday() as usize]),
+            ('h', 1) => {
+                let _ = write!(out, "{}", t.hour());
+            }
+            ('h', 2) => {
+                let _ = write!(out, "{:02}", t.hour());
+            }
+            ('H', 1) => {
+                let _ = write!(out, "{}", hour12(t.hour()));
+            }
+            ('H', 2) => {
+                let _ = write!(out, "{:02}", hour12(t.hour()));
+            }
+            ('A', 2) => out.push_str(if t.hour() < 12 { "AM" } else { "PM" }),
+            ('a', 2) => out.push_str(if t.hour() < 12 { "am" } else { "pm" }),
+            ('m', 1) => {
+                let _ = write!(out, "{}", t.minute());
+            }
+            ('m', 2) => {
+                let _ = write!(out, "{:02}", t.minute());
+            }
+            ('s', 1) => {
+                let _ = write!(out, "{}", t.second());
+            }
+            ('s', 2) => {
+                let _ = write!(out, "{:02}", t.second());
+            }
+            ('Z', 1) if offset == 0 => out.push('Z'),
+            ('Z', 1) | ('Z', 5) => out.push_str(&offset_string(offset, true)),
+            ('Z', 3) if offset == 0 => out.push_str("UTC"),
+            ('Z', 3) | ('Z', 4) => out.push_str(&offset_string(offset, false)),
+            _ => return Err(bad()),
+        }
+    }
+    Ok(out)
+}
+
+fn fn_formatdate(args: FuncArgs) -> FnResult {
+    let spec = want_str(&args[0], "format")?;
+    let ts = want_str(&args[1], "timestamp")?;
+    let t = parse_timestamp(&ts, "timestamp")?;
+    format_date(&spec, &t).map(Value::String)
+}
+
+/// Go's `time.ParseDuration`, in nanoseconds.
+fn parse_duration(s: &str) -> Result<i64, String> {
+    let bad = || format!("invalid duration {s:?}");
+    let (neg, mut rest) = match s.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, s.strip_prefix('+').unwrap_or(s)),
+    };
+    if rest == "0" {
+        return Ok(0);
+    }
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    let mut total: f64 = 0.0;
+    let mut total_int: i128 = 0;
+    let mut exact = true;
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let num = &rest[..num_len];
+        if num.is_empty() || num == "." || num.matches('.').count() > 1 {
+            return Err(bad());
+        }
+        rest = &rest[num_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let unit = &rest[..unit_len];
+        rest = &rest[unit_len..];
+        let scale: i128 = match unit {
+            "ns" => 1,
+            "us" | "\u{b5}s" | "\u{3bc}s" => 1_000,
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
+            "" => return Err(format!("missing unit in duration {s:?}")),
+            other => return Err(format!("unknown unit {other:?} in duration {s:?}")),
+        };
+        match num.split_once('.') {
+            None => {
+                let int: i128 = num.parse().map_err(|_| bad())?;
+                total_int = int
+                    .checked_mul(scale)
+                    .and_then(|v| total_int.checked_add(v))
+                    .ok_or_else(bad)?;
+            }
+            Some(_) => {
+                exact = false;
+                let f: f64 = num.parse().map_err(|_| bad())?;
+                #[allow(clippy::cast_precision_loss)]
+                let add = f * scale as f64;
+                total += add;
+            }
+        }
+    }
+    let nanos = if exact {
+        total_int
+    } else {
+        #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)]
+        let sum = total_int as f64 + total;
+        if !sum.is_finite() || sum.abs() > 9.2e18 {
+            return Err(format!("duration {s:?} is out of range"));
+        }
+        #[allow(clippy::cast_possible_truncation)]
+        let sum = sum as i128;
+        sum
+    };
+    let nanos = if neg { -nanos } else { nanos };
+    i64::try_from(nanos).map_err(|_| format!("duration {s:?} is out of range"))
+}
+
+fn fn_timeadd(args: FuncArgs) -> FnResult {
+    let ts = want_str(&args[0], "timestamp")?;
+    let dur = want_str(&args[1], "duration")?;
+    let t = parse_timestamp(&ts, "timestamp")?;
+    let nanos = parse_duration(&dur)?;
+    let result = t
+        .checked_add_signed(chrono::Duration::nanoseconds(nanos))
+        .ok_or_else(|| "the resulting timestamp is out of range".to_string())?;
+    Ok(str_value(go_rfc3339(&result)))
+}
+
+fn fn_timecmp(args: FuncArgs) -> FnResult {
+    let a = parse_timestamp(&want_str(&args[0], "timestamp_a")?, "timestamp_a")?;
+    let b = parse_timestamp(&want_str(&args[1], "timestamp_b")?, "timestamp_b")?;
+    Ok(Value::Number(Number::from(a.cmp(&b) as i64)))
+}
+
+/// Formats `t` with a Go reference-time layout (`2006-01-02T15:04:05Z07:00`).
+fn go_time_format(layout: &str, t: &DateTime<Utc>) -> String {
+    const CHUNKS: &[&str] = &[
+        "January",
+        "Monday",
+        "Jan",
+        "Mon",
+        "MST",
+        "2006",
+        "002",
+        "01",
+        "02",
+        "03",
+        "04",
+        "05",
+        "06",
+        "15",
+        "_2",
+        "PM",
+        "pm",
+        "-07:00:00",
+        "-070000",
+        "-07:00",
+        "-0700",
+        "-07",
+        "Z07:00:00",
+        "Z070000",
+        "Z07:00",
+        "Z0700",
+        "Z07",
+        "1",
+        "2",
+        "3",
+        "4",
+        "5",
+    ];
+    let mut out = String::new();
+    let mut rest = layout;
+    'outer: while !rest.is_empty() {
+        // Fractional seconds: ".000", ",999" etc.
+        for sep in ['.', ','] {
+            if let Some(after) = rest.strip_prefix(sep) {
+                let digit = after.chars().next();
+                if matches!(digit, Some('0') | Some('9')) {
+                    let d = digit.unwrap_or('0');
+                    let n = after.chars().take_while(|c| *c == d).count();
+                    let next_is_digit = after[n..].starts_with(|c: char| c.is_ascii_digit());
+                    if !next_is_digit {
+                        let nanos = format!("{:09}", t.nanosecond() % 1_000_000_000);
+                        let mut frac: String = nanos.chars().take(n.min(9)).collect();
+                        if d == '9' {
+                            frac = frac.trim_end_matches('0').to_string();
+                            if !frac.is_empty() {
+                                out.push(sep);
+                            }
+                        } else {
+                            out.push(sep);
+                        }
+                        out.push_str(&frac);
+                        rest = &after[n..];
+                        continue 'outer;
+                    }
+                }
+            }
+        }
+        for chunk in CHUNKS {
+            if let Some(after) = rest.strip_prefix(chunk) {
+                // "Jan" must not match inside "January"-like words already handled above;
+                // "Mon" must not be followed by a lowercase letter (e.g. "Month").
+                if (*chunk == "Jan" || *chunk == "Mon")
+                    && after.starts_with(|c: char| c.is_ascii_lowercase())
+                {
+                    continue;
+                }
+                let text = match *chunk {
+                    "January" => MONTHS[t.month0() as usize].to_string(),
+                    "Jan" => MONTHS[t.month0() as usize][..3].to_string(),
+                    "Monday" => WEEKDAYS[t.weekday().num_days_from_monday() as usize].to_string(),
+                    "Mon" => WEEKDAYS[t.weekday().num_days_from_monday() as usize][..3].to_string(),
+                    "MST" => "UTC".to_string(),
+                    "2006" => format!("{:04}", t.year()),
+                    "06" => format!("{:02}", t.year().rem_euclid(100)),
+                    "002" => format!("{:03}", t.ordinal()),
+                    "01" => format!("{:02}", t.month()),
+                    "1" => t.month().to_string(),
+                    "02" => format!("{:02}", t.day()),
+                    "_2" => format!("{:>2}", t.day()),
+                    "2" => t.day().to_string(),
+                    "15" => format!("{:02}", t.hour()),
+                    "03" => format!("{:02}", t.hour12().1),
+                    "3" => t.hour12().1.to_string(),
+                    "04" => format!("{:02}", t.minute()),
+                    "4" => t.minute().to_string(),
+                    "05" => format!("{:02}", t.second()),
+                    "5" => t.second().to_string(),
+                    "PM" => (if t.hour() < 12 { "AM" } else { "PM" }).to_string(),
+                    "pm" => (if t.hour() < 12 { "am" } else { "pm" }).to_string(),
+                    z if z.starts_with('Z') => "Z".to_string(),
+                    "-07:00:00" => "+00:00:00".to_string(),
+                    "-070000" => "+000000".to_string(),
+                    "-07:00" => "+00:00".to_string(),
+                    "-0700" => "+0000".to_string(),
+                    "-07" => "+00".to_string(),
+                    _ => String::new(),
+                };
+                out.push_str(&text);
+                rest = after;
+                continue 'outer;
+            }
+        }
+        let mut chars = rest.chars();
+        if let Some(c) = chars.next() {
+            out.push(c);
+        }
+        rest = chars.as_str();
+    }
+    out
+}
+
+fn fn_legacy_isotime(args: FuncArgs) -> FnResult {
+    max_args(&args, 1)?;
+    let layout = match args.first() {
+        Some(v) => want_str(v, "format")?,
+        None => String::new(),
+    };
+    let now = clock_now("legacy_isotime")?;
+    if layout.is_empty() {
+        return Ok(str_value(now.to_rfc3339_opts(SecondsFormat::Secs, true)));
+    }
+    Ok(str_value(go_time_format(&layout, &now)))
+}
+
+fn fn_legacy_strftime(args: FuncArgs) -> FnResult {
+    let format = want_str(&args[0], "format")?;
+    let items: Vec<chrono::format::Item> = chrono::format::StrftimeItems::new(&format).collect();
+    if items
+        .iter()
+        .any(|item| matches!(item, chrono::format::Item::Error))
+    {
+        return Err(format!("invalid strftime format {format:?}"));
+    }
+    let now = clock_now("legacy_strftime")?;
+    let mut out = String::new();
+    write!(out, "{}", now.format_with_items(items.iter()))
+        .map_err(|_| format!("cannot format the time with {format:?}"))?;
+    Ok(str_value(out))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hashing
+// ---------------------------------------------------------------------------------------------
+
+fn fn_sha256(args: FuncArgs) -> FnResult {
+    let s = want_str(&args[0], "str")?;
+    Ok(str_value(sha256_hex(s.as_bytes())))
+}
+
+fn fn_sha512(args: FuncArgs) -> FnResult {
+    let s = want_str(&args[0], "str")?;
+    Ok(str_value(hex::encode(Sha512::digest(s.as_bytes()))))
+}
+
+fn fn_base64sha256(args: FuncArgs) -> FnResult {
+    let s = want_str(&args[0], "str")?;
+    Ok(str_value(
+        base64::engine::general_purpose::STANDARD.encode(Sha256::digest(s.as_bytes())),
+    ))
+}
+
+fn fn_base64sha512(args: FuncArgs) -> FnResult {
+    let s = want_str(&args[0], "str")?;
+    Ok(str_value(
+        base64::engine::general_purpose::STANDARD.encode(Sha512::digest(s.as_bytes())),
+    ))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Strings
+// ---------------------------------------------------------------------------------------------
+
+fn fn_upper(args: FuncArgs) -> FnResult {
+    Ok(str_value(want_str(&args[0], "str")?.to_uppercase()))
+}
+
+fn fn_lower(args: FuncArgs) -> FnResult {
+    Ok(str_value(want_str(&args[0], "str")?.to_lowercase()))
+}
+
+fn fn_title(args: FuncArgs) -> FnResult {
+    // Go's strings.Title: upper-case the first letter of each word.
+    fn is_separator(c: char) -> bool {
+        if c.is_ascii() {
+            return !(c.is_ascii_alphanumeric() || c == '_');
+        }
+        if c.is_alphanumeric() {
+            return false;
+        }
+        c.is_whitespace()
+    }
+    let s = want_str(&args[0], "str")?;
+    let mut out = String::with_capacity(s.len());
+    let mut prev = ' ';
+    for c in s.chars() {
+        if is_separator(prev) {
+            out.extend(c.to_uppercase());
+        } else {
+            out.push(c);
+        }
+        prev = c;
+    }
+    Ok(str_value(out))
+}
+
+fn fn_split(args: FuncArgs) -> FnResult {
+    let sep = want_str(&args[0], "separator")?;
+    let s = want_str(&args[1], "str")?;
+    let parts: Vec<Value> = if sep.is_empty() {
+        s.chars().map(|c| str_value(c.to_string())).collect()
+    } else {
+        s.split(sep.as_str()).map(str_value).collect()
+    };
+    Ok(Value::Array(parts))
+}
+
+fn fn_join(args: FuncArgs) -> FnResult {
+    let sep = want_str(&args[0], "separator")?;
+    if args.len() < 2 {
+        return Err("at least one list is required".to_string());
+    }
+    let mut parts = Vec::new();
+    for (i, list) in args.iter().enumerate().skip(1) {
+        let what = format!("argument {}", i + 1);
+        for (j, item) in want_list(list, &what)?.iter().enumerate() {
+            parts.push(want_str(item, &format!("element {j} of {what}"))?);
+        }
+    }
+    Ok(str_value(parts.join(&sep)))
+}
+
+/// Compiles `pattern` (RE2 syntax) with a message naming it on failure.
+fn compile_regex(pattern: &str) -> Result<regex::Regex, String> {
+    regex::Regex::new(pattern)
+        .map_err(|err| format!("invalid regular expression {pattern:?}: {err}"))
+}
+
+fn fn_replace(args: FuncArgs) -> FnResult {
+    let s = want_str(&args[0], "str")?;
+    let search = want_str(&args[1], "substr")?;
+    let replacement = want_str(&args[2], "replace")?;
+    if search.len() > 1 && search.starts_with('/') && search.ends_with('/') {
+        let re = compile_regex(&search[1..search.len() - 1])?;
+        return Ok(str_value(re.replace_all(&s, replacement.as_str())));
+    }
+    if search.is_empty() {
+        // Go's strings.Replace with an empty needle inserts at every rune boundary.
+        let mut out = replacement.clone();
+        for c in s.chars() {
+            out.push(c);
+            out.push_str(&replacement);
+        }
+        return Ok(str_value(out));
+    }
+    Ok(str_value(s.replace(&search, &replacement)))
+}
+
+fn fn_regex_replace(args: FuncArgs) -> FnResult {
+    let s = want_str(&args[0], "str")?;
+    let pattern = want_str(&args[1], "substr")?;
+    let replacement = want_str(&args[2], "replacement")?;
+    let re = compile_regex(&pattern)?;
+    Ok(str_value(re.replace_all(&s, replacement.as_str())))
+}
+
+/// The shape of `regex`/`regexall` results for `re`.
+enum RegexShape {
+    Whole,
+    List,
+    Named(Vec<(usize, String)>),
+}
+
+fn regex_shape(re: &regex::Regex) -> Result<RegexShape, String> {
+    let groups = re.captures_len() - 1;
+    if groups == 0 {
+        return Ok(RegexShape::Whole);
+    }
+    let names: Vec<(usize, String)> = re
+        .capture_names()
+        .enumerate()
+        .skip(1)
+        .filter_map(|(i, name)| name.map(|n| (i, n.to_string())))
+        .collect();
+    if names.is_empty() {
+        Ok(RegexShape::List)
+    } else if names.len() == groups {
+        Ok(RegexShape::Named(names))
+    } else {
+        Err(
+            "invalid regular expression: cannot mix both named and unnamed capture groups"
+                .to_string(),
+        )
+    }
+}
+
+fn regex_result(shape: &RegexShape, caps: &regex::Captures) -> Value {
+    let group = |i: usize| caps.get(i).map_or(Value::Null, |m| str_value(m.as_str()));
+    match shape {
+        RegexShape::Whole => group(0),
+        RegexShape::List => Value::Array((1..caps.len()).map(group).collect()),
+        RegexShape::Named(names) => Value::Object(
+            names
+                .iter()
+                .map(|(i, name)| (name.clone(), group(*i)))
+                .collect(),
+        ),
+    }
+}
+
+fn fn_regex(args: FuncArgs) -> FnResult {
+    let pattern = want_str(&args[0], "pattern")?;
+    let s = want_str(&args[1], "str")?;
+    let re = compile_regex(&pattern)?;
+    let shape = regex_shape(&re)?;
+    let caps = re
+        .captures(&s)
+        .ok_or_else(|| format!("pattern {pattern:?} did not match any part of the given string"))?;
+    Ok(regex_result(&shape, &caps))
+}
+
+fn fn_regexall(args: FuncArgs) -> FnResult {
+    let pattern = want_str(&args[0], "pattern")?;
+    let s = want_str(&args[1], "str")?;
+    let re = compile_regex(&pattern)?;
+    let shape = regex_shape(&re)?;
+    Ok(Value::Array(
+        re.captures_iter(&s)
+            .map(|caps| regex_result(&shape, &caps))
+            .collect(),
+    ))
+}
+
+fn fn_trimspace(args: FuncArgs) -> FnResult {
+    Ok(str_value(want_str(&args[0], "str")?.trim()))
+}
+
+fn fn_trim(args: FuncArgs) -> FnResult {
+    let s = want_str(&args[0], "str")?;
+    let cutset: Vec<char> = want_str(&args[1], "cutset")?.chars().collect();
+    Ok(str_value(s.trim_matches(|c| cutset.contains(&c))))
+}
+
+fn fn_trimprefix(args: FuncArgs) -> FnResult {
+    let s = want_str(&args[0], "str")?;
+    let prefix = want_str(&args[1], "prefix")?;
+    Ok(str_value(s.strip_prefix(prefix.as_str()).unwrap_or(&s)))
+}
+
+fn fn_trimsuffix(args: FuncArgs) -> FnResult {
+    let s = want_str(&args[0], "str")?;
+    let suffix = want_str(&args[1], "suffix")?;
+    Ok(str_value(s.strip_suffix(suffix.as_str()).unwrap_or(&s)))
+}
+
+fn fn_chomp(args: FuncArgs) -> FnResult {
+    let s = want_str(&args[0], "str")?;
+    Ok(str_value(s.trim_end_matches(['\r', '\n'])))
+}
+
+fn fn_indent(args: FuncArgs) -> FnResult {
+    let spaces = want_int(&args[0], "spaces")?;
+    let s = want_str(&args[1], "str")?;
+    let spaces = usize::try_from(spaces)
+        .ok()
+        .filter(|n| *n <= 1024)
+        .ok_or_else(|| format!("spaces must be between 0 and 1024, got {spaces}"))?;
+    let pad = format!("\n{}", " ".repeat(spaces));
+    Ok(str_value(s.replace('\n', &pad)))
+}
+
+fn fn_substr(args: FuncArgs) -> FnResult {
+    let s = want_str(&args[0], "str")?;
+    let offset = want_int(&args[1], "offset")?;
+    let length = want_int(&args[2], "length")?;
+    let chars: Vec<char> = s.chars().collect();
+    let total = i64::try_from(chars.len()).unwrap_or(i64::MAX);
+    let start = if offset < 0 {
+        (total.saturating_add(offset)).max(0)
+    } else {
+        offset
+    };
+    if start >= total {
+        return Ok(str_value(""));
+    }
+    let end = if length < 0 {
+        total
+    } else {
+        start.saturating_add(length).min(total)
+    };
+    let (start, end) = (
+        usize::try_from(start).unwrap_or(0),
+        usize::try_from(end).unwrap_or(0),
+    );
+    Ok(str_value(
+        chars[start..end.max(start)].iter().collect::<String>(),
+    ))
+}
+
+fn fn_strrev(args: FuncArgs) -> FnResult {
+    Ok(str_value(
+        want_str(&args[0], "str")?.chars().rev().collect::<String>(),
+    ))
+}
+
+fn fn_startswith(args: FuncArgs) -> FnResult {
+    let s = want_str(&args[0], "str")?;
+    let prefix = want_str(&args[1], "prefix")?;
+    Ok(Value::Bool(s.starts_with(&prefix)))
+}
+
+fn fn_endswith(args: FuncArgs) -> FnResult {
+    let s = want_str(&args[0], "str")?;
+    let suffix = want_str(&args[1], "suffix")?;
+    Ok(Value::Bool(s.ends_with(&suffix)))
+}
+
+fn fn_strcontains(args: FuncArgs) -> FnResult {
+    let s = want_str(&args[0], "str")?;
+    let sub = want_str(&args[1], "substr")?;
+    Ok(Value::Bool(s.contains(&sub)))
+}
+
+/// Go's `strconv.Quote`.
+fn go_quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\u{7}' => out.push_str("\\a"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{b}' => out.push_str("\\v"),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            c if c.is_control() || c == '\u{feff}' => {
+                if (c as u32) < 0x10000 {
+                    let _ = write!(out, "\\u{:04x}", c as u32);
+                } else {
+                    let _ = write!(out, "\\U{:08x}", c as u32);
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[derive(Default, Clone, Copy)]
+struct FmtFlags {
+    minus: bool,
+    plus: bool,
+    sharp: bool,
+    space: bool,
+    zero: bool,
+}
+
+/// Go's `%e` exponent style: at least two digits, always signed.
+fn go_exp(formatted: &str, upper: bool) -> String {
+    match formatted.split_once('e') {
+        Some((mantissa, exp)) => {
+            let exp: i32 = exp.parse().unwrap_or(0);
+            let sign = if exp < 0 { '-' } else { '+' };
+            let e = if upper { 'E' } else { 'e' };
+            format!("{mantissa}{e}{sign}{:02}", exp.unsigned_abs())
+        }
+        None => formatted.to_string(),
+    }
+}
+
+fn go_float(verb: char, f: f64, prec: Option<usize>) -> String {
+    match verb {
+        'f' | 'F' => format!("{:.*}", prec.unwrap_or(6), f),
+        'e' | 'E' => go_exp(&format!("{:.*e}", prec.unwrap_or(6), f), verb == 'E'),
+        _ => {
+            // %g: shortest representation, exponent form for large/small exponents.
+            let upper = verb == 'G';
+            let (digits_form, limit) = match prec {
+                None => (format!("{f:e}"), 6),
+                Some(p) => {
+                    let p = p.max(1);
+                    (format!("{:.*e}", p - 1, f), p)
+                }
+            };
+            let exp: i64 = digits_form
+                .split_once('e')
+                .and_then(|(_, e)| e.parse().ok())
+                .unwrap_or(0);
+            let limit = i64::try_from(limit).unwrap_or(21);
+            if exp < -4 || exp >= limit {
+                let (mantissa, _) = digits_form.split_once('e').unwrap_or((&digits_form, ""));
+                let mantissa = if mantissa.contains('.') {
+                    mantissa.trim_end_matches('0').trim_end_matches('.')
+                } else {
+                    mantissa
+                };
+                go_exp(&format!("{mantissa}e{exp}"), upper)
+            } else {
+                match prec {
+                    None => format!("{f}"),
+                    Some(p) => {
+                        let decimals = usize::try_from(
+                            (i64::try_from(p.max(1)).unwrap_or(1) - 1 - exp).max(0),
+                        )
+                        .unwrap_or(0);
+                        let s = format!("{f:.decimals$}");
+                        if s.contains('.') {
+                            s.trim_end_matches('0').trim_end_matches('.').to_string()
+                        } else {
+                            s
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn format_integer(verb: char, i: i128, flags: FmtFlags) -> String {
+    let digits = match verb {
+        'b' => format!("{:b}", i.unsigned_abs()),
+        'o' => format!("{:o}", i.unsigned_abs()),
+        'x' => format!("{:x}", i.unsigned_abs()),
+        'X' => format!("{:X}", i.unsigned_abs()),
+        _ => i.unsigned_abs().to_string(),
+    };
+    let prefix = match (verb, flags.sharp) {
+        ('b', true) => "0b",
+        ('o', true) => "0",
+        ('x', true) => "0x",
+        ('X', true) => "0X",
+        _ => "",
+    };
+    let sign = if i < 0 {
+        "-"
+    } else if flags.plus {
+        "+"
+    } else if flags.space {
+        " "
+    } else {
+        ""
+    };
+    format!("{sign}{prefix}{digits}")
+}
+
+/// Formats one argument for one verb.
+fn format_one(
+    verb: char,
+    flags: FmtFlags,
+    prec: Option<usize>,
+    arg: &Value,
+) -> Result<String, String> {
+    if arg.is_null() {
+        return Err(format!(
+            "unsupported value for \"%{verb}\": null value cannot be formatted"
+        ));
+    }
+    let unsupported = || {
+        format!(
+            "unsupported value for \"%{verb}\": a {} cannot be formatted this way",
+            type_name(arg)
+        )
+    };
+    Ok(match verb {
+        'v' => {
+            if flags.sharp {
+                json_encode(arg)
+            } else {
+                match arg {
+                    Value::String(s) => s.clone(),
+                    Value::Number(n) => number_to_string(n),
+                    Value::Bool(b) => b.to_string(),
+                    other => json_encode(other),
+                }
+            }
+        }
+        's' | 'q' => {
+            let s = match arg {
+                Value::Array(_) | Value::Object(_) => return Err(unsupported()),
+                other => want_str(other, "argument")?,
+            };
+            let s = match prec {
+                Some(p) => s.chars().take(p).collect(),
+                None => s,
+            };
+            if verb == 'q' {
+                go_quote(&s)
+            } else {
+                s
+            }
+        }
+        't' => want_bool(arg, "argument")
+            .map_err(|_| unsupported())?
+            .to_string(),
+        'd' | 'b' | 'o' | 'x' | 'X' => {
+            let n = match arg {
+                Value::Number(n) => *n,
+                Value::String(s) => parse_number(s).ok_or_else(unsupported)?,
+                _ => return Err(unsupported()),
+            };
+            let i = num_i128(&n).ok_or_else(|| {
+                format!("unsupported value for \"%{verb}\": {n} has a fractional part")
+            })?;
+            format_integer(verb, i, flags)
+        }
+        'e' | 'E' | 'f' | 'F' | 'g' | 'G' => {
+            let n = match arg {
+                Value::Number(n) => *n,
+                Value::String(s) => parse_number(s).ok_or_else(unsupported)?,
+                _ => return Err(unsupported()),
+            };
+            let f = num_f64(&n);
+            let body = go_float(verb, f, prec);
+            if f >= 0.0 && flags.plus {
+                format!("+{body}")
+            } else if f >= 0.0 && flags.space {
+                format!(" {body}")
+            } else {
+                body
+            }
+        }
+        other => return Err(format!("unsupported format verb %{other}")),
+    })
+}
+
+fn pad_formatted(s: String, width: Option<usize>, flags: FmtFlags, numeric: bool) -> String {
+    let Some(width) = width else { return s };
+    let len = s.chars().count();
+    if len >= width {
+        return s;
+    }
+    let fill = width - len;
+    if flags.minus {
+        format!("{s}{}", " ".repeat(fill))
+    } else if flags.zero && numeric {
+        let sign_len = usize::from(s.starts_with(['-', '+', ' ']));
+        format!("{}{}{}", &s[..sign_len], "0".repeat(fill), &s[sign_len..])
+    } else {
+        format!("{}{s}", " ".repeat(fill))
+    }
+}
+
+/// Terraform's `format`: Go's fmt verbs `%v %#v %s %q %d %b %o %x %X %e %E %f %F %g %G %t %%`
+/// with flags `- + # space 0`, width, precision and explicit argument indexes `%[n]d`.
+fn go_format(spec: &str, args: &[Value]) -> Result<String, String> {
+    let chars: Vec<char> = spec.chars().collect();
+    let mut out = String::new();
+    let mut next_arg = 0usize;
+    let mut reordered = false;
+    let mut i = 0;
+    let read_number = |i: &mut usize| -> Option<usize> {
+        let start = *i;
+        while chars.get(*i).is_some_and(char::is_ascii_digit) {
+            *i += 1;
+        }
+        if *i == start {
+            None
+        } else {
+            chars[start..*i]
+                .iter()
+                .collect::<String>()
+                .parse()
+                .ok()
+                .map(|n: usize| n.min(1 << 16))
+        }
+    };
+    while i < chars.len() {
+        let c = chars[i];
+        i += 1;
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        if chars.get(i) == Some(&'%') {
+            out.push('%');
+            i += 1;
+            continue;
+        }
+        let mut flags = FmtFlags::default();
+        while let Some(&f) = chars.get(i) {
+            match f {
+                '-' => flags.minus = true,
+                '+' => flags.plus = true,
+                '#' => flags.sharp = true,
+                ' ' => flags.space = true,
+                '0' => flags.zero = true,
+                _ => break,
+            }
+            i += 1;
+        }
+        let mut read_index = |i: &mut usize, next_arg: &mut usize| -> Result<(), String> {
+            if chars.get(*i) == Some(&'[') {
+                *i += 1;
+                let n = read_number(i).ok_or("invalid argument index in format string")?;
+                if chars.get(*i) != Some(&']') || n == 0 {
+                    return Err("invalid argument index in format string".to_string());
+                }
+                *i += 1;
+                *next_arg = n - 1;
+                reordered = true;
+            }
+            Ok(())
+        };
+        read_index(&mut i, &mut next_arg)?;
+        let width = read_number(&mut i);
+        let mut prec = None;
+        if chars.get(i) == Some(&'.') {
+            i += 1;
+            prec = Some(read_number(&mut i).unwrap_or(0));
+        }
+        read_index(&mut i, &mut next_arg)?;
+        let verb = *chars
+            .get(i)
+            .ok_or("format string ends with an incomplete verb")?;
+        i += 1;
+        let arg = args.get(next_arg).ok_or_else(|| {
+            format!(
+                "not enough arguments for \"%{verb}\": need argument {} but have {}",
+                next_arg + 1,
+                args.len()
+            )
+        })?;
+        next_arg += 1;
+        let numeric = matches!(
+            verb,
+            'd' | 'b' | 'o' | 'x' | 'X' | 'e' | 'E' | 'f' | 'F' | 'g' | 'G'
+        );
+        let formatted = format_one(verb, flags, prec, arg)
+            .map_err(|err| format!("{err} (argument {next_arg})"))?;
+        out.push_str(&pad_formatted(formatted, width, flags, numeric));
+    }
+    if !reordered && next_arg < args.len() {
+        return Err(format!(
+            "too many arguments; only {next_arg} used by format string"
+        ));
+    }
+    Ok(out)
+}
+
+fn fn_format(args: FuncArgs) -> FnResult {
+    let spec = want_str(&args[0], "format")?;
+    go_format(&spec, &args[1..]).map(Value::String)
+}
+
+fn fn_formatlist(args: FuncArgs) -> FnResult {
+    let spec = want_str(&args[0], "format")?;
+    let rest = &args[1..];
+    let mut len: Option<(usize, usize)> = None;
+    for (i, arg) in rest.iter().enumerate() {
+        if let Value::Array(items) = arg {
+            match len {
+                None => len = Some((items.len(), i)),
+                Some((n, j)) if n != items.len() => {
+                    return Err(format!(
+                        "argument {} has length {}, which is inconsistent with argument {} \
+                         of length {n}",
+                        i + 2,
+                        items.len(),
+                        j + 2
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    let count = len.map_or(1, |(n, _)| n);
+    let mut out = Vec::with_capacity(count);
+    for k in 0..count {
+        let row: Vec<Value> = rest
+            .iter()
+            .map(|arg| match arg {
+                Value::Array(items) => items[k].clone(),
+                other => other.clone(),
+            })
+            .collect();
+        out.push(Value::String(
+            go_format(&spec, &row).map_err(|err| format!("error on iteration {k}: {err}"))?,
+        ));
+    }
+    Ok(Value::Array(out))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Collections
+// ---------------------------------------------------------------------------------------------
+
+fn fn_length(args: FuncArgs) -> FnResult {
+    let n = match &args[0] {
+        Value::String(s) => s.chars().count(),
+        Value::Array(items) => items.len(),
+        Value::Object(map) => map.len(),
+        Value::Null => return Err("argument must not be null".to_string()),
+        other => {
+            return Err(format!(
+                "argument must be a string, a list or an object, got a {}",
+                type_name(other)
+            ))
+        }
+    };
+    Ok(Value::Number(Number::from(n)))
+}
+
+fn fn_concat(args: FuncArgs) -> FnResult {
+    let mut out = Vec::new();
+    for (i, arg) in args.iter().enumerate() {
+        out.extend(
+            want_list(arg, &format!("argument {}", i + 1))?
+                .iter()
+                .cloned(),
+        );
+    }
+    Ok(Value::Array(out))
+}
+
+fn fn_merge(args: FuncArgs) -> FnResult {
+    let mut out = Map::new();
+    for (i, arg) in args.iter().enumerate() {
+        if arg.is_null() {
+            continue;
+        }
+        for (key, value) in want_obj(arg, &format!("argument {}", i + 1))? {
+            out.insert(key.clone(), value.clone());
+        }
+    }
+    Ok(Value::Object(out))
+}
+
+fn fn_lookup(args: FuncArgs) -> FnResult {
+    max_args(&args, 3)?;
+    let map = want_obj(&args[0], "inputMap")?;
+    let key = want_str(&args[1], "key")?;
+    match map.get(&key) {
+        Some(value) => Ok(value.clone()),
+        None => match args.get(2) {
+            Some(default) => Ok(default.clone()),
+            None => Err(format!("lookup failed to find key {key:?}")),
+        },
+    }
+}
+
+fn fn_coalesce(args: FuncArgs) -> FnResult {
+    args.iter()
+        .find(|v| !matches!(v, Value::Null) && !matches!(v, Value::String(s) if s.is_empty()))
+        .cloned()
+        .ok_or_else(|| "no non-null, non-empty-string arguments".to_string())
+}
+
+fn fn_coalescelist(args: FuncArgs) -> FnResult {
+    for (i, arg) in args.iter().enumerate() {
+        if arg.is_null() {
+            continue;
+        }
+        if !want_list(arg, &format!("argument {}", i + 1))?.is_empty() {
+            return Ok(arg.clone());
+        }
+    }
+    Err("no non-null, non-empty list arguments".to_string())
+}
+
+fn fn_contains(args: FuncArgs) -> FnResult {
+    let list = want_list(&args[0], "list")?;
+    Ok(Value::Bool(list.contains(&args[1])))
+}
+
+fn sorted_entries(map: &Map<String, Value>) -> Vec<(&String, &Value)> {
+    let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+    entries.sort_by(|a, b| a.0.cmp(b.0));
+    entries
+}
+
+fn fn_keys(args: FuncArgs) -> FnResult {
+    let map = want_obj(&args[0], "inputMap")?;
+    Ok(Value::Array(
+        sorted_entries(map)
+            .into_iter()
+            .map(|(k, _)| str_value(k.clone()))
+            .collect(),
+    ))
+}
+
+fn fn_values(args: FuncArgs) -> FnResult {
+    let map = want_obj(&args[0], "mapping")?;
+    Ok(Value::Array(
+        sorted_entries(map)
+            .into_iter()
+            .map(|(_, v)| v.clone())
+            .collect(),
+    ))
+}
+
+fn fn_element(args: FuncArgs) -> FnResult {
+    let list = want_list(&args[0], "list")?;
+    let index = want_int(&args[1], "index")?;
+    if list.is_empty() {
+        return Err("cannot use element function with an empty list".to_string());
+    }
+    let index = usize::try_from(index)
+        .map_err(|_| "cannot use element function with a negative index".to_string())?;
+    Ok(list[index % list.len()].clone())
+}
+
+fn fn_index(args: FuncArgs) -> FnResult {
+    let list = want_list(&args[0], "list")?;
+    list.iter()
+        .position(|v| *v == args[1])
+        .map(|i| Value::Number(Number::from(i)))
+        .ok_or_else(|| format!("item {} not found", describe(&args[1])))
+}
+
+fn flatten_into(items: &[Value], out: &mut Vec<Value>) {
+    for item in items {
+        match item {
+            Value::Array(inner) => flatten_into(inner, out),
+            other => out.push(other.clone()),
+        }
+    }
+}
+
+fn fn_flatten(args: FuncArgs) -> FnResult {
+    let list = want_list(&args[0], "list")?;
+    let mut out = Vec::new();
+    flatten_into(list, &mut out);
+    Ok(Value::Array(out))
+}
+
+fn distinct_values(items: impl IntoIterator<Item = Value>) -> Vec<Value> {
+    let mut out: Vec<Value> = Vec::new();
+    for item in items {
+        if !out.contains(&item) {
+            out.push(item);
+        }
+    }
+    out
+}
+
+fn fn_distinct(args: FuncArgs) -> FnResult {
+    let list = want_list(&args[0], "list")?;
+    Ok(Value::Array(distinct_values(list.iter().cloned())))
+}
+
+fn fn_reverse(args: FuncArgs) -> FnResult {
+    let list = want_list(&args[0], "list")?;
+    Ok(Value::Array(list.iter().rev().cloned().collect()))
+}
+
+fn fn_sort(args: FuncArgs) -> FnResult {
+    // Terraform's sort works on a list of strings; numbers and bools convert.
+    let list = want_list(&args[0], "list")?;
+    let mut strings = list
+        .iter()
+        .enumerate()
+        .map(|(i, v)| want_str(v, &format!("element {i}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    strings.sort();
+    Ok(Value::Array(
+        strings.into_iter().map(Value::String).collect(),
+    ))
+}
+
+fn fn_slice(args: FuncArgs) -> FnResult {
+    let list = want_list(&args[0], "list")?;
+    let start = want_int(&args[1], "start_index")?;
+    let end = want_int(&args[2], "end_index")?;
+    let start =
+        usize::try_from(start).map_err(|_| "start_index must not be less than zero".to_string())?;
+    let end =
+        usize::try_from(end).map_err(|_| "end_index must not be less than zero".to_string())?;
+    if end > list.len() {
+        return Err(format!(
+            "end_index must not be greater than the length of the list ({})",
+            list.len()
+        ));
+    }
+    if start > end {
+        return Err("start_index must not be greater than end_index".to_string());
+    }
+    Ok(Value::Array(list[start..end].to_vec()))
+}
+
+fn fn_range(args: FuncArgs) -> FnResult {
+    max_args(&args, 3)?;
+    let nums = args
+        .iter()
+        .enumerate()
+        .map(|(i, v)| want_num(v, &format!("argument {}", i + 1)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (start, limit, step) = match nums.as_slice() {
+        [limit] => (Number::from(0), *limit, None),
+        [start, limit] => (*start, *limit, None),
+        [start, limit, step] => (*start, *limit, Some(*step)),
+        _ => return Err("expected one to three arguments".to_string()),
+    };
+    let (s, l) = (num_f64(&start), num_f64(&limit));
+    let st = match step {
+        Some(step) => num_f64(&step),
+        None if l < s => -1.0,
+        None => 1.0,
+    };
+    if st == 0.0 {
+        return Err("step must not be zero".to_string());
+    }
+    let all_int = [Some(start), Some(limit), step]
+        .iter()
+        .flatten()
+        .all(|n| !n.is_f64());
+    let mut out = Vec::new();
+    let mut k: i32 = 0;
+    loop {
+        let v = s + f64::from(k) * st;
+        if (st > 0.0 && v >= l) || (st < 0.0 && v <= l) {
+            break;
+        }
+        if out.len() >= 1024 {
+            return Err(
+                "more than 1024 values were generated; either decrease the difference \
+                        between start and end or use a smaller step"
+                    .to_string(),
+            );
+        }
+        let n = if all_int {
+            #[allow(clippy::cast_possible_truncation)]
+            let i = v.round() as i128;
+            i128_num(i)
+        } else {
+            f64_num(v)?
+        };
+        out.push(Value::Number(n));
+        k += 1;
+    }
+    Ok(Value::Array(out))
+}
+
+fn fn_zipmap(args: FuncArgs) -> FnResult {
+    let keys = want_list(&args[0], "keys")?;
+    let values = want_list(&args[1], "values")?;
+    if keys.len() != values.len() {
+        return Err(format!(
+            "number of keys ({}) does not match number of values ({})",
+            keys.len(),
+            values.len()
+        ));
+    }
+    let mut out = Map::new();
+    for (i, (key, value)) in keys.iter().zip(values).enumerate() {
+        out.insert(want_str(key, &format!("key {i}"))?, value.clone());
+    }
+    Ok(Value::Object(out))
+}
+
+fn fn_compact(args: FuncArgs) -> FnResult {
+    let list = want_list(&args[0], "list")?;
+    let mut out = Vec::new();
+    for (i, item) in list.iter().enumerate() {
+        if item.is_null() {
+            continue;
+        }
+        let s = want_str(item, &format!("element {i}"))?;
+        if !s.is_empty() {
+            out.push(Value::String(s));
+        }
+    }
+    Ok(Value::Array(out))
+}
+
+fn fn_one(args: FuncArgs) -> FnResult {
+    if args[0].is_null() {
+        return Ok(Value::Null);
+    }
+    let list = want_list(&args[0], "list")?;
+    match list.as_slice() {
+        [] => Ok(Value::Null),
+        [only] => Ok(only.clone()),
+        _ => Err(format!(
+            "must be a list, set, or tuple value with either zero or one elements, got {}",
+            list.len()
+        )),
+    }
+}
+
+/// Adds numbers exactly while they are integers.
+fn add_numbers(a: Number, b: Number) -> Result<Number, String> {
+    match (num_i128(&a), num_i128(&b)) {
+        (Some(x), Some(y)) => x
+            .checked_add(y)
+            .map(i128_num)
+            .ok_or_else(|| "integer overflow".to_string()),
+        _ => f64_num(num_f64(&a) + num_f64(&b)),
+    }
+}
+
+fn fn_sum(args: FuncArgs) -> FnResult {
+    let list = want_list(&args[0], "list")?;
+    if list.is_empty() {
+        return Err("cannot find the sum of an empty list".to_string());
+    }
+    let mut total = Number::from(0);
+    for (i, item) in list.iter().enumerate() {
+        total = add_numbers(total, want_num(item, &format!("element {i}"))?)?;
+    }
+    Ok(Value::Number(total))
+}
+
+fn fn_alltrue(args: FuncArgs) -> FnResult {
+    let list = want_list(&args[0], "list")?;
+    for (i, item) in list.iter().enumerate() {
+        if item.is_null() || !want_bool(item, &format!("element {i}"))? {
+            return Ok(Value::Bool(false));
+        }
+    }
+    Ok(Value::Bool(true))
+}
+
+fn fn_anytrue(args: FuncArgs) -> FnResult {
+    let list = want_list(&args[0], "list")?;
+    for (i, item) in list.iter().enumerate() {
+        if !item.is_null() && want_bool(item, &format!("element {i}"))? {
+            return Ok(Value::Bool(true));
+        }
+    }
+    Ok(Value::Bool(false))
+}
+
+fn fn_chunklist(args: FuncArgs) -> FnResult {
+    let list = want_list(&args[0], "list")?;
+    let size = want_int(&args[1], "size")?;
+    let size =
+        usize::try_from(size).map_err(|_| "the size argument must be positive".to_string())?;
+    if list.is_empty() {
+        return Ok(Value::Array(Vec::new()));
+    }
+    if size == 0 {
+        return Ok(Value::Array(vec![Value::Array(list.clone())]));
+    }
+    Ok(Value::Array(
+        list.chunks(size)
+            .map(|c| Value::Array(c.to_vec()))
+            .collect(),
+    ))
+}
+
+/// A set as Terraform orders it: duplicates removed; strings, numbers or bools sorted; mixed
+/// primitives converted to strings first; collections keep first-occurrence order.
+fn normalize_set(items: Vec<Value>) -> Vec<Value> {
+    let mut items = distinct_values(items);
+    let all = |pred: fn(&Value) -> bool| items.iter().all(pred);
+    if all(Value::is_string) {
+        items.sort_by(|a, b| a.as_str().cmp(&b.as_str()));
+    } else if all(Value::is_number) {
+        items.sort_by(|a, b| {
+            let (x, y) = (
+                a.as_number().map_or(0.0, num_f64),
+                b.as_number().map_or(0.0, num_f64),
+            );
+            x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal)
+        });
+    } else if all(Value::is_boolean) {
+        items.sort_by_key(|v| v.as_bool());
+    } else if all(|v| matches!(v, Value::String(_) | Value::Number(_) | Value::Bool(_))) {
+        let strings: Vec<Value> = items
+            .iter()
+            .filter_map(|v| want_str(v, "element").ok())
+            .map(Value::String)
+            .collect();
+        return normalize_set(strings);
+    }
+    items
+}
+
+fn set_args(args: &FuncArgs) -> Result<Vec<Vec<Value>>, String> {
+    args.iter()
+        .enumerate()
+        .map(|(i, v)| {
+            want_list(v, &format!("argument {}", i + 1)).map(|l| distinct_values(l.iter().cloned()))
+        })
+        .collect()
+}
+
+fn fn_toset(args: FuncArgs) -> FnResult {
+    if args[0].is_null() {
+        return Ok(Value::Null);
+    }
+    let list = want_list(&args[0], "argument")?;
+    Ok(Value::Array(normalize_set(list.clone())))
+}
+
+fn fn_setunion(args: FuncArgs) -> FnResult {
+    let sets = set_args(&args)?;
+    Ok(Value::Array(normalize_set(
+        sets.into_iter().flatten().collect(),
+    )))
+}
+
+fn fn_setintersection(args: FuncArgs) -> FnResult {
+    let mut sets = set_args(&args)?.into_iter();
+    let mut acc = sets.next().unwrap_or_default();
+    for set in sets {
+        acc.retain(|v| set.contains(v));
+    }
+    Ok(Value::Array(normalize_set(acc)))
+}
+
+fn fn_setsubtract(args: FuncArgs) -> FnResult {
+    let sets = set_args(&args)?;
+    let (a, b) = (&sets[0], &sets[1]);
+    Ok(Value::Array(normalize_set(
+        a.iter().filter(|v| !b.contains(v)).cloned().collect(),
+    )))
+}
+
+fn fn_setproduct(args: FuncArgs) -> FnResult {
+    if args.len() < 2 {
+        return Err("at least two arguments are required".to_string());
+    }
+    let sets = set_args(&args)?;
+    let total: usize = sets.iter().map(Vec::len).product();
+    if total > 100_000 {
+        return Err(format!(
+            "the product has {total} elements, more than 100000"
+        ));
+    }
+    let mut acc: Vec<Vec<Value>> = vec![Vec::new()];
+    for set in &sets {
+        let mut next = Vec::with_capacity(acc.len() * set.len());
+        for prefix in &acc {
+            for item in set {
+                let mut row = prefix.clone();
+                row.push(item.clone());
+                next.push(row);
+            }
+        }
+        acc = next;
+    }
+    Ok(Value::Array(acc.into_iter().map(Value::Array).collect()))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Numbers
+// ---------------------------------------------------------------------------------------------
+
+fn fn_abs(args: FuncArgs) -> FnResult {
+    let n = want_num(&args[0], "num")?;
+    Ok(Value::Number(match num_i128(&n) {
+        Some(i) => i128_num(i.abs()),
+        None => f64_num(num_f64(&n).abs())?,
+    }))
+}
+
+fn fn_ceil(args: FuncArgs) -> FnResult {
+    let n = want_num(&args[0], "num")?;
+    Ok(Value::Number(if n.is_f64() {
+        f64_num(num_f64(&n).ceil())?
+    } else {
+        n
+    }))
+}
+
+fn fn_floor(args: FuncArgs) -> FnResult {
+    let n = want_num(&args[0], "num")?;
+    Ok(Value::Number(if n.is_f64() {
+        f64_num(num_f64(&n).floor())?
+    } else {
+        n
+    }))
+}
+
+fn fn_log(args: FuncArgs) -> FnResult {
+    let n = num_f64(&want_num(&args[0], "num")?);
+    let base = num_f64(&want_num(&args[1], "base")?);
+    f64_num(n.ln() / base.ln()).map(Value::Number)
+}
+
+fn fn_pow(args: FuncArgs) -> FnResult {
+    let base = want_num(&args[0], "num")?;
+    let exp = want_num(&args[1], "power")?;
+    if let (Some(b), Some(e)) = (num_i128(&base), num_i128(&exp)) {
+        if let Ok(e) = u32::try_from(e) {
+            if let Some(r) = b.checked_pow(e) {
+                return Ok(Value::Number(i128_num(r)));
+            }
+        }
+    }
+    f64_num(num_f64(&base).powf(num_f64(&exp))).map(Value::Number)
+}
+
+fn fn_signum(args: FuncArgs) -> FnResult {
+    let n = num_f64(&want_num(&args[0], "num")?);
+    let s: i64 = if n > 0.0 {
+        1
+    } else if n < 0.0 {
+        -1
+    } else {
+        0
+    };
+    Ok(Value::Number(Number::from(s)))
+}
+
+fn fn_parseint(args: FuncArgs) -> FnResult {
+    let s = want_str(&args[0], "number")?;
+    let base = want_int(&args[1], "base")?;
+    let base = u32::try_from(base)
+        .ok()
+        .filter(|b| (2..=36).contains(b))
+        .ok_or_else(|| format!("base must be a whole number between 2 and 36, got {base}"))?;
+    let (neg, digits) = match s.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, s.strip_prefix('+').unwrap_or(&s)),
+    };
+    let magnitude = u128::from_str_radix(digits, base)
+        .ok()
+        .filter(|_| !digits.starts_with(['+', '-']))
+        .ok_or_else(|| format!("cannot parse {s:?} as a base {base} integer"))?;
+    let value = i128::try_from(magnitude)
+        .ok()
+        .map(|m| if neg { -m } else { m })
+        .filter(|v| i64::try_from(*v).is_ok() || u64::try_from(*v).is_ok())
+        .ok_or_else(|| format!("{s:?} is out of range"))?;
+    Ok(Value::Number(i128_num(value)))
+}
+
+fn extreme(args: &FuncArgs, want_max: bool) -> FnResult {
+    let mut best: Option<Number> = None;
+    for (i, arg) in args.iter().enumerate() {
+        let n = want_num(arg, &format!("argument {}", i + 1))?;
+        best = Some(match best {
+            None => n,
+            Some(b) => {
+                let better = if want_max { n > b } else { n < b };
+                if better {
+                    n
+                } else {
+                    b
+                }
+            }
+        });
+    }
+    best.map(Value::Number)
+        .ok_or_else(|| "must provide at least one number".to_string())
+}
+
+fn fn_max(args: FuncArgs) -> FnResult {
+    extreme(&args, true)
+}
+
+fn fn_min(args: FuncArgs) -> FnResult {
+    extreme(&args, false)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Type conversion
+// ---------------------------------------------------------------------------------------------
+
+fn fn_tostring(args: FuncArgs) -> FnResult {
+    match &args[0] {
+        Value::Null => Ok(Value::Null),
+        Value::Array(_) | Value::Object(_) => Err(format!(
+            "cannot convert a {} to a string",
+            type_name(&args[0])
+        )),
+        other => want_str(other, "argument").map(Value::String),
+    }
+}
+
+fn fn_tonumber(args: FuncArgs) -> FnResult {
+    match &args[0] {
+        Value::Null => Ok(Value::Null),
+        Value::Number(n) => Ok(Value::Number(*n)),
+        Value::String(s) => parse_number(s)
+            .map(Value::Number)
+            .ok_or_else(|| format!("cannot convert {s:?} to a number")),
+        other => Err(format!("cannot convert a {} to a number", type_name(other))),
+    }
+}
+
+fn fn_tobool(args: FuncArgs) -> FnResult {
+    match &args[0] {
+        Value::Null => Ok(Value::Null),
+        Value::Bool(b) => Ok(Value::Bool(*b)),
+        Value::String(s) if s == "true" => Ok(Value::Bool(true)),
+        Value::String(s) if s == "false" => Ok(Value::Bool(false)),
+        other => Err(format!("cannot convert {} to a bool", describe(other))),
+    }
+}
+
+fn fn_tolist(args: FuncArgs) -> FnResult {
+    match &args[0] {
+        Value::Null => Ok(Value::Null),
+        Value::Array(items) => Ok(Value::Array(items.clone())),
+        other => Err(format!("cannot convert a {} to a list", type_name(other))),
+    }
+}
+
+fn fn_tomap(args: FuncArgs) -> FnResult {
+    match &args[0] {
+        Value::Null => Ok(Value::Null),
+        Value::Object(map) => Ok(Value::Object(map.clone())),
+        other => Err(format!("cannot convert a {} to a map", type_name(other))),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Environment, try, can
+// ---------------------------------------------------------------------------------------------
+
+fn fn_env(args: FuncArgs) -> FnResult {
+    let name = want_str(&args[0], "name")?;
+    let allowed = with_frame("env", |frame| frame.env.allow_env).unwrap_or(false);
+    if !allowed {
+        return Err("env() can only be used in variable defaults, as in Packer".to_string());
+    }
+    if name.is_empty() || name.contains(['=', '\0']) {
+        return Ok(str_value(""));
+    }
+    Ok(str_value(
+        std::env::var_os(&name)
+            .map(|v| v.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    ))
+}
+
+/// `try` reached through eager evaluation (not via [`evaluate`]): every argument evaluated, so
+/// the first one is the result.
+fn fn_try_eager(args: FuncArgs) -> FnResult {
+    args.first()
+        .cloned()
+        .ok_or_else(|| "at least one argument is required".to_string())
+}
+
+/// `can` reached through eager evaluation: its argument evaluated, so it can.
+fn fn_can_eager(_args: FuncArgs) -> FnResult {
+    Ok(Value::Bool(true))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Lazy evaluation
+// ---------------------------------------------------------------------------------------------
+
+/// Evaluates an expression like `hcl::eval::Evaluate::evaluate`, but with lazy `try(...)` and
+/// `can(...)`, and without hcl-rs's arithmetic panics.
+///
+/// hcl-rs evaluates all function arguments before calling a function, so `try(var.x.missing,
+/// "default")` would fail. Subtrees that contain no `try`/`can` call and no arithmetic are
+/// handed to hcl-rs unchanged (so its error messages stay as they are); the others are walked
+/// here, with the same semantics as hcl-rs:
+/// - `try(a, b, ...)` evaluates its arguments in order and returns the first that succeeds, or
+///   fails with "no expression succeeded" listing each argument's error;
+/// - `can(x)` is `true` when `x` evaluates without error, else `false`;
+/// - conditionals evaluate only the branch taken, so a `try` in the other branch never runs;
+/// - `+ - * / %` and unary `-` are computed here with overflow and division-by-zero errors
+///   (hcl-rs panics on `1 % 0` and on integer overflow in debug builds);
+/// - `for` expressions and `%{ for }` template directives whose body needs this treatment are
+///   iterated here, with the iteration variables declared in a clone of `ctx` (one clone per
+///   `for`), so `try`/`can` in a body may refer to the iteration variables. The one cost is
+///   that clone.
+///
+/// Errors raised by this walker itself (a non-boolean condition, an operator applied to the
+/// wrong types) are `ErrorKind::Message` with the offending expression appended; errors from
+/// hcl-rs keep their kind. A function call with a walked argument is evaluated by hcl-rs with
+/// its arguments replaced by their values, so its error shows those values.
+pub fn evaluate(expr: &Expression, ctx: &Context) -> Result<Value, hcl::eval::Error> {
+    eval_expr(expr, ctx)
+}
+
+type EvalResult<T> = Result<T, hcl::eval::Error>;
+
+fn eval_error(msg: impl Into<String>) -> hcl::eval::Error {
+    hcl::eval::Error::from(ErrorKind::Message(msg.into()))
+}
+
+fn eval_error_in(kind: ErrorKind, expr: &Expression) -> hcl::eval::Error {
+    eval_error(format!("{kind} in expression `{}`", expr_display(expr)))
+}
+
+fn expr_display(expr: &Expression) -> String {
+    hcl::format::to_string(expr).unwrap_or_else(|_| format!("{expr:?}"))
+}
+
+fn is_lazy_call(call: &FuncCall, name: &str) -> bool {
+    call.name.namespace.is_empty() && call.name.name.as_str() == name
+}
+
+/// Whether `expr` must be walked by [`eval_expr`] rather than handed to hcl-rs.
+fn needs_walk(expr: &Expression) -> bool {
+    match expr {
+        Expression::FuncCall(call) => {
+            is_lazy_call(call, "try")
+                || is_lazy_call(call, "can")
+                || call.args.iter().any(needs_walk)
+        }
+        Expression::Array(items) => items.iter().any(needs_walk),
+        Expression::Object(object) => object.iter().any(|(key, value)| {
+            matches!(key, ObjectKey::Expression(k) if needs_walk(k)) || needs_walk(value)
+        }),
+        Expression::TemplateExpr(template) => template_expr_needs_walk(template),
+        Expression::Traversal(traversal) => {
+            needs_walk(&traversal.expr)
+                || traversal.operators.iter().any(|op| match op {
+                    TraversalOperator::Index(index) => needs_walk(index),
+                    _ => false,
+                })
+        }
+        Expression::Parenthesis(inner) => needs_walk(inner),
+        Expression::Conditional(cond) => {
+            needs_walk(&cond.cond_expr)
+                || needs_walk(&cond.true_expr)
+                || needs_walk(&cond.false_expr)
+        }
+        Expression::Operation(op) => match op.as_ref() {
+            Operation::Unary(unary) => {
+                unary.operator == UnaryOperator::Neg || needs_walk(&unary.expr)
+            }
+            Operation::Binary(binary) => {
+                matches!(
+                    binary.operator,
+                    BinaryOperator::Plus
+                        | BinaryOperator::Minus
+                        | BinaryOperator::Mul
+                        | BinaryOperator::Div
+                        | BinaryOperator::Mod
+                ) || needs_walk(&binary.lhs_expr)
+                    || needs_walk(&binary.rhs_expr)
+            }
+        },
+        Expression::ForExpr(for_expr) => {
+            needs_walk(&for_expr.collection_expr)
+                || needs_walk(&for_expr.value_expr)
+                || for_expr.key_expr.as_ref().is_some_and(needs_walk)
+                || for_expr.cond_expr.as_ref().is_some_and(needs_walk)
+        }
+        _ => false,
+    }
+}
+
+fn template_expr_needs_walk(template: &TemplateExpr) -> bool {
+    let raw = template.to_string();
+    if !raw.contains("${") && !raw.contains("%{") {
+        return false;
+    }
+    match Template::from_expr(template) {
+        Ok(parsed) => template_needs_walk(&parsed),
+        // Let hcl-rs report the parse error.
+        Err(_) => false,
+    }
+}
+
+fn template_needs_walk(template: &Template) -> bool {
+    template.elements().iter().any(|element| match element {
+        Element::Literal(_) => false,
+        Element::Interpolation(interp) => needs_walk(&interp.expr),
+        Element::Directive(directive) => match directive.as_ref() {
+            Directive::If(dir) => {
+                needs_walk(&dir.cond_expr)
+                    || template_needs_walk(&dir.true_template)
+                    || dir.false_template.as_ref().is_some_and(template_needs_walk)
+            }
+            Directive::For(dir) => {
+                needs_walk(&dir.collection_expr) || template_needs_walk(&dir.template)
+            }
+        },
+    })
+}
+
+fn eval_expr(expr: &Expression, ctx: &Context) -> EvalResult<Value> {
+    if !needs_walk(expr) {
+        return expr.evaluate(ctx);
+    }
+    match expr {
+        Expression::FuncCall(call) if is_lazy_call(call, "try") => eval_try(call, ctx),
+        Expression::FuncCall(call) if is_lazy_call(call, "can") => eval_can(call, ctx),
+        Expression::FuncCall(call) => eval_call(call, ctx),
+        Expression::Array(items) => items
+            .iter()
+            .map(|item| eval_expr(item, ctx))
+            .collect::<EvalResult<Vec<_>>>()
+            .map(Value::Array),
+        Expression::Object(object) => {
+            let mut out = Map::new();
+            for (key, value) in object.iter() {
+                let key = match key {
+                    ObjectKey::Identifier(ident) => ident.to_string(),
+                    ObjectKey::Expression(key_expr) => eval_object_key(key_expr, ctx)?,
+                    other => other
+                        .clone()
+                        .evaluate(ctx)
+                        .map_err(|err| eval_error(err.to_string()))?,
+                };
+                out.insert(key, eval_expr(value, ctx)?);
+            }
+            Ok(Value::Object(out))
+        }
+        Expression::TemplateExpr(template) => eval_template_expr(template, ctx),
+        Expression::Traversal(traversal) => eval_traversal(traversal, ctx),
+        Expression::Parenthesis(inner) => eval_expr(inner, ctx),
+        Expression::Conditional(cond) => eval_conditional(cond, ctx),
+        Expression::Operation(op) => match op.as_ref() {
+            Operation::Unary(unary) => eval_unary(unary, ctx, expr),
+            Operation::Binary(binary) => eval_binary(binary, ctx, expr),
+        },
+        Expression::ForExpr(for_expr) => eval_for_expr(for_expr, ctx),
+        other => other.evaluate(ctx),
+    }
+}
+
+fn eval_try(call: &FuncCall, ctx: &Context) -> EvalResult<Value> {
+    let fail = |msg: String| hcl::eval::Error::from(ErrorKind::FuncCall(FuncName::new("try"), msg));
+    if call.args.is_empty() {
+        return Err(fail("at least one argument is required".to_string()));
+    }
+    let mut errors = Vec::new();
+    let last = call.args.len() - 1;
+    for (i, arg) in call.args.iter().enumerate() {
+        let result = eval_expr(arg, ctx);
+        if call.expand_final && i == last {
+            match result {
+                Ok(Value::Array(items)) => match items.into_iter().next() {
+                    Some(first) => return Ok(first),
+                    None => errors.push("the expanded final argument is an empty list".to_string()),
+                },
+                Ok(other) => errors.push(format!(
+                    "the expanded final argument must be a list, got a {}",
+                    type_name(&other)
+                )),
+                Err(err) => errors.push(err.to_string()),
+            }
+            continue;
+        }
+        match result {
+            Ok(value) => return Ok(value),
+            Err(err) => errors.push(err.to_string()),
+        }
+    }
+    let mut msg = String::from("no expression succeeded:");
+    for err in errors {
+        msg.push_str("\n- ");
+        msg.push_str(&err);
+    }
+    msg.push_str("\nAt least one expression must produce a successful result");
+    Err(fail(msg))
+}
+
+fn eval_can(call: &FuncCall, ctx: &Context) -> EvalResult<Value> {
+    if call.args.len() != 1 || call.expand_final {
+        return Err(hcl::eval::Error::from(ErrorKind::FuncCall(
+            FuncName::new("can"),
+            format!("expected exactly one argument, got {}", call.args.len()),
+        )));
+    }
+    Ok(Value::Bool(eval_expr(&call.args[0], ctx).is_ok()))
+}
+
+/// Evaluates the walked arguments here and hands the call to hcl-rs with those arguments
+/// replaced by their values; the other arguments stay as written (so hcl-rs evaluates them and
+/// its error messages show them as written).
+fn eval_call(call: &FuncCall, ctx: &Context) -> EvalResult<Value> {
+    let mut args = Vec::with_capacity(call.args.len());
+    let mut expand_final = call.expand_final;
+    let last = call.args.len().saturating_sub(1);
+    for (i, arg) in call.args.iter().enumerate() {
+        if !needs_walk(arg) {
+            args.push(arg.clone());
+            continue;
+        }
+        let value = eval_expr(arg, ctx)?;
+        if call.expand_final && i == last {
+            match value {
+                Value::Array(items) => args.extend(items.into_iter().map(Expression::from)),
+                other => {
+                    return Err(eval_error(format!(
+                        "unexpected value `{other}`, expected an array (the final argument of \
+                         `{}(...)` is expanded)",
+                        call.name
+                    )))
+                }
+            }
+            expand_final = false;
+        } else {
+            args.push(Expression::from(value));
+        }
+    }
+    let call = FuncCall {
+        name: call.name.clone(),
+        args,
+        expand_final,
+    };
+    Expression::FuncCall(Box::new(call)).evaluate(ctx)
+}
+
+fn eval_object_key(expr: &Expression, ctx: &Context) -> EvalResult<String> {
+    match eval_expr(expr, ctx)? {
+        Value::String(s) => Ok(s),
+        Value::Bool(b) => Ok(b.to_string()),
+        Value::Number(n) => Ok(n.to_string()),
+        other => Err(eval_error_in(
+            ErrorKind::Unexpected(other, "a string, boolean or number"),
+            expr,
+        )),
+    }
+}
+
+fn eval_bool(expr: &Expression, ctx: &Context) -> EvalResult<bool> {
+    match eval_expr(expr, ctx)? {
+        Value::Bool(b) => Ok(b),
+        other => Err(eval_error_in(
+            ErrorKind::Unexpected(other, "a boolean"),
+            expr,
+        )),
+    }
+}
+
+/// Like [`eval_call`]: walked parts are replaced by their values, the rest stays as written.
+fn eval_traversal(traversal: &Traversal, ctx: &Context) -> EvalResult<Value> {
+    let literal = |expr: &Expression| -> EvalResult<Expression> {
+        if needs_walk(expr) {
+            eval_expr(expr, ctx).map(Expression::from)
+        } else {
+            Ok(expr.clone())
+        }
+    };
+    let base = literal(&traversal.expr)?;
+    let mut operators = Vec::with_capacity(traversal.operators.len());
+    for op in &traversal.operators {
+        operators.push(match op {
+            TraversalOperator::Index(index) => TraversalOperator::Index(literal(index)?),
+            other => other.clone(),
+        });
+    }
+    Expression::Traversal(Box::new(Traversal::new(base, operators))).evaluate(ctx)
+}
+
+fn eval_conditional(cond: &Conditional, ctx: &Context) -> EvalResult<Value> {
+    if eval_bool(&cond.cond_expr, ctx)? {
+        eval_expr(&cond.true_expr, ctx)
+    } else {
+        eval_expr(&cond.false_expr, ctx)
+    }
+}
+
+fn eval_unary(unary: &UnaryOp, ctx: &Context, expr: &Expression) -> EvalResult<Value> {
+    let value = eval_expr(&unary.expr, ctx)?;
+    match (unary.operator, value) {
+        (UnaryOperator::Not, Value::Bool(b)) => Ok(Value::Bool(!b)),
+        (UnaryOperator::Neg, Value::Number(n)) => Ok(Value::Number(match num_i128(&n) {
+            Some(i) => i128_num(-i),
+            None => f64_num(-num_f64(&n)).map_err(eval_error)?,
+        })),
+        (operator, value) => Err(eval_error_in(ErrorKind::UnaryOp(operator, value), expr)),
+    }
+}
+
+/// Integer arithmetic when both operands are integers (as hcl-rs does), float otherwise.
+fn arithmetic(op: BinaryOperator, a: &Number, b: &Number) -> Result<Number, String> {
+    if op == BinaryOperator::Div {
+        let divisor = num_f64(b);
+        if divisor == 0.0 {
+            return Err("division by zero".to_string());
+        }
+        return f64_num(num_f64(a) / divisor);
+    }
+    if let (Some(x), Some(y)) = (num_i128(a), num_i128(b)) {
+        let result = match op {
+            BinaryOperator::Plus => x.checked_add(y),
+            BinaryOperator::Minus => x.checked_sub(y),
+            BinaryOperator::Mul => x.checked_mul(y),
+            BinaryOperator::Mod => {
+                if y == 0 {
+                    return Err("modulo by zero".to_string());
+                }
+                x.checked_rem(y)
+            }
+            _ => None,
+        };
+        let result = result.ok_or_else(|| "integer overflow".to_string())?;
+        if i64::try_from(result).is_err() && u64::try_from(result).is_err() {
+            return Err("integer overflow".to_string());
+        }
+        return Ok(i128_num(result));
+    }
+    let (x, y) = (num_f64(a), num_f64(b));
+    let result = match op {
+        BinaryOperator::Plus => x + y,
+        BinaryOperator::Minus => x - y,
+        BinaryOperator::Mul => x * y,
+        BinaryOperator::Mod => {
+            if y == 0.0 {
+                return Err("modulo by zero".to_string());
+            }
+            x % y
+        }
+        _ => f64::NAN,
+    };
+    f64_num(result)
+}
+
+fn eval_binary(binary: &BinaryOp, ctx: &Context, expr: &Expression) -> EvalResult<Value> {
+    use BinaryOperator as Op;
+    let lhs = eval_expr(&binary.lhs_expr, ctx)?;
+    let rhs = eval_expr(&binary.rhs_expr, ctx)?;
+    let op = binary.operator;
+    Ok(match (lhs, op, rhs) {
+        (lhs, Op::Eq, rhs) => Value::Bool(lhs == rhs),
+        (lhs, Op::NotEq, rhs) => Value::Bool(lhs != rhs),
+        (Value::Bool(a), Op::And, Value::Bool(b)) => Value::Bool(a && b),
+        (Value::Bool(a), Op::Or, Value::Bool(b)) => Value::Bool(a || b),
+        (Value::Number(a), Op::LessEq, Value::Number(b)) => Value::Bool(a <= b),
+        (Value::Number(a), Op::GreaterEq, Value::Number(b)) => Value::Bool(a >= b),
+        (Value::Number(a), Op::Less, Value::Number(b)) => Value::Bool(a < b),
+        (Value::Number(a), Op::Greater, Value::Number(b)) => Value::Bool(a > b),
+        (
+            Value::Number(a),
+            Op::Plus | Op::Minus | Op::Mul | Op::Div | Op::Mod,
+            Value::Number(b),
+        ) => {
+            Value::Number(arithmetic(op, &a, &b).map_err(|msg| {
+                eval_error(format!("{msg} in expression `{}`", expr_display(expr)))
+            })?)
+        }
+        (lhs, op, rhs) => return Err(eval_error_in(ErrorKind::BinaryOp(lhs, op, rhs), expr)),
+    })
+}
+
+/// The (key, value) pairs a `for` iterates over, as hcl-rs produces them.
+fn for_collection(expr: &Expression, ctx: &Context) -> EvalResult<Vec<(Value, Value)>> {
+    match eval_expr(expr, ctx)? {
+        Value::Array(items) => Ok(items
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| (Value::from(i), v))
+            .collect()),
+        Value::Object(map) => Ok(map.into_iter().map(|(k, v)| (Value::from(k), v)).collect()),
+        other => Err(eval_error_in(
+            ErrorKind::Unexpected(other, "an array or object"),
+            expr,
+        )),
+    }
+}
+
+fn eval_for_expr(for_expr: &ForExpr, ctx: &Context) -> EvalResult<Value> {
+    let collection = for_collection(&for_expr.collection_expr, ctx)?;
+    let mut scope = ctx.clone();
+    let mut array = Vec::new();
+    let mut object = Map::new();
+    for (key, value) in collection {
+        if let Some(key_var) = &for_expr.key_var {
+            scope.declare_var(key_var.clone(), key);
+        }
+        scope.declare_var(for_expr.value_var.clone(), value);
+        if let Some(cond) = &for_expr.cond_expr {
+            if !eval_bool(cond, &scope)? {
+                continue;
+            }
+        }
+        match &for_expr.key_expr {
+            None => array.push(eval_expr(&for_expr.value_expr, &scope)?),
+            Some(key_expr) => {
+                let key = eval_object_key(key_expr, &scope)?;
+                let value = eval_expr(&for_expr.value_expr, &scope)?;
+                if for_expr.grouping {
+                    match object
+                        .entry(key)
+                        .or_insert_with(|| Value::Array(Vec::new()))
+                    {
+                        Value::Array(group) => group.push(value),
+                        _ => {
+                            return Err(eval_error(
+                                "internal error: for-expression group is not a list",
+                            ))
+                        }
+                    }
+                } else if object.contains_key(&key) {
+                    return Err(eval_error_in(
+                        ErrorKind::KeyExists(key),
+                        &Expression::ForExpr(Box::new(for_expr.clone())),
+                    ));
+                } else {
+                    object.insert(key, value);
+                }
+            }
+        }
+    }
+    Ok(if for_expr.key_expr.is_some() {
+        Value::Object(object)
+    } else {
+        Value::Array(array)
+    })
+}
+
+fn eval_template_expr(template: &TemplateExpr, ctx: &Context) -> EvalResult<Value> {
+    let parsed = Template::from_expr(template)?;
+    // Interpolation unwrapping: a lone `${...}` yields its value unconverted.
+    if let [Element::Interpolation(interp)] = parsed.elements() {
+        return eval_expr(&interp.expr, ctx);
+    }
+    let mut out = String::new();
+    eval_template(&mut out, &parsed, ctx, Strip::None, Strip::None)?;
+    Ok(Value::String(out))
+}
+
+fn element_strip(element: &Element) -> Strip {
+    match element {
+        Element::Literal(_) => Strip::None,
+        Element::Interpolation(interp) => interp.strip,
+        Element::Directive(directive) => {
+            let (start, end) = match directive.as_ref() {
+                Directive::If(dir) => (dir.if_strip, dir.endif_strip),
+                Directive::For(dir) => (dir.for_strip, dir.endfor_strip),
+            };
+            Strip::from((start.strip_start(), end.strip_end()))
+        }
+    }
+}
+
+/// Evaluates a template into `out`, exactly as hcl-rs does (whitespace stripping included),
+/// but with expressions evaluated by [`eval_expr`].
+fn eval_template(
+    out: &mut String,
+    template: &Template,
+    ctx: &Context,
+    prev_strip: Strip,
+    next_strip: Strip,
+) -> EvalResult<()> {
+    let elements = template.elements();
+    let len = elements.len();
+    for (index, element) in elements.iter().enumerate() {
+        let prev = if index == 0 {
+            prev_strip
+        } else {
+            element_strip(&elements[index - 1])
+        };
+        let next = if index + 1 == len {
+            next_strip
+        } else {
+            element_strip(&elements[index + 1])
+        };
+        match element {
+            Element::Literal(literal) => out.push_str(strip_literal(literal, prev, next)),
+            Element::Interpolation(interp) => match eval_expr(&interp.expr, ctx)? {
+                Value::String(s) => out.push_str(&s),
+                other => out.push_str(&other.to_string()),
+            },
+            Element::Directive(directive) => match directive.as_ref() {
+                Directive::If(dir) => eval_if_directive(out, dir, ctx)?,
+                Directive::For(dir) => eval_for_directive(out, dir, ctx)?,
+            },
+        }
+    }
+    Ok(())
+}
+
+fn strip_literal(mut literal: &str, prev: Strip, next: Strip) -> &str {
+    fn is_space(c: char) -> bool {
+        c.is_whitespace() && c != '\r' && c != '\n'
+    }
+    if prev.strip_end() {
+        literal = literal.trim_start_matches(is_space);
+        literal = literal
+            .strip_prefix("\r\n")
+            .or_else(|| literal.strip_prefix('\n'))
+            .unwrap_or(literal);
+    }
+    if next.strip_start() {
+        literal = literal.trim_end_matches(is_space);
+        literal = literal
+            .strip_suffix("\r\n")
+            .or_else(|| literal.strip_suffix('\n'))
+            .unwrap_or(literal);
+    }
+    literal
+}
+
+fn eval_if_directive(out: &mut String, dir: &IfDirective, ctx: &Context) -> EvalResult<()> {
+    if eval_bool(&dir.cond_expr, ctx)? {
+        let next = if dir.false_template.is_some() {
+            dir.else_strip
+        } else {
+            dir.endif_strip
+        };
+        eval_template(out, &dir.true_template, ctx, dir.if_strip, next)
+    } else if let Some(false_template) = &dir.false_template {
+        eval_template(out, false_template, ctx, dir.else_strip, dir.endif_strip)
+    } else {
+        Ok(())
+    }
+}
+
+fn eval_for_directive(out: &mut String, dir: &ForDirective, ctx: &Context) -> EvalResult<()> {
+    let collection = for_collection(&dir.collection_expr, ctx)?;
+    let mut scope = ctx.clone();
+    for (key, value) in collection {
+        if let Some(key_var) = &dir.key_var {
+            scope.declare_var(key_var.clone(), key);
+        }
+        scope.declare_var(dir.value_var.clone(), value);
+        eval_template(out, &dir.template, &scope, dir.for_strip, dir.endfor_strip)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obj<const N: usize>(entries: [(&str, Value); N]) -> Value {
+        Value::Object(
+            entries
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+        )
+    }
+
+    fn test_ctx() -> Context<'static> {
+        let mut ctx = Context::new();
+        declare_functions(&mut ctx);
+        ctx.declare_var(
+            "var",
+            obj([
+                ("name", Value::from("web")),
+                ("count", Value::from(3)),
+                ("list", Value::from_iter(["a", "b", "c"])),
+                (
+                    "tags",
+                    obj([("env", Value::from("prod")), ("team", Value::from("ops"))]),
+                ),
+                ("nothing", Value::Null),
+            ]),
+        );
+        ctx.declare_var("local", obj([("present", Value::from("here"))]));
+        ctx
+    }
+
+    fn probe_env(dir: &Path, seed: u64) -> FunctionEnv {
+        FunctionEnv {
+            base_dir: dir.to_path_buf(),
+            allow_env: false,
+            clock: Clock::Probe(seed),
+        }
+    }
+
+    fn eval_with(env: FunctionEnv, src: &str) -> (Result<Value, String>, FunctionTrace) {
+        let expr: Expression = src
+            .parse()
+            .unwrap_or_else(|err| panic!("cannot parse {src}: {err}"));
+        let ctx = test_ctx();
+        with_env(env, || evaluate(&expr, &ctx).map_err(|err| err.to_string()))
+    }
+
+    fn try_eval(src: &str) -> Result<Value, String> {
+        eval_with(probe_env(Path::new("/nonexistent-imgform-dir"), 1), src).0
+    }
+
+    #[track_caller]
+    fn ev(src: &str) -> Value {
+        try_eval(src).unwrap_or_else(|err| panic!("{src}: {err}"))
+    }
+
+    /// The result as (Terraform-style) JSON, for compact assertions.
+    #[track_caller]
+    fn j(src: &str) -> String {
+        json_encode(&ev(src))
+    }
+
+    #[track_caller]
+    fn err(src: &str) -> String {
+        match try_eval(src) {
+            Ok(value) => panic!("{src}: expected an error, got {value:?}"),
+            Err(err) => err,
+        }
+    }
+
+    // ----- try / can laziness -----------------------------------------------------------------
+
+    #[test]
+    fn try_returns_first_success() {
+        assert_eq!(j(r#"try(var.nope.x, "d")"#), r#""d""#);
+        assert_eq!(j(r#"try(var.name, "d")"#), r#""web""#);
+        assert_eq!(
+            j(r#"try(var.tags.missing, var.tags.env, "d")"#),
+            r#""prod""#
+        );
+        assert_eq!(j(r#"try(var.list[7], var.list[1])"#), r#""b""#);
+        assert_eq!(j(r#"try(try(var.a, var.b), "inner")"#), r#""inner""#);
+        assert_eq!(j(r#"try(tonumber("x"), 0)"#), "0");
+    }
+
+    #[test]
+    fn can_reports_success() {
+        assert_eq!(j("can(var.nope)"), "false");
+        assert_eq!(j("can(var.name)"), "true");
+        assert_eq!(j(r#"can(regex("^a", "abc"))"#), "true");
+        assert_eq!(j(r#"can(regex("^z", "abc"))"#), "false");
+        assert!(err("can(1, 2)").contains("exactly one argument"));
+    }
+
+    #[test]
+    fn try_all_failing_lists_errors() {
+        let msg = err("try(var.nope, local.missing)");
+        assert!(msg.contains("no expression succeeded"), "{msg}");
+        assert!(msg.contains("nope"), "{msg}");
+        assert!(msg.contains("missing"), "{msg}");
+        assert!(err("try()").contains("at least one argument"));
+    }
+
+    #[test]
+    fn try_inside_templates() {
+        assert_eq!(j(r#""${try(local.x, "y")}""#), r#""y""#);
+        assert_eq!(j(r#""pre-${try(local.x, "y")}-post""#), r#""pre-y-post""#);
+        assert_eq!(
+            j(r#""%{ if can(local.x) }has%{ else }none%{ endif }""#),
+            r#""none""#
+        );
+        // Interpolation unwrapping keeps the value's type.
+        assert_eq!(j(r#""${try(local.x, 5)}""#), "5");
+        let heredoc = "<<EOT\n%{ for t in var.list ~}\n${try(upper(t), t)}\n%{ endfor ~}\nEOT";
+        assert_eq!(ev(heredoc), Value::from("A\nB\nC\n"));
+    }
+
+    #[test]
+    fn try_inside_every_kind_of_expression() {
+        assert_eq!(j(r#"[try(var.x, 1), 2]"#), "[1,2]");
+        assert_eq!(
+            j(r#"{a = try(var.x, 1), (try(var.k, "b")) = 2}"#),
+            r#"{"a":1,"b":2}"#
+        );
+        assert_eq!(j(r#"try(var.x, true) ? "yes" : "no""#), r#""yes""#);
+        assert_eq!(j("try(var.x, 1) + 2"), "3");
+        assert_eq!(j(r#"!can(var.x)"#), "true");
+        assert_eq!(j(r#"upper(try(var.x, "abc"))"#), r#""ABC""#);
+        assert_eq!(j(r#"try(var.x, var.list)[1]"#), r#""b""#);
+        assert_eq!(j(r#"var.list[try(var.x, 2)]"#), r#""c""#);
+        assert_eq!(j(r#"(try(var.x, [1, 2]))"#), "[1,2]");
+        assert_eq!(j(r#"[for x in try(var.x, [1, 2]): x * 2]"#), "[2,4]");
+        assert_eq!(j(r#"join("-", try(var.x, ["a"]), ["b"])"#), r#""a-b""#);
+        assert_eq!(j(r#"concat(try(var.x, [[1], [2]])...)"#), "[1,2]");
+    }
+
+    #[test]
+    fn try_in_for_body_sees_iteration_variables() {
+        assert_eq!(j(r#"[for x in [{a = 1}, {b = 2}]: try(x.a, 0)]"#), "[1,0]");
+        assert_eq!(
+            j(r#"{for k, v in var.tags: k => can(v.missing) if try(v != "", false)}"#),
+            r#"{"env":false,"team":false}"#
+        );
+        assert_eq!(
+            j(r#"{for s in ["ab", "ac", "b"]: substr(s, 0, 1) => try(upper(s), s)...}"#),
+            r#"{"a":["AB","AC"],"b":["B"]}"#
+        );
+        assert_eq!(
+            j(r#"[for i, x in ["a", "b"]: [for y in [1, 2]: try("${x}${y}${i}", "")]]"#),
+            r#"[["a10","a20"],["b11","b21"]]"#
+        );
+        let msg = err(r#"{for x in ["a", "a"]: x => try(x, 1)}"#);
+        assert!(msg.contains("already exists"), "{msg}");
+    }
+
+    #[test]
+    fn conditional_evaluates_only_the_branch_taken() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.txt"), "A").unwrap();
+        let (result, trace) = eval_with(
+            probe_env(dir.path(), 1),
+            r#"true ? try(file("a.txt"), "") : try(file("b.txt"), file("a.txt"))"#,
+        );
+        assert_eq!(result.unwrap(), Value::from("A"));
+        assert_eq!(trace.files_read.len(), 1);
+        assert_eq!(j(r#"false ? try(var.x, "a") : "b""#), r#""b""#);
+    }
+
+    #[test]
+    fn eager_fallbacks_for_try_and_can() {
+        // Through plain hcl-rs evaluation (not `evaluate`), try/can still resolve when their
+        // arguments evaluate.
+        let expr: Expression = r#"[try(var.name, "d"), can(var.name)]"#.parse().unwrap();
+        let value = expr.evaluate(&test_ctx()).unwrap();
+        assert_eq!(json_encode(&value), r#"["web",true]"#);
+    }
+
+    // ----- arithmetic without panics ----------------------------------------------------------
+
+    #[test]
+    fn arithmetic_is_checked() {
+        assert_eq!(j("7 / 2"), "3.5");
+        assert_eq!(ev("6 / 3"), Value::from(2));
+        assert_eq!(ev("7 % 3"), Value::from(1));
+        assert_eq!(ev("2 * var.count - 1"), Value::from(5));
+        assert_eq!(ev("-var.count"), Value::from(-3));
+        assert_eq!(j("1.5 + 1"), "2.5");
+        assert!(err("1 % 0").contains("modulo by zero"));
+        assert!(err("1 / 0").contains("division by zero"));
+        assert!(err("9223372036854775807 * 9223372036854775807").contains("overflow"));
+        assert!(err(r#"1 + "a""#).contains("not applicable"));
+        assert!(err(r#""a" ? 1 : 2"#).contains("expected a boolean"));
+        assert_eq!(ev("1 + 2 == 3"), Value::Bool(true));
+        assert_eq!(ev("3 > 2 && 1 <= 1"), Value::Bool(true));
+    }
+
+    #[test]
+    fn plain_expressions_keep_hcl_errors() {
+        let msg = err("var.nope");
+        assert!(msg.contains("no such key"), "{msg}");
+        let msg = err("undefined_thing");
+        assert!(msg.contains("undefined variable"), "{msg}");
+        let msg = err("nosuchfunc(1)");
+        assert!(msg.contains("undefined function"), "{msg}");
+        // Walked expressions keep unwalked parts as written in error messages.
+        let msg = err("var.list[var.count + 1]");
+        assert!(msg.contains("var.list[4]"), "{msg}");
+        let msg = err("upper(var.tags, 1 + 1)");
+        assert!(msg.contains("upper(var.tags, 2)"), "{msg}");
+    }
+
+    // ----- strings ----------------------------------------------------------------------------
+
+    #[test]
+    fn string_functions() {
+        assert_eq!(j(r#"upper("abc")"#), r#""ABC""#);
+        assert_eq!(j(r#"lower("ABC")"#), r#""abc""#);
+        assert_eq!(
+            j(r#"title("hello world-foo_bar")"#),
+            r#""Hello World-Foo_bar""#
+        );
+        assert_eq!(j(r#"split(",", "a,b,,c")"#), r#"["a","b","","c"]"#);
+        assert_eq!(j(r#"split(",", "")"#), r#"[""]"#);
+        assert_eq!(j(r#"join(", ", ["a", "b"], ["c"])"#), r#""a, b, c""#);
+        assert_eq!(j(r#"join("-", [1, true])"#), r#""1-true""#);
+        assert!(err(r#"join("-", [null])"#).contains("null"));
+        assert_eq!(j(r#"trimspace("  a b \n")"#), r#""a b""#);
+        assert_eq!(j(r#"trim("?!hello?!", "!?")"#), r#""hello""#);
+        assert_eq!(j(r#"trimprefix("helloworld", "hello")"#), r#""world""#);
+        assert_eq!(j(r#"trimsuffix("helloworld", "world")"#), r#""hello""#);
+        assert_eq!(j(r#"chomp("hello\n\r\n")"#), r#""hello""#);
+        assert_eq!(j(r#"indent(2, "a\nb\n")"#), r#""a\n  b\n  ""#);
+        assert_eq!(j(r#"strrev("héllo")"#), r#""olléh""#);
+        assert_eq!(j(r#"startswith("hello", "he")"#), "true");
+        assert_eq!(j(r#"endswith("hello", "he")"#), "false");
+        assert_eq!(j(r#"strcontains("hello", "ll")"#), "true");
+    }
+
+    #[test]
+    fn substr_semantics() {
+        assert_eq!(j(r#"substr("hello world", 1, 4)"#), r#""ello""#);
+        assert_eq!(j(r#"substr("🤔🤷", 0, 1)"#), r#""🤔""#);
+        assert_eq!(j(r#"substr("hello world", -5, -1)"#), r#""world""#);
+        assert_eq!(j(r#"substr("hello", 0, 100)"#), r#""hello""#);
+        assert_eq!(j(r#"substr("hello", 10, 2)"#), r#""""#);
+        assert_eq!(j(r#"substr("hello", -10, 2)"#), r#""he""#);
+    }
+
+    #[test]
+    fn replace_and_regexes() {
+        assert_eq!(j(r#"replace("1 + 2 + 3", "+", "-")"#), r#""1 - 2 - 3""#);
+        assert_eq!(
+            j(r#"replace("hello world", "/w.*d/", "everybody")"#),
+            r#""hello everybody""#
+        );
+        assert_eq!(
+            j(r#"replace("ab-cd", "/(\\w+)-(\\w+)/", "$2-$1")"#),
+            r#""cd-ab""#
+        );
+        assert_eq!(
+            j(r#"regex_replace("2024-01-02", "(\\d+)-(\\d+)-(\\d+)", "$3/$2/$1")"#),
+            r#""02/01/2024""#
+        );
+        assert_eq!(
+            j(r#"regex("[a-z]+", "53453453.345345aaabbbccc23454")"#),
+            r#""aaabbbccc""#
+        );
+        assert_eq!(
+            j(r#"regex("(\\d\\d\\d\\d)-(\\d\\d)-(\\d\\d)", "2019-02-01")"#),
+            r#"["2019","02","01"]"#
+        );
+        assert_eq!(
+            j(r#"regex("^(?P<scheme>[a-z]+)://(?P<host>[^/]+)", "https://example.com/x")"#),
+            r#"{"host":"example.com","scheme":"https"}"#
+        );
+        assert_eq!(j(r#"regex("(a)|(b)", "b")"#), r#"[null,"b"]"#);
+        assert!(err(r#"regex("z", "abc")"#).contains("did not match"));
+        assert!(err(r#"regex("(?P<x>a)(b)", "ab")"#).contains("cannot mix"));
+        assert!(err(r#"regex("(", "ab")"#).contains("invalid regular expression"));
+        assert_eq!(
+            j(r#"regexall("[a-z]+", "1234abcd5678efgh9")"#),
+            r#"["abcd","efgh"]"#
+        );
+        assert_eq!(j(r#"length(regexall("[a-z]+", "1234"))"#), "0");
+    }
+
+    #[test]
+    fn format_verbs() {
+        assert_eq!(j(r#"format("Hello, %s!", "Ander")"#), r#""Hello, Ander!""#);
+        assert_eq!(
+            j(r#"format("There are %d lights", 4)"#),
+            r#""There are 4 lights""#
+        );
+        assert_eq!(
+            j(r#"format("%v|%v|%v|%v", "s", 1.5, true, [1, "a"])"#),
+            r#""s|1.5|true|[1,\"a\"]""#
+        );
+        assert_eq!(j(r#"format("%#v", "s")"#), r#""\"s\"""#);
+        assert_eq!(j(r#"format("%q", "a\"b")"#), r#""\"a\\\"b\"""#);
+        assert_eq!(
+            j(r#"format("%.2f|%5.1f|%-5d|%05d|%+d", 3.14159, 2.25, 42, -42, 7)"#),
+            r#""3.14|  2.2|42   |-0042|+7""#
+        );
+        assert_eq!(j(r#"format("%t %%", true)"#), r#""true %""#);
+        assert_eq!(
+            j(r#"format("%x %X %o %b", 255, 255, 8, 5)"#),
+            r#""ff FF 10 101""#
+        );
+        assert_eq!(j(r#"format("%e", 123456.789)"#), r#""1.234568e+05""#);
+        assert_eq!(j(r#"format("%g %g", 0.5, 100000)"#), r#""0.5 100000""#);
+        assert_eq!(
+            j(r#"format("%g|%.3g|%G", 1234567, 3.14159, 1e-10)"#),
+            r#""1.234567e+06|3.14|1E-10""#
+        );
+        assert_eq!(j(r#"format("%[2]s %[1]s", "a", "b")"#), r#""b a""#);
+        assert_eq!(j(r#"format("%.3s", "abcdef")"#), r#""abc""#);
+        assert_eq!(
+            j(r#"format("%6s|%-6s|", "ab", "cd")"#),
+            r#""    ab|cd    |""#
+        );
+        assert!(err(r#"format("%d", 1.5)"#).contains("fractional"));
+        assert!(err(r#"format("%s %s", "a")"#).contains("not enough arguments"));
+        assert!(err(r#"format("%s", "a", "b")"#).contains("too many arguments"));
+        assert!(err(r#"format("%s", null)"#).contains("null"));
+        assert!(err(r#"format("%y", 1)"#).contains("unsupported format verb"));
+        assert!(err(r#"format("%", 1)"#).contains("incomplete verb"));
+    }
+
+    #[test]
+    fn formatlist_iterates_lists() {
+        assert_eq!(
+            j(r#"formatlist("Hello, %s!", ["Valentina", "Ander"])"#),
+            r#"["Hello, Valentina!","Hello, Ander!"]"#
+        );
+        assert_eq!(
+            j(r#"formatlist("%s, %s!", "Salutations", ["Valentina", "Ander"])"#),
+            r#"["Salutations, Valentina!","Salutations, Ander!"]"#
+        );
+        assert_eq!(j(r#"formatlist("%s", "x")"#), r#"["x"]"#);
+        assert_eq!(j(r#"formatlist("%s", [])"#), "[]");
+        assert!(err(r#"formatlist("%s%s", ["a"], ["b", "c"])"#).contains("inconsistent"));
+    }
+
+    #[test]
+    fn length_counts() {
+        assert_eq!(ev(r#"length("héllo")"#), Value::from(5));
+        assert_eq!(ev("length([1, 2])"), Value::from(2));
+        assert_eq!(ev("length(var.tags)"), Value::from(2));
+        assert!(!ev("length([])").as_number().unwrap().is_f64());
+        assert!(err("length(null)").contains("null"));
+        assert!(err("length(1)").contains("got a number"));
+    }
+
+    // ----- collections ------------------------------------------------------------------------
+
+    #[test]
+    fn list_functions() {
+        assert_eq!(j("concat([1], [2, 3], [])"), "[1,2,3]");
+        assert_eq!(j(r#"contains(["a", "b"], "b")"#), "true");
+        assert_eq!(j(r#"contains(["a", "b"], "z")"#), "false");
+        assert_eq!(j(r#"element(["a", "b", "c"], 4)"#), r#""b""#);
+        assert!(err("element([], 0)").contains("empty list"));
+        assert!(err("element([1], -1)").contains("negative"));
+        assert_eq!(j(r#"index(["a", "b"], "b")"#), "1");
+        assert!(err(r#"index(["a"], "z")"#).contains("not found"));
+        assert_eq!(
+            j(r#"flatten([["a", "b"], [], ["c", ["d"]]])"#),
+            r#"["a","b","c","d"]"#
+        );
+        assert_eq!(
+            j(r#"distinct(["a", "b", "a", "c", "b"])"#),
+            r#"["a","b","c"]"#
+        );
+        assert_eq!(j("reverse([1, 2, 3])"), "[3,2,1]");
+        assert_eq!(j(r#"sort(["e", "d", "a", "x"])"#), r#"["a","d","e","x"]"#);
+        assert_eq!(j("sort([3, 11, 2])"), r#"["11","2","3"]"#);
+        assert_eq!(j(r#"slice(["a", "b", "c", "d"], 1, 3)"#), r#"["b","c"]"#);
+        assert!(err("slice([1], 0, 2)").contains("greater than the length"));
+        assert!(err("slice([1, 2], 2, 1)").contains("greater than end_index"));
+        assert_eq!(j(r#"compact(["a", "", null, "b"])"#), r#"["a","b"]"#);
+        assert_eq!(j("one([])"), "null");
+        assert_eq!(j(r#"one(["x"])"#), r#""x""#);
+        assert!(err("one([1, 2])").contains("zero or one"));
+        assert_eq!(j("chunklist([1, 2, 3, 4, 5], 2)"), "[[1,2],[3,4],[5]]");
+        assert_eq!(j("coalescelist([], [1], [2])"), "[1]");
+        assert!(err("coalescelist([], [])").contains("no non-null"));
+    }
+
+    #[test]
+    fn range_semantics() {
+        assert_eq!(j("range(3)"), "[0,1,2]");
+        assert_eq!(j("range(1, 4)"), "[1,2,3]");
+        assert_eq!(j("range(1, 8, 2)"), "[1,3,5,7]");
+        assert_eq!(j("range(4, 1)"), "[4,3,2]");
+        assert_eq!(j("range(1, 4, -1)"), "[]");
+        assert_eq!(j("range(0, 1, 0.25)"), "[0,0.25,0.5,0.75]");
+        assert!(err("range(0, 1, 0)").contains("step must not be zero"));
+        assert!(err("range(2000)").contains("1024"));
+        assert!(!ev("range(2)").as_array().unwrap()[1]
+            .as_number()
+            .unwrap()
+            .is_f64());
+    }
+
+    #[test]
+    fn map_functions() {
+        assert_eq!(
+            j(r#"merge({a = "b", c = "d"}, {e = "f", c = "z"}, null)"#),
+            r#"{"a":"b","c":"z","e":"f"}"#
+        );
+        assert!(err(r#"merge({a = 1}, [1])"#).contains("must be a map"));
+        assert_eq!(
+            j(r#"lookup({a = "ay", b = "bee"}, "a", "what?")"#),
+            r#""ay""#
+        );
+        assert_eq!(j(r#"lookup({a = "ay"}, "c", "what?")"#), r#""what?""#);
+        assert!(err(r#"lookup({a = "ay"}, "c")"#).contains("failed to find key \"c\""));
+        assert_eq!(j(r#"keys({b = 1, a = 2, c = 3})"#), r#"["a","b","c"]"#);
+        assert_eq!(j(r#"values({b = 1, a = 2, c = 3})"#), "[2,1,3]");
+        assert_eq!(j(r#"zipmap(["a", "b"], [1, 2])"#), r#"{"a":1,"b":2}"#);
+        assert!(err(r#"zipmap(["a"], [1, 2])"#).contains("does not match"));
+        assert_eq!(j(r#"coalesce("", null, "b", "c")"#), r#""b""#);
+        assert_eq!(j("coalesce(null, 1, 2)"), "1");
+        assert!(err(r#"coalesce("", null)"#).contains("no non-null"));
+    }
+
+    #[test]
+    fn number_functions_keep_integers() {
+        assert_eq!(ev("sum([1, 2, 3])"), Value::from(6));
+        assert_eq!(j("sum([1, 2.5])"), "3.5");
+        assert!(err("sum([])").contains("empty"));
+        assert_eq!(ev("max(12, 54, 3)"), Value::from(54));
+        assert_eq!(ev("min(12, 54, 3)"), Value::from(3));
+        assert_eq!(j("max(1.5, 1)"), "1.5");
+        assert!(err("max()").contains("at least one"));
+        assert_eq!(ev("abs(-12)"), Value::from(12));
+        assert_eq!(j("abs(-12.5)"), "12.5");
+        assert_eq!(ev("ceil(4.1)"), Value::from(5));
+        assert_eq!(ev("floor(4.9)"), Value::from(4));
+        assert_eq!(ev("floor(-4.1)"), Value::from(-5));
+        assert_eq!(ev("ceil(5)"), Value::from(5));
+        assert_eq!(ev("pow(3, 2)"), Value::from(9));
+        assert_eq!(j("pow(4, 0.5)"), "2");
+        assert_eq!(ev("signum(-13)"), Value::from(-1));
+        assert_eq!(ev("log(16, 2)"), Value::from(4));
+        assert_eq!(ev(r#"parseint("FF", 16)"#), Value::from(255));
+        assert_eq!(ev(r#"parseint("-101", 2)"#), Value::from(-5));
+        assert!(err(r#"parseint("12", 1)"#).contains("between 2 and 36"));
+        assert!(err(r#"parseint("zz", 10)"#).contains("cannot parse"));
+        assert_eq!(ev(r#"alltrue([true, "true"])"#), Value::Bool(true));
+        assert_eq!(ev("alltrue([])"), Value::Bool(true));
+        assert_eq!(ev("alltrue([true, null])"), Value::Bool(false));
+        assert_eq!(ev("anytrue([false, null, true])"), Value::Bool(true));
+        assert_eq!(ev("anytrue([])"), Value::Bool(false));
+    }
+
+    #[test]
+    fn type_conversions() {
+        assert_eq!(j("tostring(1)"), r#""1""#);
+        assert_eq!(j("tostring(true)"), r#""true""#);
+        assert_eq!(j("tostring(null)"), "null");
+        assert!(err("tostring([])").contains("cannot convert"));
+        assert_eq!(ev(r#"tonumber("42")"#), Value::from(42));
+        assert_eq!(j(r#"tonumber("1.5")"#), "1.5");
+        assert!(err(r#"tonumber("x")"#).contains("cannot convert"));
+        assert!(err(r#"tonumber("inf")"#).contains("cannot convert"));
+        assert_eq!(j(r#"tobool("true")"#), "true");
+        assert!(err(r#"tobool("yes")"#).contains("cannot convert"));
+        assert_eq!(j("tolist([1, 2])"), "[1,2]");
+        assert_eq!(j(r#"toset(["c", "a", "b", "a"])"#), r#"["a","b","c"]"#);
+        assert_eq!(j(r#"toset(["a", 1])"#), r#"["1","a"]"#);
+        assert_eq!(j("tomap({a = 1})"), r#"{"a":1}"#);
+        assert_eq!(
+            j(r#"setunion(["a", "b"], ["b", "c"], ["d"])"#),
+            r#"["a","b","c","d"]"#
+        );
+        assert_eq!(j(r#"setintersection(["a", "b"], ["b", "c"])"#), r#"["b"]"#);
+        assert_eq!(j(r#"setsubtract(["a", "b", "c"], ["a", "c"])"#), r#"["b"]"#);
+        assert_eq!(
+            j(r#"setproduct(["a", "b"], [1, 2])"#),
+            r#"[["a",1],["a",2],["b",1],["b",2]]"#
+        );
+    }
+
+    // ----- encoding ---------------------------------------------------------------------------
+
+    #[test]
+    fn json_functions() {
+        assert_eq!(
+            ev(r#"jsonencode({hello = "world", a = [1, 2.5, true, null]})"#),
+            Value::from(r#"{"a":[1,2.5,true,null],"hello":"world"}"#)
+        );
+        assert_eq!(
+            ev(r#"jsonencode("<a & b>\n")"#),
+            Value::from(r#""\u003ca \u0026 b\u003e\n""#)
+        );
+        let decoded = ev(
+            r#"jsondecode("{\"a\": 1, \"b\": [1.5, \"x\", null], \"c\": 18446744073709551615}")"#,
+        );
+        assert_eq!(
+            json_encode(&decoded),
+            r#"{"a":1,"b":[1.5,"x",null],"c":18446744073709551615}"#
+        );
+        assert!(!decoded.as_object().unwrap()["a"]
+            .as_number()
+            .unwrap()
+            .is_f64());
+        assert!(err(r#"jsondecode("{")"#).contains("invalid JSON"));
+        assert_eq!(
+            ev(r#"jsondecode(jsonencode(var.tags))"#),
+            test_ctx_var("tags")
+        );
+    }
+
+    fn test_ctx_var(name: &str) -> Value {
+        ev(&format!("var.{name}"))
+    }
+
+    #[test]
+    fn yaml_functions() {
+        assert_eq!(
+            ev(r#"yamlencode({a = "b", c = "d"})"#),
+            Value::from("\"a\": \"b\"\n\"c\": \"d\"\n")
+        );
+        assert_eq!(
+            ev(r#"yamlencode({foo = [1, 2, 3], bar = "baz"})"#),
+            Value::from("\"bar\": \"baz\"\n\"foo\":\n- 1\n- 2\n- 3\n")
+        );
+        assert_eq!(
+            ev(r#"yamlencode({foo = [1, {a = "b", c = "d"}, 3], bar = "baz"})"#),
+            Value::from("\"bar\": \"baz\"\n\"foo\":\n- 1\n- \"a\": \"b\"\n  \"c\": \"d\"\n- 3\n")
+        );
+        assert_eq!(
+            ev(r#"yamlencode({a = {b = [[1, 2], []], c = {}}})"#),
+            Value::from("\"a\":\n  \"b\":\n  - - 1\n    - 2\n  - []\n  \"c\": {}\n")
+        );
+        assert_eq!(
+            ev(r#"yamlencode({script = "echo hi\necho there\n", s2 = "a\nb"})"#),
+            Value::from("\"s2\": |-\n  a\n  b\n\"script\": |\n  echo hi\n  echo there\n")
+        );
+        assert_eq!(ev("yamlencode(1)"), Value::from("1\n...\n"));
+        assert_eq!(
+            ev(r#"yamlencode("tab\there")"#),
+            Value::from("\"tab\\there\"\n")
+        );
+        // Round trips through a real YAML parser.
+        let complex = r#"{a = ["x\ny", "  lead\n", "q\"uote", {k = null}], "b c" = 1.5, d = true, e = "trail\n\n"}"#;
+        assert_eq!(
+            ev(&format!("yamldecode(yamlencode({complex}))")),
+            ev(complex)
+        );
+        assert_eq!(
+            j(r#"yamldecode("a: 1\nb: [x, 2.5, true, null]\nc:\n  d: e\n")"#),
+            r#"{"a":1,"b":["x",2.5,true,null],"c":{"d":"e"}}"#
+        );
+        assert_eq!(j(r#"yamldecode("")"#), "null");
+        assert_eq!(
+            j(r#"yamldecode("base: &b {x: 1}\nderived:\n  <<: *b\n  y: 2\n")"#),
+            r#"{"base":{"x":1},"derived":{"x":1,"y":2}}"#
+        );
+        assert!(err(r#"yamldecode("a: [")"#).contains("invalid YAML"));
+        assert!(err(r#"yamldecode("a: 1\n---\nb: 2\n")"#).contains("invalid YAML"));
+    }
+
+    #[test]
+    fn base64_url_csv() {
+        assert_eq!(j(r#"base64encode("Hello World")"#), r#""SGVsbG8gV29ybGQ=""#);
+        assert_eq!(j(r#"base64decode("SGVsbG8gV29ybGQ=")"#), r#""Hello World""#);
+        assert!(err(r#"base64decode("!!")"#).contains("base64"));
+        assert!(err(r#"base64decode("/w==")"#).contains("UTF-8"));
+        assert_eq!(
+            j(r#"urlencode("Hello World!/~")"#),
+            r#""Hello+World%21%2F~""#
+        );
+        assert_eq!(
+            j(r#"csvdecode("a,b,c\n1,2,3\n\"x,y\",\"q\"\"q\",\n")"#),
+            r#"[{"a":"1","b":"2","c":"3"},{"a":"x,y","b":"q\"q","c":""}]"#
+        );
+        assert!(err(r#"csvdecode("a,b\n1\n")"#).contains("fields"));
+        assert!(err(r#"csvdecode("")"#).contains("missing header"));
+    }
+
+    #[test]
+    fn hashes() {
+        assert_eq!(
+            j(r#"sha256("hello world")"#),
+            r#""b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9""#
+        );
+        assert!(ev(r#"sha512("hello world")"#)
+            .as_str()
+            .unwrap()
+            .starts_with("309ecc489c12d6eb4cc40f50c902f2b4d0ed77ee511a7c7a9bcd3ca86d4cd86f"));
+        assert_eq!(
+            j(r#"base64sha256("hello world")"#),
+            r#""uU0nuZNNPgilLlLX2n2r+sSE7+N6U4DukIj3rOLvzek=""#
+        );
+    }
+
+    // ----- time and randomness ----------------------------------------------------------------
+
+    #[test]
+    fn formatdate_spec_language() {
+        let ts = "2018-01-02T23:12:01Z";
+        let fd = |spec: &str, ts: &str| ev(&format!("formatdate({spec:?}, {ts:?})"));
+        assert_eq!(
+            fd("DD MMM YYYY hh:mm ZZZ", ts),
+            Value::from("02 Jan 2018 23:12 UTC")
+        );
+        assert_eq!(
+            fd("EEEE, DD-MMM-YY hh:mm:ss ZZZ", ts),
+            Value::from("Tuesday, 02-Jan-18 23:12:01 UTC")
+        );
+        assert_eq!(
+            fd("EEE, DD MMM YYYY hh:mm:ss ZZZ", "2018-01-02T23:12:01-08:00"),
+            Value::from("Tue, 02 Jan 2018 23:12:01 -0800")
+        );
+        assert_eq!(fd("MMM DD, YYYY", ts), Value::from("Jan 02, 2018"));
+        assert_eq!(fd("HH:mmaa", ts), Value::from("11:12pm"));
+        assert_eq!(
+            fd("H:m:s AA", "2018-01-02T03:04:05Z"),
+            Value::from("3:4:5 AM")
+        );
+        assert_eq!(
+            fd("h'h'mm", "2018-01-02T23:12:01-08:00"),
+            Value::from("23h12")
+        );
+        assert_eq!(fd("H 'o''clock'", ts), Value::from("11 o'clock"));
+        assert_eq!(fd("''MMMM D", ts), Value::from("'January 2"));
+        assert_eq!(fd("YYYYMMDDhhmmss", ts), Value::from("20180102231201"));
+        assert_eq!(fd("Z|ZZZZ|ZZZZZ", ts), Value::from("Z|+0000|+00:00"));
+        assert_eq!(
+            fd("Z|ZZZ", "2018-01-02T23:12:01+05:30"),
+            Value::from("+05:30|+0530")
+        );
+        assert!(err(r#"formatdate("YYY", "2018-01-02T23:12:01Z")"#)
+            .contains("invalid date format verb"));
+        assert!(err(r#"formatdate("'abc", "2018-01-02T23:12:01Z")"#).contains("unterminated"));
+        assert!(err(r#"formatdate("YYYY", "2018-01-02")"#).contains("RFC 3339"));
+    }
+
+    #[test]
+    fn timeadd_durations() {
+        let ta = |ts: &str, d: &str| try_eval(&format!("timeadd({ts:?}, {d:?})"));
+        let base = "2017-11-22T00:00:00Z";
+        assert_eq!(
+            ta(base, "10m").unwrap(),
+            Value::from("2017-11-22T00:10:00Z")
+        );
+        assert_eq!(
+            ta(base, "1h30m").unwrap(),
+            Value::from("2017-11-22T01:30:00Z")
+        );
+        assert_eq!(
+            ta(base, "-10m").unwrap(),
+            Value::from("2017-11-21T23:50:00Z")
+        );
+        assert_eq!(
+            ta(base, "24h").unwrap(),
+            Value::from("2017-11-23T00:00:00Z")
+        );
+        assert_eq!(
+            ta(base, "1.5h").unwrap(),
+            Value::from("2017-11-22T01:30:00Z")
+        );
+        assert_eq!(
+            ta(base, "1500ms").unwrap(),
+            Value::from("2017-11-22T00:00:01Z")
+        );
+        assert_eq!(ta(base, "0").unwrap(), Value::from(base));
+        assert_eq!(
+            ta("2017-11-22T00:00:00+02:00", "1h").unwrap(),
+            Value::from("2017-11-22T01:00:00+02:00")
+        );
+        assert!(ta(base, "10").unwrap_err().contains("missing unit"));
+        assert!(ta(base, "10y").unwrap_err().contains("unknown unit"));
+        assert!(ta(base, "").unwrap_err().contains("invalid duration"));
+        assert!(ta(base, "99999999999999h")
+            .unwrap_err()
+            .contains("out of range"));
+        assert_eq!(
+            ev(r#"timecmp("2017-11-22T00:00:00Z", "2017-11-22T01:00:00+01:00")"#),
+            Value::from(0)
+        );
+    }
+
+    #[test]
+    fn probe_clocks_are_stable_per_seed_and_differ_by_seed() {
+        let dir = Path::new("/nonexistent-imgform-dir");
+        let src = "[timestamp(), uuidv4(), uuidv4()]";
+        let run = |seed| {
+            let (result, trace) = eval_with(probe_env(dir, seed), src);
+            assert!(trace.nondeterministic);
+            result.unwrap()
+        };
+        let (a1, a2, b) = (run(1), run(1), run(2));
+        assert_eq!(a1, a2);
+        let (a, b) = (a1.as_array().unwrap(), b.as_array().unwrap());
+        assert_ne!(a[0], b[0]);
+        assert_ne!(a[1], b[1]);
+        assert_ne!(a[1], a[2], "successive uuids differ");
+        let ts = a[0].as_str().unwrap();
+        assert!(DateTime::parse_from_rfc3339(ts).is_ok(), "{ts}");
+        assert!(ts.ends_with('Z') && ts.len() == 20, "{ts}");
+        let uuid = uuid::Uuid::parse_str(a[1].as_str().unwrap()).unwrap();
+        assert_eq!(uuid.get_version_num(), 4);
+        assert_eq!(uuid.get_variant(), uuid::Variant::RFC4122);
+        // Distinct over many seeds.
+        let stamps: std::collections::BTreeSet<_> = (0..2000u64).map(probe_now).collect();
+        assert_eq!(stamps.len(), 2000);
+        assert_ne!(probe_now(u64::MAX), probe_now(u64::MAX - 1));
+    }
+
+    #[test]
+    fn real_clock_and_deterministic_trace() {
+        let env = FunctionEnv {
+            base_dir: PathBuf::from("/"),
+            allow_env: false,
+            clock: Clock::Real,
+        };
+        let (result, trace) = eval_with(
+            env.clone(),
+            "[timestamp(), uuidv4(), legacy_isotime(\"2006-01-02\")]",
+        );
+        let values = result.unwrap();
+        let ts = values.as_array().unwrap()[0].as_str().unwrap().to_string();
+        assert!(DateTime::parse_from_rfc3339(&ts).is_ok(), "{ts}");
+        assert!(trace.nondeterministic);
+        let (_, trace) = eval_with(env, r#"upper("x")"#);
+        assert!(!trace.nondeterministic);
+    }
+
+    #[test]
+    fn legacy_time_functions() {
+        let now = probe_now(1);
+        let got = ev(r#"legacy_isotime("2006-01-02T15:04:05Z07:00 Mon Jan _2 .000")"#);
+        let expected = format!(
+            "{} {} {}",
+            now.format("%Y-%m-%dT%H:%M:%SZ"),
+            now.format("%a %b %e"),
+            ".000"
+        );
+        assert_eq!(got, Value::from(expected));
+        assert_eq!(
+            ev("legacy_isotime()"),
+            Value::from(now.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+        );
+        assert_eq!(
+            ev(r#"legacy_strftime("%Y")"#),
+            Value::from(now.format("%Y").to_string())
+        );
+        assert!(err(r#"legacy_strftime("%Q")"#).contains("invalid strftime"));
+    }
+
+    #[test]
+    fn functions_outside_with_env_fail_cleanly() {
+        let ctx = test_ctx();
+        for src in [
+            "timestamp()",
+            "uuidv4()",
+            r#"file("x")"#,
+            r#"fileset(".", "*")"#,
+            r#"abspath("x")"#,
+        ] {
+            let expr: Expression = src.parse().unwrap();
+            let msg = evaluate(&expr, &ctx).unwrap_err().to_string();
+            assert!(
+                msg.contains("outside config::functions::with_env"),
+                "{src}: {msg}"
+            );
+        }
+        let expr: Expression = r#"env("HOME")"#.parse().unwrap();
+        assert!(evaluate(&expr, &ctx)
+            .unwrap_err()
+            .to_string()
+            .contains("variable defaults"));
+        // Pure functions work anywhere.
+        let expr: Expression = r#"formatdate("YYYY", "2020-01-01T00:00:00Z")"#.parse().unwrap();
+        assert_eq!(evaluate(&expr, &ctx).unwrap(), Value::from("2020"));
+    }
+
+    // ----- env --------------------------------------------------------------------------------
+
+    #[test]
+    fn env_only_when_allowed() {
+        let dir = Path::new("/");
+        let msg = eval_with(probe_env(dir, 1), r#"env("PATH")"#)
+            .0
+            .unwrap_err();
+        assert!(
+            msg.contains("env() can only be used in variable defaults, as in Packer"),
+            "{msg}"
+        );
+        let allowed = FunctionEnv {
+            allow_env: true,
+            ..probe_env(dir, 1)
+        };
+        let path = std::env::var("PATH").unwrap_or_default();
+        assert_eq!(
+            eval_with(allowed.clone(), r#"env("PATH")"#).0.unwrap(),
+            Value::from(path)
+        );
+        assert_eq!(
+            eval_with(allowed.clone(), r#"env("IMGFORM_SURELY_UNSET_VARIABLE")"#)
+                .0
+                .unwrap(),
+            Value::from("")
+        );
+        assert_eq!(
+            eval_with(allowed, r#"env("A=B")"#).0.unwrap(),
+            Value::from("")
+        );
+    }
+
+    #[test]
+    fn nested_with_env_restores_outer() {
+        let outer = probe_env(Path::new("/outer"), 1);
+        let inner = FunctionEnv {
+            allow_env: true,
+            ..probe_env(Path::new("/inner"), 2)
+        };
+        let ((inner_result, inner_trace), outer_trace) = with_env(outer, || {
+            let inner = with_env(inner, || {
+                (
+                    fn_abspath(FuncArgs::clone(&args_of(vec![Value::from("x")]))),
+                    fn_env(args_of(vec![Value::from("HOME")])).is_ok(),
+                )
+            });
+            let after = fn_abspath(args_of(vec![Value::from("x")]));
+            let _ = fn_timestamp(args_of(vec![]));
+            assert_eq!(after.unwrap(), Value::from("/outer/x"));
+            assert!(fn_env(args_of(vec![Value::from("HOME")])).is_err());
+            inner
+        });
+        assert_eq!(inner_result.0.unwrap(), Value::from("/inner/x"));
+        assert!(inner_result.1);
+        assert!(!inner_trace.nondeterministic);
+        assert!(outer_trace.nondeterministic);
+        // Nothing left installed.
+        assert!(fn_abspath(args_of(vec![Value::from("x")])).is_err());
+    }
+
+    #[test]
+    fn with_env_survives_panics() {
+        let result = std::panic::catch_unwind(|| {
+            with_env(probe_env(Path::new("/p"), 1), || panic!("boom"));
+        });
+        assert!(result.is_err());
+        assert!(fn_abspath(args_of(vec![Value::from("x")])).is_err());
+    }
+
+    /// Calls a function the way hcl-rs does, through a FuncDef.
+    fn args_of(values: Vec<Value>) -> FuncArgs {
+        // FuncArgs has no public constructor: capture the one hcl-rs builds.
+        thread_local! {
+            static CAPTURED: RefCell<Option<FuncArgs>> = const { RefCell::new(None) };
+        }
+        fn capture(args: FuncArgs) -> Result<Value, String> {
+            CAPTURED.with(|c| *c.borrow_mut() = Some(args));
+            Ok(Value::Null)
+        }
+        let mut ctx = Context::new();
+        ctx.declare_func(
+            "capture",
+            FuncDef::builder()
+                .variadic_param(ParamType::Any)
+                .build(capture),
+        );
+        let call = FuncCall {
+            name: FuncName::new("capture"),
+            args: values.into_iter().map(Expression::from).collect(),
+            expand_final: false,
+        };
+        Expression::FuncCall(Box::new(call)).evaluate(&ctx).unwrap();
+        CAPTURED.with(|c| c.borrow_mut().take().unwrap())
+    }
+
+    // ----- files ------------------------------------------------------------------------------
+
+    fn fixture() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("defs/scripts/sub")).unwrap();
+        std::fs::create_dir_all(root.join("shared")).unwrap();
+        std::fs::write(root.join("defs/scripts/x.sh"), "echo x\n").unwrap();
+        std::fs::write(root.join("defs/scripts/y.sh"), "echo y\n").unwrap();
+        std::fs::write(root.join("defs/scripts/sub/z.sh"), "echo z\n").unwrap();
+        std::fs::write(root.join("defs/scripts/notes.txt"), "n").unwrap();
+        std::fs::write(root.join("defs/bin.dat"), [0xff, 0x00, 0x80]).unwrap();
+        std::fs::write(root.join("shared/common.sh"), "common").unwrap();
+        std::fs::write(
+            root.join("defs/user-data.tpl"),
+            "#cloud-config\n%{ for u in users ~}\n- ${u}@${domain}\n%{ endfor ~}\n\
+             %{ if admin != \"\" }admin: ${upper(admin)}%{ endif }\n\
+             ${try(missing_var, \"fallback\")}\n",
+        )
+        .unwrap();
+        std::fs::write(
+            root.join("defs/loop.tpl"),
+            "${templatefile(\"loop.tpl\", {})}",
+        )
+        .unwrap();
+        std::fs::write(
+            root.join("defs/outer.tpl"),
+            "<${templatefile(\"inner.tpl\", {v = v})}>",
+        )
+        .unwrap();
+        std::fs::write(root.join("defs/inner.tpl"), "${v}").unwrap();
+        dir
+    }
+
+    fn defs_env(dir: &tempfile::TempDir) -> FunctionEnv {
+        probe_env(&dir.path().join("defs"), 7)
+    }
+
+    #[test]
+    fn file_reads_are_traced_with_normalised_paths() {
+        let dir = fixture();
+        let defs = dir.path().join("defs");
+        let abs_inside = path_to_slash(&defs.join("scripts/y.sh"));
+        let abs_outside = path_to_slash(&dir.path().join("shared/common.sh"));
+        let src = format!(
+            r#"[file("scripts/x.sh"), file("./scripts/x.sh"), file({abs_inside:?}), file("../shared/common.sh"), file({abs_outside:?}), filesha256("scripts/sub/../sub/z.sh"), filebase64("bin.dat")]"#
+        );
+        let (result, trace) = eval_with(defs_env(&dir), &src);
+        let values = result.unwrap();
+        let values = values.as_array().unwrap();
+        assert_eq!(values[0], Value::from("echo x\n"));
+        assert_eq!(values[3], Value::from("common"));
+        assert_eq!(values[5], Value::from(sha256_hex(b"echo z\n")));
+        assert_eq!(values[6], Value::from("/wCA"));
+        let expected: BTreeMap<String, String> = [
+            ("scripts/x.sh".to_string(), sha256_hex(b"echo x\n")),
+            ("scripts/y.sh".to_string(), sha256_hex(b"echo y\n")),
+            ("../shared/common.sh".to_string(), sha256_hex(b"common")),
+            (abs_outside.clone(), sha256_hex(b"common")),
+            ("scripts/sub/z.sh".to_string(), sha256_hex(b"echo z\n")),
+            ("bin.dat".to_string(), sha256_hex(&[0xff, 0x00, 0x80])),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(trace.files_read, expected);
+        assert!(!trace.nondeterministic);
+    }
+
+    #[test]
+    fn file_errors_are_clear() {
+        let dir = fixture();
+        let (result, trace) = eval_with(defs_env(&dir), r#"file("scripts/nope.sh")"#);
+        let msg = result.unwrap_err();
+        assert!(
+            msg.contains(
+                r#"file: no such file "scripts/nope.sh" (relative to the definition dir)"#
+            ),
+            "{msg}"
+        );
+        assert!(trace.files_read.is_empty());
+        let msg = eval_with(defs_env(&dir), r#"file("scripts")"#)
+            .0
+            .unwrap_err();
+        assert!(msg.contains("is a directory"), "{msg}");
+        let msg = eval_with(defs_env(&dir), r#"file("bin.dat")"#)
+            .0
+            .unwrap_err();
+        assert!(msg.contains("not valid UTF-8"), "{msg}");
+        let msg = eval_with(defs_env(&dir), r#"file("/nonexistent-imgform/x")"#)
+            .0
+            .unwrap_err();
+        assert!(
+            msg.contains(r#"no such file "/nonexistent-imgform/x""#),
+            "{msg}"
+        );
+        assert!(!msg.contains("relative"), "{msg}");
+        // try() catches it, and nothing is traced for the failed read.
+        let (result, trace) = eval_with(defs_env(&dir), r#"try(file("nope"), "d")"#);
+        assert_eq!(result.unwrap(), Value::from("d"));
+        assert!(trace.files_read.is_empty());
+    }
+
+    #[test]
+    fn fileexists_and_fileset() {
+        let dir = fixture();
+        let ev_in = |src: &str| eval_with(defs_env(&dir), src).0;
+        assert_eq!(
+            ev_in(r#"fileexists("scripts/x.sh")"#).unwrap(),
+            Value::Bool(true)
+        );
+        assert_eq!(
+            ev_in(r#"fileexists("scripts/nope")"#).unwrap(),
+            Value::Bool(false)
+        );
+        assert!(ev_in(r#"fileexists("scripts")"#)
+            .unwrap_err()
+            .contains("not a regular file"));
+        let fs = |path: &str, pattern: &str| {
+            json_encode(&ev_in(&format!("fileset({path:?}, {pattern:?})")).unwrap())
+        };
+        assert_eq!(fs("scripts", "*.sh"), r#"["x.sh","y.sh"]"#);
+        assert_eq!(fs("scripts", "**/*.sh"), r#"["sub/z.sh","x.sh","y.sh"]"#);
+        assert_eq!(
+            fs(".", "scripts/?.sh"),
+            r#"["scripts/x.sh","scripts/y.sh"]"#
+        );
+        assert_eq!(fs("scripts", "{x,notes}.*"), r#"["notes.txt","x.sh"]"#);
+        assert_eq!(fs("scripts", "[a-x].sh"), r#"["x.sh"]"#);
+        assert_eq!(fs("scripts", "*"), r#"["notes.txt","x.sh","y.sh"]"#);
+        assert_eq!(fs("scripts", "sub"), "[]");
+        assert_eq!(fs("missing-dir", "*"), "[]");
+        assert!(ev_in(r#"fileset(".", "[")"#)
+            .unwrap_err()
+            .contains("invalid pattern"));
+    }
+
+    #[test]
+    fn templatefile_renders_directives_and_traces() {
+        let dir = fixture();
+        let (result, trace) = eval_with(
+            defs_env(&dir),
+            r#"templatefile("user-data.tpl", {users = ["ann", "bob"], domain = "ex.org", admin = "root"})"#,
+        );
+        assert_eq!(
+            result.unwrap(),
+            Value::from("#cloud-config\n- ann@ex.org\n- bob@ex.org\nadmin: ROOT\nfallback\n")
+        );
+        assert_eq!(
+            trace.files_read.get("user-data.tpl"),
+            Some(&sha256_hex(
+                &std::fs::read(dir.path().join("defs/user-data.tpl")).unwrap()
+            ))
+        );
+        let ev_in = |src: &str| eval_with(defs_env(&dir), src).0;
+        assert_eq!(
+            ev_in(r#"templatefile("outer.tpl", {v = 1})"#).unwrap(),
+            Value::from("<1>")
+        );
+        let msg = ev_in(r#"templatefile("loop.tpl", {})"#).unwrap_err();
+        assert!(msg.contains("nest more than"), "{msg}");
+        let msg = ev_in(r#"templatefile("user-data.tpl", {users = []})"#).unwrap_err();
+        assert!(msg.contains("domain") || msg.contains("admin"), "{msg}");
+        let msg = ev_in(r#"templatefile("inner.tpl", {"not an ident" = 1})"#).unwrap_err();
+        assert!(msg.contains("invalid template variable name"), "{msg}");
+        let msg = ev_in(r#"templatefile("inner.tpl", [1])"#).unwrap_err();
+        assert!(msg.contains("vars must be an object"), "{msg}");
+        assert_eq!(TEMPLATE_DEPTH.with(Cell::get), 0);
+    }
+
+    #[test]
+    fn path_functions() {
+        let dir = fixture();
+        let defs = path_to_slash(&dir.path().join("defs"));
+        let ev_in = |src: &str| eval_with(defs_env(&dir), src).0.unwrap();
+        assert_eq!(
+            ev_in(r#"abspath("scripts/../x.sh")"#),
+            Value::from(format!("{defs}/x.sh"))
+        );
+        assert_eq!(ev_in(r#"abspath("/a/./b/")"#), Value::from("/a/b"));
+        assert_eq!(j(r#"basename("foo/bar/baz.txt")"#), r#""baz.txt""#);
+        assert_eq!(j(r#"basename("foo/bar/")"#), r#""bar""#);
+        assert_eq!(j(r#"basename("/")"#), r#""/""#);
+        assert_eq!(j(r#"basename("")"#), r#"".""#);
+        assert_eq!(j(r#"dirname("foo/bar/baz.txt")"#), r#""foo/bar""#);
+        assert_eq!(j(r#"dirname("baz.txt")"#), r#"".""#);
+        assert_eq!(j(r#"dirname("/baz.txt")"#), r#""/""#);
+        assert_eq!(j(r#"dirname("a//b/../c/d")"#), r#""a/c""#);
+        assert_eq!(j(r#"pathexpand("/etc/x")"#), r#""/etc/x""#);
+        if let Ok(home) = std::env::var("HOME") {
+            if !home.is_empty() {
+                assert_eq!(
+                    ev(r#"pathexpand("~/.ssh/id_rsa")"#),
+                    Value::from(format!("{}/.ssh/id_rsa", home.trim_end_matches('/')))
+                );
+            }
+        }
+        assert!(err(r#"pathexpand("~bob/x")"#).contains("only"));
+    }
+
+    #[test]
+    fn trace_keys() {
+        let base = Path::new("/work/defs");
+        assert_eq!(trace_key(base, "a.sh"), "a.sh");
+        assert_eq!(trace_key(base, "./a/./b.sh"), "a/b.sh");
+        assert_eq!(trace_key(base, "/work/defs/a.sh"), "a.sh");
+        assert_eq!(trace_key(base, "../x/a.sh"), "../x/a.sh");
+        assert_eq!(trace_key(base, "/etc/hosts"), "/etc/hosts");
+        assert_eq!(trace_key(Path::new("/"), "/etc/hosts"), "etc/hosts");
+        assert_eq!(clean_path("a/../../b"), "../b");
+        assert_eq!(clean_path("/../b"), "/b");
+    }
+
+    // ----- robustness -------------------------------------------------------------------------
+
+    #[test]
+    fn declared_names_are_unique_and_complete() {
+        let names = function_names();
+        let mut dedup = names.clone();
+        dedup.dedup();
+        assert_eq!(names, dedup);
+        for required in [
+            "file",
+            "fileexists",
+            "fileset",
+            "templatefile",
+            "filebase64",
+            "filesha256",
+            "filesha512",
+            "abspath",
+            "basename",
+            "dirname",
+            "pathexpand",
+            "jsonencode",
+            "jsondecode",
+            "yamlencode",
+            "yamldecode",
+            "base64encode",
+            "base64decode",
+            "urlencode",
+            "csvdecode",
+            "timestamp",
+            "formatdate",
+            "timeadd",
+            "legacy_isotime",
+            "uuidv4",
+            "sha256",
+            "sha512",
+            "split",
+            "join",
+            "upper",
+            "lower",
+            "title",
+            "replace",
+            "regex_replace",
+            "regex",
+            "regexall",
+            "trimspace",
+            "trim",
+            "trimprefix",
+            "trimsuffix",
+            "chomp",
+            "indent",
+            "substr",
+            "format",
+            "formatlist",
+            "strrev",
+            "startswith",
+            "endswith",
+            "length",
+            "concat",
+            "merge",
+            "lookup",
+            "coalesce",
+            "coalescelist",
+            "contains",
+            "keys",
+            "values",
+            "element",
+            "index",
+            "flatten",
+            "distinct",
+            "reverse",
+            "sort",
+            "slice",
+            "range",
+            "zipmap",
+            "compact",
+            "one",
+            "sum",
+            "alltrue",
+            "anytrue",
+            "min",
+            "max",
+            "abs",
+            "ceil",
+            "floor",
+            "tostring",
+            "tonumber",
+            "tobool",
+            "tolist",
+            "toset",
+            "tomap",
+            "setunion",
+            "env",
+            "try",
+            "can",
+        ] {
+            assert!(names.contains(&required), "{required} is missing");
+        }
+    }
+
+    #[test]
+    fn no_function_panics_on_odd_arguments() {
+        let dir = fixture();
+        let samples = [
+            Value::Null,
+            Value::Bool(true),
+            Value::from(0),
+            Value::from(-1),
+            Value::from(i64::MIN),
+            Value::from(u64::MAX),
+            Value::from(1e300),
+            Value::from(-0.5),
+            Value::from(""),
+            Value::from("%"),
+            Value::from("%[0]d%[99]s%.999999999f"),
+            Value::from("'"),
+            Value::from("~"),
+            Value::from("../"),
+            Value::from("scripts"),
+            Value::from("*{"),
+            Value::from("é🤔\u{0}"),
+            Value::from_iter([Value::Null, Value::from("a")]),
+            Value::Array(vec![]),
+            obj([("a", Value::from(1))]),
+        ];
+        with_env(
+            FunctionEnv {
+                allow_env: true,
+                ..defs_env(&dir)
+            },
+            || {
+                for &(name, params, variadic, func) in FUNCTIONS {
+                    let max = if variadic { params + 2 } else { params };
+                    for count in params..=max {
+                        let mut indices = vec![0usize; count];
+                        // Every combination for up to two arguments, a diagonal sample beyond.
+                        let combos = if count <= 2 {
+                            samples.len().pow(u32::try_from(count).unwrap())
+                        } else {
+                            samples.len()
+                        };
+                        for combo in 0..combos {
+                            let mut rest = combo;
+                            for (i, slot) in indices.iter_mut().enumerate() {
+                                *slot = if count <= 2 {
+                                    let v = rest % samples.len();
+                                    rest /= samples.len();
+                                    v
+                                } else {
+                                    (combo + i) % samples.len()
+                                };
+                            }
+                            let args: Vec<Value> =
+                                indices.iter().map(|&i| samples[i].clone()).collect();
+                            let shown = format!("{name}({args:?})");
+                            let outcome = std::panic::catch_unwind(|| func(args_of(args.clone())));
+                            assert!(outcome.is_ok(), "{shown} panicked");
+                        }
+                    }
+                }
+            },
+        );
+    }
+}

@@ -1,0 +1,11 @@
+source "null" "base" {
+  communicator = "none"
+}
+
+provisioner "shell-local" {
+  inline = ["echo hi"]
+}
+
+build {
+  sources = ["source.null.base"]
+}

@@ -1,0 +1,4 @@
+variable "ami_prefix" {
+  type        = string
+  description = "Prefix of the image names"
+}

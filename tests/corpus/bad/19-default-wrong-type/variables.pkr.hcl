@@ -1,0 +1,4 @@
+variable "packages" {
+  type    = list(string)
+  default = "curl jq"
+}

@@ -1,0 +1,7 @@
+build {
+  sources = ["source.null.base", "source.null.app"]
+
+  provisioner "shell-local" {
+    inline = ["echo hi"]
+  }
+}

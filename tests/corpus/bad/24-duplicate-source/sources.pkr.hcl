@@ -1,0 +1,11 @@
+source "null" "base" {
+  communicator = "none"
+}
+
+source "null" "app" {
+  communicator = "none"
+}
+
+source "null" "base" {
+  communicator = "none"
+}

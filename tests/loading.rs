@@ -1,0 +1,196 @@
+//! Loading the Packer HCL2 dialect as Packer documents it.
+
+mod util;
+
+use std::path::Path;
+
+use util::Project;
+
+fn fixture(name: &str) -> Project {
+    let p = Project::new();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    util::copy_tree(&src, p.path());
+    p
+}
+
+#[test]
+fn packer_docs_multi_cloud_template_loads_unchanged() {
+    let p = fixture("packer-docs");
+    let run = p.run(&["validate"]);
+    run.success();
+    assert!(
+        run.stdout.contains("learn-packer.amazon-ebs.ubuntu")
+            && run.stdout.contains("learn-packer.openstack.ubuntu"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stderr.contains("required_plugins is ignored"),
+        "{}",
+        run.stderr
+    );
+    let plan = p.run(&["plan", "--json", "--refresh=false"]);
+    plan.success();
+    let json = plan.json();
+    let targets: Vec<&str> = json["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["target"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        targets,
+        vec!["aws/us-west-2", "openstack/default/RegionOne"]
+    );
+    // The ami_name uses timestamp(): a build setting, so the address is stable.
+    let again = p.run(&["plan", "--json", "--refresh=false"]).json();
+    assert_eq!(
+        json["changes"][0]["content"]["new"],
+        again["changes"][0]["content"]["new"]
+    );
+    // Editing the role (reached through the playbook) changes both images.
+    p.file(
+        "roles/common/tasks/main.yml",
+        "---\n- name: changed\n  ansible.builtin.debug: msg=hi\n",
+    );
+    let edited = p.run(&["plan", "--json", "--refresh=false"]).json();
+    assert_ne!(
+        json["changes"][0]["content"]["new"],
+        edited["changes"][0]["content"]["new"]
+    );
+    assert_ne!(
+        json["changes"][1]["content"]["new"],
+        edited["changes"][1]["content"]["new"]
+    );
+    // The password never reaches a plan.
+    assert!(!plan.stdout.contains("hunter2"));
+}
+
+#[test]
+fn json_variant_loads() {
+    let p = Project::new();
+    p.file(
+        "main.pkr.json",
+        r#"{
+  "variable": { "name": { "type": "string", "default": "world" } },
+  "source": { "null": { "hello": { "communicator": "none" } } },
+  "build": {
+    "sources": ["source.null.hello"],
+    "provisioner": [ { "shell-local": { "inline": ["echo hello ${var.name} > out.txt"] } } ]
+  }
+}"#,
+    );
+    p.run(&["apply", "--auto-approve"]).success();
+    assert_eq!(p.read("out.txt").trim(), "hello world");
+}
+
+#[test]
+fn variable_sources_in_precedence_order() {
+    let p = Project::new();
+    p.file(
+        "main.pkr.hcl",
+        r#"
+variable "v" { default = "default" }
+variable "count" { type = number  default = 1 }
+variable "tags" { type = list(string)  default = [] }
+source "null" "x" { communicator = "none" }
+build {
+  sources = ["source.null.x"]
+  provisioner "shell-local" { inline = ["echo ${var.v} ${var.count} ${join(",", var.tags)} >> out.txt"] }
+}
+"#,
+    );
+    let value = |p: &Project, args: &[&str], env: &[(&str, &str)]| {
+        std::fs::remove_file(p.path().join("out.txt")).ok();
+        std::fs::remove_dir_all(p.path().join("state")).ok();
+        let mut all = vec!["apply", "--auto-approve"];
+        all.extend_from_slice(args);
+        p.run_env(&all, env).success();
+        p.read("out.txt").trim().to_owned()
+    };
+    assert_eq!(value(&p, &[], &[]), "default 1");
+    assert_eq!(value(&p, &[], &[("PKR_VAR_v", "env")]), "env 1");
+    p.file("a.auto.pkrvars.hcl", "v = \"auto\"\ncount = 2\n");
+    assert_eq!(value(&p, &[], &[("PKR_VAR_v", "env")]), "auto 2");
+    p.file("extra.pkrvars.hcl", "v = \"file\"\ntags = [\"a\", \"b\"]\n");
+    assert_eq!(
+        value(&p, &["--var-file", "extra.pkrvars.hcl"], &[]),
+        "file 2 a,b"
+    );
+    assert_eq!(
+        value(
+            &p,
+            &[
+                "--var-file",
+                "extra.pkrvars.hcl",
+                "--var",
+                "v=cli",
+                "--var",
+                "count=3",
+                "--var",
+                "tags=[\"z\"]"
+            ],
+            &[]
+        ),
+        "cli 3 z"
+    );
+}
+
+#[test]
+fn in_build_source_blocks_rename_and_fill_in_fields_and_only_except_filter() {
+    let p = Project::new();
+    p.file(
+        "main.pkr.hcl",
+        r#"
+source "null" "tmpl" { communicator = "none" }
+build {
+  name = "b"
+  source "null.tmpl" { name = "first" }
+  source "null.tmpl" { name = "second" }
+  provisioner "shell-local" {
+    only   = ["null.first"]
+    inline = ["echo only-first >> ${source.name}.txt"]
+  }
+  provisioner "shell-local" {
+    except = ["null.first"]
+    inline = ["echo not-first >> ${source.name}.txt"]
+  }
+  provisioner "shell-local" {
+    inline = ["echo ${build.name}.${source.type}.${source.name} >> ${source.name}.txt"]
+  }
+}
+"#,
+    );
+    p.run(&["apply", "--auto-approve"]).success();
+    assert_eq!(p.read("first.txt"), "only-first\nb.null.first\n");
+    assert_eq!(p.read("second.txt"), "not-first\nb.null.second\n");
+}
+
+#[test]
+fn pause_before_retries_and_timeout() {
+    let p = Project::new();
+    p.file(
+        "main.pkr.hcl",
+        r#"
+source "null" "x" { communicator = "none" }
+build {
+  sources = ["source.null.x"]
+  provisioner "shell-local" {
+    max_retries = 2
+    inline      = ["echo try >> tries.txt", "test $(wc -l < tries.txt) -ge 3"]
+  }
+  provisioner "shell-local" {
+    pause_before = "1s"
+    timeout      = "1s"
+    inline       = ["sleep 5"]
+  }
+}
+"#,
+    );
+    let run = p.run(&["apply", "--auto-approve"]);
+    run.code(1);
+    assert_eq!(p.read("tries.txt").lines().count(), 3);
+    assert!(run.stderr.contains("timed out after 1s"), "{}", run.stderr);
+}

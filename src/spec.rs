@@ -117,6 +117,10 @@ pub struct ProvisionerSpec {
     /// Where each attribute was written.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub attr_locs: BTreeMap<String, SourceLoc>,
+    /// For provisioners from a module: the module dir, relative to the
+    /// definition dir; relative paths in the config resolve against it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_dir: Option<String>,
 }
 
 impl ProvisionerSpec {

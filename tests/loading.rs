@@ -92,9 +92,17 @@ fn variable_sources_in_precedence_order() {
     p.file(
         "main.pkr.hcl",
         r#"
-variable "v" { default = "default" }
-variable "count" { type = number  default = 1 }
-variable "tags" { type = list(string)  default = [] }
+variable "v" {
+  default = "default"
+}
+variable "count" {
+  type    = number
+  default = 1
+}
+variable "tags" {
+  type    = list(string)
+  default = []
+}
 source "null" "x" { communicator = "none" }
 build {
   sources = ["source.null.x"]

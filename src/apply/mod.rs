@@ -40,6 +40,8 @@ pub struct BuildJob {
 #[derive(Debug, Clone)]
 pub struct ApplyOptions {
     pub parallelism: usize,
+    /// The definition dir (local artifact ids are relative to it).
+    pub def_dir: std::path::PathBuf,
     pub run_id: String,
 }
 
@@ -234,7 +236,7 @@ pub async fn apply(
                 // Retention: old artifacts beyond keep_previous go after the new one is recorded.
                 if let Some(builder) = drivers::builder_for(&job.spec.builder) {
                     for old in previous {
-                        match builder.destroy(&old).await {
+                        match builder.destroy(&options.def_dir, &old).await {
                             Ok(()) => {
                                 events
                                     .send(Event::Destroyed {
@@ -326,7 +328,7 @@ pub async fn apply(
         }
         let mut error = None;
         for a in &all {
-            if let Err(e) = builder.destroy(a).await {
+            if let Err(e) = builder.destroy(&options.def_dir, a).await {
                 error = Some(format!("deleting {}: {e}", a.id));
                 break;
             }

@@ -133,6 +133,7 @@ pub async fn run(chdir: Option<&Path>, args: ApplyArgs, output: Output) -> Resul
         states,
         &ApplyOptions {
             parallelism: args.parallelism,
+            def_dir: def_dir.clone(),
             run_id,
         },
         events_tx,

@@ -192,9 +192,8 @@ pub async fn make_plan(
                 let Some(builder) = drivers::builder_for(&record.builder) else {
                     continue;
                 };
-                let spec = prepared.images.get(&a).map(|i| &i.spec);
                 if !builder
-                    .exists(spec, &record.artifact)
+                    .exists(&prepared.project.def_dir, &record.artifact)
                     .await
                     .with_context(|| format!("refreshing {addr}"))?
                 {

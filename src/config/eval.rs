@@ -664,6 +664,7 @@ impl Project {
                 pause_before: None,
                 loc: block.loc.clone(),
                 attr_locs: Default::default(),
+                base_dir: None,
             });
         }
         if diags.is_empty() {
@@ -831,6 +832,7 @@ impl Project {
                 .iter()
                 .map(|a| (a.name.clone(), a.loc.clone()))
                 .collect(),
+            base_dir: None,
             kind,
             config,
             settings,

@@ -13,7 +13,6 @@
 //! state or the network; nothing past [`crate::spec::ImageSpec`] sees HCL.
 
 pub mod eval;
-#[path = "functions_stub.rs"]
 pub mod functions;
 pub mod parse;
 pub mod types;

@@ -5,10 +5,12 @@
 //! and gets an [`Artifact`] back. Builders own their temporary resources and
 //! must release them on success, failure and cancellation alike.
 
+pub mod chroot;
 pub mod null;
 pub mod schema;
 
 use std::future::Future;
+use std::path::Path;
 use std::pin::Pin;
 
 use serde_json::Value;
@@ -51,19 +53,25 @@ pub trait Builder: Send + Sync {
     /// Static checks that need the evaluated spec (run at plan time).
     fn validate(&self, spec: &ImageSpec) -> Vec<Diagnostic>;
     fn build<'a>(&'a self, ctx: BuildContext<'a>) -> BoxFuture<'a, Result<Artifact, BuildError>>;
-    /// Whether a recorded artifact still exists (refresh).
+    /// Whether a recorded artifact still exists (refresh). Local artifact
+    /// ids are relative to `def_dir`.
     fn exists<'a>(
         &'a self,
-        spec: Option<&'a ImageSpec>,
+        def_dir: &'a Path,
         artifact: &'a Artifact,
     ) -> BoxFuture<'a, Result<bool, BuildError>>;
-    fn destroy<'a>(&'a self, artifact: &'a Artifact) -> BoxFuture<'a, Result<(), BuildError>>;
+    fn destroy<'a>(
+        &'a self,
+        def_dir: &'a Path,
+        artifact: &'a Artifact,
+    ) -> BoxFuture<'a, Result<(), BuildError>>;
 }
 
 /// The builder for a source type, if imgform can build it.
 pub fn builder_for(kind: &str) -> Option<Box<dyn Builder>> {
     match kind {
         "null" => Some(Box::new(null::NullBuilder)),
+        "chroot" => Some(Box::new(chroot::ChrootBuilder)),
         _ => None,
     }
 }

@@ -4,6 +4,8 @@
 //! address (`null:<first 12 hex>`), so the same inputs give the same id, and
 //! it always "exists".
 
+use std::path::Path;
+
 use crate::diag::Diagnostic;
 use crate::provision::{self, NoCommunicator};
 use crate::spec::ImageSpec;
@@ -62,13 +64,17 @@ impl Builder for NullBuilder {
 
     fn exists<'a>(
         &'a self,
-        _spec: Option<&'a ImageSpec>,
+        _def_dir: &'a Path,
         _artifact: &'a Artifact,
     ) -> BoxFuture<'a, Result<bool, BuildError>> {
         Box::pin(async { Ok(true) })
     }
 
-    fn destroy<'a>(&'a self, _artifact: &'a Artifact) -> BoxFuture<'a, Result<(), BuildError>> {
+    fn destroy<'a>(
+        &'a self,
+        _def_dir: &'a Path,
+        _artifact: &'a Artifact,
+    ) -> BoxFuture<'a, Result<(), BuildError>> {
         Box::pin(async { Ok(()) })
     }
 }

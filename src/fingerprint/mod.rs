@@ -106,6 +106,11 @@ pub fn fingerprint(
     for p in &spec.provisioners {
         let mut files: BTreeMap<String, Value> = BTreeMap::new();
         for (attr, path) in provisioner_file_refs(&p.kind, &p.config) {
+            // Module provisioners read files relative to their module.
+            let path = match &p.base_dir {
+                Some(base) if !Path::new(&path).is_absolute() => format!("{base}/{path}"),
+                _ => path,
+            };
             let result = if p.kind == "ansible" && attr == "playbook_file" {
                 hash_playbook(hasher, def_dir, &path, &mut files, &mut text_inputs)
             } else {

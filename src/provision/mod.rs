@@ -5,6 +5,9 @@
 //! the host (`shell-local`) or through a [`Communicator`] the builder opened
 //! to its machine. Provisioners never see a plan or the state.
 
+pub mod chroot;
+pub mod file;
+pub mod shell;
 pub mod shell_local;
 
 use std::path::Path;
@@ -32,11 +35,18 @@ pub trait Communicator: Send + Sync {
         env: &'a [(String, String)],
         events: &'a EventSink,
     ) -> BoxFuture<'a, Result<i32, CommError>>;
-    /// Copies a local file or directory tree to `remote`.
+    /// Copies a local file to the path `remote`, or a local directory's
+    /// contents into the directory `remote` (created if missing).
     fn upload<'a>(
         &'a self,
         local: &'a Path,
         remote: &'a str,
+    ) -> BoxFuture<'a, Result<(), CommError>>;
+    /// Copies the remote file `remote` to `local`.
+    fn download<'a>(
+        &'a self,
+        remote: &'a str,
+        local: &'a Path,
     ) -> BoxFuture<'a, Result<(), CommError>>;
 }
 
@@ -60,11 +70,28 @@ impl Communicator for NoCommunicator {
     ) -> BoxFuture<'a, Result<(), CommError>> {
         Box::pin(async { Err(CommError::None) })
     }
+
+    fn download<'a>(
+        &'a self,
+        _remote: &'a str,
+        _local: &'a Path,
+    ) -> BoxFuture<'a, Result<(), CommError>> {
+        Box::pin(async { Err(CommError::None) })
+    }
 }
 
 /// Provisioner types that run on the machine running imgform.
 pub fn runs_on_host(kind: &str) -> bool {
     kind == "shell-local"
+}
+
+/// The directory relative paths of a provisioner resolve against: the
+/// definition dir, or the module dir for provisioners that came from a module.
+pub fn base_dir(ctx: &BuildContext<'_>, p: &ProvisionerSpec) -> std::path::PathBuf {
+    match &p.base_dir {
+        Some(dir) => ctx.spec.def_dir.join(dir),
+        None => ctx.spec.def_dir.clone(),
+    }
 }
 
 /// Runs every provisioner of `ctx.spec` in order.
@@ -130,14 +157,12 @@ async fn run_one(
 ) -> Result<(), BuildError> {
     match p.kind.as_str() {
         "shell-local" => shell_local::run(ctx, p).await,
-        other => {
-            // Builders with a machine provide these through their communicator.
-            let _ = communicator;
-            Err(BuildError::Provisioner {
-                kind: other.to_owned(),
-                message: "not supported by this builder yet".to_owned(),
-            })
-        }
+        "shell" => shell::run(ctx, p, communicator).await,
+        "file" => file::run(ctx, p, communicator).await,
+        other => Err(BuildError::Provisioner {
+            kind: other.to_owned(),
+            message: "not supported by this builder yet".to_owned(),
+        }),
     }
 }
 

@@ -47,7 +47,7 @@ pub async fn run(ctx: &BuildContext<'_>, p: &ProvisionerSpec) -> Result<(), Buil
     }
     sources.extend(p.strings("scripts"));
     for (i, source) in sources.iter().enumerate() {
-        let from = def_dir.join(source);
+        let from = super::base_dir(ctx, p).join(source);
         let bytes =
             std::fs::read(&from).map_err(|e| fail(format!("cannot read script {source}: {e}")))?;
         let name = Path::new(source)

@@ -1,0 +1,118 @@
+//! `shell`: runs inline commands or scripts on the machine through its
+//! communicator, as Packer's shell provisioner does: each script is uploaded
+//! to `remote_folder/remote_file` (default `/tmp/script_<n>.sh`) and run with
+//! `execute_command` (default `chmod +x {{ .Path }}; {{ .Vars }} {{ .Path }}`),
+//! then removed unless `skip_clean`.
+
+use serde_json::Value;
+
+use super::{base_dir, format_env_vars, provisioner_env, Communicator};
+use crate::drivers::{BuildContext, BuildError};
+use crate::spec::ProvisionerSpec;
+
+fn fail(message: impl Into<String>) -> BuildError {
+    BuildError::Provisioner {
+        kind: "shell".to_owned(),
+        message: message.into(),
+    }
+}
+
+pub const DEFAULT_EXECUTE_COMMAND: &str = "chmod +x {{ .Path }}; {{ .Vars }} {{ .Path }}";
+
+/// Substitutes Packer's template variables in an execute_command.
+pub fn render_execute_command(template: &str, vars: &str, path: &str) -> String {
+    static VARS: std::sync::LazyLock<regex::Regex> =
+        std::sync::LazyLock::new(|| regex::Regex::new(r"\{\{\s*\.Vars\s*\}\}").expect("regex"));
+    static PATH: std::sync::LazyLock<regex::Regex> =
+        std::sync::LazyLock::new(|| regex::Regex::new(r"\{\{\s*\.Path\s*\}\}").expect("regex"));
+    let s = VARS.replace_all(template, regex::NoExpand(vars));
+    PATH.replace_all(&s, regex::NoExpand(path)).into_owned()
+}
+
+pub async fn run(
+    ctx: &BuildContext<'_>,
+    p: &ProvisionerSpec,
+    comm: &dyn Communicator,
+) -> Result<(), BuildError> {
+    let env = provisioner_env(ctx, p)?;
+    let dir = base_dir(ctx, p);
+    let tmp = tempfile_dir()?;
+    let mut scripts: Vec<(std::path::PathBuf, String)> = Vec::new();
+    let inline = p.strings("inline");
+    if !inline.is_empty() {
+        let shebang = p.str("inline_shebang").unwrap_or("/bin/sh -e");
+        let path = tmp.join("inline.sh");
+        std::fs::write(&path, format!("#!{shebang}\n{}\n", inline.join("\n")))
+            .map_err(|e| fail(format!("writing inline script: {e}")))?;
+        scripts.push((path, "inline".to_owned()));
+    }
+    let mut sources: Vec<String> = p
+        .str("script")
+        .map(|s| vec![s.to_owned()])
+        .unwrap_or_default();
+    sources.extend(p.strings("scripts"));
+    for s in sources {
+        scripts.push((dir.join(&s), s));
+    }
+
+    let folder = p
+        .settings
+        .get("remote_folder")
+        .and_then(Value::as_str)
+        .unwrap_or("/tmp")
+        .trim_end_matches('/')
+        .to_owned();
+    let template = p
+        .str("execute_command")
+        .unwrap_or(DEFAULT_EXECUTE_COMMAND)
+        .to_owned();
+    let valid: Vec<i64> = match p.config.get("valid_exit_codes") {
+        Some(Value::Array(v)) => v.iter().filter_map(Value::as_i64).collect(),
+        _ => vec![0],
+    };
+    let skip_clean = p
+        .settings
+        .get("skip_clean")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let vars = format_env_vars(&env);
+
+    for (index, (local, shown)) in scripts.iter().enumerate() {
+        let remote = match (
+            p.settings.get("remote_path").and_then(Value::as_str),
+            p.settings.get("remote_file").and_then(Value::as_str),
+        ) {
+            (Some(path), _) if scripts.len() == 1 => path.to_owned(),
+            (_, Some(file)) if scripts.len() == 1 => format!("{folder}/{file}"),
+            _ => format!("{folder}/script_{}_{index}.sh", std::process::id()),
+        };
+        ctx.events.step(format!("shell: running {shown}"));
+        comm.upload(local, &remote)
+            .await
+            .map_err(|e| fail(format!("uploading {shown} to {remote}: {e}")))?;
+        let command = render_execute_command(&template, &vars, &remote);
+        let code = comm
+            .exec(&command, &env, &ctx.events)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        if !skip_clean {
+            let _ = comm
+                .exec(&format!("rm -f '{remote}'"), &[], &ctx.events)
+                .await;
+        }
+        if !valid.contains(&i64::from(code)) {
+            return Err(fail(format!("{shown} exited with status {code}")));
+        }
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+    Ok(())
+}
+
+fn tempfile_dir() -> Result<std::path::PathBuf, BuildError> {
+    let dir = std::env::temp_dir().join(format!("imgform-shell-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).map_err(|e| BuildError::Io {
+        context: format!("creating {}", dir.display()),
+        source: e,
+    })?;
+    Ok(dir)
+}

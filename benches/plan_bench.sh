@@ -43,7 +43,7 @@ measure() { # prints "seconds max_rss_kib"
   local dir=$1 best="" rss=""
   for _ in 1 2 3; do
     /usr/bin/time -f "%e %M" -o /tmp/imgform-bench.time "$BIN" plan --refresh=false --detailed-exitcode "$dir" >/dev/null || true
-    read -r s m < /tmp/imgform-bench.time
+    read -r s m < <(tail -n 1 /tmp/imgform-bench.time)
     if [ -z "$best" ] || awk "BEGIN{exit !($s < $best)}"; then best=$s; rss=$m; fi
   done
   echo "$best $rss"

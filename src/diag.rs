@@ -44,6 +44,32 @@ impl SourceLoc {
     }
 }
 
+/// Line starts of a text, for O(log n) offset → line:col (a file with
+/// thousands of blocks has tens of thousands of spans).
+#[derive(Debug, Clone)]
+pub struct LineIndex {
+    starts: Vec<usize>,
+}
+
+impl LineIndex {
+    pub fn new(text: &str) -> LineIndex {
+        let mut starts = vec![0];
+        starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        LineIndex { starts }
+    }
+
+    pub fn loc(&self, file: &Path, text: &str, offset: usize) -> SourceLoc {
+        let offset = floor_char_boundary(text, offset.min(text.len()));
+        let line = self.starts.partition_point(|&s| s <= offset);
+        let start = self.starts[line - 1];
+        SourceLoc {
+            file: file.to_path_buf(),
+            line,
+            col: text[start..offset].chars().count() + 1,
+        }
+    }
+}
+
 fn floor_char_boundary(text: &str, mut index: usize) -> usize {
     while index > 0 && !text.is_char_boundary(index) {
         index -= 1;

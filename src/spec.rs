@@ -33,6 +33,9 @@ pub struct ImageSpec {
     #[serde(skip)]
     pub secrets: Attrs,
     pub provisioners: Vec<ProvisionerSpec>,
+    /// Module folders this image uses, relative to the definition dir.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub modules: Vec<String>,
     /// `post-processor` blocks, kept as written (evaluated) for later use.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub post_processors: Vec<ProvisionerSpec>,

@@ -17,6 +17,7 @@ use regex::Regex;
 use serde_json::Value as Json;
 
 use super::functions::{self, Clock, FunctionEnv};
+use super::module::ModuleScope;
 use super::parse::{RawAttr, RawBlock};
 use super::{ImageDef, Project};
 use crate::addr::ImageAddr;
@@ -56,24 +57,28 @@ static LOCAL_REF: LazyLock<Regex> =
 
 /// A context with the functions, `path.*` and `packer.version`, but no
 /// variables: what variable defaults and variable files see.
-pub fn base_context(def_dir: &Path) -> Context<'static> {
-    let mut ctx = Context::new();
-    functions::declare_functions(&mut ctx);
-    let mut path = hcl::Map::new();
-    path.insert("root".to_owned(), hcl::Value::String(".".to_owned()));
-    let cwd = std::env::current_dir().unwrap_or_else(|_| def_dir.to_path_buf());
-    path.insert(
-        "cwd".to_owned(),
-        hcl::Value::String(cwd.to_string_lossy().into_owned()),
-    );
-    ctx.declare_var("path", hcl::Value::Object(path));
-    let mut packer = hcl::Map::new();
-    packer.insert(
-        "version".to_owned(),
-        hcl::Value::String(env!("CARGO_PKG_VERSION").to_owned()),
-    );
-    ctx.declare_var("packer", hcl::Value::Object(packer));
-    ctx
+pub fn base_context(_def_dir: &Path) -> Context<'static> {
+    // Declaring ~110 functions costs more than cloning them: build once.
+    static BASE: LazyLock<Context<'static>> = LazyLock::new(|| {
+        let mut ctx = Context::new();
+        functions::declare_functions(&mut ctx);
+        let mut path = hcl::Map::new();
+        path.insert("root".to_owned(), hcl::Value::String(".".to_owned()));
+        let cwd = std::env::current_dir().unwrap_or_default();
+        path.insert(
+            "cwd".to_owned(),
+            hcl::Value::String(cwd.to_string_lossy().into_owned()),
+        );
+        ctx.declare_var("path", hcl::Value::Object(path));
+        let mut packer = hcl::Map::new();
+        packer.insert(
+            "version".to_owned(),
+            hcl::Value::String(env!("CARGO_PKG_VERSION").to_owned()),
+        );
+        ctx.declare_var("packer", hcl::Value::Object(packer));
+        ctx
+    });
+    BASE.clone()
 }
 
 fn var_object(project: &Project) -> hcl::Value {
@@ -382,7 +387,7 @@ impl Project {
                     let loc = def
                         .provisioners
                         .get(i)
-                        .and_then(|p| p.attr(&key))
+                        .and_then(|p| p.block.attr(&key))
                         .map(|x| x.loc.clone())
                         .unwrap_or_else(|| pa.loc.clone());
                     diags.push(nd_error(
@@ -463,6 +468,7 @@ impl Project {
             settings: real.settings,
             secrets: real.secrets,
             provisioners: real.provisioners,
+            modules: def.modules.clone(),
             post_processors: real.post_processors,
             parents: def.refs.keys().cloned().collect(),
             variables,
@@ -501,7 +507,13 @@ impl Project {
         {
             texts.extend(all_texts(block));
         }
-        for block in &def.provisioners {
+        for pdef in &def.provisioners {
+            if let Some(module) = &pdef.module {
+                // Module arguments are evaluated in the image's scope.
+                texts.extend(module.args.iter().map(|a| a.text.as_str()));
+                continue;
+            }
+            let block = &pdef.block;
             let pschema = block
                 .labels
                 .first()
@@ -643,8 +655,20 @@ impl Project {
                 out.build_attrs.insert(attr.name.clone(), v);
             }
         }
-        for block in &def.provisioners {
-            if let Some(p) = self.eval_provisioner(def, block, ctx, &mut diags) {
+        for pdef in &def.provisioners {
+            let evaluated = match &pdef.module {
+                None => self.eval_provisioner(def, &pdef.block, ctx, &mut diags),
+                Some(module) => match self.module_context(module, ctx, &mut diags) {
+                    Some(mctx) => self
+                        .eval_provisioner(def, &pdef.block, &mctx, &mut diags)
+                        .map(|mut p| {
+                            p.base_dir = Some(module.dir.clone());
+                            p
+                        }),
+                    None => None,
+                },
+            };
+            if let Some(p) = evaluated {
                 out.provisioners.push(p);
             }
         }
@@ -672,6 +696,67 @@ impl Project {
         } else {
             Err(diags)
         }
+    }
+
+    /// The scope of a module's provisioners: the image's context with
+    /// `var.*` replaced by the module's variables and `path.module` set.
+    fn module_context<'c>(
+        &self,
+        module: &ModuleScope,
+        image_ctx: &Context<'c>,
+        diags: &mut Vec<Diagnostic>,
+    ) -> Option<Context<'c>> {
+        let mut vars = hcl::Map::new();
+        let mut ok = true;
+        for (name, def) in &module.variables {
+            let (value, loc) = match module.args.iter().find(|a| &a.name == name) {
+                Some(arg) => (functions::evaluate(&arg.expr, image_ctx), arg.loc.clone()),
+                None => match &def.default {
+                    Some(d) => (
+                        functions::evaluate(&d.expr, &base_context(&self.def_dir)),
+                        d.loc.clone(),
+                    ),
+                    None => continue, // reported at load time
+                },
+            };
+            match value
+                .map_err(|e| describe_error(&e, ""))
+                .and_then(|v| super::types::convert(v, &def.ty))
+            {
+                Ok(v) => {
+                    vars.insert(name.clone(), v);
+                }
+                Err(e) => {
+                    ok = false;
+                    diags.push(
+                        Diagnostic::error(format!(
+                            "module `{}`: invalid value for `{name}`: {e}",
+                            module.name
+                        ))
+                        .at(Some(loc))
+                        .hint(format!(
+                            "`{name}` is declared as {} in {}/module.hcl",
+                            def.ty, module.dir
+                        )),
+                    );
+                }
+            }
+        }
+        if !ok {
+            return None;
+        }
+        let mut ctx = image_ctx.clone();
+        ctx.declare_var("var", hcl::Value::Object(vars));
+        let mut path = hcl::Map::new();
+        path.insert("root".to_owned(), hcl::Value::String(".".to_owned()));
+        path.insert("module".to_owned(), hcl::Value::String(module.dir.clone()));
+        let cwd = std::env::current_dir().unwrap_or_else(|_| self.def_dir.clone());
+        path.insert(
+            "cwd".to_owned(),
+            hcl::Value::String(cwd.to_string_lossy().into_owned()),
+        );
+        ctx.declare_var("path", hcl::Value::Object(path));
+        Some(ctx)
     }
 
     fn eval_attr(
@@ -994,11 +1079,7 @@ fn image_texts(def: &ImageDef) -> impl Iterator<Item = (&str, &SourceLoc)> {
     def.attrs
         .iter()
         .map(|a| (a.text.as_str(), &a.loc))
-        .chain(
-            def.provisioners
-                .iter()
-                .flat_map(|p| p.attrs.iter().map(|a| (a.text.as_str(), &a.loc))),
-        )
+        .chain(def.provisioners.iter().flat_map(|p| p.outer_texts()))
         .chain(
             def.blocks
                 .iter()

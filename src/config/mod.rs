@@ -14,6 +14,7 @@
 
 pub mod eval;
 pub mod functions;
+pub mod module;
 pub mod parse;
 pub mod types;
 
@@ -26,6 +27,7 @@ use regex::Regex;
 use crate::addr::ImageAddr;
 use crate::diag::{Diagnostic, Diagnostics, SourceLoc};
 use crate::drivers::schema;
+use module::{ModuleLoader, ProvisionerDef};
 use parse::{RawAttr, RawBlock, RawFile};
 use types::TypeExpr;
 
@@ -80,7 +82,9 @@ pub struct ImageDef {
     pub source_name: String,
     pub attrs: Vec<RawAttr>,
     pub blocks: Vec<RawBlock>,
-    pub provisioners: Vec<RawBlock>,
+    pub provisioners: Vec<ProvisionerDef>,
+    /// Module folders used (relative to the definition dir): inputs.
+    pub modules: Vec<String>,
     pub post_processors: Vec<RawBlock>,
     pub build_attrs: Vec<RawAttr>,
     /// Parent images referenced by `image.<ADDR>.id`, with where.
@@ -428,59 +432,10 @@ impl Loader {
     }
 
     fn variable_block(&mut self, block: &RawBlock, variables: &mut BTreeMap<String, VariableDef>) {
-        let [name] = block.labels.as_slice() else {
-            self.error(
-                &block.loc,
-                "a variable block needs exactly one label: its name",
-                "write `variable \"region\" { default = \"eu-west-1\" }`",
-            );
-            return;
-        };
-        let mut def = VariableDef {
-            name: name.clone(),
-            ty: TypeExpr::Any,
-            default: None,
-            description: None,
-            sensitive: false,
-            validations: Vec::new(),
-            loc: block.loc.clone(),
-        };
-        for attr in &block.attrs {
-            match attr.name.as_str() {
-                "type" => match types::parse_type(&attr.expr) {
-                    Ok(ty) => def.ty = ty,
-                    Err(e) => self.error(&attr.loc, format!("invalid type for variable `{name}`: {e}"), "types are string, number, bool, list(T), set(T), map(T), object({...}), tuple([...]) or any"),
-                },
-                "default" => def.default = Some(attr.clone()),
-                "description" => def.description = literal_string(&attr.expr),
-                "sensitive" => match attr.expr {
-                    hcl::Expression::Bool(b) => def.sensitive = b,
-                    _ => self.error(&attr.loc, "`sensitive` must be true or false", "write `sensitive = true`"),
-                },
-                "nullable" => {}
-                other => {
-                    let hint = hint_for(other, VARIABLE_ATTRS.iter().copied(), "a variable takes type, default, description, sensitive and validation blocks");
-                    self.error(&attr.loc, format!("unknown attribute `{other}` in variable `{name}`"), hint);
-                }
-            }
+        if let Some(def) = variable_def(block, &mut self.diags) {
+            // A default is checked against the type once variables are resolved.
+            self.insert_variable(variables, def);
         }
-        for inner in &block.blocks {
-            if inner.kind == "validation" {
-                if inner.attr("condition").is_none() || inner.attr("error_message").is_none() {
-                    self.error(&inner.loc, "a validation block needs `condition` and `error_message`", "write `validation { condition = length(var.x) > 0  error_message = \"...\" }`");
-                } else {
-                    def.validations.push(inner.clone());
-                }
-            } else {
-                self.error(
-                    &inner.loc,
-                    format!("unknown block `{}` in variable `{name}`", inner.kind),
-                    "a variable holds only validation blocks",
-                );
-            }
-        }
-        // A default is checked against the type once variables are resolved.
-        self.insert_variable(variables, def);
     }
 
     fn local_block(&mut self, block: &RawBlock, locals: &mut Vec<LocalDef>) {
@@ -619,8 +574,10 @@ impl Loader {
             .into_iter()
             .map(|(t, n, loc)| (t, n, None, loc))
             .collect();
-        let mut provisioners = Vec::new();
+        let mut provisioners: Vec<ProvisionerDef> = Vec::new();
+        let mut modules: Vec<String> = Vec::new();
         let mut post_processors = Vec::new();
+        let mut module_loader_seen = BTreeSet::new();
         for inner in &build.blocks {
             match inner.kind.as_str() {
                 "source" => {
@@ -633,8 +590,23 @@ impl Loader {
                 }
                 "provisioner" => {
                     if self.check_provisioner(inner) {
-                        provisioners.push(inner.clone());
+                        provisioners.push(ProvisionerDef::plain(inner.clone()));
                     }
+                }
+                "module" => {
+                    let mut loader = ModuleLoader {
+                        def_dir: &self.def_dir,
+                        diags: &mut self.diags,
+                        seen: std::mem::take(&mut module_loader_seen),
+                    };
+                    let (provs, dirs) = loader.expand(inner);
+                    module_loader_seen = loader.seen;
+                    for p in provs {
+                        if self.check_provisioner(&p.block) {
+                            provisioners.push(p);
+                        }
+                    }
+                    modules.extend(dirs);
                 }
                 "post-processor" => post_processors.push(inner.clone()),
                 "post-processors" => post_processors.extend(inner.blocks.iter().cloned()),
@@ -644,11 +616,6 @@ impl Loader {
                         "hcp_packer_registry is ignored: imgform records images in its own state",
                     )
                     .at(Some(inner.loc.clone())),
-                ),
-                "module" => self.error(
-                    &inner.loc,
-                    "module blocks are not supported yet",
-                    "inline the module's provisioners in the build for now",
                 ),
                 "test" => self.error(
                     &inner.loc,
@@ -745,9 +712,10 @@ impl Loader {
                 blocks,
                 provisioners: provisioners
                     .iter()
-                    .filter(|p| applies(p))
+                    .filter(|p| applies(&p.block))
                     .cloned()
                     .collect(),
+                modules: modules.clone(),
                 post_processors: post_processors
                     .iter()
                     .filter(|p| applies(p))
@@ -814,7 +782,12 @@ impl Loader {
                 .iter()
                 .map(|a| (a.text.as_str(), &a.loc))
                 .chain(image.blocks.iter().flat_map(block_texts))
-                .chain(image.provisioners.iter().flat_map(block_texts))
+                .chain(
+                    image
+                        .provisioners
+                        .iter()
+                        .flat_map(ProvisionerDef::outer_texts),
+                )
                 .collect();
             let mut refs = BTreeMap::new();
             for (text, loc) in texts {
@@ -1043,6 +1016,69 @@ impl Loader {
         }
         values
     }
+}
+
+/// Reads a `variable "NAME" { ... }` block (also used by modules).
+pub(crate) fn variable_def(block: &RawBlock, diags: &mut Vec<Diagnostic>) -> Option<VariableDef> {
+    let mut error = |loc: &SourceLoc, summary: String, hint: &str| {
+        diags.push(Diagnostic::error(summary).at(Some(loc.clone())).hint(hint));
+    };
+    let [name] = block.labels.as_slice() else {
+        error(
+            &block.loc,
+            "a variable block needs exactly one label: its name".to_owned(),
+            "write `variable \"region\" { default = \"eu-west-1\" }`",
+        );
+        return None;
+    };
+    let mut def = VariableDef {
+        name: name.clone(),
+        ty: TypeExpr::Any,
+        default: None,
+        description: None,
+        sensitive: false,
+        validations: Vec::new(),
+        loc: block.loc.clone(),
+    };
+    for attr in &block.attrs {
+        match attr.name.as_str() {
+            "type" => match types::parse_type(&attr.expr) {
+                Ok(ty) => def.ty = ty,
+                Err(e) => error(&attr.loc, format!("invalid type for variable `{name}`: {e}"), "types are string, number, bool, list(T), set(T), map(T), object({...}), tuple([...]) or any"),
+            },
+            "default" => def.default = Some(attr.clone()),
+            "description" => def.description = literal_string(&attr.expr),
+            "sensitive" => match attr.expr {
+                hcl::Expression::Bool(b) => def.sensitive = b,
+                _ => error(&attr.loc, "`sensitive` must be true or false".to_owned(), "write `sensitive = true`"),
+            },
+            "nullable" => {}
+            other => {
+                let hint = hint_for(other, VARIABLE_ATTRS.iter().copied(), "a variable takes type, default, description, sensitive and validation blocks");
+                error(&attr.loc, format!("unknown attribute `{other}` in variable `{name}`"), &hint);
+            }
+        }
+    }
+    for inner in &block.blocks {
+        if inner.kind == "validation" {
+            if inner.attr("condition").is_none() || inner.attr("error_message").is_none() {
+                error(
+                    &inner.loc,
+                    "a validation block needs `condition` and `error_message`".to_owned(),
+                    "write `validation { condition = length(var.x) > 0  error_message = \"...\" }`",
+                );
+            } else {
+                def.validations.push(inner.clone());
+            }
+        } else {
+            error(
+                &inner.loc,
+                format!("unknown block `{}` in variable `{name}`", inner.kind),
+                "a variable holds only validation blocks",
+            );
+        }
+    }
+    Some(def)
 }
 
 enum RawValue {

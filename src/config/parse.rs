@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use hcl::edit::structure::{Block as EditBlock, BlockLabel, Body as EditBody, Structure};
 use hcl::edit::Span;
 
-use crate::diag::{Diagnostic, SourceLoc};
+use crate::diag::{Diagnostic, LineIndex, SourceLoc};
 
 #[derive(Debug, Clone)]
 pub struct RawAttr {
@@ -74,7 +74,13 @@ pub fn parse_hcl(text: &str, display: &Path) -> Result<RawFile, Diagnostic> {
             }))
             .hint("this is HCL2 as Packer writes it: blocks look like `source \"null\" \"name\" { ... }`, attributes like `key = value`")
     })?;
-    let (attrs, blocks) = convert_body(&body, text, display);
+    let index = LineIndex::new(text);
+    let src = Src {
+        text,
+        display,
+        index: &index,
+    };
+    let (attrs, blocks) = convert_body(&body, &src);
     Ok(RawFile {
         path: display.to_path_buf(),
         attrs,
@@ -82,11 +88,20 @@ pub fn parse_hcl(text: &str, display: &Path) -> Result<RawFile, Diagnostic> {
     })
 }
 
-fn loc_of(span: Option<std::ops::Range<usize>>, text: &str, display: &Path) -> SourceLoc {
-    SourceLoc::from_offset(display, text, span.map(|s| s.start).unwrap_or(0))
+/// One source file being converted: its text, display path and line index.
+struct Src<'a> {
+    text: &'a str,
+    display: &'a Path,
+    index: &'a LineIndex,
 }
 
-fn convert_body(body: &EditBody, text: &str, display: &Path) -> (Vec<RawAttr>, Vec<RawBlock>) {
+fn loc_of(span: Option<std::ops::Range<usize>>, src: &Src) -> SourceLoc {
+    src.index
+        .loc(src.display, src.text, span.map(|s| s.start).unwrap_or(0))
+}
+
+fn convert_body(body: &EditBody, src: &Src) -> (Vec<RawAttr>, Vec<RawBlock>) {
+    let text = src.text;
     let mut attrs = Vec::new();
     let mut blocks = Vec::new();
     for structure in body.iter() {
@@ -101,18 +116,18 @@ fn convert_body(body: &EditBody, text: &str, display: &Path) -> (Vec<RawAttr>, V
                 attrs.push(RawAttr {
                     name: attr.key.as_str().to_owned(),
                     expr: hcl::Expression::from(attr.value.clone()),
-                    loc: loc_of(attr.span(), text, display),
+                    loc: loc_of(attr.span(), src),
                     text: value_text,
                 });
             }
-            Structure::Block(block) => blocks.push(convert_block(block, text, display)),
+            Structure::Block(block) => blocks.push(convert_block(block, src)),
         }
     }
     (attrs, blocks)
 }
 
-fn convert_block(block: &EditBlock, text: &str, display: &Path) -> RawBlock {
-    let (attrs, blocks) = convert_body(&block.body, text, display);
+fn convert_block(block: &EditBlock, src: &Src) -> RawBlock {
+    let (attrs, blocks) = convert_body(&block.body, src);
     RawBlock {
         kind: block.ident.as_str().to_owned(),
         labels: block
@@ -125,7 +140,7 @@ fn convert_block(block: &EditBlock, text: &str, display: &Path) -> RawBlock {
             .collect(),
         attrs,
         blocks,
-        loc: loc_of(block.span(), text, display),
+        loc: loc_of(block.span(), src),
     }
 }
 

@@ -446,7 +446,10 @@ impl Builder for ChrootBuilder {
 
             {
                 let mut mounts = Mounts::mount(&root).map_err(fail)?;
-                let communicator = ChrootCommunicator { root: root.clone() };
+                let communicator = ChrootCommunicator {
+                    root: root.clone(),
+                    cancel: ctx.cancel.clone(),
+                };
                 let result = provision::run_all(&ctx, &communicator).await;
                 mounts.unmount().map_err(fail)?;
                 result?;

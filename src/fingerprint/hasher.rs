@@ -70,24 +70,27 @@ impl FileHasher {
             return Err(std::io::Error::other("is a directory"));
         }
         let executable = meta.permissions().mode() & 0o111 != 0;
-        let mut hasher = Sha256::new();
-        let keep = meta.len() <= TEXT_INPUT_LIMIT;
-        let mut kept = Vec::new();
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            let n = file.read(&mut buf)?;
-            if n == 0 {
-                break;
+        let (sha256, text) = if meta.len() <= TEXT_INPUT_LIMIT {
+            // Small files (scripts, playbooks): one exact-size read.
+            let mut bytes = Vec::with_capacity(meta.len() as usize);
+            file.read_to_end(&mut bytes)?;
+            let sha = hex::encode(Sha256::digest(&bytes));
+            let is_text = !bytes.contains(&0) && std::str::from_utf8(&bytes).is_ok();
+            (sha, is_text.then(|| Arc::new(bytes)))
+        } else {
+            let mut hasher = Sha256::new();
+            let mut buf = vec![0u8; 256 * 1024];
+            loop {
+                let n = file.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buf[..n]);
             }
-            hasher.update(&buf[..n]);
-            if keep {
-                kept.extend_from_slice(&buf[..n]);
-            }
-        }
-        let text = (keep && !kept.contains(&0) && std::str::from_utf8(&kept).is_ok())
-            .then(|| Arc::new(kept));
+            (hex::encode(hasher.finalize()), None)
+        };
         let hashed = HashedFile {
-            sha256: hex::encode(hasher.finalize()),
+            sha256,
             executable,
             text,
         };

@@ -128,6 +128,25 @@ pub fn fingerprint(
         provisioners.push(entry);
     }
 
+    // Module folders, whole: templates and files a module's scripts read
+    // are inputs too.
+    let mut modules = serde_json::Map::new();
+    for dir in &spec.modules {
+        let mut files = BTreeMap::new();
+        match hash_path(hasher, def_dir, dir, &mut files, &mut text_inputs) {
+            Ok(()) => {
+                modules.insert(
+                    relativize_path(dir, def_dir),
+                    Value::Object(files.into_iter().collect()),
+                );
+            }
+            Err(e) => diags.push(
+                Diagnostic::error(format!("cannot read module folder {dir}: {e}"))
+                    .at(Some(spec.loc.clone())),
+            ),
+        }
+    }
+
     let mut function_files = serde_json::Map::new();
     for (path, hex) in &spec.files_read {
         function_files.insert(
@@ -170,6 +189,7 @@ pub fn fingerprint(
         "provisioners": provisioners,
         "parents": parents_json,
         "files": function_files,
+        "modules": modules,
         "variables": Value::Object(spec.variables.clone().into_iter().collect()),
     });
     redact_secrets(&mut manifest, &spec.sensitive_values);

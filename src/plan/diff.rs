@@ -19,6 +19,15 @@ pub fn manifest_reasons(old: &Value, new: &Value) -> Vec<RebuildReason> {
         }
         match key.as_str() {
             "files" => files_changed(o, n, &mut out),
+            "modules" => {
+                for dir in keys_opt(o, n) {
+                    files_changed(
+                        o.and_then(|v| v.get(&dir)),
+                        n.and_then(|v| v.get(&dir)),
+                        &mut out,
+                    );
+                }
+            }
             "variables" => {
                 for name in keys_opt(o, n) {
                     if o.and_then(|v| v.get(&name)) != n.and_then(|v| v.get(&name)) {

@@ -14,11 +14,11 @@
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
 use super::{CommError, Communicator};
-use crate::apply::events::{EventSink, Stream};
+use crate::apply::events::EventSink;
 use crate::drivers::BoxFuture;
 
 pub fn is_root() -> bool {
@@ -135,6 +135,8 @@ pub fn still_mounted(root: &Path) -> bool {
 
 pub struct ChrootCommunicator {
     pub root: PathBuf,
+    /// Fires on Ctrl-C: running commands are killed.
+    pub cancel: crate::apply::events::CancelToken,
 }
 
 impl ChrootCommunicator {
@@ -202,35 +204,11 @@ impl Communicator for ChrootCommunicator {
         events: &'a EventSink,
     ) -> BoxFuture<'a, Result<i32, CommError>> {
         Box::pin(async move {
-            let mut child = self
-                .command(command, env)
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .map_err(|e| CommError::Failed(format!("cannot run chroot: {e}")))?;
-            let stdout = child.stdout.take().expect("piped");
-            let stderr = child.stderr.take().expect("piped");
-            let (e1, e2) = (events.clone(), events.clone());
-            let a = tokio::spawn(async move {
-                let mut lines = BufReader::new(stdout).lines();
-                while let Ok(Some(l)) = lines.next_line().await {
-                    e1.output(Stream::Stdout, l);
-                }
-            });
-            let b = tokio::spawn(async move {
-                let mut lines = BufReader::new(stderr).lines();
-                while let Ok(Some(l)) = lines.next_line().await {
-                    e2.output(Stream::Stderr, l);
-                }
-            });
-            let status = child
-                .wait()
-                .await
-                .map_err(|e| CommError::Failed(e.to_string()))?;
-            let _ = a.await;
-            let _ = b.await;
-            Ok(status.code().unwrap_or(-1))
+            match super::run_streaming(self.command(command, env), events, &self.cancel).await {
+                Ok(super::Streamed::Exited { code, .. }) => Ok(code),
+                Ok(super::Streamed::Cancelled) => Err(CommError::Cancelled),
+                Err(e) => Err(CommError::Failed(format!("cannot run chroot: {e}"))),
+            }
         })
     }
 
@@ -275,6 +253,14 @@ impl Communicator for ChrootCommunicator {
                 .await
             }
         })
+    }
+
+    fn host_env(&self) -> Vec<(String, String)> {
+        let root = self.root.to_string_lossy().into_owned();
+        vec![
+            ("TARGET_ROOT".to_owned(), root.clone()),
+            ("IMGFORM_CHROOT_ROOT".to_owned(), root),
+        ]
     }
 
     fn download<'a>(

@@ -42,7 +42,7 @@ pub async fn run(
         return comm
             .download(source, &local)
             .await
-            .map_err(|e| fail(e.to_string()));
+            .map_err(|e| super::comm_error("file", "", e));
     }
     let mut uploaded: Vec<String> = Vec::new();
     if let Some(content) = p.str("content") {
@@ -53,7 +53,7 @@ pub async fn run(
             .step(format!("file: writing content to {destination}"));
         let result = comm.upload(&tmp, &destination).await;
         let _ = std::fs::remove_file(&tmp);
-        result.map_err(|e| fail(e.to_string()))?;
+        result.map_err(|e| super::comm_error("file", "", e))?;
         uploaded.push(destination.clone());
     } else {
         let mut sources: Vec<String> = p
@@ -84,7 +84,7 @@ pub async fn run(
                 .step(format!("file: uploading {source} to {remote}"));
             comm.upload(&local, &remote)
                 .await
-                .map_err(|e| fail(format!("{source}: {e}")))?;
+                .map_err(|e| super::comm_error("file", &format!("{source}: "), e))?;
             uploaded.push(remote);
         }
     }
@@ -96,7 +96,7 @@ pub async fn run(
             let code = comm
                 .exec(&format!("chmod {mode} '{remote}'"), &[], &ctx.events)
                 .await
-                .map_err(|e| fail(e.to_string()))?;
+                .map_err(|e| super::comm_error("file", "", e))?;
             if code != 0 {
                 return Err(fail(format!("chmod {mode} {remote} failed")));
             }

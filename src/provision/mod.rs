@@ -23,6 +23,8 @@ pub enum CommError {
     None,
     #[error("{0}")]
     Failed(String),
+    #[error("cancelled")]
+    Cancelled,
 }
 
 /// A connection to the machine being provisioned.
@@ -48,6 +50,11 @@ pub trait Communicator: Send + Sync {
         remote: &'a str,
         local: &'a Path,
     ) -> BoxFuture<'a, Result<(), CommError>>;
+    /// Extra environment for host-side provisioners (`shell-local`), e.g.
+    /// `TARGET_ROOT` for a chroot.
+    fn host_env(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
 }
 
 /// `communicator = "none"`: nothing to connect to.
@@ -115,9 +122,13 @@ pub async fn run_all(
         loop {
             attempt += 1;
             ctx.events.step(format!(
-                "provisioner {} \"{}\"{}",
+                "provisioner {} \"{}\"{}{}",
                 index + 1,
                 p.kind,
+                p.base_dir
+                    .as_deref()
+                    .map(|d| format!(" from {d}"))
+                    .unwrap_or_default(),
                 if attempt > 1 {
                     format!(" (attempt {attempt})")
                 } else {
@@ -156,7 +167,7 @@ async fn run_one(
     communicator: &dyn Communicator,
 ) -> Result<(), BuildError> {
     match p.kind.as_str() {
-        "shell-local" => shell_local::run(ctx, p).await,
+        "shell-local" => shell_local::run(ctx, p, &communicator.host_env()).await,
         "shell" => shell::run(ctx, p, communicator).await,
         "file" => file::run(ctx, p, communicator).await,
         other => Err(BuildError::Provisioner {
@@ -223,4 +234,98 @@ pub fn provisioner_env(
         }
     }
     Ok(env)
+}
+
+/// How a streamed command ended.
+pub enum Streamed {
+    Exited { code: i32, stderr_tail: Vec<String> },
+    Cancelled,
+}
+
+/// Runs `cmd` in its own process group, streaming stdout/stderr lines into
+/// `events`. If `cancel` fires, the whole group gets SIGTERM (SIGKILL after
+/// 5 s) and the result is [`Streamed::Cancelled`]. Being in their own group,
+/// commands do not see the terminal's Ctrl-C: imgform decides what stops.
+pub async fn run_streaming(
+    mut cmd: tokio::process::Command,
+    events: &EventSink,
+    cancel: &crate::apply::events::CancelToken,
+) -> std::io::Result<Streamed> {
+    use std::process::Stdio;
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = cmd.spawn()?;
+    let pgid = child.id();
+    let stdout = child.stdout.take().expect("piped stdout");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let (out_events, err_events) = (events.clone(), events.clone());
+    let out_task = tokio::spawn(async move {
+        let mut lines = BufReader::new(stdout).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            out_events.output(crate::apply::events::Stream::Stdout, line);
+        }
+    });
+    let err_task = tokio::spawn(async move {
+        let mut lines = BufReader::new(stderr).lines();
+        let mut tail: Vec<String> = Vec::new();
+        while let Ok(Some(line)) = lines.next_line().await {
+            err_events.output(crate::apply::events::Stream::Stderr, line.clone());
+            tail.push(line);
+            if tail.len() > 5 {
+                tail.remove(0);
+            }
+        }
+        tail
+    });
+    let mut cancel = cancel.clone();
+    let status = tokio::select! {
+        status = child.wait() => Some(status?),
+        _ = cancel.cancelled() => None,
+    };
+    let Some(status) = status else {
+        if let Some(pgid) = pgid {
+            kill_group("TERM", pgid).await;
+            if tokio::time::timeout(Duration::from_secs(5), child.wait())
+                .await
+                .is_err()
+            {
+                kill_group("KILL", pgid).await;
+                let _ = child.wait().await;
+            }
+        }
+        out_task.abort();
+        err_task.abort();
+        return Ok(Streamed::Cancelled);
+    };
+    let _ = out_task.await;
+    let stderr_tail = err_task.await.unwrap_or_default();
+    Ok(Streamed::Exited {
+        code: status.code().unwrap_or(-1),
+        stderr_tail,
+    })
+}
+
+async fn kill_group(signal: &str, pgid: u32) {
+    let _ = tokio::process::Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg("--")
+        .arg(format!("-{pgid}"))
+        .status()
+        .await;
+}
+
+/// A communicator error as a provisioner failure (or a cancellation).
+pub fn comm_error(kind: &str, context: &str, e: CommError) -> BuildError {
+    match e {
+        CommError::Cancelled => BuildError::Cancelled,
+        other => BuildError::Provisioner {
+            kind: kind.to_owned(),
+            message: format!("{context}{other}"),
+        },
+    }
 }

@@ -87,14 +87,14 @@ pub async fn run(
             _ => format!("{folder}/script_{}_{index}.sh", std::process::id()),
         };
         ctx.events.step(format!("shell: running {shown}"));
-        comm.upload(local, &remote)
-            .await
-            .map_err(|e| fail(format!("uploading {shown} to {remote}: {e}")))?;
+        comm.upload(local, &remote).await.map_err(|e| {
+            super::comm_error("shell", &format!("uploading {shown} to {remote}: "), e)
+        })?;
         let command = render_execute_command(&template, &vars, &remote);
         let code = comm
             .exec(&command, &env, &ctx.events)
             .await
-            .map_err(|e| fail(e.to_string()))?;
+            .map_err(|e| super::comm_error("shell", "", e))?;
         if !skip_clean {
             let _ = comm
                 .exec(&format!("rm -f '{remote}'"), &[], &ctx.events)

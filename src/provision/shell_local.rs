@@ -9,11 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
 use super::{format_env_vars, provisioner_env};
-use crate::apply::events::Stream;
 use crate::drivers::{BuildContext, BuildError};
 use crate::spec::ProvisionerSpec;
 
@@ -24,9 +22,14 @@ fn fail(message: impl Into<String>) -> BuildError {
     }
 }
 
-pub async fn run(ctx: &BuildContext<'_>, p: &ProvisionerSpec) -> Result<(), BuildError> {
+pub async fn run(
+    ctx: &BuildContext<'_>,
+    p: &ProvisionerSpec,
+    host_env: &[(String, String)],
+) -> Result<(), BuildError> {
     let def_dir = &ctx.spec.def_dir;
-    let env = provisioner_env(ctx, p)?;
+    let mut env = host_env.to_vec();
+    env.extend(provisioner_env(ctx, p)?);
     let tmp = tempdir_for(ctx)?;
     let mut scripts: Vec<PathBuf> = Vec::new();
 
@@ -95,40 +98,15 @@ pub async fn run(ctx: &BuildContext<'_>, p: &ProvisionerSpec) -> Result<(), Buil
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        let mut child = command
-            .spawn()
-            .map_err(|e| fail(format!("cannot start {program}: {e}")))?;
-        let stdout = child.stdout.take().expect("piped stdout");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let out_events = ctx.events.clone();
-        let err_events = ctx.events.clone();
-        let out_task = tokio::spawn(async move {
-            let mut lines = BufReader::new(stdout).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                out_events.output(Stream::Stdout, line);
-            }
-        });
-        let err_task = tokio::spawn(async move {
-            let mut lines = BufReader::new(stderr).lines();
-            let mut last = Vec::new();
-            while let Ok(Some(line)) = lines.next_line().await {
-                err_events.output(Stream::Stderr, line.clone());
-                last.push(line);
-                if last.len() > 5 {
-                    last.remove(0);
-                }
-            }
-            last
-        });
-        let status = child
-            .wait()
+        let (code, last_stderr) = match super::run_streaming(command, &ctx.events, &ctx.cancel)
             .await
-            .map_err(|e| fail(format!("waiting for {program}: {e}")))?;
-        let _ = out_task.await;
-        let last_stderr = err_task.await.unwrap_or_default();
-        let code = status.code().map(i64::from).unwrap_or(-1);
+            .map_err(|e| fail(format!("cannot start {program}: {e}")))?
+        {
+            super::Streamed::Exited { code, stderr_tail } => (i64::from(code), stderr_tail),
+            super::Streamed::Cancelled => return Err(BuildError::Cancelled),
+        };
         if !valid_codes.contains(&code) {
-            let what = if status.code().is_none() {
+            let what = if code < 0 {
                 "was killed by a signal".to_owned()
             } else {
                 format!("exited with status {code}")

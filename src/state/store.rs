@@ -731,7 +731,7 @@ mod tests {
     }
 
     fn record(hex_char: char) -> ImageRecord {
-        let hex: String = std::iter::repeat(hex_char).take(64).collect();
+        let hex: String = std::iter::repeat_n(hex_char, 64).collect();
         ImageRecord {
             content_address: format!("sha256:{hex}"),
             builder: "null".to_owned(),

@@ -1,0 +1,559 @@
+//! Modules: reusable provisioning steps, used from a build as
+//! `module "devuser" { source = "../modules/devuser"  username = "ops" }`.
+//!
+//! A module is a folder with `module.hcl` — its `variable`s, its
+//! `provisioner`s and `depends_on = ["other"]` (sibling module folders whose
+//! provisioners run first) — and the files those provisioners use. Its
+//! provisioners run where the `module` block stands, in a scope where
+//! `var.*` are the module's variables and `path.module` is its folder;
+//! relative paths in them resolve against the module folder. The whole
+//! folder is an input of every image that uses it.
+//!
+//! A diskimage-builder element folder (`element-deps`, `install.d/NN-name`,
+//! `environment.d/…`, ...) is accepted as a module too: its `element-deps`
+//! are followed and its phase scripts run in DIB's order — per phase, the
+//! scripts of all elements sorted by name, with every `environment.d` file
+//! sourced first. In-image phases (`pre-install.d`, `install.d`,
+//! `post-install.d`, `finalise.d`) run inside the image; host phases
+//! (`root.d`, `extra-data.d`, `cleanup.d`) run on the host with
+//! `TARGET_ROOT` set to the image's root.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::parse::{self, RawAttr, RawBlock};
+use super::VariableDef;
+use crate::diag::{Diagnostic, SourceLoc};
+
+/// The scope a module's provisioners are evaluated in.
+#[derive(Debug, Clone)]
+pub struct ModuleScope {
+    /// The module block's label (or the dependency's folder name).
+    pub name: String,
+    /// The module folder relative to the definition dir (forward slashes).
+    pub dir: String,
+    pub variables: BTreeMap<String, VariableDef>,
+    /// `name = expr` from the module block, evaluated in the image's scope.
+    pub args: Vec<RawAttr>,
+    pub loc: SourceLoc,
+}
+
+/// One provisioner of an image: from the build itself or from a module.
+#[derive(Debug, Clone)]
+pub struct ProvisionerDef {
+    pub block: RawBlock,
+    pub module: Option<Arc<ModuleScope>>,
+}
+
+impl ProvisionerDef {
+    pub fn plain(block: RawBlock) -> ProvisionerDef {
+        ProvisionerDef {
+            block,
+            module: None,
+        }
+    }
+
+    /// Source texts that may reference image-level names (`var.*`,
+    /// `image.*`): the block's own for build provisioners, the module's
+    /// arguments for module provisioners.
+    pub fn outer_texts(&self) -> Vec<(&str, &SourceLoc)> {
+        match &self.module {
+            None => texts(&self.block),
+            Some(m) => m.args.iter().map(|a| (a.text.as_str(), &a.loc)).collect(),
+        }
+    }
+}
+
+fn texts(block: &RawBlock) -> Vec<(&str, &SourceLoc)> {
+    let mut out: Vec<(&str, &SourceLoc)> = block
+        .attrs
+        .iter()
+        .map(|a| (a.text.as_str(), &a.loc))
+        .collect();
+    for inner in &block.blocks {
+        out.extend(texts(inner));
+    }
+    out
+}
+
+const DIB_MARKERS: &[&str] = &[
+    "element-deps",
+    "install.d",
+    "pre-install.d",
+    "post-install.d",
+    "finalise.d",
+    "environment.d",
+    "root.d",
+    "extra-data.d",
+    "cleanup.d",
+];
+
+/// DIB phases in order; `true` = runs inside the image.
+const DIB_PHASES: &[(&str, bool)] = &[
+    ("root.d", false),
+    ("extra-data.d", false),
+    ("pre-install.d", true),
+    ("install.d", true),
+    ("post-install.d", true),
+    ("finalise.d", true),
+    ("cleanup.d", false),
+];
+
+pub struct ModuleLoader<'a> {
+    pub def_dir: &'a Path,
+    pub diags: &'a mut Vec<Diagnostic>,
+    /// Module folders already expanded in this build (canonical paths).
+    pub seen: BTreeSet<PathBuf>,
+}
+
+fn rel(def_dir: &Path, dir: &Path) -> String {
+    // Relative path from def_dir to dir, with `..` where needed.
+    let a: Vec<_> = def_dir.components().collect();
+    let b: Vec<_> = dir.components().collect();
+    let common = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    let mut parts: Vec<String> = std::iter::repeat_n("..".to_owned(), a.len() - common).collect();
+    parts.extend(
+        b[common..]
+            .iter()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned()),
+    );
+    if parts.is_empty() {
+        ".".to_owned()
+    } else {
+        parts.join("/")
+    }
+}
+
+impl ModuleLoader<'_> {
+    fn error(&mut self, loc: &SourceLoc, summary: impl Into<String>, hint: impl Into<String>) {
+        self.diags
+            .push(Diagnostic::error(summary).at(Some(loc.clone())).hint(hint));
+    }
+
+    /// Expands a `module` block of a build into provisioners (dependencies
+    /// first). Returns the provisioners and the module folders used.
+    pub fn expand(&mut self, block: &RawBlock) -> (Vec<ProvisionerDef>, Vec<String>) {
+        let Some(name) = block
+            .labels
+            .first()
+            .cloned()
+            .filter(|_| block.labels.len() == 1)
+        else {
+            self.error(
+                &block.loc,
+                "a module block needs one label: its name",
+                "write `module \"devuser\" { source = \"../modules/devuser\" }`",
+            );
+            return (Vec::new(), Vec::new());
+        };
+        let Some(source) = block
+            .attr("source")
+            .and_then(|a| super::literal_string(&a.expr))
+        else {
+            self.error(
+                &block.loc,
+                format!("module `{name}` needs a literal `source`"),
+                "write source = \"../modules/devuser\" (a folder, relative to the definition dir)",
+            );
+            return (Vec::new(), Vec::new());
+        };
+        let source_loc = block
+            .attr("source")
+            .map(|a| a.loc.clone())
+            .unwrap_or_else(|| block.loc.clone());
+        let dir = self.def_dir.join(&source);
+        let Ok(dir) = std::fs::canonicalize(&dir) else {
+            self.error(
+                &source_loc,
+                format!("module `{name}`: folder {source} does not exist"),
+                "source is a folder relative to the definition dir, e.g. \"../modules/devuser\"",
+            );
+            return (Vec::new(), Vec::new());
+        };
+        let args: Vec<RawAttr> = block
+            .attrs
+            .iter()
+            .filter(|a| a.name != "source")
+            .cloned()
+            .collect();
+        for inner in &block.blocks {
+            self.error(
+                &inner.loc,
+                format!("unexpected block `{}` in module `{name}`", inner.kind),
+                "a module block holds `source` and the module's variables as attributes",
+            );
+        }
+        let mut out = Vec::new();
+        let mut dirs = Vec::new();
+        self.load(
+            &name,
+            &dir,
+            args,
+            &block.loc,
+            &mut Vec::new(),
+            &mut out,
+            &mut dirs,
+        );
+        (out, dirs)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn load(
+        &mut self,
+        name: &str,
+        dir: &Path,
+        args: Vec<RawAttr>,
+        loc: &SourceLoc,
+        stack: &mut Vec<PathBuf>,
+        out: &mut Vec<ProvisionerDef>,
+        dirs: &mut Vec<String>,
+    ) {
+        if stack.contains(&dir.to_path_buf()) {
+            let chain: Vec<String> = stack
+                .iter()
+                .chain(std::iter::once(&dir.to_path_buf()))
+                .map(|d| {
+                    d.file_name()
+                        .unwrap_or_default()
+                        .to_string_lossy()
+                        .into_owned()
+                })
+                .collect();
+            self.error(
+                loc,
+                format!("module dependency cycle: {}", chain.join(" → ")),
+                "remove one of the depends_on entries",
+            );
+            return;
+        }
+        if !self.seen.insert(dir.to_path_buf()) {
+            if !args.is_empty() {
+                self.diags.push(Diagnostic::warning(format!("module `{name}` is already applied in this build (as a dependency or earlier); this use is skipped")).at(Some(loc.clone())).hint("use each module once per build; put it before the modules that depend on it to set its variables"));
+            }
+            return;
+        }
+        let rel_dir = rel(self.def_dir, dir);
+        dirs.push(rel_dir.clone());
+        stack.push(dir.to_path_buf());
+        let module_file = dir.join("module.hcl");
+        if module_file.is_file() {
+            self.load_hcl(
+                name,
+                dir,
+                &rel_dir,
+                &module_file,
+                args,
+                loc,
+                stack,
+                out,
+                dirs,
+            );
+        } else if DIB_MARKERS.iter().any(|m| dir.join(m).exists()) {
+            if !args.is_empty() {
+                self.error(&args[0].loc, format!("module `{name}` is a diskimage-builder element and takes no variables"), "set DIB_* variables with environment_vars in a shell provisioner, or turn the element into a module with module.hcl");
+            }
+            self.load_dib(dir, loc, out, dirs);
+        } else {
+            self.error(loc, format!("module `{name}`: {rel_dir} has no module.hcl and is not a diskimage-builder element"), "a module folder holds module.hcl (variables, provisioners, depends_on); an element holds install.d/, element-deps, ...");
+        }
+        stack.pop();
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn load_hcl(
+        &mut self,
+        name: &str,
+        dir: &Path,
+        rel_dir: &str,
+        file: &Path,
+        args: Vec<RawAttr>,
+        loc: &SourceLoc,
+        stack: &mut Vec<PathBuf>,
+        out: &mut Vec<ProvisionerDef>,
+        dirs: &mut Vec<String>,
+    ) {
+        let display = PathBuf::from(format!("{rel_dir}/module.hcl"));
+        let parsed = match parse::parse_file(file, &display) {
+            Ok(p) => p,
+            Err(d) => {
+                self.diags.push(d);
+                return;
+            }
+        };
+        let mut variables = BTreeMap::new();
+        let mut provisioners = Vec::new();
+        let mut depends_on = Vec::new();
+        for attr in &parsed.attrs {
+            match attr.name.as_str() {
+                "depends_on" => match &attr.expr {
+                    hcl::Expression::Array(items) => depends_on.extend(
+                        items
+                            .iter()
+                            .filter_map(super::literal_string)
+                            .map(|n| (n, attr.loc.clone())),
+                    ),
+                    _ => self.error(
+                        &attr.loc,
+                        "`depends_on` must be a list of module names",
+                        "depends_on = [\"devuser\"]",
+                    ),
+                },
+                "description" => {}
+                other => self.error(
+                    &attr.loc,
+                    format!("unknown attribute `{other}` in a module"),
+                    "module.hcl holds description, depends_on, variable and provisioner blocks",
+                ),
+            }
+        }
+        for block in &parsed.blocks {
+            match block.kind.as_str() {
+                "variable" => {
+                    if let Some(def) = super::variable_def(block, self.diags) {
+                        variables.insert(def.name.clone(), def);
+                    }
+                }
+                "provisioner" => provisioners.push(block.clone()),
+                other => self.error(
+                    &block.loc,
+                    format!("unknown block `{other}` in a module"),
+                    "module.hcl holds variable and provisioner blocks",
+                ),
+            }
+        }
+        for arg in &args {
+            if !variables.contains_key(&arg.name) {
+                let hint = match crate::drivers::schema::closest(
+                    &arg.name,
+                    variables.keys().map(String::as_str),
+                ) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => format!(
+                        "module `{name}` declares: {}",
+                        variables.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                };
+                self.error(
+                    &arg.loc,
+                    format!("module `{name}` has no variable `{}`", arg.name),
+                    hint,
+                );
+            }
+        }
+        for def in variables.values() {
+            if def.default.is_none() && !args.iter().any(|a| a.name == def.name) {
+                self.error(
+                    loc,
+                    format!("module `{name}` needs a value for `{}`", def.name),
+                    format!("add `{} = ...` to the module block", def.name),
+                );
+            }
+        }
+        let parent = dir
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| dir.to_path_buf());
+        for (dep, dep_loc) in depends_on {
+            match std::fs::canonicalize(parent.join(&dep)) {
+                Ok(dep_dir) => self.load(&dep, &dep_dir, Vec::new(), &dep_loc, stack, out, dirs),
+                Err(_) => self.error(
+                    &dep_loc,
+                    format!("module `{name}` depends on `{dep}`, which is not a sibling folder"),
+                    "depends_on names module folders next to this one",
+                ),
+            }
+        }
+        let scope = Arc::new(ModuleScope {
+            name: name.to_owned(),
+            dir: rel_dir.to_owned(),
+            variables,
+            args,
+            loc: loc.clone(),
+        });
+        out.extend(provisioners.into_iter().map(|block| ProvisionerDef {
+            block,
+            module: Some(Arc::clone(&scope)),
+        }));
+    }
+
+    fn load_dib(
+        &mut self,
+        dir: &Path,
+        loc: &SourceLoc,
+        out: &mut Vec<ProvisionerDef>,
+        dirs: &mut Vec<String>,
+    ) {
+        // The closure of element-deps, dependencies first.
+        let mut elements: Vec<PathBuf> = Vec::new();
+        self.dib_closure(dir, loc, &mut elements, &mut Vec::new());
+        for e in &elements {
+            if e != dir {
+                self.seen.insert(e.clone());
+                let r = rel(self.def_dir, e);
+                if !dirs.contains(&r) {
+                    dirs.push(r);
+                }
+            }
+        }
+        let lit = |s: &str| hcl::Expression::String(s.to_owned());
+        let attr = |name: &str, expr: hcl::Expression| RawAttr {
+            name: name.to_owned(),
+            text: hcl::format::to_string(&expr).unwrap_or_default(),
+            expr,
+            loc: loc.clone(),
+        };
+        let block = |kind: &str, attrs: Vec<RawAttr>| RawBlock {
+            kind: "provisioner".to_owned(),
+            labels: vec![kind.to_owned()],
+            attrs,
+            blocks: Vec::new(),
+            loc: loc.clone(),
+        };
+
+        // environment.d of every element, sourced before each script.
+        let mut env_files: Vec<(String, String)> = Vec::new();
+        for e in &elements {
+            for f in sorted_files(&e.join("environment.d")) {
+                env_files.push((
+                    f.file_name()
+                        .unwrap_or_default()
+                        .to_string_lossy()
+                        .into_owned(),
+                    rel(self.def_dir, &f),
+                ));
+            }
+        }
+        env_files.sort();
+        let env_dir = "/tmp/imgform-dib/environment.d";
+        let names: Vec<String> = elements
+            .iter()
+            .map(|e| {
+                e.file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        let dib_env = [
+            format!("IMGFORM_DIB_ELEMENTS={}", names.join(" ")),
+            "DIB_IMAGE_CACHE=/tmp/imgform-dib/cache".to_owned(),
+        ];
+        let env_expr = hcl::Expression::Array(dib_env.iter().map(|s| lit(s)).collect());
+        if !env_files.is_empty() {
+            out.push(ProvisionerDef::plain(block(
+                "shell",
+                vec![attr(
+                    "inline",
+                    hcl::Expression::Array(vec![lit(&format!("mkdir -p {env_dir}"))]),
+                )],
+            )));
+            for (name, path) in &env_files {
+                out.push(ProvisionerDef::plain(block(
+                    "file",
+                    vec![
+                        attr("source", lit(path)),
+                        attr("destination", lit(&format!("{env_dir}/{name}"))),
+                    ],
+                )));
+            }
+        }
+        let inside_exec = format!("chmod +x {{{{ .Path }}}}; {{{{ .Vars }}}} sh -c 'for f in {env_dir}/*; do [ -f \"$f\" ] && . \"$f\"; done; exec \"$0\"' {{{{ .Path }}}}");
+        for (phase, inside) in DIB_PHASES {
+            let mut scripts: Vec<(String, String)> = Vec::new();
+            for e in &elements {
+                for f in sorted_files(&e.join(phase)) {
+                    scripts.push((
+                        f.file_name()
+                            .unwrap_or_default()
+                            .to_string_lossy()
+                            .into_owned(),
+                        rel(self.def_dir, &f),
+                    ));
+                }
+            }
+            scripts.sort();
+            for (_, path) in scripts {
+                let attrs = if *inside {
+                    vec![
+                        attr("script", lit(&path)),
+                        attr("environment_vars", env_expr.clone()),
+                        attr("execute_command", lit(&inside_exec)),
+                    ]
+                } else {
+                    // On the host, with TARGET_ROOT set by the chroot builder.
+                    let guard = "test -n \"$TARGET_ROOT\" || { echo 'TARGET_ROOT is not set: diskimage-builder host phases need the chroot builder' >&2; exit 1; }; {{.Vars}} {{.Script}}";
+                    vec![
+                        attr("script", lit(&path)),
+                        attr("environment_vars", env_expr.clone()),
+                        attr(
+                            "execute_command",
+                            hcl::Expression::Array(vec![lit("/bin/sh"), lit("-c"), lit(guard)]),
+                        ),
+                    ]
+                };
+                out.push(ProvisionerDef::plain(block(
+                    if *inside { "shell" } else { "shell-local" },
+                    attrs,
+                )));
+            }
+        }
+        if !env_files.is_empty() {
+            out.push(ProvisionerDef::plain(block(
+                "shell",
+                vec![attr(
+                    "inline",
+                    hcl::Expression::Array(vec![lit("rm -rf /tmp/imgform-dib")]),
+                )],
+            )));
+        }
+    }
+
+    fn dib_closure(
+        &mut self,
+        dir: &Path,
+        loc: &SourceLoc,
+        out: &mut Vec<PathBuf>,
+        stack: &mut Vec<PathBuf>,
+    ) {
+        if out.contains(&dir.to_path_buf()) || stack.contains(&dir.to_path_buf()) {
+            return;
+        }
+        stack.push(dir.to_path_buf());
+        if let Ok(text) = std::fs::read_to_string(dir.join("element-deps")) {
+            let parent = dir.parent().map(Path::to_path_buf).unwrap_or_default();
+            for dep in text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            {
+                match std::fs::canonicalize(parent.join(dep)) {
+                    Ok(d) => self.dib_closure(&d, loc, out, stack),
+                    Err(_) => self.error(
+                        loc,
+                        format!(
+                            "element {} depends on `{dep}`, which is not a sibling folder",
+                            dir.file_name().unwrap_or_default().to_string_lossy()
+                        ),
+                        "element-deps names element folders next to this one",
+                    ),
+                }
+            }
+        }
+        stack.pop();
+        out.push(dir.to_path_buf());
+    }
+}
+
+fn sorted_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| p.is_file())
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
+}

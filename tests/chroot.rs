@@ -1,0 +1,605 @@
+//! The chroot builder against the real tools: chroot, mke2fs, debugfs,
+//! qemu-img, on a busybox-static root filesystem. Needs root (chroot and
+//! mounts), as the README's test command runs.
+
+mod util;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use util::Project;
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+/// Skips (with a message) when not root: chroot and mount need it.
+macro_rules! require_root {
+    () => {
+        if !is_root() {
+            eprintln!("skipped: the chroot tests need root (chroot, mount)");
+            return;
+        }
+    };
+}
+
+/// A busybox rootfs tarball, made once per test run.
+fn rootfs() -> &'static Path {
+    static ROOTFS: OnceLock<PathBuf> = OnceLock::new();
+    ROOTFS.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("imgform-test-rootfs-{}", std::process::id()));
+        let out = dir.join("busybox.tar.gz");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/make-busybox-rootfs.sh");
+        let status = Command::new(script)
+            .arg(&out)
+            .status()
+            .expect("make rootfs");
+        assert!(status.success(), "scripts/make-busybox-rootfs.sh failed");
+        out
+    })
+}
+
+fn project(hcl: &str) -> Project {
+    let p = Project::new();
+    std::fs::create_dir_all(p.path().join("rootfs")).unwrap();
+    std::fs::copy(rootfs(), p.path().join("rootfs/busybox.tar.gz")).unwrap();
+    p.file("images.pkr.hcl", hcl);
+    std::fs::create_dir_all(p.path().join("work")).unwrap();
+    p
+}
+
+/// The single image file in output/ whose name starts with `prefix`.
+fn output(p: &Project, prefix: &str, ext: &str) -> PathBuf {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(p.path().join("output"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|f| {
+            let n = f.file_name().unwrap().to_string_lossy().into_owned();
+            n.starts_with(prefix) && n.ends_with(ext)
+        })
+        .collect();
+    assert_eq!(found.len(), 1, "one {prefix}*{ext} in output/: {found:?}");
+    found.remove(0)
+}
+
+/// Reads a file from inside a qcow2/raw image with debugfs.
+fn cat_in_image(image: &Path, path: &str) -> String {
+    let raw = image.with_extension("test.raw");
+    let status = Command::new("qemu-img")
+        .args(["convert", "-O", "raw"])
+        .arg(image)
+        .arg(&raw)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = Command::new("debugfs")
+        .arg("-R")
+        .arg(format!("cat {path}"))
+        .arg(&raw)
+        .output()
+        .unwrap();
+    std::fs::remove_file(&raw).ok();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn sha256(path: &Path) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(std::fs::read(path).unwrap()))
+}
+
+/// Nothing mounted below the project (tests run in parallel: only look at ours).
+fn no_mounts_left(p: &Project) {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let ours = p.path().to_string_lossy().into_owned();
+    let leftover: Vec<&str> = info.lines().filter(|l| l.contains(&ours)).collect();
+    assert!(leftover.is_empty(), "mounts left behind: {leftover:#?}");
+}
+
+const TWO: &str = r#"
+source "chroot" "base" {
+  base     = "rootfs/busybox.tar.gz"
+  label    = "base"
+  work_dir = "work"
+}
+
+source "chroot" "app" {
+  base     = image.golden.chroot.base.id
+  work_dir = "work"
+}
+
+build {
+  name    = "golden"
+  sources = ["source.chroot.base"]
+
+  provisioner "shell" {
+    inline = ["echo base-was-here > /etc/base-marker", "ls /proc/self > /dev/null && echo proc-mounted > /etc/proc-check"]
+  }
+}
+
+build {
+  name    = "golden"
+  sources = ["source.chroot.app"]
+
+  provisioner "file" {
+    source      = "files/app.conf"
+    destination = "/etc/app/app.conf"
+    mode        = "0600"
+  }
+
+  provisioner "shell" {
+    environment_vars = ["GREETING=hello"]
+    inline           = ["echo \"$GREETING from app\" > /etc/app/greeting", "cat /etc/base-marker > /etc/app/from-base"]
+  }
+}
+"#;
+
+#[test]
+fn builds_a_real_qcow2_and_chains_images() {
+    require_root!();
+    let p = project(TWO);
+    p.file("files/app.conf", "listen = 8080\n");
+    let run = p.run(&["apply", "--auto-approve"]);
+    run.success();
+    let base = output(&p, "golden-chroot-base-", ".qcow2");
+    let app = output(&p, "golden-chroot-app-", ".qcow2");
+
+    let info = Command::new("qemu-img")
+        .args(["info", "--output=json"])
+        .arg(&app)
+        .output()
+        .unwrap();
+    let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+    assert_eq!(info["format"], "qcow2");
+
+    assert_eq!(cat_in_image(&base, "/etc/base-marker"), "base-was-here\n");
+    assert_eq!(
+        cat_in_image(&base, "/etc/proc-check"),
+        "proc-mounted\n",
+        "/proc was mounted during the build"
+    );
+    assert_eq!(cat_in_image(&app, "/etc/app/app.conf"), "listen = 8080\n");
+    assert_eq!(cat_in_image(&app, "/etc/app/greeting"), "hello from app\n");
+    // The chained image holds its parent's files.
+    assert_eq!(cat_in_image(&app, "/etc/base-marker"), "base-was-here\n");
+    assert_eq!(cat_in_image(&app, "/etc/app/from-base"), "base-was-here\n");
+    no_mounts_left(&p);
+
+    // The state records the file and its sha256.
+    let state: serde_json::Value = serde_json::from_str(&p.read("state/local.json")).unwrap();
+    let record = &state["images"]["golden.chroot.app"];
+    assert_eq!(record["artifact"]["attributes"]["sha256"], sha256(&app));
+    assert_eq!(
+        record["parents"]["golden.chroot.base"]["artifact_id"],
+        state["images"]["golden.chroot.base"]["artifact"]["id"]
+    );
+
+    // A second apply with no change does nothing.
+    let again = p.run(&["apply", "--auto-approve"]);
+    again.success();
+    assert!(again.stdout.contains("No changes."), "{}", again.stdout);
+}
+
+#[test]
+fn same_content_address_gives_byte_identical_images() {
+    require_root!();
+    let p = project(TWO);
+    p.file("files/app.conf", "listen = 8080\n");
+    p.run(&["apply", "--auto-approve"]).success();
+    let first = (
+        sha256(&output(&p, "golden-chroot-base-", ".qcow2")),
+        sha256(&output(&p, "golden-chroot-app-", ".qcow2")),
+    );
+    std::fs::remove_dir_all(p.path().join("output")).unwrap();
+    std::fs::remove_dir_all(p.path().join("state")).unwrap();
+    p.run(&["apply", "--auto-approve"]).success();
+    let second = (
+        sha256(&output(&p, "golden-chroot-base-", ".qcow2")),
+        sha256(&output(&p, "golden-chroot-app-", ".qcow2")),
+    );
+    assert_eq!(
+        first, second,
+        "rebuilding from scratch gives the same bytes"
+    );
+}
+
+#[test]
+fn a_failing_provisioner_leaves_no_mounts_and_no_work_dir() {
+    require_root!();
+    let p = project(
+        r#"
+source "chroot" "broken" {
+  base     = "rootfs/busybox.tar.gz"
+  work_dir = "work"
+}
+build {
+  sources = ["source.chroot.broken"]
+  provisioner "shell" {
+    inline = ["echo about to fail", "exit 7"]
+  }
+}
+"#,
+    );
+    let run = p.run(&["apply", "--auto-approve"]);
+    run.code(1);
+    assert!(
+        run.stderr.contains("exited with status 7"),
+        "{}",
+        run.stderr
+    );
+    no_mounts_left(&p);
+    let left: Vec<_> = std::fs::read_dir(p.path().join("work")).unwrap().collect();
+    assert!(left.is_empty(), "work dir removed: {left:?}");
+    assert!(
+        !p.path().join("state/local.json").exists()
+            || !p.read("state/local.json").contains("chroot.broken")
+    );
+}
+
+#[test]
+fn interrupting_apply_unmounts_and_records_nothing_half_done() {
+    require_root!();
+    let p = project(
+        r#"
+source "chroot" "slow" {
+  base     = "rootfs/busybox.tar.gz"
+  work_dir = "work"
+}
+build {
+  sources = ["source.chroot.slow"]
+  provisioner "shell" {
+    inline = ["touch /tmp/started", "sleep 30"]
+  }
+}
+"#,
+    );
+    let child = Command::new(util::bin())
+        .current_dir(p.path())
+        .args(["apply", "--auto-approve"])
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the provisioner runs inside the chroot.
+    let started = std::time::Instant::now();
+    loop {
+        let running = std::fs::read_dir(p.path().join("work"))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .any(|e| e.path().join("root/tmp/started").exists());
+        if running {
+            break;
+        }
+        assert!(started.elapsed().as_secs() < 30, "the build never started");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // Ctrl-C: imgform runs provisioner commands in their own process group
+    // and stops them itself, so signalling imgform alone is what a terminal does.
+    let pid = child.id();
+    Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("Interrupted") && stderr.contains("cancelled"),
+        "{stderr}"
+    );
+    assert!(started.elapsed().as_secs() < 25, "apply stopped promptly");
+    no_mounts_left(&p);
+    assert!(
+        !p.path().join("state/local.json").exists()
+            || !p.read("state/local.json").contains("chroot.slow")
+    );
+    let left: Vec<_> = std::fs::read_dir(p.path().join("work")).unwrap().collect();
+    assert!(left.is_empty(), "work dir removed: {left:?}");
+}
+
+#[test]
+fn a_deleted_output_is_missing_in_the_next_plan_and_keep_previous_prunes() {
+    require_root!();
+    let p = project(
+        r#"
+variable "v" {
+  default = "1"
+}
+source "chroot" "img" {
+  base          = "rootfs/busybox.tar.gz"
+  keep_previous = 0
+}
+build {
+  sources = ["source.chroot.img"]
+  provisioner "shell" {
+    inline = ["echo ${var.v} > /etc/v"]
+  }
+}
+"#,
+    );
+    p.run(&["apply", "--auto-approve"]).success();
+    let first = output(&p, "chroot-img-", ".qcow2");
+    std::fs::remove_file(&first).unwrap();
+    let json = p.run(&["plan", "--json"]).json();
+    let change = &json["changes"][0];
+    assert_eq!(change["action"], "rebuild");
+    assert_eq!(change["reasons"][0]["kind"], "artifact_missing");
+    insta::with_settings!({filters => util::filters()}, {
+        insta::assert_snapshot!("plan_artifact_missing", p.run(&["plan"]).stdout);
+    });
+    p.run(&["apply", "--auto-approve"]).success();
+    assert!(
+        first.exists(),
+        "rebuilt at the same path (same content address)"
+    );
+    // --refresh=false does not look: no changes.
+    std::fs::remove_file(&first).unwrap();
+    p.run(&["plan", "--refresh=false", "--detailed-exitcode"])
+        .code(0);
+    p.run(&["apply", "--auto-approve"]).success();
+
+    // A changed input: a new file; keep_previous = 0 deletes the old one.
+    p.run(&["apply", "--auto-approve", "--var", "v=2"])
+        .success();
+    let now = output(&p, "chroot-img-", ".qcow2");
+    assert_ne!(now, first);
+    assert!(!first.exists(), "old image deleted with keep_previous = 0");
+    assert_eq!(cat_in_image(&now, "/etc/v"), "2\n");
+}
+
+#[test]
+fn raw_and_tar_formats() {
+    require_root!();
+    let p = project(
+        r#"
+source "chroot" "r" {
+  base   = "rootfs/busybox.tar.gz"
+  format = "raw"
+  size   = "64M"
+}
+source "chroot" "t" {
+  base   = "rootfs/busybox.tar.gz"
+  format = "tar"
+}
+build {
+  sources = ["source.chroot.r", "source.chroot.t"]
+  provisioner "shell" {
+    inline = ["echo marker > /etc/marker"]
+  }
+}
+"#,
+    );
+    p.run(&["apply", "--auto-approve"]).success();
+    let raw = output(&p, "chroot-r-", ".raw");
+    assert_eq!(std::fs::metadata(&raw).unwrap().len(), 64 << 20);
+    let out = Command::new("debugfs")
+        .args(["-R", "cat /etc/marker"])
+        .arg(&raw)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "marker\n");
+    let tar = output(&p, "chroot-t-", ".tar");
+    let out = Command::new("tar")
+        .args(["-xOf"])
+        .arg(&tar)
+        .arg("./etc/marker")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "marker\n");
+}
+
+#[test]
+fn modules_run_in_place_with_their_own_variables_and_rebuild_on_edit() {
+    require_root!();
+    let p = project(
+        r#"
+source "chroot" "base" {
+  base = "rootfs/busybox.tar.gz"
+}
+source "chroot" "other" {
+  base = "rootfs/busybox.tar.gz"
+}
+build {
+  sources = ["source.chroot.base"]
+  provisioner "shell" {
+    inline = ["echo first > /etc/order"]
+  }
+  module "devuser" {
+    source          = "modules/devuser"
+    username        = "ops"
+    authorized_keys = ["ssh-ed25519 AAAATEST ops@test"]
+  }
+  module "hardening-ssh" {
+    source = "modules/hardening-ssh"
+  }
+  module "greeting" {
+    source = "modules/greeting"
+    name   = "world"
+  }
+}
+build {
+  sources = ["source.chroot.other"]
+  provisioner "shell" {
+    inline = ["true"]
+  }
+}
+"#,
+    );
+    let library = Path::new(env!("CARGO_MANIFEST_DIR")).join("modules");
+    util::copy_tree(&library, &p.path().join("modules"));
+    p.file(
+        "modules/greeting/module.hcl",
+        r#"
+depends_on = ["motd"]
+variable "name" {
+  type = string
+}
+provisioner "shell" {
+  script           = "greet.sh"
+  environment_vars = ["NAME=${var.name}", "MODULE=${path.module}"]
+}
+"#,
+    );
+    p.file("modules/greeting/greet.sh", "#!/bin/sh\necho \"hello $NAME from $MODULE\" > /etc/greeting\ncat /etc/order >> /etc/greeting\n");
+    p.run(&["apply", "--auto-approve"]).success();
+    let image = output(&p, "chroot-base-", ".qcow2");
+    let passwd = cat_in_image(&image, "/etc/passwd");
+    assert!(
+        passwd.contains("ops:x:1000:1000::/home/ops:/bin/sh"),
+        "{passwd}"
+    );
+    assert_eq!(
+        cat_in_image(&image, "/home/ops/.ssh/authorized_keys"),
+        "ssh-ed25519 AAAATEST ops@test\n"
+    );
+    assert_eq!(
+        cat_in_image(&image, "/etc/sudoers.d/ops"),
+        "ops ALL=(ALL) NOPASSWD:ALL\n"
+    );
+    let sshd = cat_in_image(&image, "/etc/ssh/sshd_config");
+    assert!(
+        sshd.contains("PermitRootLogin no") && sshd.contains("PasswordAuthentication no"),
+        "{sshd}"
+    );
+    assert_eq!(
+        cat_in_image(&image, "/etc/motd"),
+        "This machine was built by imgform.\n",
+        "motd ran as a dependency with its defaults"
+    );
+    assert_eq!(
+        cat_in_image(&image, "/etc/greeting"),
+        "hello world from modules/greeting\nfirst\n"
+    );
+
+    // Editing a module's file rebuilds exactly the images that use it.
+    p.file(
+        "modules/greeting/greet.sh",
+        "#!/bin/sh\necho changed > /etc/greeting\n",
+    );
+    let json = p.run(&["plan", "--json"]).json();
+    let action = |a: &str| {
+        json["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["address"] == a)
+            .unwrap()["action"]
+            .clone()
+    };
+    assert_eq!(action("chroot.base"), "rebuild");
+    assert_eq!(action("chroot.other"), "no-op");
+    let base = json["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["address"] == "chroot.base")
+        .unwrap()
+        .clone();
+    assert!(
+        base["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["kind"] == "file_changed" && r["path"] == "modules/greeting/greet.sh"),
+        "{base}"
+    );
+}
+
+#[test]
+fn diskimage_builder_elements_are_modules() {
+    require_root!();
+    let p = project(
+        r#"
+source "chroot" "dib" {
+  base = "rootfs/busybox.tar.gz"
+}
+build {
+  sources = ["source.chroot.dib"]
+  module "my-app" {
+    source = "elements/my-app"
+  }
+}
+"#,
+    );
+    // my-app depends on my-base; phases run per phase across elements, by name.
+    p.file(
+        "elements/my-base/environment.d/10-base-env",
+        "export BASE_GREETING=from-base-env\n",
+    );
+    p.file(
+        "elements/my-base/install.d/10-base",
+        "#!/bin/sh\nset -e\necho \"10-base $BASE_GREETING\" >> /var/log/dib-order\n",
+    );
+    p.file(
+        "elements/my-base/root.d/05-host",
+        "#!/bin/sh\nset -e\necho host-phase > \"$TARGET_ROOT/etc/root-d-ran\"\n",
+    );
+    p.file("elements/my-app/element-deps", "my-base\n");
+    p.file(
+        "elements/my-app/pre-install.d/50-pre",
+        "#!/bin/sh\necho 50-pre >> /var/log/dib-order\n",
+    );
+    p.file(
+        "elements/my-app/install.d/20-app",
+        "#!/bin/sh\necho \"20-app $BASE_GREETING\" >> /var/log/dib-order\n",
+    );
+    p.file(
+        "elements/my-app/install.d/05-first",
+        "#!/bin/sh\necho 05-first >> /var/log/dib-order\n",
+    );
+    p.file(
+        "elements/my-app/post-install.d/10-post",
+        "#!/bin/sh\necho 10-post >> /var/log/dib-order\n",
+    );
+    p.file(
+        "elements/my-app/finalise.d/99-final",
+        "#!/bin/sh\necho 99-final >> /var/log/dib-order\n",
+    );
+    let run = p.run(&["apply", "--auto-approve"]);
+    run.success();
+    let image = output(&p, "chroot-dib-", ".qcow2");
+    assert_eq!(
+        cat_in_image(&image, "/var/log/dib-order"),
+        "50-pre\n05-first\n10-base from-base-env\n20-app from-base-env\n10-post\n99-final\n"
+    );
+    assert_eq!(cat_in_image(&image, "/etc/root-d-ran"), "host-phase\n");
+    // Staging files are cleaned up.
+    assert_eq!(
+        cat_in_image(&image, "/tmp/imgform-dib/environment.d/10-base-env"),
+        ""
+    );
+}
+
+#[test]
+fn bad_chroot_config_is_a_diagnostic() {
+    let p = Project::new();
+    p.file(
+        "images.pkr.hcl",
+        r#"
+source "chroot" "x" {
+  format = "vmdk"
+}
+build {
+  sources = ["source.chroot.x"]
+  provisioner "ansible" {
+    playbook_file = "site.yml"
+  }
+}
+"#,
+    );
+    p.file("site.yml", "- hosts: all\n");
+    let run = p.run(&["validate"]);
+    run.code(1);
+    assert!(run.stderr.contains("needs a `base`"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("unknown chroot format"),
+        "{}",
+        run.stderr
+    );
+}

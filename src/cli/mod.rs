@@ -52,7 +52,8 @@ pub enum Command {
   imgform plan --target golden.null.app      only this image and the images it is built from
   imgform plan --replace golden.null.base    rebuild it even if nothing changed
   imgform plan --json                        the plan as JSON (see README for the schema)
-  imgform plan --detailed-exitcode           exit 0 = no changes, 1 = error, 2 = changes")]
+  imgform plan --detailed-exitcode           exit 0 = no changes, 1 = error, 2 = changes
+  imgform plan --out plan.bin --markdown     save the plan for `apply plan.bin`, print a PR comment")]
     Plan(PlanArgs),
 
     /// Build what the plan says, in dependency order and in parallel
@@ -60,14 +61,17 @@ pub enum Command {
   imgform apply                      show the plan, ask, then build
   imgform apply --auto-approve       build without asking (CI)
   imgform apply --parallelism 2      at most two images at a time
+  imgform apply plan.bin             apply exactly a plan saved with `plan --out plan.bin`
 
 Progress goes to stderr, one line per step, prefixed with the image address; full logs
 are written to .imgform/logs/<image>.log in the definition dir. Ctrl-C stops starting new
 images, lets running ones finish or clean up, records what finished, and exits 1.")]
     Apply(ApplyArgs),
 
-    /// Show the recorded state of every target
-    #[command(after_help = "Example:\n  imgform show --json")]
+    /// Show a saved plan, or the recorded state of every target
+    #[command(
+        after_help = "Examples:\n  imgform show                 the recorded state\n  imgform show plan.bin        a saved plan, as `plan` prints it\n  imgform show --json plan.bin the saved plan as JSON"
+    )]
     Show(ShowArgs),
 
     /// Print the image dependency graph in Graphviz DOT
@@ -158,6 +162,10 @@ pub struct PlanArgs {
     #[arg(long)]
     pub markdown: bool,
 
+    /// Also save the plan to FILE, for `imgform apply FILE` to apply exactly
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+
     /// Exit 0 when there are no changes, 2 when there are, 1 on error
     #[arg(long)]
     pub detailed_exitcode: bool,
@@ -165,8 +173,9 @@ pub struct PlanArgs {
 
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
-    #[command(flatten)]
-    pub dir: DirArg,
+    /// A saved plan (from `plan --out`) to apply exactly, or the definition dir
+    #[arg(value_name = "PLANFILE|DIR")]
+    pub target: Option<PathBuf>,
     #[command(flatten)]
     pub options: PlanOptions,
 
@@ -185,11 +194,15 @@ pub struct ApplyArgs {
 
 #[derive(Debug, Args)]
 pub struct ShowArgs {
-    #[command(flatten)]
-    pub dir: DirArg,
+    /// A saved plan file (from `plan --out`) or a definition dir
+    #[arg(value_name = "PLANFILE|DIR")]
+    pub target: Option<PathBuf>,
     /// Print as JSON
-    #[arg(long)]
+    #[arg(long, conflicts_with = "markdown")]
     pub json: bool,
+    /// Print a saved plan as a Markdown PR comment
+    #[arg(long)]
+    pub markdown: bool,
 }
 
 #[derive(Debug, Args)]

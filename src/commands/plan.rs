@@ -32,8 +32,20 @@ pub async fn run(chdir: Option<&Path>, args: PlanArgs, output: Output) -> Result
         },
     )
     .await?;
+    if let Some(out) = &args.out {
+        let file = prepare::plan_file(&prepared, &plan);
+        let bytes = file.to_bytes(&prepared.project.sensitive_values())?;
+        write_atomically(out, &bytes)?;
+        eprintln!(
+            "Saved the plan to {}. Apply exactly this plan with: imgform apply {}",
+            out.display(),
+            out.display()
+        );
+    }
     if args.json {
         print!("{}", views::json::to_string(&views::json::plan(&plan)));
+    } else if args.markdown {
+        print!("{}", views::markdown::plan(&plan));
     } else {
         print!(
             "{}",
@@ -45,9 +57,22 @@ pub async fn run(chdir: Option<&Path>, args: PlanArgs, output: Output) -> Result
             )
         );
     }
+    // The process ends next: freeing thousands of manifests costs more than
+    // it is worth (as compilers do, leave that to the OS).
+    std::mem::forget(prepared);
+    std::mem::forget(states);
     Ok(if args.detailed_exitcode && plan.has_changes() {
         Status::Changes
     } else {
         Status::Ok
     })
+}
+
+/// Temp file next to `path`, then rename: a plan file is whole or absent.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    use anyhow::Context;
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
 }

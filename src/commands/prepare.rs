@@ -42,49 +42,62 @@ pub fn prepare(dir: &Path, options: &LoadOptions) -> Result<Prepared, Diagnostic
     let mut images: BTreeMap<ImageAddr, PreparedImage> = BTreeMap::new();
     let mut diags: Vec<Diagnostic> = Vec::new();
     let mut broken: BTreeSet<ImageAddr> = BTreeSet::new();
-    for addr in &order {
-        let def = project.image(addr).expect("graph nodes are images");
-        if def.refs.keys().any(|p| broken.contains(p)) {
-            broken.insert(addr.clone());
-            continue;
-        }
-        let parent_addresses: BTreeMap<ImageAddr, String> = def
-            .refs
-            .keys()
-            .filter_map(|p| {
-                images
-                    .get(p)
-                    .map(|i| (p.clone(), i.manifest.content_address.clone()))
-            })
-            .collect();
-        let tokens = parent_addresses
-            .iter()
-            .map(|(p, ca)| (p.clone(), ImageRef::token(p, ca)))
-            .collect();
-        let spec = match project.evaluate_image(def, &tokens) {
-            Ok(spec) => spec,
-            Err(d) => {
-                diags.extend(d);
-                broken.insert(addr.clone());
+    // Images are independent once their parents are addressed: evaluate and
+    // fingerprint each dependency level in parallel.
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(8);
+    for level in levels(&graph, &order) {
+        let mut ready: Vec<(&config::ImageDef, BTreeMap<ImageAddr, String>)> = Vec::new();
+        for addr in level {
+            let def = project.image(&addr).expect("graph nodes are images");
+            if def.refs.keys().any(|p| broken.contains(p)) {
+                broken.insert(addr);
                 continue;
             }
-        };
-        if let Some(builder) = drivers::builder_for(&spec.builder) {
-            let problems = builder.validate(&spec);
-            if problems.iter().any(Diagnostic::is_error) {
-                diags.extend(problems);
-                broken.insert(addr.clone());
-                continue;
-            }
-            diags.extend(problems);
+            let parents = def
+                .refs
+                .keys()
+                .filter_map(|p| {
+                    images
+                        .get(p)
+                        .map(|i| (p.clone(), i.manifest.content_address.clone()))
+                })
+                .collect();
+            ready.push((def, parents));
         }
-        match fingerprint::fingerprint(&spec, &parent_addresses, &hasher) {
-            Ok(manifest) => {
-                images.insert(addr.clone(), PreparedImage { spec, manifest });
-            }
-            Err(d) => {
-                diags.extend(d);
-                broken.insert(addr.clone());
+        let chunk = ready.len().div_ceil(threads).max(16);
+        let results: Vec<(
+            ImageAddr,
+            Result<PreparedImage, Vec<Diagnostic>>,
+            Vec<Diagnostic>,
+        )> = std::thread::scope(|scope| {
+            let handles: Vec<_> = ready
+                .chunks(chunk)
+                .map(|part| {
+                    scope.spawn(|| {
+                        part.iter()
+                            .map(|(def, parents)| prepare_image(&project, def, parents, &hasher))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().expect("prepare thread"))
+                .collect()
+        });
+        for (addr, result, notes) in results {
+            diags.extend(notes);
+            match result {
+                Ok(image) => {
+                    images.insert(addr, image);
+                }
+                Err(d) => {
+                    diags.extend(d);
+                    broken.insert(addr);
+                }
             }
         }
     }
@@ -104,6 +117,62 @@ pub fn prepare(dir: &Path, options: &LoadOptions) -> Result<Prepared, Diagnostic
     })
 }
 
+/// Evaluates, validates and fingerprints one image whose parents are
+/// addressed. Returns warnings beside the result.
+fn prepare_image(
+    project: &Project,
+    def: &config::ImageDef,
+    parent_addresses: &BTreeMap<ImageAddr, String>,
+    hasher: &FileHasher,
+) -> (
+    ImageAddr,
+    Result<PreparedImage, Vec<Diagnostic>>,
+    Vec<Diagnostic>,
+) {
+    let addr = def.addr.clone();
+    let tokens = parent_addresses
+        .iter()
+        .map(|(p, ca)| (p.clone(), ImageRef::token(p, ca)))
+        .collect();
+    let spec = match project.evaluate_image(def, &tokens) {
+        Ok(spec) => spec,
+        Err(d) => return (addr, Err(d), Vec::new()),
+    };
+    let mut notes = Vec::new();
+    if let Some(builder) = drivers::builder_for(&spec.builder) {
+        let problems = builder.validate(&spec);
+        if problems.iter().any(Diagnostic::is_error) {
+            return (addr, Err(problems), Vec::new());
+        }
+        notes = problems;
+    }
+    let result = fingerprint::fingerprint(&spec, parent_addresses, hasher)
+        .map(|manifest| PreparedImage { spec, manifest });
+    (addr, result, notes)
+}
+
+/// The topological order cut into levels: every image's parents are in
+/// earlier levels.
+fn levels(graph: &ImageGraph, order: &[ImageAddr]) -> Vec<Vec<ImageAddr>> {
+    let mut depth: BTreeMap<&ImageAddr, usize> = BTreeMap::new();
+    let mut out: Vec<Vec<ImageAddr>> = Vec::new();
+    for addr in order {
+        let d = graph
+            .parents(addr)
+            .iter()
+            .filter_map(|p| depth.get(p))
+            .map(|d| d + 1)
+            .max()
+            .unwrap_or(0);
+        depth.insert(addr, d);
+        if out.len() <= d {
+            out.resize(d + 1, Vec::new());
+        }
+        out[d].push(addr.clone());
+    }
+    out
+}
+
 pub fn state_dir(def_dir: &Path) -> PathBuf {
     def_dir.join("state")
 }
@@ -117,24 +186,20 @@ pub fn load_states(
     backend: &dyn StateBackend,
     prepared: &Prepared,
 ) -> Result<BTreeMap<TargetAddr, StateFile>> {
-    let mut targets: BTreeSet<TargetAddr> = prepared
-        .images
-        .values()
-        .map(|i| i.spec.target.clone())
+    let mut states: BTreeMap<TargetAddr, StateFile> = backend
+        .load_all()
+        .context("loading the state")?
+        .into_iter()
+        .map(|s| (TargetAddr(s.target.clone()), s))
         .collect();
-    targets.extend(
-        backend
-            .targets()
-            .context("listing state targets")?
-            .into_iter()
-            .map(TargetAddr),
-    );
-    let mut states = BTreeMap::new();
-    for target in targets {
-        let state = backend
-            .load(&target.0)
-            .with_context(|| format!("loading the state of target {target}"))?;
-        states.insert(target, state);
+    for image in prepared.images.values() {
+        if !states.contains_key(&image.spec.target) {
+            let target = &image.spec.target;
+            let state = backend
+                .load(&target.0)
+                .with_context(|| format!("loading the state of target {target}"))?;
+            states.insert(target.clone(), state);
+        }
     }
     Ok(states)
 }
@@ -274,6 +339,96 @@ pub fn build_jobs(prepared: &Prepared, plan: &Plan) -> BTreeMap<ImageAddr, Build
                     content_address: i.manifest.content_address.clone(),
                     manifest_bytes: i.manifest.bytes.clone(),
                     text_inputs: i.manifest.text_inputs.clone(),
+                },
+            )
+        })
+        .collect()
+}
+
+/// The saved form of a plan: specs, manifests and text inputs of every
+/// image it builds.
+pub fn plan_file(prepared: &Prepared, plan: &Plan) -> crate::plan::file::PlanFile {
+    use crate::plan::file::{PlanFile, PlannedBuild, PLAN_FILE_FORMAT_VERSION};
+    let jobs = build_jobs(prepared, plan);
+    let needs_secrets = jobs
+        .values()
+        .any(|j| !j.spec.secrets.is_empty() || !j.spec.sensitive_values.is_empty());
+    PlanFile {
+        format_version: PLAN_FILE_FORMAT_VERSION,
+        imgform_version: env!("CARGO_PKG_VERSION").to_owned(),
+        created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        plan: plan.clone(),
+        builds: jobs
+            .into_values()
+            .map(|j| PlannedBuild {
+                content_address: j.content_address,
+                manifest: String::from_utf8_lossy(&j.manifest_bytes).into_owned(),
+                text_inputs: j
+                    .text_inputs
+                    .iter()
+                    .map(|(p, t)| (p.clone(), String::from_utf8_lossy(&t.bytes).into_owned()))
+                    .collect(),
+                spec: redacted(j.spec),
+            })
+            .collect(),
+        needs_secrets,
+    }
+}
+
+/// A spec with every sensitive value replaced by its digest (as in
+/// manifests); apply takes the real values from a fresh evaluation.
+fn redacted(spec: ImageSpec) -> ImageSpec {
+    if spec.sensitive_values.is_empty() {
+        return spec;
+    }
+    let secrets = spec.sensitive_values.clone();
+    let mut json = serde_json::to_value(&spec).expect("spec serializes");
+    fn walk(v: &mut serde_json::Value, secrets: &[String]) {
+        match v {
+            serde_json::Value::String(s) => {
+                for secret in secrets.iter().filter(|s| s.len() >= 3) {
+                    if s.contains(secret.as_str()) {
+                        *s = s.replace(secret.as_str(), &crate::config::eval::redact(secret));
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(|i| walk(i, secrets)),
+            serde_json::Value::Object(map) => map.values_mut().for_each(|i| walk(i, secrets)),
+            _ => {}
+        }
+    }
+    walk(&mut json, &secrets);
+    serde_json::from_value(json).expect("redacted spec deserializes")
+}
+
+/// Build jobs from a saved plan.
+pub fn jobs_from_plan_file(file: &crate::plan::file::PlanFile) -> BTreeMap<ImageAddr, BuildJob> {
+    use sha2::{Digest, Sha256};
+    file.builds
+        .iter()
+        .map(|b| {
+            let text_inputs = b
+                .text_inputs
+                .iter()
+                .map(|(p, t)| {
+                    let bytes = t.as_bytes().to_vec();
+                    let sha256 = hex::encode(Sha256::digest(&bytes));
+                    (
+                        p.clone(),
+                        crate::fingerprint::TextInput {
+                            sha256,
+                            bytes: std::sync::Arc::new(bytes),
+                        },
+                    )
+                })
+                .collect();
+            (
+                b.spec.addr.clone(),
+                BuildJob {
+                    spec: b.spec.clone(),
+                    content_address: b.content_address.clone(),
+                    manifest_bytes: b.manifest.as_bytes().to_vec(),
+                    text_inputs,
                 },
             )
         })

@@ -1,17 +1,46 @@
-//! `imgform show`: the recorded state of every target.
+//! `imgform show [PLANFILE|DIR]`: a saved plan, or the recorded state of
+//! every target.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
 use super::{prepare, Status};
-use crate::cli::settings::{definition_dir, Output};
+use crate::cli::settings::Output;
 use crate::cli::ShowArgs;
+use crate::plan::file::PlanFile;
 use crate::state::StateBackend;
 use crate::views::{self, Style};
 
 pub fn run(chdir: Option<&Path>, args: ShowArgs, output: Output) -> Result<Status> {
-    let dir = definition_dir(chdir, &args.dir);
+    let style = Style {
+        color: output.color_stdout,
+    };
+    if let Some(path) = args.target.as_ref().filter(|t| t.is_file()) {
+        let file = PlanFile::read(path)?;
+        if args.json {
+            print!("{}", views::json::to_string(&views::json::plan(&file.plan)));
+        } else if args.markdown {
+            print!("{}", views::markdown::plan(&file.plan));
+        } else {
+            println!(
+                "Saved plan {} (made {} by imgform {})\n",
+                path.display(),
+                file.created_at,
+                file.imgform_version
+            );
+            print!("{}", views::plan::render(&file.plan, style));
+        }
+        return Ok(Status::Ok);
+    }
+    if args.markdown {
+        anyhow::bail!("--markdown renders a saved plan: imgform show --markdown PLANFILE");
+    }
+    let dir: PathBuf = args
+        .target
+        .clone()
+        .or_else(|| chdir.map(Path::to_path_buf))
+        .unwrap_or_else(|| PathBuf::from("."));
     super::def_dir_exists(&dir)?;
     let backend = prepare::backend_for(&dir);
     let mut states = Vec::new();
@@ -26,15 +55,7 @@ pub fn run(chdir: Option<&Path>, args: ShowArgs, output: Output) -> Result<Statu
             )
         );
     } else {
-        print!(
-            "{}",
-            views::state::summary(
-                &states,
-                Style {
-                    color: output.color_stdout
-                }
-            )
-        );
+        print!("{}", views::state::summary(&states, style));
     }
     Ok(Status::Ok)
 }

@@ -80,7 +80,7 @@ pub fn parse_hcl(text: &str, display: &Path) -> Result<RawFile, Diagnostic> {
         display,
         index: &index,
     };
-    let (attrs, blocks) = convert_body(&body, &src);
+    let (attrs, blocks) = convert_body(body, &src);
     Ok(RawFile {
         path: display.to_path_buf(),
         attrs,
@@ -100,23 +100,26 @@ fn loc_of(span: Option<std::ops::Range<usize>>, src: &Src) -> SourceLoc {
         .loc(src.display, src.text, span.map(|s| s.start).unwrap_or(0))
 }
 
-fn convert_body(body: &EditBody, src: &Src) -> (Vec<RawAttr>, Vec<RawBlock>) {
+/// Consumes the parsed body (no copies of expressions).
+fn convert_body(body: EditBody, src: &Src) -> (Vec<RawAttr>, Vec<RawBlock>) {
     let text = src.text;
     let mut attrs = Vec::new();
     let mut blocks = Vec::new();
-    for structure in body.iter() {
+    for structure in body {
         match structure {
             Structure::Attribute(attr) => {
-                let value_span = attr.value.span();
-                let value_text = value_span
-                    .clone()
+                let value_text = attr
+                    .value
+                    .span()
                     .and_then(|s| text.get(s))
                     .unwrap_or_default()
                     .to_owned();
+                let loc = loc_of(attr.span(), src);
+                let name = attr.key.as_str().to_owned();
                 attrs.push(RawAttr {
-                    name: attr.key.as_str().to_owned(),
-                    expr: hcl::Expression::from(attr.value.clone()),
-                    loc: loc_of(attr.span(), src),
+                    name,
+                    expr: hcl::Expression::from(attr.value),
+                    loc,
                     text: value_text,
                 });
             }
@@ -126,21 +129,24 @@ fn convert_body(body: &EditBody, src: &Src) -> (Vec<RawAttr>, Vec<RawBlock>) {
     (attrs, blocks)
 }
 
-fn convert_block(block: &EditBlock, src: &Src) -> RawBlock {
-    let (attrs, blocks) = convert_body(&block.body, src);
+fn convert_block(block: EditBlock, src: &Src) -> RawBlock {
+    let loc = loc_of(block.span(), src);
+    let kind = block.ident.as_str().to_owned();
+    let labels = block
+        .labels
+        .iter()
+        .map(|l| match l {
+            BlockLabel::Ident(i) => i.as_str().to_owned(),
+            BlockLabel::String(s) => s.as_str().to_owned(),
+        })
+        .collect();
+    let (attrs, blocks) = convert_body(block.body, src);
     RawBlock {
-        kind: block.ident.as_str().to_owned(),
-        labels: block
-            .labels
-            .iter()
-            .map(|l| match l {
-                BlockLabel::Ident(i) => i.as_str().to_owned(),
-                BlockLabel::String(s) => s.as_str().to_owned(),
-            })
-            .collect(),
+        kind,
+        labels,
         attrs,
         blocks,
-        loc: loc_of(block.span(), src),
+        loc,
     }
 }
 

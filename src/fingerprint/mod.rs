@@ -267,9 +267,17 @@ fn hash_path(
     text: &mut BTreeMap<String, TextInput>,
 ) -> std::io::Result<()> {
     let full = resolve(def_dir, path);
-    let meta = std::fs::metadata(&full)?;
     let shown = relativize_path(path, def_dir);
-    if meta.is_dir() {
+    // Files are the common case: hash directly (one open, one fstat).
+    let single = match hasher.hash_file(&full) {
+        Ok(f) => Some(f),
+        Err(e) if full.is_dir() => {
+            let _ = e;
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    if single.is_none() {
         let tree = hasher::hash_tree(hasher, &full, None)?;
         let prefix = shown.trim_end_matches('/').to_owned();
         files.insert(
@@ -289,8 +297,7 @@ fn hash_path(
                 );
             }
         }
-    } else {
-        let f = hasher.hash_file(&full)?;
+    } else if let Some(f) = single {
         files.insert(shown.clone(), Value::String(format!("sha256:{}", f.sha256)));
         if let Some(bytes) = f.text.clone() {
             text.insert(

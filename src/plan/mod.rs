@@ -5,6 +5,7 @@
 //! [`plan`]. Views render the result; apply executes it unchanged.
 
 pub mod diff;
+pub mod file;
 pub mod model;
 pub mod planner;
 

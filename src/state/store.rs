@@ -195,6 +195,10 @@ pub trait StateBackend: Send + Sync {
     /// The state of `target`; a fresh `StateFile::new(target)` (serial 0, new
     /// lineage) when none is stored. Not written.
     fn load(&self, target: &str) -> Result<StateFile, StateError>;
+    /// Every stored state, sorted by target (each file read once).
+    fn load_all(&self) -> Result<Vec<StateFile>, StateError> {
+        self.targets()?.iter().map(|t| self.load(t)).collect()
+    }
     /// Writes `state` if its contents differ from what is stored: serial += 1
     /// (mutating `state`), previous file kept as `<slug>.json.bak`, atomic
     /// write. Unchanged contents → nothing written, serial unchanged. Returns
@@ -305,12 +309,16 @@ impl LocalBackend {
 
 impl StateBackend for LocalBackend {
     fn targets(&self) -> Result<Vec<String>, StateError> {
+        Ok(self.load_all()?.into_iter().map(|s| s.target).collect())
+    }
+
+    fn load_all(&self) -> Result<Vec<StateFile>, StateError> {
         let entries = match fs::read_dir(&self.root) {
             Ok(entries) => entries,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(io_error("list", &self.root, e)),
         };
-        let mut targets = Vec::new();
+        let mut targets: Vec<StateFile> = Vec::new();
         for entry in entries {
             let entry = entry.map_err(|e| io_error("list", &self.root, e))?;
             let name = entry.file_name();
@@ -342,10 +350,9 @@ impl StateBackend for LocalBackend {
                     ),
                 });
             }
-            targets.push(state.target);
+            targets.push(state);
         }
-        targets.sort();
-        targets.dedup();
+        targets.sort_by(|a, b| a.target.cmp(&b.target));
         Ok(targets)
     }
 

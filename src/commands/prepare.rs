@@ -68,11 +68,7 @@ pub fn prepare(dir: &Path, options: &LoadOptions) -> Result<Prepared, Diagnostic
             ready.push((def, parents));
         }
         let chunk = ready.len().div_ceil(threads).max(16);
-        let results: Vec<(
-            ImageAddr,
-            Result<PreparedImage, Vec<Diagnostic>>,
-            Vec<Diagnostic>,
-        )> = std::thread::scope(|scope| {
+        let results: Vec<ImageOutcome> = std::thread::scope(|scope| {
             let handles: Vec<_> = ready
                 .chunks(chunk)
                 .map(|part| {
@@ -116,6 +112,13 @@ pub fn prepare(dir: &Path, options: &LoadOptions) -> Result<Prepared, Diagnostic
         warnings,
     })
 }
+
+/// One image's preparation: its result, and warnings beside it.
+type ImageOutcome = (
+    ImageAddr,
+    Result<PreparedImage, Vec<Diagnostic>>,
+    Vec<Diagnostic>,
+);
 
 /// Evaluates, validates and fingerprints one image whose parents are
 /// addressed. Returns warnings beside the result.

@@ -8,6 +8,8 @@ command -v mke2fs >/dev/null 2>&1 || need_apt+=(e2fsprogs)
 command -v debugfs >/dev/null 2>&1 || need_apt+=(e2fsprogs)
 command -v qemu-img >/dev/null 2>&1 || need_apt+=(qemu-utils)
 [ -x /bin/busybox ] || need_apt+=(busybox-static)
+command -v zstd >/dev/null 2>&1 || need_apt+=(zstd)
+command -v xz >/dev/null 2>&1 || need_apt+=(xz-utils)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
@@ -18,4 +20,25 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq >/dev/null
   apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+# Python's jsonschema (>= 4.18, with `referencing`) for tests/validate_json.py,
+# which tests/json_schemas.rs runs to check every JSON document against
+# schemas/. A Debian system Python refuses plain `pip install` (PEP 668): the
+# package then goes to /usr/local with --break-system-packages, which leaves
+# Debian's own packages alone.
+if ! python3 -c 'import jsonschema, referencing' >/dev/null 2>&1; then
+  if ! python3 -m pip --version >/dev/null 2>&1; then
+    if [ "$(id -u)" != 0 ]; then
+      echo "install-test-deps: need root to install: python3-pip" >&2
+      exit 1
+    fi
+    echo "install-test-deps: installing python3-pip" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq --no-install-recommends python3 python3-pip >/dev/null
+  fi
+  echo "install-test-deps: installing jsonschema (pip)" >&2
+  python3 -m pip install --quiet --disable-pip-version-check 'jsonschema>=4.18' 2>/dev/null ||
+    python3 -m pip install --quiet --disable-pip-version-check --break-system-packages 'jsonschema>=4.18'
 fi

@@ -603,3 +603,105 @@ build {
         run.stderr
     );
 }
+
+#[test]
+fn bases_as_compressed_tarballs_or_directories_and_directory_uploads() {
+    require_root!();
+    let p = project(
+        r#"
+source "chroot" "zst" {
+  base   = "rootfs/busybox.tar.zst"
+  format = "tar"
+}
+source "chroot" "xz" {
+  base   = "rootfs/busybox.tar.xz"
+  format = "tar"
+}
+source "chroot" "dir" {
+  base   = "rootfs/tree"
+  format = "tar"
+}
+build {
+  sources = ["source.chroot.zst", "source.chroot.xz", "source.chroot.dir"]
+  provisioner "file" {
+    source      = "files/conf.d"
+    destination = "/etc/app"
+  }
+  provisioner "file" {
+    source      = "files/www/"
+    destination = "/srv/www"
+  }
+}
+"#,
+    );
+    let rootfs = p.path().join("rootfs");
+    let tree = rootfs.join("tree");
+    std::fs::create_dir_all(&tree).unwrap();
+    assert!(Command::new("tar")
+        .arg("-xzf")
+        .arg(rootfs.join("busybox.tar.gz"))
+        .arg("-C")
+        .arg(&tree)
+        .status()
+        .unwrap()
+        .success());
+    assert!(Command::new("tar")
+        .args(["--zstd", "-cf"])
+        .arg(rootfs.join("busybox.tar.zst"))
+        .arg("-C")
+        .arg(&tree)
+        .arg(".")
+        .status()
+        .unwrap()
+        .success());
+    assert!(Command::new("tar")
+        .args(["-cJf"])
+        .arg(rootfs.join("busybox.tar.xz"))
+        .arg("-C")
+        .arg(&tree)
+        .arg(".")
+        .status()
+        .unwrap()
+        .success());
+    p.file("files/conf.d/a.conf", "a = 1\n");
+    p.file("files/conf.d/sub/b.conf", "b = 2\n");
+    p.file("files/www/index.html", "<h1>hi</h1>\n");
+    p.run(&["apply", "--auto-approve"]).success();
+    for name in ["zst", "xz", "dir"] {
+        let tar = output(&p, &format!("chroot-{name}-"), ".tar");
+        let read = |path: &str| {
+            let out = Command::new("tar")
+                .args(["-xOf"])
+                .arg(&tar)
+                .arg(path)
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        // Packer's rule: a source dir without a trailing slash goes inside
+        // the destination, with one its contents do.
+        assert_eq!(read("./etc/app/conf.d/a.conf"), "a = 1\n", "{name}");
+        assert_eq!(read("./etc/app/conf.d/sub/b.conf"), "b = 2\n", "{name}");
+        assert_eq!(read("./srv/www/index.html"), "<h1>hi</h1>\n", "{name}");
+        assert!(!read("./bin/busybox").is_empty(), "{name}: base unpacked");
+    }
+    // The directory base is hashed as a tree: editing a file in it is a change.
+    p.file("rootfs/tree/etc/extra", "x\n");
+    let json = p.run(&["plan", "--json"]).json();
+    let dir = json["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["address"] == "chroot.dir")
+        .unwrap()
+        .clone();
+    assert_eq!(dir["action"], "rebuild", "{dir}");
+    assert!(
+        dir["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["kind"] == "file_changed" && r["path"] == "rootfs/tree/etc/extra"),
+        "{dir}"
+    );
+}

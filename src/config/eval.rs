@@ -505,7 +505,7 @@ impl Project {
             .iter()
             .filter(|b| role_of(&b.kind) == Some(Role::Input))
         {
-            texts.extend(all_texts(block));
+            texts.extend(block.texts().into_iter().map(|(t, _)| t));
         }
         for pdef in &def.provisioners {
             if let Some(module) = &pdef.module {
@@ -1065,14 +1065,6 @@ fn insert_path(map: &mut hcl::Map<String, hcl::Value>, path: &[String], leaf: hc
     if let hcl::Value::Object(inner) = entry {
         insert_path(inner, rest, leaf);
     }
-}
-
-fn all_texts(block: &RawBlock) -> Vec<&str> {
-    let mut out: Vec<&str> = block.attrs.iter().map(|a| a.text.as_str()).collect();
-    for inner in &block.blocks {
-        out.extend(all_texts(inner));
-    }
-    out
 }
 
 fn image_texts(def: &ImageDef) -> impl Iterator<Item = (&str, &SourceLoc)> {

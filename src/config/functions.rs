@@ -313,7 +313,7 @@ pub fn declare_functions(ctx: &mut Context) {
 // Argument helpers
 // ---------------------------------------------------------------------------------------------
 
-fn type_name(value: &Value) -> &'static str {
+pub(crate) fn type_name(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "bool",

@@ -781,7 +781,7 @@ impl Loader {
                 .attrs
                 .iter()
                 .map(|a| (a.text.as_str(), &a.loc))
-                .chain(image.blocks.iter().flat_map(block_texts))
+                .chain(image.blocks.iter().flat_map(RawBlock::texts))
                 .chain(
                     image
                         .provisioners
@@ -1089,18 +1089,6 @@ enum RawValue {
 fn looks_like_collection(text: &str) -> bool {
     let t = text.trim_start();
     t.starts_with('[') || t.starts_with('{')
-}
-
-fn block_texts(block: &RawBlock) -> Vec<(&str, &SourceLoc)> {
-    let mut out: Vec<(&str, &SourceLoc)> = block
-        .attrs
-        .iter()
-        .map(|a| (a.text.as_str(), &a.loc))
-        .collect();
-    for inner in &block.blocks {
-        out.extend(block_texts(inner));
-    }
-    out
 }
 
 fn hint_for<'a>(name: &str, candidates: impl Iterator<Item = &'a str>, fallback: &str) -> String {

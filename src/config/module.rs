@@ -59,22 +59,10 @@ impl ProvisionerDef {
     /// arguments for module provisioners.
     pub fn outer_texts(&self) -> Vec<(&str, &SourceLoc)> {
         match &self.module {
-            None => texts(&self.block),
+            None => self.block.texts(),
             Some(m) => m.args.iter().map(|a| (a.text.as_str(), &a.loc)).collect(),
         }
     }
-}
-
-fn texts(block: &RawBlock) -> Vec<(&str, &SourceLoc)> {
-    let mut out: Vec<(&str, &SourceLoc)> = block
-        .attrs
-        .iter()
-        .map(|a| (a.text.as_str(), &a.loc))
-        .collect();
-    for inner in &block.blocks {
-        out.extend(texts(inner));
-    }
-    out
 }
 
 const DIB_MARKERS: &[&str] = &[

@@ -38,6 +38,20 @@ impl RawBlock {
     pub fn attr(&self, name: &str) -> Option<&RawAttr> {
         self.attrs.iter().find(|a| a.name == name)
     }
+
+    /// The source text and place of every attribute, nested blocks included
+    /// (for static reference scanning).
+    pub fn texts(&self) -> Vec<(&str, &SourceLoc)> {
+        let mut out: Vec<(&str, &SourceLoc)> = self
+            .attrs
+            .iter()
+            .map(|a| (a.text.as_str(), &a.loc))
+            .collect();
+        for inner in &self.blocks {
+            out.extend(inner.texts());
+        }
+        out
+    }
 }
 
 /// One parsed file: its top-level attributes (only meaningful in variable

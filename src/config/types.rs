@@ -102,16 +102,7 @@ pub fn parse_type(expr: &Expression) -> Result<TypeExpr, String> {
     }
 }
 
-fn describe(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "bool",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "list",
-        Value::Object(_) => "object",
-    }
-}
+use super::functions::type_name as describe;
 
 /// Converts `value` to `ty` the way HCL does (strings ↔ numbers/bools, lists
 /// element-wise), or says why it cannot.

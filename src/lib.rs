@@ -13,6 +13,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod diag;
+pub mod drift;
 pub mod drivers;
 pub mod fingerprint;
 pub mod graph;

@@ -68,6 +68,17 @@ are written to .imgform/logs/<image>.log in the definition dir. Ctrl-C stops sta
 images, lets running ones finish or clean up, records what finished, and exits 1.")]
     Apply(ApplyArgs),
 
+    /// Report which recorded images are stale, missing or untracked, and why
+    #[command(after_help = "Examples:
+  imgform drift                  a table: current / stale (with reasons) / missing / untracked
+  imgform drift --json           the report as JSON (format_version 1)
+  imgform drift --markdown       for an issue or a scheduled job's summary
+
+Exit status: 0 when every recorded image is current, 2 when anything is stale, missing
+or untracked, 1 on error. A stale image is one whose definitions changed since it was
+built, whose parent was rebuilt after it, or that is older than its build's max_age.")]
+    Drift(DriftArgs),
+
     /// Show a saved plan, or the recorded state of every target
     #[command(
         after_help = "Examples:\n  imgform show                 the recorded state\n  imgform show plan.bin        a saved plan, as `plan` prints it\n  imgform show --json plan.bin the saved plan as JSON"
@@ -203,6 +214,23 @@ pub struct ShowArgs {
     /// Print a saved plan as a Markdown PR comment
     #[arg(long)]
     pub markdown: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DriftArgs {
+    #[command(flatten)]
+    pub dir: DirArg,
+    #[command(flatten)]
+    pub vars: VarArgs,
+    /// Print the report as JSON
+    #[arg(long, conflicts_with = "markdown")]
+    pub json: bool,
+    /// Print the report as Markdown
+    #[arg(long)]
+    pub markdown: bool,
+    /// Exit 2 when anything drifted (the default for drift; accepted for symmetry with plan)
+    #[arg(long)]
+    pub detailed_exitcode: bool,
 }
 
 #[derive(Debug, Args)]

@@ -3,6 +3,7 @@
 //! to stderr. Exit codes are decided in `main` from what these return.
 
 pub mod apply;
+pub mod drift;
 pub mod graph;
 pub mod plan;
 pub mod prepare;
@@ -40,6 +41,7 @@ pub fn run(cli: Cli, output: Output) -> Result<Status> {
         Command::Plan(args) => runtime.block_on(plan::run(chdir, args, output)),
         Command::Apply(args) => runtime.block_on(apply::run(chdir, args, output)),
         Command::Show(args) => show::run(chdir, args, output),
+        Command::Drift(args) => runtime.block_on(drift::run(chdir, args, output)),
         Command::Graph(args) => graph::run(chdir, args),
         Command::State(StateCommand::List(args)) => state::list(chdir, args, output),
         Command::State(StateCommand::Show(args)) => state::show(chdir, args, output),

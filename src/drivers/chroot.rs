@@ -521,6 +521,39 @@ impl Builder for ChrootBuilder {
         })
     }
 
+    fn list_artifacts<'a>(
+        &'a self,
+        spec: &'a ImageSpec,
+    ) -> BoxFuture<'a, Result<Vec<String>, BuildError>> {
+        Box::pin(async move {
+            let out = spec
+                .attr_str("output_dir")
+                .unwrap_or("output")
+                .trim_end_matches('/')
+                .to_owned();
+            let prefix = format!("{}-", spec.addr.slug());
+            let mut found = Vec::new();
+            let Ok(entries) = std::fs::read_dir(spec.def_dir.join(&out)) else {
+                return Ok(found);
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let Some(rest) = name.strip_prefix(&prefix) else {
+                    continue;
+                };
+                // <12 hex>.<qcow2|raw|tar>, not the .rootfs.tar sidecar.
+                let ours = rest.len() > 13
+                    && rest[..12].chars().all(|c| c.is_ascii_hexdigit())
+                    && matches!(&rest[12..], ".qcow2" | ".raw" | ".tar");
+                if ours {
+                    found.push(format!("{out}/{name}"));
+                }
+            }
+            found.sort();
+            Ok(found)
+        })
+    }
+
     fn exists<'a>(
         &'a self,
         def_dir: &'a Path,

@@ -65,6 +65,14 @@ pub trait Builder: Send + Sync {
         def_dir: &'a Path,
         artifact: &'a Artifact,
     ) -> BoxFuture<'a, Result<(), BuildError>>;
+    /// Artifacts of `spec`'s image that exist at its target (tagged AMIs,
+    /// files named after the image), for `drift` to find untracked ones.
+    fn list_artifacts<'a>(
+        &'a self,
+        _spec: &'a ImageSpec,
+    ) -> BoxFuture<'a, Result<Vec<String>, BuildError>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
 }
 
 /// The builder for a source type, if imgform can build it.

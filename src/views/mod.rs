@@ -3,6 +3,7 @@
 //! they show the values they are given.
 
 pub mod diagnostics;
+pub mod drift;
 pub mod json;
 pub mod markdown;
 pub mod plan;

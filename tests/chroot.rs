@@ -705,3 +705,77 @@ build {
         "{dir}"
     );
 }
+
+#[test]
+fn state_recover_adopts_an_artifact_captured_before_a_crash() {
+    require_root!();
+    let p = project(
+        r#"
+source "chroot" "img" {
+  base   = "rootfs/busybox.tar.gz"
+  format = "tar"
+}
+build {
+  sources = ["source.chroot.img"]
+  provisioner "shell" {
+    inline = ["echo recovered > /etc/marker"]
+  }
+}
+"#,
+    );
+    // SIGKILL between capturing the image and writing the state.
+    let run = p.run_env(
+        &["apply", "--auto-approve"],
+        &[("IMGFORM_FAULT", "kill-after-capture")],
+    );
+    assert_ne!(run.code, 0, "the process was killed");
+    let tar = output(&p, "chroot-img-", ".tar");
+    assert!(
+        !p.read("state/local.json").contains("chroot.img"),
+        "the state does not know the image"
+    );
+    // A killed run leaves its lock: the next run names it, force-unlock removes it.
+    let blocked = p.run(&["plan"]);
+    blocked.code(1);
+    let lock: serde_json::Value = serde_json::from_str(&p.read("state/.lock")).unwrap();
+    let id = lock["id"].as_str().unwrap();
+    assert!(blocked.stderr.contains(id), "{}", blocked.stderr);
+    p.run(&["force-unlock", id]).success();
+    assert_eq!(p.run(&["plan", "--json"]).json()["summary"]["build"], 1);
+
+    let dry = p.run(&["state", "recover"]);
+    dry.success();
+    let rel = tar
+        .strip_prefix(p.path())
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    assert!(
+        dry.stdout.contains(&format!("+ chroot.img  {rel}")),
+        "{}",
+        dry.stdout
+    );
+    assert!(
+        !p.read("state/local.json").contains("chroot.img"),
+        "nothing adopted without --auto-approve"
+    );
+    p.run(&["state", "recover", "--auto-approve"]).success();
+    p.run(&["plan", "--detailed-exitcode"]).code(0);
+    let state: serde_json::Value = serde_json::from_str(&p.read("state/local.json")).unwrap();
+    assert_eq!(
+        state["images"]["chroot.img"]["artifact"]["attributes"]["sha256"],
+        sha256(&tar)
+    );
+
+    // state import: forget it, then adopt it by id; a foreign file is refused.
+    p.run(&["state", "rm", "chroot.img"]).success();
+    let wrong = p.run(&["state", "import", "chroot.img", "output/not-ours.tar"]);
+    wrong.code(1);
+    assert!(
+        wrong.stderr.contains("is not an artifact of chroot.img"),
+        "{}",
+        wrong.stderr
+    );
+    p.run(&["state", "import", "chroot.img", &rel]).success();
+    p.run(&["plan", "--detailed-exitcode"]).code(0);
+}

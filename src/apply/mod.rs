@@ -101,17 +101,7 @@ pub async fn apply(
     }
 
     // Artifact ids known so far: recorded ones, then this run's.
-    let mut artifacts: BTreeMap<ImageAddr, (String, String)> = BTreeMap::new();
-    for state in states.values() {
-        for (addr, record) in &state.images {
-            if let Ok(a) = addr.parse::<ImageAddr>() {
-                artifacts.insert(
-                    a,
-                    (record.artifact.id.clone(), record.content_address.clone()),
-                );
-            }
-        }
-    }
+    let mut artifacts = recorded_artifacts(&states);
 
     let mut pending: Vec<ImageAddr> = to_build.iter().map(|c| c.address.clone()).collect();
     let mut done: BTreeSet<ImageAddr> = BTreeSet::new();
@@ -209,6 +199,14 @@ pub async fn apply(
         match finished.result {
             Ok(artifact) => {
                 let job = jobs.get(&addr).expect("job");
+                // Fault injection for the recovery tests: die like a SIGKILL
+                // between capturing an artifact and recording it.
+                if std::env::var("IMGFORM_FAULT").is_ok_and(|f| f == "kill-after-capture") {
+                    let _ = std::process::Command::new("kill")
+                        .args(["-KILL", &std::process::id().to_string()])
+                        .status();
+                    std::process::abort();
+                }
                 let record = record_for(job, &artifact, &artifacts, &mut states, backend)?;
                 let target = job.spec.target.clone();
                 let previous =
@@ -375,6 +373,50 @@ fn resolve_refs(spec: &mut ImageSpec, artifacts: &BTreeMap<ImageAddr, (String, S
             substitute_image_refs(value, &lookup);
         }
     }
+}
+
+/// Recorded artifact id and content address of every image, by address.
+fn recorded_artifacts(
+    states: &BTreeMap<TargetAddr, StateFile>,
+) -> BTreeMap<ImageAddr, (String, String)> {
+    let mut artifacts = BTreeMap::new();
+    for state in states.values() {
+        for (addr, record) in &state.images {
+            if let Ok(a) = addr.parse::<ImageAddr>() {
+                artifacts.insert(
+                    a,
+                    (record.artifact.id.clone(), record.content_address.clone()),
+                );
+            }
+        }
+    }
+    artifacts
+}
+
+/// Records an artifact that exists but that the state lacks (`state
+/// recover`, `state import`): stores its manifest and text inputs and puts
+/// the record in place. The caller saves the state.
+pub fn adopt(
+    job: &BuildJob,
+    artifact: &Artifact,
+    states: &mut BTreeMap<TargetAddr, StateFile>,
+    backend: &dyn StateBackend,
+) -> Result<(), ApplyError> {
+    let artifacts = recorded_artifacts(states);
+    let record = record_for(job, artifact, &artifacts, states, backend)?;
+    let state = states
+        .get_mut(&job.spec.target)
+        .expect("state created by record_for");
+    let key = job.spec.addr.to_string();
+    let mut record = record;
+    if let Some(old) = state.images.remove(&key) {
+        record.previous = std::iter::once(old.artifact)
+            .chain(old.previous)
+            .filter(|a| a.id != artifact.id)
+            .collect();
+    }
+    state.images.insert(key, record);
+    Ok(())
 }
 
 fn record_for(

@@ -254,6 +254,43 @@ pub enum StateCommand {
         after_help = "Example:\n  imgform state rm golden.null.old\n\nThe artifact itself is left alone; the next plan will build the image again if it is still defined."
     )]
     Rm(StateAddrArgs),
+    /// Find artifacts the state lacks (e.g. after a crash) and adopt them
+    #[command(
+        after_help = "Examples:\n  imgform state recover                   show what would be adopted\n  imgform state recover --auto-approve    adopt it\n\nAn artifact is adopted when it was built from exactly the current definitions of its\nimage (its tags or name carry the content address), e.g. when imgform was killed\nbetween capturing an image and writing the state."
+    )]
+    Recover(StateRecoverArgs),
+    /// Adopt a given artifact as the image ADDR
+    #[command(
+        after_help = "Example:\n  imgform state import chroot.base output/chroot-base-0e5f0f4c7c1a.qcow2\n\nThe artifact must have been built from the current definitions of ADDR (its tags or\nname carry the content address); otherwise imgform cannot vouch for its contents."
+    )]
+    Import(StateImportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StateRecoverArgs {
+    #[command(flatten)]
+    pub dir: DirArg,
+    #[command(flatten)]
+    pub vars: VarArgs,
+    /// Adopt without asking
+    #[arg(long)]
+    pub auto_approve: bool,
+    #[command(flatten)]
+    pub lock: LockArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct StateImportArgs {
+    /// Image address, e.g. golden.chroot.base
+    pub address: String,
+    /// The artifact id: a qcow2 path, an AMI id, a Glance image id
+    pub id: String,
+    #[command(flatten)]
+    pub dir: DirArg,
+    #[command(flatten)]
+    pub vars: VarArgs,
+    #[command(flatten)]
+    pub lock: LockArgs,
 }
 
 #[derive(Debug, Args)]

@@ -46,6 +46,10 @@ pub fn run(cli: Cli, output: Output) -> Result<Status> {
         Command::State(StateCommand::List(args)) => state::list(chdir, args, output),
         Command::State(StateCommand::Show(args)) => state::show(chdir, args, output),
         Command::State(StateCommand::Rm(args)) => state::rm(chdir, args),
+        Command::State(StateCommand::Recover(args)) => {
+            runtime.block_on(state::recover(chdir, args, output))
+        }
+        Command::State(StateCommand::Import(args)) => runtime.block_on(state::import(chdir, args)),
         Command::ForceUnlock(args) => state::force_unlock(chdir, args),
     }
 }

@@ -330,10 +330,23 @@ pub async fn make_plan(
 
 /// The build jobs for the images a plan builds.
 pub fn build_jobs(prepared: &Prepared, plan: &Plan) -> BTreeMap<ImageAddr, BuildJob> {
-    plan.changes
-        .iter()
-        .filter(|c| c.action.builds())
-        .filter_map(|c| prepared.images.get(&c.address))
+    build_jobs_for(
+        prepared,
+        plan.changes
+            .iter()
+            .filter(|c| c.action.builds())
+            .map(|c| c.address.clone()),
+    )
+}
+
+/// Build jobs (spec, manifest, text inputs) for the given images.
+pub fn build_jobs_for(
+    prepared: &Prepared,
+    addrs: impl IntoIterator<Item = ImageAddr>,
+) -> BTreeMap<ImageAddr, BuildJob> {
+    addrs
+        .into_iter()
+        .filter_map(|a| prepared.images.get(&a))
         .map(|i| {
             (
                 i.spec.addr.clone(),

@@ -521,6 +521,41 @@ impl Builder for ChrootBuilder {
         })
     }
 
+    fn adopt<'a>(
+        &'a self,
+        spec: &'a ImageSpec,
+        content_address: &'a str,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Artifact>, BuildError>> {
+        Box::pin(async move {
+            // The file name carries the first 12 hex of the content address.
+            if id != artifact_path(spec, content_address) {
+                return Ok(None);
+            }
+            let path = spec.def_dir.join(id);
+            if !path.is_file() {
+                return Ok(None);
+            }
+            let sha =
+                sha256_file(&path).map_err(|e| fail(format!("hashing {}: {e}", path.display())))?;
+            let mut attributes = std::collections::BTreeMap::new();
+            attributes.insert("path".to_owned(), json!(id));
+            attributes.insert("sha256".to_owned(), json!(sha));
+            attributes.insert("format".to_owned(), json!(format_of(spec)));
+            attributes.insert(
+                "bytes".to_owned(),
+                json!(std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0)),
+            );
+            if format_of(spec) != "tar" && spec.def_dir.join(format!("{id}.rootfs.tar")).is_file() {
+                attributes.insert("rootfs".to_owned(), json!(format!("{id}.rootfs.tar")));
+            }
+            Ok(Some(Artifact {
+                id: id.to_owned(),
+                attributes,
+            }))
+        })
+    }
+
     fn list_artifacts<'a>(
         &'a self,
         spec: &'a ImageSpec,

@@ -65,6 +65,17 @@ pub trait Builder: Send + Sync {
         def_dir: &'a Path,
         artifact: &'a Artifact,
     ) -> BoxFuture<'a, Result<(), BuildError>>;
+    /// The artifact `id` if it exists and was built from exactly
+    /// `content_address` (tags, or a name carrying the address), for `state
+    /// recover` and `state import`.
+    fn adopt<'a>(
+        &'a self,
+        _spec: &'a ImageSpec,
+        _content_address: &'a str,
+        _id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Artifact>, BuildError>> {
+        Box::pin(async { Ok(None) })
+    }
     /// Artifacts of `spec`'s image that exist at its target (tagged AMIs,
     /// files named after the image), for `drift` to find untracked ones.
     fn list_artifacts<'a>(

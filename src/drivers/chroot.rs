@@ -112,11 +112,18 @@ fn artifact_path(spec: &ImageSpec, content_address: &str) -> String {
 }
 
 async fn run(cmd: &mut Command, what: &str) -> Result<Vec<u8>, BuildError> {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
+    let child = {
+        let _guard = crate::provision::spawn_guard();
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+    };
+    let out = child
+        .map_err(|e| fail(format!("{what}: cannot start: {e}")))?
+        .wait_with_output()
         .await
-        .map_err(|e| fail(format!("{what}: cannot start: {e}")))?;
+        .map_err(|e| fail(format!("{what}: {e}")))?;
     if !out.status.success() {
         return Err(fail(format!(
             "{what} failed: {}",

@@ -259,7 +259,10 @@ pub async fn run_streaming(
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
-    let mut child = cmd.spawn()?;
+    let mut child = {
+        let _no_writable_scripts = spawn_guard();
+        cmd.spawn()?
+    };
     let pgid = child.id();
     let stdout = child.stdout.take().expect("piped stdout");
     let stderr = child.stderr.take().expect("piped stderr");
@@ -328,4 +331,37 @@ pub fn comm_error(kind: &str, context: &str, e: CommError) -> BuildError {
             message: format!("{context}{other}"),
         },
     }
+}
+
+/// Guards against ETXTBSY ("Text file busy"). A child forked while another
+/// thread has a script open for writing inherits that descriptor until it
+/// execs, and executing the script then fails. Writers of executable files
+/// hold the write side while their descriptor is open; spawns hold the read
+/// side across `spawn()`.
+static EXEC_FILES: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+/// Hold while spawning a process.
+pub fn spawn_guard() -> std::sync::RwLockReadGuard<'static, ()> {
+    EXEC_FILES
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Writes an executable file (mode 0755) without racing concurrent spawns.
+pub fn write_executable(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let _exclusive = EXEC_FILES
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o755)
+        .open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    drop(file);
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
 }

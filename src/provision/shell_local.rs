@@ -135,16 +135,9 @@ fn substitute(part: &str, vars: &str, script: &str) -> String {
 }
 
 fn write_executable(path: &Path, bytes: &[u8]) -> Result<(), BuildError> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::write(path, bytes).map_err(|e| BuildError::Io {
+    super::write_executable(path, bytes).map_err(|e| BuildError::Io {
         context: format!("writing {}", path.display()),
         source: e,
-    })?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).map_err(|e| {
-        BuildError::Io {
-            context: format!("chmod {}", path.display()),
-            source: e,
-        }
     })
 }
 

@@ -982,6 +982,13 @@ fn check_provisioner_values(
                 );
             }
         }
+        "component" if !has("document") => {
+            diags.push(
+                Diagnostic::error("provisioner \"component\" needs a `document`")
+                    .at(loc.clone())
+                    .hint("document = \"components/hello.yml\" (an EC2 Image Builder component document), or a list of them"),
+            );
+        }
         "ansible" if !has("playbook_file") => {
             diags.push(
                 Diagnostic::error("provisioner \"ansible\" needs a `playbook_file`")

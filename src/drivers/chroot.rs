@@ -393,12 +393,16 @@ impl Builder for ChrootBuilder {
                 );
             }
         }
+        diags.extend(crate::provision::validate(spec));
         let communicator = spec.attr_str("communicator").unwrap_or("chroot");
         if communicator != "chroot" && communicator != "none" {
             diags.push(Diagnostic::error(format!("the chroot builder runs provisioners with the chroot communicator, not \"{communicator}\"")).at(at("communicator")).hint("remove `communicator` or set it to \"chroot\""));
         }
         for p in &spec.provisioners {
-            if !matches!(p.kind.as_str(), "shell" | "shell-local" | "file") {
+            if !matches!(
+                p.kind.as_str(),
+                "shell" | "shell-local" | "file" | "component"
+            ) {
                 diags.push(
                     Diagnostic::error(format!(
                         "provisioner \"{}\" is not supported by the chroot builder yet",

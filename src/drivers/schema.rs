@@ -523,7 +523,18 @@ pub const ANSIBLE: Schema = Schema {
     blocks: &[],
 };
 
-pub const PROVISIONERS: &[&Schema] = &[&SHELL, &SHELL_LOCAL, &FILE, &ANSIBLE];
+/// `component`: EC2 Image Builder component documents. The documents'
+/// bytes and the parameters are inputs.
+pub const COMPONENT: Schema = Schema {
+    kind: "component",
+    attrs: &[
+        &[input("document"), input("parameters")],
+        PROVISIONER_COMMON,
+    ],
+    blocks: &[],
+};
+
+pub const PROVISIONERS: &[&Schema] = &[&SHELL, &SHELL_LOCAL, &FILE, &ANSIBLE, &COMPONENT];
 
 pub fn provisioner_schema(kind: &str) -> Option<&'static Schema> {
     PROVISIONERS.iter().copied().find(|s| s.kind == kind)

@@ -232,6 +232,7 @@ fn provisioner_file_refs(kind: &str, config: &Attrs) -> Vec<(String, String)> {
             one("playbook_file");
             one("galaxy_file");
         }
+        "component" => one("document"),
         _ => {}
     }
     let mut many = |attr: &str| {
@@ -243,6 +244,7 @@ fn provisioner_file_refs(kind: &str, config: &Attrs) -> Vec<(String, String)> {
     };
     match kind {
         "shell" | "shell-local" => many("scripts"),
+        "component" => many("document"),
         "file" if config.get("direction").and_then(Value::as_str) != Some("download") => {
             many("sources")
         }

@@ -6,6 +6,7 @@
 //! to its machine. Provisioners never see a plan or the state.
 
 pub mod chroot;
+pub mod component;
 pub mod file;
 pub mod shell;
 pub mod shell_local;
@@ -170,6 +171,7 @@ async fn run_one(
         "shell-local" => shell_local::run(ctx, p, &communicator.host_env()).await,
         "shell" => shell::run(ctx, p, communicator).await,
         "file" => file::run(ctx, p, communicator).await,
+        "component" => component::run(ctx, p, communicator, component::BUILD_PHASES).await,
         other => Err(BuildError::Provisioner {
             kind: other.to_owned(),
             message: "not supported by this builder yet".to_owned(),
@@ -364,4 +366,25 @@ pub fn write_executable(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     file.sync_all()?;
     drop(file);
     std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+}
+
+/// Checks that need the evaluated spec and the files it names, for every
+/// builder: component documents parse and use only supported actions.
+pub fn validate(spec: &crate::spec::ImageSpec) -> Vec<crate::diag::Diagnostic> {
+    let mut diags = Vec::new();
+    for p in spec.provisioners.iter().filter(|p| p.kind == "component") {
+        let dir = match &p.base_dir {
+            Some(d) => spec.def_dir.join(d),
+            None => spec.def_dir.clone(),
+        };
+        for document in component::documents(&p.config) {
+            // A missing file is reported by the fingerprint, with its place.
+            if let Ok(text) = std::fs::read_to_string(dir.join(&document)) {
+                if let Err(d) = component::check_document(&text, Path::new(&document)) {
+                    diags.extend(d);
+                }
+            }
+        }
+    }
+    diags
 }

@@ -1,0 +1,358 @@
+//! `provisioner "component"`: EC2 Image Builder component documents run
+//! inside a real chroot image.
+
+mod util;
+
+use std::path::Path;
+use std::process::Command;
+
+use util::Project;
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+fn project(doc: &str) -> Project {
+    let p = Project::new();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/make-busybox-rootfs.sh");
+    assert!(Command::new(script)
+        .arg(p.path().join("rootfs/busybox.tar.gz"))
+        .status()
+        .unwrap()
+        .success());
+    p.file("components/doc.yml", doc);
+    p.file(
+        "images.pkr.hcl",
+        r#"
+variable "port" {
+  default = "0"
+}
+source "chroot" "c" {
+  base   = "rootfs/busybox.tar.gz"
+  format = "tar"
+}
+build {
+  sources = ["source.chroot.c"]
+  provisioner "component" {
+    document   = "components/doc.yml"
+    parameters = { greeting = "bonjour", port = var.port }
+  }
+}
+"#,
+    );
+    p
+}
+
+fn read(p: &Project, path: &str) -> String {
+    let tar = std::fs::read_dir(p.path().join("output"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|f| f.extension().is_some_and(|e| e == "tar"))
+        .unwrap();
+    let out = Command::new("tar")
+        .arg("-xOf")
+        .arg(&tar)
+        .arg(format!(".{path}"))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+const DOC: &str = r#"
+name: everything
+description: exercises every supported action
+schemaVersion: 1.0
+parameters:
+  - greeting:
+      type: string
+      default: hello
+      description: what to say
+  - unused:
+      type: string
+      default: fallback
+phases:
+  - name: build
+    steps:
+      - name: Say
+        action: ExecuteBash
+        inputs:
+          commands:
+            - echo "{{ greeting }} {{ unused }}"
+      - name: UseOutput
+        action: CreateFile
+        inputs:
+          - path: /etc/said
+            content: "said: {{ build.Say.outputs.stdout }}"
+            permissions: "0640"
+      - name: Folder
+        action: CreateFolder
+        inputs:
+          - path: /opt/app/data
+            permissions: "0750"
+      - name: Copy
+        action: CopyFile
+        inputs:
+          - source: /etc/said
+            destination: /opt/app/copied
+      - name: Move
+        action: MoveFile
+        inputs:
+          - source: /opt/app/copied
+            destination: /opt/app/moved
+      - name: Perms
+        action: SetFilePermissions
+        inputs:
+          - path: /opt/app/moved
+            permissions: "0600"
+      - name: Owner
+        action: SetFileOwner
+        inputs:
+          - path: /opt/app/data
+            owner: nobody
+      - name: Binary
+        action: ExecuteBinary
+        inputs:
+          path: /bin/touch
+          arguments: ["/etc/from-binary"]
+      - name: Each
+        action: ExecuteBash
+        loop:
+          name: item
+          forEach: [a, b, c]
+        inputs:
+          commands:
+            - echo "{{ item.index }}={{ item.value }}" >> /etc/loop
+      - name: Count
+        action: ExecuteBash
+        loop:
+          name: n
+          for:
+            start: 1
+            end: 5
+            updateBy: 2
+        inputs:
+          commands:
+            - echo "{{ n.value }}" >> /etc/count
+      - name: Flaky
+        action: ExecuteBash
+        maxAttempts: 3
+        inputs:
+          commands:
+            - echo try >> /etc/tries
+            - test "$(wc -l < /etc/tries)" -ge 2
+      - name: Broken
+        action: ExecuteBash
+        onFailure: Continue
+        inputs:
+          commands:
+            - exit 9
+      - name: NoPackageManager
+        action: UpdateOS
+        onFailure: Ignore
+      - name: Restart
+        action: Reboot
+      - name: Remove
+        action: DeleteFile
+        inputs:
+          - path: /etc/tries
+  - name: validate
+    steps:
+      - name: Check
+        action: ExecuteBash
+        inputs:
+          commands:
+            - test -f /etc/said
+            - echo validated > /etc/validated
+  - name: test
+    steps:
+      - name: NotDuringBuild
+        action: ExecuteBash
+        inputs:
+          commands:
+            - echo test-phase > /etc/test-phase
+"#;
+
+#[test]
+fn every_action_parameters_outputs_loops_and_failure_modes() {
+    if !is_root() {
+        eprintln!("skipped: needs root for the chroot builder");
+        return;
+    }
+    let p = project(DOC);
+    let run = p.run(&["apply", "--auto-approve"]);
+    run.success();
+    assert_eq!(read(&p, "/etc/said"), "said: bonjour fallback");
+    assert_eq!(read(&p, "/opt/app/moved"), "said: bonjour fallback");
+    assert_eq!(read(&p, "/etc/loop"), "0=a\n1=b\n2=c\n");
+    assert_eq!(read(&p, "/etc/count"), "1\n3\n5\n");
+    assert_eq!(read(&p, "/etc/validated"), "validated\n");
+    assert_eq!(read(&p, "/etc/tries"), "", "DeleteFile removed it");
+    assert_eq!(
+        read(&p, "/etc/test-phase"),
+        "",
+        "the test phase does not run during the build"
+    );
+    let listing = Command::new("tar")
+        .arg("-tvf")
+        .arg(
+            std::fs::read_dir(p.path().join("output"))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .find(|f| f.extension().is_some_and(|e| e == "tar"))
+                .unwrap(),
+        )
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.starts_with("-rw-------") && l.ends_with("./opt/app/moved")),
+        "{listing}"
+    );
+    assert!(
+        listing.lines().any(|l| l.starts_with("drwxr-x---")
+            && l.contains("65534/0")
+            && l.ends_with("./opt/app/data/")),
+        "{listing}"
+    );
+    assert!(listing.contains("./etc/from-binary"));
+    assert!(
+        run.stderr
+            .contains("step Broken failed (exit status 9); onFailure: Continue"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("Reboot skipped"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("Flaky (ExecuteBash), attempt 2"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn abort_fails_the_image_and_web_download_fetches_over_http() {
+    if !is_root() {
+        eprintln!("skipped: needs root for the chroot builder");
+        return;
+    }
+    // A real HTTP server on 127.0.0.1 (the chroot shares the host's network).
+    let served = tempfile::tempdir().unwrap();
+    std::fs::write(served.path().join("payload.txt"), "downloaded\n").unwrap();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut server = Command::new("python3")
+        .args([
+            "-m",
+            "http.server",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
+        .current_dir(served.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let doc = r#"
+name: fetch
+schemaVersion: 1.0
+phases:
+  - name: build
+    steps:
+      - name: Get
+        action: WebDownload
+        inputs:
+          - source: http://127.0.0.1:{{ port }}/payload.txt
+            destination: /opt/payload.txt
+      - name: Stop
+        action: ExecuteBash
+        inputs:
+          commands:
+            - echo failing on purpose >&2
+            - exit 4
+      - name: Never
+        action: CreateFile
+        inputs:
+          - path: /etc/never
+            content: x
+"#;
+    let p = project(doc);
+    let run = p.run(&["apply", "--auto-approve", "--var", &format!("port={port}")]);
+    run.code(1);
+    assert!(
+        run.stderr
+            .contains("fetch: step build/Stop (ExecuteBash) failed: exit status 4"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("failing on purpose"), "{}", run.stderr);
+    // Without the failing step the download lands in the image.
+    p.file(
+        "components/doc.yml",
+        &doc.replace("            - exit 4\n", ""),
+    );
+    p.run(&["apply", "--auto-approve", "--var", &format!("port={port}")])
+        .success();
+    assert_eq!(read(&p, "/opt/payload.txt"), "downloaded\n");
+    server.kill().ok();
+    server.wait().ok();
+}
+
+#[test]
+fn unknown_actions_are_diagnostics_with_the_documents_line_and_documents_are_inputs() {
+    let p = Project::new();
+    p.file("rootfs/.keep", "");
+    p.file(
+        "components/bad.yml",
+        "name: bad\nschemaVersion: 1.0\nphases:\n  - name: build\n    steps:\n      - name: One\n        action: ExecuteBash\n        inputs:\n          commands: [\"true\"]\n      - name: Two\n        action: DownloadThing\n",
+    );
+    p.file(
+        "images.pkr.hcl",
+        r#"
+source "chroot" "c" {
+  base = "rootfs"
+}
+build {
+  sources = ["source.chroot.c"]
+  provisioner "component" {
+    document = "components/bad.yml"
+  }
+}
+"#,
+    );
+    let run = p.run(&["validate"]);
+    run.code(1);
+    assert!(
+        run.stderr
+            .contains("unsupported action `DownloadThing` in step `Two`"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("components/bad.yml:11:1"),
+        "{}",
+        run.stderr
+    );
+
+    // The document's bytes and the parameters are inputs.
+    p.file("components/bad.yml", "name: ok\nschemaVersion: 1.0\nphases:\n  - name: build\n    steps:\n      - name: One\n        action: ExecuteBash\n        inputs:\n          commands: [\"true\"]\n");
+    let first = p.run(&["plan", "--json"]).json()["changes"][0]["content"]["new"].clone();
+    p.file("components/bad.yml", "name: ok\nschemaVersion: 1.0\nphases:\n  - name: build\n    steps:\n      - name: One\n        action: ExecuteBash\n        inputs:\n          commands: [\"false\"]\n");
+    let second = p.run(&["plan", "--json"]).json()["changes"][0]["content"]["new"].clone();
+    assert_ne!(first, second);
+}

@@ -42,3 +42,12 @@ if ! python3 -c 'import jsonschema, referencing' >/dev/null 2>&1; then
   python3 -m pip install --quiet --disable-pip-version-check 'jsonschema>=4.18' 2>/dev/null ||
     python3 -m pip install --quiet --disable-pip-version-check --break-system-packages 'jsonschema>=4.18'
 fi
+
+# moto's S3 server for tests/s3_state.rs (the S3 state backend), started by
+# each test on 127.0.0.1. Conditional writes (If-None-Match / If-Match on
+# PutObject, If-Match on DeleteObject) need moto >= 5.0.20.
+if ! python3 -c 'import moto.server, flask' >/dev/null 2>&1; then
+  echo "install-test-deps: installing moto[server] (pip)" >&2
+  python3 -m pip install --quiet --disable-pip-version-check 'moto[server]>=5.0.20' 2>/dev/null ||
+    python3 -m pip install --quiet --disable-pip-version-check --break-system-packages 'moto[server]>=5.0.20'
+fi

@@ -126,6 +126,15 @@ pub struct LockArgs {
     pub lock_timeout: String,
 }
 
+/// `--backend-config`, on every command that reads or writes the state.
+#[derive(Debug, Args, Clone, Default)]
+pub struct BackendArgs {
+    /// Set a state backend setting, overriding the `backend` block (repeatable):
+    /// bucket, key_prefix, region, endpoint, profile. Without a block: an s3 backend
+    #[arg(long = "backend-config", value_name = "KEY=VALUE")]
+    pub backend_config: Vec<String>,
+}
+
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
     #[command(flatten)]
@@ -156,6 +165,9 @@ pub struct PlanOptions {
 
     #[command(flatten)]
     pub lock: LockArgs,
+
+    #[command(flatten)]
+    pub backend: BackendArgs,
 }
 
 #[derive(Debug, Args)]
@@ -214,6 +226,8 @@ pub struct ShowArgs {
     /// Print a saved plan as a Markdown PR comment
     #[arg(long)]
     pub markdown: bool,
+    #[command(flatten)]
+    pub backend: BackendArgs,
 }
 
 #[derive(Debug, Args)]
@@ -231,6 +245,8 @@ pub struct DriftArgs {
     /// Exit 2 when anything drifted (the default for drift; accepted for symmetry with plan)
     #[arg(long)]
     pub detailed_exitcode: bool,
+    #[command(flatten)]
+    pub backend: BackendArgs,
 }
 
 #[derive(Debug, Args)]
@@ -277,6 +293,8 @@ pub struct StateRecoverArgs {
     pub auto_approve: bool,
     #[command(flatten)]
     pub lock: LockArgs,
+    #[command(flatten)]
+    pub backend: BackendArgs,
 }
 
 #[derive(Debug, Args)]
@@ -291,6 +309,8 @@ pub struct StateImportArgs {
     pub vars: VarArgs,
     #[command(flatten)]
     pub lock: LockArgs,
+    #[command(flatten)]
+    pub backend: BackendArgs,
 }
 
 #[derive(Debug, Args)]
@@ -300,6 +320,8 @@ pub struct StateListArgs {
     /// Print as JSON
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub backend: BackendArgs,
 }
 
 #[derive(Debug, Args)]
@@ -313,6 +335,8 @@ pub struct StateAddrArgs {
     pub json: bool,
     #[command(flatten)]
     pub lock: LockArgs,
+    #[command(flatten)]
+    pub backend: BackendArgs,
 }
 
 #[derive(Debug, Args)]
@@ -321,4 +345,6 @@ pub struct ForceUnlockArgs {
     pub lock_id: String,
     #[command(flatten)]
     pub dir: DirArg,
+    #[command(flatten)]
+    pub backend: BackendArgs,
 }

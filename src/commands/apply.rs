@@ -17,7 +17,7 @@ use crate::cli::ApplyArgs;
 use crate::config::LoadOptions;
 use crate::plan::file::PlanFile;
 use crate::plan::Plan;
-use crate::state::{LocalBackend, StateBackend, StateFile};
+use crate::state::{StateBackend, StateFile};
 use crate::views::{self, Style};
 
 pub async fn run(chdir: Option<&Path>, args: ApplyArgs, output: Output) -> Result<Status> {
@@ -37,7 +37,10 @@ pub async fn run(chdir: Option<&Path>, args: ApplyArgs, output: Output) -> Resul
     let opts = &args.options;
     let timeout = lock_timeout(&opts.lock.lock_timeout).map_err(anyhow::Error::msg)?;
     let options = LoadOptions::from_env(opts.vars.vars.clone(), opts.vars.var_files.clone());
-    let backend = prepare::backend_for(&def_dir);
+    let backend = match &saved {
+        Some(_) => prepare::backend_for_saved_plan(&def_dir, &opts.backend.backend_config)?,
+        None => prepare::backend_for_dir(&def_dir, &opts.backend.backend_config)?,
+    };
 
     let (plan, jobs, lock, states) = match saved {
         Some(path) => {
@@ -140,7 +143,7 @@ pub async fn run(chdir: Option<&Path>, args: ApplyArgs, output: Output) -> Resul
 /// The states a saved plan was made against, refusing a plan whose state
 /// moved on, that belongs to another lineage, or that was already applied.
 fn states_for_saved_plan(
-    backend: &LocalBackend,
+    backend: &dyn StateBackend,
     plan: &Plan,
 ) -> Result<BTreeMap<TargetAddr, StateFile>> {
     let mut states = BTreeMap::new();

@@ -22,7 +22,11 @@ pub async fn run(chdir: Option<&Path>, args: DriftArgs, output: Output) -> Resul
     let prepared = prepare::prepare(&dir, &options)?;
     super::print_warnings(&prepared.warnings, output);
     let def_dir = &prepared.project.def_dir;
-    let backend = prepare::backend_for(def_dir);
+    let backend = prepare::backend_for(
+        def_dir,
+        prepared.project.backend.as_ref(),
+        &args.backend.backend_config,
+    )?;
     let states = prepare::load_states(&backend, &prepared)?;
 
     // Refresh: is every recorded artifact still there? Which artifacts of

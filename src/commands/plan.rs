@@ -18,7 +18,11 @@ pub async fn run(chdir: Option<&Path>, args: PlanArgs, output: Output) -> Result
     let options = LoadOptions::from_env(opts.vars.vars.clone(), opts.vars.var_files.clone());
     let prepared = prepare::prepare(&dir, &options)?;
     super::print_warnings(&prepared.warnings, output);
-    let backend = prepare::backend_for(&prepared.project.def_dir);
+    let backend = prepare::backend_for(
+        &prepared.project.def_dir,
+        prepared.project.backend.as_ref(),
+        &opts.backend.backend_config,
+    )?;
     let _lock = super::lock(&backend, "plan", timeout)?;
     let states = prepare::load_states(&backend, &prepared)?;
     let plan = prepare::make_plan(

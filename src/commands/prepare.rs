@@ -180,8 +180,84 @@ pub fn state_dir(def_dir: &Path) -> PathBuf {
     def_dir.join("state")
 }
 
-pub fn backend_for(def_dir: &Path) -> LocalBackend {
-    LocalBackend::new(state_dir(def_dir))
+/// The state backend of the definitions in `def_dir`: their `backend` block
+/// (`block`, as loaded with the project) with `--backend-config` `flags`
+/// applied; `state/` in the definition dir when there is neither.
+pub fn backend_for(
+    def_dir: &Path,
+    block: Option<&config::BackendConfig>,
+    flags: &[String],
+) -> Result<Box<dyn StateBackend>> {
+    let chosen = config::backend::with_flags(block.cloned(), flags).map_err(anyhow::Error::msg)?;
+    match chosen {
+        None => Ok(Box::new(LocalBackend::new(state_dir(def_dir)))),
+        Some(c) if c.kind == config::BackendKind::Local => {
+            Ok(Box::new(LocalBackend::new(state_dir(def_dir))))
+        }
+        Some(c) => s3_backend(&c),
+    }
+}
+
+/// [`backend_for`] for commands that do not load the definitions: only the
+/// `backend` block is read from the files in `dir`.
+pub fn backend_for_dir(dir: &Path, flags: &[String]) -> Result<Box<dyn StateBackend>> {
+    let block = config::load_backend(dir)?;
+    backend_for(dir, block.as_ref(), flags)
+}
+
+/// [`backend_for_dir`] for `apply PLANFILE`, which must work even when the
+/// definitions no longer parse (a saved plan is applied without them): then
+/// only `--backend-config` flags can choose S3, and a warning says so. The
+/// saved plan's lineage check still refuses a state the plan was not made
+/// against.
+// TODO: record the backend in the plan file, as Terraform does.
+pub fn backend_for_saved_plan(dir: &Path, flags: &[String]) -> Result<Box<dyn StateBackend>> {
+    match config::load_backend(dir) {
+        Ok(block) => backend_for(dir, block.as_ref(), flags),
+        Err(diags) => {
+            eprintln!(
+                "warning: the definitions in {} do not parse ({}), so no backend block can be read; \
+                 using {}\n  hint: pass --backend-config to choose the backend explicitly",
+                dir.display(),
+                diags,
+                if flags.is_empty() {
+                    "the local state in state/"
+                } else {
+                    "the --backend-config settings"
+                }
+            );
+            backend_for(dir, None, flags)
+        }
+    }
+}
+
+#[cfg(feature = "aws")]
+fn s3_backend(c: &config::BackendConfig) -> Result<Box<dyn StateBackend>> {
+    let setting = |name: &str| c.get(name).map(str::to_owned).filter(|v| !v.is_empty());
+    let Some(bucket) = setting("bucket") else {
+        anyhow::bail!(
+            "the s3 backend needs a bucket{}\n  hint: set `bucket = \"NAME\"` in the backend \"s3\" block, or pass --backend-config bucket=NAME",
+            c.loc.as_ref().map(|l| format!(" (backend block at {l})")).unwrap_or_default()
+        );
+    };
+    let settings = crate::state::S3Settings {
+        bucket,
+        key_prefix: c
+            .get("key_prefix")
+            .unwrap_or(crate::state::s3::DEFAULT_KEY_PREFIX)
+            .to_owned(),
+        region: setting("region"),
+        endpoint: setting("endpoint"),
+        profile: setting("profile"),
+    };
+    Ok(Box::new(crate::state::S3Backend::new(settings)?))
+}
+
+#[cfg(not(feature = "aws"))]
+fn s3_backend(_: &config::BackendConfig) -> Result<Box<dyn StateBackend>> {
+    anyhow::bail!(
+        "this imgform was built without S3 support (cargo feature `aws`), so it cannot use the s3 backend\n  hint: build with the default features"
+    )
 }
 
 /// Loads the state of every target that is defined or recorded.

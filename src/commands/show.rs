@@ -42,7 +42,7 @@ pub fn run(chdir: Option<&Path>, args: ShowArgs, output: Output) -> Result<Statu
         .or_else(|| chdir.map(Path::to_path_buf))
         .unwrap_or_else(|| PathBuf::from("."));
     super::def_dir_exists(&dir)?;
-    let backend = prepare::backend_for(&dir);
+    let backend = prepare::backend_for_dir(&dir, &args.backend.backend_config)?;
     let mut states = Vec::new();
     for target in backend.targets().context("listing state targets")? {
         states.push(backend.load(&target)?);

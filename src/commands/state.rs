@@ -21,7 +21,10 @@ fn all_states(backend: &dyn StateBackend) -> Result<Vec<StateFile>> {
 pub fn list(chdir: Option<&Path>, args: StateListArgs, output: Output) -> Result<Status> {
     let dir = definition_dir(chdir, &args.dir);
     super::def_dir_exists(&dir)?;
-    let states = all_states(&prepare::backend_for(&dir))?;
+    let states = all_states(&*prepare::backend_for_dir(
+        &dir,
+        &args.backend.backend_config,
+    )?)?;
     if args.json {
         let images: Vec<_> = states
             .iter()
@@ -50,7 +53,10 @@ pub fn list(chdir: Option<&Path>, args: StateListArgs, output: Output) -> Result
 pub fn show(chdir: Option<&Path>, args: StateAddrArgs, output: Output) -> Result<Status> {
     let dir = definition_dir(chdir, &args.dir);
     super::def_dir_exists(&dir)?;
-    let states = all_states(&prepare::backend_for(&dir))?;
+    let states = all_states(&*prepare::backend_for_dir(
+        &dir,
+        &args.backend.backend_config,
+    )?)?;
     for state in &states {
         if let Some(record) = state.images.get(&args.address) {
             if args.json {
@@ -85,7 +91,7 @@ pub fn show(chdir: Option<&Path>, args: StateAddrArgs, output: Output) -> Result
 pub fn rm(chdir: Option<&Path>, args: StateAddrArgs) -> Result<Status> {
     let dir = definition_dir(chdir, &args.dir);
     super::def_dir_exists(&dir)?;
-    let backend = prepare::backend_for(&dir);
+    let backend = prepare::backend_for_dir(&dir, &args.backend.backend_config)?;
     let timeout = lock_timeout(&args.lock.lock_timeout).map_err(anyhow::Error::msg)?;
     let _lock = super::lock(&backend, "state rm", timeout)?;
     for mut state in all_states(&backend)? {
@@ -107,7 +113,7 @@ pub fn rm(chdir: Option<&Path>, args: StateAddrArgs) -> Result<Status> {
 pub fn force_unlock(chdir: Option<&Path>, args: ForceUnlockArgs) -> Result<Status> {
     let dir = definition_dir(chdir, &args.dir);
     super::def_dir_exists(&dir)?;
-    let backend = prepare::backend_for(&dir);
+    let backend = prepare::backend_for_dir(&dir, &args.backend.backend_config)?;
     backend.force_unlock(&args.lock_id)?;
     println!("Lock {} removed. The state is unlocked.", args.lock_id);
     Ok(Status::Ok)
@@ -157,7 +163,11 @@ pub async fn recover(
     let options =
         crate::config::LoadOptions::from_env(args.vars.vars.clone(), args.vars.var_files.clone());
     let prepared = prepare::prepare(&dir, &options)?;
-    let backend = prepare::backend_for(&prepared.project.def_dir);
+    let backend = prepare::backend_for(
+        &prepared.project.def_dir,
+        prepared.project.backend.as_ref(),
+        &args.backend.backend_config,
+    )?;
     let timeout = lock_timeout(&args.lock.lock_timeout).map_err(anyhow::Error::msg)?;
     let _lock = super::lock(&backend, "state recover", timeout)?;
     let mut states = prepare::load_states(&backend, &prepared)?;
@@ -215,7 +225,11 @@ pub async fn import(chdir: Option<&Path>, args: crate::cli::StateImportArgs) -> 
             crate::views::short_address(&image.manifest.content_address)
         );
     };
-    let backend = prepare::backend_for(&prepared.project.def_dir);
+    let backend = prepare::backend_for(
+        &prepared.project.def_dir,
+        prepared.project.backend.as_ref(),
+        &args.backend.backend_config,
+    )?;
     let timeout = lock_timeout(&args.lock.lock_timeout).map_err(anyhow::Error::msg)?;
     let _lock = super::lock(&backend, "state import", timeout)?;
     let mut states = prepare::load_states(&backend, &prepared)?;

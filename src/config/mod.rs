@@ -12,6 +12,7 @@
 //! as [`Diagnostics`], each with a place and a hint; nothing here touches
 //! state or the network; nothing past [`crate::spec::ImageSpec`] sees HCL.
 
+pub mod backend;
 pub mod eval;
 pub mod functions;
 pub mod module;
@@ -23,6 +24,8 @@ use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
 
 use regex::Regex;
+
+pub use backend::{load_backend, BackendConfig, BackendKind};
 
 use crate::addr::ImageAddr;
 use crate::diag::{Diagnostic, Diagnostics, SourceLoc};
@@ -105,6 +108,8 @@ pub struct Project {
     pub warnings: Vec<Diagnostic>,
     /// Every file the definitions came from, relative to the definition dir.
     pub files: Vec<PathBuf>,
+    /// The `backend` block, if any (where the state is kept).
+    pub backend: Option<BackendConfig>,
     pub(crate) locals_cache: eval::LocalsCache,
 }
 
@@ -224,6 +229,7 @@ const TOP_LEVEL_BLOCKS: &[&str] = &[
     "source",
     "build",
     "data",
+    "backend",
 ];
 const BUILD_ATTRS: &[&str] = &["name", "description", "sources", "keep_previous", "max_age"];
 const BUILD_BLOCKS: &[&str] = &[
@@ -273,6 +279,7 @@ impl Loader {
         let mut locals: Vec<LocalDef> = Vec::new();
         let mut sources: BTreeMap<(String, String), RawBlock> = BTreeMap::new();
         let mut builds: Vec<RawBlock> = Vec::new();
+        let mut backend: Option<BackendConfig> = None;
 
         for file in files {
             for attr in &file.attrs {
@@ -331,6 +338,10 @@ impl Loader {
                         sources.insert(key, block.clone());
                     }
                     "build" => builds.push(block.clone()),
+                    "backend" => match backend::backend_block(block, backend.as_ref()) {
+                        Ok(config) => backend = Some(config),
+                        Err(diags) => self.diags.extend(diags),
+                    },
                     "data" => self.error(
                         &block.loc,
                         format!("data sources are not supported yet (`data \"{}\"`)", block.labels.join("\" \"")),
@@ -362,6 +373,7 @@ impl Loader {
             images,
             warnings: Vec::new(),
             files: Vec::new(),
+            backend,
             locals_cache: eval::LocalsCache::default(),
         };
         // Locals are evaluated once here so their errors are reported at load

@@ -120,6 +120,20 @@ pub enum StateError {
 
     #[error("`{id}` is not an object id; expected 64 lowercase hex digits (no `sha256:` prefix)")]
     InvalidObjectId { id: String },
+
+    /// A remote backend's request failed. `action` is a verb phrase such as
+    /// `read` or `write`; `location` is e.g. `s3://bucket/key`.
+    #[error("cannot {action} {location}: {message}")]
+    Remote {
+        action: &'static str,
+        location: String,
+        message: String,
+    },
+
+    /// A remote backend is named in the configuration but this imgform was
+    /// built without it (cargo feature), or its settings are unusable.
+    #[error("{message}")]
+    BackendConfig { message: String },
 }
 
 /// Who holds the state lock; stored as JSON in `state/.lock`.
@@ -225,6 +239,41 @@ pub trait StateBackend: Send + Sync {
     fn force_unlock(&self, id: &str) -> Result<(), StateError>;
     /// The current lock holder, if any.
     fn lock_holder(&self) -> Result<Option<LockInfo>, StateError>;
+}
+
+/// A boxed backend (as chosen from the configuration at run time) is a
+/// backend; every method goes to the boxed one, overrides included.
+impl<B: StateBackend + ?Sized> StateBackend for Box<B> {
+    fn targets(&self) -> Result<Vec<String>, StateError> {
+        (**self).targets()
+    }
+    fn load(&self, target: &str) -> Result<StateFile, StateError> {
+        (**self).load(target)
+    }
+    fn load_all(&self) -> Result<Vec<StateFile>, StateError> {
+        (**self).load_all()
+    }
+    fn save(&self, state: &mut StateFile) -> Result<bool, StateError> {
+        (**self).save(state)
+    }
+    fn put_object(&self, bytes: &[u8]) -> Result<String, StateError> {
+        (**self).put_object(bytes)
+    }
+    fn get_object(&self, hex: &str) -> Result<Option<Vec<u8>>, StateError> {
+        (**self).get_object(hex)
+    }
+    fn lock(&self, info: &LockInfo, timeout: Duration) -> Result<(), StateError> {
+        (**self).lock(info, timeout)
+    }
+    fn unlock(&self, id: &str) -> Result<(), StateError> {
+        (**self).unlock(id)
+    }
+    fn force_unlock(&self, id: &str) -> Result<(), StateError> {
+        (**self).force_unlock(id)
+    }
+    fn lock_holder(&self) -> Result<Option<LockInfo>, StateError> {
+        (**self).lock_holder()
+    }
 }
 
 /// State kept in a directory on the local filesystem (`state/` in the
@@ -570,7 +619,7 @@ pub fn acquire(
 }
 
 /// Everything but `serial`. Destructured so a new field cannot be forgotten.
-fn same_contents(a: &StateFile, b: &StateFile) -> bool {
+pub(crate) fn same_contents(a: &StateFile, b: &StateFile) -> bool {
     let StateFile {
         format_version,
         lineage,
@@ -603,7 +652,7 @@ fn backup_path(path: &Path) -> PathBuf {
 
 /// Pretty JSON with a trailing newline. Field order is the struct's and maps
 /// are `BTreeMap`s, so the bytes are stable for equal values.
-fn to_json_bytes<T: Serialize>(value: &T) -> Vec<u8> {
+pub(crate) fn to_json_bytes<T: Serialize>(value: &T) -> Vec<u8> {
     // Cannot fail: every map in the state model is keyed by strings and
     // `serde_json::Value` holds no non-finite floats.
     let mut bytes = serde_json::to_vec_pretty(value).expect("state serializes to JSON");
@@ -641,14 +690,14 @@ fn read_state(path: &Path) -> Result<Option<(Vec<u8>, StateFile)>, StateError> {
     }
 }
 
-enum Decode {
+pub(crate) enum Decode {
     Unsupported(u64),
     Corrupt(String),
 }
 
 /// Checks `format_version` before the full parse: a newer format may not fit
 /// today's model, and "upgrade imgform" is the useful answer then.
-fn decode_state(bytes: &[u8]) -> Result<StateFile, Decode> {
+pub(crate) fn decode_state(bytes: &[u8]) -> Result<StateFile, Decode> {
     let value: serde_json::Value =
         serde_json::from_slice(bytes).map_err(|e| Decode::Corrupt(e.to_string()))?;
     let version = match value.get("format_version") {

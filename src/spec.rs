@@ -33,6 +33,10 @@ pub struct ImageSpec {
     #[serde(skip)]
     pub secrets: Attrs,
     pub provisioners: Vec<ProvisionerSpec>,
+    /// Provisioners of `test` blocks: run against the finished image; the
+    /// image is recorded only if they pass.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tests: Vec<ProvisionerSpec>,
     /// Module folders this image uses, relative to the definition dir.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub modules: Vec<String>,

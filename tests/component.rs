@@ -22,6 +22,7 @@ fn project(doc: &str) -> Project {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/make-busybox-rootfs.sh");
     assert!(Command::new(script)
         .arg(p.path().join("rootfs/busybox.tar.gz"))
+        .stdout(std::process::Stdio::null())
         .status()
         .unwrap()
         .success());
@@ -355,4 +356,143 @@ build {
     p.file("components/bad.yml", "name: ok\nschemaVersion: 1.0\nphases:\n  - name: build\n    steps:\n      - name: One\n        action: ExecuteBash\n        inputs:\n          commands: [\"false\"]\n");
     let second = p.run(&["plan", "--json"]).json()["changes"][0]["content"]["new"].clone();
     assert_ne!(first, second);
+}
+
+#[test]
+fn the_test_phase_gates_recording_and_deletes_a_failed_image() {
+    if !is_root() {
+        eprintln!("skipped: needs root for the chroot builder");
+        return;
+    }
+    let p = project(
+        r#"
+name: with-tests
+schemaVersion: 1.0
+phases:
+  - name: build
+    steps:
+      - name: Install
+        action: CreateFile
+        inputs:
+          - path: /etc/app.conf
+            content: "port=80"
+  - name: test
+    steps:
+      - name: ConfigPresent
+        action: ExecuteBash
+        inputs:
+          commands:
+            - grep -q port=80 /etc/app.conf
+            - echo ran > /etc/component-test-ran
+"#,
+    );
+    let defs = |check: &str| {
+        format!(
+            r#"
+source "chroot" "c" {{
+  base   = "rootfs/busybox.tar.gz"
+  format = "qcow2"
+}}
+build {{
+  sources = ["source.chroot.c"]
+  provisioner "component" {{
+    document = "components/doc.yml"
+  }}
+  test {{
+    provisioner "shell" {{
+      inline = ["{check}", "echo tested > /etc/test-block-ran"]
+    }}
+  }}
+}}
+"#
+        )
+    };
+    p.file("images.pkr.hcl", &defs("test -f /etc/app.conf"));
+    let run = p.run(&["apply", "--auto-approve"]);
+    run.success();
+    assert!(
+        run.stderr
+            .contains("test phase: running the tests on a fresh unpack of the new image"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("ConfigPresent"), "{}", run.stderr);
+    let state = p.read("state/local.json");
+    assert!(state.contains("chroot.c"));
+    // Tests run on a throwaway copy: what they write is not in the image.
+    let image = std::fs::read_dir(p.path().join("output"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|f| f.extension().is_some_and(|e| e == "qcow2"))
+        .unwrap();
+    let raw = image.with_extension("check.raw");
+    assert!(Command::new("qemu-img")
+        .args(["convert", "-O", "raw"])
+        .arg(&image)
+        .arg(&raw)
+        .status()
+        .unwrap()
+        .success());
+    let ls = Command::new("debugfs")
+        .args(["-R", "ls -l /etc"])
+        .arg(&raw)
+        .output()
+        .unwrap();
+    let ls = String::from_utf8_lossy(&ls.stdout);
+    assert!(
+        ls.contains("app.conf")
+            && !ls.contains("test-block-ran")
+            && !ls.contains("component-test-ran"),
+        "{ls}"
+    );
+    std::fs::remove_file(&raw).ok();
+
+    // The test definitions are inputs: a failing test changes the address,
+    // and a failed test phase records nothing and deletes the new image.
+    p.file("images.pkr.hcl", &defs("test -f /etc/does-not-exist"));
+    let json = p.run(&["plan", "--json"]).json();
+    assert_eq!(json["changes"][0]["action"], "rebuild");
+    assert!(
+        json["changes"][0]["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["path"] == "tests[0].config.inline"),
+        "{json}"
+    );
+    let before = p.read("state/local.json");
+    let failed = p.run(&["apply", "--auto-approve"]);
+    failed.code(1);
+    assert!(
+        failed
+            .stderr
+            .contains("tests failed, the image is not recorded (the new image was deleted)"),
+        "{}",
+        failed.stderr
+    );
+    assert_eq!(p.read("state/local.json"), before, "state unchanged");
+    let files: Vec<_> = std::fs::read_dir(p.path().join("output"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        files.iter().filter(|f| f.ends_with(".qcow2")).count(),
+        1,
+        "only the previous image: {files:?}"
+    );
+
+    // --keep-failed keeps the file but still records nothing.
+    let kept = p.run(&["apply", "--auto-approve", "--keep-failed"]);
+    kept.code(1);
+    assert!(kept.stderr.contains("kept at output/"), "{}", kept.stderr);
+    assert_eq!(p.read("state/local.json"), before);
+    let files: Vec<_> = std::fs::read_dir(p.path().join("output"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        files.iter().filter(|f| f.ends_with(".qcow2")).count(),
+        2,
+        "{files:?}"
+    );
 }

@@ -40,6 +40,8 @@ pub struct BuildJob {
 #[derive(Debug, Clone)]
 pub struct ApplyOptions {
     pub parallelism: usize,
+    /// Keep artifacts whose tests failed (they are not recorded).
+    pub keep_failed: bool,
     /// The definition dir (local artifact ids are relative to it).
     pub def_dir: std::path::PathBuf,
     pub run_id: String,
@@ -159,6 +161,7 @@ pub async fn apply(
                 );
                 let cancel = cancel.clone();
                 let run_id = Arc::clone(&run_id);
+                let keep_failed = options.keep_failed;
                 let builder_kind = job.spec.builder.clone();
                 jobs.insert(addr.clone(), job.clone());
                 running.spawn(async move {
@@ -171,6 +174,7 @@ pub async fn apply(
                         run_id: &run_id,
                         events: sink.clone(),
                         cancel,
+                        keep_failed,
                     };
                     let result = builder.build(ctx).await;
                     Finished {

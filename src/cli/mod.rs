@@ -210,6 +210,10 @@ pub struct ApplyArgs {
     #[arg(long, value_name = "N", default_value_t = 10)]
     pub parallelism: usize,
 
+    /// Keep a new image whose tests failed (it is still not recorded)
+    #[arg(long)]
+    pub keep_failed: bool,
+
     /// Print the plan and results as JSON on stdout
     #[arg(long)]
     pub json: bool,

@@ -37,14 +37,21 @@ pub async fn run(chdir: Option<&Path>, args: ApplyArgs, output: Output) -> Resul
     let opts = &args.options;
     let timeout = lock_timeout(&opts.lock.lock_timeout).map_err(anyhow::Error::msg)?;
     let options = LoadOptions::from_env(opts.vars.vars.clone(), opts.vars.var_files.clone());
-    let backend = match &saved {
-        Some(_) => prepare::backend_for_saved_plan(&def_dir, &opts.backend.backend_config)?,
-        None => prepare::backend_for_dir(&def_dir, &opts.backend.backend_config)?,
+    let saved_file = match &saved {
+        Some(path) => Some(PlanFile::read(path)?),
+        None => None,
+    };
+    let flags = &opts.backend.backend_config;
+    let backend = match &saved_file {
+        Some(PlanFile {
+            backend: Some(b), ..
+        }) => prepare::backend_from_plan(&def_dir, b, flags)?,
+        Some(_) => prepare::backend_for_saved_plan(&def_dir, flags)?,
+        None => prepare::backend_for_dir(&def_dir, flags)?,
     };
 
-    let (plan, jobs, lock, states) = match saved {
-        Some(path) => {
-            let file = PlanFile::read(&path)?;
+    let (plan, jobs, lock, states) = match saved_file {
+        Some(file) => {
             let lock = super::lock(&backend, "apply", timeout)?;
             let states = states_for_saved_plan(&backend, &file.plan)?;
             let mut jobs = prepare::jobs_from_plan_file(&file);
@@ -112,10 +119,10 @@ pub async fn run(chdir: Option<&Path>, args: ApplyArgs, output: Output) -> Resul
     let outcome = execute(
         &plan,
         jobs,
-        &backend,
+        &*backend,
         states,
         &def_dir,
-        args.parallelism,
+        (args.parallelism, args.keep_failed),
         output,
     )
     .await;
@@ -210,7 +217,7 @@ async fn execute(
     backend: &dyn StateBackend,
     states: BTreeMap<TargetAddr, StateFile>,
     def_dir: &Path,
-    parallelism: usize,
+    (parallelism, keep_failed): (usize, bool),
     output: Output,
 ) -> Result<apply::ApplyOutcome> {
     let err_style = Style {
@@ -269,6 +276,7 @@ async fn execute(
 
     let options = ApplyOptions {
         parallelism,
+        keep_failed,
         def_dir: def_dir.to_path_buf(),
         run_id,
     };

@@ -37,7 +37,11 @@ pub async fn run(chdir: Option<&Path>, args: PlanArgs, output: Output) -> Result
     )
     .await?;
     if let Some(out) = &args.out {
-        let file = prepare::plan_file(&prepared, &plan);
+        let mut file = prepare::plan_file(&prepared, &plan);
+        file.backend = prepare::saved_backend(
+            prepared.project.backend.as_ref(),
+            &opts.backend.backend_config,
+        )?;
         let bytes = file.to_bytes(&prepared.project.sensitive_values())?;
         write_atomically(out, &bytes)?;
         eprintln!(

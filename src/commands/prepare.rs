@@ -205,12 +205,11 @@ pub fn backend_for_dir(dir: &Path, flags: &[String]) -> Result<Box<dyn StateBack
     backend_for(dir, block.as_ref(), flags)
 }
 
-/// [`backend_for_dir`] for `apply PLANFILE`, which must work even when the
-/// definitions no longer parse (a saved plan is applied without them): then
-/// only `--backend-config` flags can choose S3, and a warning says so. The
-/// saved plan's lineage check still refuses a state the plan was not made
-/// against.
-// TODO: record the backend in the plan file, as Terraform does.
+/// [`backend_for_dir`] for `apply PLANFILE` when the plan file records no
+/// backend (made against local state, or by an older imgform): it must work
+/// even when the definitions no longer parse; then only `--backend-config`
+/// flags can choose S3, and a warning says so. The saved plan's lineage
+/// check still refuses a state the plan was not made against.
 pub fn backend_for_saved_plan(dir: &Path, flags: &[String]) -> Result<Box<dyn StateBackend>> {
     match config::load_backend(dir) {
         Ok(block) => backend_for(dir, block.as_ref(), flags),
@@ -464,7 +463,40 @@ pub fn plan_file(prepared: &Prepared, plan: &Plan) -> crate::plan::file::PlanFil
             })
             .collect(),
         needs_secrets,
+        backend: None,
     }
+}
+
+/// The backend a plan is made against, for its plan file.
+pub fn saved_backend(
+    block: Option<&config::BackendConfig>,
+    flags: &[String],
+) -> Result<Option<crate::plan::file::SavedBackend>> {
+    let chosen = config::backend::with_flags(block.cloned(), flags).map_err(anyhow::Error::msg)?;
+    Ok(chosen
+        .filter(|c| c.kind != config::BackendKind::Local)
+        .map(|c| crate::plan::file::SavedBackend {
+            kind: "s3".to_owned(),
+            settings: c.settings.clone(),
+        }))
+}
+
+/// The backend recorded in a plan file, with `--backend-config` flags on top.
+pub fn backend_from_plan(
+    def_dir: &Path,
+    saved: &crate::plan::file::SavedBackend,
+    flags: &[String],
+) -> Result<Box<dyn StateBackend>> {
+    let kind = match saved.kind.as_str() {
+        "s3" => config::BackendKind::S3,
+        _ => config::BackendKind::Local,
+    };
+    let block = config::BackendConfig {
+        kind,
+        settings: saved.settings.clone(),
+        loc: None,
+    };
+    backend_for(def_dir, Some(&block), flags)
 }
 
 /// A spec with every sensitive value replaced by its digest (as in

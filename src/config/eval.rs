@@ -335,6 +335,7 @@ struct Evaluated {
     settings: Attrs,
     secrets: Attrs,
     provisioners: Vec<ProvisionerSpec>,
+    tests: Vec<ProvisionerSpec>,
     post_processors: Vec<ProvisionerSpec>,
     build_attrs: Attrs,
     files_read: BTreeMap<String, String>,
@@ -468,6 +469,7 @@ impl Project {
             settings: real.settings,
             secrets: real.secrets,
             provisioners: real.provisioners,
+            tests: real.tests,
             modules: def.modules.clone(),
             post_processors: real.post_processors,
             parents: def.refs.keys().cloned().collect(),
@@ -507,7 +509,7 @@ impl Project {
         {
             texts.extend(block.texts().into_iter().map(|(t, _)| t));
         }
-        for pdef in &def.provisioners {
+        for pdef in def.provisioners.iter().chain(&def.tests) {
             if let Some(module) = &pdef.module {
                 // Module arguments are evaluated in the image's scope.
                 texts.extend(module.args.iter().map(|a| a.text.as_str()));
@@ -617,6 +619,7 @@ impl Project {
             settings: Attrs::new(),
             secrets: Attrs::new(),
             provisioners: Vec::new(),
+            tests: Vec::new(),
             post_processors: Vec::new(),
             build_attrs: Attrs::new(),
             files_read: BTreeMap::new(),
@@ -661,7 +664,12 @@ impl Project {
                 out.build_attrs.insert(attr.name.clone(), v);
             }
         }
-        for pdef in &def.provisioners {
+        for (is_test, pdef) in def
+            .provisioners
+            .iter()
+            .map(|p| (false, p))
+            .chain(def.tests.iter().map(|p| (true, p)))
+        {
             let evaluated = match &pdef.module {
                 None => self.eval_provisioner(def, &pdef.block, ctx, &mut diags),
                 Some(module) => match self.module_context(module, ctx, &mut diags) {
@@ -675,7 +683,11 @@ impl Project {
                 },
             };
             if let Some(p) = evaluated {
-                out.provisioners.push(p);
+                if is_test {
+                    out.tests.push(p);
+                } else {
+                    out.provisioners.push(p);
+                }
             }
         }
         for block in &def.post_processors {
@@ -1094,7 +1106,12 @@ fn image_texts(def: &ImageDef) -> impl Iterator<Item = (&str, &SourceLoc)> {
     def.attrs
         .iter()
         .map(|a| (a.text.as_str(), &a.loc))
-        .chain(def.provisioners.iter().flat_map(|p| p.outer_texts()))
+        .chain(
+            def.provisioners
+                .iter()
+                .chain(&def.tests)
+                .flat_map(|p| p.outer_texts()),
+        )
         .chain(
             def.blocks
                 .iter()

@@ -1412,7 +1412,7 @@ fn format_date(spec: &str, t: &DateTime<FixedOffset>) -> Result<String, String> 
     let chars: Vec<char> = spec.chars().collect();
     let mut out = String::new();
     let mut i = 0;
-    let hour12 = |h: u32| if h % 12 == 0 { 12 } else { h % 12 };
+    let hour12 = |h: u32| if h.is_multiple_of(12) { 12 } else { h % 12 };
     let offset = t.offset().local_minus_utc();
     while i < chars.len() {
         let c = chars[i];

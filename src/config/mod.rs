@@ -86,6 +86,8 @@ pub struct ImageDef {
     pub attrs: Vec<RawAttr>,
     pub blocks: Vec<RawBlock>,
     pub provisioners: Vec<ProvisionerDef>,
+    /// Provisioners of the build's `test` blocks: run against the finished image.
+    pub tests: Vec<ProvisionerDef>,
     /// Module folders used (relative to the definition dir): inputs.
     pub modules: Vec<String>,
     pub post_processors: Vec<RawBlock>,
@@ -587,6 +589,7 @@ impl Loader {
             .map(|(t, n, loc)| (t, n, None, loc))
             .collect();
         let mut provisioners: Vec<ProvisionerDef> = Vec::new();
+        let mut tests: Vec<ProvisionerDef> = Vec::new();
         let mut modules: Vec<String> = Vec::new();
         let mut post_processors = Vec::new();
         let mut module_loader_seen = BTreeSet::new();
@@ -629,11 +632,22 @@ impl Loader {
                     )
                     .at(Some(inner.loc.clone())),
                 ),
-                "test" => self.error(
-                    &inner.loc,
-                    "test blocks are not supported yet",
-                    "run checks as the last provisioner of the build for now",
-                ),
+                "test" => {
+                    for attr in &inner.attrs {
+                        self.error(&attr.loc, format!("unknown attribute `{}` in a test block", attr.name), "a test block holds provisioner blocks that run against the finished image");
+                    }
+                    for p in &inner.blocks {
+                        if p.kind != "provisioner" {
+                            self.error(
+                                &p.loc,
+                                format!("unexpected block `{}` in a test block", p.kind),
+                                "a test block holds provisioner blocks",
+                            );
+                        } else if self.check_provisioner(p) {
+                            tests.push(ProvisionerDef::plain(p.clone()));
+                        }
+                    }
+                }
                 other => {
                     let hint = hint_for(
                         other,
@@ -723,6 +737,11 @@ impl Loader {
                 attrs,
                 blocks,
                 provisioners: provisioners
+                    .iter()
+                    .filter(|p| applies(&p.block))
+                    .cloned()
+                    .collect(),
+                tests: tests
                     .iter()
                     .filter(|p| applies(&p.block))
                     .cloned()

@@ -491,9 +491,11 @@ impl Builder for ChrootBuilder {
             match format_of(spec) {
                 "tar" => {
                     pack_tar(&root, &tmp("tar"), epoch).await?;
-                    std::fs::rename(tmp("tar"), &out_path)
-                        .or_else(|_| std::fs::copy(tmp("tar"), &out_path).map(|_| ()))
-                        .map_err(|e| fail(format!("writing {}: {e}", out_path.display())))?;
+                    let tested = test_phase(&ctx, &work.0, &tmp("tar")).await;
+                    if tested.is_ok() || ctx.keep_failed {
+                        move_into_place(&tmp("tar"), &out_path)?;
+                    }
+                    tested.map_err(|e| test_failure(e, ctx.keep_failed, &rel_path))?;
                 }
                 format => {
                     pack_tar(&root, &tmp("rootfs.tar"), epoch).await?;
@@ -512,9 +514,15 @@ impl Builder for ChrootBuilder {
                     } else {
                         tmp("raw")
                     };
-                    let sidecar = PathBuf::from(format!("{}.rootfs.tar", out_path.display()));
-                    move_into_place(&tmp("rootfs.tar"), &sidecar)?;
-                    move_into_place(&produced, &out_path)?;
+                    // Test before anything is in place: a crash during the
+                    // tests must not leave an untested image to adopt.
+                    let tested = test_phase(&ctx, &work.0, &tmp("rootfs.tar")).await;
+                    if tested.is_ok() || ctx.keep_failed {
+                        let sidecar = PathBuf::from(format!("{}.rootfs.tar", out_path.display()));
+                        move_into_place(&tmp("rootfs.tar"), &sidecar)?;
+                        move_into_place(&produced, &out_path)?;
+                    }
+                    tested.map_err(|e| test_failure(e, ctx.keep_failed, &rel_path))?;
                     attributes.insert("rootfs".into(), json!(format!("{rel_path}.rootfs.tar")));
                 }
             }
@@ -627,6 +635,43 @@ impl Builder for ChrootBuilder {
             }
             Ok(())
         })
+    }
+}
+
+/// The test phase: a fresh unpack of the new image's tree, mounted, with
+/// the test provisioners run in it.
+async fn test_phase(ctx: &BuildContext<'_>, work: &Path, tree: &Path) -> Result<(), BuildError> {
+    if !crate::provision::has_tests(ctx.spec) {
+        return Ok(());
+    }
+    ctx.events
+        .step("test phase: running the tests on a fresh unpack of the new image");
+    let root = work.join("test-root");
+    std::fs::create_dir_all(&root)
+        .map_err(|e| fail(format!("creating {}: {e}", root.display())))?;
+    unpack(tree, &root).await?;
+    let mut mounts = Mounts::mount(&root).map_err(fail)?;
+    let communicator = ChrootCommunicator {
+        root: root.clone(),
+        cancel: ctx.cancel.clone(),
+    };
+    let result = crate::provision::run_tests(ctx, &communicator).await;
+    mounts.unmount().map_err(fail)?;
+    let _ = std::fs::remove_dir_all(&root);
+    result
+}
+
+fn test_failure(e: BuildError, kept: bool, path: &str) -> BuildError {
+    match e {
+        BuildError::Cancelled => BuildError::Cancelled,
+        other => BuildError::Failed(format!(
+            "tests failed, the image is not recorded ({}): {other}",
+            if kept {
+                format!("kept at {path} because of --keep-failed")
+            } else {
+                "the new image was deleted".to_owned()
+            }
+        )),
     }
 }
 

@@ -47,6 +47,8 @@ pub struct BuildContext<'a> {
     pub run_id: &'a str,
     pub events: EventSink,
     pub cancel: CancelToken,
+    /// `--keep-failed`: keep an artifact whose tests failed (not recorded).
+    pub keep_failed: bool,
 }
 
 pub trait Builder: Send + Sync {

@@ -102,31 +102,13 @@ pub fn fingerprint(
         }
     }
 
-    let mut provisioners = Vec::new();
-    for p in &spec.provisioners {
-        let mut files: BTreeMap<String, Value> = BTreeMap::new();
-        for (attr, path) in provisioner_file_refs(&p.kind, &p.config) {
-            // Module provisioners read files relative to their module.
-            let path = match &p.base_dir {
-                Some(base) if !Path::new(&path).is_absolute() => format!("{base}/{path}"),
-                _ => path,
-            };
-            let result = if p.kind == "ansible" && attr == "playbook_file" {
-                hash_playbook(hasher, def_dir, &path, &mut files, &mut text_inputs)
-            } else {
-                hash_path(hasher, def_dir, &path, &mut files, &mut text_inputs)
-            };
-            if let Err(e) = result {
-                let loc = p.attr_locs.get(&attr).unwrap_or(&p.loc).clone();
-                diags.push(missing_file(&e, &attr, &path).at(Some(loc)));
-            }
-        }
-        let mut entry = json!({ "type": p.kind, "config": relativize(&Value::Object(p.config.clone().into_iter().collect()), def_dir) });
-        if !files.is_empty() {
-            entry["files"] = Value::Object(files.into_iter().collect());
-        }
-        provisioners.push(entry);
-    }
+    let mut entries = |list: &[crate::spec::ProvisionerSpec]| -> Vec<Value> {
+        list.iter()
+            .map(|p| provisioner_entry(p, hasher, def_dir, &mut text_inputs, &mut diags))
+            .collect()
+    };
+    let provisioners = entries(&spec.provisioners);
+    let tests = entries(&spec.tests);
 
     // Module folders, whole: templates and files a module's scripts read
     // are inputs too.
@@ -192,6 +174,10 @@ pub fn fingerprint(
         "modules": modules,
         "variables": Value::Object(spec.variables.clone().into_iter().collect()),
     });
+    if !tests.is_empty() {
+        // Only when present, so images without tests keep their addresses.
+        manifest["tests"] = Value::Array(tests);
+    }
     redact_secrets(&mut manifest, &spec.sensitive_values);
     let bytes = canonical_json(&manifest);
     let content_address = content_address_of(&bytes);
@@ -201,6 +187,39 @@ pub fn fingerprint(
         content_address,
         text_inputs,
     })
+}
+
+/// One provisioner in the manifest: type, input config (paths relative) and
+/// the hashes of every file it reads.
+fn provisioner_entry(
+    p: &crate::spec::ProvisionerSpec,
+    hasher: &FileHasher,
+    def_dir: &Path,
+    text_inputs: &mut BTreeMap<String, TextInput>,
+    diags: &mut Vec<Diagnostic>,
+) -> Value {
+    let mut files: BTreeMap<String, Value> = BTreeMap::new();
+    for (attr, path) in provisioner_file_refs(&p.kind, &p.config) {
+        // Module provisioners read files relative to their module.
+        let path = match &p.base_dir {
+            Some(base) if !Path::new(&path).is_absolute() => format!("{base}/{path}"),
+            _ => path,
+        };
+        let result = if p.kind == "ansible" && attr == "playbook_file" {
+            hash_playbook(hasher, def_dir, &path, &mut files, text_inputs)
+        } else {
+            hash_path(hasher, def_dir, &path, &mut files, text_inputs)
+        };
+        if let Err(e) = result {
+            let loc = p.attr_locs.get(&attr).unwrap_or(&p.loc).clone();
+            diags.push(missing_file(&e, &attr, &path).at(Some(loc)));
+        }
+    }
+    let mut entry = json!({ "type": p.kind, "config": relativize(&Value::Object(p.config.clone().into_iter().collect()), def_dir) });
+    if !files.is_empty() {
+        entry["files"] = Value::Object(files.into_iter().collect());
+    }
+    entry
 }
 
 /// Builder attributes that name a local file whose bytes are an input.

@@ -55,18 +55,23 @@ pub fn manifest_reasons(old: &Value, new: &Value) -> Vec<RebuildReason> {
                     }
                 }
             }
-            "provisioners" => {
+            list @ ("provisioners" | "tests") => {
                 let empty = Vec::new();
                 let a = o.and_then(Value::as_array).unwrap_or(&empty);
                 let b = n.and_then(Value::as_array).unwrap_or(&empty);
                 let same_shape = a.len() == b.len()
                     && a.iter().zip(b).all(|(x, y)| x.get("type") == y.get("type"));
                 if !same_shape {
-                    let kinds = |list: &Vec<Value>| {
-                        Value::Array(list.iter().filter_map(|p| p.get("type").cloned()).collect())
+                    let kinds = |items: &Vec<Value>| {
+                        Value::Array(
+                            items
+                                .iter()
+                                .filter_map(|p| p.get("type").cloned())
+                                .collect(),
+                        )
                     };
                     out.push(RebuildReason::InputChanged {
-                        path: "provisioners".into(),
+                        path: list.into(),
                         old: Some(kinds(a)),
                         new: Some(kinds(b)),
                     });
@@ -83,7 +88,7 @@ pub fn manifest_reasons(old: &Value, new: &Value) -> Vec<RebuildReason> {
                                 (cx.and_then(|v| v.get(&name)), cy.and_then(|v| v.get(&name)));
                             if va != vb {
                                 leaf_changes(
-                                    &format!("provisioners[{i}].config.{name}"),
+                                    &format!("{list}[{i}].config.{name}"),
                                     va,
                                     vb,
                                     &mut out,

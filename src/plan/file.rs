@@ -28,6 +28,20 @@ pub struct PlanFile {
     /// Some image has secret attributes or sensitive values: apply must
     /// evaluate the definitions again to get them (and check addresses).
     pub needs_secrets: bool,
+    /// The state backend the plan was made against (`backend` block and
+    /// `--backend-config`), so `apply FILE` uses the same one without the
+    /// definitions. None: the local `state/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<SavedBackend>,
+}
+
+/// A backend's type and settings (bucket, key prefix, region, endpoint,
+/// profile: never credentials).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedBackend {
+    pub kind: String,
+    #[serde(default)]
+    pub settings: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

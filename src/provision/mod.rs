@@ -107,7 +107,47 @@ pub async fn run_all(
     ctx: &BuildContext<'_>,
     communicator: &dyn Communicator,
 ) -> Result<(), BuildError> {
-    for (index, p) in ctx.spec.provisioners.iter().enumerate() {
+    run_list(ctx, communicator, &ctx.spec.provisioners, Stage::Build).await
+}
+
+/// When a provisioner runs: while building, or in the test phase against
+/// the finished image (component documents run their `test` phase there).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Build,
+    Test,
+}
+
+/// Whether the image has a test phase: `test` blocks, or component
+/// documents (whose `test` phase runs there).
+pub fn has_tests(spec: &crate::spec::ImageSpec) -> bool {
+    !spec.tests.is_empty() || spec.provisioners.iter().any(|p| p.kind == "component")
+}
+
+/// The test phase: the build's component documents' `test` phases, then
+/// the `test` blocks' provisioners.
+pub async fn run_tests(
+    ctx: &BuildContext<'_>,
+    communicator: &dyn Communicator,
+) -> Result<(), BuildError> {
+    let components: Vec<ProvisionerSpec> = ctx
+        .spec
+        .provisioners
+        .iter()
+        .filter(|p| p.kind == "component")
+        .cloned()
+        .collect();
+    run_list(ctx, communicator, &components, Stage::Test).await?;
+    run_list(ctx, communicator, &ctx.spec.tests, Stage::Test).await
+}
+
+async fn run_list(
+    ctx: &BuildContext<'_>,
+    communicator: &dyn Communicator,
+    list: &[ProvisionerSpec],
+    stage: Stage,
+) -> Result<(), BuildError> {
+    for (index, p) in list.iter().enumerate() {
         if ctx.cancel.is_cancelled() {
             return Err(BuildError::Cancelled);
         }
@@ -123,7 +163,8 @@ pub async fn run_all(
         loop {
             attempt += 1;
             ctx.events.step(format!(
-                "provisioner {} \"{}\"{}{}",
+                "{}provisioner {} \"{}\"{}{}",
+                if stage == Stage::Test { "test " } else { "" },
                 index + 1,
                 p.kind,
                 p.base_dir
@@ -136,7 +177,7 @@ pub async fn run_all(
                     String::new()
                 }
             ));
-            let run = run_one(ctx, p, communicator);
+            let run = run_one(ctx, p, communicator, stage);
             let result = match p.timeout {
                 Some(limit) => match tokio::time::timeout(limit, run).await {
                     Ok(r) => r,
@@ -166,12 +207,19 @@ async fn run_one(
     ctx: &BuildContext<'_>,
     p: &ProvisionerSpec,
     communicator: &dyn Communicator,
+    stage: Stage,
 ) -> Result<(), BuildError> {
     match p.kind.as_str() {
         "shell-local" => shell_local::run(ctx, p, &communicator.host_env()).await,
         "shell" => shell::run(ctx, p, communicator).await,
         "file" => file::run(ctx, p, communicator).await,
-        "component" => component::run(ctx, p, communicator, component::BUILD_PHASES).await,
+        "component" => {
+            let phases: &[&str] = match stage {
+                Stage::Build => component::BUILD_PHASES,
+                Stage::Test => &["test"],
+            };
+            component::run(ctx, p, communicator, phases).await
+        }
         other => Err(BuildError::Provisioner {
             kind: other.to_owned(),
             message: "not supported by this builder yet".to_owned(),

@@ -496,3 +496,67 @@ build {{
         "{files:?}"
     );
 }
+
+#[test]
+fn s3_download_and_upload_against_moto() {
+    if !is_root() {
+        eprintln!("skipped: needs root for the chroot builder");
+        return;
+    }
+    let moto = util::moto::Moto::start();
+    moto.put("inputs/app.conf", b"from s3\n");
+    moto.put("inputs/dir/a.txt", b"a\n");
+    moto.put("inputs/dir/sub/b.txt", b"b\n");
+    let p = project(
+        r#"
+name: s3
+schemaVersion: 1.0
+phases:
+  - name: build
+    steps:
+      - name: GetOne
+        action: S3Download
+        inputs:
+          - source: s3://imgform-state/inputs/app.conf
+            destination: /etc/app.conf
+      - name: GetMany
+        action: S3Download
+        inputs:
+          - source: s3://imgform-state/inputs/dir/*
+            destination: /opt/dir
+      - name: Report
+        action: CreateFile
+        inputs:
+          - path: /var/report.txt
+            content: "built"
+      - name: PutOne
+        action: S3Upload
+        inputs:
+          - source: /var/report.txt
+            destination: s3://imgform-state/reports/
+      - name: PutMany
+        action: S3Upload
+        inputs:
+          - source: /opt/dir/*
+            destination: s3://imgform-state/copy/
+"#,
+    );
+    let endpoint = moto.endpoint();
+    let env = [
+        ("AWS_ENDPOINT_URL", endpoint.as_str()),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_REGION", "us-east-1"),
+    ];
+    let run = p.run_env(&["apply", "--auto-approve"], &env);
+    run.success();
+    assert_eq!(read(&p, "/etc/app.conf"), "from s3\n");
+    assert_eq!(read(&p, "/opt/dir/a.txt"), "a\n");
+    assert_eq!(read(&p, "/opt/dir/sub/b.txt"), "b\n");
+    assert_eq!(
+        moto.get("reports/report.txt").as_deref(),
+        Some(&b"built"[..])
+    );
+    assert_eq!(moto.get("copy/a.txt").as_deref(), Some(&b"a\n"[..]));
+    assert_eq!(moto.get("copy/sub/b.txt").as_deref(), Some(&b"b\n"[..]));
+}

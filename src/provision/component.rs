@@ -14,8 +14,9 @@
 //! `ExecuteBinary`, `CreateFile`, `CreateFolder`, `CopyFile`, `MoveFile`,
 //! `DeleteFile`, `DeleteFolder`, `SetFilePermissions`, `SetFileOwner`,
 //! `Reboot` (skipped with a note where the builder cannot reboot),
-//! `WebDownload` (http/https, fetched on the machine) and `UpdateOS`
-//! (apt/dnf/yum/zypper detected) are supported. Phases `build` and
+//! `WebDownload` (http/https, fetched on the machine), `S3Download` and
+//! `S3Upload` (by imgform with the AWS SDK, moved through the communicator)
+//! and `UpdateOS` (apt/dnf/yum/zypper detected) are supported. Phases `build` and
 //! `validate` run during the build. `{{ param }}` and
 //! `{{ phase.step.outputs.stdout }}` are substituted as AWS documents them,
 //! as are loop variables (`{{ loop.value }}`, `{{ loop.index }}`).
@@ -48,6 +49,8 @@ pub const ACTIONS: &[&str] = &[
     "SetFileOwner",
     "Reboot",
     "WebDownload",
+    "S3Download",
+    "S3Upload",
     "UpdateOS",
 ];
 
@@ -625,6 +628,21 @@ async fn run_step(
                 .unwrap_or_default();
             format!("{} {}", sh_quote(&path), args.join(" "))
         }
+        "S3Download" | "S3Upload" => {
+            return match s3_action(ctx, comm, action, inputs).await {
+                Ok(()) => Ok(StepResult {
+                    ok: true,
+                    stdout: String::new(),
+                    message: String::new(),
+                }),
+                Err(BuildError::Cancelled) => Err(BuildError::Cancelled),
+                Err(e) => Ok(StepResult {
+                    ok: false,
+                    stdout: String::new(),
+                    message: e.to_string(),
+                }),
+            };
+        }
         "Reboot" => {
             ctx.events.step("component: Reboot skipped: this builder has no machine to reboot (a chroot or a build without an instance)");
             return Ok(StepResult {
@@ -688,4 +706,202 @@ mod tests {
             "{s}"
         );
     }
+}
+
+/// `s3://bucket/key` → (bucket, key).
+fn split_s3_url(url: &str) -> Result<(String, String), BuildError> {
+    let rest = url
+        .strip_prefix("s3://")
+        .ok_or_else(|| fail(format!("`{url}` is not an s3://bucket/key URL")))?;
+    let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+    if bucket.is_empty() {
+        return Err(fail(format!("`{url}` has no bucket")));
+    }
+    Ok((bucket.to_owned(), key.to_owned()))
+}
+
+/// S3Download and S3Upload, carried out by imgform with the AWS SDK
+/// (standard credential chain; `AWS_ENDPOINT_URL_S3` or `AWS_ENDPOINT_URL`
+/// select another endpoint, path-style) and moved to or from the machine
+/// through its communicator.
+#[cfg(feature = "aws")]
+async fn s3_action(
+    ctx: &BuildContext<'_>,
+    comm: &dyn Communicator,
+    action: &str,
+    inputs: &Yaml,
+) -> Result<(), BuildError> {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL_S3")
+        .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
+        .ok();
+    let client = crate::state::s3::client_for(crate::state::S3Settings {
+        bucket: String::new(),
+        key_prefix: String::new(),
+        region: None,
+        endpoint,
+        profile: None,
+    })
+    .await;
+    let items: Vec<&Yaml> = match inputs {
+        Yaml::Sequence(items) => items.iter().collect(),
+        other => vec![other],
+    };
+    let tmp = std::env::temp_dir().join(format!("imgform-s3-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&tmp).map_err(|e| fail(format!("creating {}: {e}", tmp.display())))?;
+    let result = async {
+        for item in items {
+            let source = item
+                .get("source")
+                .map(yaml_str)
+                .ok_or_else(|| fail(format!("{action} input needs `source`")))?;
+            let destination = item
+                .get("destination")
+                .map(yaml_str)
+                .ok_or_else(|| fail(format!("{action} input needs `destination`")))?;
+            if action == "S3Download" {
+                let (bucket, key) = split_s3_url(&source)?;
+                // `prefix/*`: every object below the prefix, into the destination dir.
+                let objects: Vec<(String, String)> = if let Some(prefix) = key.strip_suffix('*') {
+                    let listed = client
+                        .list_objects_v2()
+                        .bucket(&bucket)
+                        .prefix(prefix)
+                        .send()
+                        .await
+                        .map_err(|e| {
+                            fail(format!(
+                                "listing {source}: {}",
+                                aws_sdk_s3::error::DisplayErrorContext(&e)
+                            ))
+                        })?;
+                    listed
+                        .contents()
+                        .iter()
+                        .filter_map(|o| o.key())
+                        .filter(|k| !k.ends_with('/'))
+                        .map(|k| {
+                            (
+                                k.to_owned(),
+                                format!(
+                                    "{}/{}",
+                                    destination.trim_end_matches('/'),
+                                    &k[prefix.len()..]
+                                ),
+                            )
+                        })
+                        .collect()
+                } else if destination.ends_with('/') {
+                    let name = key.rsplit('/').next().unwrap_or(&key).to_owned();
+                    vec![(key.clone(), format!("{destination}{name}"))]
+                } else {
+                    vec![(key.clone(), destination.clone())]
+                };
+                for (key, dest) in objects {
+                    ctx.events
+                        .step(format!("S3Download s3://{bucket}/{key} → {dest}"));
+                    let object = client
+                        .get_object()
+                        .bucket(&bucket)
+                        .key(&key)
+                        .send()
+                        .await
+                        .map_err(|e| {
+                            fail(format!(
+                                "downloading s3://{bucket}/{key}: {}",
+                                aws_sdk_s3::error::DisplayErrorContext(&e)
+                            ))
+                        })?;
+                    let bytes = object
+                        .body
+                        .collect()
+                        .await
+                        .map_err(|e| fail(format!("reading s3://{bucket}/{key}: {e}")))?
+                        .into_bytes();
+                    let local = tmp.join("object");
+                    std::fs::write(&local, &bytes)
+                        .map_err(|e| fail(format!("writing {}: {e}", local.display())))?;
+                    comm.upload(&local, &dest).await.map_err(|e| {
+                        super::comm_error("component", &format!("copying to {dest}: "), e)
+                    })?;
+                }
+            } else {
+                let (bucket, key) = split_s3_url(&destination)?;
+                let files: Vec<String> = match source.strip_suffix("/*") {
+                    Some(dir) => {
+                        let (code, listing) = exec_capture(
+                            ctx,
+                            comm,
+                            &format!("find {} -type f", sh_quote(dir)),
+                            &[],
+                            Duration::from_secs(300),
+                        )
+                        .await?;
+                        if code != 0 {
+                            return Err(fail(format!("listing {dir} on the machine failed")));
+                        }
+                        listing.lines().map(str::to_owned).collect()
+                    }
+                    None => vec![source.clone()],
+                };
+                let base = source
+                    .strip_suffix("/*")
+                    .map(|d| format!("{}/", d.trim_end_matches('/')));
+                for file in files {
+                    let object_key = match &base {
+                        Some(b) => format!(
+                            "{}{}",
+                            if key.is_empty() || key.ends_with('/') {
+                                key.clone()
+                            } else {
+                                format!("{key}/")
+                            },
+                            file.strip_prefix(b.as_str()).unwrap_or(&file)
+                        ),
+                        None if key.is_empty() || key.ends_with('/') => {
+                            format!("{key}{}", file.rsplit('/').next().unwrap_or(&file))
+                        }
+                        None => key.clone(),
+                    };
+                    ctx.events
+                        .step(format!("S3Upload {file} → s3://{bucket}/{object_key}"));
+                    let local = tmp.join("upload");
+                    comm.download(&file, &local).await.map_err(|e| {
+                        super::comm_error("component", &format!("reading {file}: "), e)
+                    })?;
+                    let body = aws_sdk_s3::primitives::ByteStream::from_path(&local)
+                        .await
+                        .map_err(|e| fail(format!("reading {}: {e}", local.display())))?;
+                    client
+                        .put_object()
+                        .bucket(&bucket)
+                        .key(&object_key)
+                        .body(body)
+                        .send()
+                        .await
+                        .map_err(|e| {
+                            fail(format!(
+                                "uploading s3://{bucket}/{object_key}: {}",
+                                aws_sdk_s3::error::DisplayErrorContext(&e)
+                            ))
+                        })?;
+                }
+            }
+        }
+        Ok(())
+    }
+    .await;
+    let _ = std::fs::remove_dir_all(&tmp);
+    result
+}
+
+#[cfg(not(feature = "aws"))]
+async fn s3_action(
+    _ctx: &BuildContext<'_>,
+    _comm: &dyn Communicator,
+    action: &str,
+    _inputs: &Yaml,
+) -> Result<(), BuildError> {
+    Err(fail(format!(
+        "{action} needs imgform built with the `aws` feature"
+    )))
 }

@@ -597,7 +597,7 @@ where
     })
 }
 
-async fn client_for(settings: S3Settings) -> Client {
+pub(crate) async fn client_for(settings: S3Settings) -> Client {
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
     if let Some(region) = &settings.region {
         loader = loader.region(aws_config::Region::new(region.clone()));

@@ -1,6 +1,8 @@
 //! Test helpers: a definition dir in a temp folder and the real binary.
 #![allow(dead_code)]
 
+pub mod moto;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 

@@ -674,40 +674,6 @@ async fn run_step(
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn unknown_actions_are_located() {
-        let doc = "name: x\nschemaVersion: 1.0\nphases:\n  - name: build\n    steps:\n      - name: one\n        action: ExecuteBash\n        inputs:\n          commands: [\"true\"]\n      - name: two\n        action: ExecuteBsh\n";
-        let err = check_document(doc, Path::new("c.yml")).unwrap_err();
-        assert_eq!(err[0].location.as_ref().unwrap().line, 11);
-        assert!(err[0].hint.as_deref().unwrap().contains("ExecuteBash"));
-    }
-
-    #[test]
-    fn substitution() {
-        let lookup = |k: &str| (k == "greeting").then(|| "hi".to_owned());
-        assert_eq!(
-            substitute("say {{ greeting }} {{other}}", &lookup),
-            "say hi {{other}}"
-        );
-    }
-
-    #[test]
-    fn scripts_quote_paths() {
-        let inputs: Yaml =
-            serde_yaml::from_str("- path: /tmp/a b\n  content: it's\n  permissions: '0600'\n")
-                .unwrap();
-        let s = action_script("CreateFile", &inputs).unwrap();
-        assert!(
-            s.contains("'/tmp/a b'") && s.contains("chmod '0600'"),
-            "{s}"
-        );
-    }
-}
-
 /// `s3://bucket/key` → (bucket, key).
 fn split_s3_url(url: &str) -> Result<(String, String), BuildError> {
     let rest = url
@@ -904,4 +870,38 @@ async fn s3_action(
     Err(fail(format!(
         "{action} needs imgform built with the `aws` feature"
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_actions_are_located() {
+        let doc = "name: x\nschemaVersion: 1.0\nphases:\n  - name: build\n    steps:\n      - name: one\n        action: ExecuteBash\n        inputs:\n          commands: [\"true\"]\n      - name: two\n        action: ExecuteBsh\n";
+        let err = check_document(doc, Path::new("c.yml")).unwrap_err();
+        assert_eq!(err[0].location.as_ref().unwrap().line, 11);
+        assert!(err[0].hint.as_deref().unwrap().contains("ExecuteBash"));
+    }
+
+    #[test]
+    fn substitution() {
+        let lookup = |k: &str| (k == "greeting").then(|| "hi".to_owned());
+        assert_eq!(
+            substitute("say {{ greeting }} {{other}}", &lookup),
+            "say hi {{other}}"
+        );
+    }
+
+    #[test]
+    fn scripts_quote_paths() {
+        let inputs: Yaml =
+            serde_yaml::from_str("- path: /tmp/a b\n  content: it's\n  permissions: '0600'\n")
+                .unwrap();
+        let s = action_script("CreateFile", &inputs).unwrap();
+        assert!(
+            s.contains("'/tmp/a b'") && s.contains("chmod '0600'"),
+            "{s}"
+        );
+    }
 }

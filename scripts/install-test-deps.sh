@@ -9,6 +9,7 @@ command -v debugfs >/dev/null 2>&1 || need_apt+=(e2fsprogs)
 command -v qemu-img >/dev/null 2>&1 || need_apt+=(qemu-utils)
 [ -x /bin/busybox ] || need_apt+=(busybox-static)
 command -v zstd >/dev/null 2>&1 || need_apt+=(zstd)
+command -v debootstrap >/dev/null 2>&1 || need_apt+=(debootstrap)
 command -v xz >/dev/null 2>&1 || need_apt+=(xz-utils)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -50,4 +51,11 @@ if ! python3 -c 'import moto.server, flask' >/dev/null 2>&1; then
   echo "install-test-deps: installing moto[server] (pip)" >&2
   python3 -m pip install --quiet --disable-pip-version-check 'moto[server]>=5.0.20' 2>/dev/null ||
     python3 -m pip install --quiet --disable-pip-version-check --break-system-packages 'moto[server]>=5.0.20'
+fi
+
+# Ansible for the ansible provisioner's tests.
+if ! command -v ansible-playbook >/dev/null 2>&1; then
+  echo "install-test-deps: installing ansible-core (pip)" >&2
+  python3 -m pip install --quiet --disable-pip-version-check 'ansible-core>=2.15' 2>/dev/null ||
+    python3 -m pip install --quiet --disable-pip-version-check --break-system-packages 'ansible-core>=2.15'
 fi

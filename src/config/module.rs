@@ -96,21 +96,7 @@ pub struct ModuleLoader<'a> {
 }
 
 fn rel(def_dir: &Path, dir: &Path) -> String {
-    // Relative path from def_dir to dir, with `..` where needed.
-    let a: Vec<_> = def_dir.components().collect();
-    let b: Vec<_> = dir.components().collect();
-    let common = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
-    let mut parts: Vec<String> = std::iter::repeat_n("..".to_owned(), a.len() - common).collect();
-    parts.extend(
-        b[common..]
-            .iter()
-            .map(|c| c.as_os_str().to_string_lossy().into_owned()),
-    );
-    if parts.is_empty() {
-        ".".to_owned()
-    } else {
-        parts.join("/")
-    }
+    crate::fingerprint::relative_to(def_dir, dir)
 }
 
 impl ModuleLoader<'_> {

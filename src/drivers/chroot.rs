@@ -398,10 +398,10 @@ impl Builder for ChrootBuilder {
         if communicator != "chroot" && communicator != "none" {
             diags.push(Diagnostic::error(format!("the chroot builder runs provisioners with the chroot communicator, not \"{communicator}\"")).at(at("communicator")).hint("remove `communicator` or set it to \"chroot\""));
         }
-        for p in &spec.provisioners {
+        for p in spec.provisioners.iter().chain(&spec.tests) {
             if !matches!(
                 p.kind.as_str(),
-                "shell" | "shell-local" | "file" | "component"
+                "shell" | "shell-local" | "file" | "component" | "ansible"
             ) {
                 diags.push(
                     Diagnostic::error(format!(
@@ -409,7 +409,7 @@ impl Builder for ChrootBuilder {
                         p.kind
                     ))
                     .at(Some(p.loc.clone()))
-                    .hint("use shell, file and shell-local provisioners"),
+                    .hint("the chroot builder runs shell, file, ansible, component and shell-local provisioners"),
                 );
             }
         }

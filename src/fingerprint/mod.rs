@@ -31,6 +31,7 @@
 //! Canonical JSON: object keys sorted by bytes, no whitespace, numbers as
 //! serde_json prints them, strings with JSON's minimal escaping.
 
+pub mod ansible;
 pub mod hasher;
 
 use std::collections::BTreeMap;
@@ -206,7 +207,8 @@ fn provisioner_entry(
             _ => path,
         };
         let result = if p.kind == "ansible" && attr == "playbook_file" {
-            hash_playbook(hasher, def_dir, &path, &mut files, text_inputs)
+            let roles_path = p.config.get("roles_path").and_then(Value::as_str);
+            hash_playbook(hasher, def_dir, &path, roles_path, &mut files, text_inputs)
         } else {
             hash_path(hasher, def_dir, &path, &mut files, text_inputs)
         };
@@ -341,10 +343,27 @@ fn hash_playbook(
     hasher: &FileHasher,
     def_dir: &Path,
     path: &str,
+    roles_path: Option<&str>,
     files: &mut BTreeMap<String, Value>,
     text: &mut BTreeMap<String, TextInput>,
 ) -> std::io::Result<()> {
     let full = resolve(def_dir, path);
+    std::fs::metadata(&full)?;
+    let roles: Vec<PathBuf> = roles_path
+        .map(|r| r.split(':').map(|p| resolve(def_dir, p)).collect())
+        .unwrap_or_default();
+    let reach = ansible::playbook_reach(def_dir, &full, &roles);
+    if reach.dynamic.is_none() {
+        // Exactly what the playbook reaches.
+        for f in reach.files.iter().filter(|f| f.is_file()) {
+            hash_path(hasher, def_dir, &relative_to(def_dir, f), files, text)?;
+        }
+        for d in &reach.dirs {
+            hash_path(hasher, def_dir, &relative_to(def_dir, d), files, text)?;
+        }
+        return Ok(());
+    }
+    // Reach unknown statically: the whole playbook directory.
     let dir = full
         .parent()
         .map(Path::to_path_buf)
@@ -393,6 +412,25 @@ fn resolve(def_dir: &Path, path: &str) -> PathBuf {
         p.to_path_buf()
     } else {
         def_dir.join(p)
+    }
+}
+
+/// `path` (absolute) relative to `dir`, with `..` where needed, forward
+/// slashes; `.` for the dir itself.
+pub fn relative_to(dir: &Path, path: &Path) -> String {
+    let a: Vec<_> = dir.components().collect();
+    let b: Vec<_> = path.components().collect();
+    let common = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    let mut parts: Vec<String> = std::iter::repeat_n("..".to_owned(), a.len() - common).collect();
+    parts.extend(
+        b[common..]
+            .iter()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned()),
+    );
+    if parts.is_empty() {
+        ".".to_owned()
+    } else {
+        parts.join("/")
     }
 }
 

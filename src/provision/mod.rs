@@ -5,6 +5,7 @@
 //! the host (`shell-local`) or through a [`Communicator`] the builder opened
 //! to its machine. Provisioners never see a plan or the state.
 
+pub mod ansible;
 pub mod chroot;
 pub mod component;
 pub mod file;
@@ -213,6 +214,7 @@ async fn run_one(
         "shell-local" => shell_local::run(ctx, p, &communicator.host_env()).await,
         "shell" => shell::run(ctx, p, communicator).await,
         "file" => file::run(ctx, p, communicator).await,
+        "ansible" => ansible::run(ctx, p, communicator).await,
         "component" => {
             let phases: &[&str] = match stage {
                 Stage::Build => component::BUILD_PHASES,
@@ -288,7 +290,13 @@ pub fn provisioner_env(
 
 /// How a streamed command ended.
 pub enum Streamed {
-    Exited { code: i32, stderr_tail: Vec<String> },
+    Exited {
+        code: i32,
+        /// The last lines of stdout (up to 40).
+        stdout_tail: Vec<String>,
+        /// The last lines of stderr (up to 5).
+        stderr_tail: Vec<String>,
+    },
     Cancelled,
 }
 
@@ -319,9 +327,15 @@ pub async fn run_streaming(
     let (out_events, err_events) = (events.clone(), events.clone());
     let out_task = tokio::spawn(async move {
         let mut lines = BufReader::new(stdout).lines();
+        let mut tail: Vec<String> = Vec::new();
         while let Ok(Some(line)) = lines.next_line().await {
-            out_events.output(crate::apply::events::Stream::Stdout, line);
+            out_events.output(crate::apply::events::Stream::Stdout, line.clone());
+            tail.push(line);
+            if tail.len() > 40 {
+                tail.remove(0);
+            }
         }
+        tail
     });
     let err_task = tokio::spawn(async move {
         let mut lines = BufReader::new(stderr).lines();
@@ -355,10 +369,11 @@ pub async fn run_streaming(
         err_task.abort();
         return Ok(Streamed::Cancelled);
     };
-    let _ = out_task.await;
+    let stdout_tail = out_task.await.unwrap_or_default();
     let stderr_tail = err_task.await.unwrap_or_default();
     Ok(Streamed::Exited {
         code: status.code().unwrap_or(-1),
+        stdout_tail,
         stderr_tail,
     })
 }
@@ -420,6 +435,33 @@ pub fn write_executable(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// builder: component documents parse and use only supported actions.
 pub fn validate(spec: &crate::spec::ImageSpec) -> Vec<crate::diag::Diagnostic> {
     let mut diags = Vec::new();
+    for p in spec
+        .provisioners
+        .iter()
+        .chain(&spec.tests)
+        .filter(|p| p.kind == "ansible")
+    {
+        let dir = match &p.base_dir {
+            Some(d) => spec.def_dir.join(d),
+            None => spec.def_dir.clone(),
+        };
+        let Some(playbook) = p.str("playbook_file") else {
+            continue;
+        };
+        let roles: Vec<std::path::PathBuf> = p
+            .str("roles_path")
+            .map(|r| r.split(':').map(|x| dir.join(x)).collect())
+            .unwrap_or_default();
+        let reach =
+            crate::fingerprint::ansible::playbook_reach(&spec.def_dir, &dir.join(playbook), &roles);
+        if let Some(why) = reach.dynamic {
+            diags.push(
+                crate::diag::Diagnostic::note(format!("{}: the playbook's reach is not known statically, so its whole directory is an input", spec.addr))
+                    .at(Some(p.loc.clone()))
+                    .detail(why),
+            );
+        }
+    }
     for p in spec.provisioners.iter().filter(|p| p.kind == "component") {
         let dir = match &p.base_dir {
             Some(d) => spec.def_dir.join(d),

@@ -102,7 +102,9 @@ pub async fn run(
             .await
             .map_err(|e| fail(format!("cannot start {program}: {e}")))?
         {
-            super::Streamed::Exited { code, stderr_tail } => (i64::from(code), stderr_tail),
+            super::Streamed::Exited {
+                code, stderr_tail, ..
+            } => (i64::from(code), stderr_tail),
             super::Streamed::Cancelled => return Err(BuildError::Cancelled),
         };
         if !valid_codes.contains(&code) {

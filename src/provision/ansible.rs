@@ -1,0 +1,309 @@
+//! `ansible`: runs `ansible-playbook` on the host against the machine being
+//! built, as Packer's ansible provisioner does with `use_proxy = false`.
+//!
+//! imgform writes a temporary inventory (`host_alias`, default `default`,
+//! in `groups`), removes it afterwards unless `keep_inventory_file`, and
+//! runs `ansible-playbook -i INVENTORY [extra_arguments] PLAYBOOK` in the
+//! definition dir with `ansible_env_vars` set. For a `chroot` image it
+//! connects with a small connection plugin shipped by imgform
+//! (`imgform_chroot`, the equivalent of `community.general.chroot`), and a
+//! no-op become plugin (commands already run as root there), so the same
+//! playbook provisions a local image and a cloud one. Modules need Python
+//! inside the image, as with any Ansible target.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use tokio::process::Command;
+
+use super::{base_dir, Communicator};
+use crate::drivers::{BuildContext, BuildError};
+use crate::spec::ProvisionerSpec;
+
+const CONNECTION_PLUGIN: &str = r#"# imgform's chroot connection plugin: runs tasks inside a root directory
+# with chroot(8), like community.general.chroot.
+from __future__ import annotations
+
+import subprocess
+
+from ansible.errors import AnsibleError
+from ansible.plugins.connection import ConnectionBase
+
+DOCUMENTATION = """
+name: imgform_chroot
+short_description: run tasks inside a chroot directory (written by imgform)
+description:
+  - Runs commands with chroot(8) in the directory given as the host address.
+author: imgform
+options: {}
+"""
+
+
+class Connection(ConnectionBase):
+    transport = "imgform_chroot"
+    has_pipelining = True
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.chroot = self._play_context.remote_addr
+
+    def _connect(self):
+        self._connected = True
+        return self
+
+    def exec_command(self, cmd, in_data=None, sudoable=False):
+        super().exec_command(cmd, in_data=in_data, sudoable=sudoable)
+        p = subprocess.Popen(
+            ["chroot", self.chroot, "/bin/sh", "-c", cmd],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )
+        out, err = p.communicate(in_data)
+        return p.returncode, out, err
+
+    def put_file(self, in_path, out_path):
+        super().put_file(in_path, out_path)
+        with open(in_path, "rb") as source:
+            p = subprocess.run(
+                ["chroot", self.chroot, "/bin/sh", "-c", 'cat > "$1"', "sh", out_path],
+                stdin=source, capture_output=True,
+            )
+        if p.returncode != 0:
+            raise AnsibleError("imgform_chroot: writing %s failed: %s" % (out_path, p.stderr.decode(errors="replace")))
+
+    def fetch_file(self, in_path, out_path):
+        super().fetch_file(in_path, out_path)
+        p = subprocess.run(["chroot", self.chroot, "cat", in_path], capture_output=True)
+        if p.returncode != 0:
+            raise AnsibleError("imgform_chroot: reading %s failed: %s" % (in_path, p.stderr.decode(errors="replace")))
+        with open(out_path, "wb") as target:
+            target.write(p.stdout)
+
+    def close(self):
+        self._connected = False
+"#;
+
+const BECOME_PLUGIN: &str = r#"# imgform: inside a chroot every command already runs as root.
+from __future__ import annotations
+
+from ansible.plugins.become import BecomeBase
+
+DOCUMENTATION = """
+name: imgform_root
+short_description: no-op become for imgform's chroot connection
+description:
+  - Commands in an imgform chroot already run as root; become changes nothing.
+author: imgform
+options: {}
+"""
+
+
+class BecomeModule(BecomeBase):
+    name = "imgform_root"
+
+    def build_become_command(self, cmd, shell):
+        return cmd
+"#;
+
+fn fail(message: impl Into<String>) -> BuildError {
+    BuildError::Provisioner {
+        kind: "ansible".to_owned(),
+        message: message.into(),
+    }
+}
+
+fn strings(p: &ProvisionerSpec, name: &str) -> Vec<String> {
+    p.strings(name)
+}
+
+/// A private dir removed on drop (unless kept).
+struct Scratch {
+    path: PathBuf,
+    keep: bool,
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+pub async fn run(
+    ctx: &BuildContext<'_>,
+    p: &ProvisionerSpec,
+    comm: &dyn Communicator,
+) -> Result<(), BuildError> {
+    let dir = base_dir(ctx, p);
+    let playbook = p
+        .str("playbook_file")
+        .ok_or_else(|| fail("no playbook_file"))?;
+    let program = p
+        .settings
+        .get("command")
+        .and_then(Value::as_str)
+        .unwrap_or("ansible-playbook")
+        .to_owned();
+    if which(&program).is_none() {
+        return Err(fail(format!(
+            "`{program}` was not found on this machine: install Ansible (e.g. `python3 -m pip install ansible-core`) or set `command` to its path"
+        )));
+    }
+    // Where the machine is: a chroot's root, given by the communicator.
+    let host_env = comm.host_env();
+    let Some(root) = host_env
+        .iter()
+        .find(|(k, _)| k == "TARGET_ROOT")
+        .map(|(_, v)| v.clone())
+    else {
+        return Err(fail("this builder has no machine Ansible can reach yet (ansible runs against chroot images)"));
+    };
+    let keep = p
+        .settings
+        .get("keep_inventory_file")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let scratch = Scratch {
+        path: std::env::temp_dir()
+            .join(format!("imgform-ansible-{}", uuid::Uuid::new_v4().simple())),
+        keep,
+    };
+    std::fs::create_dir_all(scratch.path.join("connection"))
+        .map_err(|e| fail(format!("creating {}: {e}", scratch.path.display())))?;
+    std::fs::create_dir_all(scratch.path.join("become"))
+        .map_err(|e| fail(format!("creating {}: {e}", scratch.path.display())))?;
+    let write = |rel: &str, text: &str| {
+        std::fs::write(scratch.path.join(rel), text)
+            .map_err(|e| fail(format!("writing {rel}: {e}")))
+    };
+    write("connection/imgform_chroot.py", CONNECTION_PLUGIN)?;
+    write("become/imgform_root.py", BECOME_PLUGIN)?;
+
+    let alias = p.str("host_alias").unwrap_or("default").to_owned();
+    let host_line = format!(
+        "{alias} ansible_connection=imgform_chroot ansible_host={root} ansible_python_interpreter=/usr/bin/python3 ansible_become_method=imgform_root"
+    );
+    let mut inventory = format!("{host_line}\n");
+    for group in strings(p, "groups") {
+        inventory.push_str(&format!("\n[{group}]\n{alias}\n"));
+    }
+    for group in strings(p, "empty_groups") {
+        inventory.push_str(&format!("\n[{group}]\n"));
+    }
+    write("inventory.ini", &inventory)?;
+    if keep {
+        ctx.events.step(format!(
+            "ansible: inventory kept at {}",
+            scratch.path.join("inventory.ini").display()
+        ));
+    }
+
+    let mut cmd = Command::new(&program);
+    cmd.current_dir(&dir)
+        .arg("-i")
+        .arg(scratch.path.join("inventory.ini"));
+    for arg in strings(p, "extra_arguments") {
+        cmd.arg(arg);
+    }
+    cmd.arg(playbook);
+    cmd.env(
+        "ANSIBLE_CONNECTION_PLUGINS",
+        scratch.path.join("connection"),
+    )
+    .env("ANSIBLE_BECOME_PLUGINS", scratch.path.join("become"))
+    .env("ANSIBLE_HOST_KEY_CHECKING", "False")
+    .env("ANSIBLE_NOCOLOR", "1")
+    .env("ANSIBLE_RETRY_FILES_ENABLED", "False")
+    .env("PYTHONUNBUFFERED", "1");
+    if let Some(roles) = p.config.get("roles_path").and_then(Value::as_str) {
+        cmd.env("ANSIBLE_ROLES_PATH", dir.join(roles));
+    }
+    if let Some(collections) = p.config.get("collections_path").and_then(Value::as_str) {
+        cmd.env("ANSIBLE_COLLECTIONS_PATH", dir.join(collections));
+    }
+    for item in strings(p, "ansible_env_vars") {
+        if let Some((k, v)) = item.split_once('=') {
+            cmd.env(k, v);
+        }
+    }
+    if let Some(galaxy) = p.str("galaxy_file") {
+        install_galaxy(ctx, p, &dir, galaxy).await?;
+    }
+    ctx.events
+        .step(format!("ansible: {program} {playbook} against {alias}"));
+    let (code, stdout_tail, stderr_tail) = match super::run_streaming(cmd, &ctx.events, &ctx.cancel)
+        .await
+        .map_err(|e| fail(format!("cannot start {program}: {e}")))?
+    {
+        super::Streamed::Exited {
+            code,
+            stdout_tail,
+            stderr_tail,
+        } => (code, stdout_tail, stderr_tail),
+        super::Streamed::Cancelled => return Err(BuildError::Cancelled),
+    };
+    if code != 0 {
+        // Ansible prints a failed task on stdout as `fatal: [host]: FAILED! => {...}`.
+        let message = stdout_tail
+            .iter()
+            .rev()
+            .find(|l| l.contains("FAILED!") || l.starts_with("fatal:"))
+            .or_else(|| stderr_tail.last())
+            .cloned()
+            .unwrap_or_default();
+        return Err(fail(format!(
+            "ansible-playbook exited with status {code}: {}",
+            ctx.spec.scrub(&message)
+        )));
+    }
+    Ok(())
+}
+
+async fn install_galaxy(
+    ctx: &BuildContext<'_>,
+    p: &ProvisionerSpec,
+    dir: &Path,
+    galaxy: &str,
+) -> Result<(), BuildError> {
+    let command = p
+        .config
+        .get("galaxy_command")
+        .and_then(Value::as_str)
+        .unwrap_or("ansible-galaxy")
+        .to_owned();
+    let mut cmd = Command::new(&command);
+    cmd.current_dir(dir).args(["install", "-r", galaxy]);
+    if let Some(roles) = p.config.get("roles_path").and_then(Value::as_str) {
+        cmd.arg("-p").arg(dir.join(roles));
+    }
+    if p.config
+        .get("galaxy_force_install")
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+    {
+        cmd.arg("--force");
+    }
+    ctx.events
+        .step(format!("ansible: {command} install -r {galaxy}"));
+    match super::run_streaming(cmd, &ctx.events, &ctx.cancel)
+        .await
+        .map_err(|e| fail(format!("cannot start {command}: {e}")))?
+    {
+        super::Streamed::Exited { code: 0, .. } => Ok(()),
+        super::Streamed::Exited { code, .. } => Err(fail(format!(
+            "{command} install -r {galaxy} exited with status {code}"
+        ))),
+        super::Streamed::Cancelled => Err(BuildError::Cancelled),
+    }
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    if program.contains('/') {
+        return Path::new(program).is_file().then(|| PathBuf::from(program));
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(program))
+            .find(|p| p.is_file())
+    })
+}

@@ -9,15 +9,6 @@ use std::process::Command;
 
 use util::Project;
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .map(|s| {
-            s.lines()
-                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
-}
-
 const DEFS: &str = r#"
 source "chroot" "web" {
   base   = "rootfs/debian.tar.gz"
@@ -134,7 +125,7 @@ fn a_role_edit_rebuilds_exactly_the_images_that_reach_it() {
 
 #[test]
 fn a_playbook_with_a_role_provisions_a_chroot_image() {
-    if !is_root() {
+    if !util::is_root() {
         eprintln!("skipped: needs root for the chroot builder");
         return;
     }

@@ -10,19 +10,10 @@ use std::sync::OnceLock;
 
 use util::Project;
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .map(|s| {
-            s.lines()
-                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
-}
-
 /// Skips (with a message) when not root: chroot and mount need it.
 macro_rules! require_root {
     () => {
-        if !is_root() {
+        if !util::is_root() {
             eprintln!("skipped: the chroot tests need root (chroot, mount)");
             return;
         }

@@ -8,15 +8,6 @@ use std::process::Command;
 
 use util::Project;
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .map(|s| {
-            s.lines()
-                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
-}
-
 fn project(doc: &str) -> Project {
     let p = Project::new();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/make-busybox-rootfs.sh");
@@ -180,7 +171,7 @@ phases:
 
 #[test]
 fn every_action_parameters_outputs_loops_and_failure_modes() {
-    if !is_root() {
+    if !util::is_root() {
         eprintln!("skipped: needs root for the chroot builder");
         return;
     }
@@ -239,7 +230,7 @@ fn every_action_parameters_outputs_loops_and_failure_modes() {
 
 #[test]
 fn abort_fails_the_image_and_web_download_fetches_over_http() {
-    if !is_root() {
+    if !util::is_root() {
         eprintln!("skipped: needs root for the chroot builder");
         return;
     }
@@ -360,7 +351,7 @@ build {
 
 #[test]
 fn the_test_phase_gates_recording_and_deletes_a_failed_image() {
-    if !is_root() {
+    if !util::is_root() {
         eprintln!("skipped: needs root for the chroot builder");
         return;
     }
@@ -499,7 +490,7 @@ build {{
 
 #[test]
 fn s3_download_and_upload_against_moto() {
-    if !is_root() {
+    if !util::is_root() {
         eprintln!("skipped: needs root for the chroot builder");
         return;
     }

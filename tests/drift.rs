@@ -131,18 +131,9 @@ fn current_stale_parent_rebuilt_too_old_and_removed() {
     assert_eq!(old["reasons"][0]["kind"], "removed_from_config", "{old}");
 }
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .map(|s| {
-            s.lines()
-                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
-}
-
 #[test]
 fn missing_and_untracked_local_images() {
-    if !is_root() {
+    if !util::is_root() {
         eprintln!("skipped: needs root for the chroot builder");
         return;
     }

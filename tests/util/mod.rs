@@ -135,3 +135,13 @@ pub fn filters() -> Vec<(&'static str, &'static str)> {
         (r"\[\d+\.\ds\]", "[ELAPSED]"),
     ]
 }
+
+/// Whether the tests run as root (the chroot builder needs chroot and mount).
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}

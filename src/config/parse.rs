@@ -78,6 +78,11 @@ pub fn parse_file(path: &Path, display: &Path) -> Result<RawFile, Diagnostic> {
 }
 
 pub fn parse_hcl(text: &str, display: &Path) -> Result<RawFile, Diagnostic> {
+    if text.len() >= PARALLEL_PARSE_BYTES {
+        if let Some(file) = parse_hcl_in_pieces(text, display) {
+            return Ok(file);
+        }
+    }
     let body = hcl::edit::parser::parse_body(text).map_err(|err| {
         let loc = err.location();
         Diagnostic::error(format!("syntax error: {}", err.message()))
@@ -91,6 +96,8 @@ pub fn parse_hcl(text: &str, display: &Path) -> Result<RawFile, Diagnostic> {
     let index = LineIndex::new(text);
     let src = Src {
         text,
+        full: text,
+        base: 0,
         display,
         index: &index,
     };
@@ -102,16 +109,89 @@ pub fn parse_hcl(text: &str, display: &Path) -> Result<RawFile, Diagnostic> {
     })
 }
 
-/// One source file being converted: its text, display path and line index.
+/// Files at least this large are parsed in pieces, in parallel.
+const PARALLEL_PARSE_BYTES: usize = 128 * 1024;
+
+/// Parses a large file as pieces cut between top-level blocks (after a line
+/// that is just `}`), one thread per piece. Any piece that does not parse
+/// on its own (a cut inside a heredoc or a comment) makes the caller parse
+/// the whole file instead, so errors are reported exactly as usual.
+fn parse_hcl_in_pieces(text: &str, display: &Path) -> Option<RawFile> {
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(8);
+    if threads < 2 {
+        return None;
+    }
+    // Candidate cuts: the start of the line after each "}" line.
+    let mut cuts = vec![0];
+    let target = text.len() / threads;
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        offset += line.len();
+        if line.trim_end() == "}" && offset - cuts[cuts.len() - 1] >= target && cuts.len() < threads
+        {
+            cuts.push(offset);
+        }
+    }
+    cuts.push(text.len());
+    let index = LineIndex::new(text);
+    let pieces: Vec<Option<(Vec<RawAttr>, Vec<RawBlock>)>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = cuts
+            .windows(2)
+            .map(|w| {
+                let (start, end) = (w[0], w[1]);
+                let index = &index;
+                scope.spawn(move || {
+                    let piece = &text[start..end];
+                    let body = hcl::edit::parser::parse_body(piece).ok()?;
+                    let src = Src {
+                        text: piece,
+                        full: text,
+                        base: start,
+                        display,
+                        index,
+                    };
+                    Some(convert_body(body, &src))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().ok().flatten())
+            .collect()
+    });
+    let mut attrs = Vec::new();
+    let mut blocks = Vec::new();
+    for piece in pieces {
+        let (a, b) = piece?;
+        attrs.extend(a);
+        blocks.extend(b);
+    }
+    Some(RawFile {
+        path: display.to_path_buf(),
+        attrs,
+        blocks,
+    })
+}
+
+/// One source text being converted: the piece parsed (`text`, starting at
+/// byte `base` of the whole file `full`), its display path and line index.
 struct Src<'a> {
     text: &'a str,
+    full: &'a str,
+    base: usize,
     display: &'a Path,
     index: &'a LineIndex,
 }
 
 fn loc_of(span: Option<std::ops::Range<usize>>, src: &Src) -> SourceLoc {
-    src.index
-        .loc(src.display, src.text, span.map(|s| s.start).unwrap_or(0))
+    src.index.loc(
+        src.display,
+        src.full,
+        src.base + span.map(|s| s.start).unwrap_or(0),
+    )
 }
 
 /// Consumes the parsed body (no copies of expressions).
@@ -380,6 +460,48 @@ mod tests {
         let attr = &file.blocks[1].attrs[0];
         assert_eq!((attr.loc.line, attr.loc.col), (6, 3));
         assert_eq!(attr.text, "\"none\"");
+    }
+
+    #[test]
+    fn large_files_parse_in_pieces_with_the_same_result() {
+        let mut text = String::new();
+        for i in 0..3000 {
+            text.push_str(&format!(
+                "source \"null\" \"s{i}\" {{\n  communicator = \"none\"\n}}\n\n"
+            ));
+        }
+        assert!(text.len() >= PARALLEL_PARSE_BYTES);
+        let whole = {
+            let body = hcl::edit::parser::parse_body(&text).unwrap();
+            let index = LineIndex::new(&text);
+            let src = Src {
+                text: &text,
+                full: &text,
+                base: 0,
+                display: Path::new("t.pkr.hcl"),
+                index: &index,
+            };
+            convert_body(body, &src).1
+        };
+        let pieces = parse_hcl(&text, Path::new("t.pkr.hcl")).unwrap().blocks;
+        assert_eq!(whole.len(), pieces.len());
+        for (a, b) in whole.iter().zip(&pieces) {
+            assert_eq!(
+                (a.labels.clone(), a.loc.clone()),
+                (b.labels.clone(), b.loc.clone())
+            );
+            assert_eq!(a.attrs[0].loc, b.attrs[0].loc);
+            assert_eq!(a.attrs[0].text, b.attrs[0].text);
+        }
+        // A cut that breaks a heredoc falls back to the whole file.
+        let tricky = format!("{text}locals {{\n  x = <<EOT\n}}\nEOT\n}}\n{text}");
+        assert_eq!(
+            parse_hcl(&tricky, Path::new("t.pkr.hcl"))
+                .unwrap()
+                .blocks
+                .len(),
+            6001
+        );
     }
 
     #[test]

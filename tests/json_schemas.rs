@@ -24,6 +24,7 @@ const SCHEMAS: &[&str] = &[
     "state-list.v1.schema.json",
     "state-show.v1.schema.json",
     "show-state.v1.schema.json",
+    "drift.v1.schema.json",
 ];
 
 /// Six images: `base` with `app` built from it, `steady` that never changes,
@@ -660,6 +661,52 @@ fn state_documents_match_their_schemas() {
     // `show --json` embeds the state file as stored.
     let file: Value = serde_json::from_str(&p.read("state/local.json")).unwrap();
     assert_eq!(shown["states"][0], file);
+    checks.run();
+}
+
+#[test]
+fn drift_documents_match_the_drift_schema() {
+    let mut checks = Checks::default();
+    let p = project();
+    let empty = p.run(&["drift", "--json"]);
+    empty.success();
+    checks.valid("drift.v1.schema.json", &empty.json());
+
+    p.run(&APPLY).success();
+    let current = p.run(&["drift", "--json"]);
+    current.success();
+    checks.valid("drift.v1.schema.json", &current.json());
+
+    // inputs_changed (with plan reasons inside) and, after rebuilding only
+    // the parent, parent_rebuilt with the ancestry moved on.
+    p.file("scripts/base.sh", "#!/bin/sh\necho base v3\n");
+    let stale = p.run(&["drift", "--json"]);
+    stale.code(2);
+    let stale = stale.json();
+    checks.valid("drift.v1.schema.json", &stale);
+    p.run(&["apply", "--auto-approve", "--target", "golden.null.base"])
+        .success();
+    let moved = p.run(&["drift", "--json"]);
+    moved.code(2);
+    let moved = moved.json();
+    checks.valid("drift.v1.schema.json", &moved);
+    let kinds: BTreeSet<String> = stale["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(moved["images"].as_array().unwrap())
+        .flat_map(|e| e["reasons"].as_array().cloned().unwrap_or_default())
+        .map(|r| r["kind"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        kinds.contains("inputs_changed") && kinds.contains("parent_rebuilt"),
+        "{kinds:?}"
+    );
+
+    // A wrong status is rejected, so the check can fail.
+    let mut broken = moved.clone();
+    broken["images"][0]["status"] = json!("fine");
+    checks.rejected("drift.v1.schema.json", &broken, "fine");
     checks.run();
 }
 

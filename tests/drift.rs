@@ -142,6 +142,7 @@ fn missing_and_untracked_local_images() {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/make-busybox-rootfs.sh");
     assert!(std::process::Command::new(script)
         .arg(&rootfs)
+        .stdout(std::process::Stdio::null())
         .status()
         .unwrap()
         .success());

@@ -530,6 +530,7 @@ build {
     let doc = run.json();
     checks.valid("apply.v1.schema.json", &doc);
     assert_eq!(doc["result"]["interrupted"], true, "{doc}");
+    assert!(doc["result"]["not_started"].is_array(), "{doc}");
     assert_eq!(
         doc["result"]["failed"],
         json!([{"address": "one.null.slow", "message": "cancelled"}])
@@ -839,7 +840,7 @@ fn broken_documents_are_rejected() {
     let apply = json!({
         "format_version": 1,
         "plan": plan,
-        "result": {"built": [], "failed": [], "skipped": [], "destroyed": []},
+        "result": {"built": [], "failed": [], "skipped": [], "destroyed": [], "not_started": []},
     });
     checks.rejected(
         "apply.v1.schema.json",

@@ -300,6 +300,7 @@ fn result_json(plan: &Plan, outcome: &apply::ApplyOutcome) -> serde_json::Value 
             "failed": pairs(&outcome.failed, "message"),
             "skipped": outcome.skipped.iter().map(|(a, b)| serde_json::json!({"address": a.to_string(), "because": b.to_string()})).collect::<Vec<_>>(),
             "destroyed": pairs(&outcome.destroyed, "artifact_id"),
+            "not_started": outcome.not_started.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "interrupted": outcome.interrupted,
         }
     })

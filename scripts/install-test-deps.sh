@@ -11,6 +11,10 @@ command -v qemu-img >/dev/null 2>&1 || need_apt+=(qemu-utils)
 command -v zstd >/dev/null 2>&1 || need_apt+=(zstd)
 command -v debootstrap >/dev/null 2>&1 || need_apt+=(debootstrap)
 command -v xz >/dev/null 2>&1 || need_apt+=(xz-utils)
+# A real OpenSSH sshd on a spare port stands in for build instances (the
+# tests start it with their own config; no system service is used).
+[ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
+command -v ssh-keygen >/dev/null 2>&1 || need_apt+=(openssh-client)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then

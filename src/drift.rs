@@ -146,14 +146,39 @@ pub fn drift(input: DriftInput<'_>) -> DriftReport {
                 None => reasons.push(DriftReason::RemovedFromConfig),
                 Some(image) => {
                     if image.content_address != record.content_address {
-                        let changes = input
-                            .old_manifests
-                            .get(&record.content_address)
-                            .map(|old| manifest_reasons(old, image.manifest))
-                            .unwrap_or_else(|| vec![RebuildReason::ContentChanged]);
+                        let mut changes = match input.old_manifests.get(&record.content_address) {
+                            Some(old) => manifest_reasons(old, image.manifest),
+                            None => {
+                                // Without the old manifest, the recorded base
+                                // still tells whether upstream moved.
+                                let now = image.manifest.get("base").and_then(Value::as_str);
+                                match (record.base.as_ref(), now) {
+                                    (Some(b), Some(now)) if b.id != now => {
+                                        vec![RebuildReason::BaseUpdated {
+                                            old_id: b.id.clone(),
+                                            new_id: now.to_owned(),
+                                        }]
+                                    }
+                                    _ => vec![RebuildReason::ContentChanged],
+                                }
+                            }
+                        };
+                        // A newer upstream base is its own status reason.
+                        changes.retain(|c| match c {
+                            RebuildReason::BaseUpdated { old_id, new_id } => {
+                                reasons.push(DriftReason::BaseUpdated {
+                                    old_id: old_id.clone(),
+                                    new_id: new_id.clone(),
+                                });
+                                false
+                            }
+                            _ => true,
+                        });
                         // A parent's new content shows up as parent_rebuilt below
                         // once it is rebuilt; until then it is an input change.
-                        reasons.push(DriftReason::InputsChanged { changes });
+                        if !changes.is_empty() {
+                            reasons.push(DriftReason::InputsChanged { changes });
+                        }
                     }
                     if let Some((text, max_age)) = image.max_age {
                         let built = chrono::DateTime::parse_from_rfc3339(&record.built_at).ok();

@@ -55,6 +55,10 @@ pub struct ImageSpec {
     /// `timestamp()`/`uuidv4()`); re-evaluated at apply time.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub apply_time_settings: BTreeSet<String>,
+    /// The base image a filter resolved to at plan time (`resolve`); part of
+    /// the manifest, used by the builder instead of the filter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<crate::state::BaseRecord>,
     pub keep_previous: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_age: Option<String>,

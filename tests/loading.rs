@@ -31,7 +31,35 @@ fn packer_docs_multi_cloud_template_loads_unchanged() {
         "{}",
         run.stderr
     );
-    let plan = p.run(&["plan", "--json", "--refresh=false"]);
+    // Planning resolves source_ami_filter (Canonical's jammy images) against
+    // EC2: moto here, with upstream AMIs like Canonical's.
+    let moto = util::moto::Moto::start_with_amis(
+        &[
+            (
+                "ami-0a1b2c3d4e5f60001",
+                "ubuntu/images/hvm-ssd/ubuntu-jammy-22.04-amd64-server-20240101",
+                "099720109477",
+            ),
+            (
+                "ami-0a1b2c3d4e5f60002",
+                "ubuntu/images/hvm-ssd/ubuntu-jammy-22.04-amd64-server-20240301",
+                "099720109477",
+            ),
+            (
+                "ami-0a1b2c3d4e5f60003",
+                "ubuntu/images/hvm-ssd/ubuntu-noble-24.04-amd64-server-20240601",
+                "099720109477",
+            ),
+        ],
+        p.path(),
+    );
+    let endpoint = moto.endpoint();
+    let env = [
+        ("AWS_ENDPOINT_URL", endpoint.as_str()),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+    ];
+    let plan = p.run_env(&["plan", "--json"], &env);
     plan.success();
     let json = plan.json();
     let targets: Vec<&str> = json["changes"]
@@ -45,7 +73,7 @@ fn packer_docs_multi_cloud_template_loads_unchanged() {
         vec!["aws/us-west-2", "openstack/default/RegionOne"]
     );
     // The ami_name uses timestamp(): a build setting, so the address is stable.
-    let again = p.run(&["plan", "--json", "--refresh=false"]).json();
+    let again = p.run_env(&["plan", "--json"], &env).json();
     assert_eq!(
         json["changes"][0]["content"]["new"],
         again["changes"][0]["content"]["new"]
@@ -55,7 +83,7 @@ fn packer_docs_multi_cloud_template_loads_unchanged() {
         "roles/common/tasks/main.yml",
         "---\n- name: changed\n  ansible.builtin.debug: msg=hi\n",
     );
-    let edited = p.run(&["plan", "--json", "--refresh=false"]).json();
+    let edited = p.run_env(&["plan", "--json"], &env).json();
     assert_ne!(
         json["changes"][0]["content"]["new"],
         edited["changes"][0]["content"]["new"]
@@ -64,6 +92,20 @@ fn packer_docs_multi_cloud_template_loads_unchanged() {
         json["changes"][1]["content"]["new"],
         edited["changes"][1]["content"]["new"]
     );
+    // The filter resolved to the newest jammy image.
+    let shown = p.run_env(&["plan"], &env);
+    assert!(
+        shown.stdout.contains("learn-packer.amazon-ebs.ubuntu"),
+        "{}",
+        shown.stdout
+    );
+    let manifest_base = p.run_env(&["plan", "--out", "plan.json"], &env);
+    manifest_base.success();
+    assert!(
+        p.read("plan.json").contains("ami-0a1b2c3d4e5f60002"),
+        "the plan records the resolved AMI"
+    );
+    assert!(!p.read("plan.json").contains("hunter2"));
     // The password never reaches a plan.
     assert!(!plan.stdout.contains("hunter2"));
 }

@@ -42,6 +42,8 @@ pub struct ApplyOptions {
     pub parallelism: usize,
     /// Keep artifacts whose tests failed (they are not recorded).
     pub keep_failed: bool,
+    /// `--on-error=abort`: keep a failed build's temporary resources.
+    pub keep_on_error: bool,
     /// The definition dir (local artifact ids are relative to it).
     pub def_dir: std::path::PathBuf,
     pub run_id: String,
@@ -162,6 +164,7 @@ pub async fn apply(
                 let cancel = cancel.clone();
                 let run_id = Arc::clone(&run_id);
                 let keep_failed = options.keep_failed;
+                let keep_on_error = options.keep_on_error;
                 let builder_kind = job.spec.builder.clone();
                 jobs.insert(addr.clone(), job.clone());
                 running.spawn(async move {
@@ -175,6 +178,7 @@ pub async fn apply(
                         events: sink.clone(),
                         cancel,
                         keep_failed,
+                        keep_on_error,
                     };
                     let result = builder.build(ctx).await;
                     Finished {
@@ -467,7 +471,7 @@ fn record_for(
                 })
             })
             .collect(),
-        base: None,
+        base: job.spec.base.clone(),
         text_inputs,
         built_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         tainted: false,

@@ -214,6 +214,13 @@ pub struct ApplyArgs {
     #[arg(long)]
     pub keep_failed: bool,
 
+    /// When a build fails or is interrupted: `cleanup` deletes its temporary
+    /// cloud resources (instance, key pair, security group, server); `abort`
+    /// keeps them for debugging and prints what was kept, as Packer's
+    /// -on-error=abort
+    #[arg(long, value_name = "cleanup|abort", default_value = "cleanup", value_parser = ["cleanup", "abort"])]
+    pub on_error: String,
+
     /// Print the plan and results as JSON on stdout
     #[arg(long)]
     pub json: bool,

@@ -64,7 +64,8 @@ pub async fn run(chdir: Option<&Path>, args: ApplyArgs, output: Output) -> Resul
             (file.plan, jobs, lock, states)
         }
         None => {
-            let prepared = prepare::prepare(&dir, &options)?;
+            let resolve = prepare::resolve_for(&dir, opts.refresh, flags)?;
+            let prepared = prepare::prepare(&dir, &options, &resolve)?;
             super::print_warnings(&prepared.warnings, output);
             let lock = super::lock(&backend, "apply", timeout)?;
             let states = prepare::load_states(&backend, &prepared)?;
@@ -122,7 +123,7 @@ pub async fn run(chdir: Option<&Path>, args: ApplyArgs, output: Output) -> Resul
         &*backend,
         states,
         &def_dir,
-        (args.parallelism, args.keep_failed),
+        (args.parallelism, args.keep_failed, args.on_error == "abort"),
         output,
     )
     .await;
@@ -189,7 +190,13 @@ fn take_secrets_from_definitions(
     options: &LoadOptions,
     jobs: &mut BTreeMap<ImageAddr, BuildJob>,
 ) -> Result<()> {
-    let prepared = prepare::prepare(dir, options)?;
+    // The plan's own resolutions: a saved plan is applied exactly.
+    let recorded = jobs
+        .iter()
+        .filter_map(|(a, j)| j.spec.base.clone().map(|b| (a.clone(), b)))
+        .collect();
+    let resolve = prepare::Resolve::Recorded(tokio::runtime::Handle::current(), recorded);
+    let prepared = prepare::prepare(dir, options, &resolve)?;
     for (addr, job) in jobs.iter_mut() {
         let Some(now) = prepared.images.get(addr) else {
             anyhow::bail!("{addr} is no longer defined; the saved plan cannot be applied\n  hint: make a new plan");
@@ -217,7 +224,7 @@ async fn execute(
     backend: &dyn StateBackend,
     states: BTreeMap<TargetAddr, StateFile>,
     def_dir: &Path,
-    (parallelism, keep_failed): (usize, bool),
+    (parallelism, keep_failed, keep_on_error): (usize, bool, bool),
     output: Output,
 ) -> Result<apply::ApplyOutcome> {
     let err_style = Style {
@@ -277,6 +284,7 @@ async fn execute(
     let options = ApplyOptions {
         parallelism,
         keep_failed,
+        keep_on_error,
         def_dir: def_dir.to_path_buf(),
         run_id,
     };

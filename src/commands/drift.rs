@@ -19,7 +19,11 @@ pub async fn run(chdir: Option<&Path>, args: DriftArgs, output: Output) -> Resul
     let dir = definition_dir(chdir, &args.dir);
     super::def_dir_exists(&dir)?;
     let options = LoadOptions::from_env(args.vars.vars.clone(), args.vars.var_files.clone());
-    let prepared = prepare::prepare(&dir, &options)?;
+    let prepared = prepare::prepare(
+        &dir,
+        &options,
+        &prepare::Resolve::Refresh(tokio::runtime::Handle::current()),
+    )?;
     super::print_warnings(&prepared.warnings, output);
     let def_dir = &prepared.project.def_dir;
     let backend = prepare::backend_for(

@@ -16,7 +16,11 @@ pub async fn run(chdir: Option<&Path>, args: PlanArgs, output: Output) -> Result
     let opts = &args.options;
     let timeout = lock_timeout(&opts.lock.lock_timeout).map_err(anyhow::Error::msg)?;
     let options = LoadOptions::from_env(opts.vars.vars.clone(), opts.vars.var_files.clone());
-    let prepared = prepare::prepare(&dir, &options)?;
+    let prepared = prepare::prepare(
+        &dir,
+        &options,
+        &prepare::resolve_for(&dir, opts.refresh, &opts.backend.backend_config)?,
+    )?;
     super::print_warnings(&prepared.warnings, output);
     let backend = prepare::backend_for(
         &prepared.project.def_dir,

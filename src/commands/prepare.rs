@@ -17,6 +17,116 @@ use crate::plan::{self, Plan, PlanInput, PlannedImage};
 use crate::spec::{ImageRef, ImageSpec};
 use crate::state::{LocalBackend, StateBackend, StateFile};
 
+/// How the **resolve** stage finds base images given by a filter.
+pub enum Resolve {
+    /// Not at all (`validate`, `graph`): manifests of images whose base is a
+    /// filter carry no base id, so their addresses are not final.
+    Skip,
+    /// Ask the cloud now (`plan`, `apply`, `drift`). Runs on the prepare
+    /// threads through the runtime's handle; each distinct query is asked
+    /// once.
+    Refresh(tokio::runtime::Handle),
+    /// `--refresh=false`: reuse the resolution recorded in the state when
+    /// the query is the same; ask only for the others.
+    Recorded(
+        tokio::runtime::Handle,
+        BTreeMap<ImageAddr, crate::state::BaseRecord>,
+    ),
+}
+
+impl Resolve {
+    /// `Refresh` or `Recorded` (from the states in `backend`) on the
+    /// current runtime.
+    pub fn for_plan(
+        refresh: bool,
+        recorded: impl FnOnce() -> Result<Vec<StateFile>>,
+    ) -> Result<Resolve> {
+        let handle = tokio::runtime::Handle::current();
+        if refresh {
+            return Ok(Resolve::Refresh(handle));
+        }
+        let mut bases = BTreeMap::new();
+        for state in recorded()? {
+            for (addr, record) in state.images {
+                if let (Ok(a), Some(base)) = (addr.parse::<ImageAddr>(), record.base) {
+                    bases.insert(a, base);
+                }
+            }
+        }
+        Ok(Resolve::Recorded(handle, bases))
+    }
+}
+
+/// The resolve mode of `plan`/`apply` in `dir`: fresh lookups, or with
+/// `--refresh=false` the resolutions recorded in the state (read without
+/// the lock: it is only a hint for the lookups that follow).
+pub fn resolve_for(dir: &Path, refresh: bool, backend_flags: &[String]) -> Result<Resolve> {
+    Resolve::for_plan(refresh, || {
+        backend_for_dir(dir, backend_flags)?
+            .load_all()
+            .context("loading the state for its recorded base images")
+    })
+}
+
+/// Resolutions made during one prepare: query → id (or the error).
+type ResolveCache = std::sync::Mutex<BTreeMap<String, Result<String, String>>>;
+
+fn resolve_base(
+    resolve: &Resolve,
+    cache: &ResolveCache,
+    spec: &ImageSpec,
+) -> Result<Option<crate::state::BaseRecord>, Diagnostic> {
+    let handle = match resolve {
+        Resolve::Skip => return Ok(None),
+        Resolve::Refresh(h) | Resolve::Recorded(h, _) => h,
+    };
+    let Some(builder) = drivers::builder_for(&spec.builder) else {
+        return Ok(None);
+    };
+    let Some(query) = builder.base_query(spec) else {
+        return Ok(None);
+    };
+    if let Resolve::Recorded(_, recorded) = resolve {
+        if let Some(base) = recorded.get(&spec.addr).filter(|b| b.query == query) {
+            return Ok(Some(base.clone()));
+        }
+    }
+    let cached = cache.lock().expect("resolve cache").get(&query).cloned();
+    let result = match cached {
+        Some(r) => r,
+        None => {
+            let r = handle
+                .block_on(builder.resolve_base(spec))
+                .map_err(|e| spec.scrub(&e.to_string()));
+            cache
+                .lock()
+                .expect("resolve cache")
+                .insert(query.clone(), r.clone());
+            r
+        }
+    };
+    match result {
+        Ok(id) => Ok(Some(crate::state::BaseRecord { query, id })),
+        Err(message) => {
+            let filter = [
+                "source_ami_filter",
+                "source_image_filter",
+                "source_image_name",
+            ]
+            .iter()
+            .find_map(|k| spec.attr_locs.get(*k))
+            .cloned()
+            .unwrap_or_else(|| spec.loc.clone());
+            Err(Diagnostic::error(format!(
+                "{}: cannot resolve the base image: {message}",
+                spec.addr
+            ))
+            .at(Some(filter))
+            .hint("check the filter and the credentials; with --refresh=false the resolution recorded in the state is reused"))
+        }
+    }
+}
+
 pub struct PreparedImage {
     pub spec: ImageSpec,
     pub manifest: Manifest,
@@ -33,8 +143,13 @@ pub struct Prepared {
 
 /// Loads, evaluates and fingerprints every image. All problems are
 /// collected into one `Diagnostics` error.
-pub fn prepare(dir: &Path, options: &LoadOptions) -> Result<Prepared, Diagnostics> {
+pub fn prepare(
+    dir: &Path,
+    options: &LoadOptions,
+    resolve: &Resolve,
+) -> Result<Prepared, Diagnostics> {
     let project = config::load(dir, options)?;
+    let cache = ResolveCache::default();
     let graph = ImageGraph::build(project.images.iter().map(|i| (&i.addr, &i.refs)))
         .map_err(Diagnostics)?;
     let order = graph.topo_order();
@@ -74,7 +189,9 @@ pub fn prepare(dir: &Path, options: &LoadOptions) -> Result<Prepared, Diagnostic
                 .map(|part| {
                     scope.spawn(|| {
                         part.iter()
-                            .map(|(def, parents)| prepare_image(&project, def, parents, &hasher))
+                            .map(|(def, parents)| {
+                                prepare_image(&project, def, parents, &hasher, resolve, &cache)
+                            })
                             .collect::<Vec<_>>()
                     })
                 })
@@ -127,6 +244,8 @@ fn prepare_image(
     def: &config::ImageDef,
     parent_addresses: &BTreeMap<ImageAddr, String>,
     hasher: &FileHasher,
+    resolve: &Resolve,
+    cache: &ResolveCache,
 ) -> (
     ImageAddr,
     Result<PreparedImage, Vec<Diagnostic>>,
@@ -137,7 +256,7 @@ fn prepare_image(
         .iter()
         .map(|(p, ca)| (p.clone(), ImageRef::token(p, ca)))
         .collect();
-    let spec = match project.evaluate_image(def, &tokens) {
+    let mut spec = match project.evaluate_image(def, &tokens) {
         Ok(spec) => spec,
         Err(d) => return (addr, Err(d), Vec::new()),
     };
@@ -148,6 +267,10 @@ fn prepare_image(
             return (addr, Err(problems), Vec::new());
         }
         notes = problems;
+    }
+    match resolve_base(resolve, cache, &spec) {
+        Ok(base) => spec.base = base,
+        Err(d) => return (addr, Err(vec![d]), notes),
     }
     let result = fingerprint::fingerprint(&spec, parent_addresses, hasher)
         .map(|manifest| PreparedImage { spec, manifest });

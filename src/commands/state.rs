@@ -162,7 +162,11 @@ pub async fn recover(
     super::def_dir_exists(&dir)?;
     let options =
         crate::config::LoadOptions::from_env(args.vars.vars.clone(), args.vars.var_files.clone());
-    let prepared = prepare::prepare(&dir, &options)?;
+    let prepared = prepare::prepare(
+        &dir,
+        &options,
+        &prepare::Resolve::Refresh(tokio::runtime::Handle::current()),
+    )?;
     let backend = prepare::backend_for(
         &prepared.project.def_dir,
         prepared.project.backend.as_ref(),
@@ -209,7 +213,11 @@ pub async fn import(chdir: Option<&Path>, args: crate::cli::StateImportArgs) -> 
     let addr: crate::addr::ImageAddr = args.address.parse().map_err(anyhow::Error::msg)?;
     let options =
         crate::config::LoadOptions::from_env(args.vars.vars.clone(), args.vars.var_files.clone());
-    let prepared = prepare::prepare(&dir, &options)?;
+    let prepared = prepare::prepare(
+        &dir,
+        &options,
+        &prepare::Resolve::Refresh(tokio::runtime::Handle::current()),
+    )?;
     let Some(image) = prepared.images.get(&addr) else {
         anyhow::bail!("{addr} is not defined\n  hint: `imgform validate` lists the defined images");
     };

@@ -13,7 +13,7 @@ use crate::views::{self, Style};
 pub fn run(chdir: Option<&Path>, args: ValidateArgs, output: Output) -> Result<Status> {
     let dir = definition_dir(chdir, &args.dir);
     let options = LoadOptions::from_env(args.vars.vars, args.vars.var_files);
-    match prepare::prepare(&dir, &options) {
+    match prepare::prepare(&dir, &options, &prepare::Resolve::Skip) {
         Ok(prepared) => {
             if args.json {
                 print!(

@@ -476,6 +476,7 @@ impl Project {
             variables,
             files_read: real.files_read,
             apply_time_settings,
+            base: None,
             keep_previous,
             max_age,
             def_dir: self.def_dir.clone(),

@@ -5,6 +5,8 @@
 //! and gets an [`Artifact`] back. Builders own their temporary resources and
 //! must release them on success, failure and cancellation alike.
 
+#[cfg(feature = "aws")]
+pub mod amazon_ebs;
 pub mod chroot;
 pub mod null;
 pub mod schema;
@@ -49,11 +51,32 @@ pub struct BuildContext<'a> {
     pub cancel: CancelToken,
     /// `--keep-failed`: keep an artifact whose tests failed (not recorded).
     pub keep_failed: bool,
+    /// `--on-error=abort`: on failure keep the temporary resources (instance,
+    /// key pair, security group) for debugging and say what was kept.
+    pub keep_on_error: bool,
 }
 
 pub trait Builder: Send + Sync {
     /// Static checks that need the evaluated spec (run at plan time).
     fn validate(&self, spec: &ImageSpec) -> Vec<Diagnostic>;
+    /// The **resolve** stage: when `spec` asks for its base image by a filter
+    /// (`source_ami_filter`, `source_image_filter`), a stable description of
+    /// that query (its target and filter) — `None` when the base is given
+    /// by id or the builder has no base.
+    fn base_query(&self, _spec: &ImageSpec) -> Option<String> {
+        None
+    }
+    /// Asks the cloud which image the filter of `spec` selects now.
+    fn resolve_base<'a>(
+        &'a self,
+        _spec: &'a ImageSpec,
+    ) -> BoxFuture<'a, Result<String, BuildError>> {
+        Box::pin(async {
+            Err(BuildError::Failed(
+                "this builder has no base image filter".to_owned(),
+            ))
+        })
+    }
     fn build<'a>(&'a self, ctx: BuildContext<'a>) -> BoxFuture<'a, Result<Artifact, BuildError>>;
     /// Whether a recorded artifact still exists (refresh). Local artifact
     /// ids are relative to `def_dir`.
@@ -93,6 +116,8 @@ pub fn builder_for(kind: &str) -> Option<Box<dyn Builder>> {
     match kind {
         "null" => Some(Box::new(null::NullBuilder)),
         "chroot" => Some(Box::new(chroot::ChrootBuilder)),
+        #[cfg(feature = "aws")]
+        "amazon-ebs" => Some(Box::new(amazon_ebs::AmazonEbsBuilder)),
         _ => None,
     }
 }

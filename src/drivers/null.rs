@@ -1,12 +1,15 @@
 //! The `null` builder, as Packer's: it produces nothing but runs its
-//! provisioners. With `communicator = "none"` only host-side provisioners
-//! (`shell-local`) can run. Its artifact id is derived from the content
+//! provisioners. With `communicator = "none"` (the default) only host-side
+//! provisioners (`shell-local`) can run; with `communicator = "ssh"` they run
+//! on the configured `ssh_host`, whose host key must be known (see
+//! `provision::ssh`). Its artifact id is derived from the content
 //! address (`null:<first 12 hex>`), so the same inputs give the same id, and
 //! it always "exists".
 
 use std::path::Path;
 
 use crate::diag::Diagnostic;
+use crate::provision::ssh::{SshCommunicator, SshConfig};
 use crate::provision::{self, NoCommunicator};
 use crate::spec::ImageSpec;
 use crate::state::Artifact;
@@ -26,17 +29,34 @@ impl Builder for NullBuilder {
     fn validate(&self, spec: &ImageSpec) -> Vec<Diagnostic> {
         let mut diags = Vec::new();
         let communicator = spec.attr_str("communicator").unwrap_or("none");
+        let at = |name: &str| {
+            spec.attr_locs
+                .get(name)
+                .cloned()
+                .or_else(|| Some(spec.loc.clone()))
+        };
+        if communicator == "ssh" {
+            for needed in ["ssh_host", "ssh_username"] {
+                if spec.attr_str(needed).is_none() {
+                    diags.push(
+                        Diagnostic::error(format!(
+                            "{}: a null source with communicator = \"ssh\" needs {needed}",
+                            spec.addr
+                        ))
+                        .at(at("communicator"))
+                        .hint("the null builder connects to an existing machine: set ssh_host, ssh_username and ssh_private_key_file or ssh_password"),
+                    );
+                }
+            }
+            return diags;
+        }
         if communicator != "none" {
             diags.push(
                 Diagnostic::error(format!(
-                    "the null builder's communicator \"{communicator}\" is not supported yet"
+                    "the null builder's communicator \"{communicator}\" is not supported"
                 ))
-                .at(spec
-                    .attr_locs
-                    .get("communicator")
-                    .cloned()
-                    .or_else(|| Some(spec.loc.clone())))
-                .hint("use communicator = \"none\" with shell-local provisioners"),
+                .at(at("communicator"))
+                .hint("use communicator = \"ssh\" (with ssh_host) or \"none\" with shell-local provisioners"),
             );
             return diags;
         }
@@ -54,7 +74,21 @@ impl Builder for NullBuilder {
 
     fn build<'a>(&'a self, ctx: BuildContext<'a>) -> BoxFuture<'a, Result<Artifact, BuildError>> {
         Box::pin(async move {
-            provision::run_all(&ctx, &NoCommunicator).await?;
+            if ctx.spec.attr_str("communicator") == Some("ssh") {
+                let config = SshConfig::from_spec(ctx.spec, None).map_err(BuildError::Failed)?;
+                let ssh = SshCommunicator::connect(config, &ctx.events)
+                    .await
+                    .map_err(|e| BuildError::Failed(format!("SSH: {e}")))?;
+                let mut cancel = ctx.cancel.clone();
+                let result = tokio::select! {
+                    r = provision::run_all(&ctx, &ssh) => r,
+                    _ = cancel.cancelled() => Err(BuildError::Cancelled),
+                };
+                ssh.close().await;
+                result?;
+            } else {
+                provision::run_all(&ctx, &NoCommunicator).await?;
+            }
             Ok(Artifact {
                 id: artifact_id(ctx.content_address),
                 attributes: Default::default(),

@@ -19,6 +19,8 @@
 //! - `files`: files read by functions (`file()`, `templatefile()`, ...).
 //! - `parents`: each parent image's content address, so a whole chain is
 //!   addressed in one pass before anything is built.
+//! - `base`: the id a base image filter (`source_ami_filter`,
+//!   `source_image_filter`) resolved to at plan time, when there is one.
 //! - `variables`: variables that reach the inputs (sensitive ones as a keyed
 //!   digest), so a plan can say which variable changed.
 //!
@@ -178,6 +180,11 @@ pub fn fingerprint(
     if !tests.is_empty() {
         // Only when present, so images without tests keep their addresses.
         manifest["tests"] = Value::Array(tests);
+    }
+    if let Some(base) = &spec.base {
+        // The resolved base image id (a filter's answer at plan time): a
+        // newer upstream image changes the address.
+        manifest["base"] = Value::String(base.id.clone());
     }
     redact_secrets(&mut manifest, &spec.sensitive_values);
     let bytes = canonical_json(&manifest);

@@ -107,6 +107,10 @@ pub fn manifest_reasons(old: &Value, new: &Value) -> Vec<RebuildReason> {
                     }
                 }
             }
+            "base" => out.push(RebuildReason::BaseUpdated {
+                old_id: o.and_then(Value::as_str).unwrap_or("(none)").to_owned(),
+                new_id: n.and_then(Value::as_str).unwrap_or("(none)").to_owned(),
+            }),
             other => leaf_changes(other, o, n, &mut out),
         }
     }

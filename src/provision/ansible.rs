@@ -149,15 +149,17 @@ pub async fn run(
             "`{program}` was not found on this machine: install Ansible (e.g. `python3 -m pip install ansible-core`) or set `command` to its path"
         )));
     }
-    // Where the machine is: a chroot's root, given by the communicator.
+    // Where the machine is: a chroot's root, or an SSH endpoint.
     let host_env = comm.host_env();
-    let Some(root) = host_env
+    let root = host_env
         .iter()
         .find(|(k, _)| k == "TARGET_ROOT")
-        .map(|(_, v)| v.clone())
-    else {
-        return Err(fail("this builder has no machine Ansible can reach yet (ansible runs against chroot images)"));
-    };
+        .map(|(_, v)| v.clone());
+    if root.is_none() && comm.ssh().is_none() {
+        return Err(fail(
+            "this source has no machine Ansible can reach (communicator = \"none\")",
+        ));
+    }
     let keep = p
         .settings
         .get("keep_inventory_file")
@@ -180,9 +182,14 @@ pub async fn run(
     write("become/imgform_root.py", BECOME_PLUGIN)?;
 
     let alias = p.str("host_alias").unwrap_or("default").to_owned();
-    let host_line = format!(
-        "{alias} ansible_connection=imgform_chroot ansible_host={root} ansible_python_interpreter=/usr/bin/python3 ansible_become_method=imgform_root"
-    );
+    let mut secret_env: Vec<(String, String)> = Vec::new();
+    let host_line = match (&root, comm.ssh()) {
+        (Some(root), _) => format!(
+            "{alias} ansible_connection=imgform_chroot ansible_host={root} ansible_python_interpreter=/usr/bin/python3 ansible_become_method=imgform_root"
+        ),
+        (None, Some(ssh)) => ssh_host_line(p, ssh, &scratch.path, &alias, &mut secret_env)?,
+        (None, None) => unreachable!("checked above"),
+    };
     let mut inventory = format!("{host_line}\n");
     for group in strings(p, "groups") {
         inventory.push_str(&format!("\n[{group}]\n{alias}\n"));
@@ -211,7 +218,10 @@ pub async fn run(
         scratch.path.join("connection"),
     )
     .env("ANSIBLE_BECOME_PLUGINS", scratch.path.join("become"))
-    .env("ANSIBLE_HOST_KEY_CHECKING", "False")
+    .env(
+        "ANSIBLE_HOST_KEY_CHECKING",
+        if root.is_some() { "False" } else { "True" },
+    )
     .env("ANSIBLE_NOCOLOR", "1")
     .env("ANSIBLE_RETRY_FILES_ENABLED", "False")
     .env("PYTHONUNBUFFERED", "1");
@@ -220,6 +230,9 @@ pub async fn run(
     }
     if let Some(collections) = p.config.get("collections_path").and_then(Value::as_str) {
         cmd.env("ANSIBLE_COLLECTIONS_PATH", dir.join(collections));
+    }
+    for (k, v) in &secret_env {
+        cmd.env(k, v);
     }
     for item in strings(p, "ansible_env_vars") {
         if let Some((k, v)) = item.split_once('=') {
@@ -257,6 +270,115 @@ pub async fn run(
         )));
     }
     Ok(())
+}
+
+/// The inventory line for a machine reached over SSH (Packer's
+/// `use_proxy = false`): Ansible connects straight to the communicator's
+/// host, port and user with its key, and checks the host key imgform
+/// checked (a known_hosts file in the scratch dir). A password never
+/// touches the disk: the inventory reads it from the environment.
+fn ssh_host_line(
+    p: &ProvisionerSpec,
+    ssh: &super::ssh::SshCommunicator,
+    scratch: &Path,
+    alias: &str,
+    secret_env: &mut Vec<(String, String)>,
+) -> Result<String, BuildError> {
+    use super::ssh::SshAuth;
+    use russh::keys::ssh_key::LineEnding;
+    let cfg = &ssh.config;
+    let target = &cfg.target;
+    let pattern = |host: &str, port: u16| {
+        if port == 22 {
+            host.to_owned()
+        } else {
+            format!("[{host}]:{port}")
+        }
+    };
+    let line_for = |host: &str, port: u16, key: &russh::keys::PublicKey| {
+        key.to_openssh()
+            .map(|k| format!("{} {k}\n", pattern(host, port)))
+            .map_err(|e| fail(format!("encoding a host key: {e}")))
+    };
+    let mut known = line_for(&target.host, target.port, &ssh.host_key)?;
+    if let (Some(b), Some(key)) = (&cfg.bastion, &ssh.bastion_host_key) {
+        known.push_str(&line_for(&b.host, b.port, key)?);
+    }
+    let known_hosts = scratch.join("known_hosts");
+    std::fs::write(&known_hosts, known).map_err(|e| fail(format!("writing known_hosts: {e}")))?;
+
+    let user = p
+        .config
+        .get("user")
+        .or_else(|| p.settings.get("user"))
+        .and_then(Value::as_str)
+        .unwrap_or(&target.user);
+    let mut line = format!(
+        "{alias} ansible_connection=ssh ansible_host={} ansible_port={} ansible_user={user}",
+        target.host, target.port
+    );
+    let key_file = match (
+        &cfg.key_file,
+        target.auth.iter().find_map(|a| match a {
+            SshAuth::Key(k) => Some(k),
+            SshAuth::Password(_) => None,
+        }),
+    ) {
+        (Some(path), _) => Some(path.clone()),
+        (None, Some(key)) => {
+            // A temporary key pair lives in memory: hand Ansible a private copy.
+            let path = scratch.join("id_imgform");
+            let text = key
+                .to_openssh(LineEnding::LF)
+                .map_err(|e| fail(format!("encoding the temporary key: {e}")))?;
+            write_private(&path, text.as_bytes())?;
+            Some(path)
+        }
+        (None, None) => None,
+    };
+    if let Some(path) = &key_file {
+        line.push_str(&format!(" ansible_ssh_private_key_file={}", path.display()));
+    }
+    if let Some(password) = target.auth.iter().find_map(|a| match a {
+        SshAuth::Password(p) => Some(p),
+        SshAuth::Key(_) => None,
+    }) {
+        secret_env.push(("IMGFORM_ANSIBLE_SSH_PASSWORD".to_owned(), password.clone()));
+        line.push_str(" ansible_password=\"{{ lookup('env', 'IMGFORM_ANSIBLE_SSH_PASSWORD') }}\"");
+    }
+    let mut args = format!(
+        "-o UserKnownHostsFile={} -o StrictHostKeyChecking=yes -o IdentitiesOnly=yes",
+        known_hosts.display()
+    );
+    if let Some(b) = &cfg.bastion {
+        let identity = cfg
+            .bastion_key_file
+            .as_ref()
+            .map(|k| format!(" -i {}", k.display()))
+            .unwrap_or_default();
+        args.push_str(&format!(
+            " -o ProxyCommand=\"ssh -W %h:%p -p {} -o UserKnownHostsFile={} -o StrictHostKeyChecking=yes{identity} {}@{}\"",
+            b.port,
+            known_hosts.display(),
+            b.user,
+            b.host
+        ));
+    }
+    line.push_str(&format!(" ansible_ssh_common_args='{args}'"));
+    Ok(line)
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), BuildError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| fail(format!("writing {}: {e}", path.display())))?;
+    file.write_all(bytes)
+        .map_err(|e| fail(format!("writing {}: {e}", path.display())))
 }
 
 async fn install_galaxy(

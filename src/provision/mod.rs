@@ -11,6 +11,7 @@ pub mod component;
 pub mod file;
 pub mod shell;
 pub mod shell_local;
+pub mod ssh;
 
 use std::path::Path;
 use std::time::Duration;
@@ -56,6 +57,12 @@ pub trait Communicator: Send + Sync {
     /// `TARGET_ROOT` for a chroot.
     fn host_env(&self) -> Vec<(String, String)> {
         Vec::new()
+    }
+    /// The SSH connection (settings, and the host keys checked when
+    /// connecting), for tools that connect on their own (Ansible with
+    /// `use_proxy = false`).
+    fn ssh(&self) -> Option<&ssh::SshCommunicator> {
+        None
     }
 }
 

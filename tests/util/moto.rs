@@ -19,6 +19,32 @@ pub struct Moto {
 
 impl Moto {
     pub fn start() -> Moto {
+        Moto::start_env(&[])
+    }
+
+    /// A moto whose EC2 knows exactly these public AMIs (instead of its
+    /// built-in list): (id, name, owner id), in creation order. (moto 5.2
+    /// cannot load explicit creation dates for more than one region, so
+    /// they all get the load time; the later id wins a tie.)
+    pub fn start_with_amis(amis: &[(&str, &str, &str)], dir: &std::path::Path) -> Moto {
+        let list: Vec<serde_json::Value> = amis
+            .iter()
+            .map(|(id, name, owner)| {
+                serde_json::json!({
+                    "ami_id": id, "name": name, "owner_id": owner,
+                    "state": "available", "public": true, "root_device_type": "ebs",
+                    "root_device_name": "/dev/sda1", "virtualization_type": "hvm",
+                    "architecture": "x86_64", "image_type": "machine",
+                    "description": name, "hypervisor": "xen",
+                })
+            })
+            .collect();
+        let path = dir.join("moto-amis.json");
+        std::fs::write(&path, serde_json::to_vec(&list).unwrap()).unwrap();
+        Moto::start_env(&[("MOTO_AMIS_PATH", path.to_str().unwrap())])
+    }
+
+    fn start_env(env: &[(&str, &str)]) -> Moto {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
@@ -26,6 +52,7 @@ impl Moto {
         let args = ["-H", "127.0.0.1", "-p", &port.to_string()];
         let child = Command::new("moto_server")
             .args(args)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -33,6 +60,7 @@ impl Moto {
                 Command::new("python3")
                     .args(["-m", "moto.server"])
                     .args(args)
+                    .envs(env.iter().copied())
                     .stdout(Stdio::null())
                     .stderr(Stdio::null())
                     .spawn()
@@ -100,6 +128,127 @@ impl Moto {
         (status, response[split + 4..].to_vec())
     }
 
+    /// One EC2 Query API call (form-encoded POST); returns the XML answer.
+    /// Panics on an error status unless the action is expected to fail.
+    pub fn ec2(&self, params: &[(&str, &str)]) -> String {
+        let (status, body) = self.ec2_status(params);
+        assert!(status == 200, "EC2 {params:?}: {status} {body}");
+        body
+    }
+
+    pub fn ec2_status(&self, params: &[(&str, &str)]) -> (u16, String) {
+        let mut form: Vec<String> = params
+            .iter()
+            .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+            .collect();
+        if !params.iter().any(|(k, _)| *k == "Version") {
+            form.push("Version=2016-11-15".to_owned());
+        }
+        let body = form.join("&");
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to moto");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let head = format!(
+            "POST / HTTP/1.0\r\nHost: 127.0.0.1:{}\r\n\
+             Authorization: AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/ec2/aws4_request, SignedHeaders=host, Signature=0\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n",
+            self.port,
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).unwrap();
+        stream.write_all(body.as_bytes()).unwrap();
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).unwrap();
+        let split = response
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("an HTTP response");
+        let status = String::from_utf8_lossy(&response[..split])
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .expect("a status code");
+        (
+            status,
+            String::from_utf8_lossy(&response[split + 4..]).into_owned(),
+        )
+    }
+
+    /// Registers an AMI named `name` (owned by the test account); returns its id.
+    pub fn register_image(&self, name: &str) -> String {
+        let xml = self.ec2(&[
+            ("Action", "RegisterImage"),
+            ("Name", name),
+            ("Architecture", "x86_64"),
+            ("RootDeviceName", "/dev/xvda"),
+            ("VirtualizationType", "hvm"),
+        ]);
+        xml_values(&xml, "imageId").remove(0)
+    }
+
+    /// Instance ids by state name (`running`, `terminated`, ...).
+    pub fn instances(&self, state: &str) -> Vec<String> {
+        let xml = self.ec2(&[
+            ("Action", "DescribeInstances"),
+            ("Filter.1.Name", "instance-state-name"),
+            ("Filter.1.Value.1", state),
+        ]);
+        xml_values(&xml, "instanceId")
+    }
+
+    pub fn key_pairs(&self) -> Vec<String> {
+        xml_values(&self.ec2(&[("Action", "DescribeKeyPairs")]), "keyName")
+    }
+
+    /// Security groups other than the VPCs' default ones.
+    pub fn security_groups(&self) -> Vec<String> {
+        xml_values(
+            &self.ec2(&[("Action", "DescribeSecurityGroups")]),
+            "groupName",
+        )
+        .into_iter()
+        .filter(|n| n != "default")
+        .collect()
+    }
+
+    /// The test account's AMIs: id → name.
+    pub fn images(&self) -> Vec<(String, String)> {
+        let xml = self.ec2(&[("Action", "DescribeImages"), ("Owner.1", "self")]);
+        xml.split("<item>")
+            .skip(1)
+            .filter_map(|item| {
+                let id = xml_values(item, "imageId").into_iter().next()?;
+                let name = xml_values(item, "name")
+                    .into_iter()
+                    .next()
+                    .unwrap_or_default();
+                Some((id, name))
+            })
+            .collect()
+    }
+
+    /// The tags of a resource: key → value.
+    pub fn tags(&self, id: &str) -> std::collections::BTreeMap<String, String> {
+        let xml = self.ec2(&[
+            ("Action", "DescribeTags"),
+            ("Filter.1.Name", "resource-id"),
+            ("Filter.1.Value.1", id),
+        ]);
+        xml.split("<item>")
+            .skip(1)
+            .filter_map(|item| {
+                Some((
+                    xml_values(item, "key").into_iter().next()?,
+                    xml_values(item, "value")
+                        .into_iter()
+                        .next()
+                        .unwrap_or_default(),
+                ))
+            })
+            .collect()
+    }
+
     /// An object's bytes, `None` when it does not exist.
     pub fn get(&self, key: &str) -> Option<Vec<u8>> {
         match self.request("GET", &format!("/{BUCKET}/{key}"), b"") {
@@ -142,4 +291,27 @@ impl Drop for Moto {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Every `<tag>value</tag>` in an XML text, in order.
+pub fn xml_values(xml: &str, tag: &str) -> Vec<String> {
+    let open = format!("<{tag}>");
+    let close = format!("</{tag}>");
+    xml.split(open.as_str())
+        .skip(1)
+        .filter_map(|part| part.split(close.as_str()).next())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }

@@ -1,0 +1,1505 @@
+//! The `amazon-ebs` builder (aws-sdk-ec2), as Packer's: launch an instance
+//! from the source AMI, provision it over SSH, stop it, create an AMI from
+//! it, tag the AMI and its snapshots, copy it to `ami_regions`, then delete
+//! everything temporary.
+//!
+//! Invariants:
+//! - Every temporary resource (key pair, security group, instances, an AMI
+//!   whose build did not finish) is recorded in [`Temporaries`] the moment
+//!   it exists, and deleted after the build — on success, failure and
+//!   Ctrl-C alike — unless `--on-error=abort` asks to keep them after a
+//!   failure (then they are listed).
+//! - Everything imgform launches is tagged `imgform:build=<run id>`; every
+//!   AMI and snapshot it keeps is tagged `imgform:address` and
+//!   `imgform:content`, which is how `state recover`, `state import` and
+//!   `drift` (untracked) find them.
+//! - `source_ami_filter` is resolved at plan time ([`Builder::resolve_base`]);
+//!   the build launches exactly the id the plan recorded.
+//!
+//! Credentials, region and endpoint come from the standard AWS chain
+//! (environment, profiles, `AWS_ENDPOINT_URL`), with the source's `profile`,
+//! `access_key`/`secret_key`/`token`, `region` and `custom_endpoint_ec2` on
+//! top.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_ec2::primitives::Blob;
+use aws_sdk_ec2::types::{
+    BlockDeviceMapping, EbsBlockDevice, Filter, IamInstanceProfileSpecification, Image, ImageState,
+    Instance, InstanceStateName, InstanceType, IpPermission, IpRange, LaunchPermission,
+    LaunchPermissionModifications, ResourceType, ShutdownBehavior, Tag, TagSpecification,
+    VolumeType,
+};
+use aws_sdk_ec2::Client;
+use serde_json::{json, Value};
+
+use super::{BoxFuture, BuildContext, BuildError, Builder};
+use crate::apply::events::EventSink;
+use crate::diag::Diagnostic;
+use crate::provision::ssh::{Launched, SshCommunicator, SshConfig};
+use crate::provision::{self, Communicator, NoCommunicator};
+use crate::spec::{ImageRef, ImageSpec};
+use crate::state::Artifact;
+
+pub struct AmazonEbsBuilder;
+
+/// Tag keys imgform puts on what it creates.
+pub const TAG_BUILD: &str = "imgform:build";
+pub const TAG_ADDRESS: &str = "imgform:address";
+pub const TAG_CONTENT: &str = "imgform:content";
+
+fn failed(message: impl Into<String>) -> BuildError {
+    BuildError::Failed(message.into())
+}
+
+/// An SDK error as one line, with the service's code and message.
+fn aws_error<E, R>(what: &str, err: SdkError<E, R>) -> BuildError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug + 'static,
+{
+    let detail = match err.as_service_error() {
+        Some(service) => format!(
+            "{}: {}",
+            service.code().unwrap_or("error"),
+            service.message().unwrap_or("(no message)")
+        ),
+        None => {
+            // Dispatch and credential failures: the chain of causes, without
+            // the SDK's debug dump.
+            let mut parts: Vec<String> = Vec::new();
+            let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
+            while let Some(e) = source {
+                let text = e.to_string();
+                if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+                    parts.push(text);
+                }
+                source = e.source();
+            }
+            let mut detail = parts.join(": ");
+            if detail.contains("loading credentials") || detail.contains("credentials") {
+                detail.push_str("\n  hint: imgform uses the standard AWS credential chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, SSO, instance roles); set one, or profile / access_key in the source");
+            }
+            detail
+        }
+    };
+    failed(format!("{what}: {detail}"))
+}
+
+fn error_code<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> Option<&str> {
+    err.as_service_error().and_then(ProvideErrorMetadata::code)
+}
+
+/// Where and as whom to call EC2.
+#[derive(Debug, Clone, Default)]
+struct ClientSettings {
+    region: Option<String>,
+    profile: Option<String>,
+    endpoint: Option<String>,
+    access_key: Option<String>,
+    secret_key: Option<String>,
+    token: Option<String>,
+}
+
+impl ClientSettings {
+    fn from_spec(spec: &ImageSpec) -> ClientSettings {
+        let get = |k: &str| {
+            spec.attr_str(k)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+        };
+        ClientSettings {
+            region: get("region"),
+            profile: get("profile"),
+            endpoint: get("custom_endpoint_ec2"),
+            access_key: get("access_key"),
+            secret_key: get("secret_key"),
+            token: get("token"),
+        }
+    }
+
+    /// For a recorded artifact: its region, and the endpoint and profile it
+    /// was built with (never credentials: those come from the chain).
+    fn from_artifact(artifact: &Artifact) -> ClientSettings {
+        let get = |k: &str| {
+            artifact
+                .attributes
+                .get(k)
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
+        ClientSettings {
+            region: get("region"),
+            profile: get("profile"),
+            endpoint: get("endpoint"),
+            ..Default::default()
+        }
+    }
+
+    fn in_region(&self, region: &str) -> ClientSettings {
+        ClientSettings {
+            region: Some(region.to_owned()),
+            ..self.clone()
+        }
+    }
+}
+
+struct Ec2 {
+    client: Client,
+    region: String,
+    settings: ClientSettings,
+    /// The endpoint in use when not AWS's own (`custom_endpoint_ec2`, or
+    /// `AWS_ENDPOINT_URL` from the chain).
+    endpoint_url: Option<String>,
+}
+
+async fn connect(settings: &ClientSettings) -> Ec2 {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if let Some(region) = &settings.region {
+        loader = loader.region(aws_config::Region::new(region.clone()));
+    }
+    if let Some(profile) = &settings.profile {
+        loader = loader.profile_name(profile);
+    }
+    if let (Some(key), Some(secret)) = (&settings.access_key, &settings.secret_key) {
+        loader = loader.credentials_provider(aws_sdk_ec2::config::Credentials::new(
+            key.clone(),
+            secret.clone(),
+            settings.token.clone(),
+            None,
+            "imgform-source",
+        ));
+    }
+    let shared = loader.load().await;
+    let mut config = aws_sdk_ec2::config::Builder::from(&shared);
+    let region = shared
+        .region()
+        .map(ToString::to_string)
+        .unwrap_or_else(|| "us-east-1".to_owned());
+    config = config.region(aws_config::Region::new(region.clone()));
+    if let Some(endpoint) = &settings.endpoint {
+        config = config.endpoint_url(endpoint);
+    }
+    Ec2 {
+        client: Client::from_conf(config.build()),
+        region,
+        settings: settings.clone(),
+        endpoint_url: settings
+            .endpoint
+            .clone()
+            .or_else(|| shared.endpoint_url().map(str::to_owned)),
+    }
+}
+
+/// Key/value pairs from a map attribute (`tags = {...}`) and repeatable
+/// blocks (`tag { key = .. value = .. }`).
+fn tag_pairs(spec: &ImageSpec, map_attr: &str, block: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    if let Some(Value::Object(map)) = spec.attr(map_attr) {
+        for (k, v) in map {
+            out.push((k.clone(), scalar(v)));
+        }
+    }
+    let blocks = match spec.attr(block) {
+        Some(Value::Array(items)) => items.clone(),
+        Some(v @ Value::Object(_)) => vec![v.clone()],
+        _ => Vec::new(),
+    };
+    for b in blocks {
+        let key = b.get("key").or_else(|| b.get("name")).map(scalar);
+        if let Some(key) = key {
+            out.push((key, b.get("value").map(scalar).unwrap_or_default()));
+        }
+    }
+    out
+}
+
+fn scalar(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+fn tags(pairs: &[(String, String)]) -> Vec<Tag> {
+    pairs
+        .iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect()
+}
+
+fn tag_spec(kind: ResourceType, pairs: &[(String, String)]) -> TagSpecification {
+    TagSpecification::builder()
+        .resource_type(kind)
+        .set_tags(Some(tags(pairs)))
+        .build()
+}
+
+fn bool_attr(spec: &ImageSpec, name: &str) -> bool {
+    match spec.attr(name) {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => s == "true",
+        _ => false,
+    }
+}
+
+fn strings(spec: &ImageSpec, name: &str) -> Vec<String> {
+    match spec.attr(name) {
+        Some(Value::Array(items)) => items.iter().map(scalar).filter(|s| !s.is_empty()).collect(),
+        Some(Value::String(s)) if !s.is_empty() => vec![s.clone()],
+        _ => Vec::new(),
+    }
+}
+
+fn communicator(spec: &ImageSpec) -> &str {
+    spec.attr_str("communicator").unwrap_or("ssh")
+}
+
+/// The filter of `source_ami_filter` as EC2 filters, its owners and
+/// `most_recent`.
+struct AmiFilter {
+    filters: Vec<(String, Vec<String>)>,
+    owners: Vec<String>,
+    most_recent: bool,
+}
+
+fn ami_filter(spec: &ImageSpec) -> Option<AmiFilter> {
+    let block = spec.inputs.get("source_ami_filter")?;
+    let block = match block {
+        Value::Array(items) => items.first()?,
+        other => other,
+    };
+    let mut filters = Vec::new();
+    if let Some(Value::Object(map)) = block.get("filters") {
+        for (k, v) in map {
+            let values = match v {
+                Value::Array(items) => items.iter().map(scalar).collect(),
+                other => vec![scalar(other)],
+            };
+            filters.push((k.clone(), values));
+        }
+    }
+    // The newer `filter { name = .. values = [..] }` blocks.
+    let blocks = match block.get("filter") {
+        Some(Value::Array(items)) => items.clone(),
+        Some(v @ Value::Object(_)) => vec![v.clone()],
+        _ => Vec::new(),
+    };
+    for b in blocks {
+        if let Some(name) = b.get("name").map(scalar) {
+            let values = match b.get("values") {
+                Some(Value::Array(items)) => items.iter().map(scalar).collect(),
+                Some(other) => vec![scalar(other)],
+                None => Vec::new(),
+            };
+            filters.push((name, values));
+        }
+    }
+    let owners = match block.get("owners") {
+        Some(Value::Array(items)) => items.iter().map(scalar).collect(),
+        Some(Value::String(s)) => vec![s.clone()],
+        _ => Vec::new(),
+    };
+    let most_recent = block
+        .get("most_recent")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    Some(AmiFilter {
+        filters,
+        owners,
+        most_recent,
+    })
+}
+
+fn ec2_filters(list: &[(String, Vec<String>)]) -> Vec<Filter> {
+    list.iter()
+        .map(|(name, values)| {
+            Filter::builder()
+                .name(name)
+                .set_values(Some(values.clone()))
+                .build()
+        })
+        .collect()
+}
+
+/// Picks the image a filter selects: the newest with `most_recent`, else
+/// exactly one.
+fn select_image(mut images: Vec<Image>, most_recent: bool) -> Result<String, String> {
+    images.retain(|i| {
+        i.state()
+            .is_none_or(|s| matches!(s, ImageState::Available | ImageState::Pending))
+    });
+    if images.is_empty() {
+        return Err("no AMI matches source_ami_filter (check the filters and owners)".to_owned());
+    }
+    if images.len() > 1 && !most_recent {
+        let ids: Vec<&str> = images.iter().filter_map(Image::image_id).take(5).collect();
+        return Err(format!(
+            "source_ami_filter matches {} AMIs ({}{}); set most_recent = true or narrow the filter",
+            images.len(),
+            ids.join(", "),
+            if images.len() > 5 { ", ..." } else { "" }
+        ));
+    }
+    images.sort_by(|a, b| {
+        a.creation_date()
+            .unwrap_or("")
+            .cmp(b.creation_date().unwrap_or(""))
+            .then_with(|| a.image_id().cmp(&b.image_id()))
+    });
+    images
+        .last()
+        .and_then(Image::image_id)
+        .map(str::to_owned)
+        .ok_or_else(|| "the matching AMI has no id".to_owned())
+}
+
+/// What a build created and must delete again.
+#[derive(Debug, Default)]
+struct Temporaries {
+    key_pair: Option<String>,
+    security_group: Option<String>,
+    instances: Vec<String>,
+    /// AMIs created by this build that are not (yet) its result:
+    /// (region, AMI id). Cleared once the build succeeds.
+    images: Vec<(String, String)>,
+}
+
+impl Temporaries {
+    fn describe(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for i in &self.instances {
+            out.push(format!("instance {i}"));
+        }
+        if let Some(sg) = &self.security_group {
+            out.push(format!("security group {sg}"));
+        }
+        if let Some(k) = &self.key_pair {
+            out.push(format!("key pair {k}"));
+        }
+        for (region, ami) in &self.images {
+            out.push(format!("AMI {ami} ({region})"));
+        }
+        out
+    }
+}
+
+type Shared = Arc<Mutex<Temporaries>>;
+
+fn note<T>(temps: &Shared, f: impl FnOnce(&mut Temporaries) -> T) -> T {
+    f(&mut temps.lock().expect("temporaries lock"))
+}
+
+/// Polls `check` with backoff (0.5 s doubling to 5 s) until it returns
+/// `Some`, for at most `limit`.
+async fn wait_for<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> Result<T, BuildError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>, BuildError>>,
+{
+    let start = Instant::now();
+    let mut delay = Duration::from_millis(500);
+    loop {
+        if let Some(v) = check().await? {
+            return Ok(v);
+        }
+        if start.elapsed() > limit {
+            return Err(failed(format!(
+                "timed out after {}s waiting for {what}",
+                limit.as_secs()
+            )));
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+fn polling_limit(spec: &ImageSpec) -> Duration {
+    let polling = spec.attr("aws_polling");
+    let delay = polling
+        .and_then(|p| p.get("delay_seconds"))
+        .and_then(Value::as_u64)
+        .unwrap_or(15);
+    let attempts = polling
+        .and_then(|p| p.get("max_attempts"))
+        .and_then(Value::as_u64)
+        .unwrap_or(120);
+    Duration::from_secs((delay * attempts).max(60))
+}
+
+async fn describe_instance(ec2: &Ec2, id: &str) -> Result<Option<Instance>, BuildError> {
+    let out = ec2
+        .client
+        .describe_instances()
+        .instance_ids(id)
+        .send()
+        .await
+        .map_err(|e| aws_error(&format!("describing instance {id}"), e))?;
+    Ok(out
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .find(|i| i.instance_id() == Some(id))
+        .cloned())
+}
+
+async fn wait_instance(
+    ec2: &Ec2,
+    id: &str,
+    want: InstanceStateName,
+    limit: Duration,
+) -> Result<Instance, BuildError> {
+    wait_for(
+        &format!("instance {id} to be {}", want.as_str()),
+        limit,
+        || async {
+            let instance = describe_instance(ec2, id).await?;
+            match instance {
+                Some(i) => {
+                    let state = i.state().and_then(|s| s.name()).cloned();
+                    if state.as_ref() == Some(&want) {
+                        return Ok(Some(i));
+                    }
+                    if want == InstanceStateName::Running
+                        && matches!(
+                            state,
+                            Some(InstanceStateName::Terminated | InstanceStateName::ShuttingDown)
+                        )
+                    {
+                        let reason = i
+                            .state_reason()
+                            .and_then(|r| r.message())
+                            .unwrap_or("no reason given");
+                        return Err(failed(format!(
+                            "instance {id} terminated before it was running: {reason}"
+                        )));
+                    }
+                    Ok(None)
+                }
+                None if want == InstanceStateName::Terminated => {
+                    Ok(Some(Instance::builder().build()))
+                }
+                None => Ok(None),
+            }
+        },
+    )
+    .await
+}
+
+async fn describe_image(ec2: &Ec2, id: &str) -> Result<Option<Image>, BuildError> {
+    match ec2.client.describe_images().image_ids(id).send().await {
+        Ok(out) => Ok(out
+            .images()
+            .iter()
+            .find(|i| i.image_id() == Some(id))
+            .cloned()),
+        Err(e) if error_code(&e).is_some_and(|c| c.starts_with("InvalidAMIID")) => Ok(None),
+        Err(e) => Err(aws_error(&format!("describing AMI {id}"), e)),
+    }
+}
+
+async fn wait_image_available(ec2: &Ec2, id: &str, limit: Duration) -> Result<Image, BuildError> {
+    wait_for(&format!("AMI {id} to be available"), limit, || async {
+        match describe_image(ec2, id).await? {
+            Some(image) => match image.state() {
+                Some(ImageState::Available) => Ok(Some(image)),
+                Some(ImageState::Failed | ImageState::Error | ImageState::Invalid) => {
+                    Err(failed(format!(
+                        "AMI {id} failed: {}",
+                        image
+                            .state_reason()
+                            .and_then(|r| r.message())
+                            .unwrap_or("no reason given")
+                    )))
+                }
+                _ => Ok(None),
+            },
+            None => Ok(None),
+        }
+    })
+    .await
+}
+
+fn snapshots_of(image: &Image) -> Vec<String> {
+    image
+        .block_device_mappings()
+        .iter()
+        .filter_map(|m| m.ebs().and_then(|e| e.snapshot_id()))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Deregisters an AMI and deletes its snapshots.
+async fn delete_image(ec2: &Ec2, id: &str) -> Result<(), BuildError> {
+    let snapshots = match describe_image(ec2, id).await? {
+        Some(image) => snapshots_of(&image),
+        None => return Ok(()),
+    };
+    if let Err(e) = ec2.client.deregister_image().image_id(id).send().await {
+        if !error_code(&e).is_some_and(|c| c.starts_with("InvalidAMIID")) {
+            return Err(aws_error(&format!("deregistering {id}"), e));
+        }
+    }
+    for snapshot in snapshots {
+        if let Err(e) = ec2
+            .client
+            .delete_snapshot()
+            .snapshot_id(&snapshot)
+            .send()
+            .await
+        {
+            if !error_code(&e).is_some_and(|c| c.starts_with("InvalidSnapshot")) {
+                return Err(aws_error(&format!("deleting snapshot {snapshot}"), e));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Block device mappings from `launch_block_device_mappings` /
+/// `ami_block_device_mappings` blocks.
+fn block_devices(spec: &ImageSpec, name: &str) -> Vec<BlockDeviceMapping> {
+    let items = match spec.attr(name) {
+        Some(Value::Array(items)) => items.clone(),
+        Some(v @ Value::Object(_)) => vec![v.clone()],
+        _ => return Vec::new(),
+    };
+    items
+        .iter()
+        .map(|m| {
+            let s = |k: &str| m.get(k).map(scalar).filter(|s| !s.is_empty());
+            let i = |k: &str| {
+                m.get(k)
+                    .and_then(|v| v.as_i64().or_else(|| scalar(v).parse().ok()))
+            };
+            let b = |k: &str| {
+                m.get(k)
+                    .and_then(|v| v.as_bool().or_else(|| scalar(v).parse().ok()))
+            };
+            let mut builder = BlockDeviceMapping::builder().set_device_name(s("device_name"));
+            if b("no_device") == Some(true) {
+                builder = builder.no_device("");
+            } else if let Some(virtual_name) = s("virtual_name") {
+                builder = builder.virtual_name(virtual_name);
+            } else {
+                let ebs = EbsBlockDevice::builder()
+                    .set_volume_size(i("volume_size").and_then(|v| i32::try_from(v).ok()))
+                    .set_volume_type(s("volume_type").map(|t| VolumeType::from(t.as_str())))
+                    .set_iops(i("iops").and_then(|v| i32::try_from(v).ok()))
+                    .set_throughput(i("throughput").and_then(|v| i32::try_from(v).ok()))
+                    .set_delete_on_termination(b("delete_on_termination"))
+                    .set_encrypted(b("encrypted"))
+                    .set_kms_key_id(s("kms_key_id"))
+                    .set_snapshot_id(s("snapshot_id"))
+                    .build();
+                builder = builder.ebs(ebs);
+            }
+            builder.build()
+        })
+        .collect()
+}
+
+/// The address SSH should use, per `ssh_interface` (Packer's default:
+/// the public IP when there is one, else the private IP).
+fn instance_host(spec: &ImageSpec, instance: &Instance) -> Option<String> {
+    let public_ip = instance.public_ip_address().filter(|s| !s.is_empty());
+    let private_ip = instance.private_ip_address().filter(|s| !s.is_empty());
+    let public_dns = instance.public_dns_name().filter(|s| !s.is_empty());
+    let private_dns = instance.private_dns_name().filter(|s| !s.is_empty());
+    match spec.attr_str("ssh_interface").unwrap_or("") {
+        "public_ip" => public_ip,
+        "private_ip" => private_ip,
+        "public_dns" => public_dns,
+        "private_dns" => private_dns,
+        _ => public_ip.or(private_ip).or(public_dns),
+    }
+    .map(str::to_owned)
+}
+
+/// The address of this machine as seen on the route toward `endpoint_host`
+/// (where instances live): the source of SSH connections, for the
+/// temporary security group.
+fn runner_cidr(endpoint_host: &str) -> Option<String> {
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    socket.connect((endpoint_host, 443)).ok()?;
+    match socket.local_addr().ok()?.ip() {
+        std::net::IpAddr::V4(ip) if !ip.is_unspecified() => Some(format!("{ip}/32")),
+        _ => None,
+    }
+}
+
+/// The first 8 characters of the run id, for resource names (the tag
+/// `imgform:build` carries the whole id).
+fn short_run(run_id: &str) -> &str {
+    &run_id[..run_id.len().min(8)]
+}
+
+fn temp_key_algorithm(spec: &ImageSpec) -> Result<russh::keys::Algorithm, BuildError> {
+    match spec
+        .attr_str("temporary_key_pair_type")
+        .unwrap_or("ed25519")
+    {
+        "ed25519" => Ok(russh::keys::Algorithm::Ed25519),
+        "rsa" => Ok(russh::keys::Algorithm::Rsa { hash: None }),
+        other => Err(failed(format!(
+            "temporary_key_pair_type = \"{other}\" is not supported; use \"ed25519\" or \"rsa\""
+        ))),
+    }
+}
+
+/// The build, step by step. Temporary resources go into `temps` as soon as
+/// they exist; [`cleanup`] deletes them afterwards.
+async fn run_build(
+    ctx: &BuildContext<'_>,
+    ec2: &Ec2,
+    temps: &Shared,
+) -> Result<Artifact, BuildError> {
+    let spec = ctx.spec;
+    let events = &ctx.events;
+    let limit = polling_limit(spec);
+    let source_ami = match (&spec.base, spec.attr_str("source_ami")) {
+        (Some(base), _) => base.id.clone(),
+        (None, Some(ami)) if !ami.is_empty() => ami.to_owned(),
+        _ => {
+            return Err(failed(
+                "no source AMI: set source_ami or source_ami_filter (resolved at plan time)",
+            ))
+        }
+    };
+    if !ImageRef::find(&source_ami).is_empty() {
+        return Err(failed(format!(
+            "source_ami {source_ami} refers to an image that has not been built"
+        )));
+    }
+    let ami_name = spec
+        .attr_str("ami_name")
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("imgform-{}", spec.addr.slug()));
+    let skip_create_ami = bool_attr(spec, "skip_create_ami");
+
+    // Packer's pre-validation: an AMI name is unique per account and region.
+    if !skip_create_ami {
+        let existing = ec2
+            .client
+            .describe_images()
+            .owners("self")
+            .filters(Filter::builder().name("name").values(&ami_name).build())
+            .send()
+            .await
+            .map_err(|e| aws_error("checking the AMI name", e))?;
+        if let Some(taken) = existing.images().first().and_then(Image::image_id) {
+            if bool_attr(spec, "force_deregister") {
+                events.step(format!(
+                    "force_deregister: deregistering {taken} ({ami_name})"
+                ));
+                delete_image(ec2, taken).await?;
+            } else {
+                return Err(failed(format!(
+                    "an AMI named \"{ami_name}\" already exists in {} ({taken})\n  hint: make ami_name unique per build, e.g. ami_name = \"app-${{formatdate(\"YYYYMMDDhhmmss\", timestamp())}}\" (a build setting, so it does not change the content address), or set force_deregister = true",
+                    ec2.region
+                )));
+            }
+        }
+    }
+
+    let run_tag = vec![
+        (TAG_BUILD.to_owned(), ctx.run_id.to_owned()),
+        (TAG_ADDRESS.to_owned(), spec.addr.to_string()),
+    ];
+    let uses_ssh = communicator(spec) == "ssh";
+
+    // Temporary key pair, unless the user brings one.
+    let mut temporary_key = None;
+    let mut key_name = spec.attr_str("ssh_keypair_name").map(str::to_owned);
+    let brings_key = spec.attr_str("ssh_private_key_file").is_some()
+        || spec.attr_str("ssh_password").is_some()
+        || bool_attr(spec, "ssh_agent_auth");
+    if uses_ssh && key_name.is_none() && !brings_key {
+        let algorithm = temp_key_algorithm(spec)?;
+        let key = russh::keys::PrivateKey::random(&mut rand::rng(), algorithm)
+            .map_err(|e| failed(format!("generating a temporary key pair: {e}")))?;
+        let public = key
+            .public_key()
+            .to_openssh()
+            .map_err(|e| failed(format!("encoding the temporary public key: {e}")))?;
+        let name = spec
+            .attr_str("temporary_key_pair_name")
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("imgform_{}_{}", short_run(ctx.run_id), spec.addr.slug()));
+        ec2.client
+            .import_key_pair()
+            .key_name(&name)
+            .public_key_material(Blob::new(public.into_bytes()))
+            .tag_specifications(tag_spec(ResourceType::KeyPair, &run_tag))
+            .send()
+            .await
+            .map_err(|e| aws_error("importing the temporary key pair", e))?;
+        note(temps, |t| t.key_pair = Some(name.clone()));
+        events.step(format!("created temporary key pair {name}"));
+        key_name = Some(name);
+        temporary_key = Some(Arc::new(key));
+    }
+
+    // Temporary security group, unless groups are given.
+    let mut groups = strings(spec, "security_group_ids");
+    groups.extend(strings(spec, "security_group_id"));
+    if groups.is_empty() {
+        let name = format!("imgform_{}_{}", short_run(ctx.run_id), spec.addr.slug());
+        let created = ec2
+            .client
+            .create_security_group()
+            .group_name(&name)
+            .description(format!(
+                "Temporary group for imgform build of {}",
+                spec.addr
+            ))
+            .set_vpc_id(spec.attr_str("vpc_id").map(str::to_owned))
+            .tag_specifications(tag_spec(ResourceType::SecurityGroup, &run_tag))
+            .send()
+            .await
+            .map_err(|e| aws_error("creating the temporary security group", e))?;
+        let group = created
+            .group_id()
+            .ok_or_else(|| failed("CreateSecurityGroup returned no group id"))?
+            .to_owned();
+        note(temps, |t| t.security_group = Some(group.clone()));
+        let port = spec
+            .attr("ssh_port")
+            .and_then(|v| v.as_i64().or_else(|| scalar(v).parse().ok()))
+            .unwrap_or(22);
+        let mut cidrs = strings(spec, "temporary_security_group_source_cidrs");
+        if cidrs.is_empty() {
+            let host = ec2
+                .endpoint_url
+                .as_deref()
+                .and_then(|e| e.split("://").nth(1))
+                .and_then(|rest| rest.split([':', '/']).next())
+                .map(str::to_owned)
+                .unwrap_or_else(|| format!("ec2.{}.amazonaws.com", ec2.region));
+            match runner_cidr(&host) {
+                Some(cidr) => cidrs.push(cidr),
+                None => {
+                    events.step(format!("warning: cannot tell this machine's address toward {host}; the temporary security group allows SSH from anywhere (set temporary_security_group_source_cidrs)"));
+                    cidrs.push("0.0.0.0/0".to_owned());
+                }
+            }
+        }
+        if uses_ssh {
+            let ranges: Vec<IpRange> = cidrs
+                .iter()
+                .map(|c| IpRange::builder().cidr_ip(c).build())
+                .collect();
+            ec2.client
+                .authorize_security_group_ingress()
+                .group_id(&group)
+                .ip_permissions(
+                    IpPermission::builder()
+                        .ip_protocol("tcp")
+                        .from_port(port as i32)
+                        .to_port(port as i32)
+                        .set_ip_ranges(Some(ranges))
+                        .build(),
+                )
+                .send()
+                .await
+                .map_err(|e| aws_error("allowing SSH in the temporary security group", e))?;
+        }
+        events.step(format!(
+            "created temporary security group {group} (SSH from {})",
+            cidrs.join(", ")
+        ));
+        groups.push(group);
+    }
+
+    let user_data = match (spec.attr_str("user_data"), spec.attr_str("user_data_file")) {
+        (Some(text), _) => Some(text.as_bytes().to_vec()),
+        (None, Some(file)) => Some(
+            std::fs::read(spec.def_dir.join(file))
+                .map_err(|e| failed(format!("reading user_data_file {file}: {e}")))?,
+        ),
+        _ => None,
+    };
+
+    let launch = Launch {
+        key_name: key_name.clone(),
+        groups: groups.clone(),
+        user_data: user_data.clone(),
+        run_tag: run_tag.clone(),
+    };
+    let instance = launch_instance(ctx, ec2, temps, &source_ami, &launch, limit).await?;
+    let instance_id = instance.instance_id().unwrap_or_default().to_owned();
+
+    // Provision.
+    provision_instance(ctx, &instance, temporary_key.clone()).await?;
+
+    if !bool_attr(spec, "disable_stop_instance") {
+        events.step(format!("stopping instance {instance_id}"));
+        ec2.client
+            .stop_instances()
+            .instance_ids(&instance_id)
+            .send()
+            .await
+            .map_err(|e| aws_error(&format!("stopping {instance_id}"), e))?;
+        wait_instance(ec2, &instance_id, InstanceStateName::Stopped, limit).await?;
+    }
+
+    let mut attributes: BTreeMap<String, Value> = BTreeMap::new();
+    attributes.insert("region".to_owned(), json!(ec2.region));
+    if let Some(endpoint) = &ec2.settings.endpoint {
+        attributes.insert("endpoint".to_owned(), json!(endpoint));
+    }
+    if let Some(profile) = &ec2.settings.profile {
+        attributes.insert("profile".to_owned(), json!(profile));
+    }
+    attributes.insert("source_ami".to_owned(), json!(source_ami));
+
+    if skip_create_ami {
+        events.step("skip_create_ami: no AMI is created");
+        let hex = ctx.content_address.trim_start_matches("sha256:");
+        attributes.insert("skipped".to_owned(), json!(true));
+        return Ok(Artifact {
+            id: format!("none:{}", &hex[..hex.len().min(12)]),
+            attributes,
+        });
+    }
+
+    events.step(format!("creating AMI \"{ami_name}\" from {instance_id}"));
+    let mappings = block_devices(spec, "ami_block_device_mappings");
+    let created = ec2
+        .client
+        .create_image()
+        .instance_id(&instance_id)
+        .name(&ami_name)
+        .set_description(spec.attr_str("ami_description").map(str::to_owned))
+        .set_block_device_mappings((!mappings.is_empty()).then_some(mappings))
+        .send()
+        .await
+        .map_err(|e| aws_error("creating the AMI", e))?;
+    let ami = created
+        .image_id()
+        .ok_or_else(|| failed("CreateImage returned no image id"))?
+        .to_owned();
+    note(temps, |t| t.images.push((ec2.region.clone(), ami.clone())));
+    let image = wait_image_available(ec2, &ami, limit).await?;
+    let snapshots = snapshots_of(&image);
+    events.step(format!("AMI {ami} is available"));
+
+    let mut ami_tags = tag_pairs(spec, "tags", "tag");
+    ami_tags.push((TAG_ADDRESS.to_owned(), spec.addr.to_string()));
+    ami_tags.push((TAG_CONTENT.to_owned(), ctx.content_address.to_owned()));
+    ami_tags.push((TAG_BUILD.to_owned(), ctx.run_id.to_owned()));
+    tag_resources(ec2, std::slice::from_ref(&ami), &ami_tags).await?;
+    if !snapshots.is_empty() {
+        let mut snapshot_tags = tag_pairs(spec, "snapshot_tags", "snapshot_tag");
+        snapshot_tags.push((TAG_ADDRESS.to_owned(), spec.addr.to_string()));
+        snapshot_tags.push((TAG_CONTENT.to_owned(), ctx.content_address.to_owned()));
+        tag_resources(ec2, &snapshots, &snapshot_tags).await?;
+    }
+    share_image(ec2, spec, &ami).await?;
+
+    // Test phase: a fresh instance from the new AMI.
+    if provision::has_tests(spec) {
+        events.step(format!(
+            "test phase: launching an instance from the new AMI {ami}"
+        ));
+        let tested = async {
+            let instance = launch_instance(ctx, ec2, temps, &ami, &launch, limit).await?;
+            test_instance(ctx, &instance, temporary_key.clone()).await
+        }
+        .await;
+        if let Err(e) = tested {
+            if ctx.keep_failed {
+                note(temps, |t| t.images.retain(|(_, id)| id != &ami));
+                events.step(format!("--keep-failed: keeping AMI {ami} (not recorded)"));
+            }
+            return Err(failed(format!(
+                "tests failed: {e}{}",
+                if ctx.keep_failed {
+                    format!(" (AMI {ami} kept, not recorded)")
+                } else {
+                    format!(" (AMI {ami} deregistered)")
+                }
+            )));
+        }
+    }
+
+    // Copies to other regions.
+    let mut copies = serde_json::Map::new();
+    for region in strings(spec, "ami_regions") {
+        if region == ec2.region {
+            continue;
+        }
+        let there = connect(&ec2.settings.in_region(&region)).await;
+        events.step(format!("copying {ami} to {region}"));
+        let copied = there
+            .client
+            .copy_image()
+            .source_region(&ec2.region)
+            .source_image_id(&ami)
+            .name(&ami_name)
+            .set_description(spec.attr_str("ami_description").map(str::to_owned))
+            .send()
+            .await
+            .map_err(|e| aws_error(&format!("copying {ami} to {region}"), e))?;
+        let copy = copied
+            .image_id()
+            .ok_or_else(|| failed("CopyImage returned no image id"))?
+            .to_owned();
+        note(temps, |t| t.images.push((region.clone(), copy.clone())));
+        let image = wait_image_available(&there, &copy, limit).await?;
+        tag_resources(&there, std::slice::from_ref(&copy), &ami_tags).await?;
+        let copy_snapshots = snapshots_of(&image);
+        if !copy_snapshots.is_empty() {
+            tag_resources(&there, &copy_snapshots, &ami_tags).await?;
+        }
+        share_image(&there, spec, &copy).await?;
+        copies.insert(region, json!(copy));
+    }
+
+    attributes.insert("name".to_owned(), json!(ami_name));
+    attributes.insert("snapshots".to_owned(), json!(snapshots));
+    if !copies.is_empty() {
+        attributes.insert("regions".to_owned(), Value::Object(copies));
+    }
+    // Success: the AMIs are the result now, not temporaries.
+    note(temps, |t| t.images.clear());
+    Ok(Artifact {
+        id: ami,
+        attributes,
+    })
+}
+
+struct Launch {
+    key_name: Option<String>,
+    groups: Vec<String>,
+    user_data: Option<Vec<u8>>,
+    run_tag: Vec<(String, String)>,
+}
+
+async fn launch_instance(
+    ctx: &BuildContext<'_>,
+    ec2: &Ec2,
+    temps: &Shared,
+    ami: &str,
+    launch: &Launch,
+    limit: Duration,
+) -> Result<Instance, BuildError> {
+    use base64::Engine;
+    let spec = ctx.spec;
+    let instance_type = spec.attr_str("instance_type").unwrap_or("t3.micro");
+    let mut instance_tags = tag_pairs(spec, "run_tags", "run_tag");
+    if !instance_tags.iter().any(|(k, _)| k == "Name") {
+        instance_tags.push(("Name".to_owned(), format!("imgform builder {}", spec.addr)));
+    }
+    instance_tags.extend(launch.run_tag.iter().cloned());
+    let mut volume_tags = tag_pairs(spec, "run_volume_tags", "run_volume_tag");
+    volume_tags.extend(launch.run_tag.iter().cloned());
+    let mappings = block_devices(spec, "launch_block_device_mappings");
+    let mut request = ec2
+        .client
+        .run_instances()
+        .image_id(ami)
+        .instance_type(InstanceType::from(instance_type))
+        .min_count(1)
+        .max_count(1)
+        .set_key_name(launch.key_name.clone())
+        .set_security_group_ids(Some(launch.groups.clone()))
+        .set_subnet_id(spec.attr_str("subnet_id").map(str::to_owned))
+        .set_block_device_mappings((!mappings.is_empty()).then_some(mappings))
+        .tag_specifications(tag_spec(ResourceType::Instance, &instance_tags))
+        .tag_specifications(tag_spec(ResourceType::Volume, &volume_tags));
+    if let Some(data) = &launch.user_data {
+        request = request.user_data(base64::engine::general_purpose::STANDARD.encode(data));
+    }
+    if let Some(profile) = spec.attr_str("iam_instance_profile") {
+        request = request.iam_instance_profile(
+            IamInstanceProfileSpecification::builder()
+                .name(profile)
+                .build(),
+        );
+    }
+    if let Some(behavior) = spec.attr_str("shutdown_behavior") {
+        request = request.instance_initiated_shutdown_behavior(ShutdownBehavior::from(behavior));
+    }
+    if let Some(zone) = spec.attr_str("availability_zone") {
+        request = request.placement(
+            aws_sdk_ec2::types::Placement::builder()
+                .availability_zone(zone)
+                .build(),
+        );
+    }
+    let out = request
+        .send()
+        .await
+        .map_err(|e| aws_error(&format!("launching an instance from {ami}"), e))?;
+    let id = out
+        .instances()
+        .first()
+        .and_then(Instance::instance_id)
+        .ok_or_else(|| failed("RunInstances returned no instance"))?
+        .to_owned();
+    note(temps, |t| t.instances.push(id.clone()));
+    ctx.events.step(format!(
+        "launched instance {id} ({instance_type}) from {ami}; waiting for it to run"
+    ));
+    wait_instance(ec2, &id, InstanceStateName::Running, limit).await
+}
+
+async fn connect_ssh(
+    ctx: &BuildContext<'_>,
+    instance: &Instance,
+    temporary_key: Option<Arc<russh::keys::PrivateKey>>,
+) -> Result<SshCommunicator, BuildError> {
+    let host = instance_host(ctx.spec, instance).unwrap_or_default();
+    if host.is_empty() && ctx.spec.attr_str("ssh_host").is_none() {
+        return Err(failed(format!(
+            "instance {} has no address to connect to (ssh_interface = \"{}\")",
+            instance.instance_id().unwrap_or("?"),
+            ctx.spec.attr_str("ssh_interface").unwrap_or("public_ip")
+        )));
+    }
+    let config = SshConfig::from_spec(
+        ctx.spec,
+        Some(Launched {
+            host: &host,
+            temporary_key,
+        }),
+    )
+    .map_err(failed)?;
+    SshCommunicator::connect(config, &ctx.events)
+        .await
+        .map_err(|e| failed(format!("SSH: {e}")))
+}
+
+async fn provision_instance(
+    ctx: &BuildContext<'_>,
+    instance: &Instance,
+    temporary_key: Option<Arc<russh::keys::PrivateKey>>,
+) -> Result<(), BuildError> {
+    if communicator(ctx.spec) == "none" {
+        return provision::run_all(ctx, &NoCommunicator).await;
+    }
+    if let Some(pause) = ctx
+        .spec
+        .attr_str("pause_before_connecting")
+        .and_then(crate::spec::parse_duration)
+    {
+        tokio::time::sleep(pause).await;
+    }
+    let ssh = connect_ssh(ctx, instance, temporary_key).await?;
+    let result = provision::run_all(ctx, &ssh as &dyn Communicator).await;
+    ssh.close().await;
+    result
+}
+
+async fn test_instance(
+    ctx: &BuildContext<'_>,
+    instance: &Instance,
+    temporary_key: Option<Arc<russh::keys::PrivateKey>>,
+) -> Result<(), BuildError> {
+    if communicator(ctx.spec) == "none" {
+        return provision::run_tests(ctx, &NoCommunicator).await;
+    }
+    let ssh = connect_ssh(ctx, instance, temporary_key).await?;
+    let result = provision::run_tests(ctx, &ssh as &dyn Communicator).await;
+    ssh.close().await;
+    result
+}
+
+async fn tag_resources(
+    ec2: &Ec2,
+    ids: &[String],
+    pairs: &[(String, String)],
+) -> Result<(), BuildError> {
+    ec2.client
+        .create_tags()
+        .set_resources(Some(ids.to_vec()))
+        .set_tags(Some(tags(pairs)))
+        .send()
+        .await
+        .map_err(|e| aws_error(&format!("tagging {}", ids.join(", ")), e))?;
+    Ok(())
+}
+
+/// `ami_users`, `ami_groups` and `deprecate_at`.
+async fn share_image(ec2: &Ec2, spec: &ImageSpec, ami: &str) -> Result<(), BuildError> {
+    let mut adds: Vec<LaunchPermission> = strings(spec, "ami_users")
+        .iter()
+        .map(|u| LaunchPermission::builder().user_id(u).build())
+        .collect();
+    for group in strings(spec, "ami_groups") {
+        adds.push(
+            LaunchPermission::builder()
+                .group(aws_sdk_ec2::types::PermissionGroup::from(group.as_str()))
+                .build(),
+        );
+    }
+    if !adds.is_empty() {
+        ec2.client
+            .modify_image_attribute()
+            .image_id(ami)
+            .launch_permission(
+                LaunchPermissionModifications::builder()
+                    .set_add(Some(adds))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| aws_error(&format!("sharing {ami}"), e))?;
+    }
+    if let Some(at) = spec.attr_str("deprecate_at") {
+        let when = chrono::DateTime::parse_from_rfc3339(at).map_err(|e| {
+            failed(format!(
+                "deprecate_at \"{at}\" is not an RFC 3339 time: {e}"
+            ))
+        })?;
+        ec2.client
+            .enable_image_deprecation()
+            .image_id(ami)
+            .deprecate_at(aws_sdk_ec2::primitives::DateTime::from_secs(
+                when.timestamp(),
+            ))
+            .send()
+            .await
+            .map_err(|e| aws_error(&format!("setting deprecate_at on {ami}"), e))?;
+    }
+    Ok(())
+}
+
+/// Deletes every temporary resource, reporting each step; keeps going past
+/// errors and returns them all.
+async fn cleanup(ec2: &Ec2, temps: Temporaries, events: &EventSink) -> Vec<String> {
+    let mut errors = Vec::new();
+    let limit = Duration::from_secs(600);
+    if !temps.instances.is_empty() {
+        match ec2
+            .client
+            .terminate_instances()
+            .set_instance_ids(Some(temps.instances.clone()))
+            .send()
+            .await
+        {
+            Ok(_) => {
+                for id in &temps.instances {
+                    events.step(format!("terminating instance {id}"));
+                    if let Err(e) =
+                        wait_instance(ec2, id, InstanceStateName::Terminated, limit).await
+                    {
+                        errors.push(e.to_string());
+                    }
+                }
+            }
+            Err(e) => errors.push(aws_error("terminating the build instances", e).to_string()),
+        }
+    }
+    if let Some(group) = &temps.security_group {
+        // The group is in use until the instances are gone: retry a while.
+        let start = Instant::now();
+        loop {
+            match ec2
+                .client
+                .delete_security_group()
+                .group_id(group)
+                .send()
+                .await
+            {
+                Ok(_) => {
+                    events.step(format!("deleted temporary security group {group}"));
+                    break;
+                }
+                Err(e)
+                    if error_code(&e) == Some("DependencyViolation")
+                        && start.elapsed() < Duration::from_secs(300) =>
+                {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                }
+                Err(e) => {
+                    errors.push(
+                        aws_error(&format!("deleting security group {group}"), e).to_string(),
+                    );
+                    break;
+                }
+            }
+        }
+    }
+    if let Some(name) = &temps.key_pair {
+        match ec2.client.delete_key_pair().key_name(name).send().await {
+            Ok(_) => events.step(format!("deleted temporary key pair {name}")),
+            Err(e) => errors.push(aws_error(&format!("deleting key pair {name}"), e).to_string()),
+        }
+    }
+    for (region, ami) in &temps.images {
+        let there;
+        let client = if region == &ec2.region {
+            ec2
+        } else {
+            there = connect(&ec2.settings.in_region(region)).await;
+            &there
+        };
+        match delete_image(client, ami).await {
+            Ok(()) => events.step(format!("deregistered unfinished AMI {ami} ({region})")),
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    errors
+}
+
+impl Builder for AmazonEbsBuilder {
+    fn validate(&self, spec: &ImageSpec) -> Vec<Diagnostic> {
+        let mut diags = Vec::new();
+        let at = |name: &str| {
+            Some(
+                spec.attr_locs
+                    .get(name)
+                    .cloned()
+                    .unwrap_or_else(|| spec.loc.clone()),
+            )
+        };
+        let has_source = spec.attr_str("source_ami").is_some_and(|s| !s.is_empty())
+            || spec.inputs.contains_key("source_ami_filter");
+        if !has_source {
+            diags.push(
+                Diagnostic::error(format!("{}: amazon-ebs needs a source AMI", spec.addr))
+                    .at(at("source_ami"))
+                    .hint("set source_ami = \"ami-...\", source_ami = image.<ADDR>.id (a parent image), or a source_ami_filter block"),
+            );
+        }
+        match communicator(spec) {
+            "ssh" => {
+                if spec.attr_str("ssh_username").is_none() {
+                    diags.push(
+                        Diagnostic::error(format!(
+                            "{}: amazon-ebs with communicator \"ssh\" needs ssh_username",
+                            spec.addr
+                        ))
+                        .at(at("ssh_username"))
+                        .hint("the login user of the source AMI, e.g. ssh_username = \"ubuntu\", \"ec2-user\" or \"admin\""),
+                    );
+                }
+            }
+            "none" => {
+                for p in spec.provisioners.iter().chain(&spec.tests) {
+                    if !provision::runs_on_host(&p.kind) {
+                        diags.push(
+                            Diagnostic::error(format!("provisioner \"{}\" needs a connection to the instance, but this source has communicator = \"none\"", p.kind))
+                                .at(Some(p.loc.clone()))
+                                .hint("remove communicator = \"none\" (SSH is the default)"),
+                        );
+                    }
+                }
+            }
+            other => diags.push(
+                Diagnostic::error(format!(
+                    "{}: communicator \"{other}\" is not supported by imgform's amazon-ebs builder",
+                    spec.addr
+                ))
+                .at(at("communicator"))
+                .hint("use communicator = \"ssh\" (the default) or \"none\""),
+            ),
+        }
+        if let Some(kind) = spec.attr_str("temporary_key_pair_type") {
+            if !matches!(kind, "ed25519" | "rsa") {
+                diags.push(
+                    Diagnostic::error(format!(
+                        "temporary_key_pair_type = \"{kind}\" is not supported"
+                    ))
+                    .at(at("temporary_key_pair_type"))
+                    .hint("use \"ed25519\" (imgform's default) or \"rsa\""),
+                );
+            }
+        }
+        diags
+    }
+
+    fn base_query(&self, spec: &ImageSpec) -> Option<String> {
+        let filter = spec.inputs.get("source_ami_filter")?;
+        let settings = ClientSettings::from_spec(spec);
+        let region = crate::drivers::target_for("amazon-ebs", &spec.settings).0;
+        let query = json!({
+            "target": region,
+            "endpoint": settings.endpoint,
+            "source_ami_filter": filter,
+        });
+        Some(String::from_utf8_lossy(&crate::fingerprint::canonical_json(&query)).into_owned())
+    }
+
+    fn resolve_base<'a>(
+        &'a self,
+        spec: &'a ImageSpec,
+    ) -> BoxFuture<'a, Result<String, BuildError>> {
+        Box::pin(async move {
+            let filter =
+                ami_filter(spec).ok_or_else(|| failed("no source_ami_filter to resolve"))?;
+            let ec2 = connect(&ClientSettings::from_spec(spec)).await;
+            let out = ec2
+                .client
+                .describe_images()
+                .set_owners((!filter.owners.is_empty()).then(|| filter.owners.clone()))
+                .set_filters(Some(ec2_filters(&filter.filters)))
+                .send()
+                .await
+                .map_err(|e| aws_error("describing AMIs for source_ami_filter", e))?;
+            select_image(out.images().to_vec(), filter.most_recent).map_err(failed)
+        })
+    }
+
+    fn build<'a>(&'a self, ctx: BuildContext<'a>) -> BoxFuture<'a, Result<Artifact, BuildError>> {
+        Box::pin(async move {
+            let ec2 = connect(&ClientSettings::from_spec(ctx.spec)).await;
+            let temps: Shared = Arc::default();
+            let mut cancel = ctx.cancel.clone();
+            let result = tokio::select! {
+                r = run_build(&ctx, &ec2, &temps) => r,
+                _ = cancel.cancelled() => Err(BuildError::Cancelled),
+            };
+            let temps = std::mem::take(&mut *temps.lock().expect("temporaries lock"));
+            let kept = temps.describe();
+            if result.is_err() && ctx.keep_on_error && !kept.is_empty() {
+                ctx.events.step(format!(
+                    "--on-error=abort: kept {} (delete them yourself when done)",
+                    kept.join(", ")
+                ));
+                return result;
+            }
+            let errors = cleanup(&ec2, temps, &ctx.events).await;
+            match result {
+                Ok(artifact) if !errors.is_empty() => {
+                    // The AMI is good; say loudly what could not be removed.
+                    ctx.events.step(format!(
+                        "warning: could not delete every temporary resource: {}",
+                        errors.join("; ")
+                    ));
+                    Ok(artifact)
+                }
+                Err(e) if !errors.is_empty() => Err(failed(format!(
+                    "{e}; cleanup also failed: {}",
+                    errors.join("; ")
+                ))),
+                other => other,
+            }
+        })
+    }
+
+    fn exists<'a>(
+        &'a self,
+        _def_dir: &'a Path,
+        artifact: &'a Artifact,
+    ) -> BoxFuture<'a, Result<bool, BuildError>> {
+        Box::pin(async move {
+            if artifact.id.starts_with("none:") {
+                return Ok(true);
+            }
+            let ec2 = connect(&ClientSettings::from_artifact(artifact)).await;
+            Ok(describe_image(&ec2, &artifact.id).await?.is_some_and(|i| {
+                !matches!(
+                    i.state(),
+                    Some(ImageState::Deregistered | ImageState::Failed | ImageState::Error)
+                )
+            }))
+        })
+    }
+
+    fn destroy<'a>(
+        &'a self,
+        _def_dir: &'a Path,
+        artifact: &'a Artifact,
+    ) -> BoxFuture<'a, Result<(), BuildError>> {
+        Box::pin(async move {
+            if artifact.id.starts_with("none:") {
+                return Ok(());
+            }
+            let settings = ClientSettings::from_artifact(artifact);
+            let ec2 = connect(&settings).await;
+            delete_image(&ec2, &artifact.id).await?;
+            if let Some(Value::Object(copies)) = artifact.attributes.get("regions") {
+                for (region, id) in copies {
+                    if let Some(id) = id.as_str() {
+                        let there = connect(&settings.in_region(region)).await;
+                        delete_image(&there, id).await?;
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn adopt<'a>(
+        &'a self,
+        spec: &'a ImageSpec,
+        content_address: &'a str,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Artifact>, BuildError>> {
+        Box::pin(async move {
+            let ec2 = connect(&ClientSettings::from_spec(spec)).await;
+            let Some(image) = describe_image(&ec2, id).await? else {
+                return Ok(None);
+            };
+            let tag = |k: &str| {
+                image
+                    .tags()
+                    .iter()
+                    .find(|t| t.key() == Some(k))
+                    .and_then(|t| t.value())
+            };
+            if tag(TAG_CONTENT) != Some(content_address)
+                || tag(TAG_ADDRESS) != Some(spec.addr.to_string().as_str())
+            {
+                return Ok(None);
+            }
+            let mut attributes = BTreeMap::new();
+            attributes.insert("region".to_owned(), json!(ec2.region));
+            if let Some(endpoint) = &ec2.settings.endpoint {
+                attributes.insert("endpoint".to_owned(), json!(endpoint));
+            }
+            if let Some(name) = image.name() {
+                attributes.insert("name".to_owned(), json!(name));
+            }
+            attributes.insert("snapshots".to_owned(), json!(snapshots_of(&image)));
+            attributes.insert("adopted".to_owned(), json!(true));
+            Ok(Some(Artifact {
+                id: id.to_owned(),
+                attributes,
+            }))
+        })
+    }
+
+    fn list_artifacts<'a>(
+        &'a self,
+        spec: &'a ImageSpec,
+    ) -> BoxFuture<'a, Result<Vec<String>, BuildError>> {
+        Box::pin(async move {
+            let ec2 = connect(&ClientSettings::from_spec(spec)).await;
+            let out = ec2
+                .client
+                .describe_images()
+                .owners("self")
+                .filters(
+                    Filter::builder()
+                        .name(format!("tag:{TAG_ADDRESS}"))
+                        .values(spec.addr.to_string())
+                        .build(),
+                )
+                .send()
+                .await
+                .map_err(|e| aws_error("listing tagged AMIs", e))?;
+            let mut ids: Vec<String> = out
+                .images()
+                .iter()
+                .filter(|i| {
+                    matches!(
+                        i.state(),
+                        Some(ImageState::Available | ImageState::Pending) | None
+                    )
+                })
+                .filter_map(|i| i.image_id().map(str::to_owned))
+                .collect();
+            ids.sort();
+            Ok(ids)
+        })
+    }
+}

@@ -1,0 +1,512 @@
+//! The `amazon-ebs` builder against moto's EC2 API on 127.0.0.1, with a
+//! real OpenSSH sshd standing in for the instance (`ssh_host`/`ssh_port`
+//! override, as Packer allows). The sshd accepts exactly the key pairs of
+//! running instances in moto, as EC2 installs them.
+
+mod util;
+
+use std::time::{Duration, Instant};
+
+use util::moto::Moto;
+use util::sshd::{Sshd, USER};
+use util::Project;
+
+struct Cloud {
+    moto: Moto,
+    sshd: Sshd,
+}
+
+impl Cloud {
+    fn start() -> Cloud {
+        let moto = Moto::start();
+        let sshd = Sshd::start_for_moto(&moto.endpoint());
+        Cloud { moto, sshd }
+    }
+
+    fn env(&self) -> Vec<(String, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL".into(), self.moto.endpoint()),
+            ("AWS_ACCESS_KEY_ID".into(), "testing".into()),
+            ("AWS_SECRET_ACCESS_KEY".into(), "testing".into()),
+            ("AWS_REGION".into(), "us-east-1".into()),
+            ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
+        ]
+    }
+
+    fn run(&self, p: &Project, args: &[&str]) -> util::Run {
+        let env = self.env();
+        let home = p.path().join("home");
+        std::fs::create_dir_all(&home).unwrap();
+        let mut pairs: Vec<(&str, &str)> =
+            env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        pairs.push(("HOME", home.to_str().unwrap()));
+        p.run_env(args, &pairs)
+    }
+
+    /// The source block of an amazon-ebs image that reaches the test sshd.
+    fn source(&self, name: &str, extra: &str) -> String {
+        format!(
+            r#"
+source "amazon-ebs" "{name}" {{
+  region        = "us-east-1"
+  instance_type = "t3.micro"
+  ami_name      = "{name}-${{formatdate("YYYYMMDDhhmmss", timestamp())}}-${{uuidv4()}}"
+  ssh_username  = "{USER}"
+  ssh_host      = "127.0.0.1"
+  ssh_port      = {port}
+  ssh_timeout   = "30s"
+  tags = {{
+    Team = "platform"
+  }}
+  {extra}
+}}
+"#,
+            port = self.sshd.port
+        )
+    }
+
+    /// Nothing temporary is left in moto: no running or stopped instance,
+    /// no key pair, no security group but the default ones.
+    #[track_caller]
+    fn assert_clean(&self) {
+        assert_eq!(
+            self.moto.instances("running"),
+            Vec::<String>::new(),
+            "running instances left"
+        );
+        assert_eq!(
+            self.moto.instances("stopped"),
+            Vec::<String>::new(),
+            "stopped instances left"
+        );
+        assert_eq!(
+            self.moto.key_pairs(),
+            Vec::<String>::new(),
+            "key pairs left"
+        );
+        assert_eq!(
+            self.moto.security_groups(),
+            Vec::<String>::new(),
+            "security groups left"
+        );
+    }
+}
+
+const FILTER: &str = r#"source_ami_filter {
+    filters = {
+      name  = "base-*"
+      state = "available"
+    }
+    owners      = ["self"]
+    most_recent = true
+  }"#;
+
+fn state(p: &Project) -> serde_json::Value {
+    serde_json::from_str(&p.read("state/aws-us-east-1.json")).unwrap_or_else(|e| {
+        let files: Vec<_> = std::fs::read_dir(p.path().join("state"))
+            .map(|d| d.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        panic!("no aws state ({e}); state/ has {files:?}")
+    })
+}
+
+fn recorded_ami(p: &Project, addr: &str) -> String {
+    state(p)["images"][addr]["artifact"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{addr} not recorded"))
+        .to_owned()
+}
+
+#[test]
+fn builds_an_ami_over_real_ssh_tags_it_and_cleans_up() {
+    if !util::is_root() {
+        eprintln!("skipped: sshd and a test user need root");
+        return;
+    }
+    let cloud = Cloud::start();
+    let base = cloud.moto.register_image("base-2026.1");
+    let scratch = Sshd::scratch("ebs-build");
+    let p = Project::new();
+    p.file(
+        "images.pkr.hcl",
+        &format!(
+            "{}\nbuild {{\n  sources = [\"source.amazon-ebs.web\"]\n  provisioner \"shell\" {{\n    inline = [\"echo provisioned > {}/marker\"]\n  }}\n}}\n",
+            cloud.source("web", FILTER),
+            scratch.display()
+        ),
+    );
+    let plan = cloud.run(&p, &["plan", "--json"]);
+    plan.success();
+    let change = &plan.json()["changes"][0];
+    assert_eq!(change["action"], "build");
+
+    let started = Instant::now();
+    let out = cloud.run(&p, &["apply", "--auto-approve"]);
+    out.success();
+    eprintln!(
+        "one amazon-ebs build against moto: {:.2}s",
+        started.elapsed().as_secs_f64()
+    );
+
+    // The provisioner ran over SSH on the "instance".
+    assert_eq!(
+        std::fs::read_to_string(scratch.join("marker")).unwrap(),
+        "provisioned\n"
+    );
+    assert!(
+        out.stderr.contains("created temporary key pair"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("connected over SSH"), "{}", out.stderr);
+
+    // The AMI exists, is tagged, and is what the state records.
+    let ami = recorded_ami(&p, "amazon-ebs.web");
+    let tags = cloud.moto.tags(&ami);
+    assert_eq!(tags["imgform:address"], "amazon-ebs.web");
+    assert!(tags["imgform:content"].starts_with("sha256:"));
+    assert_eq!(
+        tags["imgform:content"],
+        state(&p)["images"]["amazon-ebs.web"]["content_address"]
+    );
+    assert_eq!(tags["Team"], "platform");
+    // The base the filter resolved to is recorded.
+    assert_eq!(
+        state(&p)["images"]["amazon-ebs.web"]["base"]["id"],
+        base.as_str()
+    );
+    cloud.assert_clean();
+
+    // Nothing changed: a no-op, with the filter resolved again.
+    let plan = cloud.run(&p, &["plan", "--detailed-exitcode"]);
+    plan.code(0);
+}
+
+#[test]
+fn a_newer_base_ami_makes_the_image_stale() {
+    if !util::is_root() {
+        return;
+    }
+    let cloud = Cloud::start();
+    let old_base = cloud.moto.register_image("base-2026.1");
+    let p = Project::new();
+    p.file(
+        "images.pkr.hcl",
+        &format!(
+            "{}\nbuild {{\n  sources = [\"source.amazon-ebs.web\"]\n  provisioner \"shell\" {{ inline = [\"true\"] }}\n}}\n",
+            cloud.source("web", FILTER)
+        ),
+    );
+    cloud.run(&p, &["apply", "--auto-approve"]).success();
+    cloud.run(&p, &["plan", "--detailed-exitcode"]).code(0);
+
+    // Upstream publishes a newer base (creation dates have 1 s resolution).
+    std::thread::sleep(Duration::from_millis(1100));
+    let new_base = cloud.moto.register_image("base-2026.2");
+
+    let plan = cloud.run(&p, &["plan", "--json", "--detailed-exitcode"]);
+    plan.code(2);
+    let change = &plan.json()["changes"][0];
+    assert_eq!(change["action"], "rebuild");
+    assert_eq!(
+        change["reasons"][0],
+        serde_json::json!({"kind": "base_updated", "old_id": old_base, "new_id": new_base})
+    );
+    let human = cloud.run(&p, &["plan"]);
+    assert!(
+        human.stdout.contains(&format!(
+            "base image updated upstream: {old_base} → {new_base}"
+        )),
+        "{}",
+        human.stdout
+    );
+
+    // --refresh=false reuses the recorded resolution: no change.
+    cloud
+        .run(&p, &["plan", "--refresh=false", "--detailed-exitcode"])
+        .code(0);
+
+    // drift says so too.
+    let drift = cloud.run(&p, &["drift", "--json"]);
+    drift.code(2);
+    let entry = &drift.json()["images"][0];
+    assert_eq!(entry["status"], "stale");
+    assert_eq!(entry["reasons"][0]["kind"], "base_updated");
+    assert_eq!(entry["reasons"][0]["new_id"], new_base.as_str());
+}
+
+#[test]
+fn a_failed_provisioner_leaves_nothing_behind() {
+    if !util::is_root() {
+        return;
+    }
+    let cloud = Cloud::start();
+    cloud.moto.register_image("base-1");
+    let p = Project::new();
+    p.file(
+        "images.pkr.hcl",
+        &format!(
+            "{}\nbuild {{\n  sources = [\"source.amazon-ebs.web\"]\n  provisioner \"shell\" {{ inline = [\"echo broken >&2\", \"exit 7\"] }}\n}}\n",
+            cloud.source("web", FILTER)
+        ),
+    );
+    let out = cloud.run(&p, &["apply", "--auto-approve"]);
+    out.code(1);
+    assert!(
+        out.stderr.contains("exited with status 7"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("deleted temporary key pair"),
+        "{}",
+        out.stderr
+    );
+    cloud.assert_clean();
+    // No AMI was made, nothing recorded.
+    assert!(cloud
+        .moto
+        .images()
+        .iter()
+        .all(|(_, name)| name.starts_with("base-")));
+    assert!(!p
+        .read("state/aws-us-east-1.json")
+        .contains("amazon-ebs.web"));
+
+    // --on-error=abort keeps the temporaries and says which.
+    let out = cloud.run(&p, &["apply", "--auto-approve", "--on-error=abort"]);
+    out.code(1);
+    assert!(
+        out.stderr.contains("--on-error=abort: kept instance i-"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(cloud.moto.instances("running").len(), 1);
+    assert_eq!(cloud.moto.key_pairs().len(), 1);
+}
+
+#[test]
+fn ctrl_c_during_provisioning_cleans_up() {
+    if !util::is_root() {
+        return;
+    }
+    let cloud = Cloud::start();
+    cloud.moto.register_image("base-1");
+    let p = Project::new();
+    p.file(
+        "images.pkr.hcl",
+        &format!(
+            "{}\nbuild {{\n  sources = [\"source.amazon-ebs.web\"]\n  provisioner \"shell\" {{ inline = [\"echo started-sleeping\", \"sleep 60\"] }}\n}}\n",
+            cloud.source("web", FILTER)
+        ),
+    );
+    let home = p.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let mut cmd = std::process::Command::new(util::bin());
+    cmd.current_dir(p.path())
+        .args(["apply", "--auto-approve"])
+        .env("NO_COLOR", "1")
+        .env("HOME", &home)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(p.path().join("apply.log")).unwrap());
+    for (k, v) in cloud.env() {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let started = Instant::now();
+    while !p.read("apply.log").contains("started-sleeping") {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "provisioner did not start:\n{}",
+            p.read("apply.log")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(cloud.moto.instances("running").len(), 1);
+    unsafe_kill(child.id(), "INT");
+    let status = child.wait().unwrap();
+    let log = p.read("apply.log");
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(log.contains("terminating instance"), "{log}");
+    cloud.assert_clean();
+    assert!(!p
+        .read("state/aws-us-east-1.json")
+        .contains("amazon-ebs.web"));
+}
+
+fn unsafe_kill(pid: u32, signal: &str) {
+    assert!(std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .unwrap()
+        .success());
+}
+
+#[test]
+fn keep_previous_deregisters_older_amis() {
+    if !util::is_root() {
+        return;
+    }
+    let cloud = Cloud::start();
+    cloud.moto.register_image("base-1");
+    let p = Project::new();
+    let defs = |n: u32| {
+        format!(
+            "{}\nbuild {{\n  sources = [\"source.amazon-ebs.web\"]\n  provisioner \"shell\" {{ inline = [\"echo version {n}\"] }}\n}}\n",
+            cloud.source("web", &format!("{FILTER}\n  keep_previous = 1"))
+        )
+    };
+    let mut amis = Vec::new();
+    for n in 1..=3 {
+        p.file("images.pkr.hcl", &defs(n));
+        cloud.run(&p, &["apply", "--auto-approve"]).success();
+        amis.push(recorded_ami(&p, "amazon-ebs.web"));
+    }
+    let existing: Vec<String> = cloud.moto.images().into_iter().map(|(id, _)| id).collect();
+    assert!(
+        !existing.contains(&amis[0]),
+        "the oldest AMI is deregistered"
+    );
+    assert!(existing.contains(&amis[1]), "one previous AMI is kept");
+    assert!(existing.contains(&amis[2]));
+    assert_eq!(
+        state(&p)["images"]["amazon-ebs.web"]["previous"][0]["id"],
+        amis[1].as_str()
+    );
+}
+
+#[test]
+fn a_chain_of_two_amis_builds_the_child_from_the_parent() {
+    if !util::is_root() {
+        return;
+    }
+    let cloud = Cloud::start();
+    cloud.moto.register_image("base-1");
+    let p = Project::new();
+    let defs = |app_line: &str| {
+        format!(
+            "{}{}\nbuild {{\n  name = \"golden\"\n  sources = [\"source.amazon-ebs.os\"]\n  provisioner \"shell\" {{ inline = [\"echo os\"] }}\n}}\nbuild {{\n  name = \"app\"\n  sources = [\"source.amazon-ebs.app\"]\n  provisioner \"shell\" {{ inline = [\"{app_line}\"] }}\n}}\n",
+            cloud.source("os", FILTER),
+            cloud.source("app", "source_ami = image.golden.amazon-ebs.os.id"),
+        )
+    };
+    p.file("images.pkr.hcl", &defs("echo app"));
+    let out = cloud.run(&p, &["apply", "--auto-approve"]);
+    out.success();
+    let parent = recorded_ami(&p, "golden.amazon-ebs.os");
+    let child = recorded_ami(&p, "app.amazon-ebs.app");
+    assert_ne!(parent, child);
+    // The child's build instance was launched from the parent's AMI.
+    assert!(
+        out.stderr.contains(&format!("from {parent}; waiting")),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        state(&p)["images"]["app.amazon-ebs.app"]["parents"]["golden.amazon-ebs.os"]["artifact_id"],
+        parent.as_str()
+    );
+    cloud.assert_clean();
+
+    // Only the child changes: the parent is a no-op.
+    p.file("images.pkr.hcl", &defs("echo app v2"));
+    let plan = cloud.run(&p, &["plan", "--json"]);
+    let actions: Vec<(String, String)> = plan.json()["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["address"].as_str().unwrap().to_owned(),
+                c["action"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert!(
+        actions.contains(&("golden.amazon-ebs.os".into(), "no-op".into())),
+        "{actions:?}"
+    );
+    assert!(
+        actions.contains(&("app.amazon-ebs.app".into(), "rebuild".into())),
+        "{actions:?}"
+    );
+}
+
+#[test]
+fn ansible_over_ssh_and_a_test_phase_on_a_fresh_instance() {
+    if !util::is_root() {
+        return;
+    }
+    let cloud = Cloud::start();
+    cloud.moto.register_image("base-1");
+    let scratch = Sshd::scratch("ebs-ansible");
+    let p = Project::new();
+    p.file(
+        "ansible/site.yml",
+        "- hosts: default\n  gather_facts: false\n  roles:\n    - web\n",
+    );
+    p.file(
+        "ansible/roles/web/tasks/main.yml",
+        &format!(
+            "- name: write the page\n  ansible.builtin.copy:\n    dest: {}/index.html\n    content: \"hello from {{{{ greeting }}}}\\n\"\n",
+            scratch.display()
+        ),
+    );
+    p.file("ansible/roles/web/defaults/main.yml", "greeting: ansible\n");
+    let defs = |test: &str| {
+        format!(
+            "{}\nbuild {{\n  sources = [\"source.amazon-ebs.web\"]\n  provisioner \"ansible\" {{\n    playbook_file = \"ansible/site.yml\"\n  }}\n  test {{\n    provisioner \"shell\" {{ inline = [\"{test}\"] }}\n  }}\n}}\n",
+            cloud.source("web", FILTER)
+        )
+    };
+    p.file(
+        "images.pkr.hcl",
+        &defs(&format!(
+            "grep -q 'hello from ansible' {}/index.html",
+            scratch.display()
+        )),
+    );
+    let out = cloud.run(&p, &["apply", "--auto-approve"]);
+    out.success();
+    assert_eq!(
+        std::fs::read_to_string(scratch.join("index.html")).unwrap(),
+        "hello from ansible\n"
+    );
+    // Ansible's output streams into the log with the image address.
+    assert!(
+        out.stderr
+            .contains("amazon-ebs.web: TASK [web : write the page]"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("test phase: launching an instance from the new AMI"),
+        "{}",
+        out.stderr
+    );
+    let first = recorded_ami(&p, "amazon-ebs.web");
+    cloud.assert_clean();
+
+    // Editing the role rebuilds; a failing test deregisters the new AMI and
+    // leaves the state as it was.
+    p.file(
+        "ansible/roles/web/defaults/main.yml",
+        "greeting: a new role\n",
+    );
+    p.file(
+        "images.pkr.hcl",
+        &defs(&format!(
+            "grep -q 'hello from nobody' {}/index.html",
+            scratch.display()
+        )),
+    );
+    let before: Vec<String> = cloud.moto.images().into_iter().map(|(id, _)| id).collect();
+    let out = cloud.run(&p, &["apply", "--auto-approve"]);
+    out.code(1);
+    assert!(out.stderr.contains("tests failed"), "{}", out.stderr);
+    assert_eq!(recorded_ami(&p, "amazon-ebs.web"), first);
+    let after: Vec<String> = cloud.moto.images().into_iter().map(|(id, _)| id).collect();
+    assert_eq!(before, after, "the untested AMI is deregistered");
+    cloud.assert_clean();
+}

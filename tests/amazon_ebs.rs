@@ -510,3 +510,94 @@ fn ansible_over_ssh_and_a_test_phase_on_a_fresh_instance() {
     assert_eq!(before, after, "the untested AMI is deregistered");
     cloud.assert_clean();
 }
+
+#[test]
+fn drift_and_recovery_from_tags() {
+    if !util::is_root() {
+        return;
+    }
+    let cloud = Cloud::start();
+    cloud.moto.register_image("base-1");
+    let p = Project::new();
+    let defs = |line: &str| {
+        format!(
+            "{}\nbuild {{\n  sources = [\"source.amazon-ebs.web\"]\n  provisioner \"shell\" {{ inline = [\"{line}\"] }}\n}}\n",
+            cloud.source("web", FILTER)
+        )
+    };
+    p.file("images.pkr.hcl", &defs("echo v1"));
+    cloud.run(&p, &["apply", "--auto-approve"]).success();
+    let v1 = recorded_ami(&p, "amazon-ebs.web");
+    let drift = cloud.run(&p, &["drift", "--json"]);
+    drift.code(0);
+    assert_eq!(drift.json()["images"][0]["status"], "current");
+
+    // imgform dies (SIGKILL) between creating the AMI and recording it.
+    p.file("images.pkr.hcl", &defs("echo v2"));
+    let mut env = cloud.env();
+    env.push(("IMGFORM_FAULT".into(), "kill-after-capture".into()));
+    let home = p.path().join("home");
+    let mut pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    pairs.push(("HOME", home.to_str().unwrap()));
+    let killed = p.run_env(&["apply", "--auto-approve"], &pairs);
+    assert_ne!(killed.code, 0);
+    assert_eq!(
+        recorded_ami(&p, "amazon-ebs.web"),
+        v1,
+        "the state never saw v2"
+    );
+    // The build itself had finished: its temporaries are gone.
+    cloud.assert_clean();
+    // The killed run left its lock.
+    let lock: serde_json::Value = serde_json::from_str(&p.read("state/.lock")).unwrap();
+    cloud
+        .run(&p, &["force-unlock", lock["id"].as_str().unwrap()])
+        .success();
+
+    // drift: the recorded image is stale, the v2 AMI is untracked.
+    let drift = cloud.run(&p, &["drift", "--json"]);
+    drift.code(2);
+    let images = drift.json()["images"].clone();
+    let statuses: Vec<(String, String)> = images
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["status"].as_str().unwrap().to_owned(),
+                e["artifact_id"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert!(
+        statuses.contains(&("stale".into(), v1.clone())),
+        "{statuses:?}"
+    );
+    let untracked = statuses
+        .iter()
+        .find(|(s, _)| s == "untracked")
+        .map(|(_, id)| id.clone())
+        .unwrap_or_else(|| panic!("no untracked AMI: {statuses:?}"));
+
+    // state recover finds it by its tags and adopts it.
+    let listed = cloud.run(&p, &["state", "recover"]);
+    listed.success();
+    assert!(listed.stdout.contains(&untracked), "{}", listed.stdout);
+    cloud
+        .run(&p, &["state", "recover", "--auto-approve"])
+        .success();
+    assert_eq!(recorded_ami(&p, "amazon-ebs.web"), untracked);
+    cloud.run(&p, &["plan", "--detailed-exitcode"]).code(0);
+
+    // Deleted out of band: missing in drift, rebuilt by the next plan.
+    cloud
+        .moto
+        .ec2(&[("Action", "DeregisterImage"), ("ImageId", &untracked)]);
+    let drift = cloud.run(&p, &["drift", "--json"]);
+    drift.code(2);
+    assert_eq!(drift.json()["images"][0]["status"], "missing");
+    let plan = cloud.run(&p, &["plan", "--json"]);
+    let change = &plan.json()["changes"][0];
+    assert_eq!(change["action"], "rebuild");
+    assert_eq!(change["reasons"][0]["kind"], "artifact_missing");
+}

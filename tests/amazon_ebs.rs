@@ -131,7 +131,7 @@ fn builds_an_ami_over_real_ssh_tags_it_and_cleans_up() {
         "images.pkr.hcl",
         &format!(
             "{}\nbuild {{\n  sources = [\"source.amazon-ebs.web\"]\n  provisioner \"shell\" {{\n    inline = [\"echo provisioned > {}/marker\"]\n  }}\n}}\n",
-            cloud.source("web", FILTER),
+            cloud.source("web", &format!("{FILTER}\n  ami_regions = [\"us-west-2\"]")),
             scratch.display()
         ),
     );
@@ -170,6 +170,17 @@ fn builds_an_ami_over_real_ssh_tags_it_and_cleans_up() {
         state(&p)["images"]["amazon-ebs.web"]["content_address"]
     );
     assert_eq!(tags["Team"], "platform");
+    // The copy in us-west-2 is recorded and tagged too.
+    let copy = state(&p)["images"]["amazon-ebs.web"]["artifact"]["attributes"]["regions"]
+        ["us-west-2"]
+        .as_str()
+        .expect("a copy in us-west-2")
+        .to_owned();
+    let west = cloud.moto.ec2_in(
+        "us-west-2",
+        &[("Action", "DescribeImages"), ("ImageId.1", &copy)],
+    );
+    assert!(west.contains("<value>amazon-ebs.web</value>"), "{west}");
     // The base the filter resolved to is recorded.
     assert_eq!(
         state(&p)["images"]["amazon-ebs.web"]["base"]["id"],

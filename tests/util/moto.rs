@@ -137,6 +137,18 @@ impl Moto {
     }
 
     pub fn ec2_status(&self, params: &[(&str, &str)]) -> (u16, String) {
+        self.ec2_status_in("us-east-1", params)
+    }
+
+    /// An EC2 call in another region (moto takes the region from the
+    /// credential scope).
+    pub fn ec2_in(&self, region: &str, params: &[(&str, &str)]) -> String {
+        let (status, body) = self.ec2_status_in(region, params);
+        assert!(status == 200, "EC2 {region} {params:?}: {status} {body}");
+        body
+    }
+
+    fn ec2_status_in(&self, region: &str, params: &[(&str, &str)]) -> (u16, String) {
         let mut form: Vec<String> = params
             .iter()
             .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
@@ -151,7 +163,7 @@ impl Moto {
             .unwrap();
         let head = format!(
             "POST / HTTP/1.0\r\nHost: 127.0.0.1:{}\r\n\
-             Authorization: AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/ec2/aws4_request, SignedHeaders=host, Signature=0\r\n\
+             Authorization: AWS4-HMAC-SHA256 Credential=testing/20260101/{region}/ec2/aws4_request, SignedHeaders=host, Signature=0\r\n\
              Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n",
             self.port,
             body.len()

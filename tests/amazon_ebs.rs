@@ -65,6 +65,15 @@ source "amazon-ebs" "{name}" {{
         )
     }
 
+    /// The `web` image: its source (with `extra` attributes) and a build
+    /// whose body (provisioners, tests) is `body`.
+    fn web(&self, extra: &str, body: &str) -> String {
+        format!(
+            "{}\nbuild {{\n  sources = [\"source.amazon-ebs.web\"]\n  {body}\n}}\n",
+            self.source("web", extra)
+        )
+    }
+
     /// Nothing temporary is left in moto: no running or stopped instance,
     /// no key pair, no security group but the default ones.
     #[track_caller]
@@ -129,10 +138,9 @@ fn builds_an_ami_over_real_ssh_tags_it_and_cleans_up() {
     let p = Project::new();
     p.file(
         "images.pkr.hcl",
-        &format!(
-            "{}\nbuild {{\n  sources = [\"source.amazon-ebs.web\"]\n  provisioner \"shell\" {{\n    inline = [\"echo provisioned > {}/marker\"]\n  }}\n}}\n",
-            cloud.source("web", &format!("{FILTER}\n  ami_regions = [\"us-west-2\"]")),
-            scratch.display()
+        &cloud.web(
+            &format!("{FILTER}\n  ami_regions = [\"us-west-2\"]"),
+            &format!("provisioner \"shell\" {{\n      inline = [\"echo provisioned > {}/marker\"]\n    }}", scratch.display()),
         ),
     );
     let plan = cloud.run(&p, &["plan", "--json"]);
@@ -203,9 +211,9 @@ fn a_newer_base_ami_makes_the_image_stale() {
     let p = Project::new();
     p.file(
         "images.pkr.hcl",
-        &format!(
-            "{}\nbuild {{\n  sources = [\"source.amazon-ebs.web\"]\n  provisioner \"shell\" {{ inline = [\"true\"] }}\n}}\n",
-            cloud.source("web", FILTER)
+        &cloud.web(
+            FILTER,
+            &format!("provisioner \"shell\" {{ inline = [\"true\"] }}"),
         ),
     );
     cloud.run(&p, &["apply", "--auto-approve"]).success();
@@ -256,9 +264,9 @@ fn a_failed_provisioner_leaves_nothing_behind() {
     let p = Project::new();
     p.file(
         "images.pkr.hcl",
-        &format!(
-            "{}\nbuild {{\n  sources = [\"source.amazon-ebs.web\"]\n  provisioner \"shell\" {{ inline = [\"echo broken >&2\", \"exit 7\"] }}\n}}\n",
-            cloud.source("web", FILTER)
+        &cloud.web(
+            FILTER,
+            &format!("provisioner \"shell\" {{ inline = [\"echo broken >&2\", \"exit 7\"] }}"),
         ),
     );
     let out = cloud.run(&p, &["apply", "--auto-approve"]);
@@ -306,9 +314,11 @@ fn ctrl_c_during_provisioning_cleans_up() {
     let p = Project::new();
     p.file(
         "images.pkr.hcl",
-        &format!(
-            "{}\nbuild {{\n  sources = [\"source.amazon-ebs.web\"]\n  provisioner \"shell\" {{ inline = [\"echo started-sleeping\", \"sleep 60\"] }}\n}}\n",
-            cloud.source("web", FILTER)
+        &cloud.web(
+            FILTER,
+            &format!(
+                "provisioner \"shell\" {{ inline = [\"echo started-sleeping\", \"sleep 60\"] }}"
+            ),
         ),
     );
     let home = p.path().join("home");
@@ -362,9 +372,9 @@ fn keep_previous_deregisters_older_amis() {
     cloud.moto.register_image("base-1");
     let p = Project::new();
     let defs = |n: u32| {
-        format!(
-            "{}\nbuild {{\n  sources = [\"source.amazon-ebs.web\"]\n  provisioner \"shell\" {{ inline = [\"echo version {n}\"] }}\n}}\n",
-            cloud.source("web", &format!("{FILTER}\n  keep_previous = 1"))
+        cloud.web(
+            &format!("{FILTER}\n  keep_previous = 1"),
+            &format!("provisioner \"shell\" {{ inline = [\"echo version {n}\"] }}"),
         )
     };
     let mut amis = Vec::new();
@@ -465,10 +475,7 @@ fn ansible_over_ssh_and_a_test_phase_on_a_fresh_instance() {
     );
     p.file("ansible/roles/web/defaults/main.yml", "greeting: ansible\n");
     let defs = |test: &str| {
-        format!(
-            "{}\nbuild {{\n  sources = [\"source.amazon-ebs.web\"]\n  provisioner \"ansible\" {{\n    playbook_file = \"ansible/site.yml\"\n  }}\n  test {{\n    provisioner \"shell\" {{ inline = [\"{test}\"] }}\n  }}\n}}\n",
-            cloud.source("web", FILTER)
-        )
+        cloud.web(FILTER, &format!("provisioner \"ansible\" {{\n      playbook_file = \"ansible/site.yml\"\n    }}\n    test {{\n      provisioner \"shell\" {{ inline = [\"{test}\"] }}\n    }}"))
     };
     p.file(
         "images.pkr.hcl",
@@ -531,9 +538,9 @@ fn drift_and_recovery_from_tags() {
     cloud.moto.register_image("base-1");
     let p = Project::new();
     let defs = |line: &str| {
-        format!(
-            "{}\nbuild {{\n  sources = [\"source.amazon-ebs.web\"]\n  provisioner \"shell\" {{ inline = [\"{line}\"] }}\n}}\n",
-            cloud.source("web", FILTER)
+        cloud.web(
+            FILTER,
+            &format!("provisioner \"shell\" {{ inline = [\"{line}\"] }}"),
         )
     };
     p.file("images.pkr.hcl", &defs("echo v1"));

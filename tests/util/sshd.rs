@@ -87,6 +87,11 @@ fn create_user() {
 /// directory above it are root-owned and not group/world-writable, so it
 /// cannot live in /tmp.
 fn moto_keys_command() -> PathBuf {
+    static PATH: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    PATH.get_or_init(write_moto_keys_command).clone()
+}
+
+fn write_moto_keys_command() -> PathBuf {
     let dir = PathBuf::from("/var/cache/imgform/sshd");
     std::fs::create_dir_all(&dir).unwrap();
     use std::os::unix::fs::PermissionsExt;

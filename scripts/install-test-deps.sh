@@ -15,6 +15,8 @@ command -v xz >/dev/null 2>&1 || need_apt+=(xz-utils)
 # tests start it with their own config; no system service is used).
 [ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
 command -v ssh-keygen >/dev/null 2>&1 || need_apt+=(openssh-client)
+# sudo: the SSH tests run a provisioner through Packer's sudo execute_command.
+command -v sudo >/dev/null 2>&1 || need_apt+=(sudo)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
@@ -63,3 +65,7 @@ if ! command -v ansible-playbook >/dev/null 2>&1; then
   python3 -m pip install --quiet --disable-pip-version-check 'ansible-core>=2.15' 2>/dev/null ||
     python3 -m pip install --quiet --disable-pip-version-check --break-system-packages 'ansible-core>=2.15'
 fi
+
+# The OpenStack test peers (real Keystone and Glance in a virtualenv, the Nova
+# double) for tests/openstack.rs; cached, a no-op when already installed.
+"$(dirname "$0")/openstack-peers.sh" install

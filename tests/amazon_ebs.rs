@@ -139,7 +139,7 @@ fn builds_an_ami_over_real_ssh_tags_it_and_cleans_up() {
     p.file(
         "images.pkr.hcl",
         &cloud.web(
-            &format!("{FILTER}\n  ami_regions = [\"us-west-2\"]"),
+            &format!("{FILTER}\n  ami_regions = [\"us-west-2\"]\n  ami_users = [\"111122223333\"]"),
             &format!("provisioner \"shell\" {{\n      inline = [\"echo provisioned > {}/marker\"]\n    }}", scratch.display()),
         ),
     );
@@ -178,6 +178,13 @@ fn builds_an_ami_over_real_ssh_tags_it_and_cleans_up() {
         state(&p)["images"]["amazon-ebs.web"]["content_address"]
     );
     assert_eq!(tags["Team"], "platform");
+    // Shared with the account in ami_users.
+    let permissions = cloud.moto.ec2(&[
+        ("Action", "DescribeImageAttribute"),
+        ("ImageId", &ami),
+        ("Attribute", "launchPermission"),
+    ]);
+    assert!(permissions.contains("111122223333"), "{permissions}");
     // The copy in us-west-2 is recorded and tagged too.
     let copy = state(&p)["images"]["amazon-ebs.web"]["artifact"]["attributes"]["regions"]
         ["us-west-2"]
@@ -211,10 +218,7 @@ fn a_newer_base_ami_makes_the_image_stale() {
     let p = Project::new();
     p.file(
         "images.pkr.hcl",
-        &cloud.web(
-            FILTER,
-            &format!("provisioner \"shell\" {{ inline = [\"true\"] }}"),
-        ),
+        &cloud.web(FILTER, "provisioner \"shell\" { inline = [\"true\"] }"),
     );
     cloud.run(&p, &["apply", "--auto-approve"]).success();
     cloud.run(&p, &["plan", "--detailed-exitcode"]).code(0);
@@ -266,7 +270,7 @@ fn a_failed_provisioner_leaves_nothing_behind() {
         "images.pkr.hcl",
         &cloud.web(
             FILTER,
-            &format!("provisioner \"shell\" {{ inline = [\"echo broken >&2\", \"exit 7\"] }}"),
+            "provisioner \"shell\" { inline = [\"echo broken >&2\", \"exit 7\"] }",
         ),
     );
     let out = cloud.run(&p, &["apply", "--auto-approve"]);
@@ -316,9 +320,7 @@ fn ctrl_c_during_provisioning_cleans_up() {
         "images.pkr.hcl",
         &cloud.web(
             FILTER,
-            &format!(
-                "provisioner \"shell\" {{ inline = [\"echo started-sleeping\", \"sleep 60\"] }}"
-            ),
+            "provisioner \"shell\" { inline = [\"echo started-sleeping\", \"sleep 60\"] }",
         ),
     );
     let home = p.path().join("home");
@@ -618,4 +620,39 @@ fn drift_and_recovery_from_tags() {
     let change = &plan.json()["changes"][0];
     assert_eq!(change["action"], "rebuild");
     assert_eq!(change["reasons"][0]["kind"], "artifact_missing");
+}
+
+#[test]
+fn a_saved_plan_builds_from_the_ami_it_resolved() {
+    if !util::is_root() {
+        return;
+    }
+    let cloud = Cloud::start();
+    let old_base = cloud.moto.register_image("base-2026.1");
+    let p = Project::new();
+    p.file(
+        "images.pkr.hcl",
+        &cloud.web(FILTER, "provisioner \"shell\" { inline = [\"true\"] }"),
+    );
+    cloud.run(&p, &["plan", "--out", "plan.bin"]).success();
+    // Upstream moves on between review and merge.
+    std::thread::sleep(Duration::from_millis(1100));
+    let new_base = cloud.moto.register_image("base-2026.2");
+    let out = cloud.run(&p, &["apply", "plan.bin"]);
+    out.success();
+    assert!(
+        out.stderr.contains(&format!("from {old_base}; waiting")),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        state(&p)["images"]["amazon-ebs.web"]["base"]["id"],
+        old_base.as_str()
+    );
+    // The next plan sees the newer base.
+    let plan = cloud.run(&p, &["plan", "--json"]);
+    assert_eq!(
+        plan.json()["changes"][0]["reasons"][0],
+        serde_json::json!({"kind": "base_updated", "old_id": old_base, "new_id": new_base})
+    );
 }

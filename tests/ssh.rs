@@ -244,6 +244,24 @@ fn key_auth_uploads_a_tree_and_reports_exit_status_and_stderr() {
     );
     assert!(out.stderr.contains("disk is full"), "{}", out.stderr);
 
+    // Packer's sudo form of execute_command runs the script as root, with
+    // the provisioner's variables.
+    p.file(
+        "box.pkr.hcl",
+        &defs.replace(
+            "inline = [",
+            &format!(
+                "execute_command = \"sudo -n sh -c '{{{{ .Vars }}}} {{{{ .Path }}}}'\"\n    environment_vars = [\"WHO=root-via-sudo\"]\n    inline = [\"id -un > {dir}/whoami\", \"echo $WHO >> {dir}/whoami\", ",
+                dir = scratch.display()
+            ),
+        ),
+    );
+    run(&p, &["apply", "--auto-approve"]).success();
+    assert_eq!(
+        std::fs::read_to_string(scratch.join("whoami")).unwrap(),
+        "root\nroot-via-sudo\n"
+    );
+
     // valid_exit_codes accepts it.
     p.file(
         "box.pkr.hcl",

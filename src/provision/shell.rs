@@ -90,6 +90,17 @@ pub async fn run(
         comm.upload(local, &remote).await.map_err(|e| {
             super::comm_error("shell", &format!("uploading {shown} to {remote}: "), e)
         })?;
+        // As Packer: the script is made executable whatever its local mode,
+        // so an execute_command without `chmod +x` (the sudo forms) works.
+        let chmod = comm
+            .exec(&format!("chmod 0755 '{remote}'"), &[], &ctx.events)
+            .await
+            .map_err(|e| super::comm_error("shell", "", e))?;
+        if chmod != 0 {
+            return Err(fail(format!(
+                "chmod 0755 {remote} exited with status {chmod}"
+            )));
+        }
         let command = render_execute_command(&template, &vars, &remote);
         let code = comm
             .exec(&command, &env, &ctx.events)

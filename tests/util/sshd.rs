@@ -75,6 +75,12 @@ fn create_user() {
         .write_all(format!("{USER}:{PASSWORD}\n").as_bytes())
         .unwrap();
     assert!(child.wait().unwrap().success(), "chpasswd failed");
+    // Passwordless sudo, as on cloud images' default users.
+    std::fs::write(
+        format!("/etc/sudoers.d/{USER}"),
+        format!("{USER} ALL=(ALL) NOPASSWD:ALL\n"),
+    )
+    .unwrap();
     // The home may predate the user (a scratch dir made first): it must be
     // the user's, or tools like Ansible cannot write their temp files.
     std::fs::create_dir_all(Sshd::home()).unwrap();

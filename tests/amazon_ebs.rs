@@ -630,11 +630,17 @@ fn a_saved_plan_builds_from_the_ami_it_resolved() {
     let cloud = Cloud::start();
     let old_base = cloud.moto.register_image("base-2026.1");
     let p = Project::new();
+    // Credentials in the source are secrets: never in a plan, state or log.
+    let secret = "imgform-test-secret-key-0123456789";
     p.file(
         "images.pkr.hcl",
-        &cloud.web(FILTER, "provisioner \"shell\" { inline = [\"true\"] }"),
+        &cloud.web(
+            &format!("{FILTER}\n  access_key = \"AKIAIMGFORMTEST\"\n  secret_key = \"{secret}\"\n  associate_public_ip_address = true"),
+            "provisioner \"shell\" { inline = [\"true\"] }",
+        ),
     );
     cloud.run(&p, &["plan", "--out", "plan.bin"]).success();
+    assert!(!p.read("plan.bin").contains(secret));
     // Upstream moves on between review and merge.
     std::thread::sleep(Duration::from_millis(1100));
     let new_base = cloud.moto.register_image("base-2026.2");
@@ -649,6 +655,18 @@ fn a_saved_plan_builds_from_the_ami_it_resolved() {
         state(&p)["images"]["amazon-ebs.web"]["base"]["id"],
         old_base.as_str()
     );
+    assert!(!out.stderr.contains(secret) && !out.stdout.contains(secret));
+    for entry in walkdir::WalkDir::new(p.path()) {
+        let entry = entry.unwrap();
+        if entry.file_type().is_file() && entry.path().extension() != Some("hcl".as_ref()) {
+            let bytes = std::fs::read(entry.path()).unwrap();
+            assert!(
+                !String::from_utf8_lossy(&bytes).contains(secret),
+                "{} holds the secret key",
+                entry.path().display()
+            );
+        }
+    }
     // The next plan sees the newer base.
     let plan = cloud.run(&p, &["plan", "--json"]);
     assert_eq!(

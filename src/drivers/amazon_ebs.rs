@@ -1008,11 +1008,26 @@ async fn launch_instance(
         .min_count(1)
         .max_count(1)
         .set_key_name(launch.key_name.clone())
-        .set_security_group_ids(Some(launch.groups.clone()))
-        .set_subnet_id(spec.attr_str("subnet_id").map(str::to_owned))
         .set_block_device_mappings((!mappings.is_empty()).then_some(mappings))
         .tag_specifications(tag_spec(ResourceType::Instance, &instance_tags))
         .tag_specifications(tag_spec(ResourceType::Volume, &volume_tags));
+    let subnet = spec.attr_str("subnet_id").map(str::to_owned);
+    request = match spec.attr("associate_public_ip_address") {
+        // Asking for (or refusing) a public IP takes a network interface
+        // spec, which then carries the subnet and groups.
+        Some(v) if !v.is_null() => request.network_interfaces(
+            aws_sdk_ec2::types::InstanceNetworkInterfaceSpecification::builder()
+                .device_index(0)
+                .associate_public_ip_address(v.as_bool().unwrap_or(scalar(v) == "true"))
+                .delete_on_termination(true)
+                .set_subnet_id(subnet)
+                .set_groups(Some(launch.groups.clone()))
+                .build(),
+        ),
+        _ => request
+            .set_security_group_ids(Some(launch.groups.clone()))
+            .set_subnet_id(subnet),
+    };
     if let Some(data) = &launch.user_data {
         request = request.user_data(base64::engine::general_purpose::STANDARD.encode(data));
     }

@@ -675,6 +675,7 @@ async fn run_step(
 }
 
 /// `s3://bucket/key` → (bucket, key).
+#[cfg(feature = "aws")]
 fn split_s3_url(url: &str) -> Result<(String, String), BuildError> {
     let rest = url
         .strip_prefix("s3://")

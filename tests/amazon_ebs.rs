@@ -57,6 +57,7 @@ source "amazon-ebs" "{name}" {{
   ssh_timeout   = "30s"
   tags = {{
     Team = "platform"
+    Base = "{{{{ .SourceAMIName }}}} in {{{{ .BuildRegion }}}}"
   }}
   {extra}
 }}
@@ -178,6 +179,8 @@ fn builds_an_ami_over_real_ssh_tags_it_and_cleans_up() {
         state(&p)["images"]["amazon-ebs.web"]["content_address"]
     );
     assert_eq!(tags["Team"], "platform");
+    // Packer's build template data in tag values.
+    assert_eq!(tags["Base"], "base-2026.1 in us-east-1");
     // Shared with the account in ami_users.
     let permissions = cloud.moto.ec2(&[
         ("Action", "DescribeImageAttribute"),

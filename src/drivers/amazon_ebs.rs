@@ -195,6 +195,53 @@ async fn connect(settings: &ClientSettings) -> Ec2 {
     }
 }
 
+/// Packer's build template data for the amazon builders, substituted in
+/// `ami_name`, `ami_description` and tag values: `{{ .BuildRegion }}`,
+/// `{{ .SourceAMI }}`, `{{ .SourceAMIName }}`, `{{ .SourceAMIOwner }}`,
+/// `{{ .SourceAMIOwnerName }}`, `{{ .SourceAMICreationDate }}`.
+#[derive(Debug, Default)]
+struct TemplateData(BTreeMap<&'static str, String>);
+
+impl TemplateData {
+    async fn load(ec2: &Ec2, source_ami: &str) -> Result<TemplateData, BuildError> {
+        let mut data = BTreeMap::new();
+        data.insert("BuildRegion", ec2.region.clone());
+        data.insert("SourceAMI", source_ami.to_owned());
+        if let Some(image) = describe_image(ec2, source_ami).await? {
+            let mut put = |k: &'static str, v: Option<&str>| {
+                data.insert(k, v.unwrap_or_default().to_owned());
+            };
+            put("SourceAMIName", image.name());
+            put("SourceAMIOwner", image.owner_id());
+            put("SourceAMIOwnerName", image.image_owner_alias());
+            put("SourceAMICreationDate", image.creation_date());
+        }
+        Ok(TemplateData(data))
+    }
+
+    /// Replaces the known `{{ .Name }}`s; anything else is left as written.
+    fn render(&self, text: &str) -> String {
+        static FIELD: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+            regex::Regex::new(r"\{\{\s*\.(\w+)\s*\}\}").expect("regex")
+        });
+        FIELD
+            .replace_all(text, |c: &regex::Captures<'_>| {
+                self.0
+                    .get(&c[1])
+                    .cloned()
+                    .unwrap_or_else(|| c[0].to_owned())
+            })
+            .into_owned()
+    }
+
+    fn render_pairs(&self, pairs: Vec<(String, String)>) -> Vec<(String, String)> {
+        pairs
+            .into_iter()
+            .map(|(k, v)| (k, self.render(&v)))
+            .collect()
+    }
+}
+
 /// Key/value pairs from a map attribute (`tags = {...}`) and repeatable
 /// blocks (`tag { key = .. value = .. }`).
 fn tag_pairs(spec: &ImageSpec, map_attr: &str, block: &str) -> Vec<(String, String)> {
@@ -676,10 +723,14 @@ async fn run_build(
             "source_ami {source_ami} refers to an image that has not been built"
         )));
     }
-    let ami_name = spec
-        .attr_str("ami_name")
-        .map(str::to_owned)
-        .unwrap_or_else(|| format!("imgform-{}", spec.addr.slug()));
+    let template = TemplateData::load(ec2, &source_ami).await?;
+    let ami_name = template.render(
+        &spec
+            .attr_str("ami_name")
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("imgform-{}", spec.addr.slug())),
+    );
+    let ami_description = spec.attr_str("ami_description").map(|d| template.render(d));
     let skip_create_ami = bool_attr(spec, "skip_create_ami");
 
     // Packer's pre-validation: an AMI name is unique per account and region.
@@ -826,6 +877,7 @@ async fn run_build(
     };
 
     let launch = Launch {
+        template,
         key_name: key_name.clone(),
         groups: groups.clone(),
         user_data: user_data.clone(),
@@ -875,7 +927,7 @@ async fn run_build(
         .create_image()
         .instance_id(&instance_id)
         .name(&ami_name)
-        .set_description(spec.attr_str("ami_description").map(str::to_owned))
+        .set_description(ami_description.clone())
         .set_block_device_mappings((!mappings.is_empty()).then_some(mappings))
         .send()
         .await
@@ -889,13 +941,16 @@ async fn run_build(
     let snapshots = snapshots_of(&image);
     events.step(format!("AMI {ami} is available"));
 
-    let mut ami_tags = tag_pairs(spec, "tags", "tag");
+    let mut ami_tags = launch.template.render_pairs(tag_pairs(spec, "tags", "tag"));
     ami_tags.push((TAG_ADDRESS.to_owned(), spec.addr.to_string()));
     ami_tags.push((TAG_CONTENT.to_owned(), ctx.content_address.to_owned()));
     ami_tags.push((TAG_BUILD.to_owned(), ctx.run_id.to_owned()));
     tag_resources(ec2, std::slice::from_ref(&ami), &ami_tags).await?;
     if !snapshots.is_empty() {
-        let mut snapshot_tags = tag_pairs(spec, "snapshot_tags", "snapshot_tag");
+        let mut snapshot_tags =
+            launch
+                .template
+                .render_pairs(tag_pairs(spec, "snapshot_tags", "snapshot_tag"));
         snapshot_tags.push((TAG_ADDRESS.to_owned(), spec.addr.to_string()));
         snapshot_tags.push((TAG_CONTENT.to_owned(), ctx.content_address.to_owned()));
         tag_resources(ec2, &snapshots, &snapshot_tags).await?;
@@ -942,7 +997,7 @@ async fn run_build(
             .source_region(&ec2.region)
             .source_image_id(&ami)
             .name(&ami_name)
-            .set_description(spec.attr_str("ami_description").map(str::to_owned))
+            .set_description(ami_description.clone())
             .send()
             .await
             .map_err(|e| aws_error(&format!("copying {ami} to {region}"), e))?;
@@ -975,6 +1030,7 @@ async fn run_build(
 }
 
 struct Launch {
+    template: TemplateData,
     key_name: Option<String>,
     groups: Vec<String>,
     user_data: Option<Vec<u8>>,
@@ -992,12 +1048,17 @@ async fn launch_instance(
     use base64::Engine;
     let spec = ctx.spec;
     let instance_type = spec.attr_str("instance_type").unwrap_or("t3.micro");
-    let mut instance_tags = tag_pairs(spec, "run_tags", "run_tag");
+    let mut instance_tags = launch
+        .template
+        .render_pairs(tag_pairs(spec, "run_tags", "run_tag"));
     if !instance_tags.iter().any(|(k, _)| k == "Name") {
         instance_tags.push(("Name".to_owned(), format!("imgform builder {}", spec.addr)));
     }
     instance_tags.extend(launch.run_tag.iter().cloned());
-    let mut volume_tags = tag_pairs(spec, "run_volume_tags", "run_volume_tag");
+    let mut volume_tags =
+        launch
+            .template
+            .render_pairs(tag_pairs(spec, "run_volume_tags", "run_volume_tag"));
     volume_tags.extend(launch.run_tag.iter().cloned());
     let mappings = block_devices(spec, "launch_block_device_mappings");
     let mut request = ec2

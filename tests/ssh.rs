@@ -314,3 +314,32 @@ fn through_a_bastion_host() {
         sshd.log()
     );
 }
+
+#[test]
+fn a_refused_password_on_a_configured_host_fails_at_once() {
+    if !util::is_root() {
+        return;
+    }
+    let sshd = Sshd::start();
+    let p = Project::new();
+    p.file(
+        "box.pkr.hcl",
+        &null_ssh(
+            &sshd,
+            "ssh_password = \"not-the-password\"",
+            &format!("ssh_known_hosts_file = \"{}\"", sshd.known_hosts.display()),
+            r#"provisioner "shell" { inline = ["true"] }"#,
+        ),
+    );
+    let started = std::time::Instant::now();
+    let out = run(&p, &["apply", "--auto-approve"]);
+    out.code(1);
+    assert!(
+        out.stderr.contains("refused the password authentication"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("not-the-password"), "{}", out.stderr);
+    // Not retried until ssh_timeout (20s): a configured host will not change its mind.
+    assert!(started.elapsed() < std::time::Duration::from_secs(15));
+}

@@ -62,6 +62,8 @@ pub struct Endpoint {
     /// Tried in order until one succeeds.
     pub auth: Vec<SshAuth>,
     pub host_key: HostKeyPolicy,
+    /// Launched by this build (may still be booting: auth failures are retried).
+    pub launched: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -230,6 +232,7 @@ impl SshConfig {
                         .to_owned(),
                     auth: bauth,
                     host_key: configured_policy(spec, &format!("ssh_bastion_host {bhost}"))?,
+                    launched: false,
                 })
             }
         };
@@ -248,6 +251,7 @@ impl SshConfig {
                 user,
                 auth,
                 host_key,
+                launched: fresh,
             },
             bastion,
             timeout,
@@ -438,13 +442,20 @@ where
             }
         }
     }
-    Err(ConnectError::Retry(format!(
+    let refused = format!(
         "{}@{}:{} refused the {} authentication",
         endpoint.user,
         endpoint.host,
         endpoint.port,
         tried.join(" and ")
-    )))
+    );
+    // A machine that is still booting may not have its key installed yet
+    // (cloud-init); a configured machine will not change its mind.
+    if endpoint.launched {
+        Err(ConnectError::Retry(refused))
+    } else {
+        Err(ConnectError::Fatal(refused))
+    }
 }
 
 /// The target's connection and host key, and the bastion's connection.

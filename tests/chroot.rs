@@ -770,3 +770,65 @@ build {
     p.run(&["state", "import", "chroot.img", &rel]).success();
     p.run(&["plan", "--detailed-exitcode"]).code(0);
 }
+
+/// Runs imgform as `nobody` (uid 65534) in the project, whose files it owns.
+fn run_unprivileged(p: &Project, args: &[&str]) -> util::Run {
+    let status = Command::new("chown")
+        .args(["-R", "65534:65534"])
+        .arg(p.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(util::bin())
+        .args(args)
+        .current_dir(p.path())
+        .env("HOME", p.path())
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap()
+        .into()
+}
+
+#[test]
+fn builds_without_root_in_a_user_namespace() {
+    require_root!(); // to become `nobody` and to prepare the files
+    let userns = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .args(["unshare", "--map-root-user", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !userns {
+        eprintln!("skipped: unprivileged user namespaces are disabled here");
+        return;
+    }
+    let p = project(
+        r#"
+source "chroot" "img" {
+  base     = "rootfs/busybox.tar.gz"
+  work_dir = "work"
+}
+build {
+  sources = ["source.chroot.img"]
+  provisioner "shell" {
+    inline = ["mkdir -p /etc/app", "id -u > /etc/app/uid", "echo built-unprivileged > /etc/app/marker"]
+  }
+}
+"#,
+    );
+    let out = run_unprivileged(&p, &["apply", "--auto-approve"]);
+    out.success();
+    let image = output(&p, "chroot-img-", ".qcow2");
+    assert_eq!(
+        cat_in_image(&image, "/etc/app/marker"),
+        "built-unprivileged\n"
+    );
+    // Root inside the namespace, not on the host.
+    assert_eq!(cat_in_image(&image, "/etc/app/uid"), "0\n");
+    let owner = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&image).unwrap());
+    assert_eq!(owner, 65534, "the image belongs to the user who built it");
+    no_mounts_left(&p);
+    // The same definitions give the same address as a root build would plan.
+    run_unprivileged(&p, &["plan", "--detailed-exitcode"]).code(0);
+}

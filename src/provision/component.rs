@@ -13,7 +13,8 @@
 //! `maxAttempts`, `timeoutSeconds`, `loop`) and the actions `ExecuteBash`,
 //! `ExecuteBinary`, `CreateFile`, `CreateFolder`, `CopyFile`, `MoveFile`,
 //! `DeleteFile`, `DeleteFolder`, `SetFilePermissions`, `SetFileOwner`,
-//! `Reboot` (skipped with a note where the builder cannot reboot),
+//! `Reboot` (skipped with a note: chroots have nothing to reboot, and
+//! imgform does not reboot instances mid-build yet),
 //! `WebDownload` (http/https, fetched on the machine), `S3Download` and
 //! `S3Upload` (by imgform with the AWS SDK, moved through the communicator)
 //! and `UpdateOS` (apt/dnf/yum/zypper detected) are supported. Phases `build` and
@@ -644,7 +645,12 @@ async fn run_step(
             };
         }
         "Reboot" => {
-            ctx.events.step("component: Reboot skipped: this builder has no machine to reboot (a chroot or a build without an instance)");
+            let why = if comm.ssh().is_some() {
+                "imgform does not reboot build instances in the middle of a build yet"
+            } else {
+                "this builder has no machine to reboot (a chroot or a build without an instance)"
+            };
+            ctx.events.step(format!("component: Reboot skipped: {why}"));
             return Ok(StepResult {
                 ok: true,
                 stdout: String::new(),

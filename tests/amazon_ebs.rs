@@ -677,3 +677,49 @@ fn a_saved_plan_builds_from_the_ami_it_resolved() {
         serde_json::json!({"kind": "base_updated", "old_id": old_base, "new_id": new_base})
     );
 }
+
+#[test]
+fn settings_imgform_does_not_act_on_are_named_not_silently_ignored() {
+    let p = Project::new();
+    p.file(
+        "images.pkr.hcl",
+        r#"
+source "amazon-ebs" "web" {
+  region        = "us-east-1"
+  source_ami    = "ami-12345678"
+  instance_type = "t3.micro"
+  ssh_username  = "admin"
+  spot_price    = "auto"
+}
+build {
+  sources = ["source.amazon-ebs.web"]
+}
+"#,
+    );
+    let out = p.run(&["validate"]);
+    out.success();
+    assert!(
+        out.stderr
+            .contains("`spot_price` is not supported by imgform yet and is ignored"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("images.pkr.hcl:7:"), "{}", out.stderr);
+
+    p.file(
+        "images.pkr.hcl",
+        &p.read("images.pkr.hcl").replace(
+            "spot_price    = \"auto\"",
+            "ssh_interface = \"session_manager\"",
+        ),
+    );
+    let out = p.run(&["validate"]);
+    out.code(1);
+    assert!(
+        out.stderr
+            .contains("ssh_interface = \"session_manager\" is not supported"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("hint:"), "{}", out.stderr);
+}

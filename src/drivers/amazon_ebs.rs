@@ -1072,6 +1072,31 @@ async fn launch_instance(
         .set_block_device_mappings((!mappings.is_empty()).then_some(mappings))
         .tag_specifications(tag_spec(ResourceType::Instance, &instance_tags))
         .tag_specifications(tag_spec(ResourceType::Volume, &volume_tags));
+    if bool_attr(spec, "ebs_optimized") {
+        request = request.ebs_optimized(true);
+    }
+    if let Some(m) = spec.attr("metadata_options").filter(|v| v.is_object()) {
+        let s = |k: &str| m.get(k).map(scalar).filter(|s| !s.is_empty());
+        request = request.metadata_options(
+            aws_sdk_ec2::types::InstanceMetadataOptionsRequest::builder()
+                .set_http_endpoint(
+                    s("http_endpoint").map(|v| {
+                        aws_sdk_ec2::types::InstanceMetadataEndpointState::from(v.as_str())
+                    }),
+                )
+                .set_http_tokens(
+                    s("http_tokens").map(|v| aws_sdk_ec2::types::HttpTokensState::from(v.as_str())),
+                )
+                .set_http_put_response_hop_limit(
+                    s("http_put_response_hop_limit").and_then(|v| v.parse().ok()),
+                )
+                .set_instance_metadata_tags(
+                    s("instance_metadata_tags")
+                        .map(|v| aws_sdk_ec2::types::InstanceMetadataTagsState::from(v.as_str())),
+                )
+                .build(),
+        );
+    }
     let subnet = spec.attr_str("subnet_id").map(str::to_owned);
     request = match spec.attr("associate_public_ip_address") {
         // Asking for (or refusing) a public IP takes a network interface
@@ -1325,6 +1350,42 @@ async fn cleanup(ec2: &Ec2, temps: Temporaries, events: &EventSink) -> Vec<Strin
     errors
 }
 
+/// Packer attributes imgform accepts but does not act on yet (a warning).
+const NOT_YET: &[&str] = &[
+    "spot_price",
+    "spot_instance_types",
+    "spot_tags",
+    "fleet_tags",
+    "subnet_filter",
+    "vpc_filter",
+    "security_group_filter",
+    "assume_role",
+    "placement",
+    "tenancy",
+    "encrypt_boot",
+    "kms_key_id",
+    "region_kms_key_ids",
+    "snapshot_users",
+    "snapshot_groups",
+    "ami_org_arns",
+    "ami_ou_arns",
+    "ami_product_codes",
+    "ena_support",
+    "sriov_support",
+    "imds_support",
+    "tpm_support",
+    "boot_mode",
+    "uefi_data",
+    "enable_t2_unlimited",
+    "enable_unlimited_credits",
+    "temporary_iam_instance_profile_policy_document",
+    "temporary_security_group_source_public_ip",
+    "session_manager_port",
+    "pause_before_ssm",
+    "ssh_agent_auth",
+    "skip_save_build_region",
+];
+
 impl Builder for AmazonEbsBuilder {
     fn validate(&self, spec: &ImageSpec) -> Vec<Diagnostic> {
         let mut diags = Vec::new();
@@ -1377,6 +1438,33 @@ impl Builder for AmazonEbsBuilder {
                 .at(at("communicator"))
                 .hint("use communicator = \"ssh\" (the default) or \"none\""),
             ),
+        }
+        if let Some(interface) = spec.attr_str("ssh_interface") {
+            if !matches!(
+                interface,
+                "public_ip" | "private_ip" | "public_dns" | "private_dns"
+            ) {
+                diags.push(
+                    Diagnostic::error(format!(
+                        "ssh_interface = \"{interface}\" is not supported by imgform"
+                    ))
+                    .at(at("ssh_interface"))
+                    .hint("use public_ip, private_ip, public_dns or private_dns (Session Manager tunnels are not supported)"),
+                );
+            }
+        }
+        // Packer settings imgform loads but does not act on yet: say so
+        // rather than build something else than asked silently.
+        for name in NOT_YET {
+            if spec.attr(name).is_some_and(|v| !v.is_null()) {
+                diags.push(
+                    Diagnostic::warning(format!(
+                        "{}: amazon-ebs `{name}` is not supported by imgform yet and is ignored",
+                        spec.addr
+                    ))
+                    .at(at(name)),
+                );
+            }
         }
         if let Some(kind) = spec.attr_str("temporary_key_pair_type") {
             if !matches!(kind, "ed25519" | "rsa") {

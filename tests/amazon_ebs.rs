@@ -723,3 +723,86 @@ build {
     );
     assert!(out.stderr.contains("hint:"), "{}", out.stderr);
 }
+
+#[test]
+fn subnet_and_security_group_filters_pick_the_build_network() {
+    if !util::is_root() {
+        return;
+    }
+    let cloud = Cloud::start();
+    cloud.moto.register_image("base-1");
+    let m = &cloud.moto;
+    let tagged = |kind: &str, key: &str, value: &str| -> Vec<(String, String)> {
+        vec![
+            ("TagSpecification.1.ResourceType".into(), kind.into()),
+            ("TagSpecification.1.Tag.1.Key".into(), key.into()),
+            ("TagSpecification.1.Tag.1.Value".into(), value.into()),
+        ]
+    };
+    let call = |params: Vec<(String, String)>| {
+        let pairs: Vec<(&str, &str)> = params
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        m.ec2(&pairs)
+    };
+    let vpc = util::moto::xml_values(
+        &call(vec![
+            ("Action".into(), "CreateVpc".into()),
+            ("CidrBlock".into(), "10.7.0.0/16".into()),
+        ]),
+        "vpcId",
+    )
+    .remove(0);
+    let subnet = |cidr: &str| {
+        let mut p = vec![
+            ("Action".into(), "CreateSubnet".into()),
+            ("VpcId".into(), vpc.clone()),
+            ("CidrBlock".into(), cidr.to_owned()),
+        ];
+        p.extend(tagged("subnet", "Class", "build"));
+        util::moto::xml_values(&call(p), "subnetId").remove(0)
+    };
+    let small = subnet("10.7.1.0/26");
+    let big = subnet("10.7.2.0/24");
+    let mut p = vec![
+        ("Action".into(), "CreateSecurityGroup".into()),
+        ("GroupName".into(), "packer-builders".into()),
+        ("GroupDescription".into(), "builders".into()),
+        ("VpcId".into(), vpc.clone()),
+    ];
+    p.extend(tagged("security-group", "Class", "packer"));
+    let group = util::moto::xml_values(&call(p), "groupId").remove(0);
+
+    let project = Project::new();
+    project.file(
+        "images.pkr.hcl",
+        &cloud.web(
+            &format!(
+                "{FILTER}\n  subnet_filter {{\n    filters = {{ \"tag:Class\" = \"build\" }}\n    most_free = true\n  }}\n  security_group_filter {{\n    filters = {{ \"tag:Class\" = \"packer\" }}\n  }}"
+            ),
+            "provisioner \"shell\" { inline = [\"true\"] }",
+        ),
+    );
+    let out = cloud.run(&project, &["apply", "--auto-approve"]);
+    out.success();
+    assert!(
+        out.stderr
+            .contains(&format!("building in subnet {big} of {vpc}")),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !out.stderr.contains("created temporary security group"),
+        "{}",
+        out.stderr
+    );
+    let instances = m.ec2(&[("Action", "DescribeInstances")]);
+    assert!(
+        instances.contains(&big) && !instances.contains(&small),
+        "{instances}"
+    );
+    assert!(instances.contains(&group), "{instances}");
+    // The group was the user's: it is still there.
+    assert!(m.security_groups().contains(&"packer-builders".to_owned()));
+}

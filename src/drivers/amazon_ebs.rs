@@ -374,6 +374,134 @@ fn ec2_filters(list: &[(String, Vec<String>)]) -> Vec<Filter> {
         .collect()
 }
 
+/// `filters = { name = value(s) }` of a filter block (`subnet_filter`,
+/// `vpc_filter`, `security_group_filter`) as EC2 filters.
+fn block_filters(block: &Value) -> Vec<Filter> {
+    let mut out = Vec::new();
+    if let Some(Value::Object(map)) = block.get("filters") {
+        for (k, v) in map {
+            let values = match v {
+                Value::Array(items) => items.iter().map(scalar).collect(),
+                other => vec![scalar(other)],
+            };
+            out.push(Filter::builder().name(k).set_values(Some(values)).build());
+        }
+    }
+    out
+}
+
+/// Where the build instance goes: VPC and subnet, from ids or Packer's
+/// `vpc_filter` / `subnet_filter` (`most_free`, `random`).
+#[derive(Debug, Default, Clone)]
+struct Network {
+    vpc_id: Option<String>,
+    subnet_id: Option<String>,
+}
+
+async fn resolve_network(ec2: &Ec2, spec: &ImageSpec) -> Result<Network, BuildError> {
+    let mut net = Network {
+        vpc_id: spec.attr_str("vpc_id").map(str::to_owned),
+        subnet_id: spec.attr_str("subnet_id").map(str::to_owned),
+    };
+    if net.vpc_id.is_none() {
+        if let Some(block) = spec.attr("vpc_filter").filter(|v| v.is_object()) {
+            let out = ec2
+                .client
+                .describe_vpcs()
+                .set_filters(Some(block_filters(block)))
+                .send()
+                .await
+                .map_err(|e| aws_error("describing VPCs for vpc_filter", e))?;
+            let ids: Vec<&str> = out.vpcs().iter().filter_map(|v| v.vpc_id()).collect();
+            match ids.as_slice() {
+                [one] => net.vpc_id = Some((*one).to_owned()),
+                [] => return Err(failed("no VPC matches vpc_filter")),
+                many => {
+                    return Err(failed(format!(
+                        "vpc_filter matches {} VPCs ({}); narrow the filter",
+                        many.len(),
+                        many.join(", ")
+                    )))
+                }
+            }
+        }
+    }
+    if net.subnet_id.is_none() {
+        if let Some(block) = spec.attr("subnet_filter").filter(|v| v.is_object()) {
+            let mut filters = block_filters(block);
+            if let Some(vpc) = &net.vpc_id {
+                filters.push(Filter::builder().name("vpc-id").values(vpc).build());
+            }
+            let out = ec2
+                .client
+                .describe_subnets()
+                .set_filters(Some(filters))
+                .send()
+                .await
+                .map_err(|e| aws_error("describing subnets for subnet_filter", e))?;
+            let mut subnets = out.subnets().to_vec();
+            let flag = |k: &str| block.get(k).and_then(Value::as_bool).unwrap_or(false);
+            let chosen = if subnets.is_empty() {
+                return Err(failed("no subnet matches subnet_filter"));
+            } else if flag("most_free") {
+                subnets.sort_by_key(|s| {
+                    (
+                        std::cmp::Reverse(s.available_ip_address_count().unwrap_or(0)),
+                        s.subnet_id().unwrap_or_default().to_owned(),
+                    )
+                });
+                subnets.swap_remove(0)
+            } else if flag("random") {
+                let i = rand::random_range(0..subnets.len());
+                subnets.swap_remove(i)
+            } else if subnets.len() == 1 {
+                subnets.swap_remove(0)
+            } else {
+                return Err(failed(format!(
+                    "subnet_filter matches {} subnets; set most_free = true or random = true, or narrow the filter",
+                    subnets.len()
+                )));
+            };
+            if net.vpc_id.is_none() {
+                net.vpc_id = chosen.vpc_id().map(str::to_owned);
+            }
+            net.subnet_id = chosen.subnet_id().map(str::to_owned);
+        }
+    }
+    Ok(net)
+}
+
+/// Security groups from `security_group_filter`, in the build's VPC.
+async fn filtered_groups(
+    ec2: &Ec2,
+    spec: &ImageSpec,
+    net: &Network,
+) -> Result<Vec<String>, BuildError> {
+    let Some(block) = spec.attr("security_group_filter").filter(|v| v.is_object()) else {
+        return Ok(Vec::new());
+    };
+    let mut filters = block_filters(block);
+    if let Some(vpc) = &net.vpc_id {
+        filters.push(Filter::builder().name("vpc-id").values(vpc).build());
+    }
+    let out = ec2
+        .client
+        .describe_security_groups()
+        .set_filters(Some(filters))
+        .send()
+        .await
+        .map_err(|e| aws_error("describing security groups for security_group_filter", e))?;
+    let ids: Vec<String> = out
+        .security_groups()
+        .iter()
+        .filter_map(|g| g.group_id().map(str::to_owned))
+        .collect();
+    if ids.is_empty() {
+        return Err(failed("no security group matches security_group_filter"));
+    }
+    Ok(ids)
+}
+
 /// Picks the image a filter selects: the newest with `most_recent`, else
 /// exactly one.
 fn select_image(mut images: Vec<Image>, most_recent: bool) -> Result<String, String> {
@@ -797,8 +925,21 @@ async fn run_build(
     }
 
     // Temporary security group, unless groups are given.
+    let net = resolve_network(ec2, spec).await?;
+    if let Some(subnet) = &net.subnet_id {
+        events.step(format!(
+            "building in subnet {subnet}{}",
+            net.vpc_id
+                .as_deref()
+                .map(|v| format!(" of {v}"))
+                .unwrap_or_default()
+        ));
+    }
     let mut groups = strings(spec, "security_group_ids");
     groups.extend(strings(spec, "security_group_id"));
+    if groups.is_empty() {
+        groups = filtered_groups(ec2, spec, &net).await?;
+    }
     if groups.is_empty() {
         let name = format!("imgform_{}_{}", short_run(ctx.run_id), spec.addr.slug());
         let created = ec2
@@ -809,7 +950,7 @@ async fn run_build(
                 "Temporary group for imgform build of {}",
                 spec.addr
             ))
-            .set_vpc_id(spec.attr_str("vpc_id").map(str::to_owned))
+            .set_vpc_id(net.vpc_id.clone())
             .tag_specifications(tag_spec(ResourceType::SecurityGroup, &run_tag))
             .send()
             .await
@@ -878,6 +1019,7 @@ async fn run_build(
 
     let launch = Launch {
         template,
+        subnet_id: net.subnet_id.clone(),
         key_name: key_name.clone(),
         groups: groups.clone(),
         user_data: user_data.clone(),
@@ -1031,6 +1173,7 @@ async fn run_build(
 
 struct Launch {
     template: TemplateData,
+    subnet_id: Option<String>,
     key_name: Option<String>,
     groups: Vec<String>,
     user_data: Option<Vec<u8>>,
@@ -1097,7 +1240,7 @@ async fn launch_instance(
                 .build(),
         );
     }
-    let subnet = spec.attr_str("subnet_id").map(str::to_owned);
+    let subnet = launch.subnet_id.clone();
     request = match spec.attr("associate_public_ip_address") {
         // Asking for (or refusing) a public IP takes a network interface
         // spec, which then carries the subnet and groups.
@@ -1356,9 +1499,6 @@ const NOT_YET: &[&str] = &[
     "spot_instance_types",
     "spot_tags",
     "fleet_tags",
-    "subnet_filter",
-    "vpc_filter",
-    "security_group_filter",
     "assume_role",
     "placement",
     "tenancy",

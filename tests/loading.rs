@@ -244,3 +244,70 @@ build {
     assert_eq!(p.read("tries.txt").lines().count(), 3);
     assert!(run.stderr.contains("timed out after 1s"), "{}", run.stderr);
 }
+
+#[test]
+fn the_aws_example_validates_and_plans_against_ec2() {
+    let p = Project::new();
+    util::copy_tree(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/aws"),
+        p.path(),
+    );
+    let validate = p.run(&["validate"]);
+    validate.success();
+    assert!(
+        validate
+            .stdout
+            .contains("golden.amazon-ebs.debian, app.amazon-ebs.app"),
+        "{}",
+        validate.stdout
+    );
+    let moto = util::moto::Moto::start_with_amis(
+        &[
+            (
+                "ami-0d1e2b3a4c5d60001",
+                "debian-12-amd64-20250101-1980",
+                "136693071363",
+            ),
+            (
+                "ami-0d1e2b3a4c5d60002",
+                "debian-12-amd64-20250301-2040",
+                "136693071363",
+            ),
+            (
+                "ami-0d1e2b3a4c5d60003",
+                "debian-11-amd64-20250301-2040",
+                "136693071363",
+            ),
+        ],
+        p.path(),
+    );
+    let endpoint = moto.endpoint();
+    let env = [
+        ("AWS_ENDPOINT_URL", endpoint.as_str()),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+    ];
+    let plan = p.run_env(&["plan", "--json"], &env);
+    plan.success();
+    let json = plan.json();
+    let changes: Vec<(&str, &str, &str)> = json["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["address"].as_str().unwrap(),
+                c["action"].as_str().unwrap(),
+                c["target"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        changes,
+        vec![
+            ("golden.amazon-ebs.debian", "build", "aws/eu-west-1"),
+            ("app.amazon-ebs.app", "build", "aws/eu-west-1"),
+        ]
+    );
+    assert_eq!(json["changes"][1]["parents"][0], "golden.amazon-ebs.debian");
+}

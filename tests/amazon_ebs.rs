@@ -102,6 +102,20 @@ source "amazon-ebs" "{name}" {{
     }
 }
 
+/// A moto with one base AMI, an sshd, and a project with the `web` image
+/// whose build body is `body`; `None` (the test is skipped) when not root.
+fn web_project(body: &str) -> Option<(Cloud, Project)> {
+    if !util::is_root() {
+        eprintln!("skipped: sshd and a test user need root");
+        return None;
+    }
+    let cloud = Cloud::start();
+    cloud.moto.register_image("base-1");
+    let p = Project::new();
+    p.file("images.pkr.hcl", &cloud.web(FILTER, body));
+    Some((cloud, p))
+}
+
 const FILTER: &str = r#"source_ami_filter {
     filters = {
       name  = "base-*"
@@ -162,12 +176,8 @@ fn builds_an_ami_over_real_ssh_tags_it_and_cleans_up() {
         std::fs::read_to_string(scratch.join("marker")).unwrap(),
         "provisioned\n"
     );
-    assert!(
-        out.stderr.contains("created temporary key pair"),
-        "{}",
-        out.stderr
-    );
-    assert!(out.stderr.contains("connected over SSH"), "{}", out.stderr);
+    out.stderr_has("created temporary key pair");
+    out.stderr_has("connected over SSH");
 
     // The AMI exists, is tagged, and is what the state records.
     let ami = recorded_ami(&p, "amazon-ebs.web");
@@ -263,31 +273,15 @@ fn a_newer_base_ami_makes_the_image_stale() {
 
 #[test]
 fn a_failed_provisioner_leaves_nothing_behind() {
-    if !util::is_root() {
+    let Some((cloud, p)) =
+        web_project("provisioner \"shell\" { inline = [\"echo broken >&2\", \"exit 7\"] }")
+    else {
         return;
-    }
-    let cloud = Cloud::start();
-    cloud.moto.register_image("base-1");
-    let p = Project::new();
-    p.file(
-        "images.pkr.hcl",
-        &cloud.web(
-            FILTER,
-            "provisioner \"shell\" { inline = [\"echo broken >&2\", \"exit 7\"] }",
-        ),
-    );
+    };
     let out = cloud.run(&p, &["apply", "--auto-approve"]);
     out.code(1);
-    assert!(
-        out.stderr.contains("exited with status 7"),
-        "{}",
-        out.stderr
-    );
-    assert!(
-        out.stderr.contains("deleted temporary key pair"),
-        "{}",
-        out.stderr
-    );
+    out.stderr_has("exited with status 7");
+    out.stderr_has("deleted temporary key pair");
     cloud.assert_clean();
     // No AMI was made, nothing recorded.
     assert!(cloud
@@ -302,30 +296,18 @@ fn a_failed_provisioner_leaves_nothing_behind() {
     // --on-error=abort keeps the temporaries and says which.
     let out = cloud.run(&p, &["apply", "--auto-approve", "--on-error=abort"]);
     out.code(1);
-    assert!(
-        out.stderr.contains("--on-error=abort: kept instance i-"),
-        "{}",
-        out.stderr
-    );
+    out.stderr_has("--on-error=abort: kept instance i-");
     assert_eq!(cloud.moto.instances("running").len(), 1);
     assert_eq!(cloud.moto.key_pairs().len(), 1);
 }
 
 #[test]
 fn ctrl_c_during_provisioning_cleans_up() {
-    if !util::is_root() {
+    let Some((cloud, p)) =
+        web_project("provisioner \"shell\" { inline = [\"echo started-sleeping\", \"sleep 60\"] }")
+    else {
         return;
-    }
-    let cloud = Cloud::start();
-    cloud.moto.register_image("base-1");
-    let p = Project::new();
-    p.file(
-        "images.pkr.hcl",
-        &cloud.web(
-            FILTER,
-            "provisioner \"shell\" { inline = [\"echo started-sleeping\", \"sleep 60\"] }",
-        ),
-    );
+    };
     let home = p.path().join("home");
     std::fs::create_dir_all(&home).unwrap();
     let mut cmd = std::process::Command::new(util::bin());
@@ -423,11 +405,7 @@ fn a_chain_of_two_amis_builds_the_child_from_the_parent() {
     let child = recorded_ami(&p, "app.amazon-ebs.app");
     assert_ne!(parent, child);
     // The child's build instance was launched from the parent's AMI.
-    assert!(
-        out.stderr.contains(&format!("from {parent}; waiting")),
-        "{}",
-        out.stderr
-    );
+    out.stderr_has(&format!("from {parent}; waiting"));
     assert_eq!(
         state(&p)["images"]["app.amazon-ebs.app"]["parents"]["golden.amazon-ebs.os"]["artifact_id"],
         parent.as_str()
@@ -496,18 +474,8 @@ fn ansible_over_ssh_and_a_test_phase_on_a_fresh_instance() {
         "hello from ansible\n"
     );
     // Ansible's output streams into the log with the image address.
-    assert!(
-        out.stderr
-            .contains("amazon-ebs.web: TASK [web : write the page]"),
-        "{}",
-        out.stderr
-    );
-    assert!(
-        out.stderr
-            .contains("test phase: launching an instance from the new AMI"),
-        "{}",
-        out.stderr
-    );
+    out.stderr_has("amazon-ebs.web: TASK [web : write the page]");
+    out.stderr_has("test phase: launching an instance from the new AMI");
     let first = recorded_ami(&p, "amazon-ebs.web");
     cloud.assert_clean();
 
@@ -527,7 +495,7 @@ fn ansible_over_ssh_and_a_test_phase_on_a_fresh_instance() {
     let before: Vec<String> = cloud.moto.images().into_iter().map(|(id, _)| id).collect();
     let out = cloud.run(&p, &["apply", "--auto-approve"]);
     out.code(1);
-    assert!(out.stderr.contains("tests failed"), "{}", out.stderr);
+    out.stderr_has("tests failed");
     assert_eq!(recorded_ami(&p, "amazon-ebs.web"), first);
     let after: Vec<String> = cloud.moto.images().into_iter().map(|(id, _)| id).collect();
     assert_eq!(before, after, "the untested AMI is deregistered");
@@ -649,11 +617,7 @@ fn a_saved_plan_builds_from_the_ami_it_resolved() {
     let new_base = cloud.moto.register_image("base-2026.2");
     let out = cloud.run(&p, &["apply", "plan.bin"]);
     out.success();
-    assert!(
-        out.stderr.contains(&format!("from {old_base}; waiting")),
-        "{}",
-        out.stderr
-    );
+    out.stderr_has(&format!("from {old_base}; waiting"));
     assert_eq!(
         state(&p)["images"]["amazon-ebs.web"]["base"]["id"],
         old_base.as_str()
@@ -698,13 +662,8 @@ build {
     );
     let out = p.run(&["validate"]);
     out.success();
-    assert!(
-        out.stderr
-            .contains("`spot_price` is not supported by imgform yet and is ignored"),
-        "{}",
-        out.stderr
-    );
-    assert!(out.stderr.contains("images.pkr.hcl:7:"), "{}", out.stderr);
+    out.stderr_has("`spot_price` is not supported by imgform yet and is ignored");
+    out.stderr_has("images.pkr.hcl:7:");
 
     p.file(
         "images.pkr.hcl",
@@ -715,13 +674,8 @@ build {
     );
     let out = p.run(&["validate"]);
     out.code(1);
-    assert!(
-        out.stderr
-            .contains("ssh_interface = \"session_manager\" is not supported"),
-        "{}",
-        out.stderr
-    );
-    assert!(out.stderr.contains("hint:"), "{}", out.stderr);
+    out.stderr_has("ssh_interface = \"session_manager\" is not supported");
+    out.stderr_has("hint:");
 }
 
 #[test]
@@ -786,12 +740,7 @@ fn subnet_and_security_group_filters_pick_the_build_network() {
     );
     let out = cloud.run(&project, &["apply", "--auto-approve"]);
     out.success();
-    assert!(
-        out.stderr
-            .contains(&format!("building in subnet {big} of {vpc}")),
-        "{}",
-        out.stderr
-    );
+    out.stderr_has(&format!("building in subnet {big} of {vpc}"));
     assert!(
         !out.stderr.contains("created temporary security group"),
         "{}",

@@ -72,12 +72,8 @@ fn password_auth_with_pinned_host_key_runs_commands_and_streams_output() {
         "hello from imgform\n"
     );
     // Output lines stream into the log with the image address as prefix.
-    assert!(
-        out.stderr.contains(&format!("null.box: {USER}")),
-        "{}",
-        out.stderr
-    );
-    assert!(out.stderr.contains("to-stderr"), "{}", out.stderr);
+    out.stderr_has(&format!("null.box: {USER}"));
+    out.stderr_has("to-stderr");
     // The password never shows up.
     assert!(!out.stderr.contains(PASSWORD) && !out.stdout.contains(PASSWORD));
     let state = std::fs::read_to_string(p.path().join("state/local.json")).unwrap();
@@ -107,17 +103,8 @@ fn wrong_host_key_is_refused_and_nothing_is_recorded() {
     );
     let out = run(&p, &["apply", "--auto-approve"]);
     out.code(1);
-    assert!(
-        out.stderr
-            .contains("not the configured ssh_host_key_fingerprint"),
-        "{}",
-        out.stderr
-    );
-    assert!(
-        out.stderr.contains(&sshd.host_key_fingerprint),
-        "{}",
-        out.stderr
-    );
+    out.stderr_has("not the configured ssh_host_key_fingerprint");
+    out.stderr_has(&sshd.host_key_fingerprint);
     assert!(!scratch.join("touched").exists());
     assert!(
         !p.path().join("state/local.json").exists()
@@ -145,7 +132,7 @@ fn wrong_host_key_is_refused_and_nothing_is_recorded() {
     );
     let out = run(&p, &["apply", "--auto-approve"]);
     out.code(1);
-    assert!(out.stderr.contains("HOST KEY MISMATCH"), "{}", out.stderr);
+    out.stderr_has("HOST KEY MISMATCH");
 }
 
 #[test]
@@ -166,16 +153,8 @@ fn a_configured_host_with_unknown_key_is_never_trusted_silently() {
     );
     let out = run(&p, &["apply", "--auto-approve"]);
     out.code(1);
-    assert!(
-        out.stderr.contains("host key must be known"),
-        "{}",
-        out.stderr
-    );
-    assert!(
-        out.stderr.contains("ssh_host_key_fingerprint"),
-        "{}",
-        out.stderr
-    );
+    out.stderr_has("host key must be known");
+    out.stderr_has("ssh_host_key_fingerprint");
 }
 
 #[test]
@@ -237,12 +216,8 @@ fn key_auth_uploads_a_tree_and_reports_exit_status_and_stderr() {
     p.file("box.pkr.hcl", &failing);
     let out = run(&p, &["apply", "--auto-approve"]);
     out.code(1);
-    assert!(
-        out.stderr.contains("exited with status 3"),
-        "{}",
-        out.stderr
-    );
-    assert!(out.stderr.contains("disk is full"), "{}", out.stderr);
+    out.stderr_has("exited with status 3");
+    out.stderr_has("disk is full");
 
     // Packer's sudo form of execute_command runs the script as root, with
     // the provisioner's variables.
@@ -298,11 +273,7 @@ fn through_a_bastion_host() {
     );
     let out = run(&p, &["apply", "--auto-approve"]);
     out.success();
-    assert!(
-        out.stderr.contains("via bastion 127.0.0.1"),
-        "{}",
-        out.stderr
-    );
+    out.stderr_has("via bastion 127.0.0.1");
     assert_eq!(
         std::fs::read_to_string(scratch.join("hop")).unwrap(),
         "via-bastion\n"
@@ -334,11 +305,7 @@ fn a_refused_password_on_a_configured_host_fails_at_once() {
     let started = std::time::Instant::now();
     let out = run(&p, &["apply", "--auto-approve"]);
     out.code(1);
-    assert!(
-        out.stderr.contains("refused the password authentication"),
-        "{}",
-        out.stderr
-    );
+    out.stderr_has("refused the password authentication");
     assert!(!out.stderr.contains("not-the-password"), "{}", out.stderr);
     // Not retried until ssh_timeout (20s): a configured host will not change its mind.
     assert!(started.elapsed() < std::time::Duration::from_secs(15));

@@ -38,6 +38,17 @@ impl Run {
         self
     }
 
+    /// Asserts that stderr contains `needle`, showing stderr when not.
+    #[track_caller]
+    pub fn stderr_has(&self, needle: &str) -> &Run {
+        assert!(
+            self.stderr.contains(needle),
+            "stderr lacks {needle:?}:\n{}",
+            self.stderr
+        );
+        self
+    }
+
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.stdout)
             .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
@@ -145,4 +156,39 @@ pub fn is_root() -> bool {
                 .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
         })
         .unwrap_or(false)
+}
+
+/// The inode of the socket listening on 127.0.0.1:`port` (or any address),
+/// from /proc/net/tcp.
+fn listener_inode(port: u16) -> Option<String> {
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    table.lines().skip(1).find_map(|line| {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        let local_port = cols.get(1)?.rsplit(':').next()?;
+        let listening = cols.get(3) == Some(&"0A");
+        (listening && u16::from_str_radix(local_port, 16).ok() == Some(port))
+            .then(|| cols.get(9).map(|s| s.to_string()))
+            .flatten()
+    })
+}
+
+/// Whether process `pid` holds the socket listening on `port` (so a server
+/// we started answers, not another one that got the same free port).
+pub fn owns_listener(pid: u32, port: u16) -> bool {
+    let Some(inode) = listener_inode(port) else {
+        return false;
+    };
+    let wanted = format!("socket:[{inode}]");
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|fds| {
+            fds.flatten().any(|fd| {
+                std::fs::read_link(fd.path()).is_ok_and(|l| l.to_string_lossy() == wanted)
+            })
+        })
+        .unwrap_or(false)
+}
+
+/// Whether someone listens on `port`.
+pub fn port_in_use_by_another(port: u16) -> bool {
+    listener_inode(port).is_some()
 }

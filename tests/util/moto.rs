@@ -45,6 +45,17 @@ impl Moto {
     }
 
     fn start_env(env: &[(&str, &str)]) -> Moto {
+        // Two servers started at once may pick the same free port; the one
+        // that loses exits, and must not take the winner for its own.
+        for _ in 0..5 {
+            if let Some(moto) = Moto::try_start(env) {
+                return moto;
+            }
+        }
+        panic!("moto could not get a port of its own in 5 attempts");
+    }
+
+    fn try_start(env: &[(&str, &str)]) -> Option<Moto> {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
@@ -70,10 +81,12 @@ impl Moto {
         let started = Instant::now();
         loop {
             if let Some(status) = moto.child.try_wait().unwrap() {
+                if super::port_in_use_by_another(port) {
+                    return None;
+                }
                 panic!("moto exited ({status}); run scripts/install-test-deps.sh to install moto[server]");
             }
-            if TcpStream::connect(("127.0.0.1", port)).is_ok()
-                && moto.request("GET", "/", b"").0 == 200
+            if super::owns_listener(moto.child.id(), port) && moto.request("GET", "/", b"").0 == 200
             {
                 break;
             }
@@ -90,7 +103,7 @@ impl Moto {
             "create bucket: {}",
             String::from_utf8_lossy(&body)
         );
-        moto
+        Some(moto)
     }
 
     pub fn endpoint(&self) -> String {

@@ -13,7 +13,7 @@
 //! (scripts/install-test-deps.sh installs it). Killed on drop.
 #![allow(dead_code)]
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -164,6 +164,17 @@ impl Sshd {
     }
 
     pub fn start_with(options: Options<'_>) -> Sshd {
+        // A server started at the same moment may take the same free port:
+        // then this sshd exits and a new port is tried.
+        for _ in 0..5 {
+            if let Some(sshd) = Sshd::try_start(&options) {
+                return sshd;
+            }
+        }
+        panic!("sshd could not get a port of its own in 5 attempts");
+    }
+
+    fn try_start(options: &Options<'_>) -> Option<Sshd> {
         ensure_user();
         std::fs::create_dir_all("/run/sshd").unwrap();
         let dir = tempfile::tempdir().unwrap();
@@ -259,8 +270,11 @@ impl Sshd {
             client_key,
         };
         let started = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while !super::owns_listener(sshd.child.id(), port) {
             if let Some(status) = sshd.child.try_wait().unwrap() {
+                if super::port_in_use_by_another(port) {
+                    return None;
+                }
                 panic!("sshd exited ({status}):\n{}", sshd.log());
             }
             assert!(
@@ -270,7 +284,7 @@ impl Sshd {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        sshd
+        Some(sshd)
     }
 
     pub fn log(&self) -> String {

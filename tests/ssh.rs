@@ -184,6 +184,11 @@ fn key_auth_uploads_a_tree_and_reports_exit_status_and_stderr() {
   }}
   provisioner "shell" {{
     inline = ["{dir}/app/bin/run.sh > {dir}/ran"]
+  }}
+  provisioner "file" {{
+    direction   = "download"
+    source      = "{dir}/ran"
+    destination = "fetched/ran.txt"
   }}"#,
             dir = scratch.display()
         ),
@@ -207,6 +212,8 @@ fn key_auth_uploads_a_tree_and_reports_exit_status_and_stderr() {
         std::fs::read_to_string(scratch.join("ran")).unwrap(),
         "running\n"
     );
+    // Downloaded back over SFTP.
+    assert_eq!(p.read("fetched/ran.txt"), "running\n");
 
     // A failing command: its exit status and stderr reach the user.
     let failing = defs.replace(

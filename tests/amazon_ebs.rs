@@ -755,3 +755,30 @@ fn subnet_and_security_group_filters_pick_the_build_network() {
     // The group was the user's: it is still there.
     assert!(m.security_groups().contains(&"packer-builders".to_owned()));
 }
+
+#[test]
+fn a_filter_that_matches_nothing_is_a_placed_plan_error() {
+    let moto = Moto::start();
+    let p = Project::new();
+    p.file(
+        "images.pkr.hcl",
+        &format!(
+            "source \"amazon-ebs\" \"web\" {{\n  region = \"us-east-1\"\n  ssh_username = \"admin\"\n  {FILTER}\n}}\nbuild {{\n  sources = [\"source.amazon-ebs.web\"]\n}}\n"
+        ),
+    );
+    let endpoint = moto.endpoint();
+    let out = p.run_env(
+        &["plan"],
+        &[
+            ("AWS_ENDPOINT_URL", endpoint.as_str()),
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ],
+    );
+    out.code(1);
+    out.stderr_has("cannot resolve the base image: no AMI matches source_ami_filter");
+    // Placed at the filter block, with a hint; nothing written.
+    out.stderr_has("images.pkr.hcl:4:3");
+    out.stderr_has("hint:");
+    assert!(!p.path().join("state").exists());
+}

@@ -456,11 +456,16 @@ impl Project {
         }
 
         let target = crate::drivers::target_for(&def.builder, &real.settings);
-        let attr_locs = def
+        // Attributes and nested blocks (`source_ami_filter`, ...), first one wins.
+        let mut attr_locs: BTreeMap<String, SourceLoc> = BTreeMap::new();
+        for (name, loc) in def
             .attrs
             .iter()
-            .map(|a| (a.name.clone(), a.loc.clone()))
-            .collect();
+            .map(|a| (&a.name, &a.loc))
+            .chain(def.blocks.iter().map(|b| (&b.kind, &b.loc)))
+        {
+            attr_locs.entry(name.clone()).or_insert_with(|| loc.clone());
+        }
         Ok(ImageSpec {
             addr: def.addr.clone(),
             builder: def.builder.clone(),

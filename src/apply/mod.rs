@@ -242,7 +242,11 @@ pub async fn apply(
                 // Retention: old artifacts beyond keep_previous go after the new one is recorded.
                 if let Some(builder) = drivers::builder_for(&job.spec.builder) {
                     for old in previous {
-                        match builder.destroy(&options.def_dir, &old).await {
+                        let at = drivers::Recorded {
+                            def_dir: &options.def_dir,
+                            spec: Some(&job.spec),
+                        };
+                        match builder.destroy(at, &old).await {
                             Ok(()) => {
                                 events
                                     .send(Event::Destroyed {
@@ -334,7 +338,11 @@ pub async fn apply(
         }
         let mut error = None;
         for a in &all {
-            if let Err(e) = builder.destroy(&options.def_dir, a).await {
+            let at = drivers::Recorded {
+                def_dir: &options.def_dir,
+                spec: None,
+            };
+            if let Err(e) = builder.destroy(at, a).await {
                 error = Some(format!("deleting {}: {e}", a.id));
                 break;
             }

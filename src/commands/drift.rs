@@ -35,7 +35,7 @@ pub async fn run(chdir: Option<&Path>, args: DriftArgs, output: Output) -> Resul
 
     // Refresh: is every recorded artifact still there? Which artifacts of
     // defined images does no state know?
-    let mut missing = BTreeSet::new();
+    let missing = prepare::missing_artifacts(&prepared, &states, None).await?;
     let mut known: BTreeSet<(String, String)> = BTreeSet::new();
     for state in states.values() {
         for (addr, record) in &state.images {
@@ -43,32 +43,42 @@ pub async fn run(chdir: Option<&Path>, args: DriftArgs, output: Output) -> Resul
             for previous in &record.previous {
                 known.insert((addr.clone(), previous.id.clone()));
             }
-            let Some(builder) = drivers::builder_for(&record.builder) else {
-                continue;
-            };
-            if !builder
-                .exists(def_dir, &record.artifact)
-                .await
-                .with_context(|| format!("refreshing {addr}"))?
-            {
-                if let Ok(a) = addr.parse::<ImageAddr>() {
-                    missing.insert(a);
-                }
-            }
         }
     }
+    // Every defined image's artifacts at its target, asked at once.
+    let builders: Vec<(
+        &ImageAddr,
+        &crate::spec::ImageSpec,
+        Box<dyn drivers::Builder>,
+    )> = prepared
+        .images
+        .iter()
+        .filter_map(|(addr, image)| {
+            drivers::builder_for(&image.spec.builder).map(|b| (addr, &image.spec, b))
+        })
+        .collect();
+    let limit = tokio::sync::Semaphore::new(16);
+    let listings = drivers::join_all(
+        builders
+            .iter()
+            .map(|(addr, spec, builder)| {
+                let limit = &limit;
+                Box::pin(async move {
+                    let _permit = limit.acquire().await.expect("semaphore open");
+                    builder
+                        .list_artifacts(spec)
+                        .await
+                        .with_context(|| format!("listing artifacts of {addr}"))
+                }) as drivers::BoxFuture<'_, Result<Vec<String>>>
+            })
+            .collect(),
+    )
+    .await;
     let mut untracked: Vec<(ImageAddr, TargetAddr, String)> = Vec::new();
-    for (addr, image) in &prepared.images {
-        let Some(builder) = drivers::builder_for(&image.spec.builder) else {
-            continue;
-        };
-        for id in builder
-            .list_artifacts(&image.spec)
-            .await
-            .with_context(|| format!("listing artifacts of {addr}"))?
-        {
+    for ((addr, spec, _), listed) in builders.iter().zip(listings) {
+        for id in listed? {
             if !known.contains(&(addr.to_string(), id.clone())) {
-                untracked.push((addr.clone(), image.spec.target.clone(), id));
+                untracked.push(((*addr).clone(), spec.target.clone(), id));
             }
         }
     }

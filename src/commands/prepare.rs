@@ -405,6 +405,60 @@ pub fn load_states(
     Ok(states)
 }
 
+/// Refresh: the recorded images (of `only`, when given) whose artifact no
+/// longer exists. Every builder is asked at once (at most 16 calls in
+/// flight), each with the image's current spec while it is defined.
+pub async fn missing_artifacts(
+    prepared: &Prepared,
+    states: &BTreeMap<TargetAddr, StateFile>,
+    only: Option<&BTreeSet<ImageAddr>>,
+) -> Result<BTreeSet<ImageAddr>> {
+    let mut asks: Vec<(
+        ImageAddr,
+        Box<dyn drivers::Builder>,
+        &crate::state::Artifact,
+    )> = Vec::new();
+    for state in states.values() {
+        for (addr, record) in &state.images {
+            let Ok(a) = addr.parse::<ImageAddr>() else {
+                continue;
+            };
+            if only.is_some_and(|o| !o.contains(&a)) {
+                continue;
+            }
+            if let Some(builder) = drivers::builder_for(&record.builder) {
+                asks.push((a, builder, &record.artifact));
+            }
+        }
+    }
+    let limit = tokio::sync::Semaphore::new(16);
+    let futures: Vec<drivers::BoxFuture<'_, Result<Option<ImageAddr>>>> = asks
+        .iter()
+        .map(|(addr, builder, artifact)| {
+            let limit = &limit;
+            let at = drivers::Recorded {
+                def_dir: &prepared.project.def_dir,
+                spec: prepared.images.get(addr).map(|i| &i.spec),
+            };
+            Box::pin(async move {
+                let _permit = limit.acquire().await.expect("semaphore open");
+                let exists = builder
+                    .exists(at, artifact)
+                    .await
+                    .with_context(|| format!("refreshing {addr}"))?;
+                Ok((!exists).then(|| addr.clone()))
+            }) as drivers::BoxFuture<'_, _>
+        })
+        .collect();
+    let mut missing = BTreeSet::new();
+    for result in drivers::join_all(futures).await {
+        if let Some(addr) = result? {
+            missing.insert(addr);
+        }
+    }
+    Ok(missing)
+}
+
 pub struct PlanRequest<'a> {
     pub replace: &'a [String],
     pub targets: &'a [String],
@@ -444,30 +498,11 @@ pub async fn make_plan(
             .collect()
     });
 
-    // Refresh: does each recorded artifact still exist?
-    let mut missing = BTreeSet::new();
-    if request.refresh {
-        for state in states.values() {
-            for (addr, record) in &state.images {
-                let Ok(a) = addr.parse::<ImageAddr>() else {
-                    continue;
-                };
-                if only.as_ref().is_some_and(|o| !o.contains(&a)) {
-                    continue;
-                }
-                let Some(builder) = drivers::builder_for(&record.builder) else {
-                    continue;
-                };
-                if !builder
-                    .exists(&prepared.project.def_dir, &record.artifact)
-                    .await
-                    .with_context(|| format!("refreshing {addr}"))?
-                {
-                    missing.insert(a);
-                }
-            }
-        }
-    }
+    let missing = if request.refresh {
+        missing_artifacts(prepared, states, only.as_ref()).await?
+    } else {
+        BTreeSet::new()
+    };
 
     // What the diff needs from the object store.
     let mut old_manifests = BTreeMap::new();

@@ -22,7 +22,6 @@
 //! top.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -37,7 +36,7 @@ use aws_sdk_ec2::types::{
 use aws_sdk_ec2::Client;
 use serde_json::{json, Value};
 
-use super::{BoxFuture, BuildContext, BuildError, Builder};
+use super::{BoxFuture, BuildContext, BuildError, Builder, Recorded};
 use crate::apply::events::EventSink;
 use crate::diag::Diagnostic;
 use crate::provision::ssh::{Launched, SshCommunicator, SshConfig};
@@ -122,9 +121,11 @@ impl ClientSettings {
         }
     }
 
-    /// For a recorded artifact: its region, and the endpoint and profile it
-    /// was built with (never credentials: those come from the chain).
-    fn from_artifact(artifact: &Artifact) -> ClientSettings {
+    /// For a recorded artifact: the source's settings while the image is
+    /// still defined (its credentials: the state holds none), with the
+    /// region, endpoint and profile recorded with the artifact on top (that
+    /// is where it is).
+    fn for_artifact(at: Recorded<'_>, artifact: &Artifact) -> ClientSettings {
         let get = |k: &str| {
             artifact
                 .attributes
@@ -132,11 +133,12 @@ impl ClientSettings {
                 .and_then(Value::as_str)
                 .map(str::to_owned)
         };
+        let base = at.spec.map(ClientSettings::from_spec).unwrap_or_default();
         ClientSettings {
-            region: get("region"),
-            profile: get("profile"),
-            endpoint: get("endpoint"),
-            ..Default::default()
+            region: get("region").or(base.region.clone()),
+            profile: get("profile").or(base.profile.clone()),
+            endpoint: get("endpoint").or(base.endpoint.clone()),
+            ..base
         }
     }
 
@@ -148,6 +150,7 @@ impl ClientSettings {
     }
 }
 
+#[derive(Clone)]
 struct Ec2 {
     client: Client,
     region: String,
@@ -157,7 +160,27 @@ struct Ec2 {
     endpoint_url: Option<String>,
 }
 
+/// An EC2 client for `settings`, made once per process: loading the AWS
+/// configuration and credentials costs more than a call, and one client
+/// keeps its connections open for the next (refresh asks about every
+/// recorded AMI).
 async fn connect(settings: &ClientSettings) -> Ec2 {
+    static CLIENTS: std::sync::LazyLock<Mutex<BTreeMap<String, Ec2>>> =
+        std::sync::LazyLock::new(Mutex::default);
+    let key = format!("{settings:?}");
+    if let Some(ec2) = CLIENTS.lock().expect("clients lock").get(&key) {
+        return ec2.clone();
+    }
+    let ec2 = new_client(settings).await;
+    CLIENTS
+        .lock()
+        .expect("clients lock")
+        .entry(key)
+        .or_insert(ec2)
+        .clone()
+}
+
+async fn new_client(settings: &ClientSettings) -> Ec2 {
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
     if let Some(region) = &settings.region {
         loader = loader.region(aws_config::Region::new(region.clone()));
@@ -1691,14 +1714,14 @@ impl Builder for AmazonEbsBuilder {
 
     fn exists<'a>(
         &'a self,
-        _def_dir: &'a Path,
+        at: Recorded<'a>,
         artifact: &'a Artifact,
     ) -> BoxFuture<'a, Result<bool, BuildError>> {
         Box::pin(async move {
             if artifact.id.starts_with("none:") {
                 return Ok(true);
             }
-            let ec2 = connect(&ClientSettings::from_artifact(artifact)).await;
+            let ec2 = connect(&ClientSettings::for_artifact(at, artifact)).await;
             Ok(describe_image(&ec2, &artifact.id).await?.is_some_and(|i| {
                 !matches!(
                     i.state(),
@@ -1710,14 +1733,14 @@ impl Builder for AmazonEbsBuilder {
 
     fn destroy<'a>(
         &'a self,
-        _def_dir: &'a Path,
+        at: Recorded<'a>,
         artifact: &'a Artifact,
     ) -> BoxFuture<'a, Result<(), BuildError>> {
         Box::pin(async move {
             if artifact.id.starts_with("none:") {
                 return Ok(());
             }
-            let settings = ClientSettings::from_artifact(artifact);
+            let settings = ClientSettings::for_artifact(at, artifact);
             let ec2 = connect(&settings).await;
             delete_image(&ec2, &artifact.id).await?;
             if let Some(Value::Object(copies)) = artifact.attributes.get("regions") {

@@ -28,7 +28,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tokio::process::Command;
 
-use super::{BoxFuture, BuildContext, BuildError, Builder};
+use super::{BoxFuture, BuildContext, BuildError, Builder, Recorded};
 use crate::diag::Diagnostic;
 use crate::provision::chroot::{ChrootCommunicator, Mounts};
 use crate::provision::{self};
@@ -610,18 +610,19 @@ impl Builder for ChrootBuilder {
 
     fn exists<'a>(
         &'a self,
-        def_dir: &'a Path,
+        at: Recorded<'a>,
         artifact: &'a Artifact,
     ) -> BoxFuture<'a, Result<bool, BuildError>> {
-        Box::pin(async move { Ok(def_dir.join(&artifact.id).is_file()) })
+        Box::pin(async move { Ok(at.def_dir.join(&artifact.id).is_file()) })
     }
 
     fn destroy<'a>(
         &'a self,
-        def_dir: &'a Path,
+        at: Recorded<'a>,
         artifact: &'a Artifact,
     ) -> BoxFuture<'a, Result<(), BuildError>> {
         Box::pin(async move {
+            let def_dir = at.def_dir;
             let id = def_dir.join(&artifact.id);
             for path in [
                 id.clone(),

@@ -9,6 +9,8 @@
 pub mod amazon_ebs;
 pub mod chroot;
 pub mod null;
+#[cfg(feature = "openstack")]
+pub mod openstack;
 pub mod schema;
 
 use std::future::Future;
@@ -56,6 +58,46 @@ pub struct BuildContext<'a> {
     pub keep_on_error: bool,
 }
 
+/// How to reach a recorded artifact: the definition dir (local artifact ids
+/// are relative to it) and, while the image is still defined, its evaluated
+/// spec — the credentials, endpoint and cloud it was built with (the state
+/// holds no secret, so a removed image has only the ambient credentials).
+#[derive(Debug, Clone, Copy)]
+pub struct Recorded<'a> {
+    pub def_dir: &'a Path,
+    pub spec: Option<&'a ImageSpec>,
+}
+
+/// Runs futures concurrently on the current task and returns their outputs
+/// in order (refresh asks the cloud about many artifacts at once).
+pub async fn join_all<'a, T>(futures: Vec<BoxFuture<'a, T>>) -> Vec<T> {
+    let mut futures: Vec<Option<BoxFuture<'a, T>>> = futures.into_iter().map(Some).collect();
+    let mut out: Vec<Option<T>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (slot, result) in futures.iter_mut().zip(out.iter_mut()) {
+            if let Some(f) = slot {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => {
+                        *result = Some(v);
+                        *slot = None;
+                    }
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter()
+        .map(|v| v.expect("every future finished"))
+        .collect()
+}
+
 pub trait Builder: Send + Sync {
     /// Static checks that need the evaluated spec (run at plan time).
     fn validate(&self, spec: &ImageSpec) -> Vec<Diagnostic>;
@@ -78,16 +120,15 @@ pub trait Builder: Send + Sync {
         })
     }
     fn build<'a>(&'a self, ctx: BuildContext<'a>) -> BoxFuture<'a, Result<Artifact, BuildError>>;
-    /// Whether a recorded artifact still exists (refresh). Local artifact
-    /// ids are relative to `def_dir`.
+    /// Whether a recorded artifact still exists (refresh).
     fn exists<'a>(
         &'a self,
-        def_dir: &'a Path,
+        at: Recorded<'a>,
         artifact: &'a Artifact,
     ) -> BoxFuture<'a, Result<bool, BuildError>>;
     fn destroy<'a>(
         &'a self,
-        def_dir: &'a Path,
+        at: Recorded<'a>,
         artifact: &'a Artifact,
     ) -> BoxFuture<'a, Result<(), BuildError>>;
     /// The artifact `id` if it exists and was built from exactly
@@ -118,6 +159,8 @@ pub fn builder_for(kind: &str) -> Option<Box<dyn Builder>> {
         "chroot" => Some(Box::new(chroot::ChrootBuilder)),
         #[cfg(feature = "aws")]
         "amazon-ebs" => Some(Box::new(amazon_ebs::AmazonEbsBuilder)),
+        #[cfg(feature = "openstack")]
+        "openstack" => Some(Box::new(openstack::OpenStackBuilder)),
         _ => None,
     }
 }

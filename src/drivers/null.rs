@@ -6,15 +6,13 @@
 //! address (`null:<first 12 hex>`), so the same inputs give the same id, and
 //! it always "exists".
 
-use std::path::Path;
-
 use crate::diag::Diagnostic;
 use crate::provision::ssh::{SshCommunicator, SshConfig};
 use crate::provision::{self, NoCommunicator};
 use crate::spec::ImageSpec;
 use crate::state::Artifact;
 
-use super::{BoxFuture, BuildContext, BuildError, Builder};
+use super::{BoxFuture, BuildContext, BuildError, Builder, Recorded};
 
 pub struct NullBuilder;
 
@@ -98,7 +96,7 @@ impl Builder for NullBuilder {
 
     fn exists<'a>(
         &'a self,
-        _def_dir: &'a Path,
+        _at: Recorded<'a>,
         _artifact: &'a Artifact,
     ) -> BoxFuture<'a, Result<bool, BuildError>> {
         Box::pin(async { Ok(true) })
@@ -106,7 +104,7 @@ impl Builder for NullBuilder {
 
     fn destroy<'a>(
         &'a self,
-        _def_dir: &'a Path,
+        _at: Recorded<'a>,
         _artifact: &'a Artifact,
     ) -> BoxFuture<'a, Result<(), BuildError>> {
         Box::pin(async { Ok(()) })

@@ -36,24 +36,23 @@ use aws_sdk_ec2::types::{
 use aws_sdk_ec2::Client;
 use serde_json::{json, Value};
 
+use super::cloud::{self, communicator, failed, note, scalar, short_run, strings};
 use super::{BoxFuture, BuildContext, BuildError, Builder, Recorded};
 use crate::apply::events::EventSink;
 use crate::diag::Diagnostic;
-use crate::provision::ssh::{Launched, SshCommunicator, SshConfig};
-use crate::provision::{self, Communicator, NoCommunicator};
+use crate::provision::{self, Stage};
 use crate::spec::{ImageRef, ImageSpec};
 use crate::state::Artifact;
 
 pub struct AmazonEbsBuilder;
 
+/// The first wait between polls of EC2 (doubling to 5 s).
+const POLL_FIRST: Duration = Duration::from_millis(500);
+
 /// Tag keys imgform puts on what it creates.
 pub const TAG_BUILD: &str = "imgform:build";
 pub const TAG_ADDRESS: &str = "imgform:address";
 pub const TAG_CONTENT: &str = "imgform:content";
-
-fn failed(message: impl Into<String>) -> BuildError {
-    BuildError::Failed(message.into())
-}
 
 /// An SDK error as one line, with the service's code and message.
 fn aws_error<E, R>(what: &str, err: SdkError<E, R>) -> BuildError
@@ -288,14 +287,6 @@ fn tag_pairs(spec: &ImageSpec, map_attr: &str, block: &str) -> Vec<(String, Stri
     out
 }
 
-fn scalar(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
-    }
-}
-
 fn tags(pairs: &[(String, String)]) -> Vec<Tag> {
     pairs
         .iter()
@@ -316,18 +307,6 @@ fn bool_attr(spec: &ImageSpec, name: &str) -> bool {
         Some(Value::String(s)) => s == "true",
         _ => false,
     }
-}
-
-fn strings(spec: &ImageSpec, name: &str) -> Vec<String> {
-    match spec.attr(name) {
-        Some(Value::Array(items)) => items.iter().map(scalar).filter(|s| !s.is_empty()).collect(),
-        Some(Value::String(s)) if !s.is_empty() => vec![s.clone()],
-        _ => Vec::new(),
-    }
-}
-
-fn communicator(spec: &ImageSpec) -> &str {
-    spec.attr_str("communicator").unwrap_or("ssh")
 }
 
 /// The filter of `source_ami_filter` as EC2 filters, its owners and
@@ -568,7 +547,7 @@ struct Temporaries {
     images: Vec<(String, String)>,
 }
 
-impl Temporaries {
+impl cloud::Temporaries for Temporaries {
     fn describe(&self) -> Vec<String> {
         let mut out = Vec::new();
         for i in &self.instances {
@@ -587,35 +566,7 @@ impl Temporaries {
     }
 }
 
-type Shared = Arc<Mutex<Temporaries>>;
-
-fn note<T>(temps: &Shared, f: impl FnOnce(&mut Temporaries) -> T) -> T {
-    f(&mut temps.lock().expect("temporaries lock"))
-}
-
-/// Polls `check` with backoff (0.5 s doubling to 5 s) until it returns
-/// `Some`, for at most `limit`.
-async fn wait_for<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> Result<T, BuildError>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<Option<T>, BuildError>>,
-{
-    let start = Instant::now();
-    let mut delay = Duration::from_millis(500);
-    loop {
-        if let Some(v) = check().await? {
-            return Ok(v);
-        }
-        if start.elapsed() > limit {
-            return Err(failed(format!(
-                "timed out after {}s waiting for {what}",
-                limit.as_secs()
-            )));
-        }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_secs(5));
-    }
-}
+type Shared = cloud::Shared<Temporaries>;
 
 fn polling_limit(spec: &ImageSpec) -> Duration {
     let polling = spec.attr("aws_polling");
@@ -652,7 +603,8 @@ async fn wait_instance(
     want: InstanceStateName,
     limit: Duration,
 ) -> Result<Instance, BuildError> {
-    wait_for(
+    cloud::wait_for(
+        POLL_FIRST,
         &format!("instance {id} to be {}", want.as_str()),
         limit,
         || async {
@@ -702,24 +654,29 @@ async fn describe_image(ec2: &Ec2, id: &str) -> Result<Option<Image>, BuildError
 }
 
 async fn wait_image_available(ec2: &Ec2, id: &str, limit: Duration) -> Result<Image, BuildError> {
-    wait_for(&format!("AMI {id} to be available"), limit, || async {
-        match describe_image(ec2, id).await? {
-            Some(image) => match image.state() {
-                Some(ImageState::Available) => Ok(Some(image)),
-                Some(ImageState::Failed | ImageState::Error | ImageState::Invalid) => {
-                    Err(failed(format!(
-                        "AMI {id} failed: {}",
-                        image
-                            .state_reason()
-                            .and_then(|r| r.message())
-                            .unwrap_or("no reason given")
-                    )))
-                }
-                _ => Ok(None),
-            },
-            None => Ok(None),
-        }
-    })
+    cloud::wait_for(
+        POLL_FIRST,
+        &format!("AMI {id} to be available"),
+        limit,
+        || async {
+            match describe_image(ec2, id).await? {
+                Some(image) => match image.state() {
+                    Some(ImageState::Available) => Ok(Some(image)),
+                    Some(ImageState::Failed | ImageState::Error | ImageState::Invalid) => {
+                        Err(failed(format!(
+                            "AMI {id} failed: {}",
+                            image
+                                .state_reason()
+                                .and_then(|r| r.message())
+                                .unwrap_or("no reason given")
+                        )))
+                    }
+                    _ => Ok(None),
+                },
+                None => Ok(None),
+            }
+        },
+    )
     .await
 }
 
@@ -829,12 +786,6 @@ fn runner_cidr(endpoint_host: &str) -> Option<String> {
         std::net::IpAddr::V4(ip) if !ip.is_unspecified() => Some(format!("{ip}/32")),
         _ => None,
     }
-}
-
-/// The first 8 characters of the run id, for resource names (the tag
-/// `imgform:build` carries the whole id).
-fn short_run(run_id: &str) -> &str {
-    &run_id[..run_id.len().min(8)]
 }
 
 fn temp_key_algorithm(spec: &ImageSpec) -> Result<russh::keys::Algorithm, BuildError> {
@@ -1052,7 +1003,14 @@ async fn run_build(
     let instance_id = instance.instance_id().unwrap_or_default().to_owned();
 
     // Provision.
-    provision_instance(ctx, &instance, temporary_key.clone()).await?;
+    cloud::provision_launched(
+        ctx,
+        &format!("instance {instance_id}"),
+        instance_host(spec, &instance),
+        temporary_key.clone(),
+        Stage::Build,
+    )
+    .await?;
 
     if !bool_attr(spec, "disable_stop_instance") {
         events.step(format!("stopping instance {instance_id}"));
@@ -1129,7 +1087,14 @@ async fn run_build(
         ));
         let tested = async {
             let instance = launch_instance(ctx, ec2, temps, &ami, &launch, limit).await?;
-            test_instance(ctx, &instance, temporary_key.clone()).await
+            cloud::provision_launched(
+                ctx,
+                &format!("instance {}", instance.instance_id().unwrap_or("?")),
+                instance_host(spec, &instance),
+                temporary_key.clone(),
+                Stage::Test,
+            )
+            .await
         }
         .await;
         if let Err(e) = tested {
@@ -1315,67 +1280,6 @@ async fn launch_instance(
         "launched instance {id} ({instance_type}) from {ami}; waiting for it to run"
     ));
     wait_instance(ec2, &id, InstanceStateName::Running, limit).await
-}
-
-async fn connect_ssh(
-    ctx: &BuildContext<'_>,
-    instance: &Instance,
-    temporary_key: Option<Arc<russh::keys::PrivateKey>>,
-) -> Result<SshCommunicator, BuildError> {
-    let host = instance_host(ctx.spec, instance).unwrap_or_default();
-    if host.is_empty() && ctx.spec.attr_str("ssh_host").is_none() {
-        return Err(failed(format!(
-            "instance {} has no address to connect to (ssh_interface = \"{}\")",
-            instance.instance_id().unwrap_or("?"),
-            ctx.spec.attr_str("ssh_interface").unwrap_or("public_ip")
-        )));
-    }
-    let config = SshConfig::from_spec(
-        ctx.spec,
-        Some(Launched {
-            host: &host,
-            temporary_key,
-        }),
-    )
-    .map_err(failed)?;
-    SshCommunicator::connect(config, &ctx.events)
-        .await
-        .map_err(|e| failed(format!("SSH: {e}")))
-}
-
-async fn provision_instance(
-    ctx: &BuildContext<'_>,
-    instance: &Instance,
-    temporary_key: Option<Arc<russh::keys::PrivateKey>>,
-) -> Result<(), BuildError> {
-    if communicator(ctx.spec) == "none" {
-        return provision::run_all(ctx, &NoCommunicator).await;
-    }
-    if let Some(pause) = ctx
-        .spec
-        .attr_str("pause_before_connecting")
-        .and_then(crate::spec::parse_duration)
-    {
-        tokio::time::sleep(pause).await;
-    }
-    let ssh = connect_ssh(ctx, instance, temporary_key).await?;
-    let result = provision::run_all(ctx, &ssh as &dyn Communicator).await;
-    ssh.close().await;
-    result
-}
-
-async fn test_instance(
-    ctx: &BuildContext<'_>,
-    instance: &Instance,
-    temporary_key: Option<Arc<russh::keys::PrivateKey>>,
-) -> Result<(), BuildError> {
-    if communicator(ctx.spec) == "none" {
-        return provision::run_tests(ctx, &NoCommunicator).await;
-    }
-    let ssh = connect_ssh(ctx, instance, temporary_key).await?;
-    let result = provision::run_tests(ctx, &ssh as &dyn Communicator).await;
-    ssh.close().await;
-    result
 }
 
 async fn tag_resources(
@@ -1679,36 +1583,10 @@ impl Builder for AmazonEbsBuilder {
         Box::pin(async move {
             let ec2 = connect(&ClientSettings::from_spec(ctx.spec)).await;
             let temps: Shared = Arc::default();
-            let mut cancel = ctx.cancel.clone();
-            let result = tokio::select! {
-                r = run_build(&ctx, &ec2, &temps) => r,
-                _ = cancel.cancelled() => Err(BuildError::Cancelled),
-            };
-            let temps = std::mem::take(&mut *temps.lock().expect("temporaries lock"));
-            let kept = temps.describe();
-            if result.is_err() && ctx.keep_on_error && !kept.is_empty() {
-                ctx.events.step(format!(
-                    "--on-error=abort: kept {} (delete them yourself when done)",
-                    kept.join(", ")
-                ));
-                return result;
-            }
-            let errors = cleanup(&ec2, temps, &ctx.events).await;
-            match result {
-                Ok(artifact) if !errors.is_empty() => {
-                    // The AMI is good; say loudly what could not be removed.
-                    ctx.events.step(format!(
-                        "warning: could not delete every temporary resource: {}",
-                        errors.join("; ")
-                    ));
-                    Ok(artifact)
-                }
-                Err(e) if !errors.is_empty() => Err(failed(format!(
-                    "{e}; cleanup also failed: {}",
-                    errors.join("; ")
-                ))),
-                other => other,
-            }
+            cloud::run_then_clean_up(&ctx, &temps, run_build(&ctx, &ec2, &temps), |t, _| {
+                cleanup(&ec2, t, &ctx.events)
+            })
+            .await
         })
     }
 

@@ -8,6 +8,8 @@
 #[cfg(feature = "aws")]
 pub mod amazon_ebs;
 pub mod chroot;
+#[cfg(any(feature = "aws", feature = "openstack"))]
+pub mod cloud;
 pub mod null;
 #[cfg(feature = "openstack")]
 pub mod openstack;

@@ -36,17 +36,17 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use sha2::Digest;
 
+use super::cloud::{self, communicator, failed, note, scalar, short_run, strings};
 use super::{BoxFuture, BuildContext, BuildError, Builder, Recorded};
 use crate::apply::events::EventSink;
 use crate::diag::Diagnostic;
-use crate::provision::ssh::{Launched, SshCommunicator, SshConfig};
-use crate::provision::{self, Communicator, NoCommunicator};
+use crate::provision::{self, NoCommunicator, Stage};
 use crate::spec::{ImageRef, ImageSpec};
 use crate::state::Artifact;
 
@@ -57,6 +57,9 @@ use api::{Api, Settings};
 
 pub struct OpenStackBuilder;
 
+/// The first wait between polls of Nova and Glance (doubling to 5 s).
+const POLL_FIRST: Duration = Duration::from_millis(250);
+
 /// Glance properties imgform puts on what it keeps.
 pub const PROP_ADDRESS: &str = "imgform_address";
 pub const PROP_CONTENT: &str = "imgform_content";
@@ -64,28 +67,8 @@ pub const PROP_BUILD: &str = "imgform_build";
 /// The Glance tag on every image imgform made.
 pub const TAG: &str = "imgform";
 
-fn failed(message: impl Into<String>) -> BuildError {
-    BuildError::Failed(message.into())
-}
-
-fn scalar(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
-    }
-}
-
 fn non_empty(spec: &ImageSpec, name: &str) -> Option<String> {
     spec.attr(name).map(scalar).filter(|s| !s.is_empty())
-}
-
-fn strings(spec: &ImageSpec, name: &str) -> Vec<String> {
-    match spec.attr(name) {
-        Some(Value::Array(items)) => items.iter().map(scalar).filter(|s| !s.is_empty()).collect(),
-        Some(Value::String(s)) if !s.is_empty() => vec![s.clone()],
-        _ => Vec::new(),
-    }
 }
 
 fn bool_attr(spec: &ImageSpec, name: &str) -> Option<bool> {
@@ -111,10 +94,6 @@ fn first_block(v: &Value) -> Option<&Value> {
         Value::Object(_) => Some(v),
         _ => None,
     }
-}
-
-fn communicator(spec: &ImageSpec) -> &str {
-    spec.attr_str("communicator").unwrap_or("ssh")
 }
 
 fn is_upload(spec: &ImageSpec) -> bool {
@@ -286,7 +265,7 @@ struct Temporaries {
     kept_image: Option<String>,
 }
 
-impl Temporaries {
+impl cloud::Temporaries for Temporaries {
     fn describe(&self) -> Vec<String> {
         let mut out = Vec::new();
         for s in &self.servers {
@@ -302,35 +281,7 @@ impl Temporaries {
     }
 }
 
-type Shared = Arc<Mutex<Temporaries>>;
-
-fn note<T>(temps: &Shared, f: impl FnOnce(&mut Temporaries) -> T) -> T {
-    f(&mut temps.lock().expect("temporaries lock"))
-}
-
-/// Polls `check` with backoff (0.25 s doubling to 5 s) until it returns
-/// `Some`, for at most `limit`.
-async fn wait_for<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> Result<T, BuildError>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<Option<T>, BuildError>>,
-{
-    let start = Instant::now();
-    let mut delay = Duration::from_millis(250);
-    loop {
-        if let Some(v) = check().await? {
-            return Ok(v);
-        }
-        if start.elapsed() > limit {
-            return Err(failed(format!(
-                "timed out after {}s waiting for {what}",
-                limit.as_secs()
-            )));
-        }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_secs(5));
-    }
-}
+type Shared = cloud::Shared<Temporaries>;
 
 fn image_timeout(spec: &ImageSpec) -> Duration {
     spec.attr_str("wait_image_ready_timeout")
@@ -346,52 +297,67 @@ async fn wait_server_status(
     want: &str,
     limit: Duration,
 ) -> Result<Value, BuildError> {
-    wait_for(&format!("server {id} to be {want}"), limit, || async {
-        let Some(server) = os.server(id).await? else {
-            return Err(failed(format!("server {id} disappeared")));
-        };
-        let status = server.get("status").and_then(Value::as_str).unwrap_or("");
-        if status == want {
-            return Ok(Some(server));
-        }
-        if status == "ERROR" {
-            let fault = server
-                .pointer("/fault/message")
-                .and_then(Value::as_str)
-                .unwrap_or("no fault given");
-            return Err(failed(format!("server {id} went to ERROR: {fault}")));
-        }
-        Ok(None)
-    })
+    cloud::wait_for(
+        POLL_FIRST,
+        &format!("server {id} to be {want}"),
+        limit,
+        || async {
+            let Some(server) = os.server(id).await? else {
+                return Err(failed(format!("server {id} disappeared")));
+            };
+            let status = server.get("status").and_then(Value::as_str).unwrap_or("");
+            if status == want {
+                return Ok(Some(server));
+            }
+            if status == "ERROR" {
+                let fault = server
+                    .pointer("/fault/message")
+                    .and_then(Value::as_str)
+                    .unwrap_or("no fault given");
+                return Err(failed(format!("server {id} went to ERROR: {fault}")));
+            }
+            Ok(None)
+        },
+    )
     .await
 }
 
 async fn wait_server_gone(os: &Api, id: &str, limit: Duration) -> Result<(), BuildError> {
-    wait_for(&format!("server {id} to be deleted"), limit, || async {
-        Ok(match os.server(id).await? {
-            None => Some(()),
-            Some(s) if s.get("status").and_then(Value::as_str) == Some("DELETED") => Some(()),
-            Some(_) => None,
-        })
-    })
+    cloud::wait_for(
+        POLL_FIRST,
+        &format!("server {id} to be deleted"),
+        limit,
+        || async {
+            Ok(match os.server(id).await? {
+                None => Some(()),
+                Some(s) if s.get("status").and_then(Value::as_str) == Some("DELETED") => Some(()),
+                Some(_) => None,
+            })
+        },
+    )
     .await
 }
 
 async fn wait_image_active(os: &Api, id: &str, limit: Duration) -> Result<Value, BuildError> {
-    wait_for(&format!("image {id} to be active"), limit, || async {
-        match os.image(id).await? {
-            Some(image) => match image.get("status").and_then(Value::as_str) {
-                Some("active") => Ok(Some(image)),
-                Some(s @ ("killed" | "deactivated")) => {
-                    Err(failed(format!("image {id} is {s} instead of active")))
-                }
-                _ => Ok(None),
-            },
-            None => Err(failed(format!(
-                "image {id} was deleted before it was active"
-            ))),
-        }
-    })
+    cloud::wait_for(
+        POLL_FIRST,
+        &format!("image {id} to be active"),
+        limit,
+        || async {
+            match os.image(id).await? {
+                Some(image) => match image.get("status").and_then(Value::as_str) {
+                    Some("active") => Ok(Some(image)),
+                    Some(s @ ("killed" | "deactivated")) => {
+                        Err(failed(format!("image {id} is {s} instead of active")))
+                    }
+                    _ => Ok(None),
+                },
+                None => Err(failed(format!(
+                    "image {id} was deleted before it was active"
+                ))),
+            }
+        },
+    )
     .await
 }
 
@@ -419,11 +385,6 @@ fn server_host(server: &Value) -> Option<String> {
         .filter(|s| !s.is_empty())
         .map(str::to_owned)
         .or(fixed)
-}
-
-/// The first 8 characters of the run id, for resource names.
-fn short_run(run_id: &str) -> &str {
-    &run_id[..run_id.len().min(8)]
 }
 
 fn image_name(spec: &ImageSpec) -> String {
@@ -653,62 +614,6 @@ async fn launch_server(
     wait_server_status(os, &id, "ACTIVE", SERVER_TIMEOUT).await
 }
 
-async fn connect_ssh(
-    ctx: &BuildContext<'_>,
-    server: &Value,
-    temporary_key: Option<Arc<russh::keys::PrivateKey>>,
-) -> Result<SshCommunicator, BuildError> {
-    let host = server_host(server).unwrap_or_default();
-    if host.is_empty() && ctx.spec.attr_str("ssh_host").is_none() {
-        return Err(failed(format!(
-            "server {} has no address to connect to",
-            server.get("id").and_then(Value::as_str).unwrap_or("?")
-        )));
-    }
-    let config = SshConfig::from_spec(
-        ctx.spec,
-        Some(Launched {
-            host: &host,
-            temporary_key,
-        }),
-    )
-    .map_err(failed)?;
-    SshCommunicator::connect(config, &ctx.events)
-        .await
-        .map_err(|e| failed(format!("SSH: {e}")))
-}
-
-/// Runs the build provisioners (or, with `test`, the test phase) on a server.
-async fn provision_server(
-    ctx: &BuildContext<'_>,
-    server: &Value,
-    temporary_key: Option<Arc<russh::keys::PrivateKey>>,
-    test: bool,
-) -> Result<(), BuildError> {
-    if communicator(ctx.spec) == "none" {
-        return if test {
-            provision::run_tests(ctx, &NoCommunicator).await
-        } else {
-            provision::run_all(ctx, &NoCommunicator).await
-        };
-    }
-    if let Some(pause) = ctx
-        .spec
-        .attr_str("pause_before_connecting")
-        .and_then(crate::spec::parse_duration)
-    {
-        tokio::time::sleep(pause).await;
-    }
-    let ssh = connect_ssh(ctx, server, temporary_key).await?;
-    let result = if test {
-        provision::run_tests(ctx, &ssh as &dyn Communicator).await
-    } else {
-        provision::run_all(ctx, &ssh as &dyn Communicator).await
-    };
-    ssh.close().await;
-    result
-}
-
 /// Snapshot mode, step by step. Temporary resources go into `temps` as
 /// soon as they exist; [`cleanup`] deletes them afterwards.
 async fn run_snapshot(
@@ -813,7 +718,14 @@ async fn run_snapshot(
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_owned();
-    provision_server(ctx, &server, temporary_key.clone(), false).await?;
+    cloud::provision_launched(
+        ctx,
+        &format!("server {server_id}"),
+        server_host(&server),
+        temporary_key.clone(),
+        Stage::Build,
+    )
+    .await?;
 
     events.step(format!("stopping server {server_id}"));
     os.server_action(&server_id, &json!({ "os-stop": null }))
@@ -846,7 +758,17 @@ async fn run_snapshot(
         ));
         let tested = async {
             let server = launch_server(ctx, os, temps, &image, &launch).await?;
-            provision_server(ctx, &server, temporary_key.clone(), true).await
+            cloud::provision_launched(
+                ctx,
+                &format!(
+                    "server {}",
+                    server.get("id").and_then(Value::as_str).unwrap_or("?")
+                ),
+                server_host(&server),
+                temporary_key.clone(),
+                Stage::Test,
+            )
+            .await
         }
         .await;
         if let Err(e) = tested {
@@ -1123,41 +1045,17 @@ impl Builder for OpenStackBuilder {
             let settings = settings_from_spec(ctx.spec);
             let os = api::connect(&settings).await?;
             let temps: Shared = Arc::default();
-            let mut cancel = ctx.cancel.clone();
-            let result = tokio::select! {
-                r = async {
-                    if is_upload(ctx.spec) {
-                        run_upload(&ctx, &os, &settings, &temps).await
-                    } else {
-                        run_snapshot(&ctx, &os, &settings, &temps).await
-                    }
-                } => r,
-                _ = cancel.cancelled() => Err(BuildError::Cancelled),
-            };
-            let temps = std::mem::take(&mut *temps.lock().expect("temporaries lock"));
-            let kept = temps.describe();
-            if result.is_err() && ctx.keep_on_error && !kept.is_empty() {
-                ctx.events.step(format!(
-                    "--on-error=abort: kept {} (delete them yourself when done)",
-                    kept.join(", ")
-                ));
-                return result;
-            }
-            let errors = cleanup(&os, temps, ctx.run_id, result.is_err(), &ctx.events).await;
-            match result {
-                Ok(artifact) if !errors.is_empty() => {
-                    ctx.events.step(format!(
-                        "warning: could not delete every temporary resource: {}",
-                        errors.join("; ")
-                    ));
-                    Ok(artifact)
+            let run = async {
+                if is_upload(ctx.spec) {
+                    run_upload(&ctx, &os, &settings, &temps).await
+                } else {
+                    run_snapshot(&ctx, &os, &settings, &temps).await
                 }
-                Err(e) if !errors.is_empty() => Err(failed(format!(
-                    "{e}; cleanup also failed: {}",
-                    errors.join("; ")
-                ))),
-                other => other,
-            }
+            };
+            cloud::run_then_clean_up(&ctx, &temps, run, |t, failed| {
+                cleanup(&os, t, ctx.run_id, failed, &ctx.events)
+            })
+            .await
         })
     }
 

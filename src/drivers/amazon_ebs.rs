@@ -1473,39 +1473,11 @@ impl Builder for AmazonEbsBuilder {
                     .hint("set source_ami = \"ami-...\", source_ami = image.<ADDR>.id (a parent image), or a source_ami_filter block"),
             );
         }
-        match communicator(spec) {
-            "ssh" => {
-                if spec.attr_str("ssh_username").is_none() {
-                    diags.push(
-                        Diagnostic::error(format!(
-                            "{}: amazon-ebs with communicator \"ssh\" needs ssh_username",
-                            spec.addr
-                        ))
-                        .at(at("ssh_username"))
-                        .hint("the login user of the source AMI, e.g. ssh_username = \"ubuntu\", \"ec2-user\" or \"admin\""),
-                    );
-                }
-            }
-            "none" => {
-                for p in spec.provisioners.iter().chain(&spec.tests) {
-                    if !provision::runs_on_host(&p.kind) {
-                        diags.push(
-                            Diagnostic::error(format!("provisioner \"{}\" needs a connection to the instance, but this source has communicator = \"none\"", p.kind))
-                                .at(Some(p.loc.clone()))
-                                .hint("remove communicator = \"none\" (SSH is the default)"),
-                        );
-                    }
-                }
-            }
-            other => diags.push(
-                Diagnostic::error(format!(
-                    "{}: communicator \"{other}\" is not supported by imgform's amazon-ebs builder",
-                    spec.addr
-                ))
-                .at(at("communicator"))
-                .hint("use communicator = \"ssh\" (the default) or \"none\""),
-            ),
-        }
+        diags.extend(cloud::validate_communicator(
+            spec,
+            "instance",
+            "ssh_username = \"ubuntu\", \"ec2-user\" or \"admin\"",
+        ));
         if let Some(interface) = spec.attr_str("ssh_interface") {
             if !matches!(
                 interface,

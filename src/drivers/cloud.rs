@@ -84,6 +84,80 @@ pub fn note<X, T>(temps: &Shared<X>, f: impl FnOnce(&mut X) -> T) -> T {
     f(&mut temps.lock().expect("temporaries lock"))
 }
 
+/// Where attribute `name` of `spec` was written (the source block if not).
+pub fn loc_of(spec: &ImageSpec, name: &str) -> Option<crate::diag::SourceLoc> {
+    Some(
+        spec.attr_locs
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| spec.loc.clone()),
+    )
+}
+
+/// The communicator checks both cloud builders make: `ssh` needs a user
+/// (and a key pair name needs its private key); `none` runs only host-side
+/// provisioners; nothing else is supported. `machine` names what the build
+/// launches ("instance", "server"), `user_example` hints a login user.
+pub fn validate_communicator(
+    spec: &ImageSpec,
+    machine: &str,
+    user_example: &str,
+) -> Vec<crate::diag::Diagnostic> {
+    use crate::diag::Diagnostic;
+    let mut diags = Vec::new();
+    match communicator(spec) {
+        "ssh" => {
+            if spec.attr_str("ssh_username").is_none() {
+                diags.push(
+                    Diagnostic::error(format!(
+                        "{}: {} with communicator \"ssh\" needs ssh_username",
+                        spec.addr, spec.builder
+                    ))
+                    .at(loc_of(spec, "ssh_username"))
+                    .hint(format!(
+                        "the login user of the source image, e.g. {user_example}"
+                    )),
+                );
+            }
+            if spec.attr_str("ssh_keypair_name").is_some()
+                && spec.attr_str("ssh_private_key_file").is_none()
+            {
+                diags.push(
+                    Diagnostic::error(format!(
+                        "{}: ssh_keypair_name needs ssh_private_key_file",
+                        spec.addr
+                    ))
+                    .at(loc_of(spec, "ssh_keypair_name"))
+                    .hint("the private key of that key pair, to log in with"),
+                );
+            }
+        }
+        "none" => {
+            for p in spec.provisioners.iter().chain(&spec.tests) {
+                if !provision::runs_on_host(&p.kind) {
+                    diags.push(
+                        Diagnostic::error(format!(
+                            "provisioner \"{}\" needs a connection to the {machine}, but this source has communicator = \"none\"",
+                            p.kind
+                        ))
+                        .at(Some(p.loc.clone()))
+                        .hint("remove communicator = \"none\" (SSH is the default)"),
+                    );
+                }
+            }
+        }
+        other => diags.push(
+            Diagnostic::error(format!(
+                "{}: communicator \"{other}\" is not supported by imgform's {} builder",
+                spec.addr, spec.builder
+            ))
+            .at(loc_of(spec, "communicator"))
+            .hint("use communicator = \"ssh\" (the default) or \"none\""),
+        ),
+    }
+    diags
+}
+
 /// A build's record of temporary resources.
 pub trait Temporaries: Default + Send {
     /// Each resource, for the `--on-error=abort` message.

@@ -957,51 +957,11 @@ impl Builder for OpenStackBuilder {
                     .hint("the size of the build server, e.g. flavor = \"m1.small\""),
             );
         }
-        match communicator(spec) {
-            "ssh" => {
-                if spec.attr_str("ssh_username").is_none() {
-                    diags.push(
-                        Diagnostic::error(format!(
-                            "{}: openstack with communicator \"ssh\" needs ssh_username",
-                            spec.addr
-                        ))
-                        .at(at("ssh_username"))
-                        .hint("the login user of the source image, e.g. ssh_username = \"ubuntu\""),
-                    );
-                }
-                if spec.attr_str("ssh_keypair_name").is_some()
-                    && spec.attr_str("ssh_private_key_file").is_none()
-                {
-                    diags.push(
-                        Diagnostic::error(format!(
-                            "{}: ssh_keypair_name needs ssh_private_key_file",
-                            spec.addr
-                        ))
-                        .at(at("ssh_keypair_name"))
-                        .hint("the private key of that key pair, to log in with"),
-                    );
-                }
-            }
-            "none" => {
-                for p in spec.provisioners.iter().chain(&spec.tests) {
-                    if !provision::runs_on_host(&p.kind) {
-                        diags.push(
-                            Diagnostic::error(format!("provisioner \"{}\" needs a connection to the server, but this source has communicator = \"none\"", p.kind))
-                                .at(Some(p.loc.clone()))
-                                .hint("remove communicator = \"none\" (SSH is the default)"),
-                        );
-                    }
-                }
-            }
-            other => diags.push(
-                Diagnostic::error(format!(
-                    "{}: communicator \"{other}\" is not supported by imgform's openstack builder",
-                    spec.addr
-                ))
-                .at(at("communicator"))
-                .hint("use communicator = \"ssh\" (the default) or \"none\""),
-            ),
-        }
+        diags.extend(cloud::validate_communicator(
+            spec,
+            "server",
+            "ssh_username = \"ubuntu\"",
+        ));
         diags
     }
 

@@ -34,13 +34,7 @@ impl Cloud {
     }
 
     fn run(&self, p: &Project, args: &[&str]) -> util::Run {
-        let env = self.env();
-        let home = p.path().join("home");
-        std::fs::create_dir_all(&home).unwrap();
-        let mut pairs: Vec<(&str, &str)> =
-            env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        pairs.push(("HOME", home.to_str().unwrap()));
-        p.run_env(args, &pairs)
+        p.run_isolated(args, &self.env())
     }
 
     /// The source block of an amazon-ebs image that reaches the test sshd.
@@ -308,13 +302,11 @@ fn ctrl_c_during_provisioning_cleans_up() {
     else {
         return;
     };
-    let home = p.path().join("home");
-    std::fs::create_dir_all(&home).unwrap();
     let mut cmd = std::process::Command::new(util::bin());
     cmd.current_dir(p.path())
         .args(["apply", "--auto-approve"])
         .env("NO_COLOR", "1")
-        .env("HOME", &home)
+        .env("HOME", p.home())
         .stdout(std::process::Stdio::null())
         .stderr(std::fs::File::create(p.path().join("apply.log")).unwrap());
     for (k, v) in cloud.env() {
@@ -527,10 +519,7 @@ fn drift_and_recovery_from_tags() {
     p.file("images.pkr.hcl", &defs("echo v2"));
     let mut env = cloud.env();
     env.push(("IMGFORM_FAULT".into(), "kill-after-capture".into()));
-    let home = p.path().join("home");
-    let mut pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    pairs.push(("HOME", home.to_str().unwrap()));
-    let killed = p.run_env(&["apply", "--auto-approve"], &pairs);
+    let killed = p.run_isolated(&["apply", "--auto-approve"], &env);
     assert_ne!(killed.code, 0);
     assert_eq!(
         recorded_ami(&p, "amazon-ebs.web"),

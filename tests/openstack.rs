@@ -66,12 +66,7 @@ impl Cloud {
     }
 
     fn run_with(&self, p: &Project, args: &[&str], env: &[(String, String)]) -> util::Run {
-        let home = p.path().join("home");
-        std::fs::create_dir_all(&home).unwrap();
-        let mut pairs: Vec<(&str, &str)> =
-            env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        pairs.push(("HOME", home.to_str().unwrap()));
-        p.run_env(args, &pairs)
+        p.run_isolated(args, env)
     }
 
     /// A snapshot-mode source that reaches the test sshd.
@@ -538,13 +533,11 @@ fn ctrl_c_during_provisioning_deletes_the_server_and_keypair() {
             cloud.source("web", FILTER)
         ),
     );
-    let home = p.path().join("home");
-    std::fs::create_dir_all(&home).unwrap();
     let mut cmd = Command::new(util::bin());
     cmd.current_dir(p.path())
         .args(["apply", "--auto-approve"])
         .env("NO_COLOR", "1")
-        .env("HOME", &home)
+        .env("HOME", p.home())
         .stdout(std::process::Stdio::null())
         .stderr(std::fs::File::create(p.path().join("apply.log")).unwrap());
     for (k, v) in cloud.peers.os_env() {
@@ -838,12 +831,8 @@ build {{
         ("AWS_REGION".to_owned(), "us-east-1".to_owned()),
         ("AWS_EC2_METADATA_DISABLED".to_owned(), "true".to_owned()),
     ]);
-    let home = p.path().join("home");
-    std::fs::create_dir_all(&home).unwrap();
-    env.push(("HOME".to_owned(), home.display().to_string()));
-    let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let started = Instant::now();
-    let out = p.run_env(&["apply", "--auto-approve"], &pairs);
+    let out = p.run_isolated(&["apply", "--auto-approve"], &env);
     out.success();
     eprintln!(
         "openstack + amazon-ebs in one apply: {:.2}s",

@@ -33,9 +33,7 @@ build {{
 
 /// Runs imgform with HOME pointing at an empty dir (no ~/.ssh/known_hosts).
 fn run(p: &Project, args: &[&str]) -> util::Run {
-    let home = p.path().join("home");
-    std::fs::create_dir_all(&home).unwrap();
-    p.run_env(args, &[("HOME", home.to_str().unwrap())])
+    p.run_isolated(args, &[])
 }
 
 #[test]

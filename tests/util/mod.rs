@@ -100,6 +100,23 @@ impl Project {
     pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
         imgform_in(self.dir.path(), args, env)
     }
+
+    /// An empty HOME inside the project (no ~/.ssh/known_hosts, no
+    /// ~/.aws of the machine running the tests).
+    pub fn home(&self) -> PathBuf {
+        let home = self.dir.path().join("home");
+        std::fs::create_dir_all(&home).unwrap();
+        home
+    }
+
+    /// Runs imgform with `env` and HOME set to [`Project::home`].
+    pub fn run_isolated(&self, args: &[&str], env: &[(String, String)]) -> Run {
+        let home = self.home();
+        let mut pairs: Vec<(&str, &str)> =
+            env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        pairs.push(("HOME", home.to_str().unwrap()));
+        self.run_env(args, &pairs)
+    }
 }
 
 pub fn bin() -> PathBuf {

@@ -6,7 +6,6 @@ mod util;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 
 use util::Project;
 
@@ -20,20 +19,8 @@ macro_rules! require_root {
     };
 }
 
-/// A busybox rootfs tarball, made once per test run.
 fn rootfs() -> &'static Path {
-    static ROOTFS: OnceLock<PathBuf> = OnceLock::new();
-    ROOTFS.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("imgform-test-rootfs-{}", std::process::id()));
-        let out = dir.join("busybox.tar.gz");
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/make-busybox-rootfs.sh");
-        let status = Command::new(script)
-            .arg(&out)
-            .status()
-            .expect("make rootfs");
-        assert!(status.success(), "scripts/make-busybox-rootfs.sh failed");
-        out
-    })
+    util::busybox_rootfs()
 }
 
 fn project(hcl: &str) -> Project {

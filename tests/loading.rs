@@ -53,13 +53,8 @@ fn packer_docs_multi_cloud_template_loads_unchanged() {
         ],
         p.path(),
     );
-    let endpoint = moto.endpoint();
-    let env = [
-        ("AWS_ENDPOINT_URL", endpoint.as_str()),
-        ("AWS_ACCESS_KEY_ID", "testing"),
-        ("AWS_SECRET_ACCESS_KEY", "testing"),
-    ];
-    let plan = p.run_env(&["plan", "--json"], &env);
+    let env = moto.aws_env();
+    let plan = p.run_isolated(&["plan", "--json"], &env);
     plan.success();
     let json = plan.json();
     let targets: Vec<&str> = json["changes"]
@@ -73,7 +68,7 @@ fn packer_docs_multi_cloud_template_loads_unchanged() {
         vec!["aws/us-west-2", "openstack/default/RegionOne"]
     );
     // The ami_name uses timestamp(): a build setting, so the address is stable.
-    let again = p.run_env(&["plan", "--json"], &env).json();
+    let again = p.run_isolated(&["plan", "--json"], &env).json();
     assert_eq!(
         json["changes"][0]["content"]["new"],
         again["changes"][0]["content"]["new"]
@@ -83,7 +78,7 @@ fn packer_docs_multi_cloud_template_loads_unchanged() {
         "roles/common/tasks/main.yml",
         "---\n- name: changed\n  ansible.builtin.debug: msg=hi\n",
     );
-    let edited = p.run_env(&["plan", "--json"], &env).json();
+    let edited = p.run_isolated(&["plan", "--json"], &env).json();
     assert_ne!(
         json["changes"][0]["content"]["new"],
         edited["changes"][0]["content"]["new"]
@@ -93,13 +88,13 @@ fn packer_docs_multi_cloud_template_loads_unchanged() {
         edited["changes"][1]["content"]["new"]
     );
     // The filter resolved to the newest jammy image.
-    let shown = p.run_env(&["plan"], &env);
+    let shown = p.run_isolated(&["plan"], &env);
     assert!(
         shown.stdout.contains("learn-packer.amazon-ebs.ubuntu"),
         "{}",
         shown.stdout
     );
-    let manifest_base = p.run_env(&["plan", "--out", "plan.json"], &env);
+    let manifest_base = p.run_isolated(&["plan", "--out", "plan.json"], &env);
     manifest_base.success();
     assert!(
         p.read("plan.json").contains("ami-0a1b2c3d4e5f60002"),
@@ -281,13 +276,8 @@ fn the_aws_example_validates_and_plans_against_ec2() {
         ],
         p.path(),
     );
-    let endpoint = moto.endpoint();
-    let env = [
-        ("AWS_ENDPOINT_URL", endpoint.as_str()),
-        ("AWS_ACCESS_KEY_ID", "testing"),
-        ("AWS_SECRET_ACCESS_KEY", "testing"),
-    ];
-    let plan = p.run_env(&["plan", "--json"], &env);
+    let env = moto.aws_env();
+    let plan = p.run_isolated(&["plan", "--json"], &env);
     plan.success();
     let json = plan.json();
     let changes: Vec<(&str, &str, &str)> = json["changes"]

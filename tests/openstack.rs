@@ -8,9 +8,8 @@
 
 mod util;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -143,20 +142,8 @@ fn tags(image: &Value) -> Vec<String> {
     t
 }
 
-/// A busybox rootfs tarball, made once per test run.
 fn rootfs() -> &'static Path {
-    static ROOTFS: OnceLock<PathBuf> = OnceLock::new();
-    ROOTFS.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("imgform-os-rootfs-{}", std::process::id()));
-        let out = dir.join("busybox.tar.gz");
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/make-busybox-rootfs.sh");
-        let status = Command::new(script)
-            .arg(&out)
-            .status()
-            .expect("make rootfs");
-        assert!(status.success(), "scripts/make-busybox-rootfs.sh failed");
-        out
-    })
+    util::busybox_rootfs()
 }
 
 #[test]

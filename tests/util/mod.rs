@@ -140,6 +140,23 @@ pub fn imgform_in(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
     cmd.output().expect("run imgform").into()
 }
 
+/// A busybox rootfs tarball (scripts/make-busybox-rootfs.sh), made once per
+/// test process.
+pub fn busybox_rootfs() -> &'static Path {
+    static ROOTFS: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    ROOTFS.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("imgform-test-rootfs-{}", std::process::id()));
+        let out = dir.join("busybox.tar.gz");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/make-busybox-rootfs.sh");
+        let status = Command::new(script)
+            .arg(&out)
+            .status()
+            .expect("make rootfs");
+        assert!(status.success(), "scripts/make-busybox-rootfs.sh failed");
+        out
+    })
+}
+
 /// Copies a directory tree (for "move the project" tests).
 pub fn copy_tree(from: &Path, to: &Path) {
     for entry in walkdir::WalkDir::new(from) {

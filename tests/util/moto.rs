@@ -110,6 +110,16 @@ impl Moto {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// The environment that points the AWS SDK at this server.
+    pub fn aws_env(&self) -> Vec<(String, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL".into(), self.endpoint()),
+            ("AWS_ACCESS_KEY_ID".into(), "testing".into()),
+            ("AWS_SECRET_ACCESS_KEY".into(), "testing".into()),
+            ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
+        ]
+    }
+
     /// One plain HTTP/1.0 request (moto does not check signatures, but
     /// wants an `Authorization` header to treat a request as the owner's).
     pub fn request(&self, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {

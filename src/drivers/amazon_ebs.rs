@@ -689,6 +689,66 @@ fn snapshots_of(image: &Image) -> Vec<String> {
         .collect()
 }
 
+/// One AMI the account owns: its state and its `imgform:address` tag.
+#[derive(Debug, Clone)]
+struct Owned {
+    state: Option<ImageState>,
+    address: Option<String>,
+}
+
+/// The AMIs the account owns in a region, by id, listed once per process:
+/// refresh asks about every recorded AMI and drift for every image's tagged
+/// AMIs; one paginated call per region replaces a call per image.
+async fn owned_images(
+    ec2: &Ec2,
+    settings: &ClientSettings,
+) -> Result<Arc<BTreeMap<String, Owned>>, BuildError> {
+    type Listing = Arc<BTreeMap<String, Owned>>;
+    static LISTED: std::sync::LazyLock<tokio::sync::Mutex<BTreeMap<String, Listing>>> =
+        std::sync::LazyLock::new(Default::default);
+    let key = format!("{settings:?}/{}", ec2.region);
+    let mut listed = LISTED.lock().await;
+    if let Some(found) = listed.get(&key) {
+        return Ok(found.clone());
+    }
+    let mut images = BTreeMap::new();
+    let mut token: Option<String> = None;
+    loop {
+        let out = ec2
+            .client
+            .describe_images()
+            .owners("self")
+            .set_next_token(token.take())
+            .send()
+            .await
+            .map_err(|e| aws_error("listing the account's AMIs", e))?;
+        for image in out.images() {
+            if let Some(id) = image.image_id() {
+                let address = image
+                    .tags()
+                    .iter()
+                    .find(|t| t.key() == Some(TAG_ADDRESS))
+                    .and_then(|t| t.value())
+                    .map(str::to_owned);
+                images.insert(
+                    id.to_owned(),
+                    Owned {
+                        state: image.state().cloned(),
+                        address,
+                    },
+                );
+            }
+        }
+        match out.next_token() {
+            Some(next) if !next.is_empty() => token = Some(next.to_owned()),
+            _ => break,
+        }
+    }
+    let found = Arc::new(images);
+    listed.insert(key, found.clone());
+    Ok(found)
+}
+
 /// Deregisters an AMI and deletes its snapshots.
 async fn delete_image(ec2: &Ec2, id: &str) -> Result<(), BuildError> {
     let snapshots = match describe_image(ec2, id).await? {
@@ -1571,13 +1631,22 @@ impl Builder for AmazonEbsBuilder {
             if artifact.id.starts_with("none:") {
                 return Ok(true);
             }
-            let ec2 = connect(&ClientSettings::for_artifact(at, artifact)).await;
-            Ok(describe_image(&ec2, &artifact.id).await?.is_some_and(|i| {
+            let settings = ClientSettings::for_artifact(at, artifact);
+            let ec2 = connect(&settings).await;
+            let usable = |state: Option<&ImageState>| {
                 !matches!(
-                    i.state(),
+                    state,
                     Some(ImageState::Deregistered | ImageState::Failed | ImageState::Error)
                 )
-            }))
+            };
+            if let Some(owned) = owned_images(&ec2, &settings).await?.get(&artifact.id) {
+                return Ok(usable(owned.state.as_ref()));
+            }
+            // Not among the account's own AMIs (shared with it, or gone):
+            // ask about this one.
+            Ok(describe_image(&ec2, &artifact.id)
+                .await?
+                .is_some_and(|i| usable(i.state())))
         })
     }
 
@@ -1650,32 +1719,21 @@ impl Builder for AmazonEbsBuilder {
         spec: &'a ImageSpec,
     ) -> BoxFuture<'a, Result<Vec<String>, BuildError>> {
         Box::pin(async move {
-            let ec2 = connect(&ClientSettings::from_spec(spec)).await;
-            let out = ec2
-                .client
-                .describe_images()
-                .owners("self")
-                .filters(
-                    Filter::builder()
-                        .name(format!("tag:{TAG_ADDRESS}"))
-                        .values(spec.addr.to_string())
-                        .build(),
-                )
-                .send()
-                .await
-                .map_err(|e| aws_error("listing tagged AMIs", e))?;
-            let mut ids: Vec<String> = out
-                .images()
+            let settings = ClientSettings::from_spec(spec);
+            let ec2 = connect(&settings).await;
+            let address = spec.addr.to_string();
+            let ids: Vec<String> = owned_images(&ec2, &settings)
+                .await?
                 .iter()
-                .filter(|i| {
-                    matches!(
-                        i.state(),
-                        Some(ImageState::Available | ImageState::Pending) | None
-                    )
+                .filter(|(_, o)| {
+                    o.address.as_deref() == Some(address.as_str())
+                        && matches!(
+                            o.state,
+                            Some(ImageState::Available | ImageState::Pending) | None
+                        )
                 })
-                .filter_map(|i| i.image_id().map(str::to_owned))
+                .map(|(id, _)| id.clone())
                 .collect();
-            ids.sort();
             Ok(ids)
         })
     }

@@ -87,9 +87,39 @@ impl ImageSpec {
         self.attr(name).and_then(Value::as_str)
     }
 
+    /// A list-of-strings attribute; a single string is a list of one, empty
+    /// strings are dropped.
+    pub fn attr_strings(&self, name: &str) -> Vec<String> {
+        match self.attr(name) {
+            Some(Value::Array(items)) => {
+                items.iter().map(scalar).filter(|s| !s.is_empty()).collect()
+            }
+            Some(Value::String(s)) if !s.is_empty() => vec![s.clone()],
+            _ => Vec::new(),
+        }
+    }
+
+    /// A boolean attribute, also when written as `"true"`/`"false"`.
+    pub fn attr_bool(&self, name: &str) -> Option<bool> {
+        match self.attr(name) {
+            Some(Value::Bool(b)) => Some(*b),
+            Some(Value::String(s)) => s.parse().ok(),
+            _ => None,
+        }
+    }
+
     /// Replaces every known secret value in `text` with `(sensitive value)`.
     pub fn scrub(&self, text: &str) -> String {
         scrub(text, &self.sensitive_values)
+    }
+}
+
+/// A value as text: strings as they are, null as empty, anything else as JSON.
+pub fn scalar(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
     }
 }
 

@@ -36,7 +36,7 @@ use aws_sdk_ec2::types::{
 use aws_sdk_ec2::Client;
 use serde_json::{json, Value};
 
-use super::cloud::{self, communicator, failed, note, scalar, short_run, strings};
+use super::cloud::{self, communicator, failed, note, scalar, short_run};
 use super::{BoxFuture, BuildContext, BuildError, Builder, Recorded};
 use crate::apply::events::EventSink;
 use crate::diag::Diagnostic;
@@ -301,14 +301,6 @@ fn tag_spec(kind: ResourceType, pairs: &[(String, String)]) -> TagSpecification 
         .build()
 }
 
-fn bool_attr(spec: &ImageSpec, name: &str) -> bool {
-    match spec.attr(name) {
-        Some(Value::Bool(b)) => *b,
-        Some(Value::String(s)) => s == "true",
-        _ => false,
-    }
-}
-
 /// The filter of `source_ami_filter` as EC2 filters, its owners and
 /// `most_recent`.
 struct AmiFilter {
@@ -323,37 +315,8 @@ fn ami_filter(spec: &ImageSpec) -> Option<AmiFilter> {
         Value::Array(items) => items.first()?,
         other => other,
     };
-    let mut filters = Vec::new();
-    if let Some(Value::Object(map)) = block.get("filters") {
-        for (k, v) in map {
-            let values = match v {
-                Value::Array(items) => items.iter().map(scalar).collect(),
-                other => vec![scalar(other)],
-            };
-            filters.push((k.clone(), values));
-        }
-    }
-    // The newer `filter { name = .. values = [..] }` blocks.
-    let blocks = match block.get("filter") {
-        Some(Value::Array(items)) => items.clone(),
-        Some(v @ Value::Object(_)) => vec![v.clone()],
-        _ => Vec::new(),
-    };
-    for b in blocks {
-        if let Some(name) = b.get("name").map(scalar) {
-            let values = match b.get("values") {
-                Some(Value::Array(items)) => items.iter().map(scalar).collect(),
-                Some(other) => vec![scalar(other)],
-                None => Vec::new(),
-            };
-            filters.push((name, values));
-        }
-    }
-    let owners = match block.get("owners") {
-        Some(Value::Array(items)) => items.iter().map(scalar).collect(),
-        Some(Value::String(s)) => vec![s.clone()],
-        _ => Vec::new(),
-    };
+    let filters = filter_pairs(block);
+    let owners = block.get("owners").map(value_list).unwrap_or_default();
     let most_recent = block
         .get("most_recent")
         .and_then(Value::as_bool)
@@ -363,6 +326,37 @@ fn ami_filter(spec: &ImageSpec) -> Option<AmiFilter> {
         owners,
         most_recent,
     })
+}
+
+/// A value that may be one string or a list of them, as strings.
+fn value_list(v: &Value) -> Vec<String> {
+    match v {
+        Value::Array(items) => items.iter().map(scalar).collect(),
+        other => vec![scalar(other)],
+    }
+}
+
+/// The filters of a filter block (`source_ami_filter`, `subnet_filter`,
+/// ...): its `filters = { name = value(s) }` map and its newer
+/// `filter { name = .. values = [..] }` blocks.
+fn filter_pairs(block: &Value) -> Vec<(String, Vec<String>)> {
+    let mut out = Vec::new();
+    if let Some(Value::Object(map)) = block.get("filters") {
+        for (k, v) in map {
+            out.push((k.clone(), value_list(v)));
+        }
+    }
+    let blocks = match block.get("filter") {
+        Some(Value::Array(items)) => items.clone(),
+        Some(v @ Value::Object(_)) => vec![v.clone()],
+        _ => Vec::new(),
+    };
+    for b in blocks {
+        if let Some(name) = b.get("name").map(scalar) {
+            out.push((name, b.get("values").map(value_list).unwrap_or_default()));
+        }
+    }
+    out
 }
 
 fn ec2_filters(list: &[(String, Vec<String>)]) -> Vec<Filter> {
@@ -376,20 +370,10 @@ fn ec2_filters(list: &[(String, Vec<String>)]) -> Vec<Filter> {
         .collect()
 }
 
-/// `filters = { name = value(s) }` of a filter block (`subnet_filter`,
-/// `vpc_filter`, `security_group_filter`) as EC2 filters.
+/// A filter block (`subnet_filter`, `vpc_filter`, `security_group_filter`)
+/// as EC2 filters.
 fn block_filters(block: &Value) -> Vec<Filter> {
-    let mut out = Vec::new();
-    if let Some(Value::Object(map)) = block.get("filters") {
-        for (k, v) in map {
-            let values = match v {
-                Value::Array(items) => items.iter().map(scalar).collect(),
-                other => vec![scalar(other)],
-            };
-            out.push(Filter::builder().name(k).set_values(Some(values)).build());
-        }
-    }
-    out
+    ec2_filters(&filter_pairs(block))
 }
 
 /// Where the build instance goes: VPC and subnet, from ids or Packer's
@@ -749,6 +733,21 @@ async fn owned_images(
     Ok(found)
 }
 
+/// The artifact attributes that say where an AMI is and how it was reached
+/// (region, and a custom endpoint and profile — never credentials): what
+/// [`ClientSettings::for_artifact`] reads back.
+fn where_attributes(ec2: &Ec2) -> BTreeMap<String, Value> {
+    let mut attributes = BTreeMap::new();
+    attributes.insert("region".to_owned(), json!(ec2.region));
+    if let Some(endpoint) = &ec2.settings.endpoint {
+        attributes.insert("endpoint".to_owned(), json!(endpoint));
+    }
+    if let Some(profile) = &ec2.settings.profile {
+        attributes.insert("profile".to_owned(), json!(profile));
+    }
+    attributes
+}
+
 /// Deregisters an AMI and deletes its snapshots.
 async fn delete_image(ec2: &Ec2, id: &str) -> Result<(), BuildError> {
     let snapshots = match describe_image(ec2, id).await? {
@@ -893,7 +892,7 @@ async fn run_build(
             .unwrap_or_else(|| format!("imgform-{}", spec.addr.slug())),
     );
     let ami_description = spec.attr_str("ami_description").map(|d| template.render(d));
-    let skip_create_ami = bool_attr(spec, "skip_create_ami");
+    let skip_create_ami = spec.attr_bool("skip_create_ami").unwrap_or(false);
 
     // Packer's pre-validation: an AMI name is unique per account and region.
     if !skip_create_ami {
@@ -906,7 +905,7 @@ async fn run_build(
             .await
             .map_err(|e| aws_error("checking the AMI name", e))?;
         if let Some(taken) = existing.images().first().and_then(Image::image_id) {
-            if bool_attr(spec, "force_deregister") {
+            if spec.attr_bool("force_deregister").unwrap_or(false) {
                 events.step(format!(
                     "force_deregister: deregistering {taken} ({ami_name})"
                 ));
@@ -931,7 +930,7 @@ async fn run_build(
     let mut key_name = spec.attr_str("ssh_keypair_name").map(str::to_owned);
     let brings_key = spec.attr_str("ssh_private_key_file").is_some()
         || spec.attr_str("ssh_password").is_some()
-        || bool_attr(spec, "ssh_agent_auth");
+        || spec.attr_bool("ssh_agent_auth").unwrap_or(false);
     if uses_ssh && key_name.is_none() && !brings_key {
         let algorithm = temp_key_algorithm(spec)?;
         let key = russh::keys::PrivateKey::random(&mut rand::rng(), algorithm)
@@ -969,8 +968,8 @@ async fn run_build(
                 .unwrap_or_default()
         ));
     }
-    let mut groups = strings(spec, "security_group_ids");
-    groups.extend(strings(spec, "security_group_id"));
+    let mut groups = spec.attr_strings("security_group_ids");
+    groups.extend(spec.attr_strings("security_group_id"));
     if groups.is_empty() {
         groups = filtered_groups(ec2, spec, &net).await?;
     }
@@ -998,7 +997,7 @@ async fn run_build(
             .attr("ssh_port")
             .and_then(|v| v.as_i64().or_else(|| scalar(v).parse().ok()))
             .unwrap_or(22);
-        let mut cidrs = strings(spec, "temporary_security_group_source_cidrs");
+        let mut cidrs = spec.attr_strings("temporary_security_group_source_cidrs");
         if cidrs.is_empty() {
             let host = ec2
                 .endpoint_url
@@ -1072,7 +1071,7 @@ async fn run_build(
     )
     .await?;
 
-    if !bool_attr(spec, "disable_stop_instance") {
+    if !spec.attr_bool("disable_stop_instance").unwrap_or(false) {
         events.step(format!("stopping instance {instance_id}"));
         ec2.client
             .stop_instances()
@@ -1083,14 +1082,7 @@ async fn run_build(
         wait_instance(ec2, &instance_id, InstanceStateName::Stopped, limit).await?;
     }
 
-    let mut attributes: BTreeMap<String, Value> = BTreeMap::new();
-    attributes.insert("region".to_owned(), json!(ec2.region));
-    if let Some(endpoint) = &ec2.settings.endpoint {
-        attributes.insert("endpoint".to_owned(), json!(endpoint));
-    }
-    if let Some(profile) = &ec2.settings.profile {
-        attributes.insert("profile".to_owned(), json!(profile));
-    }
+    let mut attributes = where_attributes(ec2);
     attributes.insert("source_ami".to_owned(), json!(source_ami));
 
     if skip_create_ami {
@@ -1175,7 +1167,7 @@ async fn run_build(
 
     // Copies to other regions.
     let mut copies = serde_json::Map::new();
-    for region in strings(spec, "ami_regions") {
+    for region in spec.attr_strings("ami_regions") {
         if region == ec2.region {
             continue;
         }
@@ -1263,7 +1255,7 @@ async fn launch_instance(
         .set_block_device_mappings((!mappings.is_empty()).then_some(mappings))
         .tag_specifications(tag_spec(ResourceType::Instance, &instance_tags))
         .tag_specifications(tag_spec(ResourceType::Volume, &volume_tags));
-    if bool_attr(spec, "ebs_optimized") {
+    if spec.attr_bool("ebs_optimized").unwrap_or(false) {
         request = request.ebs_optimized(true);
     }
     if let Some(m) = spec.attr("metadata_options").filter(|v| v.is_object()) {
@@ -1359,11 +1351,12 @@ async fn tag_resources(
 
 /// `ami_users`, `ami_groups` and `deprecate_at`.
 async fn share_image(ec2: &Ec2, spec: &ImageSpec, ami: &str) -> Result<(), BuildError> {
-    let mut adds: Vec<LaunchPermission> = strings(spec, "ami_users")
+    let mut adds: Vec<LaunchPermission> = spec
+        .attr_strings("ami_users")
         .iter()
         .map(|u| LaunchPermission::builder().user_id(u).build())
         .collect();
-    for group in strings(spec, "ami_groups") {
+    for group in spec.attr_strings("ami_groups") {
         adds.push(
             LaunchPermission::builder()
                 .group(aws_sdk_ec2::types::PermissionGroup::from(group.as_str()))
@@ -1697,11 +1690,7 @@ impl Builder for AmazonEbsBuilder {
             {
                 return Ok(None);
             }
-            let mut attributes = BTreeMap::new();
-            attributes.insert("region".to_owned(), json!(ec2.region));
-            if let Some(endpoint) = &ec2.settings.endpoint {
-                attributes.insert("endpoint".to_owned(), json!(endpoint));
-            }
+            let mut attributes = where_attributes(&ec2);
             if let Some(name) = image.name() {
                 attributes.insert("name".to_owned(), json!(name));
             }

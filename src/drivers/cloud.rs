@@ -5,8 +5,6 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
 use super::{BuildContext, BuildError};
 use crate::provision::ssh::{Launched, SshCommunicator, SshConfig};
 use crate::provision::{self, Communicator, NoCommunicator, Stage};
@@ -17,23 +15,7 @@ pub fn failed(message: impl Into<String>) -> BuildError {
     BuildError::Failed(message.into())
 }
 
-/// A value as text: strings as they are, null as empty, anything else as JSON.
-pub fn scalar(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
-    }
-}
-
-/// A list-of-strings attribute; a single string is a list of one.
-pub fn strings(spec: &ImageSpec, name: &str) -> Vec<String> {
-    match spec.attr(name) {
-        Some(Value::Array(items)) => items.iter().map(scalar).filter(|s| !s.is_empty()).collect(),
-        Some(Value::String(s)) if !s.is_empty() => vec![s.clone()],
-        _ => Vec::new(),
-    }
-}
+pub use crate::spec::scalar;
 
 /// `communicator`, `ssh` unless set.
 pub fn communicator(spec: &ImageSpec) -> &str {

@@ -42,7 +42,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use sha2::Digest;
 
-use super::cloud::{self, communicator, failed, note, scalar, short_run, strings};
+use super::cloud::{self, communicator, failed, note, scalar, short_run};
 use super::{BoxFuture, BuildContext, BuildError, Builder, Recorded};
 use crate::apply::events::EventSink;
 use crate::diag::Diagnostic;
@@ -69,14 +69,6 @@ pub const TAG: &str = "imgform";
 
 fn non_empty(spec: &ImageSpec, name: &str) -> Option<String> {
     spec.attr(name).map(scalar).filter(|s| !s.is_empty())
-}
-
-fn bool_attr(spec: &ImageSpec, name: &str) -> Option<bool> {
-    match spec.attr(name) {
-        Some(Value::Bool(b)) => Some(*b),
-        Some(Value::String(s)) => s.parse().ok(),
-        _ => None,
-    }
 }
 
 /// A map attribute (`metadata = {...}`) as string pairs.
@@ -404,7 +396,7 @@ fn image_properties(ctx: &BuildContext<'_>) -> serde_json::Map<String, Value> {
 }
 
 fn image_tags(spec: &ImageSpec) -> Vec<String> {
-    let mut tags = strings(spec, "image_tags");
+    let mut tags = spec.attr_strings("image_tags");
     if !tags.iter().any(|t| t == TAG) {
         tags.push(TAG.to_owned());
     }
@@ -587,7 +579,8 @@ async fn launch_server(
     if !launch.networks.is_empty() {
         server.insert("networks".into(), Value::Array(launch.networks.clone()));
     }
-    let groups: Vec<Value> = strings(spec, "security_groups")
+    let groups: Vec<Value> = spec
+        .attr_strings("security_groups")
         .iter()
         .map(|g| json!({ "name": g }))
         .collect();
@@ -600,7 +593,7 @@ async fn launch_server(
     if let Some(data) = &launch.user_data {
         server.insert("user_data".into(), json!(data));
     }
-    if let Some(drive) = bool_attr(spec, "config_drive") {
+    if let Some(drive) = spec.attr_bool("config_drive") {
         server.insert("config_drive".into(), json!(drive));
     }
     note(temps, |t| t.server_names.push(name.clone()));
@@ -642,7 +635,7 @@ async fn run_snapshot(
         non_empty(spec, "flavor").ok_or_else(|| failed("the openstack builder needs a flavor"))?;
     let flavor = os.flavor_id(&flavor_name).await?;
     let mut networks = Vec::new();
-    for n in strings(spec, "networks") {
+    for n in spec.attr_strings("networks") {
         networks.push(json!({ "uuid": os.network_id(&n).await? }));
     }
     // `network { uuid | name, port, fixed_ip }` blocks.
@@ -688,7 +681,7 @@ async fn run_snapshot(
     let mut key_name = non_empty(spec, "ssh_keypair_name");
     let brings_key = spec.attr_str("ssh_private_key_file").is_some()
         || spec.attr_str("ssh_password").is_some()
-        || bool_attr(spec, "ssh_agent_auth") == Some(true);
+        || spec.attr_bool("ssh_agent_auth") == Some(true);
     if communicator(spec) == "ssh" && key_name.is_none() && !brings_key {
         let key =
             russh::keys::PrivateKey::random(&mut rand::rng(), russh::keys::Algorithm::Ed25519)
@@ -892,7 +885,7 @@ impl Builder for OpenStackBuilder {
                     .unwrap_or_else(|| spec.loc.clone()),
             )
         };
-        if bool_attr(spec, "insecure") == Some(true) {
+        if spec.attr_bool("insecure") == Some(true) {
             diags.push(
                 Diagnostic::warning(format!(
                     "{}: insecure = true is ignored: imgform always verifies the cloud's TLS certificate",

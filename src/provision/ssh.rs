@@ -133,21 +133,10 @@ fn resolve_path(spec: &ImageSpec, path: &str) -> PathBuf {
     }
 }
 
-fn fingerprints(spec: &ImageSpec, name: &str) -> Vec<String> {
-    match setting(spec, name) {
-        Some(serde_json::Value::String(s)) => vec![s.clone()],
-        Some(serde_json::Value::Array(items)) => items
-            .iter()
-            .filter_map(|v| v.as_str().map(str::to_owned))
-            .collect(),
-        _ => Vec::new(),
-    }
-}
-
 /// The host key policy for a configured host: pinned fingerprint, a
 /// known_hosts file, or the user's known_hosts when it exists.
 fn configured_policy(spec: &ImageSpec, what: &str) -> Result<HostKeyPolicy, String> {
-    let pinned = fingerprints(spec, "ssh_host_key_fingerprint");
+    let pinned = spec.attr_strings("ssh_host_key_fingerprint");
     if !pinned.is_empty() {
         return Ok(HostKeyPolicy::Fingerprints(pinned));
     }
@@ -201,7 +190,7 @@ impl SshConfig {
                     .to_owned(),
             );
         }
-        let explicit = !fingerprints(spec, "ssh_host_key_fingerprint").is_empty()
+        let explicit = !spec.attr_strings("ssh_host_key_fingerprint").is_empty()
             || setting_str(spec, "ssh_known_hosts_file").is_some();
         let host_key = if fresh && !explicit {
             HostKeyPolicy::TrustOnFirstUse(Arc::new(Mutex::new(None)))

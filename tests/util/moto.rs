@@ -120,17 +120,36 @@ impl Moto {
         ]
     }
 
-    /// One plain HTTP/1.0 request (moto does not check signatures, but
-    /// wants an `Authorization` header to treat a request as the owner's).
+    /// One plain HTTP/1.0 request to S3 (moto does not check signatures,
+    /// but wants an `Authorization` header to treat a request as the owner's).
     pub fn request(&self, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
+        self.http(
+            method,
+            path,
+            "application/octet-stream",
+            ("us-east-1", "s3"),
+            body,
+        )
+    }
+
+    /// One HTTP/1.0 request whose credential scope is (region, service):
+    /// moto takes the region from it.
+    fn http(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        (region, service): (&str, &str),
+        body: &[u8],
+    ) -> (u16, Vec<u8>) {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to moto");
         stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
+            .set_read_timeout(Some(Duration::from_secs(30)))
             .unwrap();
         let head = format!(
             "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{}\r\n\
-             Authorization: AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=0\r\n\
-             Content-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
+             Authorization: AWS4-HMAC-SHA256 Credential=testing/20260101/{region}/{service}/aws4_request, SignedHeaders=host, Signature=0\r\n\
+             Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
             self.port,
             body.len()
         );
@@ -142,8 +161,7 @@ impl Moto {
             .windows(4)
             .position(|w| w == b"\r\n\r\n")
             .expect("an HTTP response");
-        let status_line = String::from_utf8_lossy(&response[..split]).into_owned();
-        let status = status_line
+        let status = String::from_utf8_lossy(&response[..split])
             .split_whitespace()
             .nth(1)
             .and_then(|s| s.parse().ok())
@@ -151,27 +169,14 @@ impl Moto {
         (status, response[split + 4..].to_vec())
     }
 
-    /// One EC2 Query API call (form-encoded POST); returns the XML answer.
-    /// Panics on an error status unless the action is expected to fail.
+    /// One EC2 Query API call (form-encoded POST) in us-east-1; returns the
+    /// XML answer, panicking on an error status.
     pub fn ec2(&self, params: &[(&str, &str)]) -> String {
-        let (status, body) = self.ec2_status(params);
-        assert!(status == 200, "EC2 {params:?}: {status} {body}");
-        body
+        self.ec2_in("us-east-1", params)
     }
 
-    pub fn ec2_status(&self, params: &[(&str, &str)]) -> (u16, String) {
-        self.ec2_status_in("us-east-1", params)
-    }
-
-    /// An EC2 call in another region (moto takes the region from the
-    /// credential scope).
+    /// An EC2 call in another region.
     pub fn ec2_in(&self, region: &str, params: &[(&str, &str)]) -> String {
-        let (status, body) = self.ec2_status_in(region, params);
-        assert!(status == 200, "EC2 {region} {params:?}: {status} {body}");
-        body
-    }
-
-    fn ec2_status_in(&self, region: &str, params: &[(&str, &str)]) -> (u16, String) {
         let mut form: Vec<String> = params
             .iter()
             .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
@@ -179,35 +184,16 @@ impl Moto {
         if !params.iter().any(|(k, _)| *k == "Version") {
             form.push("Version=2016-11-15".to_owned());
         }
-        let body = form.join("&");
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to moto");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
-        let head = format!(
-            "POST / HTTP/1.0\r\nHost: 127.0.0.1:{}\r\n\
-             Authorization: AWS4-HMAC-SHA256 Credential=testing/20260101/{region}/ec2/aws4_request, SignedHeaders=host, Signature=0\r\n\
-             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n",
-            self.port,
-            body.len()
+        let (status, body) = self.http(
+            "POST",
+            "/",
+            "application/x-www-form-urlencoded",
+            (region, "ec2"),
+            form.join("&").as_bytes(),
         );
-        stream.write_all(head.as_bytes()).unwrap();
-        stream.write_all(body.as_bytes()).unwrap();
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response).unwrap();
-        let split = response
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .expect("an HTTP response");
-        let status = String::from_utf8_lossy(&response[..split])
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .expect("a status code");
-        (
-            status,
-            String::from_utf8_lossy(&response[split + 4..]).into_owned(),
-        )
+        let body = String::from_utf8_lossy(&body).into_owned();
+        assert!(status == 200, "EC2 {region} {params:?}: {status} {body}");
+        body
     }
 
     /// Registers an AMI named `name` (owned by the test account); returns its id.

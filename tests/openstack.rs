@@ -288,12 +288,8 @@ fn snapshot_mode_provisions_over_ssh_and_cleans_up() {
         std::fs::read_to_string(scratch.join("marker")).unwrap(),
         "provisioned\n"
     );
-    assert!(
-        out.stderr.contains("created temporary key pair"),
-        "{}",
-        out.stderr
-    );
-    assert!(out.stderr.contains("connected over SSH"), "{}", out.stderr);
+    out.stderr_has("created temporary key pair");
+    out.stderr_has("connected over SSH");
 
     let record = recorded(&p, ENV_STATE, "openstack.web");
     let id = record["artifact"]["id"].as_str().unwrap().to_owned();
@@ -369,16 +365,8 @@ fn a_failed_provisioner_leaves_no_server_and_no_keypair() {
     );
     let out = cloud.run_clouds_yaml(&p, &["apply", "--auto-approve"]);
     out.code(1);
-    assert!(
-        out.stderr.contains("exited with status 7"),
-        "{}",
-        out.stderr
-    );
-    assert!(
-        out.stderr.contains("deleted temporary key pair"),
-        "{}",
-        out.stderr
-    );
+    out.stderr_has("exited with status 7");
+    out.stderr_has("deleted temporary key pair");
     cloud.assert_clean();
     assert_eq!(
         cloud.peers.nova_state()["servers"]
@@ -398,11 +386,7 @@ fn a_failed_provisioner_leaves_no_server_and_no_keypair() {
     // --on-error=abort keeps the temporaries and says which.
     let out = cloud.run_clouds_yaml(&p, &["apply", "--auto-approve", "--on-error=abort"]);
     out.code(1);
-    assert!(
-        out.stderr.contains("--on-error=abort: kept server "),
-        "{}",
-        out.stderr
-    );
+    out.stderr_has("--on-error=abort: kept server ");
     let (servers, keypairs) = cloud.peers.live_servers_and_keypairs();
     assert_eq!((servers.len(), keypairs.len()), (1, 1));
 }
@@ -436,12 +420,7 @@ build {
     p.file("rootfs.tar", "");
     let out = p.run(&["validate"]);
     out.code(1);
-    assert!(
-        out.stderr
-            .contains("provisioner \"shell\" needs a running machine"),
-        "{}",
-        out.stderr
-    );
+    out.stderr_has("provisioner \"shell\" needs a running machine");
     assert!(out.stderr.contains("only shell-local runs in upload mode"));
 
     // Packer attributes imgform does not implement are errors, not ignored.
@@ -464,22 +443,13 @@ build {
     // before anything is created when building.
     let out = p.run(&["validate"]);
     out.success();
-    assert!(
-        out.stderr
-            .contains("use_floating_ip is not supported by imgform's openstack builder"),
-        "{}",
-        out.stderr
-    );
+    out.stderr_has("use_floating_ip is not supported by imgform's openstack builder");
     let out = p.run_env(
         &["apply", "--auto-approve"],
         &[("OS_AUTH_URL", "http://127.0.0.1:9/v3")],
     );
     out.code(1);
-    assert!(
-        out.stderr.contains("use_floating_ip is not supported"),
-        "{}",
-        out.stderr
-    );
+    out.stderr_has("use_floating_ip is not supported");
 }
 
 #[test]
@@ -491,18 +461,8 @@ fn no_flavor_or_source_is_a_diagnostic() {
     );
     let out = p.run(&["validate"]);
     out.code(1);
-    assert!(
-        out.stderr
-            .contains("openstack.web: openstack needs a source image"),
-        "{}",
-        out.stderr
-    );
-    assert!(
-        out.stderr
-            .contains("openstack.web: openstack needs a flavor"),
-        "{}",
-        out.stderr
-    );
+    out.stderr_has("openstack.web: openstack needs a source image");
+    out.stderr_has("openstack.web: openstack needs a flavor");
 }
 
 #[test]
@@ -655,12 +615,7 @@ fn a_test_phase_runs_on_a_server_from_the_new_image() {
     );
     let out = cloud.run(&p, &["apply", "--auto-approve"]);
     out.success();
-    assert!(
-        out.stderr
-            .contains("test phase: creating a server from the new image"),
-        "{}",
-        out.stderr
-    );
+    out.stderr_has("test phase: creating a server from the new image");
     let first = recorded(&p, ENV_STATE, "openstack.web")["artifact"]["id"]
         .as_str()
         .unwrap()
@@ -680,7 +635,7 @@ fn a_test_phase_runs_on_a_server_from_the_new_image() {
     p.file("images.pkr.hcl", &defs("exit 3"));
     let out = cloud.run(&p, &["apply", "--auto-approve"]);
     out.code(1);
-    assert!(out.stderr.contains("tests failed"), "{}", out.stderr);
+    out.stderr_has("tests failed");
     assert_eq!(
         recorded(&p, ENV_STATE, "openstack.web")["artifact"]["id"],
         first.as_str()

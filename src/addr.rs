@@ -1,5 +1,6 @@
 //! Addresses: [`ImageAddr`] names one image (a build × source pair),
-//! [`TargetAddr`] names where images live and so which state file holds them.
+//! [`TargetAddr`] names where images live and so which state file holds them,
+//! [`ContentAddress`] names what an image is made of (its manifest's hash).
 //!
 //! An image address is `BUILD.TYPE.NAME` (e.g. `golden.amazon-ebs.test_aws`),
 //! or `TYPE.NAME` for an unnamed build, exactly as Packer names its builds.
@@ -9,7 +10,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ImageAddr {
     pub build: Option<String>,
     pub source_type: String,
@@ -44,6 +45,37 @@ impl ImageAddr {
                 }
             })
             .collect()
+    }
+}
+
+impl ImageAddr {
+    /// The bytes of the printed form (`build.type.name`), without building it.
+    fn printed(&self) -> impl Iterator<Item = u8> + '_ {
+        let build = self.build.iter().flat_map(|b| b.bytes().chain(Some(b'.')));
+        build
+            .chain(self.source_type.bytes())
+            .chain(Some(b'.'))
+            .chain(self.source_name.bytes())
+    }
+}
+
+/// Addresses sort as they print, so that lists, state files and plans are
+/// in the order a reader expects.
+impl Ord for ImageAddr {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.printed().cmp(other.printed()).then_with(|| {
+            (&self.build, &self.source_type, &self.source_name).cmp(&(
+                &other.build,
+                &other.source_type,
+                &other.source_name,
+            ))
+        })
+    }
+}
+
+impl PartialOrd for ImageAddr {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
     }
 }
 
@@ -121,6 +153,69 @@ impl fmt::Display for TargetAddr {
     }
 }
 
+/// `sha256:<hex>` of an image's canonical manifest: what the image is made
+/// of. Equal content addresses mean equal inputs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ContentAddress(String);
+
+impl ContentAddress {
+    /// The content address of `bytes` (a canonical manifest).
+    pub fn of(bytes: &[u8]) -> ContentAddress {
+        use sha2::Digest;
+        ContentAddress(format!(
+            "sha256:{}",
+            hex::encode(sha2::Sha256::digest(bytes))
+        ))
+    }
+
+    /// An address as recorded (a state, a plan file, a tag). Not checked.
+    pub fn from_recorded(text: impl Into<String>) -> ContentAddress {
+        ContentAddress(text.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The hex digest without `sha256:` (the object store's key).
+    pub fn hex(&self) -> &str {
+        self.0.strip_prefix("sha256:").unwrap_or(&self.0)
+    }
+
+    /// `sha256:abcdef123456` — enough to recognise, short enough to read.
+    pub fn short(&self) -> String {
+        let hex = self.hex();
+        format!("sha256:{}", &hex[..hex.len().min(12)])
+    }
+}
+
+impl std::ops::Deref for ContentAddress {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ContentAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl PartialEq<str> for ContentAddress {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for ContentAddress {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,6 +230,17 @@ mod tests {
         assert_eq!(b.slug(), "null-base");
         assert!("a.b.c.d".parse::<ImageAddr>().is_err());
         assert!("a..c".parse::<ImageAddr>().is_err());
+    }
+
+    #[test]
+    fn addresses_sort_as_they_print() {
+        let mut addrs: Vec<ImageAddr> = ["null.b", "golden.null.a", "a.null.z", "null.a"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        addrs.sort();
+        let printed: Vec<String> = addrs.iter().map(ToString::to_string).collect();
+        assert_eq!(printed, ["a.null.z", "golden.null.a", "null.a", "null.b"]);
     }
 
     #[test]

@@ -12,12 +12,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
-use crate::addr::{ImageAddr, TargetAddr};
-use crate::plan::diff::manifest_reasons;
-use crate::plan::RebuildReason;
-use crate::state::StateFile;
+use crate::addr::{ContentAddress, ImageAddr, TargetAddr};
+use crate::fingerprint::{Manifest, RebuildReason};
+use crate::state::{ImageRecord, StateFile};
 
 pub const DRIFT_FORMAT_VERSION: u32 = 1;
 
@@ -47,8 +45,6 @@ impl DriftStatus {
 pub enum DriftReason {
     /// The definitions changed since it was built; `changes` says how.
     InputsChanged { changes: Vec<RebuildReason> },
-    /// Its base filter resolves to a newer upstream image now.
-    BaseUpdated { old_id: String, new_id: String },
     /// Its parent was rebuilt after it: it was built from `built_from`, the
     /// parent's artifact is `current` now.
     ParentRebuilt {
@@ -58,8 +54,11 @@ pub enum DriftReason {
     },
     /// Older than the build's `max_age`.
     TooOld { built_at: String, max_age: String },
-    /// Recorded, but no longer defined.
-    RemovedFromConfig,
+    /// A reason that means here what it means in a plan, and is written the
+    /// same: `base_updated` (its base filter resolves to a newer upstream
+    /// image now), `removed_from_config` (recorded, no longer defined).
+    #[serde(untagged)]
+    Rebuild(RebuildReason),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,136 +104,79 @@ impl DriftReport {
 /// A defined image, as it is now.
 pub struct CurrentImage<'a> {
     pub target: &'a TargetAddr,
-    pub content_address: &'a str,
-    pub manifest: &'a Value,
+    pub content_address: &'a ContentAddress,
+    pub manifest: &'a Manifest,
     pub max_age: Option<(&'a str, Duration)>,
 }
 
 pub struct DriftInput<'a> {
     pub states: &'a BTreeMap<TargetAddr, StateFile>,
     pub images: &'a BTreeMap<ImageAddr, CurrentImage<'a>>,
-    pub old_manifests: &'a BTreeMap<String, Value>,
+    pub old_manifests: &'a BTreeMap<ContentAddress, Manifest>,
     /// Recorded artifacts refresh found gone.
     pub missing: &'a BTreeSet<ImageAddr>,
-    /// Artifacts of defined images that no state records: (image, target, id).
-    pub untracked: &'a [(ImageAddr, TargetAddr, String)],
+    /// Artifacts of defined images that no state records.
+    pub untracked: &'a [Untracked],
     pub now: chrono::DateTime<chrono::Utc>,
+}
+
+/// An artifact of a defined image that no state records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Untracked {
+    pub address: ImageAddr,
+    pub target: TargetAddr,
+    pub artifact_id: String,
 }
 
 pub fn drift(input: DriftInput<'_>) -> DriftReport {
     let mut images = Vec::new();
     // Recorded artifact of every image, across targets.
-    let recorded: BTreeMap<&str, &str> = input
+    let recorded: BTreeMap<&ImageAddr, &str> = input
         .states
         .values()
-        .flat_map(|s| {
-            s.images
-                .iter()
-                .map(|(a, r)| (a.as_str(), r.artifact.id.as_str()))
-        })
+        .flat_map(|s| s.images.iter().map(|(a, r)| (a, r.artifact.id.as_str())))
         .collect();
     for (target, state) in input.states {
         for (address, record) in &state.images {
-            let addr: Option<ImageAddr> = address.parse().ok();
-            let mut reasons = Vec::new();
-            let mut status = DriftStatus::Current;
-            let now_image = addr
-                .as_ref()
-                .and_then(|a| input.images.get(a))
-                .filter(|i| i.target == target);
-            match now_image {
-                None => reasons.push(DriftReason::RemovedFromConfig),
+            let now_image = input.images.get(address).filter(|i| i.target == target);
+            let mut reasons = match now_image {
+                None => vec![DriftReason::Rebuild(RebuildReason::RemovedFromConfig)],
                 Some(image) => {
-                    if image.content_address != record.content_address {
-                        let mut changes = match input.old_manifests.get(&record.content_address) {
-                            Some(old) => manifest_reasons(old, image.manifest),
-                            None => {
-                                // Without the old manifest, the recorded base
-                                // still tells whether upstream moved.
-                                let now = image.manifest.get("base").and_then(Value::as_str);
-                                match (record.base.as_ref(), now) {
-                                    (Some(b), Some(now)) if b.id != now => {
-                                        vec![RebuildReason::BaseUpdated {
-                                            old_id: b.id.clone(),
-                                            new_id: now.to_owned(),
-                                        }]
-                                    }
-                                    _ => vec![RebuildReason::ContentChanged],
-                                }
-                            }
-                        };
-                        // A newer upstream base is its own status reason.
-                        changes.retain(|c| match c {
-                            RebuildReason::BaseUpdated { old_id, new_id } => {
-                                reasons.push(DriftReason::BaseUpdated {
-                                    old_id: old_id.clone(),
-                                    new_id: new_id.clone(),
-                                });
-                                false
-                            }
-                            _ => true,
-                        });
-                        // A parent's new content shows up as parent_rebuilt below
-                        // once it is rebuilt; until then it is an input change.
-                        if !changes.is_empty() {
-                            reasons.push(DriftReason::InputsChanged { changes });
-                        }
-                    }
-                    if let Some((text, max_age)) = image.max_age {
-                        let built = chrono::DateTime::parse_from_rfc3339(&record.built_at).ok();
-                        let age = built.map(|b| {
-                            input
-                                .now
-                                .signed_duration_since(b.with_timezone(&chrono::Utc))
-                        });
-                        if age.is_some_and(|a| a.num_seconds() > max_age.as_secs() as i64) {
-                            reasons.push(DriftReason::TooOld {
-                                built_at: record.built_at.clone(),
-                                max_age: text.to_owned(),
-                            });
-                        }
-                    }
+                    let mut reasons = input_reasons(&input, record, image);
+                    reasons.extend(age_reason(&input, record, image));
+                    reasons
                 }
-            }
-            let mut parents = Vec::new();
-            for (parent, from) in &record.parents {
-                let current = recorded.get(parent.as_str()).map(|s| (*s).to_owned());
-                let moved_on = current.as_deref().is_some_and(|c| c != from.artifact_id);
-                if moved_on {
-                    reasons.push(DriftReason::ParentRebuilt {
-                        address: parent.clone(),
-                        built_from: from.artifact_id.clone(),
-                        current: current.clone().unwrap_or_default(),
-                    });
-                }
-                parents.push(Ancestry {
-                    address: parent.clone(),
-                    built_from: from.artifact_id.clone(),
-                    current,
-                    moved_on,
+            };
+            let parents = ancestry(record, &recorded);
+            for p in parents.iter().filter(|p| p.moved_on) {
+                reasons.push(DriftReason::ParentRebuilt {
+                    address: p.address.clone(),
+                    built_from: p.built_from.clone(),
+                    current: p.current.clone().unwrap_or_default(),
                 });
             }
             // A rebuilt parent is said once, with its artifacts.
-            let moved: BTreeSet<String> = parents
+            let moved: BTreeSet<&str> = parents
                 .iter()
                 .filter(|p| p.moved_on)
-                .map(|p| p.address.clone())
+                .map(|p| p.address.as_str())
                 .collect();
             reasons.retain_mut(|r| match r {
                 DriftReason::InputsChanged { changes } => {
-                    changes.retain(|c| !matches!(c, RebuildReason::ParentRebuilt { address } if moved.contains(address)));
+                    changes.retain(|c| !matches!(c, RebuildReason::ParentRebuilt { address } if moved.contains(address.as_str())));
                     !changes.is_empty()
                 }
                 _ => true,
             });
-            if !reasons.is_empty() {
-                status = DriftStatus::Stale;
-            }
-            if addr.as_ref().is_some_and(|a| input.missing.contains(a)) {
-                status = DriftStatus::Missing;
-            }
+            let status = if input.missing.contains(address) {
+                DriftStatus::Missing
+            } else if reasons.is_empty() {
+                DriftStatus::Current
+            } else {
+                DriftStatus::Stale
+            };
             images.push(DriftEntry {
-                address: address.clone(),
+                address: address.to_string(),
                 target: target.to_string(),
                 status,
                 artifact_id: record.artifact.id.clone(),
@@ -244,12 +186,12 @@ pub fn drift(input: DriftInput<'_>) -> DriftReport {
             });
         }
     }
-    for (addr, target, id) in input.untracked {
+    for u in input.untracked {
         images.push(DriftEntry {
-            address: addr.to_string(),
-            target: target.to_string(),
+            address: u.address.to_string(),
+            target: u.target.to_string(),
             status: DriftStatus::Untracked,
-            artifact_id: id.clone(),
+            artifact_id: u.artifact_id.clone(),
             built_at: None,
             reasons: Vec::new(),
             parents: Vec::new(),
@@ -259,4 +201,78 @@ pub fn drift(input: DriftInput<'_>) -> DriftReport {
         format_version: DRIFT_FORMAT_VERSION,
         images,
     }
+}
+
+/// How the definitions of a recorded image changed since it was built: a
+/// newer upstream base on its own, the rest as `inputs_changed`.
+fn input_reasons(
+    input: &DriftInput<'_>,
+    record: &ImageRecord,
+    image: &CurrentImage<'_>,
+) -> Vec<DriftReason> {
+    if image.content_address == &record.content_address {
+        return Vec::new();
+    }
+    let changes = match input.old_manifests.get(&record.content_address) {
+        Some(old) => match image.manifest.compare(old) {
+            none if none.is_empty() => vec![RebuildReason::UnknownChange],
+            changes => changes,
+        },
+        // Without the old manifest, the recorded base still tells whether
+        // upstream moved.
+        None => match (record.base.as_ref(), image.manifest.base.as_ref()) {
+            (Some(b), Some(now)) if &b.id != now => vec![RebuildReason::BaseUpdated {
+                old_id: b.id.clone(),
+                new_id: now.clone(),
+            }],
+            _ => vec![RebuildReason::ContentChanged],
+        },
+    };
+    // A newer upstream base is its own status reason. A parent's new content
+    // shows up as parent_rebuilt once the parent is rebuilt; until then it
+    // is an input change.
+    let (base, changes): (Vec<RebuildReason>, Vec<RebuildReason>) = changes
+        .into_iter()
+        .partition(|c| matches!(c, RebuildReason::BaseUpdated { .. }));
+    let mut reasons: Vec<DriftReason> = base.into_iter().map(DriftReason::Rebuild).collect();
+    if !changes.is_empty() {
+        reasons.push(DriftReason::InputsChanged { changes });
+    }
+    reasons
+}
+
+/// `too_old` when the image is older than its `max_age`.
+fn age_reason(
+    input: &DriftInput<'_>,
+    record: &ImageRecord,
+    image: &CurrentImage<'_>,
+) -> Option<DriftReason> {
+    let (text, max_age) = image.max_age?;
+    let built = chrono::DateTime::parse_from_rfc3339(&record.built_at).ok()?;
+    let age = input
+        .now
+        .signed_duration_since(built.with_timezone(&chrono::Utc));
+    (age.num_seconds() > max_age.as_secs() as i64).then(|| DriftReason::TooOld {
+        built_at: record.built_at.clone(),
+        max_age: text.to_owned(),
+    })
+}
+
+/// Which parent artifact a recorded image was built from, and whether the
+/// parent has moved on since.
+fn ancestry(record: &ImageRecord, recorded: &BTreeMap<&ImageAddr, &str>) -> Vec<Ancestry> {
+    record
+        .parents
+        .iter()
+        .map(|(parent, from)| {
+            let current = recorded.get(parent).map(|s| (*s).to_owned());
+            let moved_on = current.as_deref().is_some_and(|c| c != from.artifact_id);
+            Ancestry {
+                address: parent.to_string(),
+                built_from: from.artifact_id.clone(),
+                current,
+                moved_on,
+            }
+        })
+        .collect()
 }

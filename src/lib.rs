@@ -1,14 +1,24 @@
 //! imgform: `terraform plan/apply` for golden machine images.
 //!
 //! Data flows one way: `config` (load + evaluate HCL) → `spec` (evaluated
-//! images, no HCL types) → `fingerprint` (canonical manifest, content
-//! address) → `graph` (petgraph DAG) → `plan` (pure diff against `state`) →
-//! `views` (human / json / markdown) or `apply` (tokio DAG walk over
-//! `drivers` and `provision`). Only `commands` wires these together and only
-//! `main` knows about the terminal and exit codes.
+//! images, no HCL types) → resolve (base image filters, through the
+//! builders) → `fingerprint` (typed manifest, content address, reasons) →
+//! `graph` (petgraph DAG) → `plan` (pure diff against `state`) → `views`
+//! (human / json / markdown) or `apply` (tokio DAG walk over `drivers` and
+//! `provision`). `pipeline` runs those stages in order; `commands` only
+//! parses arguments, calls it and picks a view; only `main` knows about the
+//! terminal and exit codes.
+//!
+//! Layers, lowest first (no module imports one above it): `addr`, `diag`,
+//! `paths`, `sensitive`, `schema`, `spec`, `state` · `build` (events, build
+//! context) · `provision` · `drivers` · `config`, `fingerprint`, `graph`,
+//! `plan`, `drift` · `apply` · `pipeline` · `views` · `cli`, `commands`.
+//! Every builder and provisioner kind is described once, in its own module,
+//! and listed in `drivers::KINDS` or `provision::KINDS`.
 
 pub mod addr;
 pub mod apply;
+pub mod build;
 pub mod cli;
 pub mod commands;
 pub mod config;
@@ -17,8 +27,12 @@ pub mod drift;
 pub mod drivers;
 pub mod fingerprint;
 pub mod graph;
+pub mod paths;
+pub mod pipeline;
 pub mod plan;
 pub mod provision;
+pub mod schema;
+pub mod sensitive;
 pub mod spec;
 pub mod state;
 pub mod views;

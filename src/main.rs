@@ -1,5 +1,7 @@
 //! The `imgform` binary: parse the command line, run the command, decide the
-//! exit code (0 ok, 1 error, 2 changes with --detailed-exitcode).
+//! exit code (0 ok, 1 error, 2 changes with --detailed-exitcode) and render
+//! errors: diagnostics with their places, anything else as `error:` with its
+//! hint.
 
 use std::process::ExitCode;
 
@@ -20,10 +22,12 @@ fn main() -> ExitCode {
         Ok(Status::Changes) => ExitCode::from(2),
         Ok(Status::Failed) => ExitCode::from(1),
         Err(err) => {
-            if let Some(diags) = err.downcast_ref::<Diagnostics>() {
-                eprint!("{}", views::diagnostics::render(&diags.0, style));
-            } else {
-                eprintln!("{}: {err:#}", style.red(&style.bold("error")));
+            match err.chain().find_map(|e| e.downcast_ref::<Diagnostics>()) {
+                Some(diags) => eprint!("{}", views::diagnostics::render(&diags.0, style)),
+                None => eprint!(
+                    "{}",
+                    views::diagnostics::error(&format!("{err:#}"), commands::hint(&err), style)
+                ),
             }
             ExitCode::from(1)
         }

@@ -110,7 +110,7 @@ impl ImageSpec {
 
     /// Replaces every known secret value in `text` with `(sensitive value)`.
     pub fn scrub(&self, text: &str) -> String {
-        scrub(text, &self.sensitive_values)
+        crate::sensitive::scrub(text, &self.sensitive_values)
     }
 }
 
@@ -121,16 +121,6 @@ pub fn scalar(v: &Value) -> String {
         Value::Null => String::new(),
         other => other.to_string(),
     }
-}
-
-pub fn scrub(text: &str, secrets: &[String]) -> String {
-    let mut out = text.to_owned();
-    for secret in secrets {
-        if secret.len() >= 3 && out.contains(secret.as_str()) {
-            out = out.replace(secret.as_str(), "(sensitive value)");
-        }
-    }
-    out
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

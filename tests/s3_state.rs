@@ -537,11 +537,11 @@ fn the_backend_works_inside_and_outside_an_async_runtime() {
                 "built_at": "2026-01-01T00:00:00Z"
             }))
             .unwrap();
-            winner.images.insert(format!("{image}.null.winner"), record.clone());
+            winner.images.insert(format!("{image}.null.winner").parse().unwrap(), record.clone());
             let before = winner.serial;
             assert!(backend.save(&mut winner).unwrap());
             assert_eq!(winner.serial, before + 1);
-            stale.images.insert(format!("{image}.null.loser"), record);
+            stale.images.insert(format!("{image}.null.loser").parse().unwrap(), record);
             let err = backend.save(&mut stale).unwrap_err();
             assert!(
                 matches!(err, StateError::SerialConflict { stored, given, .. } if stored == before + 1 && given == before),

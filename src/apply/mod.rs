@@ -2,37 +2,41 @@
 //!
 //! Images are built by walking the plan's dependency order with tokio, at
 //! most `parallelism` at a time. An image starts when every parent that this
-//! plan rebuilds has been built; a failed image skips its dependents while
-//! independent images go on. After each image the state of its target is
-//! written (atomically) before the image counts as done, so a crash loses at
-//! most the image in flight. Cancellation (Ctrl-C) stops starting new
-//! images, lets running builders clean up, records what finished, and
-//! returns.
+//! plan rebuilds has been built; a failed image (a build error, a cancelled
+//! build, a panicking build task) skips its dependents while independent
+//! images go on. After each image the state of its target is written
+//! (atomically) before the image counts as done, so a crash loses at most
+//! the image in flight. Cancellation (Ctrl-C) stops starting new images,
+//! lets running builders clean up, records what finished, and returns.
 //!
 //! Callers must hold the state lock for the whole apply.
 
-pub mod events;
+mod record;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use serde::Serialize;
 use tokio::sync::mpsc;
-use tokio::task::JoinSet;
+use tokio::task::{self, JoinSet};
 
-use crate::addr::{ImageAddr, TargetAddr};
-use crate::drivers::{self, BuildContext, BuildError};
+use crate::addr::{ContentAddress, ImageAddr, TargetAddr};
+use crate::build::events::{CancelToken, Event, EventSink};
+use crate::build::{BuildContext, BuildError};
+use crate::drivers::{self, kind::MissingBuilder, Builder, Recorded};
 use crate::fingerprint::TextInput;
-use crate::plan::{Action, Plan};
+use crate::plan::{Action, Change, Plan};
 use crate::spec::{substitute_image_refs, ImageSpec};
-use crate::state::{Artifact, ImageRecord, ParentRef, StateBackend, StateError, StateFile};
-use events::{CancelToken, Event, EventSink};
+use crate::state::{Artifact, StateBackend, StateError, StateFile};
+pub use record::adopt;
+use record::{record_for, recorded_artifacts, replace_record, ArtifactsByImage};
 
 /// Everything apply needs about one image the plan builds.
 #[derive(Debug, Clone)]
 pub struct BuildJob {
     pub spec: ImageSpec,
-    pub content_address: String,
+    pub content_address: ContentAddress,
     pub manifest_bytes: Vec<u8>,
     pub text_inputs: BTreeMap<String, TextInput>,
 }
@@ -49,12 +53,40 @@ pub struct ApplyOptions {
     pub run_id: String,
 }
 
-#[derive(Debug, Default, Clone)]
+/// An image built and recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Built {
+    pub address: ImageAddr,
+    pub artifact_id: String,
+}
+
+/// An image (or a destroy) that failed, with why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Failed {
+    pub address: ImageAddr,
+    pub message: String,
+}
+
+/// An image not built because an image it is built from failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Skipped {
+    pub address: ImageAddr,
+    pub because: ImageAddr,
+}
+
+/// An artifact deleted (an image removed from the definitions).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Destroyed {
+    pub address: ImageAddr,
+    pub artifact_id: String,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
 pub struct ApplyOutcome {
-    pub built: Vec<(ImageAddr, String)>,
-    pub failed: Vec<(ImageAddr, String)>,
-    pub skipped: Vec<(ImageAddr, ImageAddr)>,
-    pub destroyed: Vec<(ImageAddr, String)>,
+    pub built: Vec<Built>,
+    pub failed: Vec<Failed>,
+    pub skipped: Vec<Skipped>,
+    pub destroyed: Vec<Destroyed>,
     pub not_started: Vec<ImageAddr>,
     pub interrupted: bool,
 }
@@ -69,315 +101,432 @@ impl ApplyOutcome {
 pub enum ApplyError {
     #[error("writing state: {0}")]
     State(#[from] StateError),
-    #[error("no builder for source type `{0}` yet")]
-    NoBuilder(String),
+    #[error(transparent)]
+    NoBuilder(#[from] MissingBuilder),
+    #[error("no builder kind `{0}`")]
+    UnknownBuilder(String),
     #[error("the plan builds {0} but its definition is missing")]
     MissingJob(ImageAddr),
 }
 
+/// A build task's end.
 struct Finished {
     addr: ImageAddr,
     result: Result<Artifact, BuildError>,
-    elapsed: std::time::Duration,
+    elapsed: Duration,
 }
 
 /// Runs the plan. `states` are the targets' states as loaded under the lock.
 pub async fn apply(
     plan: &Plan,
-    mut jobs: BTreeMap<ImageAddr, BuildJob>,
+    jobs: BTreeMap<ImageAddr, BuildJob>,
     backend: &dyn StateBackend,
-    mut states: BTreeMap<TargetAddr, StateFile>,
+    states: BTreeMap<TargetAddr, StateFile>,
     options: &ApplyOptions,
     events: mpsc::UnboundedSender<Event>,
     cancel: CancelToken,
 ) -> Result<ApplyOutcome, ApplyError> {
-    let mut outcome = ApplyOutcome::default();
-    let to_build: Vec<&crate::plan::Change> =
-        plan.changes.iter().filter(|c| c.action.builds()).collect();
-    let building: BTreeSet<ImageAddr> = to_build.iter().map(|c| c.address.clone()).collect();
-    for change in &to_build {
-        if !jobs.contains_key(&change.address) {
-            return Err(ApplyError::MissingJob(change.address.clone()));
+    let mut run = Run::new(plan, jobs, backend, states, options, events, cancel)?;
+    run.build_all().await?;
+    if run.cancel.is_cancelled() {
+        run.outcome.interrupted = true;
+        run.outcome.not_started = std::mem::take(&mut run.pending);
+        return Ok(run.outcome);
+    }
+    run.destroy_removed().await?;
+    Ok(run.outcome)
+}
+
+/// One apply in progress.
+struct Run<'a> {
+    plan: &'a Plan,
+    jobs: BTreeMap<ImageAddr, BuildJob>,
+    backend: &'a dyn StateBackend,
+    states: BTreeMap<TargetAddr, StateFile>,
+    options: &'a ApplyOptions,
+    events: mpsc::UnboundedSender<Event>,
+    cancel: CancelToken,
+    outcome: ApplyOutcome,
+    /// Each image's parents, as the plan says.
+    parents: BTreeMap<&'a ImageAddr, &'a [ImageAddr]>,
+    /// What this plan builds.
+    building: BTreeSet<ImageAddr>,
+    /// Artifact ids known so far: recorded ones, then this run's.
+    artifacts: ArtifactsByImage,
+    /// Not started yet, in plan order.
+    pending: Vec<ImageAddr>,
+    done: BTreeSet<ImageAddr>,
+    failed: BTreeSet<ImageAddr>,
+    running: JoinSet<Finished>,
+    /// Which image each running task builds (a panicking task has only its id).
+    tasks: BTreeMap<task::Id, ImageAddr>,
+}
+
+impl<'a> Run<'a> {
+    fn new(
+        plan: &'a Plan,
+        jobs: BTreeMap<ImageAddr, BuildJob>,
+        backend: &'a dyn StateBackend,
+        states: BTreeMap<TargetAddr, StateFile>,
+        options: &'a ApplyOptions,
+        events: mpsc::UnboundedSender<Event>,
+        cancel: CancelToken,
+    ) -> Result<Run<'a>, ApplyError> {
+        let to_build: Vec<&Change> = plan.changes.iter().filter(|c| c.action.builds()).collect();
+        for change in &to_build {
+            if !jobs.contains_key(&change.address) {
+                return Err(ApplyError::MissingJob(change.address.clone()));
+            }
+            builder(&change.builder)?;
         }
-        if drivers::builder_for(&change.builder).is_none() {
-            return Err(ApplyError::NoBuilder(change.builder.clone()));
-        }
+        Ok(Run {
+            parents: plan
+                .changes
+                .iter()
+                .map(|c| (&c.address, c.parents.as_slice()))
+                .collect(),
+            building: to_build.iter().map(|c| c.address.clone()).collect(),
+            pending: to_build.iter().map(|c| c.address.clone()).collect(),
+            artifacts: recorded_artifacts(&states),
+            plan,
+            jobs,
+            backend,
+            states,
+            options,
+            events,
+            cancel,
+            outcome: ApplyOutcome::default(),
+            done: BTreeSet::new(),
+            failed: BTreeSet::new(),
+            running: JoinSet::new(),
+            tasks: BTreeMap::new(),
+        })
     }
 
-    // Artifact ids known so far: recorded ones, then this run's.
-    let mut artifacts = recorded_artifacts(&states);
-
-    let mut pending: Vec<ImageAddr> = to_build.iter().map(|c| c.address.clone()).collect();
-    let mut done: BTreeSet<ImageAddr> = BTreeSet::new();
-    let mut failed: BTreeSet<ImageAddr> = BTreeSet::new();
-    let mut running: JoinSet<Finished> = JoinSet::new();
-    let parallelism = options.parallelism.max(1);
-    let run_id = Arc::new(options.run_id.clone());
-
-    loop {
-        // Skip images whose parents failed (transitively, in plan order).
-        let mut i = 0;
-        while i < pending.len() {
-            let addr = pending[i].clone();
-            let parents = &plan
-                .change(&addr)
-                .map(|c| c.parents.clone())
-                .unwrap_or_default();
-            if let Some(bad) = parents.iter().find(|p| failed.contains(*p)) {
-                events
-                    .send(Event::Skipped {
-                        addr: addr.clone(),
-                        because: bad.clone(),
-                    })
-                    .ok();
-                outcome.skipped.push((addr.clone(), bad.clone()));
-                failed.insert(addr);
-                pending.remove(i);
-            } else {
-                i += 1;
-            }
-        }
-        // Start what is ready.
-        if !cancel.is_cancelled() {
-            let mut i = 0;
-            while i < pending.len() && running.len() < parallelism {
-                let addr = pending[i].clone();
-                let parents = plan
-                    .change(&addr)
-                    .map(|c| c.parents.clone())
-                    .unwrap_or_default();
-                let ready = parents
-                    .iter()
-                    .all(|p| !building.contains(p) || done.contains(p));
-                if !ready {
-                    i += 1;
-                    continue;
-                }
-                pending.remove(i);
-                let mut job = jobs.remove(&addr).expect("checked above");
-                resolve_refs(&mut job.spec, &artifacts);
-                let sink = EventSink::new(
-                    events.clone(),
-                    addr.clone(),
-                    job.spec.sensitive_values.clone(),
-                );
-                let cancel = cancel.clone();
-                let run_id = Arc::clone(&run_id);
-                let keep_failed = options.keep_failed;
-                let keep_on_error = options.keep_on_error;
-                let builder_kind = job.spec.builder.clone();
-                jobs.insert(addr.clone(), job.clone());
-                running.spawn(async move {
-                    let started = Instant::now();
-                    sink.send(Event::Started { addr: addr.clone() });
-                    let builder = drivers::builder_for(&builder_kind).expect("checked above");
-                    let ctx = BuildContext {
-                        spec: &job.spec,
-                        content_address: &job.content_address,
-                        run_id: &run_id,
-                        events: sink.clone(),
-                        cancel,
-                        keep_failed,
-                        keep_on_error,
-                    };
-                    let result = builder.build(ctx).await;
-                    Finished {
-                        addr,
-                        result,
-                        elapsed: started.elapsed(),
-                    }
-                });
-            }
-        }
-        let Some(joined) = running.join_next().await else {
-            break;
-        };
-        let finished = match joined {
-            Ok(f) => f,
-            Err(e) => {
-                // A panicking build task: report, keep going with the rest.
-                outcome.failed.push((
-                    ImageAddr::new(None, "unknown", "unknown"),
-                    format!("build task failed: {e}"),
-                ));
-                continue;
-            }
-        };
-        let addr = finished.addr.clone();
-        match finished.result {
-            Ok(artifact) => {
-                let job = jobs.get(&addr).expect("job");
-                // Fault injection for the recovery tests: die like a SIGKILL
-                // between capturing an artifact and recording it.
-                if std::env::var("IMGFORM_FAULT").is_ok_and(|f| f == "kill-after-capture") {
-                    let _ = std::process::Command::new("kill")
-                        .args(["-KILL", &std::process::id().to_string()])
-                        .status();
-                    std::process::abort();
-                }
-                let record = record_for(job, &artifact, &artifacts, &mut states, backend)?;
-                let target = job.spec.target.clone();
-                let previous =
-                    replace_record(&mut states, &target, &addr, record, job.spec.keep_previous);
-                let state = states.get_mut(&target).expect("state present");
-                if backend.save(state)? {
-                    events
-                        .send(Event::StateSaved {
-                            target: target.to_string(),
-                            serial: state.serial,
-                        })
-                        .ok();
-                }
-                events
-                    .send(Event::Built {
-                        addr: addr.clone(),
-                        artifact_id: artifact.id.clone(),
-                        elapsed: finished.elapsed,
-                    })
-                    .ok();
-                artifacts.insert(
-                    addr.clone(),
-                    (artifact.id.clone(), job.content_address.clone()),
-                );
-                // Retention: old artifacts beyond keep_previous go after the new one is recorded.
-                if let Some(builder) = drivers::builder_for(&job.spec.builder) {
-                    for old in previous {
-                        let at = drivers::Recorded {
-                            def_dir: &options.def_dir,
-                            spec: Some(&job.spec),
-                        };
-                        match builder.destroy(at, &old).await {
-                            Ok(()) => {
-                                events
-                                    .send(Event::Destroyed {
-                                        addr: addr.clone(),
-                                        artifact_id: old.id.clone(),
-                                    })
-                                    .ok();
-                            }
-                            Err(e) => {
-                                events
-                                    .send(Event::Step {
-                                        addr: addr.clone(),
-                                        message: format!(
-                                            "could not delete old artifact {}: {e}",
-                                            old.id
-                                        ),
-                                    })
-                                    .ok();
-                            }
-                        }
-                    }
-                }
-                outcome.built.push((addr.clone(), artifact.id));
-                done.insert(addr);
-            }
-            Err(BuildError::Cancelled) => {
-                events.send(Event::Cancelled { addr: addr.clone() }).ok();
-                outcome.failed.push((addr.clone(), "cancelled".to_owned()));
-                failed.insert(addr);
-            }
-            Err(e) => {
-                let message = jobs
-                    .get(&addr)
-                    .map(|j| j.spec.scrub(&e.to_string()))
-                    .unwrap_or_else(|| e.to_string());
-                events
-                    .send(Event::Failed {
-                        addr: addr.clone(),
-                        message: message.clone(),
-                        elapsed: finished.elapsed,
-                    })
-                    .ok();
-                outcome.failed.push((addr.clone(), message));
-                failed.insert(addr);
-            }
-        }
-        if cancel.is_cancelled() && running.is_empty() {
-            break;
-        }
+    fn send(&self, event: Event) {
+        self.events.send(event).ok();
     }
 
-    if cancel.is_cancelled() {
-        outcome.interrupted = true;
-        outcome.not_started = pending;
-        return Ok(outcome);
+    fn parents_of(&self, addr: &ImageAddr) -> &'a [ImageAddr] {
+        self.parents.get(addr).copied().unwrap_or_default()
     }
 
-    // Destroys last, children before parents (reverse plan order).
-    for change in plan
-        .changes
-        .iter()
-        .rev()
-        .filter(|c| c.action == Action::Destroy)
-    {
-        if cancel.is_cancelled() {
-            outcome.interrupted = true;
-            break;
-        }
-        let Some(artifact) = &change.current_artifact else {
-            continue;
-        };
-        let Some(builder) = drivers::builder_for(&change.builder) else {
-            outcome.failed.push((
-                change.address.clone(),
-                format!(
-                    "no builder for `{}` to destroy {}",
-                    change.builder, artifact.id
-                ),
-            ));
-            continue;
-        };
-        let state = states
-            .get_mut(&change.target)
-            .expect("planned target state loaded");
-        let record = state.images.get(&change.address.to_string()).cloned();
-        let mut all = vec![artifact.clone()];
-        if let Some(r) = &record {
-            all.extend(r.previous.iter().cloned());
-        }
-        let mut error = None;
-        for a in &all {
-            let at = drivers::Recorded {
-                def_dir: &options.def_dir,
-                spec: None,
+    /// Builds every image of the plan, until all are done or cancelled.
+    async fn build_all(&mut self) -> Result<(), ApplyError> {
+        loop {
+            self.skip_dependents_of_failures();
+            if !self.cancel.is_cancelled() {
+                self.start_ready();
+            }
+            let Some(joined) = self.running.join_next_with_id().await else {
+                break;
             };
-            if let Err(e) = builder.destroy(at, a).await {
-                error = Some(format!("deleting {}: {e}", a.id));
+            match joined {
+                Ok((id, finished)) => {
+                    self.tasks.remove(&id);
+                    self.finish(finished).await?;
+                }
+                Err(e) => self.task_failed(e),
+            }
+            if self.cancel.is_cancelled() && self.running.is_empty() {
                 break;
             }
         }
-        match error {
-            None => {
-                state.images.remove(&change.address.to_string());
-                backend.save(state)?;
-                events
-                    .send(Event::Destroyed {
-                        addr: change.address.clone(),
-                        artifact_id: artifact.id.clone(),
-                    })
-                    .ok();
-                outcome
-                    .destroyed
-                    .push((change.address.clone(), artifact.id.clone()));
-            }
-            Some(message) => {
-                events
-                    .send(Event::Failed {
-                        addr: change.address.clone(),
-                        message: message.clone(),
-                        elapsed: Default::default(),
-                    })
-                    .ok();
-                outcome.failed.push((change.address.clone(), message));
+        Ok(())
+    }
+
+    /// Skips pending images whose parents failed (transitively, in plan
+    /// order).
+    fn skip_dependents_of_failures(&mut self) {
+        let mut i = 0;
+        while i < self.pending.len() {
+            let addr = &self.pending[i];
+            let bad = self
+                .parents_of(addr)
+                .iter()
+                .find(|p| self.failed.contains(*p))
+                .cloned();
+            match bad {
+                Some(because) => {
+                    let addr = self.pending.remove(i);
+                    self.send(Event::Skipped {
+                        addr: addr.clone(),
+                        because: because.clone(),
+                    });
+                    self.outcome.skipped.push(Skipped {
+                        address: addr.clone(),
+                        because,
+                    });
+                    self.failed.insert(addr);
+                }
+                None => i += 1,
             }
         }
     }
-    Ok(outcome)
+
+    /// Starts pending images whose parents are built, up to `parallelism`.
+    fn start_ready(&mut self) {
+        let parallelism = self.options.parallelism.max(1);
+        let mut i = 0;
+        while i < self.pending.len() && self.running.len() < parallelism {
+            let ready = self
+                .parents_of(&self.pending[i])
+                .iter()
+                .all(|p| !self.building.contains(p) || self.done.contains(p));
+            if !ready {
+                i += 1;
+                continue;
+            }
+            let addr = self.pending.remove(i);
+            self.start(addr);
+        }
+    }
+
+    fn start(&mut self, addr: ImageAddr) {
+        let job = self.jobs.get_mut(&addr).expect("checked in Run::new");
+        resolve_refs(&mut job.spec, &self.artifacts);
+        let job = job.clone();
+        let sink = EventSink::new(
+            self.events.clone(),
+            addr.clone(),
+            job.spec.sensitive_values.clone(),
+        );
+        let cancel = self.cancel.clone();
+        let run_id = Arc::new(self.options.run_id.clone());
+        let (keep_failed, keep_on_error) = (self.options.keep_failed, self.options.keep_on_error);
+        let builder = builder(&job.spec.builder).expect("checked in Run::new");
+        let task_addr = addr.clone();
+        let handle = self.running.spawn(async move {
+            let started = Instant::now();
+            sink.send(Event::Started {
+                addr: task_addr.clone(),
+            });
+            let ctx = BuildContext {
+                spec: &job.spec,
+                content_address: &job.content_address,
+                run_id: &run_id,
+                events: sink.clone(),
+                cancel,
+                keep_failed,
+                keep_on_error,
+            };
+            let result = builder.build(ctx).await;
+            Finished {
+                addr: task_addr,
+                result,
+                elapsed: started.elapsed(),
+            }
+        });
+        self.tasks.insert(handle.id(), addr);
+    }
+
+    /// A build task that panicked (or was aborted): its image fails by its
+    /// own address with the panic's message, so its dependents are skipped.
+    fn task_failed(&mut self, error: task::JoinError) {
+        let addr = self
+            .tasks
+            .remove(&error.id())
+            .expect("every task is recorded when it starts");
+        let message = if error.is_panic() {
+            let payload = error.into_panic();
+            let text = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "(no message)".to_owned());
+            format!("the build panicked: {text}")
+        } else {
+            "the build task was cancelled".to_owned()
+        };
+        self.fail(addr, message, Duration::ZERO);
+    }
+
+    fn fail(&mut self, addr: ImageAddr, message: String, elapsed: Duration) {
+        self.send(Event::Failed {
+            addr: addr.clone(),
+            message: message.clone(),
+            elapsed,
+        });
+        self.outcome.failed.push(Failed {
+            address: addr.clone(),
+            message,
+        });
+        self.failed.insert(addr);
+    }
+
+    async fn finish(&mut self, finished: Finished) -> Result<(), ApplyError> {
+        let addr = finished.addr;
+        match finished.result {
+            Ok(artifact) => self.built(addr, artifact, finished.elapsed).await?,
+            Err(BuildError::Cancelled) => {
+                self.send(Event::Cancelled { addr: addr.clone() });
+                self.outcome.failed.push(Failed {
+                    address: addr.clone(),
+                    message: "cancelled".to_owned(),
+                });
+                self.failed.insert(addr);
+            }
+            Err(e) => {
+                let message = self.jobs[&addr].spec.scrub(&e.to_string());
+                self.fail(addr, message, finished.elapsed);
+            }
+        }
+        Ok(())
+    }
+
+    /// Records a built image (objects, then the state), then deletes the
+    /// artifacts retention no longer keeps.
+    async fn built(
+        &mut self,
+        addr: ImageAddr,
+        artifact: Artifact,
+        elapsed: Duration,
+    ) -> Result<(), ApplyError> {
+        let job = &self.jobs[&addr];
+        // Fault injection for the recovery tests: die like a SIGKILL
+        // between capturing an artifact and recording it.
+        if std::env::var("IMGFORM_FAULT").is_ok_and(|f| f == "kill-after-capture") {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &std::process::id().to_string()])
+                .status();
+            std::process::abort();
+        }
+        let record = record_for(
+            job,
+            &artifact,
+            &self.artifacts,
+            &mut self.states,
+            self.backend,
+        )?;
+        let target = job.spec.target.clone();
+        let previous = replace_record(
+            &mut self.states,
+            &target,
+            &addr,
+            record,
+            job.spec.keep_previous,
+        );
+        let state = self.states.get_mut(&target).expect("state present");
+        if self.backend.save(state)? {
+            let serial = state.serial;
+            self.send(Event::StateSaved {
+                target: target.to_string(),
+                serial,
+            });
+        }
+        self.send(Event::Built {
+            addr: addr.clone(),
+            artifact_id: artifact.id.clone(),
+            elapsed,
+        });
+        let job = &self.jobs[&addr];
+        self.artifacts.insert(
+            addr.clone(),
+            (artifact.id.clone(), job.content_address.clone()),
+        );
+        // Retention: old artifacts beyond keep_previous go after the new
+        // one is recorded.
+        let builder = builder(&job.spec.builder)?;
+        for old in previous {
+            let at = Recorded {
+                def_dir: &self.options.def_dir,
+                spec: Some(&job.spec),
+            };
+            match builder.destroy(at, &old).await {
+                Ok(()) => self.send(Event::Destroyed {
+                    addr: addr.clone(),
+                    artifact_id: old.id.clone(),
+                }),
+                Err(e) => self.send(Event::Step {
+                    addr: addr.clone(),
+                    message: format!("could not delete old artifact {}: {e}", old.id),
+                }),
+            }
+        }
+        self.outcome.built.push(Built {
+            address: addr.clone(),
+            artifact_id: artifact.id,
+        });
+        self.done.insert(addr);
+        Ok(())
+    }
+
+    /// Destroys what the plan destroys: last, children before parents
+    /// (reverse plan order).
+    async fn destroy_removed(&mut self) -> Result<(), ApplyError> {
+        let plan = self.plan;
+        for change in plan
+            .changes
+            .iter()
+            .rev()
+            .filter(|c| c.action == Action::Destroy)
+        {
+            if self.cancel.is_cancelled() {
+                self.outcome.interrupted = true;
+                break;
+            }
+            let Some(artifact) = &change.current_artifact else {
+                continue;
+            };
+            match self.destroy_one(change, artifact).await? {
+                Ok(()) => {
+                    self.send(Event::Destroyed {
+                        addr: change.address.clone(),
+                        artifact_id: artifact.id.clone(),
+                    });
+                    self.outcome.destroyed.push(Destroyed {
+                        address: change.address.clone(),
+                        artifact_id: artifact.id.clone(),
+                    });
+                }
+                Err(message) => self.fail(change.address.clone(), message, Duration::ZERO),
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes a removed image's artifact and the older ones kept with it,
+    /// then its record. The inner error says what could not be deleted.
+    async fn destroy_one(
+        &mut self,
+        change: &Change,
+        artifact: &Artifact,
+    ) -> Result<Result<(), String>, ApplyError> {
+        let builder = match builder(&change.builder) {
+            Ok(b) => b,
+            Err(e) => return Ok(Err(format!("{e}: cannot destroy {}", artifact.id))),
+        };
+        let state = self
+            .states
+            .get_mut(&change.target)
+            .expect("planned target state loaded");
+        let mut all = vec![artifact.clone()];
+        if let Some(record) = state.images.get(&change.address) {
+            all.extend(record.previous.iter().cloned());
+        }
+        for a in &all {
+            let at = Recorded {
+                def_dir: &self.options.def_dir,
+                spec: None,
+            };
+            if let Err(e) = builder.destroy(at, a).await {
+                return Ok(Err(format!("deleting {}: {e}", a.id)));
+            }
+        }
+        state.images.remove(&change.address);
+        self.backend.save(state)?;
+        Ok(Ok(()))
+    }
+}
+
+/// The implementation of builder kind `name`.
+fn builder(name: &str) -> Result<&'static dyn Builder, ApplyError> {
+    let kind = drivers::kind_of(name).ok_or_else(|| ApplyError::UnknownBuilder(name.to_owned()))?;
+    Ok(kind.implementation()?)
 }
 
 /// Replaces `imgform-image://` tokens with parents' real artifact ids.
-fn resolve_refs(spec: &mut ImageSpec, artifacts: &BTreeMap<ImageAddr, (String, String)>) {
+fn resolve_refs(spec: &mut ImageSpec, artifacts: &ArtifactsByImage) {
     let lookup = |a: &ImageAddr| artifacts.get(a).map(|(id, _)| id.clone());
     for attrs in [&mut spec.inputs, &mut spec.settings, &mut spec.secrets] {
         for value in attrs.values_mut() {
@@ -389,129 +538,4 @@ fn resolve_refs(spec: &mut ImageSpec, artifacts: &BTreeMap<ImageAddr, (String, S
             substitute_image_refs(value, &lookup);
         }
     }
-}
-
-/// Recorded artifact id and content address of every image, by address.
-fn recorded_artifacts(
-    states: &BTreeMap<TargetAddr, StateFile>,
-) -> BTreeMap<ImageAddr, (String, String)> {
-    let mut artifacts = BTreeMap::new();
-    for state in states.values() {
-        for (addr, record) in &state.images {
-            if let Ok(a) = addr.parse::<ImageAddr>() {
-                artifacts.insert(
-                    a,
-                    (record.artifact.id.clone(), record.content_address.clone()),
-                );
-            }
-        }
-    }
-    artifacts
-}
-
-/// Records an artifact that exists but that the state lacks (`state
-/// recover`, `state import`): stores its manifest and text inputs and puts
-/// the record in place. The caller saves the state.
-pub fn adopt(
-    job: &BuildJob,
-    artifact: &Artifact,
-    states: &mut BTreeMap<TargetAddr, StateFile>,
-    backend: &dyn StateBackend,
-) -> Result<(), ApplyError> {
-    let artifacts = recorded_artifacts(states);
-    let record = record_for(job, artifact, &artifacts, states, backend)?;
-    let state = states
-        .get_mut(&job.spec.target)
-        .expect("state created by record_for");
-    let key = job.spec.addr.to_string();
-    let mut record = record;
-    if let Some(old) = state.images.remove(&key) {
-        record.previous = std::iter::once(old.artifact)
-            .chain(old.previous)
-            .filter(|a| a.id != artifact.id)
-            .collect();
-    }
-    state.images.insert(key, record);
-    Ok(())
-}
-
-fn record_for(
-    job: &BuildJob,
-    artifact: &Artifact,
-    artifacts: &BTreeMap<ImageAddr, (String, String)>,
-    states: &mut BTreeMap<TargetAddr, StateFile>,
-    backend: &dyn StateBackend,
-) -> Result<ImageRecord, ApplyError> {
-    // Objects first: a state must never name an object that is not stored.
-    if cfg!(debug_assertions) {
-        let rehash = crate::fingerprint::content_address_of(&job.manifest_bytes);
-        assert_eq!(
-            rehash, job.content_address,
-            "manifest bytes do not hash to their content address"
-        );
-    }
-    backend.put_object(&job.manifest_bytes)?;
-    let mut text_inputs = BTreeMap::new();
-    for (path, text) in &job.text_inputs {
-        let hex = backend.put_object(&text.bytes)?;
-        text_inputs.insert(path.clone(), hex);
-    }
-    states
-        .entry(job.spec.target.clone())
-        .or_insert_with(|| StateFile::new(&job.spec.target.0));
-    Ok(ImageRecord {
-        content_address: job.content_address.clone(),
-        builder: job.spec.builder.clone(),
-        artifact: artifact.clone(),
-        parents: job
-            .spec
-            .parents
-            .iter()
-            .filter_map(|p| {
-                artifacts.get(p).map(|(id, ca)| {
-                    (
-                        p.to_string(),
-                        ParentRef {
-                            content_address: ca.clone(),
-                            artifact_id: id.clone(),
-                        },
-                    )
-                })
-            })
-            .collect(),
-        base: job.spec.base.clone(),
-        text_inputs,
-        built_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        tainted: false,
-        previous: Vec::new(),
-    })
-}
-
-/// Puts `record` in place; returns the artifacts to delete under
-/// `keep_previous` (the newest `keep_previous` earlier artifacts are kept).
-fn replace_record(
-    states: &mut BTreeMap<TargetAddr, StateFile>,
-    target: &TargetAddr,
-    addr: &ImageAddr,
-    mut record: ImageRecord,
-    keep_previous: u32,
-) -> Vec<Artifact> {
-    let state = states.get_mut(target).expect("state created");
-    let key = addr.to_string();
-    let mut previous = Vec::new();
-    if let Some(old) = state.images.remove(&key) {
-        if old.artifact.id != record.artifact.id {
-            previous.push(old.artifact);
-        }
-        previous.extend(
-            old.previous
-                .into_iter()
-                .filter(|a| a.id != record.artifact.id),
-        );
-    }
-    let keep = (keep_previous as usize).min(previous.len());
-    let drop = previous.split_off(keep);
-    record.previous = previous;
-    state.images.insert(key, record);
-    drop
 }

@@ -87,7 +87,7 @@ impl EventSink {
     }
 
     pub fn step(&self, message: impl Into<String>) {
-        let message = crate::spec::scrub(&message.into(), &self.secrets);
+        let message = crate::sensitive::scrub(&message.into(), &self.secrets);
         let _ = self.tx.send(Event::Step {
             addr: self.addr.clone(),
             message,
@@ -95,7 +95,7 @@ impl EventSink {
     }
 
     pub fn output(&self, stream: Stream, line: impl Into<String>) {
-        let line = crate::spec::scrub(&line.into(), &self.secrets);
+        let line = crate::sensitive::scrub(&line.into(), &self.secrets);
         let _ = self.tx.send(Event::Output {
             addr: self.addr.clone(),
             stream,

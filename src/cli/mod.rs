@@ -7,6 +7,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::addr::ImageAddr;
+
 const ABOUT: &str = "terraform plan/apply for golden machine images.
 
 imgform reads Packer HCL2 templates (*.pkr.hcl, *.img.hcl, *.pkr.json), hashes every
@@ -93,6 +95,16 @@ built, whose parent was rebuilt after it, or that is older than its build's max_
     #[command(subcommand)]
     State(StateCommand),
 
+    /// Mark a recorded image for rebuild: the next plan rebuilds it
+    #[command(
+        after_help = "Example:\n  imgform taint golden.chroot.base\n\nLike terraform taint: the image (and, through it, every image built from it) is rebuilt\nby the next apply, whatever its inputs. `imgform untaint ADDR` takes the mark back."
+    )]
+    Taint(TaintArgs),
+
+    /// Take back `imgform taint`
+    #[command(after_help = "Example:\n  imgform untaint golden.chroot.base")]
+    Untaint(TaintArgs),
+
     /// Remove a stale state lock left by a crashed run
     #[command(
         name = "force-unlock",
@@ -153,7 +165,7 @@ pub struct PlanOptions {
 
     /// Only this image and the images it is built from (repeatable)
     #[arg(long = "target", value_name = "ADDR")]
-    pub targets: Vec<String>,
+    pub selected: Vec<String>,
 
     /// Rebuild this image even if its inputs did not change (repeatable)
     #[arg(long = "replace", value_name = "ADDR")]
@@ -198,7 +210,7 @@ pub struct PlanArgs {
 pub struct ApplyArgs {
     /// A saved plan (from `plan --out`) to apply exactly, or the definition dir
     #[arg(value_name = "PLANFILE|DIR")]
-    pub target: Option<PathBuf>,
+    pub plan_or_dir: Option<PathBuf>,
     #[command(flatten)]
     pub options: PlanOptions,
 
@@ -230,7 +242,7 @@ pub struct ApplyArgs {
 pub struct ShowArgs {
     /// A saved plan file (from `plan --out`) or a definition dir
     #[arg(value_name = "PLANFILE|DIR")]
-    pub target: Option<PathBuf>,
+    pub plan_or_dir: Option<PathBuf>,
     /// Print as JSON
     #[arg(long, conflicts_with = "markdown")]
     pub json: bool,
@@ -338,12 +350,24 @@ pub struct StateListArgs {
 #[derive(Debug, Args)]
 pub struct StateAddrArgs {
     /// Image address, e.g. golden.null.base
-    pub address: String,
+    pub address: ImageAddr,
     #[command(flatten)]
     pub dir: DirArg,
     /// Print as JSON
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub lock: LockArgs,
+    #[command(flatten)]
+    pub backend: BackendArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct TaintArgs {
+    /// Image address, e.g. golden.null.base
+    pub address: ImageAddr,
+    #[command(flatten)]
+    pub dir: DirArg,
     #[command(flatten)]
     pub lock: LockArgs,
     #[command(flatten)]

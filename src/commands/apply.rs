@@ -8,21 +8,22 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use tokio::sync::mpsc;
 
-use super::{prepare, Status};
+use super::{CommandError, Status};
 use crate::addr::{ImageAddr, TargetAddr};
-use crate::apply::events::{CancelToken, Event};
 use crate::apply::{self, ApplyOptions, BuildJob};
-use crate::cli::settings::{lock_timeout, Output};
+use crate::build::events::{CancelToken, Event};
+use crate::cli::settings::Output;
 use crate::cli::ApplyArgs;
 use crate::config::LoadOptions;
+use crate::pipeline::{self, backend, refresh, saved, Resolve};
 use crate::plan::file::PlanFile;
 use crate::plan::Plan;
 use crate::state::{StateBackend, StateFile};
 use crate::views::{self, Style};
 
 pub async fn run(chdir: Option<&Path>, args: ApplyArgs, output: Output) -> Result<Status> {
-    let saved = args.target.as_ref().filter(|t| t.is_file()).cloned();
-    let dir: PathBuf = match (&saved, &args.target) {
+    let saved_plan = args.plan_or_dir.as_ref().filter(|t| t.is_file()).cloned();
+    let dir: PathBuf = match (&saved_plan, &args.plan_or_dir) {
         (Some(_), _) => chdir
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from(".")),
@@ -31,30 +32,31 @@ pub async fn run(chdir: Option<&Path>, args: ApplyArgs, output: Output) -> Resul
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from(".")),
     };
-    super::def_dir_exists(&dir)?;
+    pipeline::definition_dir_exists(&dir)?;
     let def_dir =
         std::fs::canonicalize(&dir).with_context(|| format!("opening {}", dir.display()))?;
     let opts = &args.options;
-    let timeout = lock_timeout(&opts.lock.lock_timeout).map_err(anyhow::Error::msg)?;
     let options = LoadOptions::from_env(opts.vars.vars.clone(), opts.vars.var_files.clone());
-    let saved_file = match &saved {
+    let saved_file = match &saved_plan {
         Some(path) => Some(PlanFile::read(path)?),
         None => None,
     };
     let flags = &opts.backend.backend_config;
     let backend = match &saved_file {
-        Some(PlanFile {
-            backend: Some(b), ..
-        }) => prepare::backend_from_plan(&def_dir, b, flags)?,
-        Some(_) => prepare::backend_for_saved_plan(&def_dir, flags)?,
-        None => prepare::backend_for_dir(&def_dir, flags)?,
+        Some(file) => {
+            backend::backend_for_saved_plan(&def_dir, file.backend.as_ref(), flags, |warning| {
+                eprintln!("warning: {warning}")
+            })?
+        }
+        None => backend::backend_for_dir(&def_dir, flags)?,
     };
+    let timeout = &opts.lock.lock_timeout;
 
     let (plan, jobs, lock, states) = match saved_file {
         Some(file) => {
-            let lock = super::lock(&backend, "apply", timeout)?;
-            let states = states_for_saved_plan(&backend, &file.plan)?;
-            let mut jobs = prepare::jobs_from_plan_file(&file);
+            let lock = super::lock(&*backend, "apply", timeout)?;
+            let states = states_for_saved_plan(&*backend, &file.plan)?;
+            let mut jobs = saved::jobs_from_plan_file(&file);
             for job in jobs.values_mut() {
                 job.spec.def_dir = def_dir.clone();
             }
@@ -64,18 +66,14 @@ pub async fn run(chdir: Option<&Path>, args: ApplyArgs, output: Output) -> Resul
             (file.plan, jobs, lock, states)
         }
         None => {
-            let resolve = prepare::resolve_for(&dir, opts.refresh, flags)?;
-            let prepared = prepare::prepare(&dir, &options, &resolve)?;
+            let resolve = super::plan::resolve_for(&dir, opts.refresh, flags)?;
+            let prepared = pipeline::prepare(&dir, &options, &resolve)?;
             super::print_warnings(&prepared.warnings, output);
-            let lock = super::lock(&backend, "apply", timeout)?;
-            let states = prepare::load_states(&backend, &prepared)?;
-            let request = prepare::PlanRequest {
-                replace: &opts.replace,
-                targets: &opts.targets,
-                refresh: opts.refresh,
-            };
-            let plan = prepare::make_plan(&prepared, &backend, &states, &request).await?;
-            let jobs = prepare::build_jobs(&prepared, &plan);
+            let lock = super::lock(&*backend, "apply", timeout)?;
+            let states = refresh::load_states(&*backend, &prepared)?;
+            let request = super::plan::request(opts);
+            let plan = pipeline::plan::make_plan(&prepared, &*backend, &states, &request).await?;
+            let jobs = saved::build_jobs(&prepared, &plan);
             (plan, jobs, lock, states)
         }
     };
@@ -100,9 +98,9 @@ pub async fn run(chdir: Option<&Path>, args: ApplyArgs, output: Output) -> Resul
         }
         return Ok(Status::Ok);
     }
-    if !args.auto_approve && args.target.as_ref().is_none_or(|t| !t.is_file()) {
+    if !args.auto_approve && saved_plan.is_none() {
         if !output.stdin_is_tty {
-            anyhow::bail!("apply needs confirmation, but stdin is not a terminal\n  hint: review the plan above and run `imgform apply --auto-approve`, or save it with `imgform plan --out plan.bin` and run `imgform apply plan.bin`");
+            return Err(CommandError::NeedsConfirmation.into());
         }
         eprint!("\nDo you want to perform these actions? Only 'yes' will be accepted: ");
         std::io::stderr().flush().ok();
@@ -164,17 +162,19 @@ fn states_for_saved_plan(
             // Neither existed: the plan's lineage becomes the state's.
             state.lineage = planned.lineage.clone();
         } else if state.lineage != planned.lineage {
-            anyhow::bail!(
-                "the plan is for another state of target {target} (lineage {}, but the state's is {})\n  hint: make a new plan against this state: imgform plan --out FILE",
-                planned.lineage,
-                state.lineage
-            );
+            return Err(CommandError::OtherLineage {
+                target: target.clone(),
+                planned: planned.lineage.clone(),
+                actual: state.lineage,
+            }
+            .into());
         } else if state.serial != planned.serial {
-            anyhow::bail!(
-                "stale plan: state serial {}, plan was made at {} (target {target})\n  hint: the state changed since the plan was made (another apply, or this plan was already applied); make a new plan: imgform plan --out FILE",
-                state.serial,
-                planned.serial
-            );
+            return Err(CommandError::StalePlan {
+                target: target.clone(),
+                planned: planned.serial,
+                actual: state.serial,
+            }
+            .into());
         }
         states.insert(TargetAddr(target.clone()), state);
     }
@@ -195,18 +195,22 @@ fn take_secrets_from_definitions(
         .iter()
         .filter_map(|(a, j)| j.spec.base.clone().map(|b| (a.clone(), b)))
         .collect();
-    let resolve = prepare::Resolve::Recorded(tokio::runtime::Handle::current(), recorded);
-    let prepared = prepare::prepare(dir, options, &resolve)?;
+    let resolve = Resolve::Recorded(tokio::runtime::Handle::current(), recorded);
+    let prepared = pipeline::prepare(dir, options, &resolve)?;
     for (addr, job) in jobs.iter_mut() {
         let Some(now) = prepared.images.get(addr) else {
-            anyhow::bail!("{addr} is no longer defined; the saved plan cannot be applied\n  hint: make a new plan");
+            return Err(CommandError::NoLongerDefined {
+                address: addr.clone(),
+            }
+            .into());
         };
-        if now.manifest.content_address != job.content_address {
-            anyhow::bail!(
-                "the definitions of {addr} changed since the plan was made (content {} now, {} in the plan)\n  hint: a saved plan is applied exactly; make a new plan: imgform plan --out FILE",
-                views::short_address(&now.manifest.content_address),
-                views::short_address(&job.content_address)
-            );
+        if now.fingerprint.content_address != job.content_address {
+            return Err(CommandError::DefinitionsChanged {
+                address: addr.clone(),
+                now: now.fingerprint.content_address.clone(),
+                planned: job.content_address.clone(),
+            }
+            .into());
         }
         // Same inputs: the fresh spec is the plan's, with the secrets.
         let def_dir = job.spec.def_dir.clone();
@@ -295,22 +299,10 @@ async fn execute(
 }
 
 fn result_json(plan: &Plan, outcome: &apply::ApplyOutcome) -> serde_json::Value {
-    let pairs = |v: &Vec<(ImageAddr, String)>, key: &str| {
-        v.iter()
-            .map(|(a, s)| serde_json::json!({"address": a.to_string(), key: s}))
-            .collect::<Vec<_>>()
-    };
     serde_json::json!({
         "format_version": views::json::JSON_FORMAT_VERSION,
         "plan": views::json::plan(plan),
-        "result": {
-            "built": pairs(&outcome.built, "artifact_id"),
-            "failed": pairs(&outcome.failed, "message"),
-            "skipped": outcome.skipped.iter().map(|(a, b)| serde_json::json!({"address": a.to_string(), "because": b.to_string()})).collect::<Vec<_>>(),
-            "destroyed": pairs(&outcome.destroyed, "artifact_id"),
-            "not_started": outcome.not_started.iter().map(ToString::to_string).collect::<Vec<_>>(),
-            "interrupted": outcome.interrupted,
-        }
+        "result": outcome,
     })
 }
 

@@ -1,24 +1,27 @@
-//! Commands: the only wiring layer. Each command turns parsed arguments into
-//! calls on the core and writes data to stdout; progress and diagnostics go
-//! to stderr. Exit codes are decided in `main` from what these return.
+//! Commands: the only wiring layer. Each command parses its arguments, calls
+//! the core (`pipeline`, `apply`, `state`), picks a view and writes data to
+//! stdout; progress and diagnostics go to stderr. Exit codes are decided in
+//! `main` from what these return, and every error's hint is found in one
+//! place, [`hint`].
 
 pub mod apply;
 pub mod drift;
 pub mod graph;
 pub mod plan;
-pub mod prepare;
 pub mod show;
 pub mod state;
 pub mod validate;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 
+use crate::addr::{ContentAddress, ImageAddr};
 use crate::cli::settings::Output;
 use crate::cli::{Cli, Command, StateCommand};
-use crate::state::{acquire, LockGuard, LockInfo, StateBackend};
+use crate::pipeline::PipelineError;
+use crate::state::{acquire, LockGuard, LockInfo, StateBackend, StateError};
 
 /// How a command ended, when it did not fail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +31,81 @@ pub enum Status {
     Changes,
     /// The command ran but part of the work failed (exit 1, already reported).
     Failed,
+}
+
+/// What a command itself refuses, one variant per failure; the hint is
+/// [`CommandError::hint`].
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error("apply needs confirmation, but stdin is not a terminal")]
+    NeedsConfirmation,
+    #[error("the plan is for another state of target {target} (lineage {planned}, but the state's is {actual})")]
+    OtherLineage {
+        target: String,
+        planned: String,
+        actual: String,
+    },
+    #[error("stale plan: state serial {actual}, plan was made at {planned} (target {target})")]
+    StalePlan {
+        target: String,
+        planned: u64,
+        actual: u64,
+    },
+    #[error("{address} is no longer defined; the saved plan cannot be applied")]
+    NoLongerDefined { address: ImageAddr },
+    #[error("the definitions of {address} changed since the plan was made (content {} now, {} in the plan)", now.short(), planned.short())]
+    DefinitionsChanged {
+        address: ImageAddr,
+        now: ContentAddress,
+        planned: ContentAddress,
+    },
+    #[error("{address} is not in the state")]
+    NotInState { address: ImageAddr },
+    #[error("{address} is not defined")]
+    NotDefined { address: ImageAddr },
+    #[error("{id} is not an artifact of {address} built from its current definitions (content {})", content.short())]
+    NotAdoptable {
+        id: String,
+        address: ImageAddr,
+        content: ContentAddress,
+    },
+    #[error("--markdown renders a saved plan: imgform show --markdown PLANFILE")]
+    MarkdownNeedsPlan,
+    #[error("--lock-timeout `{0}` is not a duration like 30s or 5m")]
+    BadLockTimeout(String),
+}
+
+impl CommandError {
+    pub fn hint(&self) -> Option<String> {
+        let text = match self {
+            CommandError::NeedsConfirmation => "review the plan above and run `imgform apply --auto-approve`, or save it with `imgform plan --out plan.bin` and run `imgform apply plan.bin`",
+            CommandError::OtherLineage { .. } => "make a new plan against this state: imgform plan --out FILE",
+            CommandError::StalePlan { .. } => "the state changed since the plan was made (another apply, or this plan was already applied); make a new plan: imgform plan --out FILE",
+            CommandError::NoLongerDefined { .. } => "make a new plan",
+            CommandError::DefinitionsChanged { .. } => "a saved plan is applied exactly; make a new plan: imgform plan --out FILE",
+            CommandError::NotInState { .. } => "`imgform state list` shows the recorded images",
+            CommandError::NotDefined { .. } => "`imgform validate` lists the defined images",
+            CommandError::NotAdoptable { .. } => "imgform only adopts artifacts whose tags or name carry the image's current content address; run `imgform apply` to build it",
+            CommandError::MarkdownNeedsPlan | CommandError::BadLockTimeout(_) => return None,
+        };
+        Some(text.to_owned())
+    }
+}
+
+/// The hint for an error: the first one a typed error in its chain carries.
+/// The one place hints are found; `main` renders them.
+pub fn hint(err: &anyhow::Error) -> Option<String> {
+    err.chain().find_map(|e| {
+        if let Some(e) = e.downcast_ref::<CommandError>() {
+            e.hint()
+        } else if let Some(e) = e.downcast_ref::<PipelineError>() {
+            e.hint()
+        } else if let Some(e) = e.downcast_ref::<StateError>() {
+            e.hint()
+        } else {
+            None
+        }
+    })
 }
 
 pub fn run(cli: Cli, output: Output) -> Result<Status> {
@@ -50,26 +128,24 @@ pub fn run(cli: Cli, output: Output) -> Result<Status> {
             runtime.block_on(state::recover(chdir, args, output))
         }
         Command::State(StateCommand::Import(args)) => runtime.block_on(state::import(chdir, args)),
+        Command::Taint(args) => state::taint(chdir, args, true),
+        Command::Untaint(args) => state::taint(chdir, args, false),
         Command::ForceUnlock(args) => state::force_unlock(chdir, args),
     }
 }
 
-/// Takes the state lock, naming the holder when it is taken.
+/// Takes the state lock (the error names the holder when it is taken).
 pub fn lock<'a>(
     backend: &'a dyn StateBackend,
     operation: &str,
-    timeout: Duration,
+    timeout: &str,
 ) -> Result<LockGuard<'a>> {
-    acquire(backend, LockInfo::new(operation), timeout).map_err(|e| {
-        let hint = match &e {
-            crate::state::StateError::Locked { holder } => format!(
-                "\n  hint: another imgform run holds the state lock: {} ({}) since {}, lock id {}.\n  Wait for it (--lock-timeout 5m), or if that run is gone: imgform force-unlock {}",
-                holder.who, holder.operation, holder.created, holder.id, holder.id
-            ),
-            _ => String::new(),
-        };
-        anyhow::anyhow!("{e}{hint}")
-    })
+    let timeout = lock_timeout(timeout)?;
+    Ok(acquire(backend, LockInfo::new(operation), timeout)?)
+}
+
+fn lock_timeout(text: &str) -> Result<Duration, CommandError> {
+    crate::spec::parse_duration(text).ok_or_else(|| CommandError::BadLockTimeout(text.to_owned()))
 }
 
 pub fn print_warnings(warnings: &[crate::diag::Diagnostic], output: Output) {
@@ -86,9 +162,10 @@ pub fn print_warnings(warnings: &[crate::diag::Diagnostic], output: Output) {
     }
 }
 
-pub fn def_dir_exists(dir: &Path) -> Result<()> {
-    if !dir.is_dir() {
-        anyhow::bail!("definition dir {} does not exist\n  hint: pass the folder holding your *.pkr.hcl files with --chdir DIR", dir.display());
-    }
-    Ok(())
+/// The definition dir of a command: a positional DIR wins over --chdir,
+/// else "."; it must exist.
+pub fn definition_dir(chdir: Option<&Path>, dir: &crate::cli::DirArg) -> Result<PathBuf> {
+    let dir = crate::cli::settings::definition_dir(chdir, dir);
+    crate::pipeline::definition_dir_exists(&dir)?;
+    Ok(dir)
 }

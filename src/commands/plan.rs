@@ -2,51 +2,32 @@
 
 use std::path::Path;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
-use super::{prepare, Status};
-use crate::cli::settings::{definition_dir, lock_timeout, Output};
+use super::Status;
+use crate::cli::settings::Output;
 use crate::cli::PlanArgs;
 use crate::config::LoadOptions;
+use crate::pipeline::{self, backend, refresh, Resolve};
 use crate::views::{self, Style};
 
 pub async fn run(chdir: Option<&Path>, args: PlanArgs, output: Output) -> Result<Status> {
-    let dir = definition_dir(chdir, &args.dir);
-    super::def_dir_exists(&dir)?;
+    let dir = super::definition_dir(chdir, &args.dir)?;
     let opts = &args.options;
-    let timeout = lock_timeout(&opts.lock.lock_timeout).map_err(anyhow::Error::msg)?;
     let options = LoadOptions::from_env(opts.vars.vars.clone(), opts.vars.var_files.clone());
-    let prepared = prepare::prepare(
-        &dir,
-        &options,
-        &prepare::resolve_for(&dir, opts.refresh, &opts.backend.backend_config)?,
-    )?;
+    let flags = &opts.backend.backend_config;
+    let resolve = resolve_for(&dir, opts.refresh, flags)?;
+    let prepared = pipeline::prepare(&dir, &options, &resolve)?;
     super::print_warnings(&prepared.warnings, output);
-    let backend = prepare::backend_for(
-        &prepared.project.def_dir,
-        prepared.project.backend.as_ref(),
-        &opts.backend.backend_config,
-    )?;
-    let _lock = super::lock(&backend, "plan", timeout)?;
-    let states = prepare::load_states(&backend, &prepared)?;
-    let plan = prepare::make_plan(
-        &prepared,
-        &backend,
-        &states,
-        &prepare::PlanRequest {
-            replace: &opts.replace,
-            targets: &opts.targets,
-            refresh: opts.refresh,
-        },
-    )
-    .await?;
+    let project = &prepared.project;
+    let backend = backend::backend_for(&project.def_dir, project.backend.as_ref(), flags)?;
+    let _lock = super::lock(&*backend, "plan", &opts.lock.lock_timeout)?;
+    let states = refresh::load_states(&*backend, &prepared)?;
+    let plan = pipeline::plan::make_plan(&prepared, &*backend, &states, &request(opts)).await?;
     if let Some(out) = &args.out {
-        let mut file = prepare::plan_file(&prepared, &plan);
-        file.backend = prepare::saved_backend(
-            prepared.project.backend.as_ref(),
-            &opts.backend.backend_config,
-        )?;
-        let bytes = file.to_bytes(&prepared.project.sensitive_values())?;
+        let saved = backend::saved_backend(project.backend.as_ref(), flags)?;
+        let file = pipeline::saved::plan_file(&prepared, &plan, saved);
+        let bytes = file.to_bytes(&project.sensitive_values())?;
         write_atomically(out, &bytes)?;
         eprintln!(
             "Saved the plan to {}. Apply exactly this plan with: imgform apply {}",
@@ -59,15 +40,10 @@ pub async fn run(chdir: Option<&Path>, args: PlanArgs, output: Output) -> Result
     } else if args.markdown {
         print!("{}", views::markdown::plan(&plan));
     } else {
-        print!(
-            "{}",
-            views::plan::render(
-                &plan,
-                Style {
-                    color: output.color_stdout
-                }
-            )
-        );
+        let style = Style {
+            color: output.color_stdout,
+        };
+        print!("{}", views::plan::render(&plan, style));
     }
     // The process ends next: freeing thousands of manifests costs more than
     // it is worth (as compilers do, leave that to the OS).
@@ -80,9 +56,31 @@ pub async fn run(chdir: Option<&Path>, args: PlanArgs, output: Output) -> Result
     })
 }
 
+/// The plan request of `plan` and `apply`.
+pub fn request(opts: &crate::cli::PlanOptions) -> pipeline::plan::PlanRequest<'_> {
+    pipeline::plan::PlanRequest {
+        replace: &opts.replace,
+        selected: &opts.selected,
+        refresh: opts.refresh,
+    }
+}
+
+/// The resolve mode of `plan`/`apply` in `dir`: fresh lookups, or with
+/// `--refresh=false` the resolutions recorded in the state (read without
+/// the lock: it is only a hint for the lookups that follow).
+pub fn resolve_for(dir: &Path, refresh: bool, flags: &[String]) -> Result<Resolve> {
+    let recorded = if refresh {
+        Vec::new()
+    } else {
+        backend::backend_for_dir(dir, flags)?
+            .load_all()
+            .context("loading the state for its recorded base images")?
+    };
+    Ok(Resolve::for_plan(refresh, || recorded))
+}
+
 /// Temp file next to `path`, then rename: a plan file is whole or absent.
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    use anyhow::Context;
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;

@@ -5,9 +5,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use super::{prepare, Status};
+use super::{CommandError, Status};
 use crate::cli::settings::Output;
 use crate::cli::ShowArgs;
+use crate::pipeline::backend;
 use crate::plan::file::PlanFile;
 use crate::state::StateBackend;
 use crate::views::{self, Style};
@@ -16,7 +17,7 @@ pub fn run(chdir: Option<&Path>, args: ShowArgs, output: Output) -> Result<Statu
     let style = Style {
         color: output.color_stdout,
     };
-    if let Some(path) = args.target.as_ref().filter(|t| t.is_file()) {
+    if let Some(path) = args.plan_or_dir.as_ref().filter(|t| t.is_file()) {
         let file = PlanFile::read(path)?;
         if args.json {
             print!("{}", views::json::to_string(&views::json::plan(&file.plan)));
@@ -34,15 +35,15 @@ pub fn run(chdir: Option<&Path>, args: ShowArgs, output: Output) -> Result<Statu
         return Ok(Status::Ok);
     }
     if args.markdown {
-        anyhow::bail!("--markdown renders a saved plan: imgform show --markdown PLANFILE");
+        return Err(CommandError::MarkdownNeedsPlan.into());
     }
     let dir: PathBuf = args
-        .target
+        .plan_or_dir
         .clone()
         .or_else(|| chdir.map(Path::to_path_buf))
         .unwrap_or_else(|| PathBuf::from("."));
-    super::def_dir_exists(&dir)?;
-    let backend = prepare::backend_for_dir(&dir, &args.backend.backend_config)?;
+    crate::pipeline::definition_dir_exists(&dir)?;
+    let backend = backend::backend_for_dir(&dir, &args.backend.backend_config)?;
     let mut states = Vec::new();
     for target in backend.targets().context("listing state targets")? {
         states.push(backend.load(&target)?);

@@ -1,13 +1,18 @@
-//! `imgform state list|show|rm` and `imgform force-unlock`.
+//! `imgform state list|show|rm|recover|import`, `imgform taint|untaint` and
+//! `imgform force-unlock`.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use super::{prepare, Status};
-use crate::cli::settings::{definition_dir, lock_timeout, Output};
-use crate::cli::{ForceUnlockArgs, StateAddrArgs, StateListArgs};
-use crate::state::{StateBackend, StateFile};
+use super::{definition_dir, CommandError, Status};
+use crate::addr::{ImageAddr, TargetAddr};
+use crate::cli::settings::Output;
+use crate::cli::{ForceUnlockArgs, StateAddrArgs, StateListArgs, TaintArgs};
+use crate::config::LoadOptions;
+use crate::pipeline::{self, backend, refresh, saved, Prepared, Resolve};
+use crate::state::{Artifact, StateBackend, StateFile};
 use crate::views::{self, Style};
 
 fn all_states(backend: &dyn StateBackend) -> Result<Vec<StateFile>> {
@@ -19,9 +24,8 @@ fn all_states(backend: &dyn StateBackend) -> Result<Vec<StateFile>> {
 }
 
 pub fn list(chdir: Option<&Path>, args: StateListArgs, output: Output) -> Result<Status> {
-    let dir = definition_dir(chdir, &args.dir);
-    super::def_dir_exists(&dir)?;
-    let states = all_states(&*prepare::backend_for_dir(
+    let dir = definition_dir(chdir, &args.dir)?;
+    let states = all_states(&*backend::backend_for_dir(
         &dir,
         &args.backend.backend_config,
     )?)?;
@@ -51,9 +55,8 @@ pub fn list(chdir: Option<&Path>, args: StateListArgs, output: Output) -> Result
 }
 
 pub fn show(chdir: Option<&Path>, args: StateAddrArgs, output: Output) -> Result<Status> {
-    let dir = definition_dir(chdir, &args.dir);
-    super::def_dir_exists(&dir)?;
-    let states = all_states(&*prepare::backend_for_dir(
+    let dir = definition_dir(chdir, &args.dir)?;
+    let states = all_states(&*backend::backend_for_dir(
         &dir,
         &args.backend.backend_config,
     )?)?;
@@ -82,19 +85,17 @@ pub fn show(chdir: Option<&Path>, args: StateAddrArgs, output: Output) -> Result
             return Ok(Status::Ok);
         }
     }
-    anyhow::bail!(
-        "{} is not in the state\n  hint: `imgform state list` shows the recorded images",
-        args.address
-    )
+    Err(CommandError::NotInState {
+        address: args.address,
+    }
+    .into())
 }
 
 pub fn rm(chdir: Option<&Path>, args: StateAddrArgs) -> Result<Status> {
-    let dir = definition_dir(chdir, &args.dir);
-    super::def_dir_exists(&dir)?;
-    let backend = prepare::backend_for_dir(&dir, &args.backend.backend_config)?;
-    let timeout = lock_timeout(&args.lock.lock_timeout).map_err(anyhow::Error::msg)?;
-    let _lock = super::lock(&backend, "state rm", timeout)?;
-    for mut state in all_states(&backend)? {
+    let dir = definition_dir(chdir, &args.dir)?;
+    let backend = backend::backend_for_dir(&dir, &args.backend.backend_config)?;
+    let _lock = super::lock(&*backend, "state rm", &args.lock.lock_timeout)?;
+    for mut state in all_states(&*backend)? {
         if let Some(record) = state.images.remove(&args.address) {
             backend.save(&mut state)?;
             println!(
@@ -104,16 +105,52 @@ pub fn rm(chdir: Option<&Path>, args: StateAddrArgs) -> Result<Status> {
             return Ok(Status::Ok);
         }
     }
-    anyhow::bail!(
-        "{} is not in the state\n  hint: `imgform state list` shows the recorded images",
-        args.address
-    )
+    Err(CommandError::NotInState {
+        address: args.address,
+    }
+    .into())
+}
+
+/// `imgform taint ADDR` (`tainted = true`) and `untaint ADDR`: the mark
+/// makes the next plan rebuild the image with the reason `tainted`.
+pub fn taint(chdir: Option<&Path>, args: TaintArgs, tainted: bool) -> Result<Status> {
+    let dir = definition_dir(chdir, &args.dir)?;
+    let backend = backend::backend_for_dir(&dir, &args.backend.backend_config)?;
+    let operation = if tainted { "taint" } else { "untaint" };
+    let _lock = super::lock(&*backend, operation, &args.lock.lock_timeout)?;
+    for mut state in all_states(&*backend)? {
+        let Some(record) = state.images.get_mut(&args.address) else {
+            continue;
+        };
+        if record.tainted == tainted {
+            println!(
+                "{} is {}already marked for rebuild.",
+                args.address,
+                if tainted { "" } else { "not " }
+            );
+            return Ok(Status::Ok);
+        }
+        record.tainted = tainted;
+        backend.save(&mut state)?;
+        if tainted {
+            println!(
+                "{} is marked for rebuild: the next apply rebuilds it (and what is built from it).",
+                args.address
+            );
+        } else {
+            println!("{} is no longer marked for rebuild.", args.address);
+        }
+        return Ok(Status::Ok);
+    }
+    Err(CommandError::NotInState {
+        address: args.address,
+    }
+    .into())
 }
 
 pub fn force_unlock(chdir: Option<&Path>, args: ForceUnlockArgs) -> Result<Status> {
-    let dir = definition_dir(chdir, &args.dir);
-    super::def_dir_exists(&dir)?;
-    let backend = prepare::backend_for_dir(&dir, &args.backend.backend_config)?;
+    let dir = definition_dir(chdir, &args.dir)?;
+    let backend = backend::backend_for_dir(&dir, &args.backend.backend_config)?;
     backend.force_unlock(&args.lock_id)?;
     println!("Lock {} removed. The state is unlocked.", args.lock_id);
     Ok(Status::Ok)
@@ -122,18 +159,19 @@ pub fn force_unlock(chdir: Option<&Path>, args: ForceUnlockArgs) -> Result<Statu
 /// Artifacts of defined images that the state lacks and that were built
 /// from exactly the current definitions.
 async fn adoptable(
-    prepared: &prepare::Prepared,
-    states: &std::collections::BTreeMap<crate::addr::TargetAddr, StateFile>,
-) -> Result<Vec<(crate::addr::ImageAddr, crate::state::Artifact)>> {
+    prepared: &Prepared,
+    states: &BTreeMap<TargetAddr, StateFile>,
+) -> Result<Vec<(ImageAddr, Artifact)>> {
     let mut out = Vec::new();
     for (addr, image) in &prepared.images {
         let Some(builder) = crate::drivers::builder_for(&image.spec.builder) else {
             continue;
         };
+        let content = &image.fingerprint.content_address;
         let recorded = states
             .get(&image.spec.target)
-            .and_then(|s| s.images.get(&addr.to_string()));
-        if recorded.is_some_and(|r| r.content_address == image.manifest.content_address) {
+            .and_then(|s| s.images.get(addr));
+        if recorded.is_some_and(|r| &r.content_address == content) {
             continue;
         }
         for id in builder
@@ -142,7 +180,7 @@ async fn adoptable(
             .with_context(|| format!("listing artifacts of {addr}"))?
         {
             if let Some(artifact) = builder
-                .adopt(&image.spec, &image.manifest.content_address, &id)
+                .adopt(&image.spec, content, &id)
                 .await
                 .with_context(|| format!("inspecting {id}"))?
             {
@@ -153,28 +191,29 @@ async fn adoptable(
     Ok(out)
 }
 
+/// The definitions, evaluated and fingerprinted with fresh base lookups, as
+/// `state recover` and `state import` compare artifacts against them.
+fn prepare(dir: &Path, vars: &crate::cli::VarArgs) -> Result<Prepared> {
+    let options = LoadOptions::from_env(vars.vars.clone(), vars.var_files.clone());
+    let resolve = Resolve::Refresh(tokio::runtime::Handle::current());
+    Ok(pipeline::prepare(dir, &options, &resolve)?)
+}
+
 pub async fn recover(
     chdir: Option<&Path>,
     args: crate::cli::StateRecoverArgs,
     output: Output,
 ) -> Result<Status> {
-    let dir = definition_dir(chdir, &args.dir);
-    super::def_dir_exists(&dir)?;
-    let options =
-        crate::config::LoadOptions::from_env(args.vars.vars.clone(), args.vars.var_files.clone());
-    let prepared = prepare::prepare(
-        &dir,
-        &options,
-        &prepare::Resolve::Refresh(tokio::runtime::Handle::current()),
-    )?;
-    let backend = prepare::backend_for(
-        &prepared.project.def_dir,
-        prepared.project.backend.as_ref(),
+    let dir = definition_dir(chdir, &args.dir)?;
+    let prepared = prepare(&dir, &args.vars)?;
+    let project = &prepared.project;
+    let backend = backend::backend_for(
+        &project.def_dir,
+        project.backend.as_ref(),
         &args.backend.backend_config,
     )?;
-    let timeout = lock_timeout(&args.lock.lock_timeout).map_err(anyhow::Error::msg)?;
-    let _lock = super::lock(&backend, "state recover", timeout)?;
-    let mut states = prepare::load_states(&backend, &prepared)?;
+    let _lock = super::lock(&*backend, "state recover", &args.lock.lock_timeout)?;
+    let mut states = refresh::load_states(&*backend, &prepared)?;
     let found = adoptable(&prepared, &states).await?;
     let style = Style {
         color: output.color_stdout,
@@ -196,10 +235,10 @@ pub async fn recover(
         println!("\nRun `imgform state recover --auto-approve` to adopt them.");
         return Ok(Status::Ok);
     }
-    let jobs = prepare::build_jobs_for(&prepared, found.iter().map(|(a, _)| a.clone()));
+    let jobs = saved::build_jobs_for(&prepared, found.iter().map(|(a, _)| a.clone()));
     for (addr, artifact) in &found {
         let job = jobs.get(addr).expect("job for a defined image");
-        crate::apply::adopt(job, artifact, &mut states, &backend)?;
+        crate::apply::adopt(job, artifact, &mut states, &*backend)?;
         let state = states.get_mut(&job.spec.target).expect("state");
         backend.save(state)?;
         println!("Adopted {addr}: {}", artifact.id);
@@ -208,42 +247,35 @@ pub async fn recover(
 }
 
 pub async fn import(chdir: Option<&Path>, args: crate::cli::StateImportArgs) -> Result<Status> {
-    let dir = definition_dir(chdir, &args.dir);
-    super::def_dir_exists(&dir)?;
-    let addr: crate::addr::ImageAddr = args.address.parse().map_err(anyhow::Error::msg)?;
-    let options =
-        crate::config::LoadOptions::from_env(args.vars.vars.clone(), args.vars.var_files.clone());
-    let prepared = prepare::prepare(
-        &dir,
-        &options,
-        &prepare::Resolve::Refresh(tokio::runtime::Handle::current()),
-    )?;
+    let dir = definition_dir(chdir, &args.dir)?;
+    let addr: ImageAddr = args.address.parse()?;
+    let prepared = prepare(&dir, &args.vars)?;
     let Some(image) = prepared.images.get(&addr) else {
-        anyhow::bail!("{addr} is not defined\n  hint: `imgform validate` lists the defined images");
+        return Err(CommandError::NotDefined { address: addr }.into());
     };
-    let builder = crate::drivers::builder_for(&image.spec.builder)
-        .ok_or_else(|| anyhow::anyhow!("no builder for `{}` yet", image.spec.builder))?;
-    let Some(artifact) = builder
-        .adopt(&image.spec, &image.manifest.content_address, &args.id)
-        .await?
-    else {
-        anyhow::bail!(
-            "{} is not an artifact of {addr} built from its current definitions (content {})\n  hint: imgform only adopts artifacts whose tags or name carry the image's current content address; run `imgform apply` to build it",
-            args.id,
-            crate::views::short_address(&image.manifest.content_address)
-        );
+    let builder = crate::drivers::kind_of(&image.spec.builder)
+        .expect("a defined image's builder is known")
+        .implementation()?;
+    let content = &image.fingerprint.content_address;
+    let Some(artifact) = builder.adopt(&image.spec, content, &args.id).await? else {
+        return Err(CommandError::NotAdoptable {
+            id: args.id,
+            address: addr,
+            content: content.clone(),
+        }
+        .into());
     };
-    let backend = prepare::backend_for(
-        &prepared.project.def_dir,
-        prepared.project.backend.as_ref(),
+    let project = &prepared.project;
+    let backend = backend::backend_for(
+        &project.def_dir,
+        project.backend.as_ref(),
         &args.backend.backend_config,
     )?;
-    let timeout = lock_timeout(&args.lock.lock_timeout).map_err(anyhow::Error::msg)?;
-    let _lock = super::lock(&backend, "state import", timeout)?;
-    let mut states = prepare::load_states(&backend, &prepared)?;
-    let jobs = prepare::build_jobs_for(&prepared, std::iter::once(addr.clone()));
+    let _lock = super::lock(&*backend, "state import", &args.lock.lock_timeout)?;
+    let mut states = refresh::load_states(&*backend, &prepared)?;
+    let jobs = saved::build_jobs_for(&prepared, std::iter::once(addr.clone()));
     let job = jobs.get(&addr).expect("job");
-    crate::apply::adopt(job, &artifact, &mut states, &backend)?;
+    crate::apply::adopt(job, &artifact, &mut states, &*backend)?;
     backend.save(states.get_mut(&job.spec.target).expect("state"))?;
     println!("Imported {addr}: {}", artifact.id);
     Ok(Status::Ok)

@@ -4,16 +4,17 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use super::{prepare, Status};
+use super::Status;
 use crate::cli::settings::{definition_dir, Output};
 use crate::cli::ValidateArgs;
 use crate::config::LoadOptions;
+use crate::pipeline::{self, PipelineError, Resolve};
 use crate::views::{self, Style};
 
 pub fn run(chdir: Option<&Path>, args: ValidateArgs, output: Output) -> Result<Status> {
     let dir = definition_dir(chdir, &args.dir);
     let options = LoadOptions::from_env(args.vars.vars, args.vars.var_files);
-    match prepare::prepare(&dir, &options, &prepare::Resolve::Skip) {
+    match pipeline::prepare(&dir, &options, &Resolve::Skip) {
         Ok(prepared) => {
             if args.json {
                 print!(
@@ -39,13 +40,13 @@ pub fn run(chdir: Option<&Path>, args: ValidateArgs, output: Output) -> Result<S
             }
             Ok(Status::Ok)
         }
-        Err(diags) if args.json => {
+        Err(PipelineError::Definitions(diags)) if args.json => {
             print!(
                 "{}",
                 views::json::to_string(&views::json::diagnostics(false, &diags.0))
             );
             Ok(Status::Failed)
         }
-        Err(diags) => Err(diags.into()),
+        Err(e) => Err(e.into()),
     }
 }

@@ -24,8 +24,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::parse::{self, RawBlock};
+use crate::diag::closest;
 use crate::diag::{Diagnostic, Diagnostics, SourceLoc};
-use crate::drivers::schema;
 
 /// The settings an `s3` backend takes.
 pub const S3_SETTINGS: &[&str] = &["bucket", "key_prefix", "region", "endpoint", "profile"];
@@ -80,7 +80,7 @@ pub(crate) fn backend_block(
         [kind] if kind == "s3" => BackendKind::S3,
         [kind] if kind == "local" => BackendKind::Local,
         [other] => {
-            let hint = match schema::closest(other, BACKEND_TYPES.iter().copied()) {
+            let hint = match closest(other, BACKEND_TYPES.iter().copied()) {
                 Some(s) => format!("did you mean `{s}`? imgform keeps state in `local` (state/ in the definition dir) or `s3`"),
                 None => "imgform keeps state in `local` (state/ in the definition dir) or `s3`".to_owned(),
             };
@@ -152,7 +152,7 @@ fn unknown_setting_hint(kind: BackendKind, name: &str) -> String {
         }
         BackendKind::S3 => {
             let known = S3_SETTINGS.join(", ");
-            match schema::closest(name, S3_SETTINGS.iter().copied()) {
+            match closest(name, S3_SETTINGS.iter().copied()) {
                 Some(s) => format!("did you mean `{s}`? The s3 backend takes {known}"),
                 None => format!("the s3 backend takes {known}"),
             }
@@ -201,12 +201,42 @@ pub fn load_backend(dir: &Path) -> Result<Option<BackendConfig>, Diagnostics> {
     }
 }
 
+/// A `--backend-config` flag that cannot be used.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BackendFlagError {
+    #[error("--backend-config `{flag}` is not KEY=VALUE")]
+    NotKeyValue { flag: String },
+    #[error(
+        "--backend-config `{name}` does not apply: the definitions choose the local backend{}, which takes no settings",
+        at.as_ref().map(|l| format!(" (at {l})")).unwrap_or_default()
+    )]
+    LocalTakesNoSettings { name: String, at: Option<SourceLoc> },
+    #[error("--backend-config: unknown setting `{name}`")]
+    UnknownSetting { name: String },
+}
+
+impl BackendFlagError {
+    pub fn hint(&self) -> String {
+        match self {
+            BackendFlagError::NotKeyValue { .. } => {
+                "e.g. --backend-config bucket=acme-images-state".to_owned()
+            }
+            BackendFlagError::LocalTakesNoSettings { .. } => {
+                "use backend \"s3\" to keep the state on S3".to_owned()
+            }
+            BackendFlagError::UnknownSetting { name } => {
+                unknown_setting_hint(BackendKind::S3, name)
+            }
+        }
+    }
+}
+
 /// The backend block with `--backend-config KEY=VALUE` flags applied (later
 /// flags win). Flags without a block configure an `s3` backend.
 pub fn with_flags(
     block: Option<BackendConfig>,
     flags: &[String],
-) -> Result<Option<BackendConfig>, String> {
+) -> Result<Option<BackendConfig>, BackendFlagError> {
     if flags.is_empty() {
         return Ok(block);
     }
@@ -217,23 +247,20 @@ pub fn with_flags(
     });
     for flag in flags {
         let Some((name, value)) = flag.split_once('=') else {
-            return Err(format!(
-                "--backend-config `{flag}` is not KEY=VALUE\n  hint: e.g. --backend-config bucket=acme-images-state"
-            ));
+            return Err(BackendFlagError::NotKeyValue { flag: flag.clone() });
         };
         let name = name.trim();
         match config.kind {
             BackendKind::Local => {
-                return Err(format!(
-                    "--backend-config `{name}` does not apply: the definitions choose the local backend{}, which takes no settings\n  hint: use backend \"s3\" to keep the state on S3",
-                    config.loc.as_ref().map(|l| format!(" (at {l})")).unwrap_or_default()
-                ))
+                return Err(BackendFlagError::LocalTakesNoSettings {
+                    name: name.to_owned(),
+                    at: config.loc.clone(),
+                })
             }
             BackendKind::S3 if !S3_SETTINGS.contains(&name) => {
-                return Err(format!(
-                    "--backend-config: unknown setting `{name}`\n  hint: {}",
-                    unknown_setting_hint(BackendKind::S3, name)
-                ))
+                return Err(BackendFlagError::UnknownSetting {
+                    name: name.to_owned(),
+                })
             }
             BackendKind::S3 => {
                 config.settings.insert(name.to_owned(), value.to_owned());
@@ -309,9 +336,11 @@ mod tests {
 
         assert!(with_flags(None, &["bucket".into()])
             .unwrap_err()
+            .to_string()
             .contains("KEY=VALUE"));
         assert!(with_flags(None, &["bukket=x".into()])
             .unwrap_err()
+            .hint()
             .contains("did you mean `bucket`"));
         let local = block("backend \"local\" {}\n").unwrap();
         assert!(with_flags(Some(local), &["bucket=x".into()]).is_err());

@@ -21,9 +21,11 @@ use super::module::ModuleScope;
 use super::parse::{RawAttr, RawBlock};
 use super::{ImageDef, Project};
 use crate::addr::ImageAddr;
+use crate::diag::closest;
 use crate::diag::{Diagnostic, SourceLoc};
-use crate::drivers::schema::{self, Role};
+use crate::schema::{BlockSpec, Repeat, Role};
 use crate::spec::{self, Attrs, ImageSpec, ProvisionerSpec};
+use crate::{drivers, provision};
 
 /// Locals evaluated per clock, computed once per clock.
 #[derive(Debug, Default)]
@@ -121,13 +123,13 @@ fn hint_for_error(err: &hcl::eval::Error, text: &str, project: &Project) -> Stri
     use hcl::eval::ErrorKind;
     match err.kind() {
         ErrorKind::NoSuchKey(key) if text.contains(&format!("var.{key}")) => {
-            match schema::closest(key, project.variables.keys().map(String::as_str)) {
+            match closest(key, project.variables.keys().map(String::as_str)) {
                 Some(s) => format!("did you mean `var.{s}`? Otherwise declare it: variable \"{key}\" {{ type = string }}"),
                 None => format!("declare it: variable \"{key}\" {{ type = string }}"),
             }
         }
         ErrorKind::NoSuchKey(key) if text.contains(&format!("local.{key}")) => {
-            match schema::closest(key, project.locals.iter().map(|l| l.name.as_str())) {
+            match closest(key, project.locals.iter().map(|l| l.name.as_str())) {
                 Some(s) => format!("did you mean `local.{s}`?"),
                 None => format!("define it in a locals block: locals {{ {key} = ... }}"),
             }
@@ -449,13 +451,15 @@ impl Project {
             if let Some(value) = self.var_values.get(&name) {
                 let mut json = serde_json::to_value(value).unwrap_or(Json::Null);
                 if self.variables.get(&name).is_some_and(|v| v.sensitive) {
-                    json = Json::String(redact(&json.to_string()));
+                    json = Json::String(crate::sensitive::redact(&json.to_string()));
                 }
                 variables.insert(name, json);
             }
         }
 
-        let target = crate::drivers::target_for(&def.builder, &real.settings);
+        let target = drivers::kind_of(&def.builder)
+            .map(|k| (k.target)(&real.settings))
+            .unwrap_or_else(crate::addr::TargetAddr::local);
         // Attributes and nested blocks (`source_ami_filter`, ...), first one wins.
         let mut attr_locs: BTreeMap<String, SourceLoc> = BTreeMap::new();
         for (name, loc) in def
@@ -494,14 +498,8 @@ impl Project {
     /// Names of variables referenced by the image's inputs (attributes with
     /// role Input and all provisioner config), following locals.
     fn input_variables(&self, def: &ImageDef) -> BTreeSet<String> {
-        let schema = schema::builder_schema(&def.builder);
-        let role_of = |name: &str| {
-            schema.and_then(|s| {
-                s.attr(name)
-                    .map(|a| a.role)
-                    .or_else(|| s.block(name).map(|b| b.role))
-            })
-        };
+        let schema = drivers::kind_of(&def.builder).map(|k| &k.schema);
+        let role_of = |name: &str| schema.and_then(|s| s.role(name));
         let mut texts: Vec<&str> = def
             .attrs
             .iter()
@@ -525,7 +523,8 @@ impl Project {
             let pschema = block
                 .labels
                 .first()
-                .and_then(|k| schema::provisioner_schema(k));
+                .and_then(|k| provision::kind_of(k))
+                .map(|k| &k.schema);
             for attr in &block.attrs {
                 let role = pschema.and_then(|s| s.attr(&attr.name)).map(|a| a.role);
                 if role == Some(Role::Input) {
@@ -619,7 +618,7 @@ impl Project {
 
     fn evaluate_parts(&self, def: &ImageDef, ctx: &Context) -> Result<Evaluated, Vec<Diagnostic>> {
         let mut diags = Vec::new();
-        let schema = schema::builder_schema(&def.builder);
+        let schema = drivers::kind_of(&def.builder).map(|k| &k.schema);
         let mut out = Evaluated {
             inputs: Attrs::new(),
             settings: Attrs::new(),
@@ -636,34 +635,24 @@ impl Project {
                 continue;
             };
             let role = schema
-                .and_then(|s| {
-                    s.attr(&attr.name)
-                        .map(|a| a.role)
-                        .or_else(|| s.block(&attr.name).map(|b| b.role))
-                })
+                .and_then(|s| s.role(&attr.name))
                 .unwrap_or(Role::Setting);
             role_map(&mut out, role).insert(attr.name.clone(), value);
         }
-        let mut block_values: BTreeMap<String, (Role, Vec<Json>)> = BTreeMap::new();
+        let mut block_values: BTreeMap<String, (Option<&BlockSpec>, Vec<Json>)> = BTreeMap::new();
         for block in &def.blocks {
-            let role = schema
-                .and_then(|s| s.block(&block.kind))
-                .map(|b| b.role)
-                .unwrap_or(Role::Setting);
-            let value = self.eval_block(block, ctx, &mut diags);
+            let spec = schema.and_then(|s| s.block(&block.kind));
+            let value = self.eval_block(block, spec, ctx, &mut diags);
             block_values
                 .entry(block.kind.clone())
-                .or_insert((role, Vec::new()))
+                .or_insert((spec, Vec::new()))
                 .1
                 .push(value);
         }
-        for (name, (role, mut values)) in block_values {
-            let value = if block_is_single(&name) && values.len() == 1 {
-                values.remove(0)
-            } else {
-                Json::Array(values)
-            };
-            role_map(&mut out, role).insert(name, value);
+        for (name, (spec, values)) in block_values {
+            let role = spec.map_or(Role::Setting, |b| b.role);
+            let repeat = spec.map_or(Repeat::Many, |b| b.repeat);
+            role_map(&mut out, role).insert(name, block_value(repeat, values));
         }
         for attr in &def.build_attrs {
             if let Some(v) = self.eval_attr(attr, ctx, &mut diags) {
@@ -831,7 +820,16 @@ impl Project {
         }
     }
 
-    fn eval_block(&self, block: &RawBlock, ctx: &Context, diags: &mut Vec<Diagnostic>) -> Json {
+    /// A block's value: an object of its attributes and nested blocks
+    /// (`spec`, when the schema describes the block, says which nested
+    /// blocks appear once).
+    fn eval_block(
+        &self,
+        block: &RawBlock,
+        spec: Option<&BlockSpec>,
+        ctx: &Context,
+        diags: &mut Vec<Diagnostic>,
+    ) -> Json {
         let mut map = serde_json::Map::new();
         for attr in &block.attrs {
             if let Some(v) = self.eval_attr(attr, ctx, diags) {
@@ -840,16 +838,13 @@ impl Project {
         }
         let mut nested: BTreeMap<String, Vec<Json>> = BTreeMap::new();
         for inner in &block.blocks {
-            let v = self.eval_block(inner, ctx, diags);
+            let inner_spec = spec.and_then(|s| s.nested.iter().find(|b| b.name == inner.kind));
+            let v = self.eval_block(inner, inner_spec, ctx, diags);
             nested.entry(inner.kind.clone()).or_default().push(v);
         }
-        for (name, mut values) in nested {
-            let v = if values.len() == 1 && block_is_single(&name) {
-                values.remove(0)
-            } else {
-                Json::Array(values)
-            };
-            map.insert(name, v);
+        for (name, values) in nested {
+            let repeat = spec.map_or(Repeat::Many, |s| s.nested_repeat(&name));
+            map.insert(name, block_value(repeat, values));
         }
         Json::Object(map)
     }
@@ -862,7 +857,8 @@ impl Project {
         diags: &mut Vec<Diagnostic>,
     ) -> Option<ProvisionerSpec> {
         let kind = block.labels.first()?.clone();
-        let schema = schema::provisioner_schema(&kind)?;
+        let provisioner = provision::kind_of(&kind)?;
+        let schema = &provisioner.schema;
         let before = diags.len();
         let mut config = Attrs::new();
         let mut settings = Attrs::new();
@@ -931,11 +927,7 @@ impl Project {
         if diags.len() > before {
             return None;
         }
-        check_provisioner_values(&kind, block, &config, diags);
-        if diags.len() > before {
-            return None;
-        }
-        Some(ProvisionerSpec {
+        let spec = ProvisionerSpec {
             attr_locs: block
                 .attrs
                 .iter()
@@ -949,116 +941,34 @@ impl Project {
             timeout,
             pause_before,
             loc: block.loc.clone(),
-        })
+        };
+        diags.extend((provisioner.check)(&spec));
+        diags.extend(check_types(schema, &spec));
+        if diags.len() > before {
+            return None;
+        }
+        Some(spec)
     }
 }
 
-/// Shape checks that need values: exactly one of the mutually exclusive
-/// ways to say what to run, and string lists where lists are expected.
-fn check_provisioner_values(
-    kind: &str,
-    block: &RawBlock,
-    config: &Attrs,
-    diags: &mut Vec<Diagnostic>,
-) {
-    let has = |k: &str| config.contains_key(k);
-    let loc = Some(block.loc.clone());
-    match kind {
-        "shell" | "shell-local" => {
-            let ways: Vec<&str> = ["inline", "script", "scripts", "command"]
-                .into_iter()
-                .filter(|k| has(k))
-                .collect();
-            if ways.is_empty() {
-                diags.push(Diagnostic::error(format!("provisioner \"{kind}\" has nothing to run")).at(loc).hint("set one of inline = [\"...\"], script = \"path\" or scripts = [\"a\", \"b\"]"));
-            } else if ways.len() > 1 {
-                diags.push(
-                    Diagnostic::error(format!(
-                        "provisioner \"{kind}\" sets {} together",
-                        ways.join(" and ")
-                    ))
-                    .at(loc)
-                    .hint("use only one of inline, script, scripts (and command for shell-local)"),
-                );
-            }
-        }
-        "file" => {
-            if !has("destination") {
-                diags.push(
-                    Diagnostic::error("provisioner \"file\" needs a `destination`")
-                        .at(loc.clone())
-                        .hint("destination = \"/tmp/app.conf\""),
-                );
-            }
-            if !has("source") && !has("sources") && !has("content") {
-                diags.push(
-                    Diagnostic::error(
-                        "provisioner \"file\" needs `source`, `sources` or `content`",
-                    )
-                    .at(loc)
-                    .hint("source = \"files/app.conf\""),
-                );
-            }
-        }
-        "component" if !has("document") => {
+/// Every config value whose attribute has a type in the schema has that
+/// shape (a list where a list is expected, ...).
+fn check_types(schema: &crate::schema::Schema, p: &ProvisionerSpec) -> Vec<Diagnostic> {
+    let mut diags = Vec::new();
+    for attr in schema.all_attrs() {
+        let Some(value) = p.config.get(attr.name) else {
+            continue;
+        };
+        if !attr.ty.accepts(value) {
+            let at = p.attr_locs.get(attr.name).unwrap_or(&p.loc).clone();
             diags.push(
-                Diagnostic::error("provisioner \"component\" needs a `document`")
-                    .at(loc.clone())
-                    .hint("document = \"components/hello.yml\" (an EC2 Image Builder component document), or a list of them"),
+                Diagnostic::error(format!("`{}` must be {}", attr.name, attr.ty.describe()))
+                    .at(Some(at))
+                    .hint(attr.ty.example(attr.name)),
             );
         }
-        "ansible" if !has("playbook_file") => {
-            diags.push(
-                Diagnostic::error("provisioner \"ansible\" needs a `playbook_file`")
-                    .at(loc)
-                    .hint("playbook_file = \"./playbook.yml\""),
-            );
-        }
-        _ => {}
     }
-    for list_attr in [
-        "inline",
-        "scripts",
-        "environment_vars",
-        "sources",
-        "extra_arguments",
-        "ansible_env_vars",
-        "valid_exit_codes",
-    ] {
-        if let Some(v) = config.get(list_attr) {
-            if !v.is_array() {
-                let at = block
-                    .attr(list_attr)
-                    .map(|a| a.loc.clone())
-                    .or_else(|| Some(block.loc.clone()));
-                diags.push(
-                    Diagnostic::error(format!("`{list_attr}` must be a list"))
-                        .at(at)
-                        .hint(format!("write {list_attr} = [\"...\"]")),
-                );
-            }
-        }
-    }
-    for str_attr in [
-        "script",
-        "playbook_file",
-        "destination",
-        "execute_command_str",
-    ] {
-        if let Some(v) = config.get(str_attr) {
-            if !v.is_string() {
-                let at = block
-                    .attr(str_attr)
-                    .map(|a| a.loc.clone())
-                    .or_else(|| Some(block.loc.clone()));
-                diags.push(
-                    Diagnostic::error(format!("`{str_attr}` must be a string"))
-                        .at(at)
-                        .hint(format!("write {str_attr} = \"...\"")),
-                );
-            }
-        }
-    }
+    diags
 }
 
 /// Returns a per-image context for reuse by the next image on this thread.
@@ -1079,19 +989,14 @@ fn role_map(out: &mut Evaluated, role: Role) -> &mut Attrs {
     }
 }
 
-/// Nested blocks that appear at most once become an object; repeatable ones
-/// (`launch_block_device_mappings`, `tag`, ...) a list.
-fn block_is_single(name: &str) -> bool {
-    name.ends_with("_filter")
-        || matches!(
-            name,
-            "metadata_options"
-                | "assume_role"
-                | "aws_polling"
-                | "placement"
-                | "filters"
-                | "temporary_iam_instance_profile_policy_document"
-        )
+/// The value of a block written `values.len()` times: an object when it
+/// appears once by its schema, else a list (in order).
+fn block_value(repeat: Repeat, mut values: Vec<Json>) -> Json {
+    if repeat == Repeat::Once && values.len() == 1 {
+        values.remove(0)
+    } else {
+        Json::Array(values)
+    }
 }
 
 fn insert_path(map: &mut hcl::Map<String, hcl::Value>, path: &[String], leaf: hcl::Value) {
@@ -1139,12 +1044,4 @@ fn nd_error(what: &str, loc: SourceLoc) -> Diagnostic {
         .at(Some(loc))
         .detail("this value is an input of the image: it decides the image's bytes, so it must be the same on every run or the image would never be up to date")
         .hint("use timestamp()/uuidv4() only in build settings such as ami_name, image_name or tags; for a version stamp, pass a variable (--var build_date=...)")
-}
-
-/// How a sensitive value enters a manifest: a short keyed digest, so a change
-/// of the secret still changes the content address without revealing it.
-pub fn redact(secret: &str) -> String {
-    use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(format!("imgform-sensitive\0{secret}").as_bytes());
-    format!("(sensitive:{})", &hex::encode(digest)[..16])
 }

@@ -28,8 +28,9 @@ use regex::Regex;
 pub use backend::{load_backend, BackendConfig, BackendKind};
 
 use crate::addr::ImageAddr;
-use crate::diag::{Diagnostic, Diagnostics, SourceLoc};
-use crate::drivers::schema;
+use crate::diag::{closest, Diagnostic, Diagnostics, SourceLoc};
+use crate::schema::Schema;
+use crate::{drivers, provision};
 use module::{ModuleLoader, ProvisionerDef};
 use parse::{RawAttr, RawBlock, RawFile};
 use types::TypeExpr;
@@ -350,7 +351,7 @@ impl Loader {
                         "resolve the value outside imgform and pass it as a variable, or use source_ami_filter / source_image_filter on the source, which imgform resolves at plan time",
                     ),
                     other => {
-                        let hint = match schema::closest(other, TOP_LEVEL_BLOCKS.iter().copied()) {
+                        let hint = match closest(other, TOP_LEVEL_BLOCKS.iter().copied()) {
                             Some(s) => format!("did you mean `{s}`? Definition files hold packer, variable, locals, local, source and build blocks"),
                             None => "definition files hold packer, variable, locals, local, source and build blocks".to_owned(),
                         };
@@ -480,9 +481,9 @@ impl Loader {
 
     fn check_source_schema(&mut self, block: &RawBlock) {
         let kind = &block.labels[0];
-        let Some(schema) = schema::builder_schema(kind) else {
-            let known: Vec<&str> = schema::BUILDERS.iter().map(|s| s.kind).collect();
-            let hint = match schema::closest(kind, known.iter().copied()) {
+        let Some(builder) = drivers::kind_of(kind) else {
+            let known: Vec<&str> = drivers::kind_names().collect();
+            let hint = match closest(kind, known.iter().copied()) {
                 Some(s) => format!(
                     "did you mean `{s}`? Known source types: {}",
                     known.join(", ")
@@ -492,10 +493,10 @@ impl Loader {
             self.error(&block.loc, format!("unknown source type `{kind}`"), hint);
             return;
         };
-        self.check_body_schema(block, schema, &format!("source \"{kind}\""));
+        self.check_body_schema(block, &builder.schema, &format!("source \"{kind}\""));
     }
 
-    fn check_body_schema(&mut self, block: &RawBlock, schema: &schema::Schema, what: &str) {
+    fn check_body_schema(&mut self, block: &RawBlock, schema: &Schema, what: &str) {
         for attr in &block.attrs {
             if schema.attr(&attr.name).is_none() {
                 if schema.block(&attr.name).is_some() {
@@ -673,7 +674,7 @@ impl Loader {
                     .map(|(t, n)| format!("source.{t}.{n}"))
                     .collect();
                 let wanted = format!("source.{t}.{n}");
-                let hint = match schema::closest(&wanted, known.iter().map(String::as_str)) {
+                let hint = match closest(&wanted, known.iter().map(String::as_str)) {
                     Some(s) => format!("did you mean `{s}`?"),
                     None if known.is_empty() => {
                         "declare it with `source \"TYPE\" \"NAME\" { ... }`".to_owned()
@@ -691,7 +692,7 @@ impl Loader {
             let mut blocks = source.blocks.clone();
             let mut name = n.clone();
             if let Some(over) = &over {
-                let schema = schema::builder_schema(&t);
+                let schema = drivers::kind_of(&t).map(|k| &k.schema);
                 for attr in &over.attrs {
                     if attr.name == "name" {
                         match literal_string(&attr.expr) {
@@ -771,9 +772,9 @@ impl Loader {
             );
             return false;
         };
-        let Some(schema) = schema::provisioner_schema(kind) else {
-            let known: Vec<&str> = schema::PROVISIONERS.iter().map(|s| s.kind).collect();
-            let hint = match schema::closest(kind, known.iter().copied()) {
+        let Some(provisioner) = provision::kind_of(kind) else {
+            let known: Vec<&str> = provision::kind_names().collect();
+            let hint = match closest(kind, known.iter().copied()) {
                 Some(s) => format!(
                     "did you mean `{s}`? Known provisioner types: {}",
                     known.join(", ")
@@ -788,7 +789,11 @@ impl Loader {
             return false;
         };
         let before = self.diags.len();
-        self.check_body_schema(block, schema, &format!("provisioner \"{kind}\""));
+        self.check_body_schema(
+            block,
+            &provisioner.schema,
+            &format!("provisioner \"{kind}\""),
+        );
         self.diags[before..].iter().all(|d| !d.is_error())
     }
 
@@ -824,7 +829,7 @@ impl Loader {
             for (text, loc) in texts {
                 for addr in image_refs_in(text) {
                     if !known.contains(&addr) {
-                        let hint = match schema::closest(&addr.to_string(), known.iter().map(|a| a.to_string()).collect::<Vec<_>>().iter().map(String::as_str)) {
+                        let hint = match closest(&addr.to_string(), known.iter().map(|a| a.to_string()).collect::<Vec<_>>().iter().map(String::as_str)) {
                             Some(s) => format!("did you mean `image.{s}.id`?"),
                             None => "refer to an image defined here as image.BUILD.TYPE.NAME.id (or image.TYPE.NAME.id for an unnamed build)".to_owned(),
                         };
@@ -1123,7 +1128,7 @@ fn looks_like_collection(text: &str) -> bool {
 }
 
 fn hint_for<'a>(name: &str, candidates: impl Iterator<Item = &'a str>, fallback: &str) -> String {
-    match schema::closest(name, candidates) {
+    match closest(name, candidates) {
         Some(s) => format!("did you mean `{s}`?"),
         None => fallback.to_owned(),
     }

@@ -96,7 +96,7 @@ pub struct ModuleLoader<'a> {
 }
 
 fn rel(def_dir: &Path, dir: &Path) -> String {
-    crate::fingerprint::relative_to(def_dir, dir)
+    crate::paths::relative_to(def_dir, dir)
 }
 
 impl ModuleLoader<'_> {
@@ -298,16 +298,14 @@ impl ModuleLoader<'_> {
         }
         for arg in &args {
             if !variables.contains_key(&arg.name) {
-                let hint = match crate::drivers::schema::closest(
-                    &arg.name,
-                    variables.keys().map(String::as_str),
-                ) {
-                    Some(s) => format!("did you mean `{s}`?"),
-                    None => format!(
-                        "module `{name}` declares: {}",
-                        variables.keys().cloned().collect::<Vec<_>>().join(", ")
-                    ),
-                };
+                let hint =
+                    match crate::diag::closest(&arg.name, variables.keys().map(String::as_str)) {
+                        Some(s) => format!("did you mean `{s}`?"),
+                        None => format!(
+                            "module `{name}` declares: {}",
+                            variables.keys().cloned().collect::<Vec<_>>().join(", ")
+                        ),
+                    };
                 self.error(
                     &arg.loc,
                     format!("module `{name}` has no variable `{}`", arg.name),

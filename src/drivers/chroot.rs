@@ -28,12 +28,41 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tokio::process::Command;
 
-use super::{BoxFuture, BuildContext, BuildError, Builder, Recorded};
+use super::kind::{local_target, Builder, BuilderKind, Recorded, COMMUNICATOR, IMGFORM};
+use crate::build::{BoxFuture, BuildContext, BuildError};
 use crate::diag::Diagnostic;
 use crate::provision::chroot::{ChrootCommunicator, Mounts};
 use crate::provision::{self};
+use crate::schema::{input, setting, Schema};
 use crate::spec::{ImageRef, ImageSpec};
 use crate::state::Artifact;
+
+/// `chroot`: imgform's local builder. The base root filesystem, the disk
+/// format, size and filesystem label decide the bytes of the image; where it
+/// is written (`output_dir`) does not.
+pub static KIND: BuilderKind = BuilderKind {
+    schema: Schema {
+        kind: "chroot",
+        attrs: &[
+            &[
+                input("base").files(),
+                input("format"),
+                input("size"),
+                input("label"),
+                input("source_date_epoch"),
+                setting("output_dir"),
+                setting("work_dir"),
+            ],
+            COMMUNICATOR,
+            IMGFORM,
+        ],
+        blocks: &[],
+    },
+    target: local_target,
+    validate,
+    builder: Some(&ChrootBuilder),
+    feature: None,
+};
 
 pub struct ChrootBuilder;
 
@@ -357,65 +386,50 @@ async fn pin_inode_times(root: &Path, raw: &Path, epoch: u64) -> Result<(), Buil
     result.map(|_| ())
 }
 
-impl Builder for ChrootBuilder {
-    fn validate(&self, spec: &ImageSpec) -> Vec<Diagnostic> {
-        let mut diags = Vec::new();
-        let at = |name: &str| {
-            spec.attr_locs
-                .get(name)
-                .cloned()
-                .or_else(|| Some(spec.loc.clone()))
-        };
-        match spec.attr("base") {
-            None => diags.push(
-                Diagnostic::error("a chroot source needs a `base`")
-                    .at(Some(spec.loc.clone()))
-                    .hint("base = \"rootfs.tar.gz\" (a root filesystem tarball or directory), or base = image.<ADDR>.id of another chroot image"),
-            ),
-            Some(Value::String(_)) => {}
-            Some(_) => diags.push(Diagnostic::error("`base` must be a path or image.<ADDR>.id").at(at("base")).hint("base = \"rootfs.tar.gz\"")),
-        }
-        if let Some(f) = spec.attr("format") {
-            if !f.as_str().is_some_and(|f| FORMATS.contains(&f)) {
-                diags.push(
-                    Diagnostic::error(format!("unknown chroot format {f}"))
-                        .at(at("format"))
-                        .hint("format is one of qcow2 (default), raw, tar"),
-                );
-            }
-        }
-        if let Some(Value::String(s)) = spec.attr("size") {
-            if parse_size(s).is_none() {
-                diags.push(
-                    Diagnostic::error(format!("size `{s}` is not a size"))
-                        .at(at("size"))
-                        .hint("write a size like \"512M\" or \"2G\""),
-                );
-            }
-        }
-        diags.extend(crate::provision::validate(spec));
-        let communicator = spec.attr_str("communicator").unwrap_or("chroot");
-        if communicator != "chroot" && communicator != "none" {
-            diags.push(Diagnostic::error(format!("the chroot builder runs provisioners with the chroot communicator, not \"{communicator}\"")).at(at("communicator")).hint("remove `communicator` or set it to \"chroot\""));
-        }
-        for p in spec.provisioners.iter().chain(&spec.tests) {
-            if !matches!(
-                p.kind.as_str(),
-                "shell" | "shell-local" | "file" | "component" | "ansible"
-            ) {
-                diags.push(
-                    Diagnostic::error(format!(
-                        "provisioner \"{}\" is not supported by the chroot builder yet",
-                        p.kind
-                    ))
-                    .at(Some(p.loc.clone()))
-                    .hint("the chroot builder runs shell, file, ansible, component and shell-local provisioners"),
-                );
-            }
-        }
-        diags
+fn validate(spec: &ImageSpec) -> Vec<Diagnostic> {
+    let mut diags = Vec::new();
+    let at = |name: &str| {
+        spec.attr_locs
+            .get(name)
+            .cloned()
+            .or_else(|| Some(spec.loc.clone()))
+    };
+    match spec.attr("base") {
+        None => diags.push(
+            Diagnostic::error("a chroot source needs a `base`")
+                .at(Some(spec.loc.clone()))
+                .hint("base = \"rootfs.tar.gz\" (a root filesystem tarball or directory), or base = image.<ADDR>.id of another chroot image"),
+        ),
+        Some(Value::String(_)) => {}
+        Some(_) => diags.push(Diagnostic::error("`base` must be a path or image.<ADDR>.id").at(at("base")).hint("base = \"rootfs.tar.gz\"")),
     }
+    if let Some(f) = spec.attr("format") {
+        if !f.as_str().is_some_and(|f| FORMATS.contains(&f)) {
+            diags.push(
+                Diagnostic::error(format!("unknown chroot format {f}"))
+                    .at(at("format"))
+                    .hint("format is one of qcow2 (default), raw, tar"),
+            );
+        }
+    }
+    if let Some(Value::String(s)) = spec.attr("size") {
+        if parse_size(s).is_none() {
+            diags.push(
+                Diagnostic::error(format!("size `{s}` is not a size"))
+                    .at(at("size"))
+                    .hint("write a size like \"512M\" or \"2G\""),
+            );
+        }
+    }
+    diags.extend(crate::provision::validate(spec));
+    let communicator = spec.attr_str("communicator").unwrap_or("chroot");
+    if communicator != "chroot" && communicator != "none" {
+        diags.push(Diagnostic::error(format!("the chroot builder runs provisioners with the chroot communicator, not \"{communicator}\"")).at(at("communicator")).hint("remove `communicator` or set it to \"chroot\""));
+    }
+    diags
+}
 
+impl Builder for ChrootBuilder {
     fn build<'a>(&'a self, ctx: BuildContext<'a>) -> BoxFuture<'a, Result<Artifact, BuildError>> {
         Box::pin(async move {
             let spec = ctx.spec;

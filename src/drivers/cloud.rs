@@ -5,7 +5,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{BuildContext, BuildError};
+use crate::build::{BuildContext, BuildError};
+pub use crate::drivers::kind::loc_of;
 use crate::provision::ssh::{Launched, SshCommunicator, SshConfig};
 use crate::provision::{self, Communicator, NoCommunicator, Stage};
 use crate::spec::ImageSpec;
@@ -64,16 +65,6 @@ pub type Shared<T> = Arc<Mutex<T>>;
 /// Changes the record of temporaries.
 pub fn note<X, T>(temps: &Shared<X>, f: impl FnOnce(&mut X) -> T) -> T {
     f(&mut temps.lock().expect("temporaries lock"))
-}
-
-/// Where attribute `name` of `spec` was written (the source block if not).
-pub fn loc_of(spec: &ImageSpec, name: &str) -> Option<crate::diag::SourceLoc> {
-    Some(
-        spec.attr_locs
-            .get(name)
-            .cloned()
-            .unwrap_or_else(|| spec.loc.clone()),
-    )
 }
 
 /// The communicator checks both cloud builders make: `ssh` needs a user

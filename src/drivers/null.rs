@@ -12,7 +12,22 @@ use crate::provision::{self, NoCommunicator};
 use crate::spec::ImageSpec;
 use crate::state::Artifact;
 
-use super::{BoxFuture, BuildContext, BuildError, Builder, Recorded};
+use super::kind::{local_target, Builder, BuilderKind, Recorded, COMMUNICATOR, IMGFORM};
+use crate::build::{BoxFuture, BuildContext, BuildError};
+use crate::schema::Schema;
+
+/// `null`: builds nothing; runs its provisioners. Only communicator settings.
+pub static KIND: BuilderKind = BuilderKind {
+    schema: Schema {
+        kind: "null",
+        attrs: &[COMMUNICATOR, IMGFORM],
+        blocks: &[],
+    },
+    target: local_target,
+    validate,
+    builder: Some(&NullBuilder),
+    feature: None,
+};
 
 pub struct NullBuilder;
 
@@ -23,53 +38,53 @@ pub fn artifact_id(content_address: &str) -> String {
     format!("null:{}", &hex[..hex.len().min(12)])
 }
 
-impl Builder for NullBuilder {
-    fn validate(&self, spec: &ImageSpec) -> Vec<Diagnostic> {
-        let mut diags = Vec::new();
-        let communicator = spec.attr_str("communicator").unwrap_or("none");
-        let at = |name: &str| {
-            spec.attr_locs
-                .get(name)
-                .cloned()
-                .or_else(|| Some(spec.loc.clone()))
-        };
-        if communicator == "ssh" {
-            for needed in ["ssh_host", "ssh_username"] {
-                if spec.attr_str(needed).is_none() {
-                    diags.push(
-                        Diagnostic::error(format!(
-                            "{}: a null source with communicator = \"ssh\" needs {needed}",
-                            spec.addr
-                        ))
-                        .at(at("communicator"))
-                        .hint("the null builder connects to an existing machine: set ssh_host, ssh_username and ssh_private_key_file or ssh_password"),
-                    );
-                }
-            }
-            return diags;
-        }
-        if communicator != "none" {
-            diags.push(
-                Diagnostic::error(format!(
-                    "the null builder's communicator \"{communicator}\" is not supported"
-                ))
-                .at(at("communicator"))
-                .hint("use communicator = \"ssh\" (with ssh_host) or \"none\" with shell-local provisioners"),
-            );
-            return diags;
-        }
-        for p in &spec.provisioners {
-            if !provision::runs_on_host(&p.kind) {
+fn validate(spec: &ImageSpec) -> Vec<Diagnostic> {
+    let mut diags = Vec::new();
+    let communicator = spec.attr_str("communicator").unwrap_or("none");
+    let at = |name: &str| {
+        spec.attr_locs
+            .get(name)
+            .cloned()
+            .or_else(|| Some(spec.loc.clone()))
+    };
+    if communicator == "ssh" {
+        for needed in ["ssh_host", "ssh_username"] {
+            if spec.attr_str(needed).is_none() {
                 diags.push(
-                    Diagnostic::error(format!("provisioner \"{}\" needs a machine to connect to, but this null source has communicator = \"none\"", p.kind))
-                        .at(Some(p.loc.clone()))
-                        .hint("use shell-local to run commands on this machine, or build with a builder that has an instance (chroot, amazon-ebs, openstack)"),
+                    Diagnostic::error(format!(
+                        "{}: a null source with communicator = \"ssh\" needs {needed}",
+                        spec.addr
+                    ))
+                    .at(at("communicator"))
+                    .hint("the null builder connects to an existing machine: set ssh_host, ssh_username and ssh_private_key_file or ssh_password"),
                 );
             }
         }
-        diags
+        return diags;
     }
+    if communicator != "none" {
+        diags.push(
+            Diagnostic::error(format!(
+                "the null builder's communicator \"{communicator}\" is not supported"
+            ))
+            .at(at("communicator"))
+            .hint("use communicator = \"ssh\" (with ssh_host) or \"none\" with shell-local provisioners"),
+        );
+        return diags;
+    }
+    for p in &spec.provisioners {
+        if !provision::runs_on_host(&p.kind) {
+            diags.push(
+                Diagnostic::error(format!("provisioner \"{}\" needs a machine to connect to, but this null source has communicator = \"none\"", p.kind))
+                    .at(Some(p.loc.clone()))
+                    .hint("use shell-local to run commands on this machine, or build with a builder that has an instance (chroot, amazon-ebs, openstack)"),
+            );
+        }
+    }
+    diags
+}
 
+impl Builder for NullBuilder {
     fn build<'a>(&'a self, ctx: BuildContext<'a>) -> BoxFuture<'a, Result<Artifact, BuildError>> {
         Box::pin(async move {
             if ctx.spec.attr_str("communicator") == Some("ssh") {

@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::Plan;
+use crate::addr::ContentAddress;
 use crate::spec::ImageSpec;
 
 pub const PLAN_FILE_FORMAT_VERSION: u32 = 1;
@@ -47,7 +48,7 @@ pub struct SavedBackend {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PlannedBuild {
     pub spec: ImageSpec,
-    pub content_address: String,
+    pub content_address: ContentAddress,
     /// The canonical manifest, as text (it is canonical JSON).
     pub manifest: String,
     /// Text inputs: path → contents (for the object store).

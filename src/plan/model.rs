@@ -7,9 +7,9 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
-use crate::addr::{ImageAddr, TargetAddr};
+use crate::addr::{ContentAddress, ImageAddr, TargetAddr};
+pub use crate::fingerprint::RebuildReason;
 use crate::state::Artifact;
 
 pub const PLAN_FORMAT_VERSION: u32 = 1;
@@ -24,8 +24,6 @@ pub enum Action {
     NoOp,
     #[serde(rename = "destroy")]
     Destroy,
-    #[serde(rename = "forget")]
-    Forget,
 }
 
 impl Action {
@@ -35,7 +33,6 @@ impl Action {
             Action::Rebuild => "rebuild",
             Action::NoOp => "no-op",
             Action::Destroy => "destroy",
-            Action::Forget => "forget",
         }
     }
 
@@ -50,54 +47,10 @@ impl Action {
     }
 }
 
-/// Why an image must be (re)built or destroyed. Rendered by every view from
-/// this one value; a new variant must be handled everywhere.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum RebuildReason {
-    /// The image has never been built (no record in the target's state).
-    NotInState,
-    /// A manifest field changed. `path` is a dotted path into the manifest,
-    /// e.g. `inputs.source_ami` or `provisioners[1].config.inline`.
-    InputChanged {
-        path: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        old: Option<Value>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        new: Option<Value>,
-    },
-    /// A file the image reads changed, appeared or disappeared.
-    FileChanged {
-        path: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        old: Option<String>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        new: Option<String>,
-    },
-    /// A variable that reaches the image's inputs has another value.
-    VariableChanged { name: String },
-    /// A parent image is rebuilt in this plan, or was rebuilt since this
-    /// image was built from it.
-    ParentRebuilt { address: String },
-    /// The base image filter now resolves to another upstream image.
-    BaseUpdated { old_id: String, new_id: String },
-    /// The recorded artifact no longer exists (deleted out of band).
-    ArtifactMissing { id: String },
-    /// Marked for rebuild.
-    Tainted,
-    /// Asked for with `--replace`.
-    Forced,
-    /// Recorded, but no longer defined.
-    RemovedFromConfig,
-    /// The inputs changed, but the previous manifest is not in the object
-    /// store, so the plan cannot say which.
-    ContentChanged,
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContentChange {
-    pub old: Option<String>,
-    pub new: Option<String>,
+    pub old: Option<ContentAddress>,
+    pub new: Option<ContentAddress>,
 }
 
 /// Unified diffs for humans: of the manifest and of changed text inputs.
@@ -143,7 +96,6 @@ pub struct Summary {
     pub build: usize,
     pub rebuild: usize,
     pub destroy: usize,
-    pub forget: usize,
     pub unchanged: usize,
 }
 
@@ -165,7 +117,6 @@ impl Plan {
                 Action::Build => s.build += 1,
                 Action::Rebuild => s.rebuild += 1,
                 Action::Destroy => s.destroy += 1,
-                Action::Forget => s.forget += 1,
                 Action::NoOp => s.unchanged += 1,
             }
         }

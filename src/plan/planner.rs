@@ -2,11 +2,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde_json::Value;
-
 use super::diff;
 use super::model::*;
-use crate::addr::{ImageAddr, TargetAddr};
+use crate::addr::{ContentAddress, ImageAddr, TargetAddr};
+use crate::fingerprint::Manifest;
 use crate::state::StateFile;
 
 /// One defined image, fingerprinted.
@@ -15,8 +14,8 @@ pub struct PlannedImage<'a> {
     pub addr: &'a ImageAddr,
     pub target: &'a TargetAddr,
     pub builder: &'a str,
-    pub content_address: &'a str,
-    pub manifest: &'a Value,
+    pub content_address: &'a ContentAddress,
+    pub manifest: &'a Manifest,
     /// Text inputs now: path → bytes.
     pub texts: BTreeMap<String, &'a [u8]>,
     pub parents: Vec<ImageAddr>,
@@ -27,7 +26,7 @@ pub struct PlanInput<'a> {
     pub images: Vec<PlannedImage<'a>>,
     pub states: &'a BTreeMap<TargetAddr, StateFile>,
     /// Previous manifests by content address (those the object store had).
-    pub old_manifests: &'a BTreeMap<String, Value>,
+    pub old_manifests: &'a BTreeMap<ContentAddress, Manifest>,
     /// Previous text inputs by sha256 hex.
     pub old_texts: &'a BTreeMap<String, Vec<u8>>,
     /// Recorded artifacts found missing by refresh.
@@ -42,12 +41,12 @@ pub struct PlanInput<'a> {
 pub fn plan(input: PlanInput<'_>) -> Plan {
     let mut changes: Vec<Change> = Vec::new();
     let mut actions: BTreeMap<ImageAddr, Action> = BTreeMap::new();
-    let defined: BTreeSet<(&TargetAddr, String)> = input
-        .images
-        .iter()
-        .map(|i| (i.target, i.addr.to_string()))
-        .collect();
+    let defined: BTreeSet<(&TargetAddr, &ImageAddr)> =
+        input.images.iter().map(|i| (i.target, i.addr)).collect();
 
+    // Where each defined image lives, to find its parents' records.
+    let targets: BTreeMap<&ImageAddr, &TargetAddr> =
+        input.images.iter().map(|i| (i.addr, i.target)).collect();
     for image in &input.images {
         if input.only.is_some_and(|only| !only.contains(image.addr)) {
             continue;
@@ -55,16 +54,20 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
         let record = input
             .states
             .get(image.target)
-            .and_then(|s| s.images.get(&image.addr.to_string()));
+            .and_then(|s| s.images.get(image.addr));
         let mut reasons = Vec::new();
         let mut change_diff = ChangeDiff::default();
         match record {
             None => reasons.push(RebuildReason::NotInState),
             Some(record) => {
-                if record.content_address != image.content_address {
+                if &record.content_address != image.content_address {
                     match input.old_manifests.get(&record.content_address) {
                         Some(old) => {
-                            reasons.extend(diff::manifest_reasons(old, image.manifest));
+                            reasons.extend(image.manifest.compare(old));
+                            if reasons.is_empty() {
+                                // Equal manifests under different addresses.
+                                reasons.push(RebuildReason::UnknownChange);
+                            }
                             // File and parent changes speak for themselves; show
                             // the manifest only when a setting-like input changed.
                             if reasons.iter().any(|r| {
@@ -104,29 +107,25 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
                 }
                 for parent in &image.parents {
                     let parent_changes = actions.get(parent).is_some_and(|a| a.builds());
-                    let already = reasons.iter().any(|r| matches!(r, RebuildReason::ParentRebuilt { address } if address == &parent.to_string()));
+                    let parent_name = parent.to_string();
+                    let already = reasons.iter().any(|r| matches!(r, RebuildReason::ParentRebuilt { address } if *address == parent_name));
                     if parent_changes && !already {
                         reasons.push(RebuildReason::ParentRebuilt {
-                            address: parent.to_string(),
+                            address: parent_name,
                         });
                         continue;
                     }
                     // Rebuilt since this image was built from it?
-                    let built_from = record
-                        .parents
-                        .get(&parent.to_string())
-                        .map(|p| p.artifact_id.as_str());
-                    let parent_now = input
-                        .images
-                        .iter()
-                        .find(|i| i.addr == parent)
-                        .and_then(|i| input.states.get(i.target))
-                        .and_then(|s| s.images.get(&parent.to_string()))
+                    let built_from = record.parents.get(parent).map(|p| p.artifact_id.as_str());
+                    let parent_now = targets
+                        .get(parent)
+                        .and_then(|t| input.states.get(*t))
+                        .and_then(|s| s.images.get(parent))
                         .map(|r| r.artifact.id.as_str());
                     if let (Some(from), Some(now)) = (built_from, parent_now) {
                         if from != now && !already {
                             reasons.push(RebuildReason::ParentRebuilt {
-                                address: parent.to_string(),
+                                address: parent_name,
                             });
                         }
                     }
@@ -151,7 +150,7 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
             reasons,
             content: ContentChange {
                 old: record.map(|r| r.content_address.clone()),
-                new: Some(image.content_address.to_owned()),
+                new: Some(image.content_address.clone()),
             },
             parents: image.parents.clone(),
             current_artifact: record.map(|r| r.artifact.clone()),
@@ -163,14 +162,11 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
     if input.only.is_none() {
         for (target, state) in input.states {
             for (addr, record) in &state.images {
-                if defined.contains(&(target, addr.clone())) {
+                if defined.contains(&(target, addr)) {
                     continue;
                 }
-                let Ok(address) = addr.parse::<ImageAddr>() else {
-                    continue;
-                };
                 changes.push(Change {
-                    address,
+                    address: addr.clone(),
                     target: target.clone(),
                     builder: record.builder.clone(),
                     action: Action::Destroy,

@@ -16,9 +16,193 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 use tokio::process::Command;
 
-use super::{base_dir, Communicator};
-use crate::drivers::{BuildContext, BuildError};
-use crate::spec::ProvisionerSpec;
+pub mod reach;
+
+use super::kind::{self, Provisioner, ProvisionerKind};
+use super::{base_dir, Communicator, Stage};
+use crate::build::{BoxFuture, BuildContext, BuildError};
+use crate::diag::Diagnostic;
+use crate::schema::{input, setting, FileRef, Schema};
+use crate::spec::{ImageSpec, ProvisionerSpec};
+
+/// `ansible`: runs `ansible-playbook` against the machine. The playbook and
+/// what it reaches, the galaxy file, extra arguments and environment are
+/// inputs; how Ansible connects is not.
+pub static KIND: ProvisionerKind = ProvisionerKind {
+    schema: Schema {
+        kind: "ansible",
+        attrs: &[
+            &[
+                input("playbook_file").string(),
+                input("extra_arguments").list(),
+                input("ansible_env_vars").list(),
+                input("groups"),
+                input("empty_groups"),
+                input("host_alias"),
+                input("galaxy_file").files(),
+                input("galaxy_command"),
+                input("galaxy_force_install"),
+                input("galaxy_force_with_deps"),
+                input("roles_path"),
+                input("collections_path"),
+                input("user"),
+                setting("command"),
+                setting("use_proxy"),
+                setting("keep_inventory_file"),
+                setting("inventory_file"),
+                setting("inventory_file_template"),
+                setting("inventory_directory"),
+                setting("ansible_ssh_extra_args"),
+                setting("sftp_command"),
+                setting("skip_version_check"),
+                setting("use_sftp"),
+                setting("local_port"),
+                setting("ssh_host_key_file"),
+                setting("ssh_authorized_key_file"),
+                setting("ansible_winrm_use_http"),
+            ],
+            kind::COMMON,
+        ],
+        blocks: &[],
+    },
+    runs_on_host: false,
+    test_phase: false,
+    check: |p| {
+        kind::required(p, "playbook_file", "playbook_file = \"./playbook.yml\"")
+            .into_iter()
+            .collect()
+    },
+    files,
+    validate,
+    provisioner: &Ansible,
+};
+
+struct Ansible;
+
+impl Provisioner for Ansible {
+    fn run<'a>(
+        &'a self,
+        ctx: &'a BuildContext<'a>,
+        p: &'a ProvisionerSpec,
+        comm: &'a dyn Communicator,
+        _stage: Stage,
+    ) -> BoxFuture<'a, Result<(), BuildError>> {
+        Box::pin(run(ctx, p, comm))
+    }
+}
+
+/// `roles_path` entries (`:`-separated), absolute, resolved against the
+/// provisioner's folder as `ansible-playbook` sees them.
+fn roles_path(p: &ProvisionerSpec, base: &Path) -> Vec<PathBuf> {
+    p.str("roles_path")
+        .map(|r| r.split(':').map(|x| base.join(x)).collect())
+        .unwrap_or_default()
+}
+
+/// The provisioner's folder: the definition dir, or its module's.
+fn folder(p: &ProvisionerSpec, def_dir: &Path) -> PathBuf {
+    match &p.base_dir {
+        Some(d) => def_dir.join(d),
+        None => def_dir.to_path_buf(),
+    }
+}
+
+/// Beside a playbook that sits in the definition dir itself, only these
+/// are taken with it, so that state files, outputs and unrelated
+/// definitions do not count.
+const PLAYBOOK_NEIGHBOURS: &[&str] = &[
+    "roles",
+    "group_vars",
+    "host_vars",
+    "library",
+    "module_utils",
+    "filter_plugins",
+    "collections",
+    "files",
+    "templates",
+    "vars",
+    "tasks",
+    "handlers",
+    "ansible.cfg",
+    "requirements.yml",
+];
+
+/// What the playbook reaches (see [`reach`]), plus `galaxy_file`. When its
+/// reach is not known statically, its whole directory.
+fn files(p: &ProvisionerSpec, def_dir: &Path) -> Vec<FileRef> {
+    let mut out: Vec<FileRef> = kind::schema_files(&KIND.schema, p)
+        .into_iter()
+        .filter(|f| f.attr != "playbook_file")
+        .collect();
+    let Some(playbook) = p.str("playbook_file").map(|s| kind::in_base_dir(p, s)) else {
+        return out;
+    };
+    let at = |path: String| FileRef {
+        attr: "playbook_file".to_owned(),
+        path,
+    };
+    let full = def_dir.join(&playbook);
+    if !full.exists() {
+        // Hashing it says that it is missing, with its place.
+        out.push(at(playbook));
+        return out;
+    }
+    let roles = roles_path(p, &folder(p, def_dir));
+    let reached = reach::playbook_reach(def_dir, &full, &roles);
+    if reached.dynamic.is_none() {
+        out.extend(
+            reached
+                .files
+                .iter()
+                .filter(|f| f.is_file())
+                .chain(&reached.dirs)
+                .map(|f| at(crate::paths::relative_to(def_dir, f))),
+        );
+        return out;
+    }
+    // Reach unknown statically: the whole playbook directory.
+    let dir = full
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| def_dir.to_path_buf());
+    let same = std::fs::canonicalize(&dir).ok() == std::fs::canonicalize(def_dir).ok();
+    out.push(at(playbook.clone()));
+    if !same {
+        let dir_rel = Path::new(&playbook)
+            .parent()
+            .map(|p| p.to_string_lossy().into_owned())
+            .filter(|d| !d.is_empty())
+            .unwrap_or_else(|| ".".to_owned());
+        out.push(at(dir_rel));
+        return out;
+    }
+    out.extend(
+        PLAYBOOK_NEIGHBOURS
+            .iter()
+            .filter(|known| dir.join(known).exists())
+            .map(|known| at((*known).to_owned())),
+    );
+    out
+}
+
+/// A note when the playbook's reach is not known statically (its whole
+/// directory is then an input).
+fn validate(spec: &ImageSpec, p: &ProvisionerSpec) -> Vec<Diagnostic> {
+    let Some(playbook) = p.str("playbook_file") else {
+        return Vec::new();
+    };
+    let dir = folder(p, &spec.def_dir);
+    let reached = reach::playbook_reach(&spec.def_dir, &dir.join(playbook), &roles_path(p, &dir));
+    match reached.dynamic {
+        Some(why) => vec![Diagnostic::note(format!(
+            "{}: the playbook's reach is not known statically, so its whole directory is an input",
+            spec.addr
+        ))
+        .at(Some(p.loc.clone()))
+        .detail(why)],
+        None => Vec::new(),
+    }
+}
 
 const CONNECTION_PLUGIN: &str = r#"# imgform's chroot connection plugin: runs tasks inside a root directory
 # with chroot(8), like community.general.chroot.
@@ -129,7 +313,7 @@ impl Drop for Scratch {
     }
 }
 
-pub async fn run(
+async fn run(
     ctx: &BuildContext<'_>,
     p: &ProvisionerSpec,
     comm: &dyn Communicator,

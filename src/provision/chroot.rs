@@ -18,8 +18,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
 use super::{CommError, Communicator};
-use crate::apply::events::EventSink;
-use crate::drivers::BoxFuture;
+use crate::build::events::EventSink;
+use crate::build::BoxFuture;
 
 pub fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
@@ -136,7 +136,7 @@ pub fn still_mounted(root: &Path) -> bool {
 pub struct ChrootCommunicator {
     pub root: PathBuf,
     /// Fires on Ctrl-C: running commands are killed.
-    pub cancel: crate::apply::events::CancelToken,
+    pub cancel: crate::build::events::CancelToken,
 }
 
 impl ChrootCommunicator {

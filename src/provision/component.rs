@@ -32,10 +32,76 @@ use std::time::Duration;
 use serde_json::Value;
 use serde_yaml::Value as Yaml;
 
-use super::{base_dir, provisioner_env, Communicator};
+use super::kind::{self, Provisioner, ProvisionerKind};
+use super::{base_dir, provisioner_env, Communicator, Stage};
+use crate::build::{BoxFuture, BuildContext, BuildError};
 use crate::diag::{Diagnostic, SourceLoc};
-use crate::drivers::{BuildContext, BuildError};
-use crate::spec::ProvisionerSpec;
+use crate::schema::{input, Schema};
+use crate::spec::{ImageSpec, ProvisionerSpec};
+
+/// `component`: EC2 Image Builder component documents. The documents'
+/// bytes and the parameters are inputs.
+pub static KIND: ProvisionerKind = ProvisionerKind {
+    schema: Schema {
+        kind: "component",
+        attrs: &[
+            &[input("document").files(), input("parameters")],
+            kind::COMMON,
+        ],
+        blocks: &[],
+    },
+    runs_on_host: false,
+    // A document's `test` phase runs with the image's tests.
+    test_phase: true,
+    check: |p| {
+        kind::required(
+            p,
+            "document",
+            "document = \"components/hello.yml\" (an EC2 Image Builder component document), or a list of them",
+        )
+        .into_iter()
+        .collect()
+    },
+    files: |p, _| kind::schema_files(&KIND.schema, p),
+    validate,
+    provisioner: &Component,
+};
+
+struct Component;
+
+impl Provisioner for Component {
+    fn run<'a>(
+        &'a self,
+        ctx: &'a BuildContext<'a>,
+        p: &'a ProvisionerSpec,
+        comm: &'a dyn Communicator,
+        stage: Stage,
+    ) -> BoxFuture<'a, Result<(), BuildError>> {
+        let phases: &[&str] = match stage {
+            Stage::Build => BUILD_PHASES,
+            Stage::Test => &["test"],
+        };
+        Box::pin(run(ctx, p, comm, phases))
+    }
+}
+
+/// The documents parse and use only supported actions and phases (a
+/// missing document is reported by the fingerprint, with its place).
+fn validate(spec: &ImageSpec, p: &ProvisionerSpec) -> Vec<Diagnostic> {
+    let dir = match &p.base_dir {
+        Some(d) => spec.def_dir.join(d),
+        None => spec.def_dir.clone(),
+    };
+    let mut diags = Vec::new();
+    for document in documents(&p.config) {
+        if let Ok(text) = std::fs::read_to_string(dir.join(&document)) {
+            if let Err(d) = check_document(&text, Path::new(&document)) {
+                diags.extend(d);
+            }
+        }
+    }
+    diags
+}
 
 pub const ACTIONS: &[&str] = &[
     "ExecuteBash",
@@ -136,7 +202,7 @@ pub fn check_document(text: &str, shown: &Path) -> Result<Yaml, Vec<Diagnostic>>
                 );
             }
             if !ACTIONS.contains(&action) {
-                let hint = match crate::drivers::schema::closest(action, ACTIONS.iter().copied()) {
+                let hint = match crate::diag::closest(action, ACTIONS.iter().copied()) {
                     Some(s) => format!(
                         "did you mean `{s}`? imgform supports {}",
                         ACTIONS.join(", ")
@@ -407,7 +473,7 @@ async fn exec_capture(
     Ok((code, stdout))
 }
 
-pub async fn run(
+async fn run(
     ctx: &BuildContext<'_>,
     p: &ProvisionerSpec,
     comm: &dyn Communicator,

@@ -8,9 +8,87 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::{base_dir, Communicator};
-use crate::drivers::{BuildContext, BuildError};
+use super::kind::{self, Provisioner, ProvisionerKind};
+use super::{base_dir, Communicator, Stage};
+use crate::build::{BoxFuture, BuildContext, BuildError};
+use crate::diag::Diagnostic;
+use crate::schema::{input, setting, FileRef, Schema};
 use crate::spec::ProvisionerSpec;
+
+/// `file`: uploads (or downloads) files and directories.
+pub static KIND: ProvisionerKind = ProvisionerKind {
+    schema: Schema {
+        kind: "file",
+        attrs: &[
+            &[
+                input("source").files(),
+                input("sources").list().files(),
+                input("content"),
+                input("destination").string(),
+                input("direction"),
+                input("mode"),
+                input("owner"),
+                setting("generated"),
+            ],
+            kind::COMMON,
+        ],
+        blocks: &[],
+    },
+    runs_on_host: false,
+    test_phase: false,
+    check,
+    files,
+    validate: kind::no_validate,
+    provisioner: &File,
+};
+
+fn check(p: &ProvisionerSpec) -> Vec<Diagnostic> {
+    let mut diags = Vec::new();
+    diags.extend(kind::required(
+        p,
+        "destination",
+        "destination = \"/tmp/app.conf\"",
+    ));
+    if !["source", "sources", "content"]
+        .iter()
+        .any(|k| p.config.contains_key(*k))
+    {
+        diags.push(
+            Diagnostic::error("provisioner \"file\" needs `source`, `sources` or `content`")
+                .at(Some(p.loc.clone()))
+                .hint("source = \"files/app.conf\""),
+        );
+    }
+    diags
+}
+
+/// What an upload reads: `source`/`sources`, unless the file is downloaded
+/// (then the source is on the machine) or written from `content` (then only
+/// `sources` can name local files).
+fn files(p: &ProvisionerSpec, _def_dir: &std::path::Path) -> Vec<FileRef> {
+    if p.str("direction") == Some("download") {
+        return Vec::new();
+    }
+    let from_content = p.config.contains_key("content");
+    kind::schema_files(&KIND.schema, p)
+        .into_iter()
+        .filter(|f| !(from_content && f.attr == "source"))
+        .collect()
+}
+
+struct File;
+
+impl Provisioner for File {
+    fn run<'a>(
+        &'a self,
+        ctx: &'a BuildContext<'a>,
+        p: &'a ProvisionerSpec,
+        comm: &'a dyn Communicator,
+        _stage: Stage,
+    ) -> BoxFuture<'a, Result<(), BuildError>> {
+        Box::pin(run(ctx, p, comm))
+    }
+}
 
 fn fail(message: impl Into<String>) -> BuildError {
     BuildError::Provisioner {
@@ -19,7 +97,7 @@ fn fail(message: impl Into<String>) -> BuildError {
     }
 }
 
-pub async fn run(
+async fn run(
     ctx: &BuildContext<'_>,
     p: &ProvisionerSpec,
     comm: &dyn Communicator,

@@ -1,14 +1,22 @@
 //! Provisioners and the communicators they run through.
 //!
+//! Each provisioner kind is one module that describes itself once (a
+//! [`ProvisionerKind`]: schema, checks, the files it reads, where it runs)
+//! and implements [`kind::Provisioner`]; [`KINDS`] lists them, and everything
+//! else asks [`kind_of`] instead of matching on names. To add one: write the
+//! module with its `KIND`, add one line to [`KINDS`].
+//!
 //! [`run_all`] runs an image's provisioners in order, honouring
 //! `pause_before`, `timeout` and `max_retries`. A provisioner either runs on
 //! the host (`shell-local`) or through a [`Communicator`] the builder opened
-//! to its machine. Provisioners never see a plan or the state.
+//! to its machine (`ssh`, `chroot`). Provisioners never see a plan or the
+//! state.
 
 pub mod ansible;
 pub mod chroot;
 pub mod component;
 pub mod file;
+pub mod kind;
 pub mod shell;
 pub mod shell_local;
 pub mod ssh;
@@ -16,9 +24,29 @@ pub mod ssh;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::apply::events::EventSink;
-use crate::drivers::{BoxFuture, BuildContext, BuildError};
-use crate::spec::ProvisionerSpec;
+use crate::build::events::EventSink;
+use crate::build::{BoxFuture, BuildContext, BuildError};
+use crate::spec::{ImageSpec, ProvisionerSpec};
+pub use kind::ProvisionerKind;
+
+/// The registry: every provisioner kind imgform knows.
+pub static KINDS: &[&ProvisionerKind] = &[
+    &shell::KIND,
+    &shell_local::KIND,
+    &file::KIND,
+    &ansible::KIND,
+    &component::KIND,
+];
+
+/// The provisioner kind called `name`.
+pub fn kind_of(name: &str) -> Option<&'static ProvisionerKind> {
+    KINDS.iter().copied().find(|k| k.name() == name)
+}
+
+/// The names of every provisioner kind, for hints.
+pub fn kind_names() -> impl Iterator<Item = &'static str> {
+    KINDS.iter().map(|k| k.name())
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum CommError {
@@ -96,9 +124,14 @@ impl Communicator for NoCommunicator {
     }
 }
 
-/// Provisioner types that run on the machine running imgform.
+/// Whether provisioners of kind `kind` run on the machine running imgform.
 pub fn runs_on_host(kind: &str) -> bool {
-    kind == "shell-local"
+    kind_of(kind).is_some_and(|k| k.runs_on_host)
+}
+
+/// Whether provisioners of kind `kind` have a test phase of their own.
+fn has_test_phase(kind: &str) -> bool {
+    kind_of(kind).is_some_and(|k| k.test_phase)
 }
 
 /// The directory relative paths of a provisioner resolve against: the
@@ -126,26 +159,26 @@ pub enum Stage {
     Test,
 }
 
-/// Whether the image has a test phase: `test` blocks, or component
-/// documents (whose `test` phase runs there).
-pub fn has_tests(spec: &crate::spec::ImageSpec) -> bool {
-    !spec.tests.is_empty() || spec.provisioners.iter().any(|p| p.kind == "component")
+/// Whether the image has a test phase: `test` blocks, or provisioners with
+/// a test phase of their own (component documents).
+pub fn has_tests(spec: &ImageSpec) -> bool {
+    !spec.tests.is_empty() || spec.provisioners.iter().any(|p| has_test_phase(&p.kind))
 }
 
-/// The test phase: the build's component documents' `test` phases, then
-/// the `test` blocks' provisioners.
+/// The test phase: the test phases of the build's provisioners that have
+/// one (component documents), then the `test` blocks' provisioners.
 pub async fn run_tests(
     ctx: &BuildContext<'_>,
     communicator: &dyn Communicator,
 ) -> Result<(), BuildError> {
-    let components: Vec<ProvisionerSpec> = ctx
+    let own: Vec<ProvisionerSpec> = ctx
         .spec
         .provisioners
         .iter()
-        .filter(|p| p.kind == "component")
+        .filter(|p| has_test_phase(&p.kind))
         .cloned()
         .collect();
-    run_list(ctx, communicator, &components, Stage::Test).await?;
+    run_list(ctx, communicator, &own, Stage::Test).await?;
     run_list(ctx, communicator, &ctx.spec.tests, Stage::Test).await
 }
 
@@ -217,21 +250,11 @@ async fn run_one(
     communicator: &dyn Communicator,
     stage: Stage,
 ) -> Result<(), BuildError> {
-    match p.kind.as_str() {
-        "shell-local" => shell_local::run(ctx, p, &communicator.host_env()).await,
-        "shell" => shell::run(ctx, p, communicator).await,
-        "file" => file::run(ctx, p, communicator).await,
-        "ansible" => ansible::run(ctx, p, communicator).await,
-        "component" => {
-            let phases: &[&str] = match stage {
-                Stage::Build => component::BUILD_PHASES,
-                Stage::Test => &["test"],
-            };
-            component::run(ctx, p, communicator, phases).await
-        }
-        other => Err(BuildError::Provisioner {
-            kind: other.to_owned(),
-            message: "not supported by this builder yet".to_owned(),
+    match kind_of(&p.kind) {
+        Some(kind) => kind.provisioner.run(ctx, p, communicator, stage).await,
+        None => Err(BuildError::Provisioner {
+            kind: p.kind.clone(),
+            message: "no such provisioner kind".to_owned(),
         }),
     }
 }
@@ -314,7 +337,7 @@ pub enum Streamed {
 pub async fn run_streaming(
     mut cmd: tokio::process::Command,
     events: &EventSink,
-    cancel: &crate::apply::events::CancelToken,
+    cancel: &crate::build::events::CancelToken,
 ) -> std::io::Result<Streamed> {
     use std::process::Stdio;
     use tokio::io::{AsyncBufReadExt, BufReader};
@@ -336,7 +359,7 @@ pub async fn run_streaming(
         let mut lines = BufReader::new(stdout).lines();
         let mut tail: Vec<String> = Vec::new();
         while let Ok(Some(line)) = lines.next_line().await {
-            out_events.output(crate::apply::events::Stream::Stdout, line.clone());
+            out_events.output(crate::build::events::Stream::Stdout, line.clone());
             tail.push(line);
             if tail.len() > 40 {
                 tail.remove(0);
@@ -348,7 +371,7 @@ pub async fn run_streaming(
         let mut lines = BufReader::new(stderr).lines();
         let mut tail: Vec<String> = Vec::new();
         while let Ok(Some(line)) = lines.next_line().await {
-            err_events.output(crate::apply::events::Stream::Stderr, line.clone());
+            err_events.output(crate::build::events::Stream::Stderr, line.clone());
             tail.push(line);
             if tail.len() > 5 {
                 tail.remove(0);
@@ -438,50 +461,13 @@ pub fn write_executable(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
 }
 
-/// Checks that need the evaluated spec and the files it names, for every
-/// builder: component documents parse and use only supported actions.
-pub fn validate(spec: &crate::spec::ImageSpec) -> Vec<crate::diag::Diagnostic> {
-    let mut diags = Vec::new();
-    for p in spec
-        .provisioners
+/// Plan-time checks of every provisioner of `spec` (and of its tests), as
+/// each kind's `validate` says.
+pub fn validate(spec: &ImageSpec) -> Vec<crate::diag::Diagnostic> {
+    spec.provisioners
         .iter()
         .chain(&spec.tests)
-        .filter(|p| p.kind == "ansible")
-    {
-        let dir = match &p.base_dir {
-            Some(d) => spec.def_dir.join(d),
-            None => spec.def_dir.clone(),
-        };
-        let Some(playbook) = p.str("playbook_file") else {
-            continue;
-        };
-        let roles: Vec<std::path::PathBuf> = p
-            .str("roles_path")
-            .map(|r| r.split(':').map(|x| dir.join(x)).collect())
-            .unwrap_or_default();
-        let reach =
-            crate::fingerprint::ansible::playbook_reach(&spec.def_dir, &dir.join(playbook), &roles);
-        if let Some(why) = reach.dynamic {
-            diags.push(
-                crate::diag::Diagnostic::note(format!("{}: the playbook's reach is not known statically, so its whole directory is an input", spec.addr))
-                    .at(Some(p.loc.clone()))
-                    .detail(why),
-            );
-        }
-    }
-    for p in spec.provisioners.iter().filter(|p| p.kind == "component") {
-        let dir = match &p.base_dir {
-            Some(d) => spec.def_dir.join(d),
-            None => spec.def_dir.clone(),
-        };
-        for document in component::documents(&p.config) {
-            // A missing file is reported by the fingerprint, with its place.
-            if let Ok(text) = std::fs::read_to_string(dir.join(&document)) {
-                if let Err(d) = component::check_document(&text, Path::new(&document)) {
-                    diags.extend(d);
-                }
-            }
-        }
-    }
-    diags
+        .filter_map(|p| kind_of(&p.kind).map(|k| (k, p)))
+        .flat_map(|(k, p)| (k.validate)(spec, p))
+        .collect()
 }

@@ -6,9 +6,95 @@
 
 use serde_json::Value;
 
-use super::{base_dir, format_env_vars, provisioner_env, Communicator};
-use crate::drivers::{BuildContext, BuildError};
+use super::kind::{self, Provisioner, ProvisionerKind};
+use super::{base_dir, format_env_vars, provisioner_env, Communicator, Stage};
+use crate::build::{BoxFuture, BuildContext, BuildError};
+use crate::diag::Diagnostic;
+use crate::schema::{input, setting, AttrSpec, Schema};
 use crate::spec::ProvisionerSpec;
+
+/// `shell`: runs inline commands or scripts on the machine. Everything that
+/// decides what runs is an input; where the script is staged is not.
+pub static KIND: ProvisionerKind = ProvisionerKind {
+    schema: Schema {
+        kind: "shell",
+        attrs: &[
+            SHELL_COMMON,
+            &[
+                setting("remote_folder"),
+                setting("remote_file"),
+                setting("remote_path"),
+                setting("skip_clean"),
+                setting("expect_disconnect"),
+                setting("start_retry_timeout"),
+                setting("pause_after"),
+            ],
+            kind::COMMON,
+        ],
+        blocks: &[],
+    },
+    runs_on_host: false,
+    test_phase: false,
+    check: check_what_runs,
+    files: |p, _| kind::schema_files(&KIND.schema, p),
+    validate: kind::no_validate,
+    provisioner: &Shell,
+};
+
+/// What `shell` and `shell-local` share: what to run and with which
+/// environment.
+pub const SHELL_COMMON: &[AttrSpec] = &[
+    input("inline").list(),
+    input("script").string().files(),
+    input("scripts").list().files(),
+    input("environment_vars").list(),
+    input("env"),
+    input("execute_command"),
+    input("inline_shebang"),
+    input("valid_exit_codes").list(),
+    input("binary"),
+    setting("env_var_format"),
+    setting("use_env_var_file"),
+];
+
+/// Exactly one way to say what runs: `inline`, `script`, `scripts` (or
+/// `command`, for `shell-local`).
+pub fn check_what_runs(p: &ProvisionerSpec) -> Vec<Diagnostic> {
+    let ways: Vec<&str> = ["inline", "script", "scripts", "command"]
+        .into_iter()
+        .filter(|k| p.config.contains_key(*k))
+        .collect();
+    let kind = &p.kind;
+    let loc = Some(p.loc.clone());
+    match ways.len() {
+        0 => {
+            vec![Diagnostic::error(format!("provisioner \"{kind}\" has nothing to run"))
+            .at(loc)
+            .hint("set one of inline = [\"...\"], script = \"path\" or scripts = [\"a\", \"b\"]")]
+        }
+        1 => Vec::new(),
+        _ => vec![Diagnostic::error(format!(
+            "provisioner \"{kind}\" sets {} together",
+            ways.join(" and ")
+        ))
+        .at(loc)
+        .hint("use only one of inline, script, scripts (and command for shell-local)")],
+    }
+}
+
+struct Shell;
+
+impl Provisioner for Shell {
+    fn run<'a>(
+        &'a self,
+        ctx: &'a BuildContext<'a>,
+        p: &'a ProvisionerSpec,
+        comm: &'a dyn Communicator,
+        _stage: Stage,
+    ) -> BoxFuture<'a, Result<(), BuildError>> {
+        Box::pin(run(ctx, p, comm))
+    }
+}
 
 fn fail(message: impl Into<String>) -> BuildError {
     BuildError::Provisioner {
@@ -29,7 +115,7 @@ pub fn render_execute_command(template: &str, vars: &str, path: &str) -> String 
     PATH.replace_all(&s, regex::NoExpand(path)).into_owned()
 }
 
-pub async fn run(
+async fn run(
     ctx: &BuildContext<'_>,
     p: &ProvisionerSpec,
     comm: &dyn Communicator,

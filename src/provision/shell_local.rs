@@ -11,9 +11,50 @@ use std::process::Stdio;
 use serde_json::Value;
 use tokio::process::Command;
 
-use super::{format_env_vars, provisioner_env};
-use crate::drivers::{BuildContext, BuildError};
+use super::kind::{self, Provisioner, ProvisionerKind};
+use super::shell::{check_what_runs, SHELL_COMMON};
+use super::{format_env_vars, provisioner_env, Communicator, Stage};
+use crate::build::{BoxFuture, BuildContext, BuildError};
+use crate::schema::{input, setting, Schema};
 use crate::spec::ProvisionerSpec;
+
+/// `shell-local`: runs on the machine running imgform, in the definition dir.
+pub static KIND: ProvisionerKind = ProvisionerKind {
+    schema: Schema {
+        kind: "shell-local",
+        attrs: &[
+            SHELL_COMMON,
+            &[
+                input("command"),
+                setting("only_on"),
+                setting("use_linux_pathing"),
+                setting("tempfile_extension"),
+            ],
+            kind::COMMON,
+        ],
+        blocks: &[],
+    },
+    runs_on_host: true,
+    test_phase: false,
+    check: check_what_runs,
+    files: |p, _| kind::schema_files(&KIND.schema, p),
+    validate: kind::no_validate,
+    provisioner: &ShellLocal,
+};
+
+struct ShellLocal;
+
+impl Provisioner for ShellLocal {
+    fn run<'a>(
+        &'a self,
+        ctx: &'a BuildContext<'a>,
+        p: &'a ProvisionerSpec,
+        comm: &'a dyn Communicator,
+        _stage: Stage,
+    ) -> BoxFuture<'a, Result<(), BuildError>> {
+        Box::pin(async move { run(ctx, p, &comm.host_env()).await })
+    }
+}
 
 fn fail(message: impl Into<String>) -> BuildError {
     BuildError::Provisioner {
@@ -22,7 +63,7 @@ fn fail(message: impl Into<String>) -> BuildError {
     }
 }
 
-pub async fn run(
+async fn run(
     ctx: &BuildContext<'_>,
     p: &ProvisionerSpec,
     host_env: &[(String, String)],

@@ -22,8 +22,8 @@ use russh_sftp::client::SftpSession;
 use tokio::io::AsyncWriteExt;
 
 use super::{CommError, Communicator};
-use crate::apply::events::{EventSink, Stream};
-use crate::drivers::BoxFuture;
+use crate::build::events::{EventSink, Stream};
+use crate::build::BoxFuture;
 use crate::spec::ImageSpec;
 
 /// How a host's key is checked.

@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::addr::{ContentAddress, ImageAddr};
+
 pub const STATE_FORMAT_VERSION: u32 = 1;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -18,7 +20,7 @@ pub struct StateFile {
     pub serial: u64,
     pub target: String,
     #[serde(default)]
-    pub images: BTreeMap<String, ImageRecord>,
+    pub images: BTreeMap<ImageAddr, ImageRecord>,
 }
 
 impl StateFile {
@@ -39,13 +41,13 @@ impl StateFile {
 pub struct ImageRecord {
     /// `sha256:<hex>` of the canonical manifest; the manifest itself is in the
     /// object store under the same hex.
-    pub content_address: String,
+    pub content_address: ContentAddress,
     /// Builder type, e.g. `null`, `chroot`, `amazon-ebs`.
     pub builder: String,
     pub artifact: Artifact,
     /// Parent image address → what this image was built from.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub parents: BTreeMap<String, ParentRef>,
+    pub parents: BTreeMap<ImageAddr, ParentRef>,
     /// The base image as resolved when this image was built (reused by
     /// `--refresh=false`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -76,7 +78,7 @@ pub struct Artifact {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ParentRef {
-    pub content_address: String,
+    pub content_address: ContentAddress,
     pub artifact_id: String,
 }
 

@@ -136,6 +136,19 @@ pub enum StateError {
     BackendConfig { message: String },
 }
 
+impl StateError {
+    /// What to do about it, when there is something to say.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            StateError::Locked { holder } => Some(format!(
+                "another imgform run holds the state lock: {} ({}) since {}, lock id {}.\n  Wait for it (--lock-timeout 5m), or if that run is gone: imgform force-unlock {}",
+                holder.who, holder.operation, holder.created, holder.id, holder.id
+            )),
+            _ => None,
+        }
+    }
+}
+
 /// Who holds the state lock; stored as JSON in `state/.lock`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LockInfo {
@@ -789,7 +802,7 @@ mod tests {
     fn record(hex_char: char) -> ImageRecord {
         let hex: String = std::iter::repeat_n(hex_char, 64).collect();
         ImageRecord {
-            content_address: format!("sha256:{hex}"),
+            content_address: crate::addr::ContentAddress::from_recorded(format!("sha256:{hex}")),
             builder: "null".to_owned(),
             artifact: Artifact {
                 id: format!("null:{}", &hex[..12]),
@@ -848,7 +861,9 @@ mod tests {
         let first = fs::read(&path).unwrap();
         assert!(!backend.root().join("local.json.bak").exists());
 
-        state.images.insert("golden.null.base".into(), record('a'));
+        state
+            .images
+            .insert("golden.null.base".parse().unwrap(), record('a'));
         assert!(backend.save(&mut state).unwrap());
         assert_eq!(state.serial, 2);
         assert_eq!(
@@ -857,7 +872,9 @@ mod tests {
         );
         let second = fs::read(&path).unwrap();
 
-        state.images.insert("golden.null.app".into(), record('b'));
+        state
+            .images
+            .insert("golden.null.app".parse().unwrap(), record('b'));
         assert!(backend.save(&mut state).unwrap());
         assert_eq!(state.serial, 3);
         assert_eq!(
@@ -874,7 +891,9 @@ mod tests {
     fn unchanged_save_writes_nothing() {
         let (_dir, backend) = backend();
         let mut state = backend.load("local").unwrap();
-        state.images.insert("null.base".into(), record('c'));
+        state
+            .images
+            .insert("null.base".parse().unwrap(), record('c'));
         assert!(backend.save(&mut state).unwrap());
         let bytes = fs::read(backend.root().join("local.json")).unwrap();
 
@@ -893,8 +912,10 @@ mod tests {
         let mut rec = record('d');
         rec.artifact.attributes.insert("zeta".into(), 1.into());
         rec.artifact.attributes.insert("alpha".into(), "x".into());
-        state.images.insert("z.null.last".into(), rec.clone());
-        state.images.insert("a.null.first".into(), rec);
+        state
+            .images
+            .insert("z.null.last".parse().unwrap(), rec.clone());
+        state.images.insert("a.null.first".parse().unwrap(), rec);
         backend.save(&mut state).unwrap();
         let text = fs::read_to_string(backend.root().join("local.json")).unwrap();
         assert!(text.starts_with("{\n  \"format_version\": 1,\n  \"lineage\": "));
@@ -913,8 +934,8 @@ mod tests {
 
         let mut first = backend.load("local").unwrap();
         let mut second = backend.load("local").unwrap();
-        first.images.insert("null.a".into(), record('1'));
-        second.images.insert("null.b".into(), record('2'));
+        first.images.insert("null.a".parse().unwrap(), record('1'));
+        second.images.insert("null.b".parse().unwrap(), record('2'));
         assert!(backend.save(&mut first).unwrap());
         let err = backend.save(&mut second).unwrap_err();
         assert!(
@@ -1008,7 +1029,7 @@ mod tests {
         let (_dir, backend) = backend();
         let mut state = backend.load("local").unwrap();
         backend.save(&mut state).unwrap();
-        state.images.insert("null.a".into(), record('e'));
+        state.images.insert("null.a".parse().unwrap(), record('e'));
         backend.save(&mut state).unwrap();
         let path = backend.root().join("local.json");
         fs::write(&path, "{\n  \"format_version\": 1,\n  \"lineage\": \n").unwrap();

@@ -49,3 +49,12 @@ pub fn render(diags: &[Diagnostic], style: Style) -> String {
     }
     out
 }
+
+/// An error without a place: `error: message`, then its hint.
+pub fn error(message: &str, hint: Option<String>, style: Style) -> String {
+    let mut out = format!("{}: {message}\n", style.red(&style.bold("error")));
+    if let Some(hint) = hint {
+        out.push_str(&format!("  {}: {hint}\n", style.cyan("hint")));
+    }
+    out
+}

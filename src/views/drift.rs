@@ -11,9 +11,6 @@ pub fn reason(r: &DriftReason) -> String {
             let what: Vec<String> = changes.iter().map(reason_text).collect();
             format!("inputs changed since it was built: {}", what.join("; "))
         }
-        DriftReason::BaseUpdated { old_id, new_id } => {
-            format!("base image updated upstream: {old_id} → {new_id}")
-        }
         DriftReason::ParentRebuilt {
             address,
             built_from,
@@ -24,7 +21,7 @@ pub fn reason(r: &DriftReason) -> String {
         DriftReason::TooOld { built_at, max_age } => {
             format!("older than max_age {max_age} (built {built_at})")
         }
-        DriftReason::RemovedFromConfig => "no longer in the definitions".to_owned(),
+        DriftReason::Rebuild(r) => reason_text(r),
     }
 }
 

@@ -6,7 +6,6 @@
 use crate::plan::{Action, Plan};
 
 use super::plan::{reason_text, summary_line};
-use super::short_address;
 
 /// The marker a bot can search for to find and update its comment.
 pub const COMMENT_MARKER: &str = "<!-- imgform-plan -->";
@@ -31,7 +30,6 @@ pub fn plan(plan: &Plan) -> String {
             Action::Build => "🆕 build",
             Action::Rebuild => "🔁 rebuild",
             Action::Destroy => "🗑️ destroy",
-            Action::Forget => "forget",
             Action::NoOp => "no-op",
         };
         let why = c
@@ -57,8 +55,8 @@ pub fn plan(plan: &Plan) -> String {
         if let (Some(old), Some(new)) = (&c.content.old, &c.content.new) {
             out.push_str(&format!(
                 "content `{}` → `{}`\n\n",
-                short_address(old),
-                short_address(new)
+                old.short(),
+                new.short()
             ));
         }
         for (path, diff) in &c.diff.files {

@@ -43,11 +43,3 @@ impl Style {
         self.paint("2", t)
     }
 }
-
-/// `sha256:abcdef123456…` — enough to recognise, short enough to read.
-pub fn short_address(content_address: &str) -> String {
-    let hex = content_address
-        .strip_prefix("sha256:")
-        .unwrap_or(content_address);
-    format!("sha256:{}", &hex[..hex.len().min(12)])
-}

@@ -3,14 +3,13 @@
 
 use crate::plan::{Action, Change, Plan, RebuildReason};
 
-use super::{short_address, Style};
+use super::Style;
 
 fn symbol(action: Action, style: Style) -> String {
     match action {
         Action::Build => style.green("+"),
         Action::Rebuild => style.yellow("~"),
         Action::Destroy => style.red("-"),
-        Action::Forget => style.red("x"),
         Action::NoOp => " ".to_owned(),
     }
 }
@@ -20,7 +19,6 @@ fn verb(action: Action) -> &'static str {
         Action::Build => "will be built",
         Action::Rebuild => "will be rebuilt",
         Action::Destroy => "will be destroyed",
-        Action::Forget => "will be forgotten (its artifact is kept)",
         Action::NoOp => "is up to date",
     }
 }
@@ -62,6 +60,10 @@ pub fn reason_text(reason: &RebuildReason) -> String {
             "inputs changed (the previous manifest is not in the object store, so no details)"
                 .to_owned()
         }
+        RebuildReason::UnknownChange => {
+            "content address changed, but no field of the manifest did (stored by another version?)"
+                .to_owned()
+        }
     }
 }
 
@@ -80,13 +82,11 @@ fn change_block(change: &Change, style: Style, out: &mut String) {
         change.target
     ));
     match (&change.content.old, &change.content.new) {
-        (Some(o), Some(n)) if o != n => out.push_str(&format!(
-            "      content: {} → {}\n",
-            short_address(o),
-            short_address(n)
-        )),
-        (_, Some(n)) => out.push_str(&format!("      content: {}\n", short_address(n))),
-        (Some(o), None) => out.push_str(&format!("      content: {}\n", short_address(o))),
+        (Some(o), Some(n)) if o != n => {
+            out.push_str(&format!("      content: {} → {}\n", o.short(), n.short()))
+        }
+        (_, Some(n)) => out.push_str(&format!("      content: {}\n", n.short())),
+        (Some(o), None) => out.push_str(&format!("      content: {}\n", o.short())),
         (None, None) => {}
     }
     if let Some(a) = &change.current_artifact {
@@ -126,14 +126,10 @@ fn push_diff(diff: &str, style: Style, out: &mut String) {
 
 pub fn summary_line(plan: &Plan) -> String {
     let s = plan.summary();
-    let mut line = format!(
+    format!(
         "Plan: {} to build, {} to rebuild, {} to destroy, {} unchanged.",
         s.build, s.rebuild, s.destroy, s.unchanged
-    );
-    if s.forget > 0 {
-        line.push_str(&format!(" {} to forget.", s.forget));
-    }
-    line
+    )
 }
 
 pub fn render(plan: &Plan, style: Style) -> String {

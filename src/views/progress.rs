@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use crate::apply::events::{Event, Stream};
 use crate::apply::ApplyOutcome;
+use crate::build::events::{Event, Stream};
 
 use super::Style;
 
@@ -56,13 +56,20 @@ pub fn summary(outcome: &ApplyOutcome, style: Style) -> String {
             format!(", {} not started", outcome.not_started.len())
         }
     ));
-    for (addr, message) in &outcome.failed {
-        out.push_str(&format!("  {} {addr}: {message}\n", style.red("✗")));
-    }
-    for (addr, because) in &outcome.skipped {
+    for f in &outcome.failed {
         out.push_str(&format!(
-            "  {} {addr}: skipped because {because} failed\n",
-            style.yellow("-")
+            "  {} {}: {}\n",
+            style.red("✗"),
+            f.address,
+            f.message
+        ));
+    }
+    for s in &outcome.skipped {
+        out.push_str(&format!(
+            "  {} {}: skipped because {} failed\n",
+            style.yellow("-"),
+            s.address,
+            s.because
         ));
     }
     for addr in &outcome.not_started {

@@ -2,14 +2,15 @@
 
 use crate::state::{ImageRecord, StateFile};
 
-use super::{short_address, Style};
+use super::Style;
+use crate::addr::ImageAddr;
 
 pub fn list(states: &[StateFile], style: Style) -> String {
     let mut rows: Vec<(String, String, String, String)> = Vec::new();
     for state in states {
         for (addr, record) in &state.images {
             rows.push((
-                addr.clone(),
+                addr.to_string(),
                 state.target.clone(),
                 record.artifact.id.clone(),
                 record.built_at.clone(),
@@ -32,12 +33,12 @@ pub fn list(states: &[StateFile], style: Style) -> String {
     out
 }
 
-pub fn show(addr: &str, target: &str, record: &ImageRecord, style: Style) -> String {
-    let mut out = format!("{}\n", style.bold(addr));
+pub fn show(addr: &ImageAddr, target: &str, record: &ImageRecord, style: Style) -> String {
+    let mut out = format!("{}\n", style.bold(&addr.to_string()));
     out.push_str(&format!(
         "  target:   {target}\n  builder:  {}\n  content:  {} ({})\n  artifact: {}\n",
         record.builder,
-        short_address(&record.content_address),
+        record.content_address.short(),
         record.content_address,
         record.artifact.id
     ));
@@ -52,7 +53,7 @@ pub fn show(addr: &str, target: &str, record: &ImageRecord, style: Style) -> Str
         out.push_str(&format!(
             "  parent:   {p} (artifact {}, {})\n",
             r.artifact_id,
-            short_address(&r.content_address)
+            r.content_address.short()
         ));
     }
     for (path, hex) in &record.text_inputs {
@@ -81,7 +82,7 @@ pub fn summary(states: &[StateFile], style: Style) -> String {
             out.push_str(&format!(
                 "  {addr}  {}  {}\n",
                 record.artifact.id,
-                short_address(&record.content_address)
+                record.content_address.short()
             ));
         }
         out.push('\n');

@@ -1,25 +1,5 @@
-//! The `amazon-ebs` builder (aws-sdk-ec2), as Packer's: launch an instance
-//! from the source AMI, provision it over SSH, stop it, create an AMI from
-//! it, tag the AMI and its snapshots, copy it to `ami_regions`, then delete
-//! everything temporary.
-//!
-//! Invariants:
-//! - Every temporary resource (key pair, security group, instances, an AMI
-//!   whose build did not finish) is recorded in [`Temporaries`] the moment
-//!   it exists, and deleted after the build — on success, failure and
-//!   Ctrl-C alike — unless `--on-error=abort` asks to keep them after a
-//!   failure (then they are listed).
-//! - Everything imgform launches is tagged `imgform:build=<run id>`; every
-//!   AMI and snapshot it keeps is tagged `imgform:address` and
-//!   `imgform:content`, which is how `state recover`, `state import` and
-//!   `drift` (untracked) find them.
-//! - `source_ami_filter` is resolved at plan time ([`Builder::resolve_base`]);
-//!   the build launches exactly the id the plan recorded.
-//!
-//! Credentials, region and endpoint come from the standard AWS chain
-//! (environment, profiles, `AWS_ENDPOINT_URL`), with the source's `profile`,
-//! `access_key`/`secret_key`/`token`, `region` and `custom_endpoint_ec2` on
-//! top.
+//! The `amazon-ebs` builder's implementation (aws-sdk-ec2): see the
+//! parent module for what it does.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -36,10 +16,10 @@ use aws_sdk_ec2::types::{
 use aws_sdk_ec2::Client;
 use serde_json::{json, Value};
 
-use super::cloud::{self, communicator, failed, note, scalar, short_run};
-use super::{BoxFuture, BuildContext, BuildError, Builder, Recorded};
-use crate::apply::events::EventSink;
-use crate::diag::Diagnostic;
+use crate::build::events::EventSink;
+use crate::build::{BoxFuture, BuildContext, BuildError};
+use crate::drivers::cloud::{self, communicator, failed, note, scalar, short_run};
+use crate::drivers::kind::{BaseQuery, Builder, Recorded};
 use crate::provision::{self, Stage};
 use crate::spec::{ImageRef, ImageSpec};
 use crate::state::Artifact;
@@ -50,9 +30,7 @@ pub struct AmazonEbsBuilder;
 const POLL_FIRST: Duration = Duration::from_millis(500);
 
 /// Tag keys imgform puts on what it creates.
-pub const TAG_BUILD: &str = "imgform:build";
-pub const TAG_ADDRESS: &str = "imgform:address";
-pub const TAG_CONTENT: &str = "imgform:content";
+use super::{TAG_ADDRESS, TAG_BUILD, TAG_CONTENT};
 
 /// An SDK error as one line, with the service's code and message.
 fn aws_error<E, R>(what: &str, err: SdkError<E, R>) -> BuildError
@@ -1473,115 +1451,18 @@ async fn cleanup(ec2: &Ec2, temps: Temporaries, events: &EventSink) -> Vec<Strin
     errors
 }
 
-/// Packer attributes imgform accepts but does not act on yet (a warning).
-const NOT_YET: &[&str] = &[
-    "spot_price",
-    "spot_instance_types",
-    "spot_tags",
-    "fleet_tags",
-    "assume_role",
-    "placement",
-    "tenancy",
-    "encrypt_boot",
-    "kms_key_id",
-    "region_kms_key_ids",
-    "snapshot_users",
-    "snapshot_groups",
-    "ami_org_arns",
-    "ami_ou_arns",
-    "ami_product_codes",
-    "ena_support",
-    "sriov_support",
-    "imds_support",
-    "tpm_support",
-    "boot_mode",
-    "uefi_data",
-    "enable_t2_unlimited",
-    "enable_unlimited_credits",
-    "temporary_iam_instance_profile_policy_document",
-    "temporary_security_group_source_public_ip",
-    "session_manager_port",
-    "pause_before_ssm",
-    "ssh_agent_auth",
-    "skip_save_build_region",
-];
-
 impl Builder for AmazonEbsBuilder {
-    fn validate(&self, spec: &ImageSpec) -> Vec<Diagnostic> {
-        let mut diags = Vec::new();
-        let at = |name: &str| {
-            Some(
-                spec.attr_locs
-                    .get(name)
-                    .cloned()
-                    .unwrap_or_else(|| spec.loc.clone()),
-            )
-        };
-        let has_source = spec.attr_str("source_ami").is_some_and(|s| !s.is_empty())
-            || spec.inputs.contains_key("source_ami_filter");
-        if !has_source {
-            diags.push(
-                Diagnostic::error(format!("{}: amazon-ebs needs a source AMI", spec.addr))
-                    .at(at("source_ami"))
-                    .hint("set source_ami = \"ami-...\", source_ami = image.<ADDR>.id (a parent image), or a source_ami_filter block"),
-            );
-        }
-        diags.extend(cloud::validate_communicator(
-            spec,
-            "instance",
-            "ssh_username = \"ubuntu\", \"ec2-user\" or \"admin\"",
-        ));
-        if let Some(interface) = spec.attr_str("ssh_interface") {
-            if !matches!(
-                interface,
-                "public_ip" | "private_ip" | "public_dns" | "private_dns"
-            ) {
-                diags.push(
-                    Diagnostic::error(format!(
-                        "ssh_interface = \"{interface}\" is not supported by imgform"
-                    ))
-                    .at(at("ssh_interface"))
-                    .hint("use public_ip, private_ip, public_dns or private_dns (Session Manager tunnels are not supported)"),
-                );
-            }
-        }
-        // Packer settings imgform loads but does not act on yet: say so
-        // rather than build something else than asked silently.
-        for name in NOT_YET {
-            if spec.attr(name).is_some_and(|v| !v.is_null()) {
-                diags.push(
-                    Diagnostic::warning(format!(
-                        "{}: amazon-ebs `{name}` is not supported by imgform yet and is ignored",
-                        spec.addr
-                    ))
-                    .at(at(name)),
-                );
-            }
-        }
-        if let Some(kind) = spec.attr_str("temporary_key_pair_type") {
-            if !matches!(kind, "ed25519" | "rsa") {
-                diags.push(
-                    Diagnostic::error(format!(
-                        "temporary_key_pair_type = \"{kind}\" is not supported"
-                    ))
-                    .at(at("temporary_key_pair_type"))
-                    .hint("use \"ed25519\" (imgform's default) or \"rsa\""),
-                );
-            }
-        }
-        diags
-    }
-
-    fn base_query(&self, spec: &ImageSpec) -> Option<String> {
+    fn base_query(&self, spec: &ImageSpec) -> Option<BaseQuery> {
         let filter = spec.inputs.get("source_ami_filter")?;
         let settings = ClientSettings::from_spec(spec);
-        let region = crate::drivers::target_for("amazon-ebs", &spec.settings).0;
-        let query = json!({
-            "target": region,
-            "endpoint": settings.endpoint,
-            "source_ami_filter": filter,
-        });
-        Some(String::from_utf8_lossy(&crate::fingerprint::canonical_json(&query)).into_owned())
+        Some(BaseQuery {
+            attr: "source_ami_filter",
+            query: json!({
+                "target": (super::KIND.target)(&spec.settings).0,
+                "endpoint": settings.endpoint,
+                "source_ami_filter": filter,
+            }),
+        })
     }
 
     fn resolve_base<'a>(

@@ -19,7 +19,7 @@ use osauth::services::{COMPUTE, IMAGE};
 use osauth::{ApiVersion, CloudConfig, ErrorKind, Session};
 use serde_json::{json, Value};
 
-use crate::drivers::BuildError;
+use crate::build::BuildError;
 
 /// Where and as whom to call OpenStack: the source's attributes on top of
 /// `clouds.yaml` (`cloud`, or `OS_CLOUD`) or the `OS_*` variables.

@@ -1,38 +1,5 @@
-//! The `openstack` builder, as Packer's, in two modes:
-//!
-//! - **snapshot** (default): create a server from the source image with a
-//!   temporary key pair, provision it over SSH, stop it, `createImage`, wait
-//!   for the image to be `active` in Glance, tag it, then delete the server
-//!   and the key pair.
-//! - **upload** (`upload_from = image.<ADDR>.id` of a `chroot` image): upload
-//!   that locally built qcow2 to Glance (diskimage-builder's flow). No server,
-//!   no SSH; only `shell-local` provisioners run (on this machine, first).
-//!
-//! Invariants:
-//! - Every temporary resource (key pair, servers, an image whose build did
-//!   not finish) is recorded in [`Temporaries`] the moment it exists and
-//!   deleted after the build — on success, failure and Ctrl-C alike —
-//!   unless `--on-error=abort` asks to keep them after a failure (then they
-//!   are listed).
-//! - Every image imgform keeps carries the properties `imgform_address`
-//!   and `imgform_content` and the tag `imgform`: that is how `state
-//!   recover`, `state import` and `drift` (untracked) find them. Glance
-//!   property keys are plain identifiers, hence `_` where EC2 tags use `:`.
-//! - `source_image_filter` and `source_image_name` are resolved at plan
-//!   time ([`Builder::resolve_base`]); the build boots exactly the id the
-//!   plan recorded.
-//!
-//! - Packer attributes this builder does not implement ([`UNSUPPORTED`],
-//!   and `insecure`) are warnings at validate, so Packer templates load and
-//!   plan; building such an image fails before anything is created.
-//!
-//! Credentials come from the source's attributes on top of `clouds.yaml`
-//! (`cloud`, or `OS_CLOUD`; `OS_CLIENT_CONFIG_FILE` names the file) or the
-//! `OS_*` variables; the raw calls are in the `api` module
-//! (`openstack_api.rs`). Refresh and `keep_previous` deletions reach a
-//! recorded image with its source's settings while the image is defined
-//! (state holds no secret), else with the recorded cloud, identity endpoint
-//! and region and the credentials of clouds.yaml or the environment.
+//! The `openstack` builder's implementation: see the parent module for
+//! what it does.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -42,34 +9,20 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use sha2::Digest;
 
-use super::cloud::{self, communicator, failed, note, scalar, short_run};
-use super::{BoxFuture, BuildContext, BuildError, Builder, Recorded};
-use crate::apply::events::EventSink;
-use crate::diag::Diagnostic;
+use super::api::{self, Api, Settings};
+use super::{is_upload, non_empty, unsupported, PROP_ADDRESS, PROP_BUILD, PROP_CONTENT, TAG};
+use crate::build::events::EventSink;
+use crate::build::{BoxFuture, BuildContext, BuildError};
+use crate::drivers::cloud::{self, communicator, failed, note, scalar, short_run};
+use crate::drivers::kind::{BaseQuery, Builder, Recorded};
 use crate::provision::{self, NoCommunicator, Stage};
 use crate::spec::{ImageRef, ImageSpec};
 use crate::state::Artifact;
-
-#[path = "openstack_api.rs"]
-mod api;
-
-use api::{Api, Settings};
 
 pub struct OpenStackBuilder;
 
 /// The first wait between polls of Nova and Glance (doubling to 5 s).
 const POLL_FIRST: Duration = Duration::from_millis(250);
-
-/// Glance properties imgform puts on what it keeps.
-pub const PROP_ADDRESS: &str = "imgform_address";
-pub const PROP_CONTENT: &str = "imgform_content";
-pub const PROP_BUILD: &str = "imgform_build";
-/// The Glance tag on every image imgform made.
-pub const TAG: &str = "imgform";
-
-fn non_empty(spec: &ImageSpec, name: &str) -> Option<String> {
-    spec.attr(name).map(scalar).filter(|s| !s.is_empty())
-}
 
 /// A map attribute (`metadata = {...}`) as string pairs.
 fn string_map(spec: &ImageSpec, name: &str) -> BTreeMap<String, String> {
@@ -86,10 +39,6 @@ fn first_block(v: &Value) -> Option<&Value> {
         Value::Object(_) => Some(v),
         _ => None,
     }
-}
-
-fn is_upload(spec: &ImageSpec) -> bool {
-    spec.attr("upload_from").is_some()
 }
 
 fn mode(spec: &ImageSpec) -> &'static str {
@@ -495,35 +444,6 @@ async fn run_upload(
     Ok(Artifact { id, attributes })
 }
 
-/// Packer attributes this builder does not implement: an error (with what
-/// to do instead) rather than a build that silently differs.
-const UNSUPPORTED: &[(&str, &str)] = &[
-    ("use_blockstorage_volume", "boot from the image (the default); volume-backed builds are not implemented"),
-    ("volume_size", "volume-backed builds are not implemented; the flavor's disk is used"),
-    ("external_source_image_url", "upload the base with a chroot image and upload_from, or create it in Glance first"),
-    ("floating_ip", "floating IPs are not implemented: use a network reachable from this machine, or ssh_host / ssh_bastion_host"),
-    ("floating_ip_network", "floating IPs are not implemented: use a network reachable from this machine, or ssh_host / ssh_bastion_host"),
-    ("use_floating_ip", "floating IPs are not implemented: use a network reachable from this machine, or ssh_host / ssh_bastion_host"),
-    ("ports", "use a network { port = \"...\" } block"),
-    ("skip_create_image", "remove it: an imgform build always produces an image"),
-    ("image_members", "share the image after the build (openstack image add project)"),
-    ("user_domain_id", "use user_domain_name (or domain_name)"),
-];
-
-/// The [`UNSUPPORTED`] attributes `spec` sets, with their hints.
-fn unsupported(spec: &ImageSpec) -> Vec<(&'static str, &'static str)> {
-    UNSUPPORTED
-        .iter()
-        .copied()
-        .filter(|(name, _)| match spec.attr(name) {
-            None | Some(Value::Null) | Some(Value::Bool(false)) => false,
-            Some(Value::String(v)) => !v.is_empty() && v != "false",
-            Some(Value::Array(v)) => !v.is_empty(),
-            Some(_) => true,
-        })
-        .collect()
-}
-
 /// SHA-256 (hex) and size of a file, read in chunks.
 fn sha256_file(path: &Path) -> std::io::Result<(String, u64)> {
     use std::io::Read;
@@ -875,103 +795,25 @@ fn image_property<'v>(image: &'v Value, key: &str) -> Option<&'v str> {
 }
 
 impl Builder for OpenStackBuilder {
-    fn validate(&self, spec: &ImageSpec) -> Vec<Diagnostic> {
-        let mut diags = Vec::new();
-        let at = |name: &str| {
-            Some(
-                spec.attr_locs
-                    .get(name)
-                    .cloned()
-                    .unwrap_or_else(|| spec.loc.clone()),
-            )
-        };
-        if spec.attr_bool("insecure") == Some(true) {
-            diags.push(
-                Diagnostic::warning(format!(
-                    "{}: insecure = true is ignored: imgform always verifies the cloud's TLS certificate",
-                    spec.addr
-                ))
-                .at(at("insecure"))
-                .hint("if the cloud uses a private CA, give it with cacert = \"path/to/ca.pem\" (or cacert in clouds.yaml)"),
-            );
-        }
-        // A warning here, so that Packer templates load and plan; the build
-        // refuses them before creating anything.
-        for (name, hint) in unsupported(spec) {
-            diags.push(
-                Diagnostic::warning(format!(
-                    "{}: {name} is not supported by imgform's openstack builder; building this image will fail",
-                    spec.addr
-                ))
-                .at(at(name))
-                .hint(hint),
-            );
-        }
-        if is_upload(spec) {
-            let from = spec.attr("upload_from").map(scalar).unwrap_or_default();
-            if ImageRef::find(&from).is_empty() {
-                diags.push(
-                    Diagnostic::error(format!(
-                        "{}: upload_from must name a locally built image",
-                        spec.addr
-                    ))
-                    .at(at("upload_from"))
-                    .hint("upload_from = image.<ADDR>.id, where <ADDR> is a chroot image (e.g. image.golden.chroot.base.id)"),
-                );
-            }
-            for p in spec.provisioners.iter().chain(&spec.tests) {
-                if !provision::runs_on_host(&p.kind) {
-                    diags.push(
-                        Diagnostic::error(format!(
-                            "provisioner \"{}\" needs a running machine, but {} uploads a local image (upload_from)",
-                            p.kind, spec.addr
-                        ))
-                        .at(Some(p.loc.clone()))
-                        .hint("provision the chroot image that upload_from names instead; only shell-local runs in upload mode"),
-                    );
-                }
-            }
-            return diags;
-        }
-        let has_source = non_empty(spec, "source_image").is_some()
-            || non_empty(spec, "source_image_name").is_some()
-            || spec.inputs.contains_key("source_image_filter");
-        if !has_source {
-            diags.push(
-                Diagnostic::error(format!("{}: openstack needs a source image", spec.addr))
-                    .at(at("source_image"))
-                    .hint("set source_image = \"<glance id>\", source_image_name, a source_image_filter block, or upload_from = image.<ADDR>.id to upload a chroot image"),
-            );
-        }
-        if non_empty(spec, "flavor").is_none() {
-            diags.push(
-                Diagnostic::error(format!("{}: openstack needs a flavor", spec.addr))
-                    .at(at("flavor"))
-                    .hint("the size of the build server, e.g. flavor = \"m1.small\""),
-            );
-        }
-        diags.extend(cloud::validate_communicator(
-            spec,
-            "server",
-            "ssh_username = \"ubuntu\"",
-        ));
-        diags
-    }
-
-    fn base_query(&self, spec: &ImageSpec) -> Option<String> {
+    fn base_query(&self, spec: &ImageSpec) -> Option<BaseQuery> {
         if is_upload(spec) || non_empty(spec, "source_image").is_some() {
             return None;
         }
         let filter = image_filter(spec)?;
         let settings = settings_from_spec(spec);
-        let target = crate::drivers::target_for("openstack", &spec.settings).0;
-        let query = json!({
-            "target": target,
-            "auth_url": settings.auth_url,
-            "filters": filter.filters,
-            "most_recent": filter.most_recent,
-        });
-        Some(String::from_utf8_lossy(&crate::fingerprint::canonical_json(&query)).into_owned())
+        Some(BaseQuery {
+            attr: if spec.attr("source_image_filter").is_some() {
+                "source_image_filter"
+            } else {
+                "source_image_name"
+            },
+            query: json!({
+                "target": (super::KIND.target)(&spec.settings).0,
+                "auth_url": settings.auth_url,
+                "filters": filter.filters,
+                "most_recent": filter.most_recent,
+            }),
+        })
     }
 
     fn resolve_base<'a>(

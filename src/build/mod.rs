@@ -1,0 +1,78 @@
+//! The build of one image, as builders and provisioners see it: what they
+//! are given ([`BuildContext`]), how they report ([`events`]), how they are
+//! stopped ([`events::CancelToken`]) and how they fail ([`BuildError`]).
+//!
+//! This module sits below `drivers`, `provision` and `apply` so that none of
+//! them has to import another for these shared types. It knows nothing of
+//! plans, state files or the terminal.
+
+pub mod events;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::spec::ImageSpec;
+use events::{CancelToken, EventSink};
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("{0}")]
+    Failed(String),
+    #[error("provisioner \"{kind}\" failed: {message}")]
+    Provisioner { kind: String, message: String },
+    #[error("cancelled")]
+    Cancelled,
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What a builder needs to build one image.
+pub struct BuildContext<'a> {
+    pub spec: &'a ImageSpec,
+    pub content_address: &'a str,
+    /// Identifies this apply run (tags, temporary names).
+    pub run_id: &'a str,
+    pub events: EventSink,
+    pub cancel: CancelToken,
+    /// `--keep-failed`: keep an artifact whose tests failed (not recorded).
+    pub keep_failed: bool,
+    /// `--on-error=abort`: on failure keep the temporary resources (instance,
+    /// key pair, security group) for debugging and say what was kept.
+    pub keep_on_error: bool,
+}
+
+/// Runs futures concurrently on the current task and returns their outputs
+/// in order (refresh asks the cloud about many artifacts at once).
+pub async fn join_all<'a, T>(futures: Vec<BoxFuture<'a, T>>) -> Vec<T> {
+    let mut futures: Vec<Option<BoxFuture<'a, T>>> = futures.into_iter().map(Some).collect();
+    let mut out: Vec<Option<T>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (slot, result) in futures.iter_mut().zip(out.iter_mut()) {
+            if let Some(f) = slot {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => {
+                        *result = Some(v);
+                        *slot = None;
+                    }
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter()
+        .map(|v| v.expect("every future finished"))
+        .collect()
+}

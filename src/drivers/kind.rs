@@ -1,0 +1,212 @@
+//! What a builder kind is: its description ([`BuilderKind`]) and its
+//! implementation (the [`Builder`] trait).
+//!
+//! A description is plain data and functions of the evaluated spec, always
+//! compiled in, so a template loads, validates and plans even when its
+//! builder's implementation is left out of this build of imgform (cargo
+//! features). Everything the rest of imgform knows about a builder kind comes
+//! from here: nothing outside the kind's own module matches on its name.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::addr::TargetAddr;
+use crate::build::{BoxFuture, BuildContext, BuildError};
+use crate::diag::Diagnostic;
+use crate::schema::{self, setting, AttrSpec, FileRef, Schema};
+use crate::spec::{Attrs, ImageSpec};
+use crate::state::Artifact;
+
+/// One builder kind, as the registry ([`super::KINDS`]) lists it.
+pub struct BuilderKind {
+    /// Name, attributes (role, type, files read) and nested blocks.
+    pub schema: Schema,
+    /// Where images of this kind live, from the source's settings.
+    pub target: fn(&Attrs) -> TargetAddr,
+    /// Plan-time checks of an evaluated image: what this kind needs, and
+    /// warnings about settings it does not act on.
+    pub validate: fn(&ImageSpec) -> Vec<Diagnostic>,
+    /// The implementation, or `None` when it is left out of this build.
+    pub builder: Option<&'static dyn Builder>,
+    /// The cargo feature that compiles the implementation in, if any.
+    pub feature: Option<&'static str>,
+}
+
+impl BuilderKind {
+    pub fn name(&self) -> &'static str {
+        self.schema.kind
+    }
+
+    /// The local files an image of this kind reads through its source
+    /// attributes (their bytes are inputs): the attributes the schema marks.
+    pub fn files(&self, spec: &ImageSpec) -> Vec<FileRef> {
+        schema::files_named_by(&self.schema, &spec.inputs)
+    }
+
+    /// The implementation, or why there is none.
+    pub fn implementation(&self) -> Result<&'static dyn Builder, MissingBuilder> {
+        self.builder.ok_or(MissingBuilder {
+            kind: self.name(),
+            feature: self.feature,
+        })
+    }
+}
+
+/// A builder kind whose implementation is not compiled in.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(
+    "this imgform was built without the `{kind}` builder{}",
+    feature.map(|f| format!(" (cargo feature `{f}`); build it with the default features")).unwrap_or_default()
+)]
+pub struct MissingBuilder {
+    pub kind: &'static str,
+    pub feature: Option<&'static str>,
+}
+
+/// Where images of kinds that build on this machine live.
+pub fn local_target(_settings: &Attrs) -> TargetAddr {
+    TargetAddr::local()
+}
+
+/// How to reach a recorded artifact: the definition dir (local artifact ids
+/// are relative to it) and, while the image is still defined, its evaluated
+/// spec — the credentials, endpoint and cloud it was built with (the state
+/// holds no secret, so a removed image has only the ambient credentials).
+#[derive(Debug, Clone, Copy)]
+pub struct Recorded<'a> {
+    pub def_dir: &'a Path,
+    pub spec: Option<&'a ImageSpec>,
+}
+
+/// How an image asks for its base image by a filter, for the resolve stage.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BaseQuery {
+    /// The attribute or block that holds the filter (for messages).
+    pub attr: &'static str,
+    /// Equal for equal queries: the target and the filter.
+    pub query: Value,
+}
+
+/// A builder's implementation. A builder never sees a plan: `apply` hands
+/// it one evaluated [`ImageSpec`] (image references already replaced by real
+/// artifact ids) and gets an [`Artifact`] back. Builders own their temporary
+/// resources and must release them on success, failure and cancellation
+/// alike.
+pub trait Builder: Send + Sync {
+    /// The **resolve** stage: when `spec` asks for its base image by a filter
+    /// (`source_ami_filter`, `source_image_filter`), that query — `None`
+    /// when the base is given by id or the builder has no base.
+    fn base_query(&self, _spec: &ImageSpec) -> Option<BaseQuery> {
+        None
+    }
+    /// Asks the cloud which image the filter of `spec` selects now.
+    fn resolve_base<'a>(
+        &'a self,
+        _spec: &'a ImageSpec,
+    ) -> BoxFuture<'a, Result<String, BuildError>> {
+        Box::pin(async {
+            Err(BuildError::Failed(
+                "this builder has no base image filter".to_owned(),
+            ))
+        })
+    }
+    fn build<'a>(&'a self, ctx: BuildContext<'a>) -> BoxFuture<'a, Result<Artifact, BuildError>>;
+    /// Whether a recorded artifact still exists (refresh).
+    fn exists<'a>(
+        &'a self,
+        at: Recorded<'a>,
+        artifact: &'a Artifact,
+    ) -> BoxFuture<'a, Result<bool, BuildError>>;
+    fn destroy<'a>(
+        &'a self,
+        at: Recorded<'a>,
+        artifact: &'a Artifact,
+    ) -> BoxFuture<'a, Result<(), BuildError>>;
+    /// The artifact `id` if it exists and was built from exactly
+    /// `content_address` (tags, or a name carrying the address), for `state
+    /// recover` and `state import`.
+    fn adopt<'a>(
+        &'a self,
+        _spec: &'a ImageSpec,
+        _content_address: &'a str,
+        _id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Artifact>, BuildError>> {
+        Box::pin(async { Ok(None) })
+    }
+    /// Artifacts of `spec`'s image that exist at its target (tagged AMIs,
+    /// files named after the image), for `drift` to find untracked ones.
+    fn list_artifacts<'a>(
+        &'a self,
+        _spec: &'a ImageSpec,
+    ) -> BoxFuture<'a, Result<Vec<String>, BuildError>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+}
+
+/// Communicator attributes shared by every builder that connects to a
+/// machine. All settings: how to reach the machine does not change what is
+/// built. `ssh_clear_authorized_keys` is the exception: it edits the image.
+pub const COMMUNICATOR: &[AttrSpec] = &[
+    setting("communicator"),
+    setting("pause_before_connecting"),
+    setting("ssh_host"),
+    setting("ssh_port"),
+    setting("ssh_username"),
+    schema::secret("ssh_password"),
+    setting("ssh_private_key_file"),
+    setting("ssh_keypair_name"),
+    setting("ssh_agent_auth"),
+    setting("ssh_timeout"),
+    setting("ssh_wait_timeout"),
+    setting("ssh_handshake_attempts"),
+    setting("ssh_bastion_host"),
+    setting("ssh_bastion_port"),
+    setting("ssh_bastion_username"),
+    schema::secret("ssh_bastion_password"),
+    setting("ssh_bastion_private_key_file"),
+    setting("ssh_bastion_agent_auth"),
+    setting("ssh_known_hosts_file"),
+    setting("ssh_host_key_fingerprint"),
+    setting("ssh_interface"),
+    setting("ssh_ip_version"),
+    setting("ssh_keep_alive_interval"),
+    setting("ssh_read_write_timeout"),
+    setting("ssh_pty"),
+    setting("ssh_file_transfer_method"),
+    setting("ssh_disable_agent_forwarding"),
+    setting("ssh_certificate_file"),
+    setting("ssh_proxy_host"),
+    setting("ssh_proxy_port"),
+    setting("ssh_proxy_username"),
+    schema::secret("ssh_proxy_password"),
+    setting("ssh_local_tunnels"),
+    setting("ssh_remote_tunnels"),
+    setting("ssh_ciphers"),
+    setting("ssh_key_exchange_algorithms"),
+    schema::input("ssh_clear_authorized_keys"),
+    setting("temporary_key_pair_type"),
+    setting("temporary_key_pair_bits"),
+    setting("temporary_key_pair_name"),
+    setting("winrm_host"),
+    setting("winrm_port"),
+    setting("winrm_username"),
+    schema::secret("winrm_password"),
+    setting("winrm_timeout"),
+    setting("winrm_use_ssl"),
+    setting("winrm_insecure"),
+    setting("winrm_use_ntlm"),
+];
+
+/// imgform's own per-source settings: retention and drift age.
+pub const IMGFORM: &[AttrSpec] = &[setting("keep_previous"), setting("max_age")];
+
+/// Where attribute `name` of `spec` was written (the source block if not).
+pub fn loc_of(spec: &ImageSpec, name: &str) -> Option<crate::diag::SourceLoc> {
+    Some(
+        spec.attr_locs
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| spec.loc.clone()),
+    )
+}

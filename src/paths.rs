@@ -1,0 +1,65 @@
+//! Paths as imgform shows and hashes them: relative to the definition dir,
+//! with forward slashes, so that a moved checkout keeps its addresses.
+
+use std::path::{Component, Path};
+
+/// `path` (absolute) relative to `dir`, with `..` where needed, forward
+/// slashes; `.` for the dir itself.
+pub fn relative_to(dir: &Path, path: &Path) -> String {
+    let a: Vec<_> = dir.components().collect();
+    let b: Vec<_> = path.components().collect();
+    let common = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    let mut parts: Vec<String> = std::iter::repeat_n("..".to_owned(), a.len() - common).collect();
+    parts.extend(
+        b[common..]
+            .iter()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned()),
+    );
+    if parts.is_empty() {
+        ".".to_owned()
+    } else {
+        parts.join("/")
+    }
+}
+
+/// A path as it appears in a manifest: relative to the definition dir when
+/// inside it, without `./`.
+pub fn relativize_path(path: &str, def_dir: &Path) -> String {
+    let p = Path::new(path);
+    let rel = if p.is_absolute() {
+        p.strip_prefix(def_dir)
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|_| p.to_path_buf())
+    } else {
+        p.to_path_buf()
+    };
+    let mut out = Vec::new();
+    for c in rel.components() {
+        match c {
+            Component::CurDir => {}
+            other => out.push(other.as_os_str().to_string_lossy().into_owned()),
+        }
+    }
+    if out.is_empty() {
+        ".".to_owned()
+    } else {
+        out.join("/")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_relative() {
+        let dir = Path::new("/home/u/defs");
+        assert_eq!(relativize_path("./scripts/a.sh", dir), "scripts/a.sh");
+        assert_eq!(
+            relativize_path("/home/u/defs/scripts/a.sh", dir),
+            "scripts/a.sh"
+        );
+        assert_eq!(relative_to(dir, Path::new("/home/u/x")), "../x");
+        assert_eq!(relative_to(dir, dir), ".");
+    }
+}

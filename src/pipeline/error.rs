@@ -1,0 +1,93 @@
+//! What can go wrong in the pipeline, one variant per failure, each with
+//! its hint as data (rendered by `views::error`).
+
+use std::path::PathBuf;
+
+use crate::addr::{ImageAddr, ParseAddrError};
+use crate::build::BuildError;
+use crate::config::backend::BackendFlagError;
+use crate::diag::Diagnostics;
+use crate::state::StateError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// The definitions cannot be used: every problem, with its place.
+    #[error("{0}")]
+    Definitions(#[source] Diagnostics),
+    #[error("definition dir {} does not exist", dir.display())]
+    NoDefinitionDir { dir: PathBuf },
+    #[error("{context}")]
+    State {
+        context: String,
+        #[source]
+        source: StateError,
+    },
+    #[error(transparent)]
+    BackendFlag(#[from] BackendFlagError),
+    #[error("the s3 backend needs a bucket{}", block.as_ref().map(|l| format!(" (backend block at {l})")).unwrap_or_default())]
+    BackendNeedsBucket {
+        block: Option<crate::diag::SourceLoc>,
+    },
+    #[error("this imgform was built without S3 support (cargo feature `aws`), so it cannot use the s3 backend")]
+    NoS3Support,
+    #[error("{flag}: {source}")]
+    BadAddress {
+        flag: &'static str,
+        #[source]
+        source: ParseAddrError,
+    },
+    #[error("{flag} {address}: no such image in the definitions{}", suggestion.as_ref().map(|c| format!(" (did you mean {c}?)")).unwrap_or_default())]
+    UnknownImage {
+        flag: &'static str,
+        address: String,
+        suggestion: Option<String>,
+    },
+    #[error("refreshing {address}")]
+    Refresh {
+        address: ImageAddr,
+        #[source]
+        source: BuildError,
+    },
+    #[error("listing artifacts of {address}")]
+    ListArtifacts {
+        address: ImageAddr,
+        #[source]
+        source: BuildError,
+    },
+}
+
+impl PipelineError {
+    /// What to do about it.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            PipelineError::NoDefinitionDir { .. } => Some(
+                "pass the folder holding your *.pkr.hcl files with --chdir DIR".to_owned(),
+            ),
+            PipelineError::BackendFlag(e) => Some(e.hint()),
+            PipelineError::BackendNeedsBucket { .. } => Some(
+                "set `bucket = \"NAME\"` in the backend \"s3\" block, or pass --backend-config bucket=NAME".to_owned(),
+            ),
+            PipelineError::NoS3Support => Some("build with the default features".to_owned()),
+            PipelineError::UnknownImage { .. } => {
+                Some("`imgform validate` lists the defined images".to_owned())
+            }
+            PipelineError::Definitions(_)
+            | PipelineError::State { .. }
+            | PipelineError::BadAddress { .. }
+            | PipelineError::Refresh { .. }
+            | PipelineError::ListArtifacts { .. } => None,
+        }
+    }
+}
+
+impl From<Diagnostics> for PipelineError {
+    fn from(d: Diagnostics) -> Self {
+        PipelineError::Definitions(d)
+    }
+}
+
+/// `StateError` with what imgform was doing.
+pub fn state_error(context: impl Into<String>) -> impl FnOnce(StateError) -> PipelineError {
+    let context = context.into();
+    move |source| PipelineError::State { context, source }
+}

@@ -1,0 +1,249 @@
+//! The core pipeline, in the order data flows:
+//!
+//! ```text
+//! load ─▶ evaluate ─▶ resolve ─▶ fingerprint ─▶ graph ─▶ plan
+//! ```
+//!
+//! [`prepare`] loads and checks the definitions (`config`), builds the
+//! dependency graph, then evaluates, resolves (`resolve`) and fingerprints
+//! every image, parents before children, each dependency level in parallel.
+//! [`plan::make_plan`] reads back what it needs ([`refresh`]) and runs the
+//! pure planner; [`drift::report`] does the same for drift. [`backend`]
+//! chooses where the state is kept, [`saved`] turns plans into plan files
+//! and back.
+//!
+//! Commands call these and pick a view; nothing here prints (warnings are
+//! returned with the result) or knows the command line. Errors are
+//! [`PipelineError`]s, each with its hint.
+
+pub mod backend;
+pub mod drift;
+pub mod error;
+pub mod plan;
+pub mod refresh;
+pub mod resolve;
+pub mod saved;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use crate::addr::{ContentAddress, ImageAddr};
+use crate::config::{self, ImageDef, LoadOptions, Project};
+use crate::diag::{Diagnostic, Diagnostics};
+use crate::drivers;
+use crate::fingerprint::{self, FileHasher, Fingerprint};
+use crate::graph::ImageGraph;
+use crate::provision;
+use crate::spec::{ImageRef, ImageSpec};
+pub use error::PipelineError;
+pub use resolve::Resolve;
+use resolve::ResolveCache;
+
+/// One image, evaluated and fingerprinted.
+pub struct PreparedImage {
+    pub spec: ImageSpec,
+    pub fingerprint: Fingerprint,
+}
+
+/// The definitions, ready to plan.
+pub struct Prepared {
+    pub project: Project,
+    pub graph: ImageGraph,
+    /// Parents before children.
+    pub order: Vec<ImageAddr>,
+    pub images: BTreeMap<ImageAddr, PreparedImage>,
+    /// Warnings and notes, for the command to show.
+    pub warnings: Vec<Diagnostic>,
+}
+
+impl Prepared {
+    /// The image `addr`, if defined.
+    pub fn image(&self, addr: &ImageAddr) -> Option<&PreparedImage> {
+        self.images.get(addr)
+    }
+}
+
+/// Checks that the definition dir exists before anything reads it.
+pub fn definition_dir_exists(dir: &Path) -> Result<(), PipelineError> {
+    if dir.is_dir() {
+        Ok(())
+    } else {
+        Err(PipelineError::NoDefinitionDir {
+            dir: dir.to_path_buf(),
+        })
+    }
+}
+
+/// Loads, evaluates, resolves and fingerprints every image. All problems
+/// are collected into one [`PipelineError::Definitions`].
+pub fn prepare(
+    dir: &Path,
+    options: &LoadOptions,
+    resolve: &Resolve,
+) -> Result<Prepared, PipelineError> {
+    let project = config::load(dir, options)?;
+    let graph = ImageGraph::build(project.images.iter().map(|i| (&i.addr, &i.refs)))
+        .map_err(Diagnostics)?;
+    let order = graph.topo_order();
+    let stage = Stage {
+        project: &project,
+        hasher: FileHasher::new(),
+        resolve,
+        cache: ResolveCache::default(),
+    };
+    let defs: BTreeMap<&ImageAddr, &ImageDef> =
+        project.images.iter().map(|d| (&d.addr, d)).collect();
+    let mut images: BTreeMap<ImageAddr, PreparedImage> = BTreeMap::new();
+    let mut diags: Vec<Diagnostic> = Vec::new();
+    let mut broken: BTreeSet<ImageAddr> = BTreeSet::new();
+    for level in levels(&graph, &order) {
+        let mut ready: Vec<(&ImageDef, BTreeMap<ImageAddr, ContentAddress>)> = Vec::new();
+        for addr in level {
+            let def = defs[&addr];
+            if def.refs.keys().any(|p| broken.contains(p)) {
+                broken.insert(addr);
+                continue;
+            }
+            let parents = def
+                .refs
+                .keys()
+                .filter_map(|p| {
+                    let parent = images.get(p)?;
+                    Some((p.clone(), parent.fingerprint.content_address.clone()))
+                })
+                .collect();
+            ready.push((def, parents));
+        }
+        for (addr, result, notes) in stage.prepare_level(&ready) {
+            diags.extend(notes);
+            match result {
+                Ok(image) => {
+                    images.insert(addr, image);
+                }
+                Err(d) => {
+                    diags.extend(d);
+                    broken.insert(addr);
+                }
+            }
+        }
+    }
+    let mut all = project.warnings.clone();
+    all.extend(diags);
+    if all.iter().any(Diagnostic::is_error) {
+        return Err(Diagnostics(all).into());
+    }
+    Ok(Prepared {
+        project,
+        graph,
+        order,
+        images,
+        warnings: all,
+    })
+}
+
+/// What every image's preparation shares.
+struct Stage<'a> {
+    project: &'a Project,
+    hasher: FileHasher,
+    resolve: &'a Resolve,
+    cache: ResolveCache,
+}
+
+/// One image's preparation: its result, and warnings beside it.
+type ImageOutcome = (
+    ImageAddr,
+    Result<PreparedImage, Vec<Diagnostic>>,
+    Vec<Diagnostic>,
+);
+
+impl Stage<'_> {
+    /// Prepares images whose parents are addressed, on several threads:
+    /// they are independent of each other.
+    fn prepare_level(
+        &self,
+        ready: &[(&ImageDef, BTreeMap<ImageAddr, ContentAddress>)],
+    ) -> Vec<ImageOutcome> {
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .min(8);
+        let chunk = ready.len().div_ceil(threads).max(16);
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = ready
+                .chunks(chunk)
+                .map(|part| {
+                    scope.spawn(|| {
+                        part.iter()
+                            .map(|(def, parents)| self.prepare_image(def, parents))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().expect("prepare thread"))
+                .collect()
+        })
+    }
+
+    /// Evaluates, checks, resolves and fingerprints one image whose parents
+    /// are addressed. Returns warnings beside the result.
+    fn prepare_image(
+        &self,
+        def: &ImageDef,
+        parents: &BTreeMap<ImageAddr, ContentAddress>,
+    ) -> ImageOutcome {
+        let addr = def.addr.clone();
+        let tokens = parents
+            .iter()
+            .map(|(p, ca)| (p.clone(), ImageRef::token(p, ca)))
+            .collect();
+        let mut spec = match self.project.evaluate_image(def, &tokens) {
+            Ok(spec) => spec,
+            Err(d) => return (addr, Err(d), Vec::new()),
+        };
+        let notes = validate(&spec);
+        if notes.iter().any(Diagnostic::is_error) {
+            return (addr, Err(notes), Vec::new());
+        }
+        match self.cache.resolve_base(self.resolve, &spec) {
+            Ok(base) => spec.base = base,
+            Err(d) => return (addr, Err(vec![d]), notes),
+        }
+        let result = fingerprint::fingerprint(&spec, parents, &self.hasher)
+            .map(|fingerprint| PreparedImage { spec, fingerprint });
+        (addr, result, notes)
+    }
+}
+
+/// Plan-time checks of an evaluated image: its builder kind's, then each
+/// of its provisioners' kinds'.
+fn validate(spec: &ImageSpec) -> Vec<Diagnostic> {
+    let mut diags = drivers::kind_of(&spec.builder)
+        .map(|k| (k.validate)(spec))
+        .unwrap_or_default();
+    diags.extend(provision::validate(spec));
+    diags
+}
+
+/// The topological order cut into levels: every image's parents are in
+/// earlier levels.
+fn levels(graph: &ImageGraph, order: &[ImageAddr]) -> Vec<Vec<ImageAddr>> {
+    let mut depth: BTreeMap<&ImageAddr, usize> = BTreeMap::new();
+    let mut out: Vec<Vec<ImageAddr>> = Vec::new();
+    for addr in order {
+        let d = graph
+            .parents(addr)
+            .iter()
+            .filter_map(|p| depth.get(p))
+            .map(|d| d + 1)
+            .max()
+            .unwrap_or(0);
+        depth.insert(addr, d);
+        if out.len() <= d {
+            out.resize(d + 1, Vec::new());
+        }
+        out[d].push(addr.clone());
+    }
+    out
+}

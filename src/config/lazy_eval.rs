@@ -20,7 +20,7 @@ use hcl::expr::{
 use hcl::template::{Directive, Element, ForDirective, IfDirective, Strip};
 use hcl::{Expression, Map, Number, Template, Value};
 
-use super::functions::{f64_num, i128_num, num_f64, num_i128, type_name};
+use super::functions::args::{f64_num, i128_num, num_f64, num_i128, type_name};
 
 // ---------------------------------------------------------------------------------------------
 // Lazy evaluation

@@ -47,6 +47,7 @@ use sha2::{Digest, Sha256, Sha512};
 
 pub(super) mod args;
 mod encoding;
+mod hashing;
 
 use super::lazy_eval::eval_template;
 pub use super::lazy_eval::evaluate;
@@ -54,6 +55,7 @@ pub(crate) use args::type_name;
 
 use args::*;
 use encoding::*;
+use hashing::*;
 
 // ---------------------------------------------------------------------------------------------
 // Environment and trace
@@ -1119,34 +1121,6 @@ fn fn_legacy_strftime(args: FuncArgs) -> FnResult {
     write!(out, "{}", now.format_with_items(items.iter()))
         .map_err(|_| format!("cannot format the time with {format:?}"))?;
     Ok(str_value(out))
-}
-
-// ---------------------------------------------------------------------------------------------
-// Hashing
-// ---------------------------------------------------------------------------------------------
-
-fn fn_sha256(args: FuncArgs) -> FnResult {
-    let s = want_str(&args[0], "str")?;
-    Ok(str_value(sha256_hex(s.as_bytes())))
-}
-
-fn fn_sha512(args: FuncArgs) -> FnResult {
-    let s = want_str(&args[0], "str")?;
-    Ok(str_value(hex::encode(Sha512::digest(s.as_bytes()))))
-}
-
-fn fn_base64sha256(args: FuncArgs) -> FnResult {
-    let s = want_str(&args[0], "str")?;
-    Ok(str_value(
-        base64::engine::general_purpose::STANDARD.encode(Sha256::digest(s.as_bytes())),
-    ))
-}
-
-fn fn_base64sha512(args: FuncArgs) -> FnResult {
-    let s = want_str(&args[0], "str")?;
-    Ok(str_value(
-        base64::engine::general_purpose::STANDARD.encode(Sha512::digest(s.as_bytes())),
-    ))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2816,22 +2790,6 @@ mod tests {
         assert_eq!(
             j(r#"setproduct(["a", "b"], [1, 2])"#),
             r#"[["a",1],["a",2],["b",1],["b",2]]"#
-        );
-    }
-
-    #[test]
-    fn hashes() {
-        assert_eq!(
-            j(r#"sha256("hello world")"#),
-            r#""b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9""#
-        );
-        assert!(ev(r#"sha512("hello world")"#)
-            .as_str()
-            .unwrap()
-            .starts_with("309ecc489c12d6eb4cc40f50c902f2b4d0ed77ee511a7c7a9bcd3ca86d4cd86f"));
-        assert_eq!(
-            j(r#"base64sha256("hello world")"#),
-            r#""uU0nuZNNPgilLlLX2n2r+sSE7+N6U4DukIj3rOLvzek=""#
         );
     }
 

@@ -1,8 +1,11 @@
 //! The HCL function library (Packer/Terraform-compatible).
 //!
 //! This module owns:
-//! - every function callable from templates ([`declare_functions`]): files, encoding, time,
-//!   random, hashing, strings, collections, type conversion, `env`, `try` and `can`;
+//! - every function callable from templates ([`declare_functions`], [`function_names`]), one
+//!   submodule per family: `files`, `encoding`, `time` (time and randomness), `hashing`,
+//!   `strings`, `collections` (sets included), `numeric` and `convert` (type conversion);
+//!   `env`, `try` and `can` are defined here;
+//! - the argument helpers the families share (`args`, with `type_name`);
 //! - the per-thread function environment ([`with_env`], [`FunctionEnv`]) and the record of what
 //!   functions did ([`FunctionTrace`]).
 //!
@@ -41,6 +44,7 @@ use hcl::Value;
 
 pub(super) mod args;
 mod collections;
+mod convert;
 mod encoding;
 mod files;
 mod hashing;
@@ -51,8 +55,9 @@ mod time;
 pub use super::lazy_eval::evaluate;
 pub(crate) use args::type_name;
 
-use args::*;
+use args::{str_value, want_str};
 use collections::*;
+use convert::*;
 use encoding::*;
 use files::*;
 use hashing::*;
@@ -318,58 +323,6 @@ pub fn declare_functions(ctx: &mut Context) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Type conversion
-// ---------------------------------------------------------------------------------------------
-
-fn fn_tostring(args: FuncArgs) -> FnResult {
-    match &args[0] {
-        Value::Null => Ok(Value::Null),
-        Value::Array(_) | Value::Object(_) => Err(format!(
-            "cannot convert a {} to a string",
-            type_name(&args[0])
-        )),
-        other => want_str(other, "argument").map(Value::String),
-    }
-}
-
-fn fn_tonumber(args: FuncArgs) -> FnResult {
-    match &args[0] {
-        Value::Null => Ok(Value::Null),
-        Value::Number(n) => Ok(Value::Number(*n)),
-        Value::String(s) => parse_number(s)
-            .map(Value::Number)
-            .ok_or_else(|| format!("cannot convert {s:?} to a number")),
-        other => Err(format!("cannot convert a {} to a number", type_name(other))),
-    }
-}
-
-fn fn_tobool(args: FuncArgs) -> FnResult {
-    match &args[0] {
-        Value::Null => Ok(Value::Null),
-        Value::Bool(b) => Ok(Value::Bool(*b)),
-        Value::String(s) if s == "true" => Ok(Value::Bool(true)),
-        Value::String(s) if s == "false" => Ok(Value::Bool(false)),
-        other => Err(format!("cannot convert {} to a bool", describe(other))),
-    }
-}
-
-fn fn_tolist(args: FuncArgs) -> FnResult {
-    match &args[0] {
-        Value::Null => Ok(Value::Null),
-        Value::Array(items) => Ok(Value::Array(items.clone())),
-        other => Err(format!("cannot convert a {} to a list", type_name(other))),
-    }
-}
-
-fn fn_tomap(args: FuncArgs) -> FnResult {
-    match &args[0] {
-        Value::Null => Ok(Value::Null),
-        Value::Object(map) => Ok(Value::Object(map.clone())),
-        other => Err(format!("cannot convert a {} to a map", type_name(other))),
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
 // Environment, try, can
 // ---------------------------------------------------------------------------------------------
 
@@ -402,7 +355,7 @@ fn fn_can_eager(_args: FuncArgs) -> FnResult {
     Ok(Value::Bool(true))
 }
 
-/// Test helpers shared by the tests here and those of `config::lazy_eval`: a context with
+/// Test helpers shared by the tests of every family and of `config::lazy_eval`: a context with
 /// the functions and a few variables, evaluation with a probe clock, and a directory of
 /// fixture files.
 #[cfg(test)]
@@ -531,33 +484,7 @@ mod tests {
     use super::*;
     use crate::config::functions::test_util::*;
 
-    #[test]
-    fn type_conversions() {
-        assert_eq!(j("tostring(1)"), r#""1""#);
-        assert_eq!(j("tostring(true)"), r#""true""#);
-        assert_eq!(j("tostring(null)"), "null");
-        assert!(err("tostring([])").contains("cannot convert"));
-        assert_eq!(ev(r#"tonumber("42")"#), Value::from(42));
-        assert_eq!(j(r#"tonumber("1.5")"#), "1.5");
-        assert!(err(r#"tonumber("x")"#).contains("cannot convert"));
-        assert!(err(r#"tonumber("inf")"#).contains("cannot convert"));
-        assert_eq!(j(r#"tobool("true")"#), "true");
-        assert!(err(r#"tobool("yes")"#).contains("cannot convert"));
-        assert_eq!(j("tolist([1, 2])"), "[1,2]");
-        assert_eq!(j(r#"toset(["c", "a", "b", "a"])"#), r#"["a","b","c"]"#);
-        assert_eq!(j(r#"toset(["a", 1])"#), r#"["1","a"]"#);
-        assert_eq!(j("tomap({a = 1})"), r#"{"a":1}"#);
-        assert_eq!(
-            j(r#"setunion(["a", "b"], ["b", "c"], ["d"])"#),
-            r#"["a","b","c","d"]"#
-        );
-        assert_eq!(j(r#"setintersection(["a", "b"], ["b", "c"])"#), r#"["b"]"#);
-        assert_eq!(j(r#"setsubtract(["a", "b", "c"], ["a", "c"])"#), r#"["b"]"#);
-        assert_eq!(
-            j(r#"setproduct(["a", "b"], [1, 2])"#),
-            r#"[["a",1],["a",2],["b",1],["b",2]]"#
-        );
-    }
+    // ----- env --------------------------------------------------------------------------------
 
     #[test]
     fn functions_outside_with_env_fail_cleanly() {
@@ -585,8 +512,6 @@ mod tests {
         let expr: Expression = r#"formatdate("YYYY", "2020-01-01T00:00:00Z")"#.parse().unwrap();
         assert_eq!(evaluate(&expr, &ctx).unwrap(), Value::from("2020"));
     }
-
-    // ----- env --------------------------------------------------------------------------------
 
     #[test]
     fn env_only_when_allowed() {

@@ -15,6 +15,7 @@
 pub mod backend;
 pub mod eval;
 pub mod functions;
+pub mod lazy_eval;
 pub mod module;
 pub mod parse;
 pub mod types;

@@ -25,6 +25,7 @@ pub mod config;
 pub mod diag;
 pub mod drift;
 pub mod drivers;
+pub mod fault;
 pub mod fingerprint;
 pub mod graph;
 pub mod paths;

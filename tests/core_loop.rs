@@ -354,6 +354,83 @@ fn a_failed_image_skips_its_dependents_and_the_rest_go_on() {
 }
 
 #[test]
+fn a_panicking_build_fails_its_own_image_and_skips_its_dependents() {
+    let p = chain();
+    let run = p.run_env(
+        &["apply", "--auto-approve", "--json"],
+        &[("IMGFORM_FAULT", "panic-in-build:layer.null.mid")],
+    );
+    run.code(1);
+    run.stderr_has("layer.null.mid: FAILED")
+        .stderr_has("the build panicked: injected fault panic-in-build")
+        .stderr_has("layer.null.app: skipped because layer.null.mid failed")
+        .stderr_has("2 built, 1 failed, 1 skipped");
+    let result = &run.json()["result"];
+    assert_eq!(result["failed"][0]["address"], "layer.null.mid");
+    assert_eq!(result["skipped"][0]["address"], "layer.null.app");
+    assert_eq!(result["skipped"][0]["because"], "layer.null.mid");
+    // The rest was built and recorded; the next apply builds the two left.
+    let json = p.run(&["plan", "--json"]).json();
+    assert_eq!(json["summary"]["unchanged"], 2);
+    assert_eq!(json["summary"]["build"], 2);
+}
+
+#[test]
+fn a_tainted_image_is_rebuilt_with_its_dependents_until_untainted_or_rebuilt() {
+    let p = chain();
+    p.run(&["apply", "--auto-approve"]).success();
+    let taint = p.run(&["taint", "layer.null.mid"]);
+    assert!(taint.success().stdout.contains("marked for rebuild"));
+    let plan = p.run(&["plan", "--json"]).json();
+    let reasons = |addr: &str| {
+        plan["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["address"] == addr)
+            .map(|c| (c["action"].clone(), c["reasons"].clone()))
+            .unwrap()
+    };
+    assert_eq!(
+        reasons("layer.null.mid"),
+        (
+            serde_json::json!("rebuild"),
+            serde_json::json!([{"kind": "tainted"}])
+        )
+    );
+    assert_eq!(
+        reasons("layer.null.app"),
+        (
+            serde_json::json!("rebuild"),
+            serde_json::json!([{"kind": "parent_rebuilt", "address": "layer.null.mid"}])
+        )
+    );
+    assert_eq!(reasons("golden.null.base").0, "no-op");
+    assert!(p
+        .run(&["plan"])
+        .success()
+        .stdout
+        .contains("marked as tainted"));
+
+    // untaint takes the mark back.
+    p.run(&["untaint", "layer.null.mid"]).success();
+    p.run(&["plan", "--detailed-exitcode"]).code(0);
+
+    // A rebuild clears it.
+    p.run(&["taint", "layer.null.mid"]).success();
+    p.run(&["apply", "--auto-approve"])
+        .success()
+        .stderr_has("2 built");
+    p.run(&["plan", "--detailed-exitcode"]).code(0);
+
+    // An image that is not recorded cannot be tainted.
+    p.run(&["taint", "layer.null.nope"])
+        .code(1)
+        .stderr_has("layer.null.nope is not in the state")
+        .stderr_has("hint: `imgform state list`");
+}
+
+#[test]
 fn removed_images_are_destroyed_and_state_commands_work() {
     let p = chain();
     p.run(&["apply", "--auto-approve"]).success();

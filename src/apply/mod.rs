@@ -301,6 +301,9 @@ impl<'a> Run<'a> {
             sink.send(Event::Started {
                 addr: task_addr.clone(),
             });
+            if crate::fault::armed("panic-in-build", &task_addr) {
+                panic!("injected fault panic-in-build");
+            }
             let ctx = BuildContext {
                 spec: &job.spec,
                 content_address: &job.content_address,
@@ -383,13 +386,8 @@ impl<'a> Run<'a> {
         elapsed: Duration,
     ) -> Result<(), ApplyError> {
         let job = &self.jobs[&addr];
-        // Fault injection for the recovery tests: die like a SIGKILL
-        // between capturing an artifact and recording it.
-        if std::env::var("IMGFORM_FAULT").is_ok_and(|f| f == "kill-after-capture") {
-            let _ = std::process::Command::new("kill")
-                .args(["-KILL", &std::process::id().to_string()])
-                .status();
-            std::process::abort();
+        if crate::fault::armed("kill-after-capture", &addr) {
+            crate::fault::die();
         }
         let record = record_for(
             job,

@@ -1,0 +1,28 @@
+//! Fault injection for the crash and failure tests. `IMGFORM_FAULT` names a
+//! point, optionally for one image (`POINT` or `POINT:ADDRESS`); code at a
+//! named point asks [`armed`] and then fails the way the point says. Unset
+//! (always, outside tests), every point is a no-op.
+//!
+//! Points: `kill-after-capture` (apply dies like a SIGKILL between capturing
+//! an artifact and recording it), `panic-in-build` (a build task panics).
+
+use crate::addr::ImageAddr;
+
+/// Whether the fault `point` is armed for the image `addr`.
+pub fn armed(point: &str, addr: &ImageAddr) -> bool {
+    let Ok(spec) = std::env::var("IMGFORM_FAULT") else {
+        return false;
+    };
+    match spec.split_once(':') {
+        Some((p, only)) => p == point && only == addr.to_string(),
+        None => spec == point,
+    }
+}
+
+/// Dies at once, as a SIGKILL would: no destructor, no cleanup.
+pub fn die() -> ! {
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", &std::process::id().to_string()])
+        .status();
+    std::process::abort();
+}

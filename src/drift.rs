@@ -276,3 +276,7 @@ fn ancestry(record: &ImageRecord, recorded: &BTreeMap<&ImageAddr, &str>) -> Vec<
         })
         .collect()
 }
+
+#[cfg(test)]
+#[path = "drift_tests.rs"]
+mod tests;

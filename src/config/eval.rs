@@ -1045,3 +1045,7 @@ fn nd_error(what: &str, loc: SourceLoc) -> Diagnostic {
         .detail("this value is an input of the image: it decides the image's bytes, so it must be the same on every run or the image would never be up to date")
         .hint("use timestamp()/uuidv4() only in build settings such as ami_name, image_name or tags; for a version stamp, pass a variable (--var build_date=...)")
 }
+
+#[cfg(test)]
+#[path = "eval_tests.rs"]
+mod tests;

@@ -6,7 +6,7 @@ use super::diff;
 use super::model::*;
 use crate::addr::{ContentAddress, ImageAddr, TargetAddr};
 use crate::fingerprint::Manifest;
-use crate::state::StateFile;
+use crate::state::{ImageRecord, StateFile};
 
 /// One defined image, fingerprinted.
 #[derive(Debug, Clone)]
@@ -39,150 +39,21 @@ pub struct PlanInput<'a> {
 }
 
 pub fn plan(input: PlanInput<'_>) -> Plan {
-    let mut changes: Vec<Change> = Vec::new();
-    let mut actions: BTreeMap<ImageAddr, Action> = BTreeMap::new();
-    let defined: BTreeSet<(&TargetAddr, &ImageAddr)> =
-        input.images.iter().map(|i| (i.target, i.addr)).collect();
-
-    // Where each defined image lives, to find its parents' records.
-    let targets: BTreeMap<&ImageAddr, &TargetAddr> =
-        input.images.iter().map(|i| (i.addr, i.target)).collect();
-    for image in &input.images {
-        if input.only.is_some_and(|only| !only.contains(image.addr)) {
-            continue;
-        }
-        let record = input
-            .states
-            .get(image.target)
-            .and_then(|s| s.images.get(image.addr));
-        let mut reasons = Vec::new();
-        let mut change_diff = ChangeDiff::default();
-        match record {
-            None => reasons.push(RebuildReason::NotInState),
-            Some(record) => {
-                if &record.content_address != image.content_address {
-                    match input.old_manifests.get(&record.content_address) {
-                        Some(old) => {
-                            reasons.extend(image.manifest.compare(old));
-                            if reasons.is_empty() {
-                                // Equal manifests under different addresses.
-                                reasons.push(RebuildReason::UnknownChange);
-                            }
-                            // File and parent changes speak for themselves; show
-                            // the manifest only when a setting-like input changed.
-                            if reasons.iter().any(|r| {
-                                matches!(
-                                    r,
-                                    RebuildReason::InputChanged { .. }
-                                        | RebuildReason::VariableChanged { .. }
-                                )
-                            }) {
-                                change_diff.manifest = diff::manifest_diff(old, image.manifest);
-                            }
-                        }
-                        None => reasons.push(RebuildReason::ContentChanged),
-                    }
-                    for reason in &reasons {
-                        if let RebuildReason::FileChanged { path, .. } = reason {
-                            let old = record
-                                .text_inputs
-                                .get(path)
-                                .and_then(|hex| input.old_texts.get(hex));
-                            let new = image.texts.get(path);
-                            if let (Some(old), Some(new)) = (old, new) {
-                                if let Some(d) = diff::text_diff(path, old, new) {
-                                    change_diff.files.insert(path.clone(), d);
-                                }
-                            }
-                        }
-                    }
-                }
-                if record.tainted {
-                    reasons.push(RebuildReason::Tainted);
-                }
-                if input.missing.contains(image.addr) {
-                    reasons.push(RebuildReason::ArtifactMissing {
-                        id: record.artifact.id.clone(),
-                    });
-                }
-                for parent in &image.parents {
-                    let parent_changes = actions.get(parent).is_some_and(|a| a.builds());
-                    let parent_name = parent.to_string();
-                    let already = reasons.iter().any(|r| matches!(r, RebuildReason::ParentRebuilt { address } if *address == parent_name));
-                    if parent_changes && !already {
-                        reasons.push(RebuildReason::ParentRebuilt {
-                            address: parent_name,
-                        });
-                        continue;
-                    }
-                    // Rebuilt since this image was built from it?
-                    let built_from = record.parents.get(parent).map(|p| p.artifact_id.as_str());
-                    let parent_now = targets
-                        .get(parent)
-                        .and_then(|t| input.states.get(*t))
-                        .and_then(|s| s.images.get(parent))
-                        .map(|r| r.artifact.id.as_str());
-                    if let (Some(from), Some(now)) = (built_from, parent_now) {
-                        if from != now && !already {
-                            reasons.push(RebuildReason::ParentRebuilt {
-                                address: parent_name,
-                            });
-                        }
-                    }
-                }
-            }
-        }
-        if input.replace.contains(image.addr) {
-            reasons.push(RebuildReason::Forced);
-        }
-        dedup(&mut reasons);
-        let action = match (record, reasons.is_empty()) {
-            (None, _) => Action::Build,
-            (Some(_), true) => Action::NoOp,
-            (Some(_), false) => Action::Rebuild,
-        };
-        actions.insert(image.addr.clone(), action);
-        changes.push(Change {
-            address: image.addr.clone(),
-            target: image.target.clone(),
-            builder: image.builder.to_owned(),
-            action,
-            reasons,
-            content: ContentChange {
-                old: record.map(|r| r.content_address.clone()),
-                new: Some(image.content_address.clone()),
-            },
-            parents: image.parents.clone(),
-            current_artifact: record.map(|r| r.artifact.clone()),
-            diff: change_diff,
-        });
-    }
-
+    let mut planner = Planner {
+        input: &input,
+        targets: input.images.iter().map(|i| (i.addr, i.target)).collect(),
+        actions: BTreeMap::new(),
+    };
+    let mut changes: Vec<Change> = input
+        .images
+        .iter()
+        .filter(|i| input.only.is_none_or(|only| only.contains(i.addr)))
+        .map(|image| planner.change(image))
+        .collect();
     // Recorded but no longer defined: destroy (not when planning a subset).
     if input.only.is_none() {
-        for (target, state) in input.states {
-            for (addr, record) in &state.images {
-                if defined.contains(&(target, addr)) {
-                    continue;
-                }
-                changes.push(Change {
-                    address: addr.clone(),
-                    target: target.clone(),
-                    builder: record.builder.clone(),
-                    action: Action::Destroy,
-                    reasons: vec![RebuildReason::RemovedFromConfig],
-                    content: ContentChange {
-                        old: Some(record.content_address.clone()),
-                        new: None,
-                    },
-                    parents: Vec::new(),
-                    current_artifact: Some(record.artifact.clone()),
-                    diff: ChangeDiff::default(),
-                });
-            }
-        }
+        changes.extend(destroys(&input));
     }
-
     Plan {
         format_version: PLAN_FORMAT_VERSION,
         changes,
@@ -203,6 +74,171 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
     }
 }
 
+struct Planner<'p, 'a> {
+    input: &'p PlanInput<'a>,
+    /// Where each defined image lives, to find its parents' records.
+    targets: BTreeMap<&'a ImageAddr, &'a TargetAddr>,
+    /// What this plan does to each image planned so far.
+    actions: BTreeMap<ImageAddr, Action>,
+}
+
+impl<'a> Planner<'_, 'a> {
+    fn record(&self, addr: &ImageAddr, target: &TargetAddr) -> Option<&'a ImageRecord> {
+        self.input.states.get(target)?.images.get(addr)
+    }
+
+    /// What happens to one defined image, and why.
+    fn change(&mut self, image: &PlannedImage<'a>) -> Change {
+        let record = self.record(image.addr, image.target);
+        let mut reasons = Vec::new();
+        let mut change_diff = ChangeDiff::default();
+        match record {
+            None => reasons.push(RebuildReason::NotInState),
+            Some(record) => {
+                if &record.content_address != image.content_address {
+                    self.content_reasons(image, record, &mut reasons, &mut change_diff);
+                }
+                if record.tainted {
+                    reasons.push(RebuildReason::Tainted);
+                }
+                if self.input.missing.contains(image.addr) {
+                    reasons.push(RebuildReason::ArtifactMissing {
+                        id: record.artifact.id.clone(),
+                    });
+                }
+                self.parent_reasons(image, record, &mut reasons);
+            }
+        }
+        if self.input.replace.contains(image.addr) {
+            reasons.push(RebuildReason::Forced);
+        }
+        dedup(&mut reasons);
+        let action = match (record, reasons.is_empty()) {
+            (None, _) => Action::Build,
+            (Some(_), true) => Action::NoOp,
+            (Some(_), false) => Action::Rebuild,
+        };
+        self.actions.insert(image.addr.clone(), action);
+        Change {
+            address: image.addr.clone(),
+            target: image.target.clone(),
+            builder: image.builder.to_owned(),
+            action,
+            reasons,
+            content: ContentChange {
+                old: record.map(|r| r.content_address.clone()),
+                new: Some(image.content_address.clone()),
+            },
+            parents: image.parents.clone(),
+            current_artifact: record.map(|r| r.artifact.clone()),
+            diff: change_diff,
+        }
+    }
+
+    /// Why the content address moved: the manifests compared field by
+    /// field, with diffs for humans.
+    fn content_reasons(
+        &self,
+        image: &PlannedImage<'a>,
+        record: &ImageRecord,
+        reasons: &mut Vec<RebuildReason>,
+        change_diff: &mut ChangeDiff,
+    ) {
+        let Some(old) = self.input.old_manifests.get(&record.content_address) else {
+            reasons.push(RebuildReason::ContentChanged);
+            return;
+        };
+        reasons.extend(image.manifest.compare(old));
+        if reasons.is_empty() {
+            // Equal manifests under different addresses.
+            reasons.push(RebuildReason::UnknownChange);
+        }
+        // File and parent changes speak for themselves; show the manifest
+        // only when a setting-like input changed.
+        if reasons.iter().any(|r| {
+            matches!(
+                r,
+                RebuildReason::InputChanged { .. } | RebuildReason::VariableChanged { .. }
+            )
+        }) {
+            change_diff.manifest = diff::manifest_diff(old, image.manifest);
+        }
+        for reason in reasons.iter() {
+            if let RebuildReason::FileChanged { path, .. } = reason {
+                let old = record
+                    .text_inputs
+                    .get(path)
+                    .and_then(|hex| self.input.old_texts.get(hex));
+                if let (Some(old), Some(new)) = (old, image.texts.get(path)) {
+                    if let Some(d) = diff::text_diff(path, old, new) {
+                        change_diff.files.insert(path.clone(), d);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A parent rebuilt in this plan, or rebuilt since this image was built
+    /// from it.
+    fn parent_reasons(
+        &self,
+        image: &PlannedImage<'a>,
+        record: &ImageRecord,
+        reasons: &mut Vec<RebuildReason>,
+    ) {
+        for parent in &image.parents {
+            let name = parent.to_string();
+            let said = reasons
+                .iter()
+                .any(|r| matches!(r, RebuildReason::ParentRebuilt { address } if *address == name));
+            if said {
+                continue;
+            }
+            let rebuilt_now = self.actions.get(parent).is_some_and(|a| a.builds());
+            let built_from = record.parents.get(parent).map(|p| p.artifact_id.as_str());
+            let parent_now = self
+                .targets
+                .get(parent)
+                .and_then(|t| self.record(parent, t))
+                .map(|r| r.artifact.id.as_str());
+            let rebuilt_since =
+                matches!((built_from, parent_now), (Some(from), Some(now)) if from != now);
+            if rebuilt_now || rebuilt_since {
+                reasons.push(RebuildReason::ParentRebuilt { address: name });
+            }
+        }
+    }
+}
+
+/// Recorded images that are no longer defined (at that target).
+fn destroys(input: &PlanInput<'_>) -> Vec<Change> {
+    let defined: BTreeSet<(&TargetAddr, &ImageAddr)> =
+        input.images.iter().map(|i| (i.target, i.addr)).collect();
+    let mut out = Vec::new();
+    for (target, state) in input.states {
+        for (addr, record) in &state.images {
+            if defined.contains(&(target, addr)) {
+                continue;
+            }
+            out.push(Change {
+                address: addr.clone(),
+                target: target.clone(),
+                builder: record.builder.clone(),
+                action: Action::Destroy,
+                reasons: vec![RebuildReason::RemovedFromConfig],
+                content: ContentChange {
+                    old: Some(record.content_address.clone()),
+                    new: None,
+                },
+                parents: Vec::new(),
+                current_artifact: Some(record.artifact.clone()),
+                diff: ChangeDiff::default(),
+            });
+        }
+    }
+    out
+}
+
 fn dedup(reasons: &mut Vec<RebuildReason>) {
     let mut out: Vec<RebuildReason> = Vec::with_capacity(reasons.len());
     for r in reasons.drain(..) {
@@ -212,3 +248,7 @@ fn dedup(reasons: &mut Vec<RebuildReason>) {
     }
     *reasons = out;
 }
+
+#[cfg(test)]
+#[path = "planner_tests.rs"]
+mod tests;

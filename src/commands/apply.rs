@@ -23,25 +23,22 @@ use crate::views::{self, Style};
 
 pub async fn run(chdir: Option<&Path>, args: ApplyArgs, output: Output) -> Result<Status> {
     let saved_plan = args.plan_or_dir.as_ref().filter(|t| t.is_file()).cloned();
+    // A saved plan applies to the definitions of --chdir (or here); else
+    // the positional argument is the definition dir.
     let dir: PathBuf = match (&saved_plan, &args.plan_or_dir) {
-        (Some(_), _) => chdir
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from(".")),
         (None, Some(dir)) => dir.clone(),
-        (None, None) => chdir
+        _ => chdir
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from(".")),
     };
     pipeline::definition_dir_exists(&dir)?;
     let def_dir =
         std::fs::canonicalize(&dir).with_context(|| format!("opening {}", dir.display()))?;
-    let opts = &args.options;
-    let options = LoadOptions::from_env(opts.vars.vars.clone(), opts.vars.var_files.clone());
     let saved_file = match &saved_plan {
         Some(path) => Some(PlanFile::read(path)?),
         None => None,
     };
-    let flags = &opts.backend.backend_config;
+    let flags = &args.options.backend.backend_config;
     let backend = match &saved_file {
         Some(file) => {
             backend::backend_for_saved_plan(&def_dir, file.backend.as_ref(), flags, |warning| {
@@ -50,92 +47,43 @@ pub async fn run(chdir: Option<&Path>, args: ApplyArgs, output: Output) -> Resul
         }
         None => backend::backend_for_dir(&def_dir, flags)?,
     };
-    let timeout = &opts.lock.lock_timeout;
-
-    let (plan, jobs, lock, states) = match saved_file {
-        Some(file) => {
-            let lock = super::lock(&*backend, "apply", timeout)?;
-            let states = states_for_saved_plan(&*backend, &file.plan)?;
-            let mut jobs = saved::jobs_from_plan_file(&file);
-            for job in jobs.values_mut() {
-                job.spec.def_dir = def_dir.clone();
-            }
-            if file.needs_secrets {
-                take_secrets_from_definitions(&dir, &options, &mut jobs)?;
-            }
-            (file.plan, jobs, lock, states)
-        }
-        None => {
-            let resolve = super::plan::resolve_for(&dir, opts.refresh, flags)?;
-            let prepared = pipeline::prepare(&dir, &options, &resolve)?;
-            super::print_warnings(&prepared.warnings, output);
-            let lock = super::lock(&*backend, "apply", timeout)?;
-            let states = refresh::load_states(&*backend, &prepared)?;
-            let request = super::plan::request(opts);
-            let plan = pipeline::plan::make_plan(&prepared, &*backend, &states, &request).await?;
-            let jobs = saved::build_jobs(&prepared, &plan);
-            (plan, jobs, lock, states)
-        }
+    let work = match saved_file {
+        Some(file) => from_saved_plan(file, &dir, &def_dir, &args, &*backend)?,
+        None => from_definitions(&dir, &args, &*backend, output).await?,
     };
+    let Work {
+        plan,
+        jobs,
+        lock,
+        states,
+    } = work;
 
     if !args.json {
-        print!(
-            "{}",
-            views::plan::render(
-                &plan,
-                Style {
-                    color: output.color_stdout
-                }
-            )
-        );
+        let style = Style {
+            color: output.color_stdout,
+        };
+        print!("{}", views::plan::render(&plan, style));
     }
     if !plan.has_changes() {
         if args.json {
-            print!(
-                "{}",
-                views::json::to_string(&result_json(&plan, &Default::default()))
-            );
+            let nothing = apply::ApplyOutcome::default();
+            print!("{}", views::json::to_string(&result_json(&plan, &nothing)));
         }
         return Ok(Status::Ok);
     }
-    if !args.auto_approve && saved_plan.is_none() {
-        if !output.stdin_is_tty {
-            return Err(CommandError::NeedsConfirmation.into());
-        }
-        eprint!("\nDo you want to perform these actions? Only 'yes' will be accepted: ");
-        std::io::stderr().flush().ok();
-        let mut answer = String::new();
-        std::io::stdin()
-            .lock()
-            .read_line(&mut answer)
-            .context("reading the answer")?;
-        if answer.trim() != "yes" {
-            eprintln!("Apply cancelled.");
-            return Ok(Status::Failed);
-        }
+    if !args.auto_approve && saved_plan.is_none() && !confirmed(output)? {
+        eprintln!("Apply cancelled.");
+        return Ok(Status::Failed);
     }
 
-    let outcome = execute(
-        &plan,
-        jobs,
-        &*backend,
-        states,
-        &def_dir,
-        (args.parallelism, args.keep_failed, args.on_error == "abort"),
-        output,
-    )
-    .await;
+    let settings = (args.parallelism, args.keep_failed, args.on_error == "abort");
+    let outcome = execute(&plan, jobs, &*backend, states, &def_dir, settings, output).await;
     drop(lock);
     let outcome = outcome?;
-    eprint!(
-        "{}",
-        views::progress::summary(
-            &outcome,
-            Style {
-                color: output.color_stderr
-            }
-        )
-    );
+    let style = Style {
+        color: output.color_stderr,
+    };
+    eprint!("{}", views::progress::summary(&outcome, style));
     if args.json {
         print!("{}", views::json::to_string(&result_json(&plan, &outcome)));
     }
@@ -144,6 +92,81 @@ pub async fn run(chdir: Option<&Path>, args: ApplyArgs, output: Output) -> Resul
     } else {
         Status::Failed
     })
+}
+
+/// What an apply will do, under the state lock.
+struct Work<'a> {
+    plan: Plan,
+    jobs: BTreeMap<ImageAddr, BuildJob>,
+    lock: crate::state::LockGuard<'a>,
+    states: BTreeMap<TargetAddr, StateFile>,
+}
+
+/// A saved plan, exactly: its jobs, against the state it was made for.
+fn from_saved_plan<'a>(
+    file: PlanFile,
+    dir: &Path,
+    def_dir: &Path,
+    args: &ApplyArgs,
+    backend: &'a dyn StateBackend,
+) -> Result<Work<'a>> {
+    let opts = &args.options;
+    let lock = super::lock(backend, "apply", &opts.lock.lock_timeout)?;
+    let states = states_for_saved_plan(backend, &file.plan)?;
+    let mut jobs = saved::jobs_from_plan_file(&file);
+    for job in jobs.values_mut() {
+        job.spec.def_dir = def_dir.to_path_buf();
+    }
+    if file.needs_secrets {
+        let options = LoadOptions::from_env(opts.vars.vars.clone(), opts.vars.var_files.clone());
+        take_secrets_from_definitions(dir, &options, &mut jobs)?;
+    }
+    Ok(Work {
+        plan: file.plan,
+        jobs,
+        lock,
+        states,
+    })
+}
+
+/// A fresh plan of the definitions in `dir`.
+async fn from_definitions<'a>(
+    dir: &Path,
+    args: &ApplyArgs,
+    backend: &'a dyn StateBackend,
+    output: Output,
+) -> Result<Work<'a>> {
+    let opts = &args.options;
+    let options = LoadOptions::from_env(opts.vars.vars.clone(), opts.vars.var_files.clone());
+    let resolve = super::plan::resolve_for(dir, opts.refresh, &opts.backend.backend_config)?;
+    let prepared = pipeline::prepare(dir, &options, &resolve)?;
+    super::print_warnings(&prepared.warnings, output);
+    let lock = super::lock(backend, "apply", &opts.lock.lock_timeout)?;
+    let states = refresh::load_states(backend, &prepared)?;
+    let request = super::plan::request(opts);
+    let plan = pipeline::plan::make_plan(&prepared, backend, &states, &request).await?;
+    let jobs = saved::build_jobs(&prepared, &plan);
+    Ok(Work {
+        plan,
+        jobs,
+        lock,
+        states,
+    })
+}
+
+/// Asks on the terminal; only `yes` goes on.
+fn confirmed(output: Output) -> Result<bool> {
+    if !output.stdin_is_tty {
+        return Err(CommandError::NeedsConfirmation.into());
+    }
+    eprint!("\nDo you want to perform these actions? Only 'yes' will be accepted: ");
+    std::io::stderr().flush().ok();
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .context("reading the answer")?;
+    Ok(answer.trim() == "yes")
 }
 
 /// The states a saved plan was made against, refusing a plan whose state

@@ -11,7 +11,7 @@ use hcl::eval::FuncArgs;
 use hcl::{Map, Number, Value};
 use sha2::{Digest, Sha256};
 
-use super::encoding::json_encode;
+use super::json_text::json_encode;
 
 // ---------------------------------------------------------------------------------------------
 // Argument helpers

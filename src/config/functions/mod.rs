@@ -48,6 +48,7 @@ mod convert;
 mod encoding;
 mod files;
 mod hashing;
+mod json_text;
 mod numeric;
 mod strings;
 mod time;
@@ -365,7 +366,7 @@ pub(crate) mod test_util {
     use hcl::eval::Context;
     use hcl::{Expression, Value};
 
-    pub(crate) use super::encoding::json_encode;
+    pub(crate) use super::json_text::json_encode;
     use super::{declare_functions, evaluate, with_env, Clock, FunctionEnv, FunctionTrace};
 
     pub(crate) fn obj<const N: usize>(entries: [(&str, Value); N]) -> Value {

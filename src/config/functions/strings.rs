@@ -12,7 +12,7 @@ use super::args::{
     num_f64, num_i128, number_to_string, parse_number, str_value, type_name, want_bool, want_int,
     want_list, want_str,
 };
-use super::encoding::json_encode;
+use super::json_text::json_encode;
 use super::FnResult;
 
 // ---------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ use crate::build::events::{CancelToken, Event};
 use crate::cli::settings::Output;
 use crate::cli::ApplyArgs;
 use crate::config::LoadOptions;
-use crate::pipeline::{self, backend, refresh, saved, Resolve};
+use crate::pipeline::{self, backend, refresh, saved};
 use crate::plan::file::PlanFile;
 use crate::plan::Plan;
 use crate::state::{StateBackend, StateFile};
@@ -112,14 +112,14 @@ fn from_saved_plan<'a>(
 ) -> Result<Work<'a>> {
     let opts = &args.options;
     let lock = super::lock(backend, "apply", &opts.lock.lock_timeout)?;
-    let states = states_for_saved_plan(backend, &file.plan)?;
+    let states = saved::states_for_saved_plan(backend, &file.plan)?;
     let mut jobs = saved::jobs_from_plan_file(&file);
     for job in jobs.values_mut() {
         job.spec.def_dir = def_dir.to_path_buf();
     }
     if file.needs_secrets {
         let options = LoadOptions::from_env(opts.vars.vars.clone(), opts.vars.var_files.clone());
-        take_secrets_from_definitions(dir, &options, &mut jobs)?;
+        saved::take_secrets_from_definitions(dir, &options, &mut jobs)?;
     }
     Ok(Work {
         plan: file.plan,
@@ -167,80 +167,6 @@ fn confirmed(output: Output) -> Result<bool> {
         .read_line(&mut answer)
         .context("reading the answer")?;
     Ok(answer.trim() == "yes")
-}
-
-/// The states a saved plan was made against, refusing a plan whose state
-/// moved on, that belongs to another lineage, or that was already applied.
-fn states_for_saved_plan(
-    backend: &dyn StateBackend,
-    plan: &Plan,
-) -> Result<BTreeMap<TargetAddr, StateFile>> {
-    let mut states = BTreeMap::new();
-    for (target, planned) in &plan.states {
-        let mut state = backend
-            .load(target)
-            .with_context(|| format!("loading the state of target {target}"))?;
-        let never_written = state.serial == 0 && state.images.is_empty();
-        if never_written && planned.serial == 0 {
-            // Neither existed: the plan's lineage becomes the state's.
-            state.lineage = planned.lineage.clone();
-        } else if state.lineage != planned.lineage {
-            return Err(CommandError::OtherLineage {
-                target: target.clone(),
-                planned: planned.lineage.clone(),
-                actual: state.lineage,
-            }
-            .into());
-        } else if state.serial != planned.serial {
-            return Err(CommandError::StalePlan {
-                target: target.clone(),
-                planned: planned.serial,
-                actual: state.serial,
-            }
-            .into());
-        }
-        states.insert(TargetAddr(target.clone()), state);
-    }
-    Ok(states)
-}
-
-/// Secrets are never saved in a plan: evaluate the definitions again to
-/// take them, and refuse if any image's inputs changed since the plan (the
-/// content address covers a digest of every sensitive value, so a different
-/// secret is refused too).
-fn take_secrets_from_definitions(
-    dir: &Path,
-    options: &LoadOptions,
-    jobs: &mut BTreeMap<ImageAddr, BuildJob>,
-) -> Result<()> {
-    // The plan's own resolutions: a saved plan is applied exactly.
-    let recorded = jobs
-        .iter()
-        .filter_map(|(a, j)| j.spec.base.clone().map(|b| (a.clone(), b)))
-        .collect();
-    let resolve = Resolve::Recorded(tokio::runtime::Handle::current(), recorded);
-    let prepared = pipeline::prepare(dir, options, &resolve)?;
-    for (addr, job) in jobs.iter_mut() {
-        let Some(now) = prepared.images.get(addr) else {
-            return Err(CommandError::NoLongerDefined {
-                address: addr.clone(),
-            }
-            .into());
-        };
-        if now.fingerprint.content_address != job.content_address {
-            return Err(CommandError::DefinitionsChanged {
-                address: addr.clone(),
-                now: now.fingerprint.content_address.clone(),
-                planned: job.content_address.clone(),
-            }
-            .into());
-        }
-        // Same inputs: the fresh spec is the plan's, with the secrets.
-        let def_dir = job.spec.def_dir.clone();
-        job.spec = now.spec.clone();
-        job.spec.def_dir = def_dir;
-    }
-    Ok(())
 }
 
 /// Runs the build with progress on stderr, per-image logs and Ctrl-C

@@ -39,26 +39,6 @@ pub enum Status {
 pub enum CommandError {
     #[error("apply needs confirmation, but stdin is not a terminal")]
     NeedsConfirmation,
-    #[error("the plan is for another state of target {target} (lineage {planned}, but the state's is {actual})")]
-    OtherLineage {
-        target: String,
-        planned: String,
-        actual: String,
-    },
-    #[error("stale plan: state serial {actual}, plan was made at {planned} (target {target})")]
-    StalePlan {
-        target: String,
-        planned: u64,
-        actual: u64,
-    },
-    #[error("{address} is no longer defined; the saved plan cannot be applied")]
-    NoLongerDefined { address: ImageAddr },
-    #[error("the definitions of {address} changed since the plan was made (content {} now, {} in the plan)", now.short(), planned.short())]
-    DefinitionsChanged {
-        address: ImageAddr,
-        now: ContentAddress,
-        planned: ContentAddress,
-    },
     #[error("{address} is not in the state")]
     NotInState { address: ImageAddr },
     #[error("{address} is not defined")]
@@ -79,10 +59,6 @@ impl CommandError {
     pub fn hint(&self) -> Option<String> {
         let text = match self {
             CommandError::NeedsConfirmation => "review the plan above and run `imgform apply --auto-approve`, or save it with `imgform plan --out plan.bin` and run `imgform apply plan.bin`",
-            CommandError::OtherLineage { .. } => "make a new plan against this state: imgform plan --out FILE",
-            CommandError::StalePlan { .. } => "the state changed since the plan was made (another apply, or this plan was already applied); make a new plan: imgform plan --out FILE",
-            CommandError::NoLongerDefined { .. } => "make a new plan",
-            CommandError::DefinitionsChanged { .. } => "a saved plan is applied exactly; make a new plan: imgform plan --out FILE",
             CommandError::NotInState { .. } => "`imgform state list` shows the recorded images",
             CommandError::NotDefined { .. } => "`imgform validate` lists the defined images",
             CommandError::NotAdoptable { .. } => "imgform only adopts artifacts whose tags or name carry the image's current content address; run `imgform apply` to build it",

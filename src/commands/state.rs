@@ -1,18 +1,17 @@
 //! `imgform state list|show|rm|recover|import`, `imgform taint|untaint` and
 //! `imgform force-unlock`.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Context, Result};
 
 use super::{definition_dir, CommandError, Status};
-use crate::addr::{ImageAddr, TargetAddr};
+use crate::addr::ImageAddr;
 use crate::cli::settings::Output;
 use crate::cli::{ForceUnlockArgs, StateAddrArgs, StateListArgs, TaintArgs};
 use crate::config::LoadOptions;
-use crate::pipeline::{self, backend, refresh, saved, Prepared, Resolve};
-use crate::state::{Artifact, StateBackend, StateFile};
+use crate::pipeline::{self, backend, recover, refresh, Prepared, Resolve};
+use crate::state::{StateBackend, StateFile};
 use crate::views::{self, Style};
 
 fn all_states(backend: &dyn StateBackend) -> Result<Vec<StateFile>> {
@@ -156,41 +155,6 @@ pub fn force_unlock(chdir: Option<&Path>, args: ForceUnlockArgs) -> Result<Statu
     Ok(Status::Ok)
 }
 
-/// Artifacts of defined images that the state lacks and that were built
-/// from exactly the current definitions.
-async fn adoptable(
-    prepared: &Prepared,
-    states: &BTreeMap<TargetAddr, StateFile>,
-) -> Result<Vec<(ImageAddr, Artifact)>> {
-    let mut out = Vec::new();
-    for (addr, image) in &prepared.images {
-        let Some(builder) = crate::drivers::builder_for(&image.spec.builder) else {
-            continue;
-        };
-        let content = &image.fingerprint.content_address;
-        let recorded = states
-            .get(&image.spec.target)
-            .and_then(|s| s.images.get(addr));
-        if recorded.is_some_and(|r| &r.content_address == content) {
-            continue;
-        }
-        for id in builder
-            .list_artifacts(&image.spec)
-            .await
-            .with_context(|| format!("listing artifacts of {addr}"))?
-        {
-            if let Some(artifact) = builder
-                .adopt(&image.spec, content, &id)
-                .await
-                .with_context(|| format!("inspecting {id}"))?
-            {
-                out.push((addr.clone(), artifact));
-            }
-        }
-    }
-    Ok(out)
-}
-
 /// The definitions, evaluated and fingerprinted with fresh base lookups, as
 /// `state recover` and `state import` compare artifacts against them.
 fn prepare(dir: &Path, vars: &crate::cli::VarArgs) -> Result<Prepared> {
@@ -214,7 +178,7 @@ pub async fn recover(
     )?;
     let _lock = super::lock(&*backend, "state recover", &args.lock.lock_timeout)?;
     let mut states = refresh::load_states(&*backend, &prepared)?;
-    let found = adoptable(&prepared, &states).await?;
+    let found = recover::adoptable(&prepared, &states).await?;
     let style = Style {
         color: output.color_stdout,
     };
@@ -235,12 +199,8 @@ pub async fn recover(
         println!("\nRun `imgform state recover --auto-approve` to adopt them.");
         return Ok(Status::Ok);
     }
-    let jobs = saved::build_jobs_for(&prepared, found.iter().map(|(a, _)| a.clone()));
     for (addr, artifact) in &found {
-        let job = jobs.get(addr).expect("job for a defined image");
-        crate::apply::adopt(job, artifact, &mut states, &*backend)?;
-        let state = states.get_mut(&job.spec.target).expect("state");
-        backend.save(state)?;
+        recover::adopt(&prepared, addr, artifact, &mut states, &*backend)?;
         println!("Adopted {addr}: {}", artifact.id);
     }
     Ok(Status::Ok)
@@ -273,10 +233,7 @@ pub async fn import(chdir: Option<&Path>, args: crate::cli::StateImportArgs) -> 
     )?;
     let _lock = super::lock(&*backend, "state import", &args.lock.lock_timeout)?;
     let mut states = refresh::load_states(&*backend, &prepared)?;
-    let jobs = saved::build_jobs_for(&prepared, std::iter::once(addr.clone()));
-    let job = jobs.get(&addr).expect("job");
-    crate::apply::adopt(job, &artifact, &mut states, &*backend)?;
-    backend.save(states.get_mut(&job.spec.target).expect("state"))?;
+    recover::adopt(&prepared, &addr, &artifact, &mut states, &*backend)?;
     println!("Imported {addr}: {}", artifact.id);
     Ok(Status::Ok)
 }

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::addr::{ImageAddr, ParseAddrError};
+use crate::addr::{ContentAddress, ImageAddr, ParseAddrError};
 use crate::build::BuildError;
 use crate::config::backend::BackendFlagError;
 use crate::diag::Diagnostics;
@@ -48,6 +48,38 @@ pub enum PipelineError {
         #[source]
         source: BuildError,
     },
+    #[error("the plan is for another state of target {target} (lineage {planned}, but the state's is {actual})")]
+    OtherLineage {
+        target: String,
+        planned: String,
+        actual: String,
+    },
+    #[error("stale plan: state serial {actual}, plan was made at {planned} (target {target})")]
+    StalePlan {
+        target: String,
+        planned: u64,
+        actual: u64,
+    },
+    #[error("{address} is no longer defined; the saved plan cannot be applied")]
+    NoLongerDefined { address: ImageAddr },
+    #[error("the definitions of {address} changed since the plan was made (content {} now, {} in the plan)", now.short(), planned.short())]
+    DefinitionsChanged {
+        address: ImageAddr,
+        now: ContentAddress,
+        planned: ContentAddress,
+    },
+    #[error("inspecting {id}")]
+    Inspect {
+        id: String,
+        #[source]
+        source: BuildError,
+    },
+    #[error("recording {address}")]
+    Record {
+        address: ImageAddr,
+        #[source]
+        source: Box<crate::apply::ApplyError>,
+    },
     #[error("listing artifacts of {address}")]
     ListArtifacts {
         address: ImageAddr,
@@ -71,11 +103,22 @@ impl PipelineError {
             PipelineError::UnknownImage { .. } => {
                 Some("`imgform validate` lists the defined images".to_owned())
             }
+            PipelineError::OtherLineage { .. } => {
+                Some("make a new plan against this state: imgform plan --out FILE".to_owned())
+            }
+            PipelineError::StalePlan { .. } => Some("the state changed since the plan was made (another apply, or this plan was already applied); make a new plan: imgform plan --out FILE".to_owned()),
+            PipelineError::NoLongerDefined { .. } => Some("make a new plan".to_owned()),
+            PipelineError::DefinitionsChanged { .. } => Some(
+                "a saved plan is applied exactly; make a new plan: imgform plan --out FILE"
+                    .to_owned(),
+            ),
             PipelineError::Definitions(_)
             | PipelineError::State { .. }
             | PipelineError::BadAddress { .. }
             | PipelineError::Refresh { .. }
-            | PipelineError::ListArtifacts { .. } => None,
+            | PipelineError::ListArtifacts { .. }
+            | PipelineError::Inspect { .. }
+            | PipelineError::Record { .. } => None,
         }
     }
 }

@@ -10,7 +10,8 @@
 //! [`plan::make_plan`] reads back what it needs ([`refresh`]) and runs the
 //! pure planner; [`drift::report`] does the same for drift. [`backend`]
 //! chooses where the state is kept, [`saved`] turns plans into plan files
-//! and back.
+//! and back (and checks a saved plan still applies), [`recover`] adopts
+//! artifacts the state lacks.
 //!
 //! Commands call these and pick a view; nothing here prints (warnings are
 //! returned with the result) or knows the command line. Errors are
@@ -20,6 +21,7 @@ pub mod backend;
 pub mod drift;
 pub mod error;
 pub mod plan;
+pub mod recover;
 pub mod refresh;
 pub mod resolve;
 pub mod saved;

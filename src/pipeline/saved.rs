@@ -5,13 +5,16 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-use super::Prepared;
-use crate::addr::ImageAddr;
+use super::error::{state_error, PipelineError};
+use super::{Prepared, Resolve};
+use crate::addr::{ImageAddr, TargetAddr};
 use crate::apply::BuildJob;
+use crate::config::LoadOptions;
 use crate::fingerprint::TextInput;
 use crate::plan::file::{PlanFile, PlannedBuild, PLAN_FILE_FORMAT_VERSION};
 use crate::plan::Plan;
 use crate::spec::ImageSpec;
+use crate::state::{StateBackend, StateFile};
 
 /// The build jobs for the images a plan builds.
 pub fn build_jobs(prepared: &Prepared, plan: &Plan) -> BTreeMap<ImageAddr, BuildJob> {
@@ -123,4 +126,74 @@ pub fn jobs_from_plan_file(file: &PlanFile) -> BTreeMap<ImageAddr, BuildJob> {
             )
         })
         .collect()
+}
+
+/// The states a saved plan was made against, refusing a plan whose state
+/// moved on, that belongs to another lineage, or that was already applied.
+pub fn states_for_saved_plan(
+    backend: &dyn StateBackend,
+    plan: &Plan,
+) -> Result<BTreeMap<TargetAddr, StateFile>, PipelineError> {
+    let mut states = BTreeMap::new();
+    for (target, planned) in &plan.states {
+        let mut state = backend
+            .load(target)
+            .map_err(state_error(format!("loading the state of target {target}")))?;
+        let never_written = state.serial == 0 && state.images.is_empty();
+        if never_written && planned.serial == 0 {
+            // Neither existed: the plan's lineage becomes the state's.
+            state.lineage = planned.lineage.clone();
+        } else if state.lineage != planned.lineage {
+            return Err(PipelineError::OtherLineage {
+                target: target.clone(),
+                planned: planned.lineage.clone(),
+                actual: state.lineage,
+            });
+        } else if state.serial != planned.serial {
+            return Err(PipelineError::StalePlan {
+                target: target.clone(),
+                planned: planned.serial,
+                actual: state.serial,
+            });
+        }
+        states.insert(TargetAddr(target.clone()), state);
+    }
+    Ok(states)
+}
+
+/// Secrets are never saved in a plan: evaluate the definitions again to
+/// take them, and refuse if any image's inputs changed since the plan (the
+/// content address covers a digest of every sensitive value, so a different
+/// secret is refused too).
+pub fn take_secrets_from_definitions(
+    dir: &std::path::Path,
+    options: &LoadOptions,
+    jobs: &mut BTreeMap<ImageAddr, BuildJob>,
+) -> Result<(), PipelineError> {
+    // The plan's own resolutions: a saved plan is applied exactly.
+    let recorded = jobs
+        .iter()
+        .filter_map(|(a, j)| j.spec.base.clone().map(|b| (a.clone(), b)))
+        .collect();
+    let resolve = Resolve::Recorded(tokio::runtime::Handle::current(), recorded);
+    let prepared = super::prepare(dir, options, &resolve)?;
+    for (addr, job) in jobs.iter_mut() {
+        let Some(now) = prepared.images.get(addr) else {
+            return Err(PipelineError::NoLongerDefined {
+                address: addr.clone(),
+            });
+        };
+        if now.fingerprint.content_address != job.content_address {
+            return Err(PipelineError::DefinitionsChanged {
+                address: addr.clone(),
+                now: now.fingerprint.content_address.clone(),
+                planned: job.content_address.clone(),
+            });
+        }
+        // Same inputs: the fresh spec is the plan's, with the secrets.
+        let def_dir = job.spec.def_dir.clone();
+        job.spec = now.spec.clone();
+        job.spec.def_dir = def_dir;
+    }
+    Ok(())
 }

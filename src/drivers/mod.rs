@@ -19,9 +19,11 @@ pub mod chroot;
     allow(dead_code, unused_imports)
 )]
 pub mod cloud;
+pub mod disk;
 pub mod kind;
 pub mod null;
 pub mod openstack;
+pub mod vm;
 
 pub use kind::{Builder, BuilderKind, Recorded};
 

@@ -1,0 +1,433 @@
+//! Running a VM with `qemu-system-x86_64`: what the `chroot` builder's boot
+//! check and the `qemu` builder share.
+//!
+//! A [`Vm`] owns its QEMU process (killed when the `Vm` is dropped: on
+//! failure, on Ctrl-C, whatever ends the build), its serial console (a log
+//! file, the record of what the guest said), a QMP socket (power button,
+//! keys) and, when asked, a host port forwarded to the guest's SSH port.
+//! Networking is QEMU's user mode: no root, no bridge, nothing left behind.
+
+pub mod accel;
+pub mod qmp;
+pub mod seed;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use tokio::process::{Child, Command};
+
+use crate::build::events::CancelToken;
+pub use accel::Accel;
+
+/// A disk attached to the VM.
+#[derive(Debug, Clone)]
+pub struct Disk {
+    pub path: PathBuf,
+    /// `qcow2` or `raw`.
+    pub format: String,
+    /// QEMU's `if=`: `virtio`, `ide`, `scsi`...
+    pub interface: String,
+    pub cdrom: bool,
+}
+
+/// What the VM boots with.
+#[derive(Debug, Clone)]
+pub enum Firmware {
+    /// SeaBIOS, QEMU's default.
+    Bios,
+    /// OVMF: the code (read-only) and a private copy of the variables.
+    Uefi { code: PathBuf, vars: PathBuf },
+}
+
+/// The OVMF files Debian's `ovmf` package installs.
+pub fn ovmf() -> Option<(PathBuf, PathBuf)> {
+    [
+        "/usr/share/OVMF/OVMF_CODE_4M.fd",
+        "/usr/share/OVMF/OVMF_CODE.fd",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|p| p.exists())
+    .map(|code| {
+        let vars = PathBuf::from(code.to_string_lossy().replace("OVMF_CODE", "OVMF_VARS"));
+        (code, vars)
+    })
+}
+
+#[derive(Debug, Clone)]
+pub struct VmConfig {
+    pub qemu: String,
+    pub accel: Accel,
+    pub machine: Option<String>,
+    pub cpus: u32,
+    pub memory_mib: u32,
+    pub disks: Vec<Disk>,
+    pub firmware: Firmware,
+    /// Forward a free host port on 127.0.0.1 to the guest's port 22.
+    pub forward_ssh: bool,
+    /// The guest NIC model (`virtio-net-pci`, `e1000`...).
+    pub net_device: String,
+    /// Extra arguments, each a list of words (Packer's `qemuargs`).
+    pub extra_args: Vec<Vec<String>>,
+    /// Where the console log and the QMP socket go (private to the build).
+    pub work_dir: PathBuf,
+}
+
+impl VmConfig {
+    pub fn new(work_dir: &Path, accel: Accel) -> VmConfig {
+        VmConfig {
+            qemu: "qemu-system-x86_64".to_owned(),
+            accel,
+            machine: None,
+            cpus: 2,
+            memory_mib: 1024,
+            disks: Vec::new(),
+            firmware: Firmware::Bios,
+            forward_ssh: false,
+            net_device: "virtio-net-pci".to_owned(),
+            extra_args: Vec::new(),
+            work_dir: work_dir.to_path_buf(),
+        }
+    }
+}
+
+/// Why waiting for a VM ended without what was waited for.
+#[derive(Debug, thiserror::Error)]
+pub enum VmError {
+    #[error("cannot start {qemu}: {message}")]
+    Start { qemu: String, message: String },
+    #[error("the VM stopped ({status}) before {waited_for}")]
+    Exited { status: String, waited_for: String },
+    #[error("timed out after {}s waiting for {waited_for}", limit.as_secs())]
+    Timeout { waited_for: String, limit: Duration },
+    #[error("cancelled")]
+    Cancelled,
+}
+
+/// A running VM.
+pub struct Vm {
+    child: Child,
+    pub accel: Accel,
+    /// The serial console's log.
+    pub console: PathBuf,
+    qmp_socket: PathBuf,
+    /// The host port forwarded to the guest's SSH port.
+    pub ssh_port: Option<u16>,
+}
+
+/// How often waits look at the VM.
+const POLL: Duration = Duration::from_millis(250);
+
+impl Vm {
+    /// Starts QEMU. A forwarded port taken by someone else between choosing
+    /// it and QEMU binding it is retried with another.
+    pub async fn start(config: &VmConfig) -> Result<Vm, VmError> {
+        let mut last = String::new();
+        for _ in 0..3 {
+            let ssh_port = config.forward_ssh.then(free_port).flatten();
+            let console = config.work_dir.join("console.log");
+            let qmp_socket = config.work_dir.join("qmp.sock");
+            let _ = std::fs::remove_file(&qmp_socket);
+            let mut cmd = command(config, &console, &qmp_socket, ssh_port);
+            let child = {
+                let _no_writable_scripts = crate::provision::spawn_guard();
+                cmd.spawn()
+            }
+            .map_err(|e| VmError::Start {
+                qemu: config.qemu.clone(),
+                message: e.to_string(),
+            })?;
+            let mut vm = Vm {
+                child,
+                accel: config.accel,
+                console,
+                qmp_socket,
+                ssh_port,
+            };
+            // QEMU either creates its QMP socket or exits with why.
+            let started = Instant::now();
+            while started.elapsed() < Duration::from_secs(10) {
+                if vm.qmp_socket.exists() {
+                    return Ok(vm);
+                }
+                if let Ok(Some(status)) = vm.child.try_wait() {
+                    last = format!("{status}: {}", vm.stderr_text().await);
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            if vm.qmp_socket.exists() {
+                return Ok(vm);
+            }
+            if !last.contains("hostfwd") && !last.contains("Could not set up host forwarding") {
+                break;
+            }
+        }
+        Err(VmError::Start {
+            qemu: config.qemu.clone(),
+            message: last,
+        })
+    }
+
+    async fn stderr_text(&mut self) -> String {
+        use tokio::io::AsyncReadExt;
+        let mut text = String::new();
+        if let Some(stderr) = self.child.stderr.as_mut() {
+            let _ = stderr.read_to_string(&mut text).await;
+        }
+        text.trim().to_owned()
+    }
+
+    /// The last `n` lines the guest wrote on its serial console, without
+    /// terminal control sequences.
+    pub fn console_tail(&self, n: usize) -> Vec<String> {
+        let text = std::fs::read(&self.console).unwrap_or_default();
+        let text = strip_ansi(&String::from_utf8_lossy(&text));
+        let lines: Vec<&str> = text
+            .lines()
+            .map(str::trim_end)
+            .filter(|l| !l.trim().is_empty())
+            .collect();
+        lines[lines.len().saturating_sub(n)..]
+            .iter()
+            .map(|l| (*l).to_owned())
+            .collect()
+    }
+
+    /// Whether QEMU has ended, and how.
+    pub fn exited(&mut self) -> Option<String> {
+        match self.child.try_wait() {
+            Ok(Some(status)) => Some(status.to_string()),
+            Ok(None) => None,
+            Err(e) => Some(e.to_string()),
+        }
+    }
+
+    /// Waits until `check` holds, polling; fails if QEMU ends first, the
+    /// limit passes or `cancel` fires.
+    async fn wait_until(
+        &mut self,
+        waited_for: &str,
+        limit: Duration,
+        cancel: &CancelToken,
+        mut check: impl FnMut(&Vm) -> bool,
+    ) -> Result<(), VmError> {
+        let started = Instant::now();
+        loop {
+            if check(self) {
+                return Ok(());
+            }
+            if cancel.is_cancelled() {
+                return Err(VmError::Cancelled);
+            }
+            if let Some(status) = self.exited() {
+                return Err(VmError::Exited {
+                    status,
+                    waited_for: waited_for.to_owned(),
+                });
+            }
+            if started.elapsed() > limit {
+                return Err(VmError::Timeout {
+                    waited_for: waited_for.to_owned(),
+                    limit,
+                });
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Waits for `text` on the serial console.
+    pub async fn wait_console(
+        &mut self,
+        text: &str,
+        limit: Duration,
+        cancel: &CancelToken,
+    ) -> Result<(), VmError> {
+        let path = self.console.clone();
+        self.wait_until(&format!("\"{text}\" on the console"), limit, cancel, |_| {
+            std::fs::read(&path)
+                .map(|bytes| String::from_utf8_lossy(&bytes).contains(text))
+                .unwrap_or(false)
+        })
+        .await
+    }
+
+    /// Waits until the guest's SSH server answers on the forwarded port
+    /// (its banner, not just QEMU accepting the connection).
+    pub async fn wait_ssh(&mut self, limit: Duration, cancel: &CancelToken) -> Result<(), VmError> {
+        let port = self.ssh_port.ok_or_else(|| VmError::Exited {
+            status: "no SSH port forwarded".to_owned(),
+            waited_for: "SSH".to_owned(),
+        })?;
+        let started = Instant::now();
+        while !ssh_banner(port).await {
+            if cancel.is_cancelled() {
+                return Err(VmError::Cancelled);
+            }
+            if let Some(status) = self.exited() {
+                return Err(VmError::Exited {
+                    status,
+                    waited_for: "SSH".to_owned(),
+                });
+            }
+            if started.elapsed() > limit {
+                return Err(VmError::Timeout {
+                    waited_for: "SSH".to_owned(),
+                    limit,
+                });
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        Ok(())
+    }
+
+    /// Presses the power button and waits for the guest to power off; kills
+    /// QEMU when it does not within `limit`. True when it powered off.
+    pub async fn power_off(&mut self, limit: Duration) -> bool {
+        if let Ok(mut qmp) = qmp::Qmp::connect(&self.qmp_socket).await {
+            let _ = qmp
+                .execute("system_powerdown", serde_json::Value::Null)
+                .await;
+        }
+        self.wait_exit(limit).await
+    }
+
+    /// Waits for QEMU to end by itself (a guest shutdown); kills it after
+    /// `limit`. True when it ended by itself.
+    pub async fn wait_exit(&mut self, limit: Duration) -> bool {
+        match tokio::time::timeout(limit, self.child.wait()).await {
+            Ok(_) => true,
+            Err(_) => {
+                self.kill().await;
+                false
+            }
+        }
+    }
+
+    pub async fn kill(&mut self) {
+        let _ = self.child.kill().await;
+    }
+
+    /// A QMP connection, for keys and the power button.
+    pub async fn qmp(&self) -> std::io::Result<qmp::Qmp> {
+        qmp::Qmp::connect(&self.qmp_socket).await
+    }
+}
+
+fn command(config: &VmConfig, console: &Path, qmp_socket: &Path, ssh_port: Option<u16>) -> Command {
+    let mut cmd = Command::new(&config.qemu);
+    cmd.args(["-accel", config.accel.as_str()])
+        .args(["-display", "none", "-nodefaults", "-no-user-config"])
+        .args(["-smp", &config.cpus.to_string()])
+        .args(["-m", &config.memory_mib.to_string()])
+        .arg("-serial")
+        .arg(format!("file:{}", console.display()))
+        .arg("-qmp")
+        .arg(format!("unix:{},server=on,wait=off", qmp_socket.display()))
+        .args(["-monitor", "none"]);
+    if let Some(machine) = &config.machine {
+        cmd.args(["-machine", machine]);
+    }
+    if let Firmware::Uefi { code, vars } = &config.firmware {
+        cmd.arg("-drive").arg(format!(
+            "if=pflash,format=raw,unit=0,readonly=on,file={}",
+            code.display()
+        ));
+        cmd.arg("-drive").arg(format!(
+            "if=pflash,format=raw,unit=1,file={}",
+            vars.display()
+        ));
+    }
+    for disk in &config.disks {
+        let mut spec = format!(
+            "file={},format={},if={}",
+            disk.path.display(),
+            disk.format,
+            disk.interface
+        );
+        if disk.cdrom {
+            spec.push_str(",media=cdrom,readonly=on");
+        }
+        cmd.arg("-drive").arg(spec);
+    }
+    let mut netdev = "user,id=net0".to_owned();
+    if let Some(port) = ssh_port {
+        netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{port}-:22"));
+    }
+    cmd.arg("-netdev")
+        .arg(netdev)
+        .arg("-device")
+        .arg(format!("{},netdev=net0", config.net_device));
+    for args in &config.extra_args {
+        cmd.args(args);
+    }
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    cmd
+}
+
+/// A port on 127.0.0.1 free right now.
+fn free_port() -> Option<u16> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .ok()
+}
+
+/// Whether an SSH server answers on `port`: QEMU's user networking
+/// accepts connections before the guest listens, so only the banner counts.
+async fn ssh_banner(port: u16) -> bool {
+    use tokio::io::AsyncReadExt;
+    let connect = tokio::net::TcpStream::connect(("127.0.0.1", port));
+    let Ok(Ok(mut stream)) = tokio::time::timeout(Duration::from_secs(2), connect).await else {
+        return false;
+    };
+    let mut buf = [0u8; 4];
+    matches!(
+        tokio::time::timeout(Duration::from_secs(3), stream.read_exact(&mut buf)).await,
+        Ok(Ok(_)) if &buf == b"SSH-"
+    )
+}
+
+/// Text without terminal escape sequences (GRUB and systemd colour their
+/// console output).
+pub fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\x1b' {
+            if c != '\r' {
+                out.push(c);
+            }
+            continue;
+        }
+        if chars.peek() == Some(&'[') {
+            chars.next();
+            // Parameters and intermediates, up to the final byte.
+            for c in chars.by_ref() {
+                if ('@'..='~').contains(&c) {
+                    break;
+                }
+            }
+        } else {
+            chars.next();
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn console_text_loses_its_colours() {
+        assert_eq!(
+            strip_ansi("[\x1b[0;32m  OK  \x1b[0m] Reached\r\n"),
+            "[  OK  ] Reached\n"
+        );
+    }
+}

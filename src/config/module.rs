@@ -284,7 +284,7 @@ impl ModuleLoader<'_> {
         for block in &parsed.blocks {
             match block.kind.as_str() {
                 "variable" => {
-                    if let Some(def) = super::variable_def(block, self.diags) {
+                    if let Some(def) = super::variables::variable_def(block, self.diags) {
                         variables.insert(def.name.clone(), def);
                     }
                 }

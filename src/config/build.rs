@@ -11,10 +11,11 @@
 //! finds the `image.<ADDR>.id` references once every build is expanded.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 
 use super::loader::Loader;
 use super::module::{ModuleLoader, ProvisionerDef};
-use super::parse::RawBlock;
+use super::parse::{RawAttr, RawBlock};
 use super::{hint_for, literal_string, ImageDef};
 use crate::addr::ImageAddr;
 use crate::diag::{closest, Diagnostic, SourceLoc};
@@ -32,7 +33,33 @@ const BUILD_BLOCKS: &[&str] = &[
     "test",
 ];
 
+/// What a build gives every one of its images, before `only`/`except`.
+#[derive(Default)]
+struct BuildShared {
+    /// `name = "..."`: the first part of the images' addresses.
+    name: Option<String>,
+    /// `keep_previous` and `max_age`, evaluated with each image.
+    attrs: Vec<RawAttr>,
+    provisioners: Vec<ProvisionerDef>,
+    tests: Vec<ProvisionerDef>,
+    modules: Vec<String>,
+    post_processors: Vec<RawBlock>,
+}
+
+/// The sources a build uses, in order: the `sources = [...]` entries, then
+/// the in-build `source` blocks.
+#[derive(Default)]
+struct BuildSources {
+    /// (type, name, override block, where)
+    entries: Vec<(String, String, Option<RawBlock>, SourceLoc)>,
+    /// `sources` was written but is unusable (already reported).
+    invalid: bool,
+}
+
 impl Loader {
+    /// Expands one build into `images`: its attributes, then its blocks,
+    /// then one image per source it uses (in that order, so diagnostics
+    /// come out in file order within each step).
     pub(super) fn expand_build(
         &mut self,
         build: &RawBlock,
@@ -46,14 +73,35 @@ impl Loader {
                 "name a build with `name = \"golden\"` inside the block",
             );
         }
-        let mut build_name = None;
-        let mut build_attrs = Vec::new();
-        let mut source_refs: Vec<(String, String, SourceLoc)> = Vec::new();
-        let mut sources_invalid = false;
+        let mut shared = BuildShared::default();
+        let mut used = BuildSources::default();
+        self.build_attributes(build, &mut shared, &mut used);
+        self.build_blocks(build, &mut shared, &mut used);
+        if used.entries.is_empty() && !used.invalid {
+            self.error(&build.loc, "this build has no sources", "add `sources = [\"source.TYPE.NAME\"]` or an in-build `source \"TYPE.NAME\" { }` block");
+        }
+
+        for (t, n, over, loc) in used.entries {
+            let Some(source) = self.declared_source(sources, &t, &n, &loc) else {
+                continue;
+            };
+            let (attrs, blocks, name) = self.apply_in_build_source(source, &t, &n, over.as_ref());
+            images.push(shared.image(&t, name, attrs, blocks, loc));
+        }
+    }
+
+    /// Reads the build's attributes: its name, `sources` and the settings
+    /// its images share.
+    fn build_attributes(
+        &mut self,
+        build: &RawBlock,
+        shared: &mut BuildShared,
+        used: &mut BuildSources,
+    ) {
         for attr in &build.attrs {
             match attr.name.as_str() {
                 "name" => match literal_string(&attr.expr) {
-                    Some(n) if is_name(&n) => build_name = Some(n),
+                    Some(n) if is_name(&n) => shared.name = Some(n),
                     _ => self.error(
                         &attr.loc,
                         "a build name must be a literal name",
@@ -62,15 +110,16 @@ impl Loader {
                 },
                 "description" => {}
                 "sources" => match source_list(&attr.expr) {
-                    Ok(list) => {
-                        source_refs.extend(list.into_iter().map(|(t, n)| (t, n, attr.loc.clone())))
-                    }
+                    Ok(list) => used.entries.extend(
+                        list.into_iter()
+                            .map(|(t, n)| (t, n, None, attr.loc.clone())),
+                    ),
                     Err(e) => {
-                        sources_invalid = true;
+                        used.invalid = true;
                         self.error(&attr.loc, e, "write `sources = [\"source.null.example\"]`")
                     }
                 },
-                "keep_previous" | "max_age" => build_attrs.push(attr.clone()),
+                "keep_previous" | "max_age" => shared.attrs.push(attr.clone()),
                 other => {
                     let hint = hint_for(
                         other,
@@ -85,16 +134,16 @@ impl Loader {
                 }
             }
         }
+    }
 
-        // (type, name, override block)
-        let mut entries: Vec<(String, String, Option<RawBlock>, SourceLoc)> = source_refs
-            .into_iter()
-            .map(|(t, n, loc)| (t, n, None, loc))
-            .collect();
-        let mut provisioners: Vec<ProvisionerDef> = Vec::new();
-        let mut tests: Vec<ProvisionerDef> = Vec::new();
-        let mut modules: Vec<String> = Vec::new();
-        let mut post_processors = Vec::new();
+    /// Collects the build's blocks: in-build sources, provisioners, modules,
+    /// tests and post-processors.
+    fn build_blocks(
+        &mut self,
+        build: &RawBlock,
+        shared: &mut BuildShared,
+        used: &mut BuildSources,
+    ) {
         let mut module_loader_seen = BTreeSet::new();
         for inner in &build.blocks {
             match inner.kind.as_str() {
@@ -104,30 +153,19 @@ impl Loader {
                         self.error(&inner.loc, "an in-build source block needs one label: `TYPE.NAME` of a top-level source", "write `source \"null.example\" { name = \"renamed\" }`");
                         continue;
                     };
-                    entries.push((t, n, Some(inner.clone()), inner.loc.clone()));
+                    used.entries
+                        .push((t, n, Some(inner.clone()), inner.loc.clone()));
                 }
                 "provisioner" => {
                     if self.check_provisioner(inner) {
-                        provisioners.push(ProvisionerDef::plain(inner.clone()));
+                        shared
+                            .provisioners
+                            .push(ProvisionerDef::plain(inner.clone()));
                     }
                 }
-                "module" => {
-                    let mut loader = ModuleLoader {
-                        def_dir: &self.def_dir,
-                        diags: &mut self.diags,
-                        seen: std::mem::take(&mut module_loader_seen),
-                    };
-                    let (provs, dirs) = loader.expand(inner);
-                    module_loader_seen = loader.seen;
-                    for p in provs {
-                        if self.check_provisioner(&p.block) {
-                            provisioners.push(p);
-                        }
-                    }
-                    modules.extend(dirs);
-                }
-                "post-processor" => post_processors.push(inner.clone()),
-                "post-processors" => post_processors.extend(inner.blocks.iter().cloned()),
+                "module" => self.module_block(inner, &mut module_loader_seen, shared),
+                "post-processor" => shared.post_processors.push(inner.clone()),
+                "post-processors" => shared.post_processors.extend(inner.blocks.iter().cloned()),
                 "error-cleanup-provisioner" => {}
                 "hcp_packer_registry" => self.diags.push(
                     Diagnostic::note(
@@ -135,22 +173,7 @@ impl Loader {
                     )
                     .at(Some(inner.loc.clone())),
                 ),
-                "test" => {
-                    for attr in &inner.attrs {
-                        self.error(&attr.loc, format!("unknown attribute `{}` in a test block", attr.name), "a test block holds provisioner blocks that run against the finished image");
-                    }
-                    for p in &inner.blocks {
-                        if p.kind != "provisioner" {
-                            self.error(
-                                &p.loc,
-                                format!("unexpected block `{}` in a test block", p.kind),
-                                "a test block holds provisioner blocks",
-                            );
-                        } else if self.check_provisioner(p) {
-                            tests.push(ProvisionerDef::plain(p.clone()));
-                        }
-                    }
-                }
+                "test" => self.test_block(inner, shared),
                 other => {
                     let hint = hint_for(
                         other,
@@ -165,102 +188,184 @@ impl Loader {
                 }
             }
         }
-        if entries.is_empty() && !sources_invalid {
-            self.error(&build.loc, "this build has no sources", "add `sources = [\"source.TYPE.NAME\"]` or an in-build `source \"TYPE.NAME\" { }` block");
-        }
+    }
 
-        for (t, n, over, loc) in entries {
-            let Some(source) = sources.get(&(t.clone(), n.clone())) else {
-                let known: Vec<String> = sources
-                    .keys()
-                    .map(|(t, n)| format!("source.{t}.{n}"))
-                    .collect();
-                let wanted = format!("source.{t}.{n}");
-                let hint = match closest(&wanted, known.iter().map(String::as_str)) {
-                    Some(s) => format!("did you mean `{s}`?"),
-                    None if known.is_empty() => {
-                        "declare it with `source \"TYPE\" \"NAME\" { ... }`".to_owned()
-                    }
-                    None => format!("declared sources: {}", known.join(", ")),
-                };
+    /// A `module` block: its provisioners (dependencies first) and folders.
+    /// `module_loader_seen` is shared by the build's module blocks, so a
+    /// module is applied once per build.
+    fn module_block(
+        &mut self,
+        inner: &RawBlock,
+        module_loader_seen: &mut BTreeSet<PathBuf>,
+        shared: &mut BuildShared,
+    ) {
+        let mut loader = ModuleLoader {
+            def_dir: &self.def_dir,
+            diags: &mut self.diags,
+            seen: std::mem::take(module_loader_seen),
+        };
+        let (provs, dirs) = loader.expand(inner);
+        *module_loader_seen = loader.seen;
+        for p in provs {
+            if self.check_provisioner(&p.block) {
+                shared.provisioners.push(p);
+            }
+        }
+        shared.modules.extend(dirs);
+    }
+
+    /// A `test` block: provisioners run against the finished image.
+    fn test_block(&mut self, inner: &RawBlock, shared: &mut BuildShared) {
+        for attr in &inner.attrs {
+            self.error(
+                &attr.loc,
+                format!("unknown attribute `{}` in a test block", attr.name),
+                "a test block holds provisioner blocks that run against the finished image",
+            );
+        }
+        for p in &inner.blocks {
+            if p.kind != "provisioner" {
                 self.error(
-                    &loc,
-                    format!("build refers to undeclared source `{wanted}`"),
-                    hint,
+                    &p.loc,
+                    format!("unexpected block `{}` in a test block", p.kind),
+                    "a test block holds provisioner blocks",
                 );
-                continue;
+            } else if self.check_provisioner(p) {
+                shared.tests.push(ProvisionerDef::plain(p.clone()));
+            }
+        }
+    }
+
+    /// The top-level `source "t" "n"` block, or an error at `loc`.
+    fn declared_source<'s>(
+        &mut self,
+        sources: &'s BTreeMap<(String, String), RawBlock>,
+        t: &str,
+        n: &str,
+        loc: &SourceLoc,
+    ) -> Option<&'s RawBlock> {
+        let Some(source) = sources.get(&(t.to_owned(), n.to_owned())) else {
+            let known: Vec<String> = sources
+                .keys()
+                .map(|(t, n)| format!("source.{t}.{n}"))
+                .collect();
+            let wanted = format!("source.{t}.{n}");
+            let hint = match closest(&wanted, known.iter().map(String::as_str)) {
+                Some(s) => format!("did you mean `{s}`?"),
+                None if known.is_empty() => {
+                    "declare it with `source \"TYPE\" \"NAME\" { ... }`".to_owned()
+                }
+                None => format!("declared sources: {}", known.join(", ")),
             };
-            let mut attrs = source.attrs.clone();
-            let mut blocks = source.blocks.clone();
-            let mut name = n.clone();
-            if let Some(over) = &over {
-                let schema = drivers::kind_of(&t).map(|k| &k.schema);
-                for attr in &over.attrs {
-                    if attr.name == "name" {
-                        match literal_string(&attr.expr) {
-                            Some(v) if is_name(&v) => name = v,
-                            _ => self.error(
-                                &attr.loc,
-                                "`name` of an in-build source must be a literal name",
-                                "write `name = \"second\"`",
-                            ),
-                        }
+            self.error(
+                loc,
+                format!("build refers to undeclared source `{wanted}`"),
+                hint,
+            );
+            return None;
+        };
+        Some(source)
+    }
+
+    /// The source's attributes and blocks with the in-build `source` block's
+    /// on top (a block replaces all blocks of its kind), and the image's
+    /// source name (`name = ...` renames it).
+    fn apply_in_build_source(
+        &mut self,
+        source: &RawBlock,
+        t: &str,
+        n: &str,
+        over: Option<&RawBlock>,
+    ) -> (Vec<RawAttr>, Vec<RawBlock>, String) {
+        let mut attrs = source.attrs.clone();
+        let mut blocks = source.blocks.clone();
+        let mut name = n.to_owned();
+        if let Some(over) = over {
+            let schema = drivers::kind_of(t).map(|k| &k.schema);
+            for attr in &over.attrs {
+                if attr.name == "name" {
+                    match literal_string(&attr.expr) {
+                        Some(v) if is_name(&v) => name = v,
+                        _ => self.error(
+                            &attr.loc,
+                            "`name` of an in-build source must be a literal name",
+                            "write `name = \"second\"`",
+                        ),
+                    }
+                    continue;
+                }
+                if let Some(schema) = schema {
+                    if schema.attr(&attr.name).is_none() && schema.block(&attr.name).is_none() {
+                        let hint = hint_for(
+                            &attr.name,
+                            schema.names(),
+                            "see the source's attributes in the README",
+                        );
+                        self.error(
+                            &attr.loc,
+                            format!("unknown attribute `{}` in source \"{t}\"", attr.name),
+                            hint,
+                        );
                         continue;
                     }
-                    if let Some(schema) = schema {
-                        if schema.attr(&attr.name).is_none() && schema.block(&attr.name).is_none() {
-                            let hint = hint_for(
-                                &attr.name,
-                                schema.names(),
-                                "see the source's attributes in the README",
-                            );
-                            self.error(
-                                &attr.loc,
-                                format!("unknown attribute `{}` in source \"{t}\"", attr.name),
-                                hint,
-                            );
-                            continue;
-                        }
-                    }
-                    attrs.retain(|a| a.name != attr.name);
-                    attrs.push(attr.clone());
                 }
-                for inner in &over.blocks {
-                    blocks.retain(|b| b.kind != inner.kind);
-                }
-                blocks.extend(over.blocks.iter().cloned());
+                attrs.retain(|a| a.name != attr.name);
+                attrs.push(attr.clone());
             }
-            let addr = ImageAddr::new(build_name.as_deref(), &t, &name);
-            let applies = |p: &RawBlock| provisioner_applies(p, &t, &name, build_name.as_deref());
-            images.push(ImageDef {
-                addr,
-                build_name: build_name.clone(),
-                builder: t.clone(),
-                source_name: name.clone(),
-                attrs,
-                blocks,
-                provisioners: provisioners
-                    .iter()
-                    .filter(|p| applies(&p.block))
-                    .cloned()
-                    .collect(),
-                tests: tests
-                    .iter()
-                    .filter(|p| applies(&p.block))
-                    .cloned()
-                    .collect(),
-                modules: modules.clone(),
-                post_processors: post_processors
-                    .iter()
-                    .filter(|p| applies(p))
-                    .cloned()
-                    .collect(),
-                build_attrs: build_attrs.clone(),
-                refs: BTreeMap::new(),
-                // Where the image is declared: the build's `sources` entry
-                // or its in-build source block.
-                loc: loc.clone(),
-            });
+            for inner in &over.blocks {
+                blocks.retain(|b| b.kind != inner.kind);
+            }
+            blocks.extend(over.blocks.iter().cloned());
+        }
+        (attrs, blocks, name)
+    }
+}
+
+impl BuildShared {
+    /// The image of source `t`.`name`: the build's provisioners, tests and
+    /// post-processors that apply to it, with the merged source.
+    fn image(
+        &self,
+        t: &str,
+        name: String,
+        attrs: Vec<RawAttr>,
+        blocks: Vec<RawBlock>,
+        loc: SourceLoc,
+    ) -> ImageDef {
+        let build_name = &self.name;
+        let addr = ImageAddr::new(build_name.as_deref(), t, &name);
+        let applies = |p: &RawBlock| provisioner_applies(p, t, &name, build_name.as_deref());
+        ImageDef {
+            addr,
+            build_name: build_name.clone(),
+            builder: t.to_owned(),
+            source_name: name.clone(),
+            attrs,
+            blocks,
+            provisioners: self
+                .provisioners
+                .iter()
+                .filter(|p| applies(&p.block))
+                .cloned()
+                .collect(),
+            tests: self
+                .tests
+                .iter()
+                .filter(|p| applies(&p.block))
+                .cloned()
+                .collect(),
+            modules: self.modules.clone(),
+            post_processors: self
+                .post_processors
+                .iter()
+                .filter(|p| applies(p))
+                .cloned()
+                .collect(),
+            build_attrs: self.attrs.clone(),
+            refs: BTreeMap::new(),
+            // Where the image is declared: the build's `sources` entry
+            // or its in-build source block.
+            loc,
         }
     }
 }

@@ -14,7 +14,7 @@
 //! before this ran: its result is the only source of `var.*` values.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::loader::Loader;
 use super::parse::{self, RawBlock};
@@ -24,16 +24,30 @@ use crate::diag::{Diagnostic, SourceLoc};
 
 const VARIABLE_ATTRS: &[&str] = &["type", "default", "description", "sensitive", "nullable"];
 
+/// Each variable's value before conversion to its type, and where it was
+/// set (`None` for the environment and `--var`).
+type RawValues = BTreeMap<String, (RawValue, Option<SourceLoc>)>;
+
 impl Loader {
-    /// Resolves every variable's value in precedence order.
+    /// Resolves every variable's value in precedence order: each step
+    /// overrides the ones before it, then values are converted.
     pub(super) fn resolve_variables(
         &mut self,
         variables: &BTreeMap<String, VariableDef>,
         options: &LoadOptions,
     ) -> BTreeMap<String, hcl::Value> {
-        let mut raw: BTreeMap<String, (RawValue, Option<SourceLoc>)> = BTreeMap::new();
+        let mut raw: RawValues = BTreeMap::new();
+        self.default_values(variables, &mut raw);
+        environment_values(variables, options, &mut raw);
+        for path in self.var_files(options) {
+            self.var_file_values(&path, variables, &mut raw);
+        }
+        self.flag_values(variables, options, &mut raw);
+        self.convert_to_declared_types(variables, raw)
+    }
 
-        // 1. defaults (may call env()).
+    /// 1. defaults (may call env()).
+    fn default_values(&mut self, variables: &BTreeMap<String, VariableDef>, raw: &mut RawValues) {
         for (name, def) in variables {
             if let Some(default) = &def.default {
                 let env = functions::FunctionEnv {
@@ -62,17 +76,10 @@ impl Loader {
                 }
             }
         }
-        // 2. environment: PKR_VAR_x, then IMGFORM_VAR_x (imgform's own wins).
-        for prefix in ["PKR_VAR_", "IMGFORM_VAR_"] {
-            for (key, value) in &options.env {
-                if let Some(name) = key.strip_prefix(prefix) {
-                    if variables.contains_key(name) {
-                        raw.insert(name.to_owned(), (RawValue::Text(value.clone()), None));
-                    }
-                }
-            }
-        }
-        // 3. *.auto.pkrvars.hcl (and .json) in name order, then --var-file.
+    }
+
+    /// 3. *.auto.pkrvars.hcl (and .json) in name order, then --var-file.
+    fn var_files(&self, options: &LoadOptions) -> Vec<PathBuf> {
         let mut var_files: Vec<PathBuf> = Vec::new();
         if let Ok(entries) = std::fs::read_dir(&self.def_dir) {
             let mut autos: Vec<PathBuf> = entries
@@ -86,67 +93,79 @@ impl Loader {
             var_files.extend(autos);
         }
         var_files.extend(options.var_files.iter().cloned());
-        for path in var_files {
-            let display = self.display(&path);
-            let file = match parse::parse_file(&path, &display) {
-                Ok(f) => f,
-                Err(d) => {
-                    self.diags.push(d);
-                    continue;
-                }
-            };
-            for block in &file.blocks {
-                self.error(
-                    &block.loc,
-                    format!("unexpected block `{}` in a variable file", block.kind),
-                    "variable files hold only `name = value` attributes",
-                );
+        var_files
+    }
+
+    /// The values of one variable file: literal `name = value` attributes.
+    fn var_file_values(
+        &mut self,
+        path: &Path,
+        variables: &BTreeMap<String, VariableDef>,
+        raw: &mut RawValues,
+    ) {
+        let display = self.display(path);
+        let file = match parse::parse_file(path, &display) {
+            Ok(f) => f,
+            Err(d) => {
+                self.diags.push(d);
+                return;
             }
-            for attr in &file.attrs {
-                if !variables.contains_key(&attr.name) {
-                    let hint = hint_for(
-                        &attr.name,
-                        variables.keys().map(String::as_str),
-                        "declare it with a `variable` block or remove it",
-                    );
-                    self.diags.push(
-                        Diagnostic::warning(format!(
-                            "value for undeclared variable `{}`",
-                            attr.name
-                        ))
+        };
+        for block in &file.blocks {
+            self.error(
+                &block.loc,
+                format!("unexpected block `{}` in a variable file", block.kind),
+                "variable files hold only `name = value` attributes",
+            );
+        }
+        for attr in &file.attrs {
+            if !variables.contains_key(&attr.name) {
+                let hint = hint_for(
+                    &attr.name,
+                    variables.keys().map(String::as_str),
+                    "declare it with a `variable` block or remove it",
+                );
+                self.diags.push(
+                    Diagnostic::warning(format!("value for undeclared variable `{}`", attr.name))
                         .at(Some(attr.loc.clone()))
                         .hint(hint),
+                );
+                continue;
+            }
+            let ctx = eval::base_context(&self.def_dir);
+            let env = functions::FunctionEnv {
+                base_dir: self.def_dir.clone(),
+                allow_env: false,
+                clock: functions::Clock::Real,
+            };
+            let (result, _) = functions::with_env(env, || functions::evaluate(&attr.expr, &ctx));
+            match result {
+                Ok(v) => {
+                    raw.insert(
+                        attr.name.clone(),
+                        (RawValue::Value(v), Some(attr.loc.clone())),
                     );
-                    continue;
                 }
-                let ctx = eval::base_context(&self.def_dir);
-                let env = functions::FunctionEnv {
-                    base_dir: self.def_dir.clone(),
-                    allow_env: false,
-                    clock: functions::Clock::Real,
-                };
-                let (result, _) =
-                    functions::with_env(env, || functions::evaluate(&attr.expr, &ctx));
-                match result {
-                    Ok(v) => {
-                        raw.insert(
-                            attr.name.clone(),
-                            (RawValue::Value(v), Some(attr.loc.clone())),
-                        );
-                    }
-                    Err(e) => self.error(
-                        &attr.loc,
-                        format!(
-                            "cannot evaluate `{}`: {}",
-                            attr.name,
-                            eval::describe_error(&e, &attr.text)
-                        ),
-                        "variable files hold literal values",
+                Err(e) => self.error(
+                    &attr.loc,
+                    format!(
+                        "cannot evaluate `{}`: {}",
+                        attr.name,
+                        eval::describe_error(&e, &attr.text)
                     ),
-                }
+                    "variable files hold literal values",
+                ),
             }
         }
-        // 4. --var NAME=VALUE.
+    }
+
+    /// 4. --var NAME=VALUE.
+    fn flag_values(
+        &mut self,
+        variables: &BTreeMap<String, VariableDef>,
+        options: &LoadOptions,
+        raw: &mut RawValues,
+    ) {
         for item in &options.vars {
             let Some((name, value)) = item.split_once('=') else {
                 self.diags.push(
@@ -170,8 +189,14 @@ impl Loader {
             }
             raw.insert(name.to_owned(), (RawValue::Text(value.to_owned()), None));
         }
+    }
 
-        // Convert to the declared types.
+    /// Convert to the declared types.
+    fn convert_to_declared_types(
+        &mut self,
+        variables: &BTreeMap<String, VariableDef>,
+        mut raw: RawValues,
+    ) -> BTreeMap<String, hcl::Value> {
         let mut values = BTreeMap::new();
         for (name, def) in variables {
             let Some((value, loc)) = raw.remove(name) else {
@@ -182,30 +207,8 @@ impl Loader {
                 );
                 continue;
             };
-            let value = match value {
-                RawValue::Value(v) => v,
-                RawValue::Text(text)
-                    if types::wants_expression(&def.ty)
-                        || def.ty == TypeExpr::Any && looks_like_collection(&text) =>
-                {
-                    match hcl::edit::parser::parse_expr(&text) {
-                        Ok(expr) => {
-                            let ctx = eval::base_context(&self.def_dir);
-                            match functions::evaluate(&hcl::Expression::from(expr), &ctx) {
-                                Ok(v) => v,
-                                Err(e) => {
-                                    self.diags.push(Diagnostic::error(format!("cannot read the value of `{name}`: {}", eval::describe_error(&e, &text))).hint(format!("`{name}` is {}; write it in HCL syntax, e.g. [\"a\", \"b\"] or {{ k = \"v\" }}", def.ty)));
-                                    continue;
-                                }
-                            }
-                        }
-                        Err(e) => {
-                            self.diags.push(Diagnostic::error(format!("cannot parse the value of `{name}`: {}", e.message())).hint(format!("`{name}` is {}; write it in HCL syntax, e.g. [\"a\", \"b\"] or {{ k = \"v\" }}", def.ty)));
-                            continue;
-                        }
-                    }
-                }
-                RawValue::Text(text) => hcl::Value::String(text),
+            let Some(value) = self.read_raw_value(name, def, value) else {
+                continue;
             };
             match types::convert(value, &def.ty) {
                 Ok(v) => {
@@ -222,6 +225,60 @@ impl Loader {
             }
         }
         values
+    }
+
+    /// A raw value as HCL: text is parsed as an expression when the type
+    /// wants one (or is `any` and the text looks like a collection), else
+    /// kept as a string. `None` once the problem is reported.
+    fn read_raw_value(
+        &mut self,
+        name: &str,
+        def: &VariableDef,
+        value: RawValue,
+    ) -> Option<hcl::Value> {
+        let value = match value {
+            RawValue::Value(v) => v,
+            RawValue::Text(text)
+                if types::wants_expression(&def.ty)
+                    || def.ty == TypeExpr::Any && looks_like_collection(&text) =>
+            {
+                match hcl::edit::parser::parse_expr(&text) {
+                    Ok(expr) => {
+                        let ctx = eval::base_context(&self.def_dir);
+                        match functions::evaluate(&hcl::Expression::from(expr), &ctx) {
+                            Ok(v) => v,
+                            Err(e) => {
+                                self.diags.push(Diagnostic::error(format!("cannot read the value of `{name}`: {}", eval::describe_error(&e, &text))).hint(format!("`{name}` is {}; write it in HCL syntax, e.g. [\"a\", \"b\"] or {{ k = \"v\" }}", def.ty)));
+                                return None;
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        self.diags.push(Diagnostic::error(format!("cannot parse the value of `{name}`: {}", e.message())).hint(format!("`{name}` is {}; write it in HCL syntax, e.g. [\"a\", \"b\"] or {{ k = \"v\" }}", def.ty)));
+                        return None;
+                    }
+                }
+            }
+            RawValue::Text(text) => hcl::Value::String(text),
+        };
+        Some(value)
+    }
+}
+
+/// 2. environment: PKR_VAR_x, then IMGFORM_VAR_x (imgform's own wins).
+fn environment_values(
+    variables: &BTreeMap<String, VariableDef>,
+    options: &LoadOptions,
+    raw: &mut RawValues,
+) {
+    for prefix in ["PKR_VAR_", "IMGFORM_VAR_"] {
+        for (key, value) in &options.env {
+            if let Some(name) = key.strip_prefix(prefix) {
+                if variables.contains_key(name) {
+                    raw.insert(name.to_owned(), (RawValue::Text(value.clone()), None));
+                }
+            }
+        }
     }
 }
 

@@ -92,50 +92,10 @@ impl Loader {
                 match block.kind.as_str() {
                     "packer" => self.packer_block(block),
                     "variable" => self.variable_block(block, &mut variables),
-                    "variables" => {
-                        // Legacy form: variables { name = default }.
-                        for attr in &block.attrs {
-                            self.insert_variable(
-                                &mut variables,
-                                VariableDef {
-                                    name: attr.name.clone(),
-                                    ty: TypeExpr::Any,
-                                    default: Some(attr.clone()),
-                                    description: None,
-                                    sensitive: false,
-                                    validations: Vec::new(),
-                                    loc: attr.loc.clone(),
-                                },
-                            );
-                        }
-                    }
-                    "locals" => {
-                        for attr in &block.attrs {
-                            self.insert_local(&mut locals, attr.clone(), false);
-                        }
-                        for inner in &block.blocks {
-                            self.error(&inner.loc, format!("unexpected block `{}` in locals", inner.kind), "locals hold only `name = expression` attributes");
-                        }
-                    }
+                    "variables" => self.legacy_variables_block(block, &mut variables),
+                    "locals" => self.locals_block(block, &mut locals),
                     "local" => self.local_block(block, &mut locals),
-                    "source" => {
-                        if block.labels.len() != 2 {
-                            self.error(&block.loc, "a source block needs two labels: type and name", "write `source \"null\" \"example\" { ... }`");
-                            continue;
-                        }
-                        let key = (block.labels[0].clone(), block.labels[1].clone());
-                        if let Some(prev) = sources.get(&key) {
-                            let prev_loc = prev.loc.clone();
-                            self.error(
-                                &block.loc,
-                                format!("duplicate source `source.{}.{}`", key.0, key.1),
-                                format!("it is already defined at {prev_loc}; give one of them another name"),
-                            );
-                            continue;
-                        }
-                        self.check_source_schema(block);
-                        sources.insert(key, block.clone());
-                    }
+                    "source" => self.source_block(block, &mut sources),
                     "build" => builds.push(block.clone()),
                     "backend" => match backend::backend_block(block, backend.as_ref()) {
                         Ok(config) => backend = Some(config),
@@ -184,6 +144,68 @@ impl Loader {
         }
         project.locals_cache = eval::LocalsCache::default();
         Some(project)
+    }
+
+    /// Legacy form: variables { name = default }.
+    fn legacy_variables_block(
+        &mut self,
+        block: &RawBlock,
+        variables: &mut BTreeMap<String, VariableDef>,
+    ) {
+        for attr in &block.attrs {
+            self.insert_variable(
+                variables,
+                VariableDef {
+                    name: attr.name.clone(),
+                    ty: TypeExpr::Any,
+                    default: Some(attr.clone()),
+                    description: None,
+                    sensitive: false,
+                    validations: Vec::new(),
+                    loc: attr.loc.clone(),
+                },
+            );
+        }
+    }
+
+    fn locals_block(&mut self, block: &RawBlock, locals: &mut Vec<LocalDef>) {
+        for attr in &block.attrs {
+            self.insert_local(locals, attr.clone(), false);
+        }
+        for inner in &block.blocks {
+            self.error(
+                &inner.loc,
+                format!("unexpected block `{}` in locals", inner.kind),
+                "locals hold only `name = expression` attributes",
+            );
+        }
+    }
+
+    fn source_block(
+        &mut self,
+        block: &RawBlock,
+        sources: &mut BTreeMap<(String, String), RawBlock>,
+    ) {
+        if block.labels.len() != 2 {
+            self.error(
+                &block.loc,
+                "a source block needs two labels: type and name",
+                "write `source \"null\" \"example\" { ... }`",
+            );
+            return;
+        }
+        let key = (block.labels[0].clone(), block.labels[1].clone());
+        if let Some(prev) = sources.get(&key) {
+            let prev_loc = prev.loc.clone();
+            self.error(
+                &block.loc,
+                format!("duplicate source `source.{}.{}`", key.0, key.1),
+                format!("it is already defined at {prev_loc}; give one of them another name"),
+            );
+            return;
+        }
+        self.check_source_schema(block);
+        sources.insert(key, block.clone());
     }
 
     fn packer_block(&mut self, block: &RawBlock) {

@@ -1,6 +1,8 @@
-//! Evaluation: locals, variable validations, and one image at a time.
+//! Evaluation of one image at a time, into an [`ImageSpec`].
 //!
-//! Every expression is evaluated with the project's function library inside
+//! An image is evaluated in the project's scope (`scope`: the base
+//! context, `var.*`, `local.*`) plus its own names (`source.*`, `build.*`,
+//! `image.<ADDR>.id` of its parents). Every expression is evaluated with the project's function library inside
 //! [`functions::with_env`], so the files functions read are recorded as
 //! inputs. Non-determinism is found by evaluating a second and third time
 //! with two different fake clocks (only when `timestamp()`/`uuidv4()` was
@@ -9,8 +11,7 @@
 //! change from run to run or the content address would never be stable.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
-use std::sync::{LazyLock, Mutex};
+use std::sync::LazyLock;
 
 use hcl::eval::Context;
 use regex::Regex;
@@ -19,317 +20,21 @@ use serde_json::Value as Json;
 use super::functions::{self, Clock, FunctionEnv};
 use super::module::ModuleScope;
 use super::parse::{RawAttr, RawBlock};
+use super::scope::{hint_for_error, var_object, LOCAL_REF};
 use super::{ImageDef, Project};
 use crate::addr::ImageAddr;
-use crate::diag::closest;
 use crate::diag::{Diagnostic, SourceLoc};
 use crate::schema::{BlockSpec, Repeat, Role};
 use crate::spec::{self, Attrs, ImageSpec, ProvisionerSpec};
 use crate::{drivers, provision};
 
-/// Locals evaluated per clock, computed once per clock.
-#[derive(Debug, Default)]
-pub struct LocalsCache(Mutex<BTreeMap<u64, EvaluatedLocals>>);
-
-#[derive(Debug, Clone)]
-pub struct EvaluatedLocals {
-    pub values: hcl::Map<String, hcl::Value>,
-    /// Locals whose value depends on timestamp()/uuidv4().
-    pub nondeterministic: BTreeSet<String>,
-}
-
-fn clock_key(clock: &Clock) -> u64 {
-    match clock {
-        Clock::Real => u64::MAX,
-        Clock::Probe(seed) => *seed,
-    }
-}
-
-fn clone_clock(clock: &Clock) -> Clock {
-    match clock {
-        Clock::Real => Clock::Real,
-        Clock::Probe(s) => Clock::Probe(*s),
-    }
-}
+// Part of the crate's API under `config::eval`; they live in `scope`.
+pub use super::scope::{
+    base_context, describe_error, evaluate_locals, validate_variables, EvaluatedLocals, LocalsCache,
+};
 
 static VAR_REF: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"\bvar\.([A-Za-z_][\w-]*)").expect("valid regex"));
-static LOCAL_REF: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"\blocal\.([A-Za-z_][\w-]*)").expect("valid regex"));
-
-/// A context with the functions, `path.*` and `packer.version`, but no
-/// variables: what variable defaults and variable files see.
-pub fn base_context(_def_dir: &Path) -> Context<'static> {
-    // Declaring ~110 functions costs more than cloning them: build once.
-    static BASE: LazyLock<Context<'static>> = LazyLock::new(|| {
-        let mut ctx = Context::new();
-        functions::declare_functions(&mut ctx);
-        let mut path = hcl::Map::new();
-        path.insert("root".to_owned(), hcl::Value::String(".".to_owned()));
-        let cwd = std::env::current_dir().unwrap_or_default();
-        path.insert(
-            "cwd".to_owned(),
-            hcl::Value::String(cwd.to_string_lossy().into_owned()),
-        );
-        ctx.declare_var("path", hcl::Value::Object(path));
-        let mut packer = hcl::Map::new();
-        packer.insert(
-            "version".to_owned(),
-            hcl::Value::String(env!("CARGO_PKG_VERSION").to_owned()),
-        );
-        ctx.declare_var("packer", hcl::Value::Object(packer));
-        ctx
-    });
-    BASE.clone()
-}
-
-fn var_object(project: &Project) -> hcl::Value {
-    hcl::Value::Object(
-        project
-            .var_values
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
-    )
-}
-
-/// A human description of an evaluation error, naming undefined variables
-/// and locals plainly.
-pub fn describe_error(err: &hcl::eval::Error, text: &str) -> String {
-    use hcl::eval::ErrorKind;
-    match err.kind() {
-        ErrorKind::NoSuchKey(key) => {
-            if text.contains(&format!("var.{key}")) {
-                format!("undefined variable `var.{key}`")
-            } else if text.contains(&format!("local.{key}")) {
-                format!("undefined local `local.{key}`")
-            } else {
-                format!("no attribute `{key}` in the value")
-            }
-        }
-        ErrorKind::UndefinedVar(name) => match name.as_str() {
-            "data" => "data sources are not supported yet".to_owned(),
-            "var" => "no variables are declared".to_owned(),
-            "local" => "no locals are defined".to_owned(),
-            other => format!(
-                "unknown name `{other}` (expected var.*, local.*, path.*, source.*, build.*, image.*)"
-            ),
-        },
-        _ => err.kind().to_string(),
-    }
-}
-
-fn hint_for_error(err: &hcl::eval::Error, text: &str, project: &Project) -> String {
-    use hcl::eval::ErrorKind;
-    match err.kind() {
-        ErrorKind::NoSuchKey(key) if text.contains(&format!("var.{key}")) => {
-            match closest(key, project.variables.keys().map(String::as_str)) {
-                Some(s) => format!("did you mean `var.{s}`? Otherwise declare it: variable \"{key}\" {{ type = string }}"),
-                None => format!("declare it: variable \"{key}\" {{ type = string }}"),
-            }
-        }
-        ErrorKind::NoSuchKey(key) if text.contains(&format!("local.{key}")) => {
-            match closest(key, project.locals.iter().map(|l| l.name.as_str())) {
-                Some(s) => format!("did you mean `local.{s}`?"),
-                None => format!("define it in a locals block: locals {{ {key} = ... }}"),
-            }
-        }
-        ErrorKind::UndefinedFunc(_) => "see the README for the functions imgform supports".to_owned(),
-        ErrorKind::FuncCall(name, _) if name.name.as_str().starts_with("file") || name.name.as_str() == "templatefile" => {
-            "paths are relative to the definition dir".to_owned()
-        }
-        ErrorKind::FuncCall(name, _) if name.name.as_str() == "env" => {
-            "env() is only allowed in variable defaults; declare a variable with default = env(\"NAME\") and use var.NAME".to_owned()
-        }
-        _ => "check the expression's types and names".to_owned(),
-    }
-}
-
-/// Evaluates all locals with `clock`; locals may refer to each other in any
-/// order. Errors name every local that cannot be evaluated.
-pub fn evaluate_locals(
-    project: &Project,
-    clock: Clock,
-) -> Result<EvaluatedLocals, Vec<Diagnostic>> {
-    let key = clock_key(&clock);
-    if let Some(hit) = project
-        .locals_cache
-        .0
-        .lock()
-        .expect("locals cache")
-        .get(&key)
-    {
-        return Ok(hit.clone());
-    }
-    let mut values: hcl::Map<String, hcl::Value> = hcl::Map::new();
-    let mut direct_nd: BTreeSet<String> = BTreeSet::new();
-    let mut pending: Vec<&super::LocalDef> = project.locals.iter().collect();
-    let vars = var_object(project);
-    loop {
-        let mut progressed = false;
-        let mut still = Vec::new();
-        for local in pending {
-            let mut ctx = base_context(&project.def_dir);
-            ctx.declare_var("var", vars.clone());
-            ctx.declare_var("local", hcl::Value::Object(values.clone()));
-            let env = FunctionEnv {
-                base_dir: project.def_dir.clone(),
-                allow_env: false,
-                clock: clone_clock(&clock),
-            };
-            let (result, trace) =
-                functions::with_env(env, || functions::evaluate(&local.attr.expr, &ctx));
-            match result {
-                Ok(v) => {
-                    if trace.nondeterministic {
-                        direct_nd.insert(local.name.clone());
-                    }
-                    values.insert(local.name.clone(), v);
-                    progressed = true;
-                }
-                Err(_) => still.push(local),
-            }
-        }
-        pending = still;
-        if pending.is_empty() || !progressed {
-            break;
-        }
-    }
-    if !pending.is_empty() {
-        let mut diags = Vec::new();
-        let pending_names: BTreeSet<&str> = pending.iter().map(|l| l.name.as_str()).collect();
-        for local in &pending {
-            let mut ctx = base_context(&project.def_dir);
-            ctx.declare_var("var", vars.clone());
-            ctx.declare_var("local", hcl::Value::Object(values.clone()));
-            let env = FunctionEnv {
-                base_dir: project.def_dir.clone(),
-                allow_env: false,
-                clock: clone_clock(&clock),
-            };
-            let (result, _) =
-                functions::with_env(env, || functions::evaluate(&local.attr.expr, &ctx));
-            let refs: Vec<String> = LOCAL_REF
-                .captures_iter(&local.attr.text)
-                .map(|c| c[1].to_owned())
-                .filter(|n| pending_names.contains(n.as_str()))
-                .collect();
-            let diag = match result {
-                Err(e)
-                    if refs.is_empty()
-                        || !matches!(e.kind(), hcl::eval::ErrorKind::NoSuchKey(_)) =>
-                {
-                    Diagnostic::error(format!(
-                        "cannot evaluate local `{}`: {}",
-                        local.name,
-                        describe_error(&e, &local.attr.text)
-                    ))
-                    .hint(hint_for_error(&e, &local.attr.text, project))
-                }
-                _ => Diagnostic::error(format!(
-                    "local `{}` depends on {} which cannot be evaluated",
-                    local.name,
-                    refs.iter()
-                        .map(|r| format!("`local.{r}`"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ))
-                .hint("locals must not refer to each other in a cycle"),
-            };
-            diags.push(diag.at(Some(local.attr.loc.clone())));
-        }
-        return Err(diags);
-    }
-    // A local is non-deterministic if it calls timestamp()/uuidv4() or
-    // refers to a local that does.
-    let mut nondeterministic = direct_nd;
-    loop {
-        let before = nondeterministic.len();
-        for local in &project.locals {
-            if LOCAL_REF
-                .captures_iter(&local.attr.text)
-                .any(|c| nondeterministic.contains(&c[1]))
-            {
-                nondeterministic.insert(local.name.clone());
-            }
-        }
-        if nondeterministic.len() == before {
-            break;
-        }
-    }
-    let evaluated = EvaluatedLocals {
-        values,
-        nondeterministic,
-    };
-    project
-        .locals_cache
-        .0
-        .lock()
-        .expect("locals cache")
-        .insert(key, evaluated.clone());
-    Ok(evaluated)
-}
-
-/// Runs every variable's `validation` blocks.
-pub fn validate_variables(project: &Project, diags: &mut Vec<Diagnostic>) {
-    let vars = var_object(project);
-    for def in project.variables.values() {
-        for validation in &def.validations {
-            let (Some(condition), Some(message)) = (
-                validation.attr("condition"),
-                validation.attr("error_message"),
-            ) else {
-                continue;
-            };
-            let mut ctx = base_context(&project.def_dir);
-            ctx.declare_var("var", vars.clone());
-            let env = FunctionEnv {
-                base_dir: project.def_dir.clone(),
-                allow_env: false,
-                clock: Clock::Real,
-            };
-            let (result, _) =
-                functions::with_env(env, || functions::evaluate(&condition.expr, &ctx));
-            match result {
-                Ok(hcl::Value::Bool(true)) => {}
-                Ok(hcl::Value::Bool(false)) => {
-                    let msg = functions::evaluate(&message.expr, &ctx)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_owned))
-                        .unwrap_or_else(|| "validation failed".to_owned());
-                    diags.push(
-                        Diagnostic::error(format!(
-                            "invalid value for variable `{}`: {msg}",
-                            def.name
-                        ))
-                        .at(Some(condition.loc.clone()))
-                        .hint(format!(
-                            "this is the validation rule of variable `{}`",
-                            def.name
-                        )),
-                    );
-                }
-                Ok(other) => diags.push(
-                    Diagnostic::error(format!(
-                        "validation condition of `{}` is not a bool: {other:?}",
-                        def.name
-                    ))
-                    .at(Some(condition.loc.clone()))
-                    .hint("a condition must evaluate to true or false"),
-                ),
-                Err(e) => diags.push(
-                    Diagnostic::error(format!(
-                        "cannot evaluate the validation of `{}`: {}",
-                        def.name,
-                        describe_error(&e, &condition.text)
-                    ))
-                    .at(Some(condition.loc.clone()))
-                    .hint(hint_for_error(&e, &condition.text, project)),
-                ),
-            }
-        }
-    }
-}
 
 /// One evaluation of an image under one clock, before role checks.
 struct Evaluated {

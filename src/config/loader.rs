@@ -21,7 +21,7 @@ use super::parse::{RawAttr, RawBlock, RawFile};
 use super::types::TypeExpr;
 use super::variables::variable_def;
 use super::{
-    backend, eval, functions, hint_for, image_refs_in, BackendConfig, ImageDef, LoadOptions,
+    backend, functions, hint_for, image_refs_in, scope, BackendConfig, ImageDef, LoadOptions,
     LocalDef, Project, VariableDef,
 };
 use crate::addr::ImageAddr;
@@ -133,16 +133,16 @@ impl Loader {
             warnings: Vec::new(),
             files: Vec::new(),
             backend,
-            locals_cache: eval::LocalsCache::default(),
+            locals_cache: scope::LocalsCache::default(),
         };
         // Locals are evaluated once here so their errors are reported at load
         // time, whether or not any image uses them.
-        if let Err(diags) = eval::evaluate_locals(&project, functions::Clock::Real) {
+        if let Err(diags) = scope::evaluate_locals(&project, functions::Clock::Real) {
             self.diags.extend(diags);
         } else {
-            eval::validate_variables(&project, &mut self.diags);
+            scope::validate_variables(&project, &mut self.diags);
         }
-        project.locals_cache = eval::LocalsCache::default();
+        project.locals_cache = scope::LocalsCache::default();
         Some(project)
     }
 

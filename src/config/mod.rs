@@ -15,8 +15,9 @@
 //! This file holds the public types, [`load`] and small shared helpers. The
 //! phases live beside it: `loader` (top-level blocks, schema checks, image
 //! checks), `build` (one build into images), `variables` (variable blocks
-//! and values), [`eval`] (locals, validations, one image at a time),
-//! [`module`] (modules and DIB elements).
+//! and values), `scope` (the base context, locals and variable
+//! validations), [`eval`] (one image at a time), [`module`] (modules and
+//! DIB elements).
 
 pub mod backend;
 mod build;
@@ -26,6 +27,7 @@ pub mod lazy_eval;
 mod loader;
 pub mod module;
 pub mod parse;
+mod scope;
 pub mod types;
 mod variables;
 
@@ -122,7 +124,7 @@ pub struct Project {
     pub files: Vec<PathBuf>,
     /// The `backend` block, if any (where the state is kept).
     pub backend: Option<BackendConfig>,
-    pub(crate) locals_cache: eval::LocalsCache,
+    pub(crate) locals_cache: scope::LocalsCache,
 }
 
 impl Project {

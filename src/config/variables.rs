@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use super::loader::Loader;
 use super::parse::{self, RawBlock};
 use super::types::{self, TypeExpr};
-use super::{eval, functions, hint_for, literal_string, LoadOptions, VariableDef};
+use super::{functions, hint_for, literal_string, scope, LoadOptions, VariableDef};
 use crate::diag::{Diagnostic, SourceLoc};
 
 const VARIABLE_ATTRS: &[&str] = &["type", "default", "description", "sensitive", "nullable"];
@@ -55,7 +55,7 @@ impl Loader {
                     allow_env: true,
                     clock: functions::Clock::Real,
                 };
-                let ctx = eval::base_context(&self.def_dir);
+                let ctx = scope::base_context(&self.def_dir);
                 let (result, _) =
                     functions::with_env(env, || functions::evaluate(&default.expr, &ctx));
                 match result {
@@ -69,7 +69,7 @@ impl Loader {
                         &default.loc,
                         format!(
                             "cannot evaluate the default of variable `{name}`: {}",
-                            eval::describe_error(&e, &default.text)
+                            scope::describe_error(&e, &default.text)
                         ),
                         "a default may use functions and env(), but not other variables or locals",
                     ),
@@ -132,7 +132,7 @@ impl Loader {
                 );
                 continue;
             }
-            let ctx = eval::base_context(&self.def_dir);
+            let ctx = scope::base_context(&self.def_dir);
             let env = functions::FunctionEnv {
                 base_dir: self.def_dir.clone(),
                 allow_env: false,
@@ -151,7 +151,7 @@ impl Loader {
                     format!(
                         "cannot evaluate `{}`: {}",
                         attr.name,
-                        eval::describe_error(&e, &attr.text)
+                        scope::describe_error(&e, &attr.text)
                     ),
                     "variable files hold literal values",
                 ),
@@ -244,11 +244,11 @@ impl Loader {
             {
                 match hcl::edit::parser::parse_expr(&text) {
                     Ok(expr) => {
-                        let ctx = eval::base_context(&self.def_dir);
+                        let ctx = scope::base_context(&self.def_dir);
                         match functions::evaluate(&hcl::Expression::from(expr), &ctx) {
                             Ok(v) => v,
                             Err(e) => {
-                                self.diags.push(Diagnostic::error(format!("cannot read the value of `{name}`: {}", eval::describe_error(&e, &text))).hint(format!("`{name}` is {}; write it in HCL syntax, e.g. [\"a\", \"b\"] or {{ k = \"v\" }}", def.ty)));
+                                self.diags.push(Diagnostic::error(format!("cannot read the value of `{name}`: {}", scope::describe_error(&e, &text))).hint(format!("`{name}` is {}; write it in HCL syntax, e.g. [\"a\", \"b\"] or {{ k = \"v\" }}", def.ty)));
                                 return None;
                             }
                         }

@@ -21,8 +21,8 @@ use std::sync::{LazyLock, Mutex};
 use hcl::eval::Context;
 use regex::Regex;
 
-use super::functions::{self, Clock, FunctionEnv};
-use super::Project;
+use super::functions::{self, Clock, FunctionEnv, FunctionTrace};
+use super::{LocalDef, Project};
 use crate::diag::closest;
 use crate::diag::Diagnostic;
 
@@ -159,24 +159,65 @@ pub fn evaluate_locals(
     {
         return Ok(hit.clone());
     }
+    let vars = var_object(project);
+    let (values, direct_nd, pending) = evaluate_in_any_order(project, &clock, &vars);
+    if !pending.is_empty() {
+        return Err(unevaluable_locals(
+            project, &clock, &vars, &values, &pending,
+        ));
+    }
+    let evaluated = EvaluatedLocals {
+        values,
+        nondeterministic: spread_nondeterminism(project, direct_nd),
+    };
+    project
+        .locals_cache
+        .0
+        .lock()
+        .expect("locals cache")
+        .insert(key, evaluated.clone());
+    Ok(evaluated)
+}
+
+/// One local evaluated with the locals known so far.
+fn evaluate_local(
+    project: &Project,
+    local: &LocalDef,
+    clock: &Clock,
+    vars: &hcl::Value,
+    values: &hcl::Map<String, hcl::Value>,
+) -> (Result<hcl::Value, hcl::eval::Error>, FunctionTrace) {
+    let mut ctx = base_context(&project.def_dir);
+    ctx.declare_var("var", vars.clone());
+    ctx.declare_var("local", hcl::Value::Object(values.clone()));
+    let env = FunctionEnv {
+        base_dir: project.def_dir.clone(),
+        allow_env: false,
+        clock: clone_clock(clock),
+    };
+    functions::with_env(env, || functions::evaluate(&local.attr.expr, &ctx))
+}
+
+/// Evaluates locals in passes until a pass makes no progress. Returns the
+/// values, the locals that called timestamp()/uuidv4() themselves, and the
+/// locals left over.
+fn evaluate_in_any_order<'p>(
+    project: &'p Project,
+    clock: &Clock,
+    vars: &hcl::Value,
+) -> (
+    hcl::Map<String, hcl::Value>,
+    BTreeSet<String>,
+    Vec<&'p LocalDef>,
+) {
     let mut values: hcl::Map<String, hcl::Value> = hcl::Map::new();
     let mut direct_nd: BTreeSet<String> = BTreeSet::new();
-    let mut pending: Vec<&super::LocalDef> = project.locals.iter().collect();
-    let vars = var_object(project);
+    let mut pending: Vec<&LocalDef> = project.locals.iter().collect();
     loop {
         let mut progressed = false;
         let mut still = Vec::new();
         for local in pending {
-            let mut ctx = base_context(&project.def_dir);
-            ctx.declare_var("var", vars.clone());
-            ctx.declare_var("local", hcl::Value::Object(values.clone()));
-            let env = FunctionEnv {
-                base_dir: project.def_dir.clone(),
-                allow_env: false,
-                clock: clone_clock(&clock),
-            };
-            let (result, trace) =
-                functions::with_env(env, || functions::evaluate(&local.attr.expr, &ctx));
+            let (result, trace) = evaluate_local(project, local, clock, vars, &values);
             match result {
                 Ok(v) => {
                     if trace.nondeterministic {
@@ -193,53 +234,56 @@ pub fn evaluate_locals(
             break;
         }
     }
-    if !pending.is_empty() {
-        let mut diags = Vec::new();
-        let pending_names: BTreeSet<&str> = pending.iter().map(|l| l.name.as_str()).collect();
-        for local in &pending {
-            let mut ctx = base_context(&project.def_dir);
-            ctx.declare_var("var", vars.clone());
-            ctx.declare_var("local", hcl::Value::Object(values.clone()));
-            let env = FunctionEnv {
-                base_dir: project.def_dir.clone(),
-                allow_env: false,
-                clock: clone_clock(&clock),
-            };
-            let (result, _) =
-                functions::with_env(env, || functions::evaluate(&local.attr.expr, &ctx));
-            let refs: Vec<String> = LOCAL_REF
-                .captures_iter(&local.attr.text)
-                .map(|c| c[1].to_owned())
-                .filter(|n| pending_names.contains(n.as_str()))
-                .collect();
-            let diag = match result {
-                Err(e)
-                    if refs.is_empty()
-                        || !matches!(e.kind(), hcl::eval::ErrorKind::NoSuchKey(_)) =>
-                {
-                    Diagnostic::error(format!(
-                        "cannot evaluate local `{}`: {}",
-                        local.name,
-                        describe_error(&e, &local.attr.text)
-                    ))
-                    .hint(hint_for_error(&e, &local.attr.text, project))
-                }
-                _ => Diagnostic::error(format!(
-                    "local `{}` depends on {} which cannot be evaluated",
+    (values, direct_nd, pending)
+}
+
+/// One error per local left over: its own evaluation error, or the pending
+/// locals it depends on.
+fn unevaluable_locals(
+    project: &Project,
+    clock: &Clock,
+    vars: &hcl::Value,
+    values: &hcl::Map<String, hcl::Value>,
+    pending: &[&LocalDef],
+) -> Vec<Diagnostic> {
+    let mut diags = Vec::new();
+    let pending_names: BTreeSet<&str> = pending.iter().map(|l| l.name.as_str()).collect();
+    for local in pending {
+        let (result, _) = evaluate_local(project, local, clock, vars, values);
+        let refs: Vec<String> = LOCAL_REF
+            .captures_iter(&local.attr.text)
+            .map(|c| c[1].to_owned())
+            .filter(|n| pending_names.contains(n.as_str()))
+            .collect();
+        let diag = match result {
+            Err(e)
+                if refs.is_empty() || !matches!(e.kind(), hcl::eval::ErrorKind::NoSuchKey(_)) =>
+            {
+                Diagnostic::error(format!(
+                    "cannot evaluate local `{}`: {}",
                     local.name,
-                    refs.iter()
-                        .map(|r| format!("`local.{r}`"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    describe_error(&e, &local.attr.text)
                 ))
-                .hint("locals must not refer to each other in a cycle"),
-            };
-            diags.push(diag.at(Some(local.attr.loc.clone())));
-        }
-        return Err(diags);
+                .hint(hint_for_error(&e, &local.attr.text, project))
+            }
+            _ => Diagnostic::error(format!(
+                "local `{}` depends on {} which cannot be evaluated",
+                local.name,
+                refs.iter()
+                    .map(|r| format!("`local.{r}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+            .hint("locals must not refer to each other in a cycle"),
+        };
+        diags.push(diag.at(Some(local.attr.loc.clone())));
     }
-    // A local is non-deterministic if it calls timestamp()/uuidv4() or
-    // refers to a local that does.
+    diags
+}
+
+/// A local is non-deterministic if it calls timestamp()/uuidv4() or
+/// refers to a local that does.
+fn spread_nondeterminism(project: &Project, direct_nd: BTreeSet<String>) -> BTreeSet<String> {
     let mut nondeterministic = direct_nd;
     loop {
         let before = nondeterministic.len();
@@ -255,17 +299,7 @@ pub fn evaluate_locals(
             break;
         }
     }
-    let evaluated = EvaluatedLocals {
-        values,
-        nondeterministic,
-    };
-    project
-        .locals_cache
-        .0
-        .lock()
-        .expect("locals cache")
-        .insert(key, evaluated.clone());
-    Ok(evaluated)
+    nondeterministic
 }
 
 /// Runs every variable's `validation` blocks.

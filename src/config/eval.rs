@@ -2,13 +2,20 @@
 //!
 //! An image is evaluated in the project's scope (`scope`: the base
 //! context, `var.*`, `local.*`) plus its own names (`source.*`, `build.*`,
-//! `image.<ADDR>.id` of its parents). Every expression is evaluated with the project's function library inside
-//! [`functions::with_env`], so the files functions read are recorded as
-//! inputs. Non-determinism is found by evaluating a second and third time
-//! with two different fake clocks (only when `timestamp()`/`uuidv4()` was
-//! called at all): values that differ are allowed in build settings (they are
-//! taken from the real evaluation) and are an error in inputs, which must not
-//! change from run to run or the content address would never be stable.
+//! `image.<ADDR>.id` of its parents). Every expression is evaluated with
+//! the project's function library inside [`functions::with_env`], so the
+//! files functions read are recorded as inputs. Non-determinism is found by
+//! evaluating a second and third time with two different fake clocks (only
+//! when `timestamp()`/`uuidv4()` was called at all): values that differ are
+//! allowed in build settings (they are taken from the real evaluation) and
+//! are an error in inputs, which must not change from run to run or the
+//! content address would never be stable.
+//!
+//! Invariants: the errors of one evaluation pass are all collected, each at
+//! its place; attributes split by the builder's schema into inputs,
+//! settings and secrets. Callers must evaluate parents first and pass a
+//! token for every parent in `ImageDef::refs`: a child's values depend on
+//! its parents' content addresses.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::LazyLock;
@@ -59,122 +66,14 @@ impl Project {
     ) -> Result<ImageSpec, Vec<Diagnostic>> {
         let locals = evaluate_locals(self, Clock::Real)?;
         let real = self.evaluate_once(def, parent_tokens, Clock::Real, &locals)?;
-
-        let uses_nd_local = !locals.nondeterministic.is_empty()
-            && image_texts(def).any(|(t, _)| {
-                LOCAL_REF
-                    .captures_iter(t)
-                    .any(|c| locals.nondeterministic.contains(&c[1]))
-            });
-        let mut apply_time_settings = BTreeSet::new();
-        if real.nondeterministic || uses_nd_local {
-            let locals_a = evaluate_locals(self, Clock::Probe(1))?;
-            let locals_b = evaluate_locals(self, Clock::Probe(2))?;
-            let a = self.evaluate_once(def, parent_tokens, Clock::Probe(1), &locals_a)?;
-            let b = self.evaluate_once(def, parent_tokens, Clock::Probe(2), &locals_b)?;
-            let mut diags = Vec::new();
-            for (name, value) in &a.inputs {
-                if b.inputs.get(name) != Some(value) {
-                    let loc = def
-                        .attrs
-                        .iter()
-                        .find(|x| &x.name == name)
-                        .map(|x| x.loc.clone())
-                        .unwrap_or_else(|| def.loc.clone());
-                    diags.push(nd_error(&format!("`{name}`"), loc));
-                }
-            }
-            for (i, (pa, pb)) in a.provisioners.iter().zip(&b.provisioners).enumerate() {
-                if pa.config != pb.config {
-                    let key = pa
-                        .config
-                        .iter()
-                        .find(|(k, v)| pb.config.get(*k) != Some(v))
-                        .map(|(k, _)| k.clone())
-                        .unwrap_or_default();
-                    let loc = def
-                        .provisioners
-                        .get(i)
-                        .and_then(|p| p.block.attr(&key))
-                        .map(|x| x.loc.clone())
-                        .unwrap_or_else(|| pa.loc.clone());
-                    diags.push(nd_error(
-                        &format!("`{key}` of provisioner \"{}\"", pa.kind),
-                        loc,
-                    ));
-                }
-            }
-            if !diags.is_empty() {
-                return Err(diags);
-            }
-            for (name, value) in a.settings.iter().chain(&a.secrets) {
-                if b.settings.get(name).or_else(|| b.secrets.get(name)) != Some(value) {
-                    apply_time_settings.insert(name.clone());
-                }
-            }
-        }
-
-        let keep_previous = match real
-            .build_attrs
-            .get("keep_previous")
-            .or_else(|| real.settings.get("keep_previous"))
-        {
-            None => 1,
-            Some(v) => match v.as_u64() {
-                Some(n) => n as u32,
-                None => {
-                    return Err(vec![Diagnostic::error(
-                        "`keep_previous` must be a whole number",
-                    )
-                    .at(Some(attr_loc(def, "keep_previous")))
-                    .hint(
-                        "keep_previous = 2 keeps the newest two artifacts of this image",
-                    )])
-                }
-            },
-        };
-        let max_age = match real
-            .build_attrs
-            .get("max_age")
-            .or_else(|| real.settings.get("max_age"))
-        {
-            None => None,
-            Some(Json::String(s)) if spec::parse_duration(s).is_some() => Some(s.clone()),
-            Some(_) => {
-                return Err(vec![Diagnostic::error(
-                    "`max_age` must be a duration like \"30d\" or \"12h\"",
-                )
-                .at(Some(attr_loc(def, "max_age")))
-                .hint("units: s, m, h, d, w")])
-            }
-        };
-
-        // Variables that reach the image's inputs, directly or through locals.
-        let mut variables = BTreeMap::new();
+        let apply_time_settings = self.apply_time_settings(def, parent_tokens, &locals, &real)?;
+        let keep_previous = keep_previous(def, &real)?;
+        let max_age = max_age(def, &real)?;
         let sensitive = self.sensitive_values();
-        for name in self.input_variables(def) {
-            if let Some(value) = self.var_values.get(&name) {
-                let mut json = serde_json::to_value(value).unwrap_or(Json::Null);
-                if self.variables.get(&name).is_some_and(|v| v.sensitive) {
-                    json = Json::String(crate::sensitive::redact(&json.to_string()));
-                }
-                variables.insert(name, json);
-            }
-        }
-
+        let variables = self.image_variables(def);
         let target = drivers::kind_of(&def.builder)
             .map(|k| (k.target)(&real.settings))
             .unwrap_or_else(crate::addr::TargetAddr::local);
-        // Attributes and nested blocks (`source_ami_filter`, ...), first one wins.
-        let mut attr_locs: BTreeMap<String, SourceLoc> = BTreeMap::new();
-        for (name, loc) in def
-            .attrs
-            .iter()
-            .map(|a| (&a.name, &a.loc))
-            .chain(def.blocks.iter().map(|b| (&b.kind, &b.loc)))
-        {
-            attr_locs.entry(name.clone()).or_insert_with(|| loc.clone());
-        }
         Ok(ImageSpec {
             addr: def.addr.clone(),
             builder: def.builder.clone(),
@@ -195,9 +94,60 @@ impl Project {
             max_age,
             def_dir: self.def_dir.clone(),
             loc: def.loc.clone(),
-            attr_locs,
+            attr_locs: spec_attr_locs(def),
             sensitive_values: sensitive,
         })
+    }
+
+    /// The probe-clock check. When the image called timestamp()/uuidv4()
+    /// (itself or through a local), it is evaluated again with two fake
+    /// clocks: an input that differs is an error; the settings that differ
+    /// are returned, to be decided at apply time.
+    fn apply_time_settings(
+        &self,
+        def: &ImageDef,
+        parent_tokens: &BTreeMap<ImageAddr, String>,
+        locals: &EvaluatedLocals,
+        real: &Evaluated,
+    ) -> Result<BTreeSet<String>, Vec<Diagnostic>> {
+        let uses_nd_local = !locals.nondeterministic.is_empty()
+            && image_texts(def).any(|(t, _)| {
+                LOCAL_REF
+                    .captures_iter(t)
+                    .any(|c| locals.nondeterministic.contains(&c[1]))
+            });
+        let mut apply_time_settings = BTreeSet::new();
+        if real.nondeterministic || uses_nd_local {
+            let locals_a = evaluate_locals(self, Clock::Probe(1))?;
+            let locals_b = evaluate_locals(self, Clock::Probe(2))?;
+            let a = self.evaluate_once(def, parent_tokens, Clock::Probe(1), &locals_a)?;
+            let b = self.evaluate_once(def, parent_tokens, Clock::Probe(2), &locals_b)?;
+            let diags = nondeterministic_inputs(def, &a, &b);
+            if !diags.is_empty() {
+                return Err(diags);
+            }
+            for (name, value) in a.settings.iter().chain(&a.secrets) {
+                if b.settings.get(name).or_else(|| b.secrets.get(name)) != Some(value) {
+                    apply_time_settings.insert(name.clone());
+                }
+            }
+        }
+        Ok(apply_time_settings)
+    }
+
+    /// Variables that reach the image's inputs, directly or through locals.
+    fn image_variables(&self, def: &ImageDef) -> BTreeMap<String, Json> {
+        let mut variables = BTreeMap::new();
+        for name in self.input_variables(def) {
+            if let Some(value) = self.var_values.get(&name) {
+                let mut json = serde_json::to_value(value).unwrap_or(Json::Null);
+                if self.variables.get(&name).is_some_and(|v| v.sensitive) {
+                    json = Json::String(crate::sensitive::redact(&json.to_string()));
+                }
+                variables.insert(name, json);
+            }
+        }
+        variables
     }
 
     /// Names of variables referenced by the image's inputs (attributes with
@@ -600,25 +550,7 @@ impl Project {
                 "only" | "except" => {
                     settings.insert(attr.name.clone(), value);
                 }
-                "override" => {
-                    // Per-source overrides: keys are source names.
-                    if let Json::Object(map) = &value {
-                        let names = [
-                            format!("{}.{}", def.builder, def.source_name),
-                            def.source_name.clone(),
-                            def.builder.clone(),
-                        ];
-                        for (key, over) in map {
-                            if names.contains(key) {
-                                if let Json::Object(over) = over {
-                                    for (k, v) in over {
-                                        config.insert(k.clone(), v.clone());
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
+                "override" => apply_override(def, &value, &mut config),
                 name => match schema.attr(name).map(|a| a.role) {
                     Some(Role::Input) => {
                         config.entry(name.to_owned()).or_insert(value);
@@ -653,6 +585,126 @@ impl Project {
             return None;
         }
         Some(spec)
+    }
+}
+
+/// Inputs that differ between the two probe evaluations, each an error at
+/// its place.
+fn nondeterministic_inputs(def: &ImageDef, a: &Evaluated, b: &Evaluated) -> Vec<Diagnostic> {
+    let mut diags = Vec::new();
+    for (name, value) in &a.inputs {
+        if b.inputs.get(name) != Some(value) {
+            let loc = def
+                .attrs
+                .iter()
+                .find(|x| &x.name == name)
+                .map(|x| x.loc.clone())
+                .unwrap_or_else(|| def.loc.clone());
+            diags.push(nd_error(&format!("`{name}`"), loc));
+        }
+    }
+    for (i, (pa, pb)) in a.provisioners.iter().zip(&b.provisioners).enumerate() {
+        if pa.config != pb.config {
+            let key = pa
+                .config
+                .iter()
+                .find(|(k, v)| pb.config.get(*k) != Some(v))
+                .map(|(k, _)| k.clone())
+                .unwrap_or_default();
+            let loc = def
+                .provisioners
+                .get(i)
+                .and_then(|p| p.block.attr(&key))
+                .map(|x| x.loc.clone())
+                .unwrap_or_else(|| pa.loc.clone());
+            diags.push(nd_error(
+                &format!("`{key}` of provisioner \"{}\"", pa.kind),
+                loc,
+            ));
+        }
+    }
+    diags
+}
+
+/// `keep_previous` (build attribute or setting): how many artifacts to keep;
+/// 1 by default.
+fn keep_previous(def: &ImageDef, real: &Evaluated) -> Result<u32, Vec<Diagnostic>> {
+    let keep_previous = match real
+        .build_attrs
+        .get("keep_previous")
+        .or_else(|| real.settings.get("keep_previous"))
+    {
+        None => 1,
+        Some(v) => match v.as_u64() {
+            Some(n) => n as u32,
+            None => {
+                return Err(vec![Diagnostic::error(
+                    "`keep_previous` must be a whole number",
+                )
+                .at(Some(attr_loc(def, "keep_previous")))
+                .hint(
+                    "keep_previous = 2 keeps the newest two artifacts of this image",
+                )])
+            }
+        },
+    };
+    Ok(keep_previous)
+}
+
+/// `max_age` (build attribute or setting): a duration, or none.
+fn max_age(def: &ImageDef, real: &Evaluated) -> Result<Option<String>, Vec<Diagnostic>> {
+    let max_age = match real
+        .build_attrs
+        .get("max_age")
+        .or_else(|| real.settings.get("max_age"))
+    {
+        None => None,
+        Some(Json::String(s)) if spec::parse_duration(s).is_some() => Some(s.clone()),
+        Some(_) => {
+            return Err(vec![Diagnostic::error(
+                "`max_age` must be a duration like \"30d\" or \"12h\"",
+            )
+            .at(Some(attr_loc(def, "max_age")))
+            .hint("units: s, m, h, d, w")])
+        }
+    };
+    Ok(max_age)
+}
+
+/// Where each attribute and nested block of the image is written.
+fn spec_attr_locs(def: &ImageDef) -> BTreeMap<String, SourceLoc> {
+    // Attributes and nested blocks (`source_ami_filter`, ...), first one wins.
+    let mut attr_locs: BTreeMap<String, SourceLoc> = BTreeMap::new();
+    for (name, loc) in def
+        .attrs
+        .iter()
+        .map(|a| (&a.name, &a.loc))
+        .chain(def.blocks.iter().map(|b| (&b.kind, &b.loc)))
+    {
+        attr_locs.entry(name.clone()).or_insert_with(|| loc.clone());
+    }
+    attr_locs
+}
+
+/// A provisioner's `override`: per-source overrides, keys are source names
+/// (`TYPE.NAME`, `NAME` or `TYPE`); the entries for this image's source are
+/// set on its config.
+fn apply_override(def: &ImageDef, value: &Json, config: &mut Attrs) {
+    if let Json::Object(map) = value {
+        let names = [
+            format!("{}.{}", def.builder, def.source_name),
+            def.source_name.clone(),
+            def.builder.clone(),
+        ];
+        for (key, over) in map {
+            if names.contains(key) {
+                if let Json::Object(over) = over {
+                    for (k, v) in over {
+                        config.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
     }
 }
 

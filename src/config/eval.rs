@@ -25,7 +25,6 @@ use regex::Regex;
 use serde_json::Value as Json;
 
 use super::functions::{self, Clock, FunctionEnv};
-use super::module::ModuleScope;
 use super::parse::{RawAttr, RawBlock};
 use super::scope::{hint_for_error, var_object, LOCAL_REF};
 use super::{ImageDef, Project};
@@ -364,67 +363,6 @@ impl Project {
         } else {
             Err(diags)
         }
-    }
-
-    /// The scope of a module's provisioners: the image's context with
-    /// `var.*` replaced by the module's variables and `path.module` set.
-    fn module_context<'c>(
-        &self,
-        module: &ModuleScope,
-        image_ctx: &Context<'c>,
-        diags: &mut Vec<Diagnostic>,
-    ) -> Option<Context<'c>> {
-        let mut vars = hcl::Map::new();
-        let mut ok = true;
-        for (name, def) in &module.variables {
-            let (value, loc) = match module.args.iter().find(|a| &a.name == name) {
-                Some(arg) => (functions::evaluate(&arg.expr, image_ctx), arg.loc.clone()),
-                None => match &def.default {
-                    Some(d) => (
-                        functions::evaluate(&d.expr, &base_context(&self.def_dir)),
-                        d.loc.clone(),
-                    ),
-                    None => continue, // reported at load time
-                },
-            };
-            match value
-                .map_err(|e| describe_error(&e, ""))
-                .and_then(|v| super::types::convert(v, &def.ty))
-            {
-                Ok(v) => {
-                    vars.insert(name.clone(), v);
-                }
-                Err(e) => {
-                    ok = false;
-                    diags.push(
-                        Diagnostic::error(format!(
-                            "module `{}`: invalid value for `{name}`: {e}",
-                            module.name
-                        ))
-                        .at(Some(loc))
-                        .hint(format!(
-                            "`{name}` is declared as {} in {}/module.hcl",
-                            def.ty, module.dir
-                        )),
-                    );
-                }
-            }
-        }
-        if !ok {
-            return None;
-        }
-        let mut ctx = image_ctx.clone();
-        ctx.declare_var("var", hcl::Value::Object(vars));
-        let mut path = hcl::Map::new();
-        path.insert("root".to_owned(), hcl::Value::String(".".to_owned()));
-        path.insert("module".to_owned(), hcl::Value::String(module.dir.clone()));
-        let cwd = std::env::current_dir().unwrap_or_else(|_| self.def_dir.clone());
-        path.insert(
-            "cwd".to_owned(),
-            hcl::Value::String(cwd.to_string_lossy().into_owned()),
-        );
-        ctx.declare_var("path", hcl::Value::Object(path));
-        Some(ctx)
     }
 
     fn eval_attr(

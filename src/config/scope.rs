@@ -3,8 +3,9 @@
 //! It owns the base context (the function library, `path.*`,
 //! `packer.version`), the `var.*` object, the evaluation of locals (in any
 //! order, once per clock, cached in the [`Project`]), variable `validation`
-//! blocks, and the wording of evaluation errors about names
-//! ([`describe_error`], and its hints).
+//! blocks, the scope of a module's provisioners (`var.*` = the module's
+//! variables, `path.module`), and the wording of evaluation errors about
+//! names ([`describe_error`], and its hints).
 //!
 //! Invariants: locals are evaluated with no image in scope (no `source.*`,
 //! `build.*`, `image.*`), and `env()` is refused everywhere but in variable
@@ -22,6 +23,7 @@ use hcl::eval::Context;
 use regex::Regex;
 
 use super::functions::{self, Clock, FunctionEnv, FunctionTrace};
+use super::module::ModuleScope;
 use super::{LocalDef, Project};
 use crate::diag::closest;
 use crate::diag::Diagnostic;
@@ -360,5 +362,68 @@ pub fn validate_variables(project: &Project, diags: &mut Vec<Diagnostic>) {
                 ),
             }
         }
+    }
+}
+
+impl Project {
+    /// The scope of a module's provisioners: the image's context with
+    /// `var.*` replaced by the module's variables and `path.module` set.
+    pub(super) fn module_context<'c>(
+        &self,
+        module: &ModuleScope,
+        image_ctx: &Context<'c>,
+        diags: &mut Vec<Diagnostic>,
+    ) -> Option<Context<'c>> {
+        let mut vars = hcl::Map::new();
+        let mut ok = true;
+        for (name, def) in &module.variables {
+            let (value, loc) = match module.args.iter().find(|a| &a.name == name) {
+                Some(arg) => (functions::evaluate(&arg.expr, image_ctx), arg.loc.clone()),
+                None => match &def.default {
+                    Some(d) => (
+                        functions::evaluate(&d.expr, &base_context(&self.def_dir)),
+                        d.loc.clone(),
+                    ),
+                    None => continue, // reported at load time
+                },
+            };
+            match value
+                .map_err(|e| describe_error(&e, ""))
+                .and_then(|v| super::types::convert(v, &def.ty))
+            {
+                Ok(v) => {
+                    vars.insert(name.clone(), v);
+                }
+                Err(e) => {
+                    ok = false;
+                    diags.push(
+                        Diagnostic::error(format!(
+                            "module `{}`: invalid value for `{name}`: {e}",
+                            module.name
+                        ))
+                        .at(Some(loc))
+                        .hint(format!(
+                            "`{name}` is declared as {} in {}/module.hcl",
+                            def.ty, module.dir
+                        )),
+                    );
+                }
+            }
+        }
+        if !ok {
+            return None;
+        }
+        let mut ctx = image_ctx.clone();
+        ctx.declare_var("var", hcl::Value::Object(vars));
+        let mut path = hcl::Map::new();
+        path.insert("root".to_owned(), hcl::Value::String(".".to_owned()));
+        path.insert("module".to_owned(), hcl::Value::String(module.dir.clone()));
+        let cwd = std::env::current_dir().unwrap_or_else(|_| self.def_dir.clone());
+        path.insert(
+            "cwd".to_owned(),
+            hcl::Value::String(cwd.to_string_lossy().into_owned()),
+        );
+        ctx.declare_var("path", hcl::Value::Object(path));
+        Some(ctx)
     }
 }

@@ -69,6 +69,9 @@ impl Loader {
             .push(Diagnostic::error(summary).at(Some(loc.clone())).hint(hint));
     }
 
+    /// Reads every file's top-level blocks, then resolves variables,
+    /// expands builds, checks the images and evaluates locals once (for
+    /// their errors).
     pub(super) fn interpret(
         &mut self,
         files: &[RawFile],

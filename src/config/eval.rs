@@ -1,335 +1,46 @@
-//! Evaluation: locals, variable validations, and one image at a time.
+//! Evaluation of one image at a time, into an [`ImageSpec`].
 //!
-//! Every expression is evaluated with the project's function library inside
-//! [`functions::with_env`], so the files functions read are recorded as
-//! inputs. Non-determinism is found by evaluating a second and third time
-//! with two different fake clocks (only when `timestamp()`/`uuidv4()` was
-//! called at all): values that differ are allowed in build settings (they are
-//! taken from the real evaluation) and are an error in inputs, which must not
-//! change from run to run or the content address would never be stable.
+//! An image is evaluated in the project's scope (`scope`: the base
+//! context, `var.*`, `local.*`) plus its own names (`source.*`, `build.*`,
+//! `image.<ADDR>.id` of its parents). Every expression is evaluated with
+//! the project's function library inside [`functions::with_env`], so the
+//! files functions read are recorded as inputs. Non-determinism is found by
+//! evaluating a second and third time with two different fake clocks (only
+//! when `timestamp()`/`uuidv4()` was called at all): values that differ are
+//! allowed in build settings (they are taken from the real evaluation) and
+//! are an error in inputs, which must not change from run to run or the
+//! content address would never be stable.
+//!
+//! Invariants: the errors of one evaluation pass are all collected, each at
+//! its place; attributes split by the builder's schema into inputs,
+//! settings and secrets. Callers must evaluate parents first and pass a
+//! token for every parent in `ImageDef::refs`: a child's values depend on
+//! its parents' content addresses.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
-use std::sync::{LazyLock, Mutex};
+use std::sync::LazyLock;
 
 use hcl::eval::Context;
 use regex::Regex;
 use serde_json::Value as Json;
 
 use super::functions::{self, Clock, FunctionEnv};
-use super::module::ModuleScope;
 use super::parse::{RawAttr, RawBlock};
+use super::scope::{hint_for_error, var_object, LOCAL_REF};
 use super::{ImageDef, Project};
 use crate::addr::ImageAddr;
-use crate::diag::closest;
 use crate::diag::{Diagnostic, SourceLoc};
 use crate::schema::{BlockSpec, Repeat, Role};
 use crate::spec::{self, Attrs, ImageSpec, ProvisionerSpec};
 use crate::{drivers, provision};
 
-/// Locals evaluated per clock, computed once per clock.
-#[derive(Debug, Default)]
-pub struct LocalsCache(Mutex<BTreeMap<u64, EvaluatedLocals>>);
-
-#[derive(Debug, Clone)]
-pub struct EvaluatedLocals {
-    pub values: hcl::Map<String, hcl::Value>,
-    /// Locals whose value depends on timestamp()/uuidv4().
-    pub nondeterministic: BTreeSet<String>,
-}
-
-fn clock_key(clock: &Clock) -> u64 {
-    match clock {
-        Clock::Real => u64::MAX,
-        Clock::Probe(seed) => *seed,
-    }
-}
-
-fn clone_clock(clock: &Clock) -> Clock {
-    match clock {
-        Clock::Real => Clock::Real,
-        Clock::Probe(s) => Clock::Probe(*s),
-    }
-}
+// Part of the crate's API under `config::eval`; they live in `scope`.
+pub use super::scope::{
+    base_context, describe_error, evaluate_locals, validate_variables, EvaluatedLocals, LocalsCache,
+};
 
 static VAR_REF: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"\bvar\.([A-Za-z_][\w-]*)").expect("valid regex"));
-static LOCAL_REF: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"\blocal\.([A-Za-z_][\w-]*)").expect("valid regex"));
-
-/// A context with the functions, `path.*` and `packer.version`, but no
-/// variables: what variable defaults and variable files see.
-pub fn base_context(_def_dir: &Path) -> Context<'static> {
-    // Declaring ~110 functions costs more than cloning them: build once.
-    static BASE: LazyLock<Context<'static>> = LazyLock::new(|| {
-        let mut ctx = Context::new();
-        functions::declare_functions(&mut ctx);
-        let mut path = hcl::Map::new();
-        path.insert("root".to_owned(), hcl::Value::String(".".to_owned()));
-        let cwd = std::env::current_dir().unwrap_or_default();
-        path.insert(
-            "cwd".to_owned(),
-            hcl::Value::String(cwd.to_string_lossy().into_owned()),
-        );
-        ctx.declare_var("path", hcl::Value::Object(path));
-        let mut packer = hcl::Map::new();
-        packer.insert(
-            "version".to_owned(),
-            hcl::Value::String(env!("CARGO_PKG_VERSION").to_owned()),
-        );
-        ctx.declare_var("packer", hcl::Value::Object(packer));
-        ctx
-    });
-    BASE.clone()
-}
-
-fn var_object(project: &Project) -> hcl::Value {
-    hcl::Value::Object(
-        project
-            .var_values
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
-    )
-}
-
-/// A human description of an evaluation error, naming undefined variables
-/// and locals plainly.
-pub fn describe_error(err: &hcl::eval::Error, text: &str) -> String {
-    use hcl::eval::ErrorKind;
-    match err.kind() {
-        ErrorKind::NoSuchKey(key) => {
-            if text.contains(&format!("var.{key}")) {
-                format!("undefined variable `var.{key}`")
-            } else if text.contains(&format!("local.{key}")) {
-                format!("undefined local `local.{key}`")
-            } else {
-                format!("no attribute `{key}` in the value")
-            }
-        }
-        ErrorKind::UndefinedVar(name) => match name.as_str() {
-            "data" => "data sources are not supported yet".to_owned(),
-            "var" => "no variables are declared".to_owned(),
-            "local" => "no locals are defined".to_owned(),
-            other => format!(
-                "unknown name `{other}` (expected var.*, local.*, path.*, source.*, build.*, image.*)"
-            ),
-        },
-        _ => err.kind().to_string(),
-    }
-}
-
-fn hint_for_error(err: &hcl::eval::Error, text: &str, project: &Project) -> String {
-    use hcl::eval::ErrorKind;
-    match err.kind() {
-        ErrorKind::NoSuchKey(key) if text.contains(&format!("var.{key}")) => {
-            match closest(key, project.variables.keys().map(String::as_str)) {
-                Some(s) => format!("did you mean `var.{s}`? Otherwise declare it: variable \"{key}\" {{ type = string }}"),
-                None => format!("declare it: variable \"{key}\" {{ type = string }}"),
-            }
-        }
-        ErrorKind::NoSuchKey(key) if text.contains(&format!("local.{key}")) => {
-            match closest(key, project.locals.iter().map(|l| l.name.as_str())) {
-                Some(s) => format!("did you mean `local.{s}`?"),
-                None => format!("define it in a locals block: locals {{ {key} = ... }}"),
-            }
-        }
-        ErrorKind::UndefinedFunc(_) => "see the README for the functions imgform supports".to_owned(),
-        ErrorKind::FuncCall(name, _) if name.name.as_str().starts_with("file") || name.name.as_str() == "templatefile" => {
-            "paths are relative to the definition dir".to_owned()
-        }
-        ErrorKind::FuncCall(name, _) if name.name.as_str() == "env" => {
-            "env() is only allowed in variable defaults; declare a variable with default = env(\"NAME\") and use var.NAME".to_owned()
-        }
-        _ => "check the expression's types and names".to_owned(),
-    }
-}
-
-/// Evaluates all locals with `clock`; locals may refer to each other in any
-/// order. Errors name every local that cannot be evaluated.
-pub fn evaluate_locals(
-    project: &Project,
-    clock: Clock,
-) -> Result<EvaluatedLocals, Vec<Diagnostic>> {
-    let key = clock_key(&clock);
-    if let Some(hit) = project
-        .locals_cache
-        .0
-        .lock()
-        .expect("locals cache")
-        .get(&key)
-    {
-        return Ok(hit.clone());
-    }
-    let mut values: hcl::Map<String, hcl::Value> = hcl::Map::new();
-    let mut direct_nd: BTreeSet<String> = BTreeSet::new();
-    let mut pending: Vec<&super::LocalDef> = project.locals.iter().collect();
-    let vars = var_object(project);
-    loop {
-        let mut progressed = false;
-        let mut still = Vec::new();
-        for local in pending {
-            let mut ctx = base_context(&project.def_dir);
-            ctx.declare_var("var", vars.clone());
-            ctx.declare_var("local", hcl::Value::Object(values.clone()));
-            let env = FunctionEnv {
-                base_dir: project.def_dir.clone(),
-                allow_env: false,
-                clock: clone_clock(&clock),
-            };
-            let (result, trace) =
-                functions::with_env(env, || functions::evaluate(&local.attr.expr, &ctx));
-            match result {
-                Ok(v) => {
-                    if trace.nondeterministic {
-                        direct_nd.insert(local.name.clone());
-                    }
-                    values.insert(local.name.clone(), v);
-                    progressed = true;
-                }
-                Err(_) => still.push(local),
-            }
-        }
-        pending = still;
-        if pending.is_empty() || !progressed {
-            break;
-        }
-    }
-    if !pending.is_empty() {
-        let mut diags = Vec::new();
-        let pending_names: BTreeSet<&str> = pending.iter().map(|l| l.name.as_str()).collect();
-        for local in &pending {
-            let mut ctx = base_context(&project.def_dir);
-            ctx.declare_var("var", vars.clone());
-            ctx.declare_var("local", hcl::Value::Object(values.clone()));
-            let env = FunctionEnv {
-                base_dir: project.def_dir.clone(),
-                allow_env: false,
-                clock: clone_clock(&clock),
-            };
-            let (result, _) =
-                functions::with_env(env, || functions::evaluate(&local.attr.expr, &ctx));
-            let refs: Vec<String> = LOCAL_REF
-                .captures_iter(&local.attr.text)
-                .map(|c| c[1].to_owned())
-                .filter(|n| pending_names.contains(n.as_str()))
-                .collect();
-            let diag = match result {
-                Err(e)
-                    if refs.is_empty()
-                        || !matches!(e.kind(), hcl::eval::ErrorKind::NoSuchKey(_)) =>
-                {
-                    Diagnostic::error(format!(
-                        "cannot evaluate local `{}`: {}",
-                        local.name,
-                        describe_error(&e, &local.attr.text)
-                    ))
-                    .hint(hint_for_error(&e, &local.attr.text, project))
-                }
-                _ => Diagnostic::error(format!(
-                    "local `{}` depends on {} which cannot be evaluated",
-                    local.name,
-                    refs.iter()
-                        .map(|r| format!("`local.{r}`"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ))
-                .hint("locals must not refer to each other in a cycle"),
-            };
-            diags.push(diag.at(Some(local.attr.loc.clone())));
-        }
-        return Err(diags);
-    }
-    // A local is non-deterministic if it calls timestamp()/uuidv4() or
-    // refers to a local that does.
-    let mut nondeterministic = direct_nd;
-    loop {
-        let before = nondeterministic.len();
-        for local in &project.locals {
-            if LOCAL_REF
-                .captures_iter(&local.attr.text)
-                .any(|c| nondeterministic.contains(&c[1]))
-            {
-                nondeterministic.insert(local.name.clone());
-            }
-        }
-        if nondeterministic.len() == before {
-            break;
-        }
-    }
-    let evaluated = EvaluatedLocals {
-        values,
-        nondeterministic,
-    };
-    project
-        .locals_cache
-        .0
-        .lock()
-        .expect("locals cache")
-        .insert(key, evaluated.clone());
-    Ok(evaluated)
-}
-
-/// Runs every variable's `validation` blocks.
-pub fn validate_variables(project: &Project, diags: &mut Vec<Diagnostic>) {
-    let vars = var_object(project);
-    for def in project.variables.values() {
-        for validation in &def.validations {
-            let (Some(condition), Some(message)) = (
-                validation.attr("condition"),
-                validation.attr("error_message"),
-            ) else {
-                continue;
-            };
-            let mut ctx = base_context(&project.def_dir);
-            ctx.declare_var("var", vars.clone());
-            let env = FunctionEnv {
-                base_dir: project.def_dir.clone(),
-                allow_env: false,
-                clock: Clock::Real,
-            };
-            let (result, _) =
-                functions::with_env(env, || functions::evaluate(&condition.expr, &ctx));
-            match result {
-                Ok(hcl::Value::Bool(true)) => {}
-                Ok(hcl::Value::Bool(false)) => {
-                    let msg = functions::evaluate(&message.expr, &ctx)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_owned))
-                        .unwrap_or_else(|| "validation failed".to_owned());
-                    diags.push(
-                        Diagnostic::error(format!(
-                            "invalid value for variable `{}`: {msg}",
-                            def.name
-                        ))
-                        .at(Some(condition.loc.clone()))
-                        .hint(format!(
-                            "this is the validation rule of variable `{}`",
-                            def.name
-                        )),
-                    );
-                }
-                Ok(other) => diags.push(
-                    Diagnostic::error(format!(
-                        "validation condition of `{}` is not a bool: {other:?}",
-                        def.name
-                    ))
-                    .at(Some(condition.loc.clone()))
-                    .hint("a condition must evaluate to true or false"),
-                ),
-                Err(e) => diags.push(
-                    Diagnostic::error(format!(
-                        "cannot evaluate the validation of `{}`: {}",
-                        def.name,
-                        describe_error(&e, &condition.text)
-                    ))
-                    .at(Some(condition.loc.clone()))
-                    .hint(hint_for_error(&e, &condition.text, project)),
-                ),
-            }
-        }
-    }
-}
 
 /// One evaluation of an image under one clock, before role checks.
 struct Evaluated {
@@ -354,122 +65,14 @@ impl Project {
     ) -> Result<ImageSpec, Vec<Diagnostic>> {
         let locals = evaluate_locals(self, Clock::Real)?;
         let real = self.evaluate_once(def, parent_tokens, Clock::Real, &locals)?;
-
-        let uses_nd_local = !locals.nondeterministic.is_empty()
-            && image_texts(def).any(|(t, _)| {
-                LOCAL_REF
-                    .captures_iter(t)
-                    .any(|c| locals.nondeterministic.contains(&c[1]))
-            });
-        let mut apply_time_settings = BTreeSet::new();
-        if real.nondeterministic || uses_nd_local {
-            let locals_a = evaluate_locals(self, Clock::Probe(1))?;
-            let locals_b = evaluate_locals(self, Clock::Probe(2))?;
-            let a = self.evaluate_once(def, parent_tokens, Clock::Probe(1), &locals_a)?;
-            let b = self.evaluate_once(def, parent_tokens, Clock::Probe(2), &locals_b)?;
-            let mut diags = Vec::new();
-            for (name, value) in &a.inputs {
-                if b.inputs.get(name) != Some(value) {
-                    let loc = def
-                        .attrs
-                        .iter()
-                        .find(|x| &x.name == name)
-                        .map(|x| x.loc.clone())
-                        .unwrap_or_else(|| def.loc.clone());
-                    diags.push(nd_error(&format!("`{name}`"), loc));
-                }
-            }
-            for (i, (pa, pb)) in a.provisioners.iter().zip(&b.provisioners).enumerate() {
-                if pa.config != pb.config {
-                    let key = pa
-                        .config
-                        .iter()
-                        .find(|(k, v)| pb.config.get(*k) != Some(v))
-                        .map(|(k, _)| k.clone())
-                        .unwrap_or_default();
-                    let loc = def
-                        .provisioners
-                        .get(i)
-                        .and_then(|p| p.block.attr(&key))
-                        .map(|x| x.loc.clone())
-                        .unwrap_or_else(|| pa.loc.clone());
-                    diags.push(nd_error(
-                        &format!("`{key}` of provisioner \"{}\"", pa.kind),
-                        loc,
-                    ));
-                }
-            }
-            if !diags.is_empty() {
-                return Err(diags);
-            }
-            for (name, value) in a.settings.iter().chain(&a.secrets) {
-                if b.settings.get(name).or_else(|| b.secrets.get(name)) != Some(value) {
-                    apply_time_settings.insert(name.clone());
-                }
-            }
-        }
-
-        let keep_previous = match real
-            .build_attrs
-            .get("keep_previous")
-            .or_else(|| real.settings.get("keep_previous"))
-        {
-            None => 1,
-            Some(v) => match v.as_u64() {
-                Some(n) => n as u32,
-                None => {
-                    return Err(vec![Diagnostic::error(
-                        "`keep_previous` must be a whole number",
-                    )
-                    .at(Some(attr_loc(def, "keep_previous")))
-                    .hint(
-                        "keep_previous = 2 keeps the newest two artifacts of this image",
-                    )])
-                }
-            },
-        };
-        let max_age = match real
-            .build_attrs
-            .get("max_age")
-            .or_else(|| real.settings.get("max_age"))
-        {
-            None => None,
-            Some(Json::String(s)) if spec::parse_duration(s).is_some() => Some(s.clone()),
-            Some(_) => {
-                return Err(vec![Diagnostic::error(
-                    "`max_age` must be a duration like \"30d\" or \"12h\"",
-                )
-                .at(Some(attr_loc(def, "max_age")))
-                .hint("units: s, m, h, d, w")])
-            }
-        };
-
-        // Variables that reach the image's inputs, directly or through locals.
-        let mut variables = BTreeMap::new();
+        let apply_time_settings = self.apply_time_settings(def, parent_tokens, &locals, &real)?;
+        let keep_previous = keep_previous(def, &real)?;
+        let max_age = max_age(def, &real)?;
         let sensitive = self.sensitive_values();
-        for name in self.input_variables(def) {
-            if let Some(value) = self.var_values.get(&name) {
-                let mut json = serde_json::to_value(value).unwrap_or(Json::Null);
-                if self.variables.get(&name).is_some_and(|v| v.sensitive) {
-                    json = Json::String(crate::sensitive::redact(&json.to_string()));
-                }
-                variables.insert(name, json);
-            }
-        }
-
+        let variables = self.image_variables(def);
         let target = drivers::kind_of(&def.builder)
             .map(|k| (k.target)(&real.settings))
             .unwrap_or_else(crate::addr::TargetAddr::local);
-        // Attributes and nested blocks (`source_ami_filter`, ...), first one wins.
-        let mut attr_locs: BTreeMap<String, SourceLoc> = BTreeMap::new();
-        for (name, loc) in def
-            .attrs
-            .iter()
-            .map(|a| (&a.name, &a.loc))
-            .chain(def.blocks.iter().map(|b| (&b.kind, &b.loc)))
-        {
-            attr_locs.entry(name.clone()).or_insert_with(|| loc.clone());
-        }
         Ok(ImageSpec {
             addr: def.addr.clone(),
             builder: def.builder.clone(),
@@ -490,9 +93,60 @@ impl Project {
             max_age,
             def_dir: self.def_dir.clone(),
             loc: def.loc.clone(),
-            attr_locs,
+            attr_locs: spec_attr_locs(def),
             sensitive_values: sensitive,
         })
+    }
+
+    /// The probe-clock check. When the image called timestamp()/uuidv4()
+    /// (itself or through a local), it is evaluated again with two fake
+    /// clocks: an input that differs is an error; the settings that differ
+    /// are returned, to be decided at apply time.
+    fn apply_time_settings(
+        &self,
+        def: &ImageDef,
+        parent_tokens: &BTreeMap<ImageAddr, String>,
+        locals: &EvaluatedLocals,
+        real: &Evaluated,
+    ) -> Result<BTreeSet<String>, Vec<Diagnostic>> {
+        let uses_nd_local = !locals.nondeterministic.is_empty()
+            && image_texts(def).any(|(t, _)| {
+                LOCAL_REF
+                    .captures_iter(t)
+                    .any(|c| locals.nondeterministic.contains(&c[1]))
+            });
+        let mut apply_time_settings = BTreeSet::new();
+        if real.nondeterministic || uses_nd_local {
+            let locals_a = evaluate_locals(self, Clock::Probe(1))?;
+            let locals_b = evaluate_locals(self, Clock::Probe(2))?;
+            let a = self.evaluate_once(def, parent_tokens, Clock::Probe(1), &locals_a)?;
+            let b = self.evaluate_once(def, parent_tokens, Clock::Probe(2), &locals_b)?;
+            let diags = nondeterministic_inputs(def, &a, &b);
+            if !diags.is_empty() {
+                return Err(diags);
+            }
+            for (name, value) in a.settings.iter().chain(&a.secrets) {
+                if b.settings.get(name).or_else(|| b.secrets.get(name)) != Some(value) {
+                    apply_time_settings.insert(name.clone());
+                }
+            }
+        }
+        Ok(apply_time_settings)
+    }
+
+    /// Variables that reach the image's inputs, directly or through locals.
+    fn image_variables(&self, def: &ImageDef) -> BTreeMap<String, Json> {
+        let mut variables = BTreeMap::new();
+        for name in self.input_variables(def) {
+            if let Some(value) = self.var_values.get(&name) {
+                let mut json = serde_json::to_value(value).unwrap_or(Json::Null);
+                if self.variables.get(&name).is_some_and(|v| v.sensitive) {
+                    json = Json::String(crate::sensitive::redact(&json.to_string()));
+                }
+                variables.insert(name, json);
+            }
+        }
+        variables
     }
 
     /// Names of variables referenced by the image's inputs (attributes with
@@ -711,67 +365,6 @@ impl Project {
         }
     }
 
-    /// The scope of a module's provisioners: the image's context with
-    /// `var.*` replaced by the module's variables and `path.module` set.
-    fn module_context<'c>(
-        &self,
-        module: &ModuleScope,
-        image_ctx: &Context<'c>,
-        diags: &mut Vec<Diagnostic>,
-    ) -> Option<Context<'c>> {
-        let mut vars = hcl::Map::new();
-        let mut ok = true;
-        for (name, def) in &module.variables {
-            let (value, loc) = match module.args.iter().find(|a| &a.name == name) {
-                Some(arg) => (functions::evaluate(&arg.expr, image_ctx), arg.loc.clone()),
-                None => match &def.default {
-                    Some(d) => (
-                        functions::evaluate(&d.expr, &base_context(&self.def_dir)),
-                        d.loc.clone(),
-                    ),
-                    None => continue, // reported at load time
-                },
-            };
-            match value
-                .map_err(|e| describe_error(&e, ""))
-                .and_then(|v| super::types::convert(v, &def.ty))
-            {
-                Ok(v) => {
-                    vars.insert(name.clone(), v);
-                }
-                Err(e) => {
-                    ok = false;
-                    diags.push(
-                        Diagnostic::error(format!(
-                            "module `{}`: invalid value for `{name}`: {e}",
-                            module.name
-                        ))
-                        .at(Some(loc))
-                        .hint(format!(
-                            "`{name}` is declared as {} in {}/module.hcl",
-                            def.ty, module.dir
-                        )),
-                    );
-                }
-            }
-        }
-        if !ok {
-            return None;
-        }
-        let mut ctx = image_ctx.clone();
-        ctx.declare_var("var", hcl::Value::Object(vars));
-        let mut path = hcl::Map::new();
-        path.insert("root".to_owned(), hcl::Value::String(".".to_owned()));
-        path.insert("module".to_owned(), hcl::Value::String(module.dir.clone()));
-        let cwd = std::env::current_dir().unwrap_or_else(|_| self.def_dir.clone());
-        path.insert(
-            "cwd".to_owned(),
-            hcl::Value::String(cwd.to_string_lossy().into_owned()),
-        );
-        ctx.declare_var("path", hcl::Value::Object(path));
-        Some(ctx)
-    }
-
     fn eval_attr(
         &self,
         attr: &RawAttr,
@@ -895,25 +488,7 @@ impl Project {
                 "only" | "except" => {
                     settings.insert(attr.name.clone(), value);
                 }
-                "override" => {
-                    // Per-source overrides: keys are source names.
-                    if let Json::Object(map) = &value {
-                        let names = [
-                            format!("{}.{}", def.builder, def.source_name),
-                            def.source_name.clone(),
-                            def.builder.clone(),
-                        ];
-                        for (key, over) in map {
-                            if names.contains(key) {
-                                if let Json::Object(over) = over {
-                                    for (k, v) in over {
-                                        config.insert(k.clone(), v.clone());
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
+                "override" => apply_override(def, &value, &mut config),
                 name => match schema.attr(name).map(|a| a.role) {
                     Some(Role::Input) => {
                         config.entry(name.to_owned()).or_insert(value);
@@ -948,6 +523,126 @@ impl Project {
             return None;
         }
         Some(spec)
+    }
+}
+
+/// Inputs that differ between the two probe evaluations, each an error at
+/// its place.
+fn nondeterministic_inputs(def: &ImageDef, a: &Evaluated, b: &Evaluated) -> Vec<Diagnostic> {
+    let mut diags = Vec::new();
+    for (name, value) in &a.inputs {
+        if b.inputs.get(name) != Some(value) {
+            let loc = def
+                .attrs
+                .iter()
+                .find(|x| &x.name == name)
+                .map(|x| x.loc.clone())
+                .unwrap_or_else(|| def.loc.clone());
+            diags.push(nd_error(&format!("`{name}`"), loc));
+        }
+    }
+    for (i, (pa, pb)) in a.provisioners.iter().zip(&b.provisioners).enumerate() {
+        if pa.config != pb.config {
+            let key = pa
+                .config
+                .iter()
+                .find(|(k, v)| pb.config.get(*k) != Some(v))
+                .map(|(k, _)| k.clone())
+                .unwrap_or_default();
+            let loc = def
+                .provisioners
+                .get(i)
+                .and_then(|p| p.block.attr(&key))
+                .map(|x| x.loc.clone())
+                .unwrap_or_else(|| pa.loc.clone());
+            diags.push(nd_error(
+                &format!("`{key}` of provisioner \"{}\"", pa.kind),
+                loc,
+            ));
+        }
+    }
+    diags
+}
+
+/// `keep_previous` (build attribute or setting): how many artifacts to keep;
+/// 1 by default.
+fn keep_previous(def: &ImageDef, real: &Evaluated) -> Result<u32, Vec<Diagnostic>> {
+    let keep_previous = match real
+        .build_attrs
+        .get("keep_previous")
+        .or_else(|| real.settings.get("keep_previous"))
+    {
+        None => 1,
+        Some(v) => match v.as_u64() {
+            Some(n) => n as u32,
+            None => {
+                return Err(vec![Diagnostic::error(
+                    "`keep_previous` must be a whole number",
+                )
+                .at(Some(attr_loc(def, "keep_previous")))
+                .hint(
+                    "keep_previous = 2 keeps the newest two artifacts of this image",
+                )])
+            }
+        },
+    };
+    Ok(keep_previous)
+}
+
+/// `max_age` (build attribute or setting): a duration, or none.
+fn max_age(def: &ImageDef, real: &Evaluated) -> Result<Option<String>, Vec<Diagnostic>> {
+    let max_age = match real
+        .build_attrs
+        .get("max_age")
+        .or_else(|| real.settings.get("max_age"))
+    {
+        None => None,
+        Some(Json::String(s)) if spec::parse_duration(s).is_some() => Some(s.clone()),
+        Some(_) => {
+            return Err(vec![Diagnostic::error(
+                "`max_age` must be a duration like \"30d\" or \"12h\"",
+            )
+            .at(Some(attr_loc(def, "max_age")))
+            .hint("units: s, m, h, d, w")])
+        }
+    };
+    Ok(max_age)
+}
+
+/// Where each attribute and nested block of the image is written.
+fn spec_attr_locs(def: &ImageDef) -> BTreeMap<String, SourceLoc> {
+    // Attributes and nested blocks (`source_ami_filter`, ...), first one wins.
+    let mut attr_locs: BTreeMap<String, SourceLoc> = BTreeMap::new();
+    for (name, loc) in def
+        .attrs
+        .iter()
+        .map(|a| (&a.name, &a.loc))
+        .chain(def.blocks.iter().map(|b| (&b.kind, &b.loc)))
+    {
+        attr_locs.entry(name.clone()).or_insert_with(|| loc.clone());
+    }
+    attr_locs
+}
+
+/// A provisioner's `override`: per-source overrides, keys are source names
+/// (`TYPE.NAME`, `NAME` or `TYPE`); the entries for this image's source are
+/// set on its config.
+fn apply_override(def: &ImageDef, value: &Json, config: &mut Attrs) {
+    if let Json::Object(map) = value {
+        let names = [
+            format!("{}.{}", def.builder, def.source_name),
+            def.source_name.clone(),
+            def.builder.clone(),
+        ];
+        for (key, over) in map {
+            if names.contains(key) {
+                if let Json::Object(over) = over {
+                    for (k, v) in over {
+                        config.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
     }
 }
 

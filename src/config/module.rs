@@ -17,6 +17,11 @@
 //! `post-install.d`, `finalise.d`) run inside the image; host phases
 //! (`root.d`, `extra-data.d`, `cleanup.d`) run on the host with
 //! `TARGET_ROOT` set to the image's root.
+//!
+//! Invariants: a module folder is expanded at most once per build (`seen`),
+//! dependencies before their users; a dependency cycle is an error. Callers
+//! must share one `seen` across a build's module blocks, and must check the
+//! returned provisioners against their kinds' schemas: nothing here does.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -255,73 +260,9 @@ impl ModuleLoader<'_> {
                 return;
             }
         };
-        let mut variables = BTreeMap::new();
-        let mut provisioners = Vec::new();
-        let mut depends_on = Vec::new();
-        for attr in &parsed.attrs {
-            match attr.name.as_str() {
-                "depends_on" => match &attr.expr {
-                    hcl::Expression::Array(items) => depends_on.extend(
-                        items
-                            .iter()
-                            .filter_map(super::literal_string)
-                            .map(|n| (n, attr.loc.clone())),
-                    ),
-                    _ => self.error(
-                        &attr.loc,
-                        "`depends_on` must be a list of module names",
-                        "depends_on = [\"devuser\"]",
-                    ),
-                },
-                "description" => {}
-                other => self.error(
-                    &attr.loc,
-                    format!("unknown attribute `{other}` in a module"),
-                    "module.hcl holds description, depends_on, variable and provisioner blocks",
-                ),
-            }
-        }
-        for block in &parsed.blocks {
-            match block.kind.as_str() {
-                "variable" => {
-                    if let Some(def) = super::variable_def(block, self.diags) {
-                        variables.insert(def.name.clone(), def);
-                    }
-                }
-                "provisioner" => provisioners.push(block.clone()),
-                other => self.error(
-                    &block.loc,
-                    format!("unknown block `{other}` in a module"),
-                    "module.hcl holds variable and provisioner blocks",
-                ),
-            }
-        }
-        for arg in &args {
-            if !variables.contains_key(&arg.name) {
-                let hint =
-                    match crate::diag::closest(&arg.name, variables.keys().map(String::as_str)) {
-                        Some(s) => format!("did you mean `{s}`?"),
-                        None => format!(
-                            "module `{name}` declares: {}",
-                            variables.keys().cloned().collect::<Vec<_>>().join(", ")
-                        ),
-                    };
-                self.error(
-                    &arg.loc,
-                    format!("module `{name}` has no variable `{}`", arg.name),
-                    hint,
-                );
-            }
-        }
-        for def in variables.values() {
-            if def.default.is_none() && !args.iter().any(|a| a.name == def.name) {
-                self.error(
-                    loc,
-                    format!("module `{name}` needs a value for `{}`", def.name),
-                    format!("add `{} = ...` to the module block", def.name),
-                );
-            }
-        }
+        let depends_on = self.module_attrs(&parsed.attrs);
+        let (variables, provisioners) = self.module_blocks(&parsed.blocks);
+        self.check_module_args(name, &variables, &args, loc);
         let parent = dir
             .parent()
             .map(Path::to_path_buf)
@@ -349,6 +290,97 @@ impl ModuleLoader<'_> {
         }));
     }
 
+    /// The attributes of `module.hcl`: its `depends_on` entries, with where.
+    fn module_attrs(&mut self, attrs: &[RawAttr]) -> Vec<(String, SourceLoc)> {
+        let mut depends_on = Vec::new();
+        for attr in attrs {
+            match attr.name.as_str() {
+                "depends_on" => match &attr.expr {
+                    hcl::Expression::Array(items) => depends_on.extend(
+                        items
+                            .iter()
+                            .filter_map(super::literal_string)
+                            .map(|n| (n, attr.loc.clone())),
+                    ),
+                    _ => self.error(
+                        &attr.loc,
+                        "`depends_on` must be a list of module names",
+                        "depends_on = [\"devuser\"]",
+                    ),
+                },
+                "description" => {}
+                other => self.error(
+                    &attr.loc,
+                    format!("unknown attribute `{other}` in a module"),
+                    "module.hcl holds description, depends_on, variable and provisioner blocks",
+                ),
+            }
+        }
+        depends_on
+    }
+
+    /// The blocks of `module.hcl`: its variables and provisioners.
+    fn module_blocks(
+        &mut self,
+        blocks: &[RawBlock],
+    ) -> (BTreeMap<String, VariableDef>, Vec<RawBlock>) {
+        let mut variables = BTreeMap::new();
+        let mut provisioners = Vec::new();
+        for block in blocks {
+            match block.kind.as_str() {
+                "variable" => {
+                    if let Some(def) = super::variables::variable_def(block, self.diags) {
+                        variables.insert(def.name.clone(), def);
+                    }
+                }
+                "provisioner" => provisioners.push(block.clone()),
+                other => self.error(
+                    &block.loc,
+                    format!("unknown block `{other}` in a module"),
+                    "module.hcl holds variable and provisioner blocks",
+                ),
+            }
+        }
+        (variables, provisioners)
+    }
+
+    /// Every argument of the module block names a variable, and every
+    /// variable without a default has an argument.
+    fn check_module_args(
+        &mut self,
+        name: &str,
+        variables: &BTreeMap<String, VariableDef>,
+        args: &[RawAttr],
+        loc: &SourceLoc,
+    ) {
+        for arg in args {
+            if !variables.contains_key(&arg.name) {
+                let hint =
+                    match crate::diag::closest(&arg.name, variables.keys().map(String::as_str)) {
+                        Some(s) => format!("did you mean `{s}`?"),
+                        None => format!(
+                            "module `{name}` declares: {}",
+                            variables.keys().cloned().collect::<Vec<_>>().join(", ")
+                        ),
+                    };
+                self.error(
+                    &arg.loc,
+                    format!("module `{name}` has no variable `{}`", arg.name),
+                    hint,
+                );
+            }
+        }
+        for def in variables.values() {
+            if def.default.is_none() && !args.iter().any(|a| a.name == def.name) {
+                self.error(
+                    loc,
+                    format!("module `{name}` needs a value for `{}`", def.name),
+                    format!("add `{} = ...` to the module block", def.name),
+                );
+            }
+        }
+    }
+
     fn load_dib(
         &mut self,
         dir: &Path,
@@ -356,47 +388,10 @@ impl ModuleLoader<'_> {
         out: &mut Vec<ProvisionerDef>,
         dirs: &mut Vec<String>,
     ) {
-        // The closure of element-deps, dependencies first.
-        let mut elements: Vec<PathBuf> = Vec::new();
-        self.dib_closure(dir, loc, &mut elements, &mut Vec::new());
-        for e in &elements {
-            if e != dir {
-                self.seen.insert(e.clone());
-                let r = rel(self.def_dir, e);
-                if !dirs.contains(&r) {
-                    dirs.push(r);
-                }
-            }
-        }
-        let lit = |s: &str| hcl::Expression::String(s.to_owned());
-        let attr = |name: &str, expr: hcl::Expression| RawAttr {
-            name: name.to_owned(),
-            text: hcl::format::to_string(&expr).unwrap_or_default(),
-            expr,
-            loc: loc.clone(),
-        };
-        let block = |kind: &str, attrs: Vec<RawAttr>| RawBlock {
-            kind: "provisioner".to_owned(),
-            labels: vec![kind.to_owned()],
-            attrs,
-            blocks: Vec::new(),
-            loc: loc.clone(),
-        };
+        let elements = self.dib_elements(dir, loc, dirs);
 
         // environment.d of every element, sourced before each script.
-        let mut env_files: Vec<(String, String)> = Vec::new();
-        for e in &elements {
-            for f in sorted_files(&e.join("environment.d")) {
-                env_files.push((
-                    f.file_name()
-                        .unwrap_or_default()
-                        .to_string_lossy()
-                        .into_owned(),
-                    rel(self.def_dir, &f),
-                ));
-            }
-        }
-        env_files.sort();
+        let env_files = self.element_files(&elements, "environment.d");
         let env_dir = "/tmp/imgform-dib/environment.d";
         let names: Vec<String> = elements
             .iter()
@@ -413,72 +408,84 @@ impl ModuleLoader<'_> {
         ];
         let env_expr = hcl::Expression::Array(dib_env.iter().map(|s| lit(s)).collect());
         if !env_files.is_empty() {
-            out.push(ProvisionerDef::plain(block(
+            out.push(ProvisionerDef::plain(dib_block(
+                loc,
                 "shell",
-                vec![attr(
+                vec![dib_attr(
+                    loc,
                     "inline",
                     hcl::Expression::Array(vec![lit(&format!("mkdir -p {env_dir}"))]),
                 )],
             )));
             for (name, path) in &env_files {
-                out.push(ProvisionerDef::plain(block(
+                out.push(ProvisionerDef::plain(dib_block(
+                    loc,
                     "file",
                     vec![
-                        attr("source", lit(path)),
-                        attr("destination", lit(&format!("{env_dir}/{name}"))),
+                        dib_attr(loc, "source", lit(path)),
+                        dib_attr(loc, "destination", lit(&format!("{env_dir}/{name}"))),
                     ],
                 )));
             }
         }
         let inside_exec = format!("chmod +x {{{{ .Path }}}}; {{{{ .Vars }}}} sh -c 'for f in {env_dir}/*; do [ -f \"$f\" ] && . \"$f\"; done; exec \"$0\"' {{{{ .Path }}}}");
         for (phase, inside) in DIB_PHASES {
-            let mut scripts: Vec<(String, String)> = Vec::new();
-            for e in &elements {
-                for f in sorted_files(&e.join(phase)) {
-                    scripts.push((
-                        f.file_name()
-                            .unwrap_or_default()
-                            .to_string_lossy()
-                            .into_owned(),
-                        rel(self.def_dir, &f),
-                    ));
-                }
-            }
-            scripts.sort();
-            for (_, path) in scripts {
-                let attrs = if *inside {
-                    vec![
-                        attr("script", lit(&path)),
-                        attr("environment_vars", env_expr.clone()),
-                        attr("execute_command", lit(&inside_exec)),
-                    ]
-                } else {
-                    // On the host, with TARGET_ROOT set by the chroot builder.
-                    let guard = "test -n \"$TARGET_ROOT\" || { echo 'TARGET_ROOT is not set: diskimage-builder host phases need the chroot builder' >&2; exit 1; }; {{.Vars}} {{.Script}}";
-                    vec![
-                        attr("script", lit(&path)),
-                        attr("environment_vars", env_expr.clone()),
-                        attr(
-                            "execute_command",
-                            hcl::Expression::Array(vec![lit("/bin/sh"), lit("-c"), lit(guard)]),
-                        ),
-                    ]
-                };
-                out.push(ProvisionerDef::plain(block(
-                    if *inside { "shell" } else { "shell-local" },
-                    attrs,
-                )));
+            for (_, path) in self.element_files(&elements, phase) {
+                out.push(phase_script(loc, &path, *inside, &env_expr, &inside_exec));
             }
         }
         if !env_files.is_empty() {
-            out.push(ProvisionerDef::plain(block(
+            out.push(ProvisionerDef::plain(dib_block(
+                loc,
                 "shell",
-                vec![attr(
+                vec![dib_attr(
+                    loc,
                     "inline",
                     hcl::Expression::Array(vec![lit("rm -rf /tmp/imgform-dib")]),
                 )],
             )));
         }
+    }
+
+    /// The closure of element-deps, dependencies first; every element but
+    /// `dir` itself is marked seen and its folder recorded in `dirs`.
+    fn dib_elements(
+        &mut self,
+        dir: &Path,
+        loc: &SourceLoc,
+        dirs: &mut Vec<String>,
+    ) -> Vec<PathBuf> {
+        let mut elements: Vec<PathBuf> = Vec::new();
+        self.dib_closure(dir, loc, &mut elements, &mut Vec::new());
+        for e in &elements {
+            if e != dir {
+                self.seen.insert(e.clone());
+                let r = rel(self.def_dir, e);
+                if !dirs.contains(&r) {
+                    dirs.push(r);
+                }
+            }
+        }
+        elements
+    }
+
+    /// The files in folder `sub` of every element, as (file name, path
+    /// relative to the definition dir), sorted by file name across elements.
+    fn element_files(&self, elements: &[PathBuf], sub: &str) -> Vec<(String, String)> {
+        let mut files: Vec<(String, String)> = Vec::new();
+        for e in elements {
+            for f in sorted_files(&e.join(sub)) {
+                files.push((
+                    f.file_name()
+                        .unwrap_or_default()
+                        .to_string_lossy()
+                        .into_owned(),
+                    rel(self.def_dir, &f),
+                ));
+            }
+        }
+        files.sort();
+        files
     }
 
     fn dib_closure(
@@ -515,6 +522,66 @@ impl ModuleLoader<'_> {
         stack.pop();
         out.push(dir.to_path_buf());
     }
+}
+
+fn lit(s: &str) -> hcl::Expression {
+    hcl::Expression::String(s.to_owned())
+}
+
+/// An attribute of a generated DIB provisioner, placed at the module block.
+fn dib_attr(loc: &SourceLoc, name: &str, expr: hcl::Expression) -> RawAttr {
+    RawAttr {
+        name: name.to_owned(),
+        text: hcl::format::to_string(&expr).unwrap_or_default(),
+        expr,
+        loc: loc.clone(),
+    }
+}
+
+/// A generated `provisioner "KIND"` block, placed at the module block.
+fn dib_block(loc: &SourceLoc, kind: &str, attrs: Vec<RawAttr>) -> RawBlock {
+    RawBlock {
+        kind: "provisioner".to_owned(),
+        labels: vec![kind.to_owned()],
+        attrs,
+        blocks: Vec::new(),
+        loc: loc.clone(),
+    }
+}
+
+/// The provisioner that runs one phase script: `shell` inside the image,
+/// `shell-local` on the host.
+fn phase_script(
+    loc: &SourceLoc,
+    path: &str,
+    inside: bool,
+    env_expr: &hcl::Expression,
+    inside_exec: &str,
+) -> ProvisionerDef {
+    let attrs = if inside {
+        vec![
+            dib_attr(loc, "script", lit(path)),
+            dib_attr(loc, "environment_vars", env_expr.clone()),
+            dib_attr(loc, "execute_command", lit(inside_exec)),
+        ]
+    } else {
+        // On the host, with TARGET_ROOT set by the chroot builder.
+        let guard = "test -n \"$TARGET_ROOT\" || { echo 'TARGET_ROOT is not set: diskimage-builder host phases need the chroot builder' >&2; exit 1; }; {{.Vars}} {{.Script}}";
+        vec![
+            dib_attr(loc, "script", lit(path)),
+            dib_attr(loc, "environment_vars", env_expr.clone()),
+            dib_attr(
+                loc,
+                "execute_command",
+                hcl::Expression::Array(vec![lit("/bin/sh"), lit("-c"), lit(guard)]),
+            ),
+        ]
+    };
+    ProvisionerDef::plain(dib_block(
+        loc,
+        if inside { "shell" } else { "shell-local" },
+        attrs,
+    ))
 }
 
 fn sorted_files(dir: &Path) -> Vec<PathBuf> {

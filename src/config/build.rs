@@ -1,0 +1,442 @@
+//! Build expansion: one `build` block in, one [`ImageDef`] per source out.
+//!
+//! A build names its sources (`sources = [...]` and in-build `source`
+//! blocks, which may rename a source and override its attributes) and holds
+//! the provisioners, modules, tests and post-processors its images share;
+//! `only`/`except` pick which of them apply to which source, statically.
+//!
+//! Invariants: images come out in the build's source order; every problem is
+//! pushed to the loader's diagnostics and expansion goes on with the rest.
+//! Callers must not expect `refs` to be filled: the loader's `check_images`
+//! finds the `image.<ADDR>.id` references once every build is expanded.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use super::loader::Loader;
+use super::module::{ModuleLoader, ProvisionerDef};
+use super::parse::{RawAttr, RawBlock};
+use super::{hint_for, literal_string, ImageDef};
+use crate::addr::ImageAddr;
+use crate::diag::{closest, Diagnostic, SourceLoc};
+use crate::drivers;
+
+const BUILD_ATTRS: &[&str] = &["name", "description", "sources", "keep_previous", "max_age"];
+const BUILD_BLOCKS: &[&str] = &[
+    "source",
+    "provisioner",
+    "post-processor",
+    "post-processors",
+    "error-cleanup-provisioner",
+    "hcp_packer_registry",
+    "module",
+    "test",
+];
+
+/// What a build gives every one of its images, before `only`/`except`.
+#[derive(Default)]
+struct BuildShared {
+    /// `name = "..."`: the first part of the images' addresses.
+    name: Option<String>,
+    /// `keep_previous` and `max_age`, evaluated with each image.
+    attrs: Vec<RawAttr>,
+    provisioners: Vec<ProvisionerDef>,
+    tests: Vec<ProvisionerDef>,
+    modules: Vec<String>,
+    post_processors: Vec<RawBlock>,
+}
+
+/// The sources a build uses, in order: the `sources = [...]` entries, then
+/// the in-build `source` blocks.
+#[derive(Default)]
+struct BuildSources {
+    /// (type, name, override block, where)
+    entries: Vec<(String, String, Option<RawBlock>, SourceLoc)>,
+    /// `sources` was written but is unusable (already reported).
+    invalid: bool,
+}
+
+impl Loader {
+    /// Expands one build into `images`: its attributes, then its blocks,
+    /// then one image per source it uses (in that order, so diagnostics
+    /// come out in file order within each step).
+    pub(super) fn expand_build(
+        &mut self,
+        build: &RawBlock,
+        sources: &BTreeMap<(String, String), RawBlock>,
+        images: &mut Vec<ImageDef>,
+    ) {
+        if !build.labels.is_empty() {
+            self.error(
+                &build.loc,
+                "a build block takes no labels",
+                "name a build with `name = \"golden\"` inside the block",
+            );
+        }
+        let mut shared = BuildShared::default();
+        let mut used = BuildSources::default();
+        self.build_attributes(build, &mut shared, &mut used);
+        self.build_blocks(build, &mut shared, &mut used);
+        if used.entries.is_empty() && !used.invalid {
+            self.error(&build.loc, "this build has no sources", "add `sources = [\"source.TYPE.NAME\"]` or an in-build `source \"TYPE.NAME\" { }` block");
+        }
+
+        for (t, n, over, loc) in used.entries {
+            let Some(source) = self.declared_source(sources, &t, &n, &loc) else {
+                continue;
+            };
+            let (attrs, blocks, name) = self.apply_in_build_source(source, &t, &n, over.as_ref());
+            images.push(shared.image(&t, name, attrs, blocks, loc));
+        }
+    }
+
+    /// Reads the build's attributes: its name, `sources` and the settings
+    /// its images share.
+    fn build_attributes(
+        &mut self,
+        build: &RawBlock,
+        shared: &mut BuildShared,
+        used: &mut BuildSources,
+    ) {
+        for attr in &build.attrs {
+            match attr.name.as_str() {
+                "name" => match literal_string(&attr.expr) {
+                    Some(n) if is_name(&n) => shared.name = Some(n),
+                    _ => self.error(
+                        &attr.loc,
+                        "a build name must be a literal name",
+                        "write `name = \"golden\"` (letters, digits, _ and -)",
+                    ),
+                },
+                "description" => {}
+                "sources" => match source_list(&attr.expr) {
+                    Ok(list) => used.entries.extend(
+                        list.into_iter()
+                            .map(|(t, n)| (t, n, None, attr.loc.clone())),
+                    ),
+                    Err(e) => {
+                        used.invalid = true;
+                        self.error(&attr.loc, e, "write `sources = [\"source.null.example\"]`")
+                    }
+                },
+                "keep_previous" | "max_age" => shared.attrs.push(attr.clone()),
+                other => {
+                    let hint = hint_for(
+                        other,
+                        BUILD_ATTRS.iter().copied(),
+                        "a build takes name, description, sources, keep_previous and max_age",
+                    );
+                    self.error(
+                        &attr.loc,
+                        format!("unknown attribute `{other}` in build"),
+                        hint,
+                    );
+                }
+            }
+        }
+    }
+
+    /// Collects the build's blocks: in-build sources, provisioners, modules,
+    /// tests and post-processors.
+    fn build_blocks(
+        &mut self,
+        build: &RawBlock,
+        shared: &mut BuildShared,
+        used: &mut BuildSources,
+    ) {
+        let mut module_loader_seen = BTreeSet::new();
+        for inner in &build.blocks {
+            match inner.kind.as_str() {
+                "source" => {
+                    let Some((t, n)) = inner.labels.first().and_then(|l| split_source_ref(l))
+                    else {
+                        self.error(&inner.loc, "an in-build source block needs one label: `TYPE.NAME` of a top-level source", "write `source \"null.example\" { name = \"renamed\" }`");
+                        continue;
+                    };
+                    used.entries
+                        .push((t, n, Some(inner.clone()), inner.loc.clone()));
+                }
+                "provisioner" => {
+                    if self.check_provisioner(inner) {
+                        shared
+                            .provisioners
+                            .push(ProvisionerDef::plain(inner.clone()));
+                    }
+                }
+                "module" => self.module_block(inner, &mut module_loader_seen, shared),
+                "post-processor" => shared.post_processors.push(inner.clone()),
+                "post-processors" => shared.post_processors.extend(inner.blocks.iter().cloned()),
+                "error-cleanup-provisioner" => {}
+                "hcp_packer_registry" => self.diags.push(
+                    Diagnostic::note(
+                        "hcp_packer_registry is ignored: imgform records images in its own state",
+                    )
+                    .at(Some(inner.loc.clone())),
+                ),
+                "test" => self.test_block(inner, shared),
+                other => {
+                    let hint = hint_for(
+                        other,
+                        BUILD_BLOCKS.iter().copied(),
+                        "a build holds source, provisioner and post-processor blocks",
+                    );
+                    self.error(
+                        &inner.loc,
+                        format!("unknown block `{other}` in build"),
+                        hint,
+                    );
+                }
+            }
+        }
+    }
+
+    /// A `module` block: its provisioners (dependencies first) and folders.
+    /// `module_loader_seen` is shared by the build's module blocks, so a
+    /// module is applied once per build.
+    fn module_block(
+        &mut self,
+        inner: &RawBlock,
+        module_loader_seen: &mut BTreeSet<PathBuf>,
+        shared: &mut BuildShared,
+    ) {
+        let mut loader = ModuleLoader {
+            def_dir: &self.def_dir,
+            diags: &mut self.diags,
+            seen: std::mem::take(module_loader_seen),
+        };
+        let (provs, dirs) = loader.expand(inner);
+        *module_loader_seen = loader.seen;
+        for p in provs {
+            if self.check_provisioner(&p.block) {
+                shared.provisioners.push(p);
+            }
+        }
+        shared.modules.extend(dirs);
+    }
+
+    /// A `test` block: provisioners run against the finished image.
+    fn test_block(&mut self, inner: &RawBlock, shared: &mut BuildShared) {
+        for attr in &inner.attrs {
+            self.error(
+                &attr.loc,
+                format!("unknown attribute `{}` in a test block", attr.name),
+                "a test block holds provisioner blocks that run against the finished image",
+            );
+        }
+        for p in &inner.blocks {
+            if p.kind != "provisioner" {
+                self.error(
+                    &p.loc,
+                    format!("unexpected block `{}` in a test block", p.kind),
+                    "a test block holds provisioner blocks",
+                );
+            } else if self.check_provisioner(p) {
+                shared.tests.push(ProvisionerDef::plain(p.clone()));
+            }
+        }
+    }
+
+    /// The top-level `source "t" "n"` block, or an error at `loc`.
+    fn declared_source<'s>(
+        &mut self,
+        sources: &'s BTreeMap<(String, String), RawBlock>,
+        t: &str,
+        n: &str,
+        loc: &SourceLoc,
+    ) -> Option<&'s RawBlock> {
+        let Some(source) = sources.get(&(t.to_owned(), n.to_owned())) else {
+            let known: Vec<String> = sources
+                .keys()
+                .map(|(t, n)| format!("source.{t}.{n}"))
+                .collect();
+            let wanted = format!("source.{t}.{n}");
+            let hint = match closest(&wanted, known.iter().map(String::as_str)) {
+                Some(s) => format!("did you mean `{s}`?"),
+                None if known.is_empty() => {
+                    "declare it with `source \"TYPE\" \"NAME\" { ... }`".to_owned()
+                }
+                None => format!("declared sources: {}", known.join(", ")),
+            };
+            self.error(
+                loc,
+                format!("build refers to undeclared source `{wanted}`"),
+                hint,
+            );
+            return None;
+        };
+        Some(source)
+    }
+
+    /// The source's attributes and blocks with the in-build `source` block's
+    /// on top (a block replaces all blocks of its kind), and the image's
+    /// source name (`name = ...` renames it).
+    fn apply_in_build_source(
+        &mut self,
+        source: &RawBlock,
+        t: &str,
+        n: &str,
+        over: Option<&RawBlock>,
+    ) -> (Vec<RawAttr>, Vec<RawBlock>, String) {
+        let mut attrs = source.attrs.clone();
+        let mut blocks = source.blocks.clone();
+        let mut name = n.to_owned();
+        if let Some(over) = over {
+            let schema = drivers::kind_of(t).map(|k| &k.schema);
+            for attr in &over.attrs {
+                if attr.name == "name" {
+                    match literal_string(&attr.expr) {
+                        Some(v) if is_name(&v) => name = v,
+                        _ => self.error(
+                            &attr.loc,
+                            "`name` of an in-build source must be a literal name",
+                            "write `name = \"second\"`",
+                        ),
+                    }
+                    continue;
+                }
+                if let Some(schema) = schema {
+                    if schema.attr(&attr.name).is_none() && schema.block(&attr.name).is_none() {
+                        let hint = hint_for(
+                            &attr.name,
+                            schema.names(),
+                            "see the source's attributes in the README",
+                        );
+                        self.error(
+                            &attr.loc,
+                            format!("unknown attribute `{}` in source \"{t}\"", attr.name),
+                            hint,
+                        );
+                        continue;
+                    }
+                }
+                attrs.retain(|a| a.name != attr.name);
+                attrs.push(attr.clone());
+            }
+            for inner in &over.blocks {
+                blocks.retain(|b| b.kind != inner.kind);
+            }
+            blocks.extend(over.blocks.iter().cloned());
+        }
+        (attrs, blocks, name)
+    }
+}
+
+impl BuildShared {
+    /// The image of source `t`.`name`: the build's provisioners, tests and
+    /// post-processors that apply to it, with the merged source.
+    fn image(
+        &self,
+        t: &str,
+        name: String,
+        attrs: Vec<RawAttr>,
+        blocks: Vec<RawBlock>,
+        loc: SourceLoc,
+    ) -> ImageDef {
+        let build_name = &self.name;
+        let addr = ImageAddr::new(build_name.as_deref(), t, &name);
+        let applies = |p: &RawBlock| provisioner_applies(p, t, &name, build_name.as_deref());
+        ImageDef {
+            addr,
+            build_name: build_name.clone(),
+            builder: t.to_owned(),
+            source_name: name.clone(),
+            attrs,
+            blocks,
+            provisioners: self
+                .provisioners
+                .iter()
+                .filter(|p| applies(&p.block))
+                .cloned()
+                .collect(),
+            tests: self
+                .tests
+                .iter()
+                .filter(|p| applies(&p.block))
+                .cloned()
+                .collect(),
+            modules: self.modules.clone(),
+            post_processors: self
+                .post_processors
+                .iter()
+                .filter(|p| applies(p))
+                .cloned()
+                .collect(),
+            build_attrs: self.attrs.clone(),
+            refs: BTreeMap::new(),
+            // Where the image is declared: the build's `sources` entry
+            // or its in-build source block.
+            loc,
+        }
+    }
+}
+
+fn is_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+fn split_source_ref(s: &str) -> Option<(String, String)> {
+    let s = s.strip_prefix("source.").unwrap_or(s);
+    let (t, n) = s.split_once('.')?;
+    (is_name(t) && is_name(n)).then(|| (t.to_owned(), n.to_owned()))
+}
+
+/// `sources = ["source.null.a", source.null.b]`.
+fn source_list(expr: &hcl::Expression) -> Result<Vec<(String, String)>, String> {
+    let hcl::Expression::Array(items) = expr else {
+        return Err("`sources` must be a list".into());
+    };
+    let mut out = Vec::new();
+    for item in items {
+        let text = match item {
+            hcl::Expression::Traversal(_) => hcl::format::to_string(item).unwrap_or_default(),
+            other => literal_string(other).ok_or_else(|| {
+                "each entry of `sources` must be a literal \"source.TYPE.NAME\"".to_owned()
+            })?,
+        };
+        let pair = split_source_ref(text.trim()).ok_or_else(|| {
+            format!("`{text}` is not a source reference like \"source.null.example\"")
+        })?;
+        out.push(pair);
+    }
+    Ok(out)
+}
+
+/// Packer's `only`/`except`: lists of source names (`TYPE.NAME`, with the
+/// in-build name), matched here statically.
+fn provisioner_applies(
+    block: &RawBlock,
+    source_type: &str,
+    source_name: &str,
+    build: Option<&str>,
+) -> bool {
+    let names = [
+        format!("{source_type}.{source_name}"),
+        format!("source.{source_type}.{source_name}"),
+        build
+            .map(|b| format!("{b}.{source_type}.{source_name}"))
+            .unwrap_or_default(),
+        source_name.to_owned(),
+    ];
+    let listed = |attr: &str| -> Option<Vec<String>> {
+        let attr = block.attr(attr)?;
+        match &attr.expr {
+            hcl::Expression::Array(items) => {
+                Some(items.iter().filter_map(literal_string).collect())
+            }
+            _ => None,
+        }
+    };
+    if let Some(only) = listed("only") {
+        if !only.iter().any(|o| names.contains(o)) {
+            return false;
+        }
+    }
+    if let Some(except) = listed("except") {
+        if except.iter().any(|o| names.contains(o)) {
+            return false;
+        }
+    }
+    true
+}

@@ -386,27 +386,14 @@ impl Project {
                 }
             },
             Err(e) => {
-                let mut summary = format!(
-                    "cannot evaluate `{}`: {}",
-                    attr.name,
-                    describe_error(&e, &attr.text)
-                );
-                let hint = if let hcl::eval::ErrorKind::FuncCall(name, _) = e.kind() {
-                    if matches!(name.name.as_str(), "timestamp" | "uuidv4") {
-                        summary = format!(
-                            "cannot evaluate `{}`: {}",
-                            attr.name,
-                            describe_error(&e, &attr.text)
-                        );
-                    }
-                    hint_for_error(&e, &attr.text, self)
-                } else {
-                    hint_for_error(&e, &attr.text, self)
-                };
                 diags.push(
-                    Diagnostic::error(summary)
-                        .at(Some(attr.loc.clone()))
-                        .hint(hint),
+                    Diagnostic::error(format!(
+                        "cannot evaluate `{}`: {}",
+                        attr.name,
+                        describe_error(&e, &attr.text)
+                    ))
+                    .at(Some(attr.loc.clone()))
+                    .hint(hint_for_error(&e, &attr.text, self)),
                 );
                 None
             }

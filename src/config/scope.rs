@@ -46,13 +46,6 @@ fn clock_key(clock: &Clock) -> u64 {
     }
 }
 
-fn clone_clock(clock: &Clock) -> Clock {
-    match clock {
-        Clock::Real => Clock::Real,
-        Clock::Probe(s) => Clock::Probe(*s),
-    }
-}
-
 /// `local.NAME` in an expression's source text.
 pub(super) static LOCAL_REF: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"\blocal\.([A-Za-z_][\w-]*)").expect("valid regex"));
@@ -195,7 +188,7 @@ fn evaluate_local(
     let env = FunctionEnv {
         base_dir: project.def_dir.clone(),
         allow_env: false,
-        clock: clone_clock(clock),
+        clock: *clock,
     };
     functions::with_env(env, || functions::evaluate(&local.attr.expr, &ctx))
 }

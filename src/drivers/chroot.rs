@@ -69,7 +69,7 @@ pub struct ChrootBuilder;
 const FORMATS: &[&str] = &["qcow2", "raw", "tar"];
 
 fn fail(message: impl Into<String>) -> BuildError {
-    BuildError::Failed(message.into())
+    BuildError::failed(message)
 }
 
 /// `512M`, `2G`, `1.5GiB`, `300000000` → bytes.
@@ -679,7 +679,7 @@ async fn test_phase(ctx: &BuildContext<'_>, work: &Path, tree: &Path) -> Result<
 fn test_failure(e: BuildError, kept: bool, path: &str) -> BuildError {
     match e {
         BuildError::Cancelled => BuildError::Cancelled,
-        other => BuildError::Failed(format!(
+        other => fail(format!(
             "tests failed, the image is not recorded ({}): {other}",
             if kept {
                 format!("kept at {path} because of --keep-failed")

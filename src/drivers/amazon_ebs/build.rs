@@ -56,9 +56,9 @@ where
                 }
                 source = e.source();
             }
-            let mut detail = parts.join(": ");
+            let detail = parts.join(": ");
             if detail.contains("loading credentials") || detail.contains("credentials") {
-                detail.push_str("\n  hint: imgform uses the standard AWS credential chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, SSO, instance roles); set one, or profile / access_key in the source");
+                return failed(format!("{what}: {detail}")).with_hint("imgform uses the standard AWS credential chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, SSO, instance roles); set one, or profile / access_key in the source");
             }
             detail
         }
@@ -890,9 +890,10 @@ async fn run_build(
                 delete_image(ec2, taken).await?;
             } else {
                 return Err(failed(format!(
-                    "an AMI named \"{ami_name}\" already exists in {} ({taken})\n  hint: make ami_name unique per build, e.g. ami_name = \"app-${{formatdate(\"YYYYMMDDhhmmss\", timestamp())}}\" (a build setting, so it does not change the content address), or set force_deregister = true",
+                    "an AMI named \"{ami_name}\" already exists in {} ({taken})",
                     ec2.region
-                )));
+                ))
+                .with_hint("make ami_name unique per build, e.g. ami_name = \"app-${formatdate(\"YYYYMMDDhhmmss\", timestamp())}\" (a build setting, so it does not change the content address), or set force_deregister = true"));
             }
         }
     }

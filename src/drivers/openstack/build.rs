@@ -834,8 +834,9 @@ impl Builder for OpenStackBuilder {
         Box::pin(async move {
             if let Some((name, hint)) = unsupported(ctx.spec).first() {
                 return Err(failed(format!(
-                    "{name} is not supported by imgform's openstack builder\n  hint: {hint}"
-                )));
+                    "{name} is not supported by imgform's openstack builder"
+                ))
+                .with_hint(*hint));
             }
             let settings = settings_from_spec(ctx.spec);
             let os = api::connect(&settings).await?;

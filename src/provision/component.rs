@@ -773,14 +773,8 @@ async fn s3_action(
     let endpoint = std::env::var("AWS_ENDPOINT_URL_S3")
         .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
         .ok();
-    let client = crate::state::s3::client_for(crate::state::S3Settings {
-        bucket: String::new(),
-        key_prefix: String::new(),
-        region: None,
-        endpoint,
-        profile: None,
-    })
-    .await;
+    let client =
+        crate::aws::s3_client(&crate::aws::AwsSettings::default(), endpoint.as_deref()).await;
     let items: Vec<&Yaml> = match inputs {
         Yaml::Sequence(items) => items.iter().collect(),
         other => vec![other],

@@ -16,6 +16,7 @@ use aws_sdk_ec2::types::{
 use aws_sdk_ec2::Client;
 use serde_json::{json, Value};
 
+use crate::aws;
 use crate::build::events::EventSink;
 use crate::build::{BoxFuture, BuildContext, BuildError};
 use crate::drivers::cloud::{self, communicator, failed, note, scalar, short_run};
@@ -158,28 +159,22 @@ async fn connect(settings: &ClientSettings) -> Ec2 {
 }
 
 async fn new_client(settings: &ClientSettings) -> Ec2 {
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-    if let Some(region) = &settings.region {
-        loader = loader.region(aws_config::Region::new(region.clone()));
-    }
-    if let Some(profile) = &settings.profile {
-        loader = loader.profile_name(profile);
-    }
-    if let (Some(key), Some(secret)) = (&settings.access_key, &settings.secret_key) {
-        loader = loader.credentials_provider(aws_sdk_ec2::config::Credentials::new(
-            key.clone(),
-            secret.clone(),
-            settings.token.clone(),
-            None,
-            "imgform-source",
-        ));
-    }
-    let shared = loader.load().await;
+    let credentials = match (&settings.access_key, &settings.secret_key) {
+        (Some(key), Some(secret)) => Some(aws::StaticCredentials {
+            access_key: key.clone(),
+            secret_key: secret.clone(),
+            token: settings.token.clone(),
+        }),
+        _ => None,
+    };
+    let shared = aws::load(&aws::AwsSettings {
+        region: settings.region.clone(),
+        profile: settings.profile.clone(),
+        credentials,
+    })
+    .await;
     let mut config = aws_sdk_ec2::config::Builder::from(&shared);
-    let region = shared
-        .region()
-        .map(ToString::to_string)
-        .unwrap_or_else(|| "us-east-1".to_owned());
+    let region = aws::region_or_default(&shared);
     config = config.region(aws_config::Region::new(region.clone()));
     if let Some(endpoint) = &settings.endpoint {
         config = config.endpoint_url(endpoint);

@@ -18,6 +18,8 @@
 
 pub mod addr;
 pub mod apply;
+#[cfg(feature = "aws")]
+pub mod aws;
 pub mod build;
 pub mod cli;
 pub mod commands;

@@ -18,8 +18,16 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
-    #[error("{0}")]
-    Failed(String),
+    /// A step of the build failed; `hint` says what to do about it. The one
+    /// place a build error's hint is rendered: `message`, then on its own
+    /// line `  hint: {hint}`.
+    #[error("{message}{}", hint_line(.hint))]
+    Failed {
+        message: String,
+        /// Boxed: a `BuildError` travels in every build `Result`, and a
+        /// `String` here would make it a word larger.
+        hint: Option<Box<str>>,
+    },
     #[error("provisioner \"{kind}\" failed: {message}")]
     Provisioner { kind: String, message: String },
     #[error("cancelled")]
@@ -30,6 +38,35 @@ pub enum BuildError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl BuildError {
+    /// A failed build step, without a hint (add one with [`Self::with_hint`]).
+    pub fn failed(message: impl Into<String>) -> BuildError {
+        BuildError::Failed {
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    /// Adds what to do about a [`BuildError::Failed`]; other variants carry
+    /// no hint and are returned unchanged.
+    #[must_use]
+    pub fn with_hint(self, hint: impl Into<String>) -> BuildError {
+        match self {
+            BuildError::Failed { message, .. } => BuildError::Failed {
+                message,
+                hint: Some(hint.into().into_boxed_str()),
+            },
+            other => other,
+        }
+    }
+}
+
+fn hint_line(hint: &Option<Box<str>>) -> String {
+    hint.as_deref()
+        .map(|h| format!("\n  hint: {h}"))
+        .unwrap_or_default()
 }
 
 /// What a builder needs to build one image.
@@ -75,4 +112,20 @@ pub async fn join_all<'a, T>(futures: Vec<BoxFuture<'a, T>>) -> Vec<T> {
     out.into_iter()
         .map(|v| v.expect("every future finished"))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hint_is_rendered_on_its_own_line() {
+        assert_eq!(BuildError::failed("no base").to_string(), "no base");
+        assert_eq!(
+            BuildError::failed("no base")
+                .with_hint("set base")
+                .to_string(),
+            "no base\n  hint: set base"
+        );
+    }
 }

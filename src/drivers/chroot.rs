@@ -69,7 +69,7 @@ pub struct ChrootBuilder;
 const FORMATS: &[&str] = &["qcow2", "raw", "tar"];
 
 fn fail(message: impl Into<String>) -> BuildError {
-    BuildError::Failed(message.into())
+    BuildError::failed(message)
 }
 
 /// `512M`, `2G`, `1.5GiB`, `300000000` → bytes.
@@ -186,6 +186,189 @@ impl Drop for WorkDir {
             let _ = std::fs::remove_dir_all(&self.0);
         }
     }
+}
+
+impl WorkDir {
+    /// A private work dir under `work_dir` (default: the system's temporary
+    /// dir), and the empty `root/` in it that the base is unpacked into.
+    fn create(spec: &ImageSpec) -> Result<(WorkDir, PathBuf), BuildError> {
+        let work_parent = spec
+            .attr_str("work_dir")
+            .map(|w| spec.def_dir.join(w))
+            .unwrap_or_else(std::env::temp_dir);
+        let work = WorkDir(work_parent.join(format!(
+            "imgform-chroot-{}-{}",
+            spec.addr.slug(),
+            uuid::Uuid::new_v4().simple()
+        )));
+        let root = work.0.join("root");
+        std::fs::create_dir_all(&root)
+            .map_err(|e| fail(format!("creating {}: {e}", root.display())))?;
+        Ok((work, root))
+    }
+
+    /// Where an output is written before it is renamed into place.
+    fn out(&self, suffix: &str) -> PathBuf {
+        self.0.join(format!("out.{suffix}"))
+    }
+}
+
+/// Where the image goes: its id (relative to the definition dir) and its
+/// full path.
+struct Output {
+    rel_path: String,
+    path: PathBuf,
+}
+
+impl Output {
+    /// The image's place, with its directory created.
+    fn prepare(spec: &ImageSpec, content_address: &str) -> Result<Output, BuildError> {
+        let rel_path = artifact_path(spec, content_address);
+        let path = spec.def_dir.join(&rel_path);
+        let dir = path
+            .parent()
+            .expect("artifact path has a dir")
+            .to_path_buf();
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| fail(format!("creating {}: {e}", dir.display())))?;
+        Ok(Output { rel_path, path })
+    }
+}
+
+/// The build, step by step: unpack the base, provision it, pack it (and
+/// test what was packed), then describe the image file.
+async fn build(ctx: &BuildContext<'_>) -> Result<Artifact, BuildError> {
+    let spec = ctx.spec;
+    let base_str = spec.attr_str("base").ok_or_else(|| fail("no base"))?;
+    if !ImageRef::find(base_str).is_empty() {
+        return Err(fail(format!(
+            "base refers to an image that has not been built: {base_str}"
+        )));
+    }
+    let output = Output::prepare(spec, ctx.content_address)?;
+    let (work, root) = WorkDir::create(spec)?;
+
+    ctx.events.step(format!("unpacking {base_str}"));
+    unpack(&spec.def_dir.join(base_str), &root).await?;
+    if ctx.cancel.is_cancelled() {
+        return Err(BuildError::Cancelled);
+    }
+    provision_in_chroot(ctx, &root).await?;
+    if ctx.cancel.is_cancelled() {
+        return Err(BuildError::Cancelled);
+    }
+
+    let epoch = source_date_epoch(ctx)?;
+    ctx.events.step(format!(
+        "packing {} (SOURCE_DATE_EPOCH={epoch})",
+        format_of(spec)
+    ));
+    normalise_times(&root, epoch).await?;
+    let mut attributes = serde_json::Map::new();
+    match format_of(spec) {
+        "tar" => pack_tar_image(ctx, &work, &root, epoch, &output).await?,
+        format => {
+            pack_disk_image(ctx, &work, &root, epoch, &output, format).await?;
+            attributes.insert(
+                "rootfs".into(),
+                json!(format!("{}.rootfs.tar", output.rel_path)),
+            );
+        }
+    }
+    let sha = sha256_file(&output.path)
+        .map_err(|e| fail(format!("hashing {}: {e}", output.path.display())))?;
+    let size = std::fs::metadata(&output.path)
+        .map(|m| m.len())
+        .unwrap_or(0);
+    attributes.insert("path".into(), json!(output.rel_path));
+    attributes.insert("sha256".into(), json!(sha));
+    attributes.insert("format".into(), json!(format_of(spec)));
+    attributes.insert("bytes".into(), json!(size));
+    Ok(Artifact {
+        id: output.rel_path,
+        attributes: attributes.into_iter().collect(),
+    })
+}
+
+/// Runs the provisioners in `root` with /proc, /sys and /dev mounted,
+/// unmounting again whatever they do.
+async fn provision_in_chroot(ctx: &BuildContext<'_>, root: &Path) -> Result<(), BuildError> {
+    let mut mounts = Mounts::mount(root).map_err(fail)?;
+    let communicator = ChrootCommunicator {
+        root: root.to_path_buf(),
+        cancel: ctx.cancel.clone(),
+    };
+    let result = provision::run_all(ctx, &communicator).await;
+    mounts.unmount().map_err(fail)?;
+    result
+}
+
+/// `source_date_epoch`, else `SOURCE_DATE_EPOCH`, else derived from the
+/// content address.
+fn source_date_epoch(ctx: &BuildContext<'_>) -> Result<u64, BuildError> {
+    Ok(match ctx.spec.attr("source_date_epoch") {
+        Some(v) => v
+            .as_u64()
+            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+            .ok_or_else(|| fail("source_date_epoch must be a number of seconds"))?,
+        None => std::env::var("SOURCE_DATE_EPOCH")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| derived_epoch(ctx.content_address)),
+    })
+}
+
+/// `format = "tar"`: the tree as a tar, tested, then moved into place.
+async fn pack_tar_image(
+    ctx: &BuildContext<'_>,
+    work: &WorkDir,
+    root: &Path,
+    epoch: u64,
+    output: &Output,
+) -> Result<(), BuildError> {
+    pack_tar(root, &work.out("tar"), epoch).await?;
+    let tested = test_phase(ctx, &work.0, &work.out("tar")).await;
+    if tested.is_ok() || ctx.keep_failed {
+        move_into_place(&work.out("tar"), &output.path)?;
+    }
+    tested.map_err(|e| test_failure(e, ctx.keep_failed, &output.rel_path))
+}
+
+/// `raw` and `qcow2`: the tree as a tar (the sidecar) and as an ext4 disk,
+/// converted for qcow2, tested, then both moved into place.
+async fn pack_disk_image(
+    ctx: &BuildContext<'_>,
+    work: &WorkDir,
+    root: &Path,
+    epoch: u64,
+    output: &Output,
+    format: &str,
+) -> Result<(), BuildError> {
+    pack_tar(root, &work.out("rootfs.tar"), epoch).await?;
+    pack_ext4(ctx.spec, ctx.content_address, root, &work.out("raw"), epoch).await?;
+    pin_inode_times(root, &work.out("raw"), epoch).await?;
+    let produced = if format == "qcow2" {
+        run(
+            Command::new("qemu-img")
+                .args(["convert", "-f", "raw", "-O", "qcow2", "-o", "compat=1.1"])
+                .arg(work.out("raw"))
+                .arg(work.out("qcow2")),
+            "qemu-img convert",
+        )
+        .await?;
+        work.out("qcow2")
+    } else {
+        work.out("raw")
+    };
+    // Test before anything is in place: a crash during the tests must not
+    // leave an untested image to adopt.
+    let tested = test_phase(ctx, &work.0, &work.out("rootfs.tar")).await;
+    if tested.is_ok() || ctx.keep_failed {
+        let sidecar = PathBuf::from(format!("{}.rootfs.tar", output.path.display()));
+        move_into_place(&work.out("rootfs.tar"), &sidecar)?;
+        move_into_place(&produced, &output.path)?;
+    }
+    tested.map_err(|e| test_failure(e, ctx.keep_failed, &output.rel_path))
 }
 
 /// Unpacks `base` into `root`.
@@ -431,127 +614,7 @@ fn validate(spec: &ImageSpec) -> Vec<Diagnostic> {
 
 impl Builder for ChrootBuilder {
     fn build<'a>(&'a self, ctx: BuildContext<'a>) -> BoxFuture<'a, Result<Artifact, BuildError>> {
-        Box::pin(async move {
-            let spec = ctx.spec;
-            let def_dir = &spec.def_dir;
-            let base_str = spec.attr_str("base").ok_or_else(|| fail("no base"))?;
-            if !ImageRef::find(base_str).is_empty() {
-                return Err(fail(format!(
-                    "base refers to an image that has not been built: {base_str}"
-                )));
-            }
-            let base = def_dir.join(base_str);
-            let rel_path = artifact_path(spec, ctx.content_address);
-            let out_path = def_dir.join(&rel_path);
-            let out_dir = out_path
-                .parent()
-                .expect("artifact path has a dir")
-                .to_path_buf();
-            std::fs::create_dir_all(&out_dir)
-                .map_err(|e| fail(format!("creating {}: {e}", out_dir.display())))?;
-
-            let work_parent = spec
-                .attr_str("work_dir")
-                .map(|w| def_dir.join(w))
-                .unwrap_or_else(std::env::temp_dir);
-            let work = WorkDir(work_parent.join(format!(
-                "imgform-chroot-{}-{}",
-                spec.addr.slug(),
-                uuid::Uuid::new_v4().simple()
-            )));
-            let root = work.0.join("root");
-            std::fs::create_dir_all(&root)
-                .map_err(|e| fail(format!("creating {}: {e}", root.display())))?;
-
-            ctx.events.step(format!("unpacking {base_str}"));
-            unpack(&base, &root).await?;
-            if ctx.cancel.is_cancelled() {
-                return Err(BuildError::Cancelled);
-            }
-
-            {
-                let mut mounts = Mounts::mount(&root).map_err(fail)?;
-                let communicator = ChrootCommunicator {
-                    root: root.clone(),
-                    cancel: ctx.cancel.clone(),
-                };
-                let result = provision::run_all(&ctx, &communicator).await;
-                mounts.unmount().map_err(fail)?;
-                result?;
-            }
-            if ctx.cancel.is_cancelled() {
-                return Err(BuildError::Cancelled);
-            }
-
-            let epoch = match spec.attr("source_date_epoch") {
-                Some(v) => v
-                    .as_u64()
-                    .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-                    .ok_or_else(|| fail("source_date_epoch must be a number of seconds"))?,
-                None => std::env::var("SOURCE_DATE_EPOCH")
-                    .ok()
-                    .and_then(|s| s.parse().ok())
-                    .unwrap_or_else(|| derived_epoch(ctx.content_address)),
-            };
-            ctx.events.step(format!(
-                "packing {} (SOURCE_DATE_EPOCH={epoch})",
-                format_of(spec)
-            ));
-            normalise_times(&root, epoch).await?;
-
-            // Write under temporary names, then rename into place.
-            let tmp = |suffix: &str| work.0.join(format!("out.{suffix}"));
-            let mut attributes = serde_json::Map::new();
-            match format_of(spec) {
-                "tar" => {
-                    pack_tar(&root, &tmp("tar"), epoch).await?;
-                    let tested = test_phase(&ctx, &work.0, &tmp("tar")).await;
-                    if tested.is_ok() || ctx.keep_failed {
-                        move_into_place(&tmp("tar"), &out_path)?;
-                    }
-                    tested.map_err(|e| test_failure(e, ctx.keep_failed, &rel_path))?;
-                }
-                format => {
-                    pack_tar(&root, &tmp("rootfs.tar"), epoch).await?;
-                    pack_ext4(spec, ctx.content_address, &root, &tmp("raw"), epoch).await?;
-                    pin_inode_times(&root, &tmp("raw"), epoch).await?;
-                    let produced = if format == "qcow2" {
-                        run(
-                            Command::new("qemu-img")
-                                .args(["convert", "-f", "raw", "-O", "qcow2", "-o", "compat=1.1"])
-                                .arg(tmp("raw"))
-                                .arg(tmp("qcow2")),
-                            "qemu-img convert",
-                        )
-                        .await?;
-                        tmp("qcow2")
-                    } else {
-                        tmp("raw")
-                    };
-                    // Test before anything is in place: a crash during the
-                    // tests must not leave an untested image to adopt.
-                    let tested = test_phase(&ctx, &work.0, &tmp("rootfs.tar")).await;
-                    if tested.is_ok() || ctx.keep_failed {
-                        let sidecar = PathBuf::from(format!("{}.rootfs.tar", out_path.display()));
-                        move_into_place(&tmp("rootfs.tar"), &sidecar)?;
-                        move_into_place(&produced, &out_path)?;
-                    }
-                    tested.map_err(|e| test_failure(e, ctx.keep_failed, &rel_path))?;
-                    attributes.insert("rootfs".into(), json!(format!("{rel_path}.rootfs.tar")));
-                }
-            }
-            let sha = sha256_file(&out_path)
-                .map_err(|e| fail(format!("hashing {}: {e}", out_path.display())))?;
-            let size = std::fs::metadata(&out_path).map(|m| m.len()).unwrap_or(0);
-            attributes.insert("path".into(), json!(rel_path));
-            attributes.insert("sha256".into(), json!(sha));
-            attributes.insert("format".into(), json!(format_of(spec)));
-            attributes.insert("bytes".into(), json!(size));
-            Ok(Artifact {
-                id: rel_path,
-                attributes: attributes.into_iter().collect(),
-            })
-        })
+        Box::pin(async move { build(&ctx).await })
     }
 
     fn adopt<'a>(
@@ -679,7 +742,7 @@ async fn test_phase(ctx: &BuildContext<'_>, work: &Path, tree: &Path) -> Result<
 fn test_failure(e: BuildError, kept: bool, path: &str) -> BuildError {
     match e {
         BuildError::Cancelled => BuildError::Cancelled,
-        other => BuildError::Failed(format!(
+        other => fail(format!(
             "tests failed, the image is not recorded ({}): {other}",
             if kept {
                 format!("kept at {path} because of --keep-failed")

@@ -13,7 +13,7 @@ use crate::spec::ImageSpec;
 use crate::state::Artifact;
 
 pub fn failed(message: impl Into<String>) -> BuildError {
-    BuildError::Failed(message.into())
+    BuildError::failed(message)
 }
 
 pub use crate::spec::scalar;

@@ -105,11 +105,7 @@ pub trait Builder: Send + Sync {
         &'a self,
         _spec: &'a ImageSpec,
     ) -> BoxFuture<'a, Result<String, BuildError>> {
-        Box::pin(async {
-            Err(BuildError::Failed(
-                "this builder has no base image filter".to_owned(),
-            ))
-        })
+        Box::pin(async { Err(BuildError::failed("this builder has no base image filter")) })
     }
     fn build<'a>(&'a self, ctx: BuildContext<'a>) -> BoxFuture<'a, Result<Artifact, BuildError>>;
     /// Whether a recorded artifact still exists (refresh).

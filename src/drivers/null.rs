@@ -88,10 +88,10 @@ impl Builder for NullBuilder {
     fn build<'a>(&'a self, ctx: BuildContext<'a>) -> BoxFuture<'a, Result<Artifact, BuildError>> {
         Box::pin(async move {
             if ctx.spec.attr_str("communicator") == Some("ssh") {
-                let config = SshConfig::from_spec(ctx.spec, None).map_err(BuildError::Failed)?;
+                let config = SshConfig::from_spec(ctx.spec, None).map_err(BuildError::failed)?;
                 let ssh = SshCommunicator::connect(config, &ctx.events)
                     .await
-                    .map_err(|e| BuildError::Failed(format!("SSH: {e}")))?;
+                    .map_err(|e| BuildError::failed(format!("SSH: {e}")))?;
                 let mut cancel = ctx.cancel.clone();
                 let result = tokio::select! {
                     r = provision::run_all(&ctx, &ssh) => r,

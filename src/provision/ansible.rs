@@ -299,7 +299,8 @@ fn strings(p: &ProvisionerSpec, name: &str) -> Vec<String> {
     p.strings(name)
 }
 
-/// A private dir removed on drop (unless kept).
+/// A private dir removed on drop (unless kept): the inventory, imgform's
+/// plugins, and for SSH the known_hosts file and a temporary key.
 struct Scratch {
     path: PathBuf,
     keep: bool,
@@ -313,6 +314,34 @@ impl Drop for Scratch {
     }
 }
 
+impl Scratch {
+    /// Creates the dir with imgform's connection and become plugins in it;
+    /// it is kept afterwards with `keep_inventory_file`.
+    fn create(p: &ProvisionerSpec) -> Result<Scratch, BuildError> {
+        let keep = p
+            .settings
+            .get("keep_inventory_file")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let scratch = Scratch {
+            path: std::env::temp_dir()
+                .join(format!("imgform-ansible-{}", uuid::Uuid::new_v4().simple())),
+            keep,
+        };
+        std::fs::create_dir_all(scratch.path.join("connection"))
+            .map_err(|e| fail(format!("creating {}: {e}", scratch.path.display())))?;
+        std::fs::create_dir_all(scratch.path.join("become"))
+            .map_err(|e| fail(format!("creating {}: {e}", scratch.path.display())))?;
+        scratch.write("connection/imgform_chroot.py", CONNECTION_PLUGIN)?;
+        scratch.write("become/imgform_root.py", BECOME_PLUGIN)?;
+        Ok(scratch)
+    }
+
+    fn write(&self, rel: &str, text: &str) -> Result<(), BuildError> {
+        std::fs::write(self.path.join(rel), text).map_err(|e| fail(format!("writing {rel}: {e}")))
+    }
+}
+
 async fn run(
     ctx: &BuildContext<'_>,
     p: &ProvisionerSpec,
@@ -322,6 +351,30 @@ async fn run(
     let playbook = p
         .str("playbook_file")
         .ok_or_else(|| fail("no playbook_file"))?;
+    let program = ansible_program(p)?;
+    let root = chroot_root(comm)?;
+    let scratch = Scratch::create(p)?;
+    let alias = p.str("host_alias").unwrap_or("default").to_owned();
+    let secret_env = write_inventory(ctx, p, comm, &scratch, root.as_deref(), &alias)?;
+    let cmd = playbook_command(
+        p,
+        &dir,
+        &program,
+        playbook,
+        &scratch.path,
+        root.is_some(),
+        &secret_env,
+    );
+    if let Some(galaxy) = p.str("galaxy_file") {
+        install_galaxy(ctx, p, &dir, galaxy).await?;
+    }
+    ctx.events
+        .step(format!("ansible: {program} {playbook} against {alias}"));
+    run_playbook(ctx, cmd, &program).await
+}
+
+/// `command` (default `ansible-playbook`), which must be installed.
+fn ansible_program(p: &ProvisionerSpec) -> Result<String, BuildError> {
     let program = p
         .settings
         .get("command")
@@ -333,46 +386,43 @@ async fn run(
             "`{program}` was not found on this machine: install Ansible (e.g. `python3 -m pip install ansible-core`) or set `command` to its path"
         )));
     }
-    // Where the machine is: a chroot's root, or an SSH endpoint.
-    let host_env = comm.host_env();
-    let root = host_env
-        .iter()
+    Ok(program)
+}
+
+/// Where the machine is: a chroot's root (`Some`), or an SSH endpoint
+/// (`None`; the communicator has it). Anything else Ansible cannot reach.
+fn chroot_root(comm: &dyn Communicator) -> Result<Option<String>, BuildError> {
+    let root = comm
+        .host_env()
+        .into_iter()
         .find(|(k, _)| k == "TARGET_ROOT")
-        .map(|(_, v)| v.clone());
+        .map(|(_, v)| v);
     if root.is_none() && comm.ssh().is_none() {
         return Err(fail(
             "this source has no machine Ansible can reach (communicator = \"none\")",
         ));
     }
-    let keep = p
-        .settings
-        .get("keep_inventory_file")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
-    let scratch = Scratch {
-        path: std::env::temp_dir()
-            .join(format!("imgform-ansible-{}", uuid::Uuid::new_v4().simple())),
-        keep,
-    };
-    std::fs::create_dir_all(scratch.path.join("connection"))
-        .map_err(|e| fail(format!("creating {}: {e}", scratch.path.display())))?;
-    std::fs::create_dir_all(scratch.path.join("become"))
-        .map_err(|e| fail(format!("creating {}: {e}", scratch.path.display())))?;
-    let write = |rel: &str, text: &str| {
-        std::fs::write(scratch.path.join(rel), text)
-            .map_err(|e| fail(format!("writing {rel}: {e}")))
-    };
-    write("connection/imgform_chroot.py", CONNECTION_PLUGIN)?;
-    write("become/imgform_root.py", BECOME_PLUGIN)?;
+    Ok(root)
+}
 
-    let alias = p.str("host_alias").unwrap_or("default").to_owned();
+/// Writes `inventory.ini`: the machine as `alias`, in `groups`, and the
+/// `empty_groups`. Returns the secrets the inventory reads from the
+/// environment.
+fn write_inventory(
+    ctx: &BuildContext<'_>,
+    p: &ProvisionerSpec,
+    comm: &dyn Communicator,
+    scratch: &Scratch,
+    root: Option<&str>,
+    alias: &str,
+) -> Result<Vec<(String, String)>, BuildError> {
     let mut secret_env: Vec<(String, String)> = Vec::new();
-    let host_line = match (&root, comm.ssh()) {
+    let host_line = match (root, comm.ssh()) {
         (Some(root), _) => format!(
             "{alias} ansible_connection=imgform_chroot ansible_host={root} ansible_python_interpreter=/usr/bin/python3 ansible_become_method=imgform_root"
         ),
-        (None, Some(ssh)) => ssh_host_line(p, ssh, &scratch.path, &alias, &mut secret_env)?,
-        (None, None) => unreachable!("checked above"),
+        (None, Some(ssh)) => ssh_host_line(p, ssh, &scratch.path, alias, &mut secret_env)?,
+        (None, None) => unreachable!("chroot_root checked it"),
     };
     let mut inventory = format!("{host_line}\n");
     for group in strings(p, "groups") {
@@ -381,41 +431,52 @@ async fn run(
     for group in strings(p, "empty_groups") {
         inventory.push_str(&format!("\n[{group}]\n"));
     }
-    write("inventory.ini", &inventory)?;
-    if keep {
+    scratch.write("inventory.ini", &inventory)?;
+    if scratch.keep {
         ctx.events.step(format!(
             "ansible: inventory kept at {}",
             scratch.path.join("inventory.ini").display()
         ));
     }
+    Ok(secret_env)
+}
 
-    let mut cmd = Command::new(&program);
-    cmd.current_dir(&dir)
+/// `PROGRAM -i INVENTORY [extra_arguments] PLAYBOOK` in `dir`, with
+/// imgform's plugins, the roles and collections paths, the inventory's
+/// secrets and `ansible_env_vars` in its environment.
+fn playbook_command(
+    p: &ProvisionerSpec,
+    dir: &Path,
+    program: &str,
+    playbook: &str,
+    scratch: &Path,
+    chroot: bool,
+    secret_env: &[(String, String)],
+) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.current_dir(dir)
         .arg("-i")
-        .arg(scratch.path.join("inventory.ini"));
+        .arg(scratch.join("inventory.ini"));
     for arg in strings(p, "extra_arguments") {
         cmd.arg(arg);
     }
     cmd.arg(playbook);
-    cmd.env(
-        "ANSIBLE_CONNECTION_PLUGINS",
-        scratch.path.join("connection"),
-    )
-    .env("ANSIBLE_BECOME_PLUGINS", scratch.path.join("become"))
-    .env(
-        "ANSIBLE_HOST_KEY_CHECKING",
-        if root.is_some() { "False" } else { "True" },
-    )
-    .env("ANSIBLE_NOCOLOR", "1")
-    .env("ANSIBLE_RETRY_FILES_ENABLED", "False")
-    .env("PYTHONUNBUFFERED", "1");
+    cmd.env("ANSIBLE_CONNECTION_PLUGINS", scratch.join("connection"))
+        .env("ANSIBLE_BECOME_PLUGINS", scratch.join("become"))
+        .env(
+            "ANSIBLE_HOST_KEY_CHECKING",
+            if chroot { "False" } else { "True" },
+        )
+        .env("ANSIBLE_NOCOLOR", "1")
+        .env("ANSIBLE_RETRY_FILES_ENABLED", "False")
+        .env("PYTHONUNBUFFERED", "1");
     if let Some(roles) = p.config.get("roles_path").and_then(Value::as_str) {
         cmd.env("ANSIBLE_ROLES_PATH", dir.join(roles));
     }
     if let Some(collections) = p.config.get("collections_path").and_then(Value::as_str) {
         cmd.env("ANSIBLE_COLLECTIONS_PATH", dir.join(collections));
     }
-    for (k, v) in &secret_env {
+    for (k, v) in secret_env {
         cmd.env(k, v);
     }
     for item in strings(p, "ansible_env_vars") {
@@ -423,11 +484,16 @@ async fn run(
             cmd.env(k, v);
         }
     }
-    if let Some(galaxy) = p.str("galaxy_file") {
-        install_galaxy(ctx, p, &dir, galaxy).await?;
-    }
-    ctx.events
-        .step(format!("ansible: {program} {playbook} against {alias}"));
+    cmd
+}
+
+/// Runs the playbook, streaming its output; a failure names the failed
+/// task when Ansible printed one.
+async fn run_playbook(
+    ctx: &BuildContext<'_>,
+    cmd: Command,
+    program: &str,
+) -> Result<(), BuildError> {
     let (code, stdout_tail, stderr_tail) = match super::run_streaming(cmd, &ctx.events, &ctx.cancel)
         .await
         .map_err(|e| fail(format!("cannot start {program}: {e}")))?
@@ -469,7 +535,40 @@ fn ssh_host_line(
     secret_env: &mut Vec<(String, String)>,
 ) -> Result<String, BuildError> {
     use super::ssh::SshAuth;
-    use russh::keys::ssh_key::LineEnding;
+    let cfg = &ssh.config;
+    let target = &cfg.target;
+    let known_hosts = write_known_hosts(ssh, scratch)?;
+    let user = p
+        .config
+        .get("user")
+        .or_else(|| p.settings.get("user"))
+        .and_then(Value::as_str)
+        .unwrap_or(&target.user);
+    let mut line = format!(
+        "{alias} ansible_connection=ssh ansible_host={} ansible_port={} ansible_user={user}",
+        target.host, target.port
+    );
+    if let Some(path) = private_key_file(ssh, scratch)? {
+        line.push_str(&format!(" ansible_ssh_private_key_file={}", path.display()));
+    }
+    if let Some(password) = target.auth.iter().find_map(|a| match a {
+        SshAuth::Password(p) => Some(p),
+        SshAuth::Key(_) => None,
+    }) {
+        secret_env.push(("IMGFORM_ANSIBLE_SSH_PASSWORD".to_owned(), password.clone()));
+        line.push_str(" ansible_password=\"{{ lookup('env', 'IMGFORM_ANSIBLE_SSH_PASSWORD') }}\"");
+    }
+    let args = ssh_common_args(ssh, &known_hosts);
+    line.push_str(&format!(" ansible_ssh_common_args='{args}'"));
+    Ok(line)
+}
+
+/// A known_hosts file in `scratch` with the host keys imgform checked when
+/// connecting (the target's, and the bastion's).
+fn write_known_hosts(
+    ssh: &super::ssh::SshCommunicator,
+    scratch: &Path,
+) -> Result<PathBuf, BuildError> {
     let cfg = &ssh.config;
     let target = &cfg.target;
     let pattern = |host: &str, port: u16| {
@@ -490,25 +589,24 @@ fn ssh_host_line(
     }
     let known_hosts = scratch.join("known_hosts");
     std::fs::write(&known_hosts, known).map_err(|e| fail(format!("writing known_hosts: {e}")))?;
+    Ok(known_hosts)
+}
 
-    let user = p
-        .config
-        .get("user")
-        .or_else(|| p.settings.get("user"))
-        .and_then(Value::as_str)
-        .unwrap_or(&target.user);
-    let mut line = format!(
-        "{alias} ansible_connection=ssh ansible_host={} ansible_port={} ansible_user={user}",
-        target.host, target.port
-    );
-    let key_file = match (
-        &cfg.key_file,
-        target.auth.iter().find_map(|a| match a {
-            SshAuth::Key(k) => Some(k),
-            SshAuth::Password(_) => None,
-        }),
-    ) {
-        (Some(path), _) => Some(path.clone()),
+/// The private key file Ansible logs in with: the configured one, or a
+/// private copy of the temporary key in `scratch`.
+fn private_key_file(
+    ssh: &super::ssh::SshCommunicator,
+    scratch: &Path,
+) -> Result<Option<PathBuf>, BuildError> {
+    use super::ssh::SshAuth;
+    use russh::keys::ssh_key::LineEnding;
+    let cfg = &ssh.config;
+    let key = cfg.target.auth.iter().find_map(|a| match a {
+        SshAuth::Key(k) => Some(k),
+        SshAuth::Password(_) => None,
+    });
+    match (&cfg.key_file, key) {
+        (Some(path), _) => Ok(Some(path.clone())),
         (None, Some(key)) => {
             // A temporary key pair lives in memory: hand Ansible a private copy.
             let path = scratch.join("id_imgform");
@@ -516,20 +614,16 @@ fn ssh_host_line(
                 .to_openssh(LineEnding::LF)
                 .map_err(|e| fail(format!("encoding the temporary key: {e}")))?;
             write_private(&path, text.as_bytes())?;
-            Some(path)
+            Ok(Some(path))
         }
-        (None, None) => None,
-    };
-    if let Some(path) = &key_file {
-        line.push_str(&format!(" ansible_ssh_private_key_file={}", path.display()));
+        (None, None) => Ok(None),
     }
-    if let Some(password) = target.auth.iter().find_map(|a| match a {
-        SshAuth::Password(p) => Some(p),
-        SshAuth::Key(_) => None,
-    }) {
-        secret_env.push(("IMGFORM_ANSIBLE_SSH_PASSWORD".to_owned(), password.clone()));
-        line.push_str(" ansible_password=\"{{ lookup('env', 'IMGFORM_ANSIBLE_SSH_PASSWORD') }}\"");
-    }
+}
+
+/// `ansible_ssh_common_args`: check host keys against `known_hosts` only,
+/// and jump through the bastion when there is one.
+fn ssh_common_args(ssh: &super::ssh::SshCommunicator, known_hosts: &Path) -> String {
+    let cfg = &ssh.config;
     let mut args = format!(
         "-o UserKnownHostsFile={} -o StrictHostKeyChecking=yes -o IdentitiesOnly=yes",
         known_hosts.display()
@@ -548,8 +642,7 @@ fn ssh_host_line(
             b.host
         ));
     }
-    line.push_str(&format!(" ansible_ssh_common_args='{args}'"));
-    Ok(line)
+    args
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), BuildError> {

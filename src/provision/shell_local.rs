@@ -68,12 +68,35 @@ async fn run(
     p: &ProvisionerSpec,
     host_env: &[(String, String)],
 ) -> Result<(), BuildError> {
-    let def_dir = &ctx.spec.def_dir;
     let mut env = host_env.to_vec();
     env.extend(provisioner_env(ctx, p)?);
     let tmp = tempdir_for(ctx)?;
-    let mut scripts: Vec<PathBuf> = Vec::new();
+    let scripts = write_scripts(ctx, p, &tmp)?;
+    let valid_codes: Vec<i64> = match p.config.get("valid_exit_codes") {
+        Some(Value::Array(codes)) => codes.iter().filter_map(Value::as_i64).collect(),
+        _ => vec![0],
+    };
+    let template = execute_command(p);
+    let vars = format_env_vars(&env);
+    for script in &scripts {
+        let script_str = script.to_string_lossy();
+        let argv: Vec<String> = template
+            .iter()
+            .map(|part| substitute(part, &vars, &script_str))
+            .collect();
+        run_script(ctx, &argv, &env, &valid_codes).await?;
+    }
+    Ok(())
+}
 
+/// The scripts to run, as executable files in `tmp`: the `inline` lines (or
+/// `command`) under `inline_shebang`, then copies of `script` and `scripts`.
+fn write_scripts(
+    ctx: &BuildContext<'_>,
+    p: &ProvisionerSpec,
+    tmp: &TempDir,
+) -> Result<Vec<PathBuf>, BuildError> {
+    let mut scripts: Vec<PathBuf> = Vec::new();
     let shebang = p.str("inline_shebang").unwrap_or("/bin/sh -e");
     let inline: Vec<String> = match p.str("command") {
         Some(command) => vec![command.to_owned()],
@@ -102,12 +125,12 @@ async fn run(
         write_executable(&path, &bytes)?;
         scripts.push(path);
     }
+    Ok(scripts)
+}
 
-    let valid_codes: Vec<i64> = match p.config.get("valid_exit_codes") {
-        Some(Value::Array(codes)) => codes.iter().filter_map(Value::as_i64).collect(),
-        _ => vec![0],
-    };
-    let template: Vec<String> = match p.config.get("execute_command") {
+/// `execute_command` as an argv template (a string runs under `/bin/sh -c`).
+fn execute_command(p: &ProvisionerSpec) -> Vec<String> {
+    match p.config.get("execute_command") {
         Some(Value::Array(parts)) => parts
             .iter()
             .map(|v| v.as_str().unwrap_or_default().to_owned())
@@ -118,49 +141,50 @@ async fn run(
             "-c".into(),
             "{{.Vars}} {{.Script}}".into(),
         ],
-    };
-    let vars = format_env_vars(&env);
+    }
+}
 
-    for script in &scripts {
-        let script_str = script.to_string_lossy();
-        let argv: Vec<String> = template
-            .iter()
-            .map(|part| substitute(part, &vars, &script_str))
-            .collect();
-        let Some((program, args)) = argv.split_first() else {
-            return Err(fail("execute_command is empty"));
+/// Runs one script's `argv` in the definition dir, streaming its output; an
+/// exit code outside `valid_codes` fails with the tail of its stderr.
+async fn run_script(
+    ctx: &BuildContext<'_>,
+    argv: &[String],
+    env: &[(String, String)],
+    valid_codes: &[i64],
+) -> Result<(), BuildError> {
+    let Some((program, args)) = argv.split_first() else {
+        return Err(fail("execute_command is empty"));
+    };
+    let mut command = Command::new(program);
+    command
+        .args(args)
+        .current_dir(&ctx.spec.def_dir)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let (code, last_stderr) = match super::run_streaming(command, &ctx.events, &ctx.cancel)
+        .await
+        .map_err(|e| fail(format!("cannot start {program}: {e}")))?
+    {
+        super::Streamed::Exited {
+            code, stderr_tail, ..
+        } => (i64::from(code), stderr_tail),
+        super::Streamed::Cancelled => return Err(BuildError::Cancelled),
+    };
+    if !valid_codes.contains(&code) {
+        let what = if code < 0 {
+            "was killed by a signal".to_owned()
+        } else {
+            format!("exited with status {code}")
         };
-        let mut command = Command::new(program);
-        command
-            .args(args)
-            .current_dir(def_dir)
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        let (code, last_stderr) = match super::run_streaming(command, &ctx.events, &ctx.cancel)
-            .await
-            .map_err(|e| fail(format!("cannot start {program}: {e}")))?
-        {
-            super::Streamed::Exited {
-                code, stderr_tail, ..
-            } => (i64::from(code), stderr_tail),
-            super::Streamed::Cancelled => return Err(BuildError::Cancelled),
+        let tail = if last_stderr.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", ctx.spec.scrub(&last_stderr.join(" | ")))
         };
-        if !valid_codes.contains(&code) {
-            let what = if code < 0 {
-                "was killed by a signal".to_owned()
-            } else {
-                format!("exited with status {code}")
-            };
-            let tail = if last_stderr.is_empty() {
-                String::new()
-            } else {
-                format!(": {}", ctx.spec.scrub(&last_stderr.join(" | ")))
-            };
-            return Err(fail(format!("script {what}{tail}")));
-        }
+        return Err(fail(format!("script {what}{tail}")));
     }
     Ok(())
 }

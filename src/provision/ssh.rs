@@ -172,24 +172,7 @@ impl SshConfig {
         let user = setting_str(spec, "ssh_username")
             .ok_or("communicator \"ssh\" needs ssh_username")?
             .to_owned();
-        let mut auth = Vec::new();
-        let mut key_file = None;
-        if let Some(file) = setting_str(spec, "ssh_private_key_file") {
-            let path = resolve_path(spec, file);
-            auth.push(SshAuth::Key(Arc::new(load_key(&path)?)));
-            key_file = Some(path);
-        } else if let Some(key) = launched.as_ref().and_then(|l| l.temporary_key.clone()) {
-            auth.push(SshAuth::Key(key));
-        }
-        if let Some(password) = setting_str(spec, "ssh_password") {
-            auth.push(SshAuth::Password(password.to_owned()));
-        }
-        if auth.is_empty() {
-            return Err(
-                "communicator \"ssh\" has no way to authenticate\n  hint: set ssh_private_key_file or ssh_password"
-                    .to_owned(),
-            );
-        }
+        let (auth, key_file) = target_auth(spec, launched.as_ref())?;
         let explicit = !spec.attr_strings("ssh_host_key_fingerprint").is_empty()
             || setting_str(spec, "ssh_known_hosts_file").is_some();
         let host_key = if fresh && !explicit {
@@ -197,42 +180,7 @@ impl SshConfig {
         } else {
             configured_policy(spec, &format!("ssh_host {host}"))?
         };
-        let mut bastion_key_file = None;
-        let bastion = match setting_str(spec, "ssh_bastion_host") {
-            None => None,
-            Some(bhost) => {
-                let mut bauth = Vec::new();
-                if let Some(file) = setting_str(spec, "ssh_bastion_private_key_file") {
-                    let path = resolve_path(spec, file);
-                    bauth.push(SshAuth::Key(Arc::new(load_key(&path)?)));
-                    bastion_key_file = Some(path);
-                }
-                if let Some(password) = setting_str(spec, "ssh_bastion_password") {
-                    bauth.push(SshAuth::Password(password.to_owned()));
-                }
-                if bauth.is_empty() {
-                    return Err("ssh_bastion_host needs ssh_bastion_private_key_file or ssh_bastion_password".to_owned());
-                }
-                Some(Endpoint {
-                    host: bhost.to_owned(),
-                    port: setting_port(spec, "ssh_bastion_port", 22)?,
-                    user: setting_str(spec, "ssh_bastion_username")
-                        .unwrap_or(&user)
-                        .to_owned(),
-                    auth: bauth,
-                    host_key: configured_policy(spec, &format!("ssh_bastion_host {bhost}"))?,
-                    launched: false,
-                })
-            }
-        };
-        let timeout = match setting_str(spec, "ssh_timeout")
-            .or_else(|| setting_str(spec, "ssh_wait_timeout"))
-        {
-            Some(t) => crate::spec::parse_duration(t).ok_or_else(|| {
-                format!("ssh_timeout = \"{t}\" is not a duration (e.g. \"5m\", \"30s\")")
-            })?,
-            None => Duration::from_secs(300),
-        };
+        let (bastion, bastion_key_file) = bastion(spec, &user)?;
         Ok(SshConfig {
             target: Endpoint {
                 host,
@@ -243,10 +191,81 @@ impl SshConfig {
                 launched: fresh,
             },
             bastion,
-            timeout,
+            timeout: connect_timeout(spec)?,
             key_file,
             bastion_key_file,
         })
+    }
+}
+
+/// How to log in to the target, in order: `ssh_private_key_file` (else the
+/// builder's temporary key), then `ssh_password`; and the key's file.
+fn target_auth(
+    spec: &ImageSpec,
+    launched: Option<&Launched<'_>>,
+) -> Result<(Vec<SshAuth>, Option<PathBuf>), String> {
+    let mut auth = Vec::new();
+    let mut key_file = None;
+    if let Some(file) = setting_str(spec, "ssh_private_key_file") {
+        let path = resolve_path(spec, file);
+        auth.push(SshAuth::Key(Arc::new(load_key(&path)?)));
+        key_file = Some(path);
+    } else if let Some(key) = launched.and_then(|l| l.temporary_key.clone()) {
+        auth.push(SshAuth::Key(key));
+    }
+    if let Some(password) = setting_str(spec, "ssh_password") {
+        auth.push(SshAuth::Password(password.to_owned()));
+    }
+    if auth.is_empty() {
+        return Err(
+            "communicator \"ssh\" has no way to authenticate\n  hint: set ssh_private_key_file or ssh_password"
+                .to_owned(),
+        );
+    }
+    Ok((auth, key_file))
+}
+
+/// The bastion hop (`ssh_bastion_host`), if any, and its private key file.
+fn bastion(spec: &ImageSpec, user: &str) -> Result<(Option<Endpoint>, Option<PathBuf>), String> {
+    let Some(bhost) = setting_str(spec, "ssh_bastion_host") else {
+        return Ok((None, None));
+    };
+    let mut bastion_key_file = None;
+    let mut bauth = Vec::new();
+    if let Some(file) = setting_str(spec, "ssh_bastion_private_key_file") {
+        let path = resolve_path(spec, file);
+        bauth.push(SshAuth::Key(Arc::new(load_key(&path)?)));
+        bastion_key_file = Some(path);
+    }
+    if let Some(password) = setting_str(spec, "ssh_bastion_password") {
+        bauth.push(SshAuth::Password(password.to_owned()));
+    }
+    if bauth.is_empty() {
+        return Err(
+            "ssh_bastion_host needs ssh_bastion_private_key_file or ssh_bastion_password"
+                .to_owned(),
+        );
+    }
+    let endpoint = Endpoint {
+        host: bhost.to_owned(),
+        port: setting_port(spec, "ssh_bastion_port", 22)?,
+        user: setting_str(spec, "ssh_bastion_username")
+            .unwrap_or(user)
+            .to_owned(),
+        auth: bauth,
+        host_key: configured_policy(spec, &format!("ssh_bastion_host {bhost}"))?,
+        launched: false,
+    };
+    Ok((Some(endpoint), bastion_key_file))
+}
+
+/// `ssh_timeout` (or `ssh_wait_timeout`), 5 minutes unless set.
+fn connect_timeout(spec: &ImageSpec) -> Result<Duration, String> {
+    match setting_str(spec, "ssh_timeout").or_else(|| setting_str(spec, "ssh_wait_timeout")) {
+        Some(t) => crate::spec::parse_duration(t).ok_or_else(|| {
+            format!("ssh_timeout = \"{t}\" is not a duration (e.g. \"5m\", \"30s\")")
+        }),
+        None => Ok(Duration::from_secs(300)),
     }
 }
 
@@ -367,6 +386,25 @@ async fn handshake<S>(
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let (mut handle, accepted) = open_session(endpoint, stream).await?;
+    authenticate(&mut handle, endpoint).await?;
+    let key = accepted
+        .lock()
+        .expect("accepted lock")
+        .take()
+        .expect("a host key was checked during the handshake");
+    Ok((handle, key))
+}
+
+/// Opens an SSH session on `stream`, checking the host key against the
+/// endpoint's policy; returns it with where the key that passed is kept.
+async fn open_session<S>(
+    endpoint: &Endpoint,
+    stream: S,
+) -> Result<(client::Handle<Client>, Arc<Mutex<Option<PublicKey>>>), ConnectError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let refusal: Refusal = Arc::new(Mutex::new(None));
     let accepted = Arc::new(Mutex::new(None));
     let handler = Client {
@@ -376,18 +414,25 @@ where
         refusal: refusal.clone(),
         accepted: accepted.clone(),
     };
-    let mut handle = match client::connect_stream(russh_config(), stream, handler).await {
-        Ok(h) => h,
+    match client::connect_stream(russh_config(), stream, handler).await {
+        Ok(handle) => Ok((handle, accepted)),
         Err(e) => {
             if let Some(why) = refusal.lock().expect("refusal lock").take() {
                 return Err(ConnectError::Fatal(why));
             }
-            return Err(ConnectError::Retry(format!(
+            Err(ConnectError::Retry(format!(
                 "SSH handshake with {}:{}: {e}",
                 endpoint.host, endpoint.port
-            )));
+            )))
         }
-    };
+    }
+}
+
+/// Logs in with each of the endpoint's methods in turn until one succeeds.
+async fn authenticate(
+    handle: &mut client::Handle<Client>,
+    endpoint: &Endpoint,
+) -> Result<(), ConnectError> {
     let mut tried = Vec::new();
     for auth in &endpoint.auth {
         let result = match auth {
@@ -414,14 +459,7 @@ where
             }
         };
         match result {
-            Ok(r) if r.success() => {
-                let key = accepted
-                    .lock()
-                    .expect("accepted lock")
-                    .take()
-                    .expect("a host key was checked during the handshake");
-                return Ok((handle, key));
-            }
+            Ok(r) if r.success() => return Ok(()),
             Ok(_) => {}
             Err(e) => {
                 return Err(ConnectError::Retry(format!(

@@ -50,6 +50,7 @@ use super::store::{
     decode_state, same_contents, to_json_bytes, Decode, LockInfo, StateBackend, StateError,
 };
 use crate::addr::TargetAddr;
+use crate::aws::AwsSettings;
 
 /// Where the state lives on S3 and how to reach it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -135,7 +136,7 @@ impl S3Backend {
             .map_err(|e| StateError::BackendConfig {
                 message: format!("cannot start the runtime for the s3 backend: {e}"),
             })?;
-        let client = run_on(&runtime, client_for(settings.clone()));
+        let client = run_on(&runtime, client_for(&settings));
         Ok(S3Backend {
             settings,
             client,
@@ -597,21 +598,13 @@ where
     })
 }
 
-pub(crate) async fn client_for(settings: S3Settings) -> Client {
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-    if let Some(region) = &settings.region {
-        loader = loader.region(aws_config::Region::new(region.clone()));
-    }
-    if let Some(profile) = &settings.profile {
-        loader = loader.profile_name(profile);
-    }
-    let shared = loader.load().await;
-    let mut config = aws_sdk_s3::config::Builder::from(&shared);
-    if shared.region().is_none() {
-        config = config.region(aws_config::Region::from_static("us-east-1"));
-    }
-    if let Some(endpoint) = &settings.endpoint {
-        config = config.endpoint_url(endpoint).force_path_style(true);
-    }
-    Client::from_conf(config.build())
+/// The client for `settings`: the standard chain with their region and
+/// profile on top, path-style at a custom endpoint (see [`crate::aws`]).
+async fn client_for(settings: &S3Settings) -> Client {
+    let aws = AwsSettings {
+        region: settings.region.clone(),
+        profile: settings.profile.clone(),
+        credentials: None,
+    };
+    crate::aws::s3_client(&aws, settings.endpoint.as_deref()).await
 }

@@ -16,6 +16,7 @@ use aws_sdk_ec2::types::{
 use aws_sdk_ec2::Client;
 use serde_json::{json, Value};
 
+use crate::aws;
 use crate::build::events::EventSink;
 use crate::build::{BoxFuture, BuildContext, BuildError};
 use crate::drivers::cloud::{self, communicator, failed, note, scalar, short_run};
@@ -56,9 +57,9 @@ where
                 }
                 source = e.source();
             }
-            let mut detail = parts.join(": ");
+            let detail = parts.join(": ");
             if detail.contains("loading credentials") || detail.contains("credentials") {
-                detail.push_str("\n  hint: imgform uses the standard AWS credential chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, SSO, instance roles); set one, or profile / access_key in the source");
+                return failed(format!("{what}: {detail}")).with_hint("imgform uses the standard AWS credential chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, SSO, instance roles); set one, or profile / access_key in the source");
             }
             detail
         }
@@ -158,28 +159,22 @@ async fn connect(settings: &ClientSettings) -> Ec2 {
 }
 
 async fn new_client(settings: &ClientSettings) -> Ec2 {
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-    if let Some(region) = &settings.region {
-        loader = loader.region(aws_config::Region::new(region.clone()));
-    }
-    if let Some(profile) = &settings.profile {
-        loader = loader.profile_name(profile);
-    }
-    if let (Some(key), Some(secret)) = (&settings.access_key, &settings.secret_key) {
-        loader = loader.credentials_provider(aws_sdk_ec2::config::Credentials::new(
-            key.clone(),
-            secret.clone(),
-            settings.token.clone(),
-            None,
-            "imgform-source",
-        ));
-    }
-    let shared = loader.load().await;
+    let credentials = match (&settings.access_key, &settings.secret_key) {
+        (Some(key), Some(secret)) => Some(aws::StaticCredentials {
+            access_key: key.clone(),
+            secret_key: secret.clone(),
+            token: settings.token.clone(),
+        }),
+        _ => None,
+    };
+    let shared = aws::load(&aws::AwsSettings {
+        region: settings.region.clone(),
+        profile: settings.profile.clone(),
+        credentials,
+    })
+    .await;
     let mut config = aws_sdk_ec2::config::Builder::from(&shared);
-    let region = shared
-        .region()
-        .map(ToString::to_string)
-        .unwrap_or_else(|| "us-east-1".to_owned());
+    let region = aws::region_or_default(&shared);
     config = config.region(aws_config::Region::new(region.clone()));
     if let Some(endpoint) = &settings.endpoint {
         config = config.endpoint_url(endpoint);
@@ -241,6 +236,9 @@ impl TemplateData {
             .collect()
     }
 }
+
+/// Tags as key/value pairs.
+type TagPairs = Vec<(String, String)>;
 
 /// Key/value pairs from a map attribute (`tags = {...}`) and repeatable
 /// blocks (`tag { key = .. value = .. }`).
@@ -838,16 +836,132 @@ fn temp_key_algorithm(spec: &ImageSpec) -> Result<russh::keys::Algorithm, BuildE
     }
 }
 
-/// The build, step by step. Temporary resources go into `temps` as soon as
-/// they exist; [`cleanup`] deletes them afterwards.
+/// One build in progress: its context, the EC2 client, the record of
+/// temporaries (a resource goes in as soon as it exists; [`cleanup`]
+/// deletes them afterwards) and how long to wait for EC2.
+struct Build<'a> {
+    ctx: &'a BuildContext<'a>,
+    ec2: &'a Ec2,
+    temps: &'a Shared,
+    limit: Duration,
+}
+
+/// How the AMIs of a build are named and described (`ami_name` and
+/// `ami_description`, with the template data substituted).
+struct AmiNaming {
+    name: String,
+    description: Option<String>,
+}
+
+impl AmiNaming {
+    fn new(spec: &ImageSpec, template: &TemplateData) -> AmiNaming {
+        AmiNaming {
+            name: template.render(
+                &spec
+                    .attr_str("ami_name")
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| format!("imgform-{}", spec.addr.slug())),
+            ),
+            description: spec.attr_str("ami_description").map(|d| template.render(d)),
+        }
+    }
+}
+
+/// How to launch an instance, shared by the build and the test phase.
+struct Launch {
+    template: TemplateData,
+    subnet_id: Option<String>,
+    key_name: Option<String>,
+    groups: Vec<String>,
+    user_data: Option<Vec<u8>>,
+    run_tag: Vec<(String, String)>,
+}
+
+/// The build, step by step: launch an instance from the source AMI,
+/// provision it, stop it, make the AMI, tag and share it, test it, copy it.
 async fn run_build(
     ctx: &BuildContext<'_>,
     ec2: &Ec2,
     temps: &Shared,
 ) -> Result<Artifact, BuildError> {
     let spec = ctx.spec;
-    let events = &ctx.events;
-    let limit = polling_limit(spec);
+    let build = Build {
+        ctx,
+        ec2,
+        temps,
+        limit: polling_limit(spec),
+    };
+    let source_ami = source_ami(spec)?;
+    let template = TemplateData::load(ec2, &source_ami).await?;
+    let naming = AmiNaming::new(spec, &template);
+    let skip_create_ami = spec.attr_bool("skip_create_ami").unwrap_or(false);
+    if !skip_create_ami {
+        build.check_ami_name(&naming.name).await?;
+    }
+
+    let run_tag = vec![
+        (TAG_BUILD.to_owned(), ctx.run_id.to_owned()),
+        (TAG_ADDRESS.to_owned(), spec.addr.to_string()),
+    ];
+    let (key_name, temporary_key) = build.temporary_key_pair(&run_tag).await?;
+    let net = build.network().await?;
+    let groups = build.security_groups(&net, &run_tag).await?;
+    let launch = Launch {
+        template,
+        subnet_id: net.subnet_id,
+        key_name,
+        groups,
+        user_data: user_data(spec)?,
+        run_tag,
+    };
+    let instance = build.launch_instance(&source_ami, &launch).await?;
+    let instance_id = instance.instance_id().unwrap_or_default().to_owned();
+    cloud::provision_launched(
+        ctx,
+        &format!("instance {instance_id}"),
+        instance_host(spec, &instance),
+        temporary_key.clone(),
+        Stage::Build,
+    )
+    .await?;
+    if !spec.attr_bool("disable_stop_instance").unwrap_or(false) {
+        build.stop_instance(&instance_id).await?;
+    }
+
+    let mut attributes = where_attributes(ec2);
+    attributes.insert("source_ami".to_owned(), json!(source_ami));
+    if skip_create_ami {
+        ctx.events.step("skip_create_ami: no AMI is created");
+        let hex = ctx.content_address.trim_start_matches("sha256:");
+        attributes.insert("skipped".to_owned(), json!(true));
+        return Ok(Artifact {
+            id: format!("none:{}", &hex[..hex.len().min(12)]),
+            attributes,
+        });
+    }
+    let (ami, snapshots) = build.create_ami(&instance_id, &naming).await?;
+    let ami_tags = build.tag_ami(&launch.template, &ami, &snapshots).await?;
+    share_image(ec2, spec, &ami).await?;
+    if provision::has_tests(spec) {
+        build.test_new_ami(&ami, &launch, temporary_key).await?;
+    }
+    let copies = build.copy_to_regions(&ami, &naming, &ami_tags).await?;
+
+    attributes.insert("name".to_owned(), json!(naming.name));
+    attributes.insert("snapshots".to_owned(), json!(snapshots));
+    if !copies.is_empty() {
+        attributes.insert("regions".to_owned(), Value::Object(copies));
+    }
+    // Success: the AMIs are the result now, not temporaries.
+    note(temps, |t| t.images.clear());
+    Ok(Artifact {
+        id: ami,
+        attributes,
+    })
+}
+
+/// `source_ami`, or the id `source_ami_filter` was resolved to at plan time.
+fn source_ami(spec: &ImageSpec) -> Result<String, BuildError> {
     let source_ami = match (&spec.base, spec.attr_str("source_ami")) {
         (Some(base), _) => base.id.clone(),
         (None, Some(ami)) if !ami.is_empty() => ami.to_owned(),
@@ -862,54 +976,67 @@ async fn run_build(
             "source_ami {source_ami} refers to an image that has not been built"
         )));
     }
-    let template = TemplateData::load(ec2, &source_ami).await?;
-    let ami_name = template.render(
-        &spec
-            .attr_str("ami_name")
-            .map(str::to_owned)
-            .unwrap_or_else(|| format!("imgform-{}", spec.addr.slug())),
-    );
-    let ami_description = spec.attr_str("ami_description").map(|d| template.render(d));
-    let skip_create_ami = spec.attr_bool("skip_create_ami").unwrap_or(false);
+    Ok(source_ami)
+}
 
-    // Packer's pre-validation: an AMI name is unique per account and region.
-    if !skip_create_ami {
+/// `user_data`, or the bytes of `user_data_file`.
+fn user_data(spec: &ImageSpec) -> Result<Option<Vec<u8>>, BuildError> {
+    Ok(
+        match (spec.attr_str("user_data"), spec.attr_str("user_data_file")) {
+            (Some(text), _) => Some(text.as_bytes().to_vec()),
+            (None, Some(file)) => Some(
+                std::fs::read(spec.def_dir.join(file))
+                    .map_err(|e| failed(format!("reading user_data_file {file}: {e}")))?,
+            ),
+            _ => None,
+        },
+    )
+}
+
+impl Build<'_> {
+    /// Packer's pre-validation: an AMI name is unique per account and
+    /// region. `force_deregister` removes the AMI in the way.
+    async fn check_ami_name(&self, ami_name: &str) -> Result<(), BuildError> {
+        let ec2 = self.ec2;
         let existing = ec2
             .client
             .describe_images()
             .owners("self")
-            .filters(Filter::builder().name("name").values(&ami_name).build())
+            .filters(Filter::builder().name("name").values(ami_name).build())
             .send()
             .await
             .map_err(|e| aws_error("checking the AMI name", e))?;
         if let Some(taken) = existing.images().first().and_then(Image::image_id) {
-            if spec.attr_bool("force_deregister").unwrap_or(false) {
-                events.step(format!(
+            if self.ctx.spec.attr_bool("force_deregister").unwrap_or(false) {
+                self.ctx.events.step(format!(
                     "force_deregister: deregistering {taken} ({ami_name})"
                 ));
                 delete_image(ec2, taken).await?;
             } else {
                 return Err(failed(format!(
-                    "an AMI named \"{ami_name}\" already exists in {} ({taken})\n  hint: make ami_name unique per build, e.g. ami_name = \"app-${{formatdate(\"YYYYMMDDhhmmss\", timestamp())}}\" (a build setting, so it does not change the content address), or set force_deregister = true",
+                    "an AMI named \"{ami_name}\" already exists in {} ({taken})",
                     ec2.region
-                )));
+                ))
+                .with_hint("make ami_name unique per build, e.g. ami_name = \"app-${formatdate(\"YYYYMMDDhhmmss\", timestamp())}\" (a build setting, so it does not change the content address), or set force_deregister = true"));
             }
         }
+        Ok(())
     }
 
-    let run_tag = vec![
-        (TAG_BUILD.to_owned(), ctx.run_id.to_owned()),
-        (TAG_ADDRESS.to_owned(), spec.addr.to_string()),
-    ];
-    let uses_ssh = communicator(spec) == "ssh";
-
-    // Temporary key pair, unless the user brings one.
-    let mut temporary_key = None;
-    let mut key_name = spec.attr_str("ssh_keypair_name").map(str::to_owned);
-    let brings_key = spec.attr_str("ssh_private_key_file").is_some()
-        || spec.attr_str("ssh_password").is_some()
-        || spec.attr_bool("ssh_agent_auth").unwrap_or(false);
-    if uses_ssh && key_name.is_none() && !brings_key {
+    /// A temporary key pair, unless the user brings one: the key pair name
+    /// to launch with (or `ssh_keypair_name`) and the temporary private key.
+    async fn temporary_key_pair(
+        &self,
+        run_tag: &[(String, String)],
+    ) -> Result<(Option<String>, Option<Arc<russh::keys::PrivateKey>>), BuildError> {
+        let spec = self.ctx.spec;
+        let key_name = spec.attr_str("ssh_keypair_name").map(str::to_owned);
+        let brings_key = spec.attr_str("ssh_private_key_file").is_some()
+            || spec.attr_str("ssh_password").is_some()
+            || spec.attr_bool("ssh_agent_auth").unwrap_or(false);
+        if communicator(spec) != "ssh" || key_name.is_some() || brings_key {
+            return Ok((key_name, None));
+        }
         let algorithm = temp_key_algorithm(spec)?;
         let key = russh::keys::PrivateKey::random(&mut rand::rng(), algorithm)
             .map_err(|e| failed(format!("generating a temporary key pair: {e}")))?;
@@ -920,38 +1047,71 @@ async fn run_build(
         let name = spec
             .attr_str("temporary_key_pair_name")
             .map(str::to_owned)
-            .unwrap_or_else(|| format!("imgform_{}_{}", short_run(ctx.run_id), spec.addr.slug()));
-        ec2.client
+            .unwrap_or_else(|| {
+                format!(
+                    "imgform_{}_{}",
+                    short_run(self.ctx.run_id),
+                    spec.addr.slug()
+                )
+            });
+        self.ec2
+            .client
             .import_key_pair()
             .key_name(&name)
             .public_key_material(Blob::new(public.into_bytes()))
-            .tag_specifications(tag_spec(ResourceType::KeyPair, &run_tag))
+            .tag_specifications(tag_spec(ResourceType::KeyPair, run_tag))
             .send()
             .await
             .map_err(|e| aws_error("importing the temporary key pair", e))?;
-        note(temps, |t| t.key_pair = Some(name.clone()));
-        events.step(format!("created temporary key pair {name}"));
-        key_name = Some(name);
-        temporary_key = Some(Arc::new(key));
+        note(self.temps, |t| t.key_pair = Some(name.clone()));
+        self.ctx
+            .events
+            .step(format!("created temporary key pair {name}"));
+        Ok((Some(name), Some(Arc::new(key))))
     }
 
-    // Temporary security group, unless groups are given.
-    let net = resolve_network(ec2, spec).await?;
-    if let Some(subnet) = &net.subnet_id {
-        events.step(format!(
-            "building in subnet {subnet}{}",
-            net.vpc_id
-                .as_deref()
-                .map(|v| format!(" of {v}"))
-                .unwrap_or_default()
-        ));
+    /// The VPC and subnet the instance goes into (the subnet is said).
+    async fn network(&self) -> Result<Network, BuildError> {
+        let net = resolve_network(self.ec2, self.ctx.spec).await?;
+        if let Some(subnet) = &net.subnet_id {
+            self.ctx.events.step(format!(
+                "building in subnet {subnet}{}",
+                net.vpc_id
+                    .as_deref()
+                    .map(|v| format!(" of {v}"))
+                    .unwrap_or_default()
+            ));
+        }
+        Ok(net)
     }
-    let mut groups = spec.attr_strings("security_group_ids");
-    groups.extend(spec.attr_strings("security_group_id"));
-    if groups.is_empty() {
-        groups = filtered_groups(ec2, spec, &net).await?;
+
+    /// `security_group_ids`, else the groups `security_group_filter`
+    /// selects, else a temporary group.
+    async fn security_groups(
+        &self,
+        net: &Network,
+        run_tag: &[(String, String)],
+    ) -> Result<Vec<String>, BuildError> {
+        let spec = self.ctx.spec;
+        let mut groups = spec.attr_strings("security_group_ids");
+        groups.extend(spec.attr_strings("security_group_id"));
+        if groups.is_empty() {
+            groups = filtered_groups(self.ec2, spec, net).await?;
+        }
+        if groups.is_empty() {
+            groups.push(self.temporary_security_group(net, run_tag).await?);
+        }
+        Ok(groups)
     }
-    if groups.is_empty() {
+
+    /// A temporary security group in the build's VPC that lets SSH in from
+    /// this machine (or from `temporary_security_group_source_cidrs`).
+    async fn temporary_security_group(
+        &self,
+        net: &Network,
+        run_tag: &[(String, String)],
+    ) -> Result<String, BuildError> {
+        let (ctx, ec2, spec) = (self.ctx, self.ec2, self.ctx.spec);
         let name = format!("imgform_{}_{}", short_run(ctx.run_id), spec.addr.slug());
         let created = ec2
             .client
@@ -962,7 +1122,7 @@ async fn run_build(
                 spec.addr
             ))
             .set_vpc_id(net.vpc_id.clone())
-            .tag_specifications(tag_spec(ResourceType::SecurityGroup, &run_tag))
+            .tag_specifications(tag_spec(ResourceType::SecurityGroup, run_tag))
             .send()
             .await
             .map_err(|e| aws_error("creating the temporary security group", e))?;
@@ -970,29 +1130,13 @@ async fn run_build(
             .group_id()
             .ok_or_else(|| failed("CreateSecurityGroup returned no group id"))?
             .to_owned();
-        note(temps, |t| t.security_group = Some(group.clone()));
+        note(self.temps, |t| t.security_group = Some(group.clone()));
         let port = spec
             .attr("ssh_port")
             .and_then(|v| v.as_i64().or_else(|| scalar(v).parse().ok()))
             .unwrap_or(22);
-        let mut cidrs = spec.attr_strings("temporary_security_group_source_cidrs");
-        if cidrs.is_empty() {
-            let host = ec2
-                .endpoint_url
-                .as_deref()
-                .and_then(|e| e.split("://").nth(1))
-                .and_then(|rest| rest.split([':', '/']).next())
-                .map(str::to_owned)
-                .unwrap_or_else(|| format!("ec2.{}.amazonaws.com", ec2.region));
-            match runner_cidr(&host) {
-                Some(cidr) => cidrs.push(cidr),
-                None => {
-                    events.step(format!("warning: cannot tell this machine's address toward {host}; the temporary security group allows SSH from anywhere (set temporary_security_group_source_cidrs)"));
-                    cidrs.push("0.0.0.0/0".to_owned());
-                }
-            }
-        }
-        if uses_ssh {
+        let cidrs = self.ssh_source_cidrs();
+        if communicator(spec) == "ssh" {
             let ranges: Vec<IpRange> = cidrs
                 .iter()
                 .map(|c| IpRange::builder().cidr_ip(c).build())
@@ -1012,115 +1156,205 @@ async fn run_build(
                 .await
                 .map_err(|e| aws_error("allowing SSH in the temporary security group", e))?;
         }
-        events.step(format!(
+        ctx.events.step(format!(
             "created temporary security group {group} (SSH from {})",
             cidrs.join(", ")
         ));
-        groups.push(group);
+        Ok(group)
     }
 
-    let user_data = match (spec.attr_str("user_data"), spec.attr_str("user_data_file")) {
-        (Some(text), _) => Some(text.as_bytes().to_vec()),
-        (None, Some(file)) => Some(
-            std::fs::read(spec.def_dir.join(file))
-                .map_err(|e| failed(format!("reading user_data_file {file}: {e}")))?,
-        ),
-        _ => None,
-    };
+    /// Where SSH connections come from: `temporary_security_group_source_cidrs`,
+    /// else this machine's address toward EC2, else anywhere (with a warning).
+    fn ssh_source_cidrs(&self) -> Vec<String> {
+        let ec2 = self.ec2;
+        let mut cidrs = self
+            .ctx
+            .spec
+            .attr_strings("temporary_security_group_source_cidrs");
+        if cidrs.is_empty() {
+            let host = ec2
+                .endpoint_url
+                .as_deref()
+                .and_then(|e| e.split("://").nth(1))
+                .and_then(|rest| rest.split([':', '/']).next())
+                .map(str::to_owned)
+                .unwrap_or_else(|| format!("ec2.{}.amazonaws.com", ec2.region));
+            match runner_cidr(&host) {
+                Some(cidr) => cidrs.push(cidr),
+                None => {
+                    self.ctx.events.step(format!("warning: cannot tell this machine's address toward {host}; the temporary security group allows SSH from anywhere (set temporary_security_group_source_cidrs)"));
+                    cidrs.push("0.0.0.0/0".to_owned());
+                }
+            }
+        }
+        cidrs
+    }
 
-    let launch = Launch {
-        template,
-        subnet_id: net.subnet_id.clone(),
-        key_name: key_name.clone(),
-        groups: groups.clone(),
-        user_data: user_data.clone(),
-        run_tag: run_tag.clone(),
-    };
-    let instance = launch_instance(ctx, ec2, temps, &source_ami, &launch, limit).await?;
-    let instance_id = instance.instance_id().unwrap_or_default().to_owned();
+    /// Launches an instance from `ami` and waits for it to run.
+    async fn launch_instance(&self, ami: &str, launch: &Launch) -> Result<Instance, BuildError> {
+        use base64::Engine;
+        let spec = self.ctx.spec;
+        let instance_type = spec.attr_str("instance_type").unwrap_or("t3.micro");
+        let (instance_tags, volume_tags) = launch_tags(spec, launch);
+        let mappings = block_devices(spec, "launch_block_device_mappings");
+        let mut request = self
+            .ec2
+            .client
+            .run_instances()
+            .image_id(ami)
+            .instance_type(InstanceType::from(instance_type))
+            .min_count(1)
+            .max_count(1)
+            .set_key_name(launch.key_name.clone())
+            .set_block_device_mappings((!mappings.is_empty()).then_some(mappings))
+            .tag_specifications(tag_spec(ResourceType::Instance, &instance_tags))
+            .tag_specifications(tag_spec(ResourceType::Volume, &volume_tags));
+        if spec.attr_bool("ebs_optimized").unwrap_or(false) {
+            request = request.ebs_optimized(true);
+        }
+        if let Some(m) = spec.attr("metadata_options").filter(|v| v.is_object()) {
+            request = request.metadata_options(metadata_options(m));
+        }
+        request = with_network(request, spec, launch);
+        if let Some(data) = &launch.user_data {
+            request = request.user_data(base64::engine::general_purpose::STANDARD.encode(data));
+        }
+        if let Some(profile) = spec.attr_str("iam_instance_profile") {
+            request = request.iam_instance_profile(
+                IamInstanceProfileSpecification::builder()
+                    .name(profile)
+                    .build(),
+            );
+        }
+        if let Some(behavior) = spec.attr_str("shutdown_behavior") {
+            request =
+                request.instance_initiated_shutdown_behavior(ShutdownBehavior::from(behavior));
+        }
+        if let Some(zone) = spec.attr_str("availability_zone") {
+            request = request.placement(
+                aws_sdk_ec2::types::Placement::builder()
+                    .availability_zone(zone)
+                    .build(),
+            );
+        }
+        let out = request
+            .send()
+            .await
+            .map_err(|e| aws_error(&format!("launching an instance from {ami}"), e))?;
+        let id = out
+            .instances()
+            .first()
+            .and_then(Instance::instance_id)
+            .ok_or_else(|| failed("RunInstances returned no instance"))?
+            .to_owned();
+        note(self.temps, |t| t.instances.push(id.clone()));
+        self.ctx.events.step(format!(
+            "launched instance {id} ({instance_type}) from {ami}; waiting for it to run"
+        ));
+        wait_instance(self.ec2, &id, InstanceStateName::Running, self.limit).await
+    }
 
-    // Provision.
-    cloud::provision_launched(
-        ctx,
-        &format!("instance {instance_id}"),
-        instance_host(spec, &instance),
-        temporary_key.clone(),
-        Stage::Build,
-    )
-    .await?;
-
-    if !spec.attr_bool("disable_stop_instance").unwrap_or(false) {
-        events.step(format!("stopping instance {instance_id}"));
-        ec2.client
+    /// Stops the provisioned instance before its AMI is made.
+    async fn stop_instance(&self, instance_id: &str) -> Result<(), BuildError> {
+        self.ctx
+            .events
+            .step(format!("stopping instance {instance_id}"));
+        self.ec2
+            .client
             .stop_instances()
-            .instance_ids(&instance_id)
+            .instance_ids(instance_id)
             .send()
             .await
             .map_err(|e| aws_error(&format!("stopping {instance_id}"), e))?;
-        wait_instance(ec2, &instance_id, InstanceStateName::Stopped, limit).await?;
+        wait_instance(
+            self.ec2,
+            instance_id,
+            InstanceStateName::Stopped,
+            self.limit,
+        )
+        .await?;
+        Ok(())
     }
 
-    let mut attributes = where_attributes(ec2);
-    attributes.insert("source_ami".to_owned(), json!(source_ami));
-
-    if skip_create_ami {
-        events.step("skip_create_ami: no AMI is created");
-        let hex = ctx.content_address.trim_start_matches("sha256:");
-        attributes.insert("skipped".to_owned(), json!(true));
-        return Ok(Artifact {
-            id: format!("none:{}", &hex[..hex.len().min(12)]),
-            attributes,
+    /// Creates the AMI from the instance and waits until it is available:
+    /// its id and its snapshots.
+    async fn create_ami(
+        &self,
+        instance_id: &str,
+        naming: &AmiNaming,
+    ) -> Result<(String, Vec<String>), BuildError> {
+        let ec2 = self.ec2;
+        self.ctx.events.step(format!(
+            "creating AMI \"{}\" from {instance_id}",
+            naming.name
+        ));
+        let mappings = block_devices(self.ctx.spec, "ami_block_device_mappings");
+        let created = ec2
+            .client
+            .create_image()
+            .instance_id(instance_id)
+            .name(&naming.name)
+            .set_description(naming.description.clone())
+            .set_block_device_mappings((!mappings.is_empty()).then_some(mappings))
+            .send()
+            .await
+            .map_err(|e| aws_error("creating the AMI", e))?;
+        let ami = created
+            .image_id()
+            .ok_or_else(|| failed("CreateImage returned no image id"))?
+            .to_owned();
+        note(self.temps, |t| {
+            t.images.push((ec2.region.clone(), ami.clone()))
         });
+        let image = wait_image_available(ec2, &ami, self.limit).await?;
+        let snapshots = snapshots_of(&image);
+        self.ctx.events.step(format!("AMI {ami} is available"));
+        Ok((ami, snapshots))
     }
 
-    events.step(format!("creating AMI \"{ami_name}\" from {instance_id}"));
-    let mappings = block_devices(spec, "ami_block_device_mappings");
-    let created = ec2
-        .client
-        .create_image()
-        .instance_id(&instance_id)
-        .name(&ami_name)
-        .set_description(ami_description.clone())
-        .set_block_device_mappings((!mappings.is_empty()).then_some(mappings))
-        .send()
-        .await
-        .map_err(|e| aws_error("creating the AMI", e))?;
-    let ami = created
-        .image_id()
-        .ok_or_else(|| failed("CreateImage returned no image id"))?
-        .to_owned();
-    note(temps, |t| t.images.push((ec2.region.clone(), ami.clone())));
-    let image = wait_image_available(ec2, &ami, limit).await?;
-    let snapshots = snapshots_of(&image);
-    events.step(format!("AMI {ami} is available"));
-
-    let mut ami_tags = launch.template.render_pairs(tag_pairs(spec, "tags", "tag"));
-    ami_tags.push((TAG_ADDRESS.to_owned(), spec.addr.to_string()));
-    ami_tags.push((TAG_CONTENT.to_owned(), ctx.content_address.to_owned()));
-    ami_tags.push((TAG_BUILD.to_owned(), ctx.run_id.to_owned()));
-    tag_resources(ec2, std::slice::from_ref(&ami), &ami_tags).await?;
-    if !snapshots.is_empty() {
-        let mut snapshot_tags =
-            launch
-                .template
-                .render_pairs(tag_pairs(spec, "snapshot_tags", "snapshot_tag"));
-        snapshot_tags.push((TAG_ADDRESS.to_owned(), spec.addr.to_string()));
-        snapshot_tags.push((TAG_CONTENT.to_owned(), ctx.content_address.to_owned()));
-        tag_resources(ec2, &snapshots, &snapshot_tags).await?;
+    /// Tags the AMI (`tags`) and its snapshots (`snapshot_tags`), with
+    /// imgform's own tags; returns the AMI's tags, for its copies.
+    async fn tag_ami(
+        &self,
+        template: &TemplateData,
+        ami: &str,
+        snapshots: &[String],
+    ) -> Result<Vec<(String, String)>, BuildError> {
+        let (ctx, spec) = (self.ctx, self.ctx.spec);
+        let mut ami_tags = template.render_pairs(tag_pairs(spec, "tags", "tag"));
+        ami_tags.push((TAG_ADDRESS.to_owned(), spec.addr.to_string()));
+        ami_tags.push((TAG_CONTENT.to_owned(), ctx.content_address.to_owned()));
+        ami_tags.push((TAG_BUILD.to_owned(), ctx.run_id.to_owned()));
+        tag_resources(self.ec2, &[ami.to_owned()], &ami_tags).await?;
+        if !snapshots.is_empty() {
+            let mut snapshot_tags =
+                template.render_pairs(tag_pairs(spec, "snapshot_tags", "snapshot_tag"));
+            snapshot_tags.push((TAG_ADDRESS.to_owned(), spec.addr.to_string()));
+            snapshot_tags.push((TAG_CONTENT.to_owned(), ctx.content_address.to_owned()));
+            tag_resources(self.ec2, snapshots, &snapshot_tags).await?;
+        }
+        Ok(ami_tags)
     }
-    share_image(ec2, spec, &ami).await?;
 
-    // Test phase: a fresh instance from the new AMI.
-    if provision::has_tests(spec) {
-        events.step(format!(
+    /// The test phase: the tests on a fresh instance from the new AMI. When
+    /// they fail the AMI is deregistered, or kept (not recorded) with
+    /// `--keep-failed`.
+    async fn test_new_ami(
+        &self,
+        ami: &str,
+        launch: &Launch,
+        temporary_key: Option<Arc<russh::keys::PrivateKey>>,
+    ) -> Result<(), BuildError> {
+        let ctx = self.ctx;
+        ctx.events.step(format!(
             "test phase: launching an instance from the new AMI {ami}"
         ));
         let tested = async {
-            let instance = launch_instance(ctx, ec2, temps, &ami, &launch, limit).await?;
+            let instance = self.launch_instance(ami, launch).await?;
             cloud::provision_launched(
                 ctx,
                 &format!("instance {}", instance.instance_id().unwrap_or("?")),
-                instance_host(spec, &instance),
+                instance_host(ctx.spec, &instance),
                 temporary_key.clone(),
                 Stage::Test,
             )
@@ -1129,8 +1363,9 @@ async fn run_build(
         .await;
         if let Err(e) = tested {
             if ctx.keep_failed {
-                note(temps, |t| t.images.retain(|(_, id)| id != &ami));
-                events.step(format!("--keep-failed: keeping AMI {ami} (not recorded)"));
+                note(self.temps, |t| t.images.retain(|(_, id)| id != ami));
+                ctx.events
+                    .step(format!("--keep-failed: keeping AMI {ami} (not recorded)"));
             }
             return Err(failed(format!(
                 "tests failed: {e}{}",
@@ -1141,74 +1376,58 @@ async fn run_build(
                 }
             )));
         }
+        Ok(())
     }
 
-    // Copies to other regions.
-    let mut copies = serde_json::Map::new();
-    for region in spec.attr_strings("ami_regions") {
-        if region == ec2.region {
-            continue;
+    /// Copies the AMI to `ami_regions`, tagged and shared like it: region →
+    /// AMI id of the copy.
+    async fn copy_to_regions(
+        &self,
+        ami: &str,
+        naming: &AmiNaming,
+        ami_tags: &[(String, String)],
+    ) -> Result<serde_json::Map<String, Value>, BuildError> {
+        let ec2 = self.ec2;
+        let mut copies = serde_json::Map::new();
+        for region in self.ctx.spec.attr_strings("ami_regions") {
+            if region == ec2.region {
+                continue;
+            }
+            let there = connect(&ec2.settings.in_region(&region)).await;
+            self.ctx.events.step(format!("copying {ami} to {region}"));
+            let copied = there
+                .client
+                .copy_image()
+                .source_region(&ec2.region)
+                .source_image_id(ami)
+                .name(&naming.name)
+                .set_description(naming.description.clone())
+                .send()
+                .await
+                .map_err(|e| aws_error(&format!("copying {ami} to {region}"), e))?;
+            let copy = copied
+                .image_id()
+                .ok_or_else(|| failed("CopyImage returned no image id"))?
+                .to_owned();
+            note(self.temps, |t| {
+                t.images.push((region.clone(), copy.clone()))
+            });
+            let image = wait_image_available(&there, &copy, self.limit).await?;
+            tag_resources(&there, std::slice::from_ref(&copy), ami_tags).await?;
+            let copy_snapshots = snapshots_of(&image);
+            if !copy_snapshots.is_empty() {
+                tag_resources(&there, &copy_snapshots, ami_tags).await?;
+            }
+            share_image(&there, self.ctx.spec, &copy).await?;
+            copies.insert(region, json!(copy));
         }
-        let there = connect(&ec2.settings.in_region(&region)).await;
-        events.step(format!("copying {ami} to {region}"));
-        let copied = there
-            .client
-            .copy_image()
-            .source_region(&ec2.region)
-            .source_image_id(&ami)
-            .name(&ami_name)
-            .set_description(ami_description.clone())
-            .send()
-            .await
-            .map_err(|e| aws_error(&format!("copying {ami} to {region}"), e))?;
-        let copy = copied
-            .image_id()
-            .ok_or_else(|| failed("CopyImage returned no image id"))?
-            .to_owned();
-        note(temps, |t| t.images.push((region.clone(), copy.clone())));
-        let image = wait_image_available(&there, &copy, limit).await?;
-        tag_resources(&there, std::slice::from_ref(&copy), &ami_tags).await?;
-        let copy_snapshots = snapshots_of(&image);
-        if !copy_snapshots.is_empty() {
-            tag_resources(&there, &copy_snapshots, &ami_tags).await?;
-        }
-        share_image(&there, spec, &copy).await?;
-        copies.insert(region, json!(copy));
+        Ok(copies)
     }
-
-    attributes.insert("name".to_owned(), json!(ami_name));
-    attributes.insert("snapshots".to_owned(), json!(snapshots));
-    if !copies.is_empty() {
-        attributes.insert("regions".to_owned(), Value::Object(copies));
-    }
-    // Success: the AMIs are the result now, not temporaries.
-    note(temps, |t| t.images.clear());
-    Ok(Artifact {
-        id: ami,
-        attributes,
-    })
 }
 
-struct Launch {
-    template: TemplateData,
-    subnet_id: Option<String>,
-    key_name: Option<String>,
-    groups: Vec<String>,
-    user_data: Option<Vec<u8>>,
-    run_tag: Vec<(String, String)>,
-}
-
-async fn launch_instance(
-    ctx: &BuildContext<'_>,
-    ec2: &Ec2,
-    temps: &Shared,
-    ami: &str,
-    launch: &Launch,
-    limit: Duration,
-) -> Result<Instance, BuildError> {
-    use base64::Engine;
-    let spec = ctx.spec;
-    let instance_type = spec.attr_str("instance_type").unwrap_or("t3.micro");
+/// The tags of a build instance (`run_tags`, a `Name` unless given) and of
+/// its volumes (`run_volume_tags`), each with the run's own tags.
+fn launch_tags(spec: &ImageSpec, launch: &Launch) -> (TagPairs, TagPairs) {
     let mut instance_tags = launch
         .template
         .render_pairs(tag_pairs(spec, "run_tags", "run_tag"));
@@ -1221,45 +1440,38 @@ async fn launch_instance(
             .template
             .render_pairs(tag_pairs(spec, "run_volume_tags", "run_volume_tag"));
     volume_tags.extend(launch.run_tag.iter().cloned());
-    let mappings = block_devices(spec, "launch_block_device_mappings");
-    let mut request = ec2
-        .client
-        .run_instances()
-        .image_id(ami)
-        .instance_type(InstanceType::from(instance_type))
-        .min_count(1)
-        .max_count(1)
-        .set_key_name(launch.key_name.clone())
-        .set_block_device_mappings((!mappings.is_empty()).then_some(mappings))
-        .tag_specifications(tag_spec(ResourceType::Instance, &instance_tags))
-        .tag_specifications(tag_spec(ResourceType::Volume, &volume_tags));
-    if spec.attr_bool("ebs_optimized").unwrap_or(false) {
-        request = request.ebs_optimized(true);
-    }
-    if let Some(m) = spec.attr("metadata_options").filter(|v| v.is_object()) {
-        let s = |k: &str| m.get(k).map(scalar).filter(|s| !s.is_empty());
-        request = request.metadata_options(
-            aws_sdk_ec2::types::InstanceMetadataOptionsRequest::builder()
-                .set_http_endpoint(
-                    s("http_endpoint").map(|v| {
-                        aws_sdk_ec2::types::InstanceMetadataEndpointState::from(v.as_str())
-                    }),
-                )
-                .set_http_tokens(
-                    s("http_tokens").map(|v| aws_sdk_ec2::types::HttpTokensState::from(v.as_str())),
-                )
-                .set_http_put_response_hop_limit(
-                    s("http_put_response_hop_limit").and_then(|v| v.parse().ok()),
-                )
-                .set_instance_metadata_tags(
-                    s("instance_metadata_tags")
-                        .map(|v| aws_sdk_ec2::types::InstanceMetadataTagsState::from(v.as_str())),
-                )
-                .build(),
-        );
-    }
+    (instance_tags, volume_tags)
+}
+
+/// The `metadata_options` block (IMDS settings of the build instance).
+fn metadata_options(m: &Value) -> aws_sdk_ec2::types::InstanceMetadataOptionsRequest {
+    let s = |k: &str| m.get(k).map(scalar).filter(|s| !s.is_empty());
+    aws_sdk_ec2::types::InstanceMetadataOptionsRequest::builder()
+        .set_http_endpoint(
+            s("http_endpoint")
+                .map(|v| aws_sdk_ec2::types::InstanceMetadataEndpointState::from(v.as_str())),
+        )
+        .set_http_tokens(
+            s("http_tokens").map(|v| aws_sdk_ec2::types::HttpTokensState::from(v.as_str())),
+        )
+        .set_http_put_response_hop_limit(
+            s("http_put_response_hop_limit").and_then(|v| v.parse().ok()),
+        )
+        .set_instance_metadata_tags(
+            s("instance_metadata_tags")
+                .map(|v| aws_sdk_ec2::types::InstanceMetadataTagsState::from(v.as_str())),
+        )
+        .build()
+}
+
+/// The subnet and security groups of a launch request.
+fn with_network(
+    request: aws_sdk_ec2::operation::run_instances::builders::RunInstancesFluentBuilder,
+    spec: &ImageSpec,
+    launch: &Launch,
+) -> aws_sdk_ec2::operation::run_instances::builders::RunInstancesFluentBuilder {
     let subnet = launch.subnet_id.clone();
-    request = match spec.attr("associate_public_ip_address") {
+    match spec.attr("associate_public_ip_address") {
         // Asking for (or refusing) a public IP takes a network interface
         // spec, which then carries the subnet and groups.
         Some(v) if !v.is_null() => request.network_interfaces(
@@ -1274,42 +1486,7 @@ async fn launch_instance(
         _ => request
             .set_security_group_ids(Some(launch.groups.clone()))
             .set_subnet_id(subnet),
-    };
-    if let Some(data) = &launch.user_data {
-        request = request.user_data(base64::engine::general_purpose::STANDARD.encode(data));
     }
-    if let Some(profile) = spec.attr_str("iam_instance_profile") {
-        request = request.iam_instance_profile(
-            IamInstanceProfileSpecification::builder()
-                .name(profile)
-                .build(),
-        );
-    }
-    if let Some(behavior) = spec.attr_str("shutdown_behavior") {
-        request = request.instance_initiated_shutdown_behavior(ShutdownBehavior::from(behavior));
-    }
-    if let Some(zone) = spec.attr_str("availability_zone") {
-        request = request.placement(
-            aws_sdk_ec2::types::Placement::builder()
-                .availability_zone(zone)
-                .build(),
-        );
-    }
-    let out = request
-        .send()
-        .await
-        .map_err(|e| aws_error(&format!("launching an instance from {ami}"), e))?;
-    let id = out
-        .instances()
-        .first()
-        .and_then(Instance::instance_id)
-        .ok_or_else(|| failed("RunInstances returned no instance"))?
-        .to_owned();
-    note(temps, |t| t.instances.push(id.clone()));
-    ctx.events.step(format!(
-        "launched instance {id} ({instance_type}) from {ami}; waiting for it to run"
-    ));
-    wait_instance(ec2, &id, InstanceStateName::Running, limit).await
 }
 
 async fn tag_resources(

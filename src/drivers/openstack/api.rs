@@ -20,6 +20,7 @@ use osauth::{ApiVersion, CloudConfig, ErrorKind, Session};
 use serde_json::{json, Value};
 
 use crate::build::BuildError;
+use crate::drivers::cloud::failed;
 
 /// Where and as whom to call OpenStack: the source's attributes on top of
 /// `clouds.yaml` (`cloud`, or `OS_CLOUD`) or the `OS_*` variables.
@@ -154,20 +155,16 @@ pub struct Api {
     pub auth_url: Option<String>,
 }
 
-fn failed(message: impl Into<String>) -> BuildError {
-    BuildError::Failed(message.into())
-}
-
 /// An osauth/rust-openstack error as one line, with what was being done.
 pub fn os_error(what: &str, err: &osauth::Error) -> BuildError {
-    let mut detail = err.to_string();
+    let error = failed(format!("{what}: {err}"));
     if matches!(
         err.kind(),
         ErrorKind::AuthenticationFailed | ErrorKind::InvalidConfig
     ) {
-        detail.push_str("\n  hint: imgform reads credentials from the source (identity_endpoint, username, password, project_name, ...), from clouds.yaml (cloud = \"NAME\" or OS_CLOUD; OS_CLIENT_CONFIG_FILE names the file) and from the OS_* variables");
+        return error.with_hint("imgform reads credentials from the source (identity_endpoint, username, password, project_name, ...), from clouds.yaml (cloud = \"NAME\" or OS_CLOUD; OS_CLIENT_CONFIG_FILE names the file) and from the OS_* variables");
     }
-    failed(format!("{what}: {detail}"))
+    error
 }
 
 fn not_found(err: &osauth::Error) -> bool {
@@ -177,9 +174,9 @@ fn not_found(err: &osauth::Error) -> bool {
 /// Opens a session (authenticates and reads the catalog).
 pub async fn connect(settings: &Settings) -> Result<Api, BuildError> {
     let config = settings.cloud_config().map_err(|e| {
-        failed(format!(
-            "{e}\n  hint: set cloud = \"NAME\" (clouds.yaml), the OS_* variables, or identity_endpoint/username/password/project_name on the source"
-        ))
+        failed(e).with_hint(
+            "set cloud = \"NAME\" (clouds.yaml), the OS_* variables, or identity_endpoint/username/password/project_name on the source",
+        )
     })?;
     let auth_url = serde_json::to_value(&config).ok().and_then(|v| {
         v.pointer("/auth/auth_url")

@@ -471,64 +471,17 @@ struct Launch {
     user_data: Option<String>,
 }
 
-async fn launch_server(
-    ctx: &BuildContext<'_>,
-    os: &Api,
-    temps: &Shared,
-    image: &str,
-    launch: &Launch,
-) -> Result<Value, BuildError> {
-    let spec = ctx.spec;
-    let name = non_empty(spec, "instance_name")
-        .or_else(|| non_empty(spec, "server_name"))
-        .unwrap_or_else(|| format!("imgform-{}-{}", short_run(ctx.run_id), spec.addr.slug()));
-    let mut metadata = serde_json::Map::new();
-    for (k, v) in string_map(spec, "instance_metadata") {
-        metadata.insert(k, json!(v));
-    }
-    metadata.insert(PROP_BUILD.to_owned(), json!(ctx.run_id));
-    metadata.insert(PROP_ADDRESS.to_owned(), json!(spec.addr.to_string()));
-    let mut server = serde_json::Map::new();
-    server.insert("name".into(), json!(name));
-    server.insert("imageRef".into(), json!(image));
-    server.insert("flavorRef".into(), json!(launch.flavor));
-    server.insert("metadata".into(), Value::Object(metadata));
-    if let Some(key) = &launch.key_name {
-        server.insert("key_name".into(), json!(key));
-    }
-    if !launch.networks.is_empty() {
-        server.insert("networks".into(), Value::Array(launch.networks.clone()));
-    }
-    let groups: Vec<Value> = spec
-        .attr_strings("security_groups")
-        .iter()
-        .map(|g| json!({ "name": g }))
-        .collect();
-    if !groups.is_empty() {
-        server.insert("security_groups".into(), Value::Array(groups));
-    }
-    if let Some(zone) = non_empty(spec, "availability_zone") {
-        server.insert("availability_zone".into(), json!(zone));
-    }
-    if let Some(data) = &launch.user_data {
-        server.insert("user_data".into(), json!(data));
-    }
-    if let Some(drive) = spec.attr_bool("config_drive") {
-        server.insert("config_drive".into(), json!(drive));
-    }
-    note(temps, |t| t.server_names.push(name.clone()));
-    let id = os
-        .create_server(&json!({ "server": Value::Object(server) }))
-        .await?;
-    note(temps, |t| t.servers.push(id.clone()));
-    ctx.events.step(format!(
-        "created server {id} (\"{name}\") from image {image}; waiting for it to be ACTIVE"
-    ));
-    wait_server_status(os, &id, "ACTIVE", SERVER_TIMEOUT).await
+/// One snapshot build in progress: its context, the OpenStack session and
+/// the record of temporaries (a resource goes in as soon as it exists;
+/// [`cleanup`] deletes them afterwards).
+struct Build<'a> {
+    ctx: &'a BuildContext<'a>,
+    os: &'a Api,
+    temps: &'a Shared,
 }
 
-/// Snapshot mode, step by step. Temporary resources go into `temps` as
-/// soon as they exist; [`cleanup`] deletes them afterwards.
+/// Snapshot mode, step by step: create a server from the source image,
+/// provision it, stop it, make the image, test it.
 async fn run_snapshot(
     ctx: &BuildContext<'_>,
     os: &Api,
@@ -536,7 +489,54 @@ async fn run_snapshot(
     temps: &Shared,
 ) -> Result<Artifact, BuildError> {
     let spec = ctx.spec;
-    let events = &ctx.events;
+    let build = Build { ctx, os, temps };
+    let source_image = source_image(spec)?;
+    let flavor_name =
+        non_empty(spec, "flavor").ok_or_else(|| failed("the openstack builder needs a flavor"))?;
+    let flavor = os.flavor_id(&flavor_name).await?;
+    let networks = networks(os, spec).await?;
+    let user_data = user_data(spec)?;
+    let (key_name, temporary_key) = build.temporary_key_pair().await?;
+    let launch = Launch {
+        flavor,
+        key_name,
+        networks,
+        user_data,
+    };
+    let server = build.launch_server(&source_image, &launch).await?;
+    let server_id = server
+        .get("id")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    cloud::provision_launched(
+        ctx,
+        &format!("server {server_id}"),
+        server_host(&server),
+        temporary_key.clone(),
+        Stage::Build,
+    )
+    .await?;
+    build.stop_server(&server_id).await?;
+    let name = image_name(spec);
+    let image = build.create_image(&server_id, &name).await?;
+    if provision::has_tests(spec) {
+        build.test_new_image(&image, &launch, temporary_key).await?;
+    }
+
+    let mut attributes = base_attributes(os, settings, spec);
+    attributes.insert("name".to_owned(), json!(name));
+    attributes.insert("source_image".to_owned(), json!(source_image));
+    note(temps, |t| t.images.clear());
+    Ok(Artifact {
+        id: image,
+        attributes,
+    })
+}
+
+/// `source_image`, or the id `source_image_name` / `source_image_filter`
+/// was resolved to at plan time.
+fn source_image(spec: &ImageSpec) -> Result<String, BuildError> {
     let source_image = match (&spec.base, non_empty(spec, "source_image")) {
         (_, Some(id)) => id,
         (Some(base), None) => base.id.clone(),
@@ -551,14 +551,16 @@ async fn run_snapshot(
             "source_image {source_image} refers to an image that has not been built"
         )));
     }
-    let flavor_name =
-        non_empty(spec, "flavor").ok_or_else(|| failed("the openstack builder needs a flavor"))?;
-    let flavor = os.flavor_id(&flavor_name).await?;
+    Ok(source_image)
+}
+
+/// Nova's `networks` entries: `networks` (names or ids), then the
+/// `network { uuid | name, port, fixed_ip }` blocks.
+async fn networks(os: &Api, spec: &ImageSpec) -> Result<Vec<Value>, BuildError> {
     let mut networks = Vec::new();
     for n in spec.attr_strings("networks") {
         networks.push(json!({ "uuid": os.network_id(&n).await? }));
     }
-    // `network { uuid | name, port, fixed_ip }` blocks.
     let blocks = match spec.attr("network") {
         Some(Value::Array(items)) => items.clone(),
         Some(v @ Value::Object(_)) => vec![v.clone()],
@@ -580,7 +582,12 @@ async fn run_snapshot(
             networks.push(Value::Object(entry));
         }
     }
-    let user_data = match (
+    Ok(networks)
+}
+
+/// `user_data`, or the contents of `user_data_file`, base64-encoded.
+fn user_data(spec: &ImageSpec) -> Result<Option<String>, BuildError> {
+    Ok(match (
         non_empty(spec, "user_data"),
         non_empty(spec, "user_data_file"),
     ) {
@@ -594,15 +601,23 @@ async fn run_snapshot(
     .map(|bytes| {
         use base64::Engine;
         base64::engine::general_purpose::STANDARD.encode(bytes)
-    });
+    }))
+}
 
-    // Temporary key pair, unless the user brings one.
-    let mut temporary_key = None;
-    let mut key_name = non_empty(spec, "ssh_keypair_name");
-    let brings_key = spec.attr_str("ssh_private_key_file").is_some()
-        || spec.attr_str("ssh_password").is_some()
-        || spec.attr_bool("ssh_agent_auth") == Some(true);
-    if communicator(spec) == "ssh" && key_name.is_none() && !brings_key {
+impl Build<'_> {
+    /// A temporary key pair, unless the user brings one: the key pair name
+    /// to launch with (or `ssh_keypair_name`) and the temporary private key.
+    async fn temporary_key_pair(
+        &self,
+    ) -> Result<(Option<String>, Option<Arc<russh::keys::PrivateKey>>), BuildError> {
+        let spec = self.ctx.spec;
+        let key_name = non_empty(spec, "ssh_keypair_name");
+        let brings_key = spec.attr_str("ssh_private_key_file").is_some()
+            || spec.attr_str("ssh_password").is_some()
+            || spec.attr_bool("ssh_agent_auth") == Some(true);
+        if communicator(spec) != "ssh" || key_name.is_some() || brings_key {
+            return Ok((key_name, None));
+        }
         let key =
             russh::keys::PrivateKey::random(&mut rand::rng(), russh::keys::Algorithm::Ed25519)
                 .map_err(|e| failed(format!("generating a temporary key pair: {e}")))?;
@@ -610,67 +625,123 @@ async fn run_snapshot(
             .public_key()
             .to_openssh()
             .map_err(|e| failed(format!("encoding the temporary public key: {e}")))?;
-        let name = non_empty(spec, "temporary_key_pair_name")
-            .unwrap_or_else(|| format!("imgform_{}_{}", short_run(ctx.run_id), spec.addr.slug()));
-        note(temps, |t| t.key_pair = Some(name.clone()));
-        os.create_keypair(&name, &public).await?;
-        events.step(format!("created temporary key pair {name}"));
-        key_name = Some(name);
-        temporary_key = Some(Arc::new(key));
+        let name = non_empty(spec, "temporary_key_pair_name").unwrap_or_else(|| {
+            format!(
+                "imgform_{}_{}",
+                short_run(self.ctx.run_id),
+                spec.addr.slug()
+            )
+        });
+        note(self.temps, |t| t.key_pair = Some(name.clone()));
+        self.os.create_keypair(&name, &public).await?;
+        self.ctx
+            .events
+            .step(format!("created temporary key pair {name}"));
+        Ok((Some(name), Some(Arc::new(key))))
     }
 
-    let launch = Launch {
-        flavor,
-        key_name,
-        networks,
-        user_data,
-    };
-    let server = launch_server(ctx, os, temps, &source_image, &launch).await?;
-    let server_id = server
-        .get("id")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned();
-    cloud::provision_launched(
-        ctx,
-        &format!("server {server_id}"),
-        server_host(&server),
-        temporary_key.clone(),
-        Stage::Build,
-    )
-    .await?;
-
-    events.step(format!("stopping server {server_id}"));
-    os.server_action(&server_id, &json!({ "os-stop": null }))
-        .await?;
-    wait_server_status(os, &server_id, "SHUTOFF", SERVER_TIMEOUT).await?;
-
-    let name = image_name(spec);
-    events.step(format!("creating image \"{name}\" from server {server_id}"));
-    let image = os
-        .create_server_image(&server_id, &name, &image_properties(ctx))
-        .await?;
-    note(temps, |t| t.images.push(image.clone()));
-    wait_image_active(os, &image, image_timeout(spec)).await?;
-    events.step(format!("image {image} is active"));
-    for tag in image_tags(spec) {
-        os.add_image_tag(&image, &tag).await?;
+    /// Creates a server from `image` and waits for it to be ACTIVE.
+    async fn launch_server(&self, image: &str, launch: &Launch) -> Result<Value, BuildError> {
+        let (ctx, spec) = (self.ctx, self.ctx.spec);
+        let name = non_empty(spec, "instance_name")
+            .or_else(|| non_empty(spec, "server_name"))
+            .unwrap_or_else(|| format!("imgform-{}-{}", short_run(ctx.run_id), spec.addr.slug()));
+        let mut metadata = serde_json::Map::new();
+        for (k, v) in string_map(spec, "instance_metadata") {
+            metadata.insert(k, json!(v));
+        }
+        metadata.insert(PROP_BUILD.to_owned(), json!(ctx.run_id));
+        metadata.insert(PROP_ADDRESS.to_owned(), json!(spec.addr.to_string()));
+        let mut server = serde_json::Map::new();
+        server.insert("name".into(), json!(name));
+        server.insert("imageRef".into(), json!(image));
+        server.insert("flavorRef".into(), json!(launch.flavor));
+        server.insert("metadata".into(), Value::Object(metadata));
+        if let Some(key) = &launch.key_name {
+            server.insert("key_name".into(), json!(key));
+        }
+        if !launch.networks.is_empty() {
+            server.insert("networks".into(), Value::Array(launch.networks.clone()));
+        }
+        let groups: Vec<Value> = spec
+            .attr_strings("security_groups")
+            .iter()
+            .map(|g| json!({ "name": g }))
+            .collect();
+        if !groups.is_empty() {
+            server.insert("security_groups".into(), Value::Array(groups));
+        }
+        if let Some(zone) = non_empty(spec, "availability_zone") {
+            server.insert("availability_zone".into(), json!(zone));
+        }
+        if let Some(data) = &launch.user_data {
+            server.insert("user_data".into(), json!(data));
+        }
+        if let Some(drive) = spec.attr_bool("config_drive") {
+            server.insert("config_drive".into(), json!(drive));
+        }
+        note(self.temps, |t| t.server_names.push(name.clone()));
+        let id = self
+            .os
+            .create_server(&json!({ "server": Value::Object(server) }))
+            .await?;
+        note(self.temps, |t| t.servers.push(id.clone()));
+        ctx.events.step(format!(
+            "created server {id} (\"{name}\") from image {image}; waiting for it to be ACTIVE"
+        ));
+        wait_server_status(self.os, &id, "ACTIVE", SERVER_TIMEOUT).await
     }
-    if let Some(visibility) = non_empty(spec, "image_visibility") {
-        os.patch_image(
-            &image,
-            &json!([{ "op": "replace", "path": "/visibility", "value": visibility }]),
-        )
-        .await?;
+
+    /// Stops the provisioned server before its image is made.
+    async fn stop_server(&self, server_id: &str) -> Result<(), BuildError> {
+        self.ctx.events.step(format!("stopping server {server_id}"));
+        self.os
+            .server_action(server_id, &json!({ "os-stop": null }))
+            .await?;
+        wait_server_status(self.os, server_id, "SHUTOFF", SERVER_TIMEOUT).await?;
+        Ok(())
     }
 
-    // Test phase: a fresh server from the new image.
-    if provision::has_tests(spec) {
-        events.step(format!(
+    /// Creates the image `name` from the server, waits until it is active,
+    /// then tags it and sets its visibility: its id.
+    async fn create_image(&self, server_id: &str, name: &str) -> Result<String, BuildError> {
+        let (ctx, os, spec) = (self.ctx, self.os, self.ctx.spec);
+        ctx.events
+            .step(format!("creating image \"{name}\" from server {server_id}"));
+        let image = os
+            .create_server_image(server_id, name, &image_properties(ctx))
+            .await?;
+        note(self.temps, |t| t.images.push(image.clone()));
+        wait_image_active(os, &image, image_timeout(spec)).await?;
+        ctx.events.step(format!("image {image} is active"));
+        for tag in image_tags(spec) {
+            os.add_image_tag(&image, &tag).await?;
+        }
+        if let Some(visibility) = non_empty(spec, "image_visibility") {
+            os.patch_image(
+                &image,
+                &json!([{ "op": "replace", "path": "/visibility", "value": visibility }]),
+            )
+            .await?;
+        }
+        Ok(image)
+    }
+
+    /// The test phase: the tests on a fresh server from the new image. When
+    /// they fail the image is deleted, or kept (not recorded) with
+    /// `--keep-failed`.
+    async fn test_new_image(
+        &self,
+        image: &str,
+        launch: &Launch,
+        temporary_key: Option<Arc<russh::keys::PrivateKey>>,
+    ) -> Result<(), BuildError> {
+        let ctx = self.ctx;
+        ctx.events.step(format!(
             "test phase: creating a server from the new image {image}"
         ));
         let tested = async {
-            let server = launch_server(ctx, os, temps, &image, &launch).await?;
+            let server = self.launch_server(image, launch).await?;
             cloud::provision_launched(
                 ctx,
                 &format!(
@@ -686,11 +757,11 @@ async fn run_snapshot(
         .await;
         if let Err(e) = tested {
             if ctx.keep_failed {
-                note(temps, |t| {
-                    t.images.retain(|id| id != &image);
-                    t.kept_image = Some(image.clone());
+                note(self.temps, |t| {
+                    t.images.retain(|id| id != image);
+                    t.kept_image = Some(image.to_owned());
                 });
-                events.step(format!(
+                ctx.events.step(format!(
                     "--keep-failed: keeping image {image} (not recorded)"
                 ));
             }
@@ -703,16 +774,8 @@ async fn run_snapshot(
                 }
             )));
         }
+        Ok(())
     }
-
-    let mut attributes = base_attributes(os, settings, spec);
-    attributes.insert("name".to_owned(), json!(name));
-    attributes.insert("source_image".to_owned(), json!(source_image));
-    note(temps, |t| t.images.clear());
-    Ok(Artifact {
-        id: image,
-        attributes,
-    })
 }
 
 /// Deletes every temporary resource, reporting each step; keeps going past
@@ -834,8 +897,9 @@ impl Builder for OpenStackBuilder {
         Box::pin(async move {
             if let Some((name, hint)) = unsupported(ctx.spec).first() {
                 return Err(failed(format!(
-                    "{name} is not supported by imgform's openstack builder\n  hint: {hint}"
-                )));
+                    "{name} is not supported by imgform's openstack builder"
+                ))
+                .with_hint(*hint));
             }
             let settings = settings_from_spec(ctx.spec);
             let os = api::connect(&settings).await?;

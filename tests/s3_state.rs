@@ -1,3 +1,4 @@
+#![cfg(feature = "aws")]
 //! Shared state on S3, against a real moto server on 127.0.0.1: the state
 //! and object layout in the bucket, `--backend-config`, the lock object
 //! (two applies at once, `--lock-timeout`, `force-unlock`), and saved plans.

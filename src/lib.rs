@@ -10,10 +10,10 @@
 //! terminal and exit codes.
 //!
 //! Layers, lowest first (no module imports one above it): `addr`, `diag`,
-//! `paths`, `sensitive`, `schema`, `spec`, `aws` (SDK configuration), `state` ·
-//! `build` (events, build
-//! context) · `provision` · `drivers` · `config`, `fingerprint`, `graph`,
-//! `plan`, `drift` · `apply` · `pipeline` · `views` · `cli`, `commands`.
+//! `paths`, `sensitive`, `fault`, `schema`, `spec`, `aws` (SDK
+//! configuration), `state` · `build` (events, build context) · `provision` ·
+//! `drivers` · `config`, `fingerprint`, `graph`, `plan`, `drift` · `apply` ·
+//! `pipeline` · `views` · `cli`, `commands`.
 //! Every builder and provisioner kind is described once, in its own module,
 //! and listed in `drivers::KINDS` or `provision::KINDS`.
 

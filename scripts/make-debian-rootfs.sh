@@ -26,7 +26,7 @@ case $profile in
   minimal) include=python3 ;;
   # python3-cffi-backend: debootstrap does not resolve the virtual package
   # python3-cryptography needs (through cloud-init).
-  cloud) include=systemd-sysv,linux-image-amd64,initramfs-tools,openssh-server,cloud-init,python3-cffi-backend,qemu-guest-agent,ifupdown,isc-dhcp-client,netbase,grub-pc-bin,grub-efi-amd64-bin,sudo,ca-certificates ;;
+  cloud) include=systemd-sysv,dbus,linux-image-amd64,initramfs-tools,openssh-server,cloud-init,python3-cffi-backend,qemu-guest-agent,ifupdown,isc-dhcp-client,netbase,grub-pc-bin,grub-efi-amd64-bin,sudo,ca-certificates ;;
 esac
 cache=/var/cache/imgform/debian-bookworm-$profile.tar.gz
 [ "$profile" = minimal ] && cache=/var/cache/imgform/debian-bookworm-python3.tar.gz

@@ -84,6 +84,7 @@ impl Partition {
 }
 
 /// Identifiers of the disk and its partitions, derived by the caller.
+#[derive(Debug, Clone)]
 pub struct DiskIds {
     /// GPT disk GUID.
     pub disk_guid: String,

@@ -21,14 +21,19 @@
 //! packed tree, so that an image built from this one (`base =
 //! image.<ADDR>.id`) starts from exactly these files.
 
+mod boot_check;
+mod bootable;
+mod pack;
+
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tokio::process::Command;
 
 use super::kind::{local_target, Builder, BuilderKind, Recorded, COMMUNICATOR, IMGFORM};
+use bootable::{BootFiles, Bootable, Ids};
+use pack::{filesystem_size, normalise_times, pack_tar, run, sha256_file, unpack, Ext4};
 use crate::build::{BoxFuture, BuildContext, BuildError};
 use crate::diag::Diagnostic;
 use crate::provision::chroot::{ChrootCommunicator, Mounts};
@@ -38,8 +43,10 @@ use crate::spec::{ImageRef, ImageSpec};
 use crate::state::Artifact;
 
 /// `chroot`: imgform's local builder. The base root filesystem, the disk
-/// format, size and filesystem label decide the bytes of the image; where it
-/// is written (`output_dir`) does not.
+/// format, size and filesystem label, and how the disk boots (partition
+/// table, bootloader, EFI, kernel arguments, disk size) decide the bytes of
+/// the image; where it is written (`output_dir`) and how the boot check runs
+/// (`boot_check`, `boot_timeout`, `accelerator`, `memory`, `cpus`) do not.
 pub static KIND: BuilderKind = BuilderKind {
     schema: Schema {
         kind: "chroot",
@@ -52,6 +59,18 @@ pub static KIND: BuilderKind = BuilderKind {
                 input("source_date_epoch"),
                 setting("output_dir"),
                 setting("work_dir"),
+                // A bootable disk (see bootable.rs).
+                input("partition_table"),
+                input("bootloader"),
+                input("efi"),
+                input("kernel_args").list(),
+                input("disk_size"),
+                input("grub_timeout"),
+                setting("boot_check"),
+                setting("boot_timeout"),
+                setting("accelerator"),
+                setting("memory"),
+                setting("cpus"),
             ],
             COMMUNICATOR,
             IMGFORM,
@@ -140,43 +159,6 @@ fn artifact_path(spec: &ImageSpec, content_address: &str) -> String {
     )
 }
 
-async fn run(cmd: &mut Command, what: &str) -> Result<Vec<u8>, BuildError> {
-    let child = {
-        let _guard = crate::provision::spawn_guard();
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-    };
-    let out = child
-        .map_err(|e| fail(format!("{what}: cannot start: {e}")))?
-        .wait_with_output()
-        .await
-        .map_err(|e| fail(format!("{what}: {e}")))?;
-    if !out.status.success() {
-        return Err(fail(format!(
-            "{what} failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    Ok(out.stdout)
-}
-
-fn sha256_file(path: &Path) -> std::io::Result<String> {
-    use std::io::Read;
-    let mut f = std::fs::File::open(path)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(hex::encode(h.finalize()))
-}
-
 /// A work dir removed on drop (after mounts are gone).
 struct WorkDir(PathBuf);
 
@@ -257,6 +239,12 @@ async fn build(ctx: &BuildContext<'_>) -> Result<Artifact, BuildError> {
     if ctx.cancel.is_cancelled() {
         return Err(BuildError::Cancelled);
     }
+    let ids = Ids::new(ctx.content_address);
+    let boot = Bootable::from_spec(spec).map_err(fail)?;
+    let boot_files = match &boot {
+        Some(b) => Some(bootable::prepare_tree(ctx, &root, b, &ids).await?),
+        None => None,
+    };
 
     let epoch = source_date_epoch(ctx)?;
     ctx.events.step(format!(
@@ -268,7 +256,12 @@ async fn build(ctx: &BuildContext<'_>) -> Result<Artifact, BuildError> {
     match format_of(spec) {
         "tar" => pack_tar_image(ctx, &work, &root, epoch, &output).await?,
         format => {
-            pack_disk_image(ctx, &work, &root, epoch, &output, format).await?;
+            let disk = Disk {
+                format,
+                ids: &ids,
+                boot: boot.as_ref().zip(boot_files.as_ref()),
+            };
+            pack_disk_image(ctx, &work, &root, epoch, &output, &disk).await?;
             attributes.insert(
                 "rootfs".into(),
                 json!(format!("{}.rootfs.tar", output.rel_path)),
@@ -331,242 +324,93 @@ async fn pack_tar_image(
     if tested.is_ok() || ctx.keep_failed {
         move_into_place(&work.out("tar"), &output.path)?;
     }
-    tested.map_err(|e| test_failure(e, ctx.keep_failed, &output.rel_path))
+    tested.map_err(|e| test_failure(e, "tests failed", ctx.keep_failed, &output.rel_path))
 }
 
-/// `raw` and `qcow2`: the tree as a tar (the sidecar) and as an ext4 disk,
-/// converted for qcow2, tested, then both moved into place.
+/// What a disk image is made of, besides the tree.
+struct Disk<'a> {
+    /// `raw` or `qcow2`.
+    format: &'a str,
+    ids: &'a Ids,
+    /// How it boots, and the files that takes; `None`: a bare filesystem.
+    boot: Option<(&'a Bootable, &'a BootFiles)>,
+}
+
+/// `raw` and `qcow2`: the tree as a tar (the sidecar) and as a disk (a bare
+/// ext4 filesystem, or a partitioned bootable disk), converted for qcow2,
+/// tested (booted, for a bootable disk), then both moved into place.
 async fn pack_disk_image(
     ctx: &BuildContext<'_>,
     work: &WorkDir,
     root: &Path,
     epoch: u64,
     output: &Output,
-    format: &str,
+    disk: &Disk<'_>,
 ) -> Result<(), BuildError> {
     pack_tar(root, &work.out("rootfs.tar"), epoch).await?;
-    pack_ext4(ctx.spec, ctx.content_address, root, &work.out("raw"), epoch).await?;
-    pin_inode_times(root, &work.out("raw"), epoch).await?;
-    let produced = if format == "qcow2" {
+    let raw = work.out("raw");
+    let fs = Ext4 {
+        root,
+        label: ctx.spec.attr_str("label").unwrap_or("rootfs"),
+        uuid: disk.ids.fs_uuid.clone(),
+        hash_seed: disk.ids.hash_seed.clone(),
+        epoch,
+    };
+    let size = filesystem_size(ctx.spec, root).await?;
+    match disk.boot {
+        None => {
+            let file = std::fs::File::create(&raw)
+                .map_err(|e| fail(format!("creating {}: {e}", raw.display())))?;
+            file.set_len(size)
+                .map_err(|e| fail(format!("sizing {}: {e}", raw.display())))?;
+            drop(file);
+            fs.write(&raw, 0, size).await?;
+        }
+        Some((boot, files)) => {
+            let plan = crate::drivers::disk::DiskPlan::new(
+                boot.table,
+                boot.efi,
+                size,
+                boot.disk_size,
+                disk.ids.disk.clone(),
+            )
+            .map_err(fail)?;
+            bootable::write_disk(&plan, &fs, files, disk.ids, &raw).await?;
+        }
+    }
+    let produced = if disk.format == "qcow2" {
         run(
             Command::new("qemu-img")
                 .args(["convert", "-f", "raw", "-O", "qcow2", "-o", "compat=1.1"])
-                .arg(work.out("raw"))
+                .arg(&raw)
                 .arg(work.out("qcow2")),
             "qemu-img convert",
         )
         .await?;
+        let _ = std::fs::remove_file(&raw);
         work.out("qcow2")
     } else {
-        work.out("raw")
+        raw
     };
     // Test before anything is in place: a crash during the tests must not
     // leave an untested image to adopt.
-    let tested = test_phase(ctx, &work.0, &work.out("rootfs.tar")).await;
+    let tested = match disk.boot {
+        Some((boot, files)) if boot.check.is_some() => {
+            let check = boot.check.as_ref().expect("checked");
+            boot_check::boot_check(ctx, check, files, &produced, disk.format, boot.efi, &work.0)
+                .await
+                .map_err(|e| (e, "the boot check failed"))
+        }
+        _ => test_phase(ctx, &work.0, &work.out("rootfs.tar"))
+            .await
+            .map_err(|e| (e, "tests failed")),
+    };
     if tested.is_ok() || ctx.keep_failed {
         let sidecar = PathBuf::from(format!("{}.rootfs.tar", output.path.display()));
         move_into_place(&work.out("rootfs.tar"), &sidecar)?;
         move_into_place(&produced, &output.path)?;
     }
-    tested.map_err(|e| test_failure(e, ctx.keep_failed, &output.rel_path))
-}
-
-/// Unpacks `base` into `root`.
-async fn unpack(base: &Path, root: &Path) -> Result<(), BuildError> {
-    if base.is_dir() {
-        run(
-            Command::new("cp")
-                .arg("-a")
-                .arg(format!("{}/.", base.display()))
-                .arg(root),
-            "copying the base directory",
-        )
-        .await?;
-        return Ok(());
-    }
-    let name = base.to_string_lossy().into_owned();
-    let is_disk = name.ends_with(".qcow2") || name.ends_with(".raw") || name.ends_with(".img");
-    if is_disk {
-        // Another chroot image: prefer its packed tree, else read the ext4.
-        let sidecar = PathBuf::from(format!("{name}.rootfs.tar"));
-        if sidecar.exists() {
-            return Box::pin(unpack(&sidecar, root)).await;
-        }
-        let raw = root.with_extension("base.raw");
-        run(
-            Command::new("qemu-img")
-                .args(["convert", "-O", "raw"])
-                .arg(base)
-                .arg(&raw),
-            "qemu-img convert",
-        )
-        .await?;
-        let result = run(
-            Command::new("debugfs")
-                .arg("-R")
-                .arg(format!("rdump / {}", root.display()))
-                .arg(&raw),
-            "debugfs rdump",
-        )
-        .await;
-        let _ = std::fs::remove_file(&raw);
-        result?;
-        let _ = std::fs::remove_dir(root.join("lost+found"));
-        return Ok(());
-    }
-    run(
-        Command::new("tar")
-            .args(["--numeric-owner", "-xpf"])
-            .arg(base)
-            .arg("-C")
-            .arg(root),
-        "unpacking the base tarball",
-    )
-    .await?;
-    Ok(())
-}
-
-/// Sets every file time under `root` to `epoch` (symlinks themselves too).
-async fn normalise_times(root: &Path, epoch: u64) -> Result<(), BuildError> {
-    run(
-        Command::new("find")
-            .arg(root)
-            .args(["-depth", "-exec", "touch", "-h", "-d"])
-            .arg(format!("@{epoch}"))
-            .args(["{}", "+"]),
-        "normalising file times",
-    )
-    .await
-    .map(|_| ())
-}
-
-async fn tree_size(root: &Path) -> Result<u64, BuildError> {
-    let out = run(
-        Command::new("du")
-            .args(["-s", "-B1", "--apparent-size"])
-            .arg(root),
-        "measuring the tree",
-    )
-    .await?;
-    Ok(String::from_utf8_lossy(&out)
-        .split_whitespace()
-        .next()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0))
-}
-
-/// Packs `root` into a deterministic tar.
-async fn pack_tar(root: &Path, dest: &Path, epoch: u64) -> Result<(), BuildError> {
-    run(
-        Command::new("tar")
-            .args(["--sort=name", "--numeric-owner", "--format=gnu"])
-            .arg(format!("--mtime=@{epoch}"))
-            .arg("-C")
-            .arg(root)
-            .arg("-cf")
-            .arg(dest)
-            .arg("."),
-        "packing the tar",
-    )
-    .await
-    .map(|_| ())
-}
-
-async fn pack_ext4(
-    spec: &ImageSpec,
-    content_address: &str,
-    root: &Path,
-    raw: &Path,
-    epoch: u64,
-) -> Result<(), BuildError> {
-    let size = match spec
-        .attr_str("size")
-        .or_else(|| spec.attr("size").and_then(Value::as_u64).map(|_| ""))
-    {
-        Some("") => spec.attr("size").and_then(Value::as_u64).unwrap_or(0),
-        Some(s) => parse_size(s)
-            .ok_or_else(|| fail(format!("size `{s}` is not a size like 512M or 2G")))?,
-        None => {
-            let content = tree_size(root).await?;
-            // Content plus 30% and 64 MiB of headroom, in whole MiB.
-            let want = content + content * 3 / 10 + 64 * 1024 * 1024;
-            want.div_ceil(1 << 20) << 20
-        }
-    };
-    let file =
-        std::fs::File::create(raw).map_err(|e| fail(format!("creating {}: {e}", raw.display())))?;
-    file.set_len(size)
-        .map_err(|e| fail(format!("sizing {}: {e}", raw.display())))?;
-    drop(file);
-    let label = spec.attr_str("label").unwrap_or("rootfs");
-    let uuid = derived_uuid(content_address, "fs-uuid");
-    let hash_seed = derived_uuid(content_address, "hash-seed");
-    run(
-        Command::new("mke2fs")
-            .args([
-                "-q", "-F", "-t", "ext4", "-b", "4096", "-I", "256", "-m", "0",
-            ])
-            .args(["-L", label, "-U", &uuid])
-            .arg("-E")
-            .arg(format!(
-                "hash_seed={hash_seed},root_owner=0:0,lazy_itable_init=0,lazy_journal_init=0"
-            ))
-            .arg("-d")
-            .arg(root)
-            .arg(raw)
-            .env("E2FSPROGS_FAKE_TIME", epoch.to_string())
-            .env("MKE2FS_DEVICE_SECTSIZE", "512"),
-        "mke2fs",
-    )
-    .await
-    .map(|_| ())
-}
-
-/// mke2fs -d copies each file's atime and ctime from the host, and the
-/// kernel sets those to "now"; pin every time field of every inode to
-/// `epoch` with debugfs so the image bytes do not depend on when it was built.
-async fn pin_inode_times(root: &Path, raw: &Path, epoch: u64) -> Result<(), BuildError> {
-    let mut commands = String::new();
-    let mut add = |target: &str| {
-        for field in ["atime", "ctime", "mtime", "crtime"] {
-            commands.push_str(&format!(
-                "sif {target} {field} @{epoch}\nsif {target} {field}_extra 0\n"
-            ));
-        }
-    };
-    add("<2>");
-    for entry in walkdir::WalkDir::new(root)
-        .follow_links(false)
-        .sort_by_file_name()
-    {
-        let entry = entry.map_err(|e| fail(format!("walking the tree: {e}")))?;
-        let Ok(rel) = entry.path().strip_prefix(root) else {
-            continue;
-        };
-        if rel.as_os_str().is_empty() {
-            continue;
-        }
-        let path = format!("/{}", rel.to_string_lossy());
-        if path.contains('"') || path.contains('\n') {
-            continue; // debugfs cannot quote these; their times stay as copied.
-        }
-        add(&format!("\"{path}\""));
-    }
-    let script = raw.with_extension("debugfs");
-    std::fs::write(&script, commands)
-        .map_err(|e| fail(format!("writing {}: {e}", script.display())))?;
-    let result = run(
-        Command::new("debugfs")
-            .arg("-w")
-            .arg("-f")
-            .arg(&script)
-            .arg(raw)
-            .env("E2FSPROGS_FAKE_TIME", epoch.to_string()),
-        "debugfs (pinning inode times)",
-    )
-    .await;
-    let _ = std::fs::remove_file(&script);
-    result.map(|_| ())
+    tested.map_err(|(e, what)| test_failure(e, what, ctx.keep_failed, &output.rel_path))
 }
 
 fn validate(spec: &ImageSpec) -> Vec<Diagnostic> {
@@ -604,7 +448,26 @@ fn validate(spec: &ImageSpec) -> Vec<Diagnostic> {
             );
         }
     }
-    diags.extend(crate::provision::validate(spec));
+    match bootable::Bootable::from_spec(spec) {
+        Err(e) => {
+            let at_attr = bootable::SETTINGS
+                .iter()
+                .find(|s| e.contains(&format!("`{s}`")) || e.starts_with(*s))
+                .copied()
+                .unwrap_or("partition_table");
+            diags.push(
+                Diagnostic::error(e)
+                    .at(at(at_attr))
+                    .hint("see the chroot builder's bootable disk settings in the README"),
+            );
+        }
+        Ok(Some(_)) if format_of(spec) == "tar" => diags.push(
+            Diagnostic::error("a bootable image is a disk: format = \"tar\" cannot boot")
+                .at(at("format"))
+                .hint("use format = \"qcow2\" (the default) or \"raw\""),
+        ),
+        Ok(_) => {}
+    }
     let communicator = spec.attr_str("communicator").unwrap_or("chroot");
     if communicator != "chroot" && communicator != "none" {
         diags.push(Diagnostic::error(format!("the chroot builder runs provisioners with the chroot communicator, not \"{communicator}\"")).at(at("communicator")).hint("remove `communicator` or set it to \"chroot\""));
@@ -739,11 +602,12 @@ async fn test_phase(ctx: &BuildContext<'_>, work: &Path, tree: &Path) -> Result<
     result
 }
 
-fn test_failure(e: BuildError, kept: bool, path: &str) -> BuildError {
+/// `what` (the tests, the boot check) failed: the image is not recorded.
+fn test_failure(e: BuildError, what: &str, kept: bool, path: &str) -> BuildError {
     match e {
         BuildError::Cancelled => BuildError::Cancelled,
         other => fail(format!(
-            "tests failed, the image is not recorded ({}): {other}",
+            "{what}, the image is not recorded ({}): {other}",
             if kept {
                 format!("kept at {path} because of --keep-failed")
             } else {

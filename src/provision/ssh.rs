@@ -677,7 +677,7 @@ impl SshCommunicator {
                 .map_err(|e| CommError::Failed(format!("starting the sftp subsystem: {e}")))?;
             let session = SftpSession::new(channel.into_stream())
                 .await
-                .map_err(|e| CommError::Failed(format!("starting SFTP: {e}\n  hint: the server needs an sftp subsystem (Subsystem sftp internal-sftp in sshd_config)")))?;
+                .map_err(|e| CommError::SftpStart(e.to_string()))?;
             *guard = Some(session);
         }
         Ok(guard)
@@ -968,6 +968,14 @@ mod tests {
         assert_eq!(
             shown(SshConfigError::NotADuration("soon".to_owned())),
             "ssh_timeout = \"soon\" is not a duration (e.g. \"5m\", \"30s\")"
+        );
+    }
+
+    #[test]
+    fn an_sftp_start_failure_reads_as_before_with_its_hint() {
+        assert_eq!(
+            CommError::SftpStart("channel closed".to_owned()).to_string(),
+            "starting SFTP: channel closed\n  hint: the server needs an sftp subsystem (Subsystem sftp internal-sftp in sshd_config)"
         );
     }
 }

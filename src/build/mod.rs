@@ -21,7 +21,7 @@ pub enum BuildError {
     /// A step of the build failed; `hint` says what to do about it. The one
     /// place a build error's hint is rendered: `message`, then on its own
     /// line `  hint: {hint}`.
-    #[error("{message}{}", hint_line(.hint))]
+    #[error("{message}{}", hint_line(.hint.as_deref()))]
     Failed {
         message: String,
         /// Boxed: a `BuildError` travels in every build `Result`, and a
@@ -63,10 +63,10 @@ impl BuildError {
     }
 }
 
-fn hint_line(hint: &Option<Box<str>>) -> String {
-    hint.as_deref()
-        .map(|h| format!("\n  hint: {h}"))
-        .unwrap_or_default()
+/// A hint on its own line after the message, or nothing: how every error
+/// that carries a hint as data renders it.
+pub(crate) fn hint_line(hint: Option<&str>) -> String {
+    hint.map(|h| format!("\n  hint: {h}")).unwrap_or_default()
 }
 
 /// What a builder needs to build one image.

@@ -214,8 +214,7 @@ pub async fn provision_launched(
             host: &host,
             temporary_key,
         }),
-    )
-    .map_err(failed)?;
+    )?;
     let ssh = SshCommunicator::connect(config, &ctx.events)
         .await
         .map_err(|e| failed(format!("SSH: {e}")))?;

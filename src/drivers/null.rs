@@ -88,7 +88,7 @@ impl Builder for NullBuilder {
     fn build<'a>(&'a self, ctx: BuildContext<'a>) -> BoxFuture<'a, Result<Artifact, BuildError>> {
         Box::pin(async move {
             if ctx.spec.attr_str("communicator") == Some("ssh") {
-                let config = SshConfig::from_spec(ctx.spec, None).map_err(BuildError::failed)?;
+                let config = SshConfig::from_spec(ctx.spec, None)?;
                 let ssh = SshCommunicator::connect(config, &ctx.events)
                     .await
                     .map_err(|e| BuildError::failed(format!("SSH: {e}")))?;

@@ -25,7 +25,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::build::events::EventSink;
-use crate::build::{BoxFuture, BuildContext, BuildError};
+use crate::build::{hint_line, BoxFuture, BuildContext, BuildError};
 use crate::spec::{ImageSpec, ProvisionerSpec};
 pub use kind::ProvisionerKind;
 
@@ -48,14 +48,33 @@ pub fn kind_names() -> impl Iterator<Item = &'static str> {
     KINDS.iter().map(|k| k.name())
 }
 
+/// A communicator failure. A variant that knows what to do about its
+/// failure says so in [`CommError::hint`], rendered on its own line after
+/// the message (the text reaches users inside a provisioner's error).
 #[derive(Debug, thiserror::Error)]
 pub enum CommError {
     #[error("this source has no communicator (communicator = \"none\")")]
     None,
     #[error("{0}")]
     Failed(String),
+    /// The server accepted the `sftp` subsystem request, but SFTP did not
+    /// start on it.
+    #[error("starting SFTP: {0}{hint}", hint = hint_line(self.hint()))]
+    SftpStart(String),
     #[error("cancelled")]
     Cancelled,
+}
+
+impl CommError {
+    /// What to do about this failure, when there is something to say.
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            CommError::SftpStart(_) => Some(
+                "the server needs an sftp subsystem (Subsystem sftp internal-sftp in sshd_config)",
+            ),
+            CommError::None | CommError::Failed(_) | CommError::Cancelled => None,
+        }
+    }
 }
 
 /// A connection to the machine being provisioned.

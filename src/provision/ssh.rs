@@ -23,7 +23,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::{CommError, Communicator};
 use crate::build::events::{EventSink, Stream};
-use crate::build::BoxFuture;
+use crate::build::{BoxFuture, BuildError};
 use crate::spec::ImageSpec;
 
 /// How a host's key is checked.
@@ -98,21 +98,89 @@ fn setting_str<'a>(spec: &'a ImageSpec, name: &str) -> Option<&'a str> {
         .filter(|s| !s.is_empty())
 }
 
-fn setting_port(spec: &ImageSpec, name: &str, default: u16) -> Result<u16, String> {
+/// Why a source's `ssh` communicator settings cannot be used: one variant
+/// per failure. The message is the `Display`; what to do about it is
+/// [`SshConfigError::hint`], data that [`BuildError`] renders (see the
+/// `From` below), so no hint is written into a message here.
+#[derive(Debug, thiserror::Error)]
+pub enum SshConfigError {
+    #[error("communicator \"ssh\" needs ssh_host on this source")]
+    NoHost,
+    #[error("communicator \"ssh\" needs ssh_username")]
+    NoUsername,
+    #[error("{setting} must be a port number, not {value}")]
+    NotAPort {
+        setting: &'static str,
+        value: serde_json::Value,
+    },
+    #[error("cannot read the private key {}: {source}", path.display())]
+    UnreadableKey {
+        path: PathBuf,
+        source: russh::keys::Error,
+    },
+    /// `what` names the setting and the host (`ssh_host 10.0.0.5`).
+    #[error(
+        "{what} is a host imgform did not launch, so its host key must be known before connecting"
+    )]
+    UnknownHostKey { what: String },
+    #[error("communicator \"ssh\" has no way to authenticate")]
+    NoAuth,
+    #[error("ssh_bastion_host needs ssh_bastion_private_key_file or ssh_bastion_password")]
+    NoBastionAuth,
+    #[error("ssh_timeout = \"{0}\" is not a duration (e.g. \"5m\", \"30s\")")]
+    NotADuration(String),
+}
+
+impl SshConfigError {
+    /// What to do about this failure, when there is more to say than the
+    /// message.
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            SshConfigError::UnknownHostKey { .. } => Some(
+                "set ssh_host_key_fingerprint = \"SHA256:...\" (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub on that host) or ssh_known_hosts_file = \"path\"",
+            ),
+            SshConfigError::NoAuth => Some("set ssh_private_key_file or ssh_password"),
+            SshConfigError::NoHost
+            | SshConfigError::NoUsername
+            | SshConfigError::NotAPort { .. }
+            | SshConfigError::UnreadableKey { .. }
+            | SshConfigError::NoBastionAuth
+            | SshConfigError::NotADuration(_) => None,
+        }
+    }
+}
+
+/// A failed build step: the message, with the hint as the build error's own.
+impl From<SshConfigError> for BuildError {
+    fn from(e: SshConfigError) -> BuildError {
+        let failed = BuildError::failed(e.to_string());
+        match e.hint() {
+            Some(hint) => failed.with_hint(hint),
+            None => failed,
+        }
+    }
+}
+
+fn setting_port(spec: &ImageSpec, name: &'static str, default: u16) -> Result<u16, SshConfigError> {
     match setting(spec, name) {
         None => Ok(default),
         Some(v) => v
             .as_u64()
             .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
             .and_then(|p| u16::try_from(p).ok())
-            .ok_or_else(|| format!("{name} must be a port number, not {v}")),
+            .ok_or_else(|| SshConfigError::NotAPort {
+                setting: name,
+                value: v.clone(),
+            }),
     }
 }
 
 /// Reads an OpenSSH (or PEM) private key file.
-pub fn load_key(path: &Path) -> Result<PrivateKey, String> {
-    russh::keys::load_secret_key(path, None)
-        .map_err(|e| format!("cannot read the private key {}: {e}", path.display()))
+pub fn load_key(path: &Path) -> Result<PrivateKey, SshConfigError> {
+    russh::keys::load_secret_key(path, None).map_err(|source| SshConfigError::UnreadableKey {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 fn expand_home(path: &str) -> PathBuf {
@@ -135,7 +203,7 @@ fn resolve_path(spec: &ImageSpec, path: &str) -> PathBuf {
 
 /// The host key policy for a configured host: pinned fingerprint, a
 /// known_hosts file, or the user's known_hosts when it exists.
-fn configured_policy(spec: &ImageSpec, what: &str) -> Result<HostKeyPolicy, String> {
+fn configured_policy(spec: &ImageSpec, what: &str) -> Result<HostKeyPolicy, SshConfigError> {
     let pinned = spec.attr_strings("ssh_host_key_fingerprint");
     if !pinned.is_empty() {
         return Ok(HostKeyPolicy::Fingerprints(pinned));
@@ -147,9 +215,9 @@ fn configured_policy(spec: &ImageSpec, what: &str) -> Result<HostKeyPolicy, Stri
     if user_file.is_file() {
         return Ok(HostKeyPolicy::KnownHosts(user_file));
     }
-    Err(format!(
-        "{what} is a host imgform did not launch, so its host key must be known before connecting\n  hint: set ssh_host_key_fingerprint = \"SHA256:...\" (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub on that host) or ssh_known_hosts_file = \"path\""
-    ))
+    Err(SshConfigError::UnknownHostKey {
+        what: what.to_owned(),
+    })
 }
 
 impl SshConfig {
@@ -159,18 +227,16 @@ impl SshConfig {
     pub fn from_spec(
         spec: &ImageSpec,
         launched: Option<Launched<'_>>,
-    ) -> Result<SshConfig, String> {
+    ) -> Result<SshConfig, SshConfigError> {
         let fresh = launched.is_some();
         let host = match (setting_str(spec, "ssh_host"), &launched) {
             (Some(h), _) => h.to_owned(),
             (None, Some(l)) => l.host.to_owned(),
-            (None, None) => {
-                return Err("communicator \"ssh\" needs ssh_host on this source".to_owned())
-            }
+            (None, None) => return Err(SshConfigError::NoHost),
         };
         let port = setting_port(spec, "ssh_port", 22)?;
         let user = setting_str(spec, "ssh_username")
-            .ok_or("communicator \"ssh\" needs ssh_username")?
+            .ok_or(SshConfigError::NoUsername)?
             .to_owned();
         let (auth, key_file) = target_auth(spec, launched.as_ref())?;
         let explicit = !spec.attr_strings("ssh_host_key_fingerprint").is_empty()
@@ -203,7 +269,7 @@ impl SshConfig {
 fn target_auth(
     spec: &ImageSpec,
     launched: Option<&Launched<'_>>,
-) -> Result<(Vec<SshAuth>, Option<PathBuf>), String> {
+) -> Result<(Vec<SshAuth>, Option<PathBuf>), SshConfigError> {
     let mut auth = Vec::new();
     let mut key_file = None;
     if let Some(file) = setting_str(spec, "ssh_private_key_file") {
@@ -217,16 +283,16 @@ fn target_auth(
         auth.push(SshAuth::Password(password.to_owned()));
     }
     if auth.is_empty() {
-        return Err(
-            "communicator \"ssh\" has no way to authenticate\n  hint: set ssh_private_key_file or ssh_password"
-                .to_owned(),
-        );
+        return Err(SshConfigError::NoAuth);
     }
     Ok((auth, key_file))
 }
 
 /// The bastion hop (`ssh_bastion_host`), if any, and its private key file.
-fn bastion(spec: &ImageSpec, user: &str) -> Result<(Option<Endpoint>, Option<PathBuf>), String> {
+fn bastion(
+    spec: &ImageSpec,
+    user: &str,
+) -> Result<(Option<Endpoint>, Option<PathBuf>), SshConfigError> {
     let Some(bhost) = setting_str(spec, "ssh_bastion_host") else {
         return Ok((None, None));
     };
@@ -241,10 +307,7 @@ fn bastion(spec: &ImageSpec, user: &str) -> Result<(Option<Endpoint>, Option<Pat
         bauth.push(SshAuth::Password(password.to_owned()));
     }
     if bauth.is_empty() {
-        return Err(
-            "ssh_bastion_host needs ssh_bastion_private_key_file or ssh_bastion_password"
-                .to_owned(),
-        );
+        return Err(SshConfigError::NoBastionAuth);
     }
     let endpoint = Endpoint {
         host: bhost.to_owned(),
@@ -260,11 +323,11 @@ fn bastion(spec: &ImageSpec, user: &str) -> Result<(Option<Endpoint>, Option<Pat
 }
 
 /// `ssh_timeout` (or `ssh_wait_timeout`), 5 minutes unless set.
-fn connect_timeout(spec: &ImageSpec) -> Result<Duration, String> {
+fn connect_timeout(spec: &ImageSpec) -> Result<Duration, SshConfigError> {
     match setting_str(spec, "ssh_timeout").or_else(|| setting_str(spec, "ssh_wait_timeout")) {
-        Some(t) => crate::spec::parse_duration(t).ok_or_else(|| {
-            format!("ssh_timeout = \"{t}\" is not a duration (e.g. \"5m\", \"30s\")")
-        }),
+        Some(t) => {
+            crate::spec::parse_duration(t).ok_or_else(|| SshConfigError::NotADuration(t.to_owned()))
+        }
         None => Ok(Duration::from_secs(300)),
     }
 }
@@ -614,7 +677,7 @@ impl SshCommunicator {
                 .map_err(|e| CommError::Failed(format!("starting the sftp subsystem: {e}")))?;
             let session = SftpSession::new(channel.into_stream())
                 .await
-                .map_err(|e| CommError::Failed(format!("starting SFTP: {e}\n  hint: the server needs an sftp subsystem (Subsystem sftp internal-sftp in sshd_config)")))?;
+                .map_err(|e| CommError::SftpStart(e.to_string()))?;
             *guard = Some(session);
         }
         Ok(guard)
@@ -869,5 +932,50 @@ impl Communicator for SshCommunicator {
 
     fn ssh(&self) -> Option<&SshCommunicator> {
         Some(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The hints are data now; users still read the text they read when the
+    /// hints were written into the messages.
+    #[test]
+    fn config_errors_read_as_before_with_their_hints_on_their_own_line() {
+        let shown = |e: SshConfigError| BuildError::from(e).to_string();
+        assert_eq!(
+            shown(SshConfigError::UnknownHostKey {
+                what: "ssh_host 10.0.0.5".to_owned()
+            }),
+            "ssh_host 10.0.0.5 is a host imgform did not launch, so its host key must be known before connecting\n  hint: set ssh_host_key_fingerprint = \"SHA256:...\" (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub on that host) or ssh_known_hosts_file = \"path\""
+        );
+        assert_eq!(
+            shown(SshConfigError::NoAuth),
+            "communicator \"ssh\" has no way to authenticate\n  hint: set ssh_private_key_file or ssh_password"
+        );
+        assert_eq!(
+            shown(SshConfigError::NoBastionAuth),
+            "ssh_bastion_host needs ssh_bastion_private_key_file or ssh_bastion_password"
+        );
+        assert_eq!(
+            shown(SshConfigError::NotAPort {
+                setting: "ssh_port",
+                value: serde_json::json!("ssh"),
+            }),
+            "ssh_port must be a port number, not \"ssh\""
+        );
+        assert_eq!(
+            shown(SshConfigError::NotADuration("soon".to_owned())),
+            "ssh_timeout = \"soon\" is not a duration (e.g. \"5m\", \"30s\")"
+        );
+    }
+
+    #[test]
+    fn an_sftp_start_failure_reads_as_before_with_its_hint() {
+        assert_eq!(
+            CommError::SftpStart("channel closed".to_owned()).to_string(),
+            "starting SFTP: channel closed\n  hint: the server needs an sftp subsystem (Subsystem sftp internal-sftp in sshd_config)"
+        );
     }
 }

@@ -22,11 +22,24 @@
 //! top.
 //!
 //! This module is the kind's description (schema, target, plan-time checks),
-//! always compiled in; the implementation is in `build.rs`, behind the cargo
-//! feature `aws`.
+//! always compiled in; the implementation is behind the cargo feature `aws`:
+//! the EC2 client (`client.rs`), filters and network resolution
+//! (`filters.rs`), AMI and instance queries and waits (`queries.rs`), the
+//! build steps (`build.rs`), cleanup of temporaries (`cleanup.rs`) and the
+//! [`Builder`](crate::drivers::Builder) implementation (`builder.rs`).
 
 #[cfg(feature = "aws")]
 mod build;
+#[cfg(feature = "aws")]
+mod builder;
+#[cfg(feature = "aws")]
+mod cleanup;
+#[cfg(feature = "aws")]
+mod client;
+#[cfg(feature = "aws")]
+mod filters;
+#[cfg(feature = "aws")]
+mod queries;
 
 use serde_json::Value;
 
@@ -78,7 +91,8 @@ pub static KIND: BuilderKind = BuilderKind {
 };
 
 #[cfg(feature = "aws")]
-const IMPLEMENTATION: Option<&'static dyn crate::drivers::Builder> = Some(&build::AmazonEbsBuilder);
+const IMPLEMENTATION: Option<&'static dyn crate::drivers::Builder> =
+    Some(&builder::AmazonEbsBuilder);
 #[cfg(not(feature = "aws"))]
 const IMPLEMENTATION: Option<&'static dyn crate::drivers::Builder> = None;
 

@@ -11,6 +11,7 @@ use hcl::eval::FuncArgs;
 use hcl::{Map, Number, Value};
 use sha2::{Digest, Sha256};
 
+pub(super) use super::json_text::number_to_string;
 use super::json_text::json_encode;
 
 // ---------------------------------------------------------------------------------------------
@@ -126,15 +127,6 @@ pub(super) fn parse_number(s: &str) -> Option<Number> {
         return None;
     }
     s.parse::<f64>().ok().and_then(Number::from_f64)
-}
-
-/// Terraform's number formatting: integers as integers, floats without exponent.
-pub(super) fn number_to_string(n: &Number) -> String {
-    if n.is_f64() {
-        format!("{}", num_f64(n))
-    } else {
-        n.to_string()
-    }
 }
 
 pub(crate) fn num_f64(n: &Number) -> f64 {

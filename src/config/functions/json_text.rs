@@ -3,9 +3,7 @@
 
 use std::fmt::Write as _;
 
-use hcl::Value;
-
-use super::args::number_to_string;
+use hcl::{Number, Value};
 
 /// JSON as Terraform writes it: compact, object keys sorted, `<`, `>`, `&`, U+2028 and U+2029
 /// escaped, numbers without exponent.
@@ -69,4 +67,13 @@ fn json_quote(s: &str, out: &mut String) {
         }
     }
     out.push('"');
+}
+
+/// Terraform's number formatting: integers as integers, floats without exponent.
+pub(super) fn number_to_string(n: &Number) -> String {
+    if n.is_f64() {
+        format!("{}", n.as_f64().unwrap_or(0.0))
+    } else {
+        n.to_string()
+    }
 }

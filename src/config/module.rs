@@ -23,6 +23,7 @@
 //! must share one `seen` across a build's module blocks, and must check the
 //! returned provisioners against their kinds' schemas: nothing here does.
 
+use crate::provision::{file, shell, shell_local};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -410,7 +411,7 @@ impl ModuleLoader<'_> {
         if !env_files.is_empty() {
             out.push(ProvisionerDef::plain(dib_block(
                 loc,
-                "shell",
+                shell::KIND.name(),
                 vec![dib_attr(
                     loc,
                     "inline",
@@ -420,7 +421,7 @@ impl ModuleLoader<'_> {
             for (name, path) in &env_files {
                 out.push(ProvisionerDef::plain(dib_block(
                     loc,
-                    "file",
+                    file::KIND.name(),
                     vec![
                         dib_attr(loc, "source", lit(path)),
                         dib_attr(loc, "destination", lit(&format!("{env_dir}/{name}"))),
@@ -437,7 +438,7 @@ impl ModuleLoader<'_> {
         if !env_files.is_empty() {
             out.push(ProvisionerDef::plain(dib_block(
                 loc,
-                "shell",
+                shell::KIND.name(),
                 vec![dib_attr(
                     loc,
                     "inline",
@@ -579,7 +580,11 @@ fn phase_script(
     };
     ProvisionerDef::plain(dib_block(
         loc,
-        if inside { "shell" } else { "shell-local" },
+        if inside {
+            shell::KIND.name()
+        } else {
+            shell_local::KIND.name()
+        },
         attrs,
     ))
 }

@@ -11,8 +11,8 @@ use hcl::eval::FuncArgs;
 use hcl::{Map, Number, Value};
 use sha2::{Digest, Sha256};
 
-pub(super) use super::json_text::number_to_string;
 use super::json_text::json_encode;
+pub(super) use super::json_text::number_to_string;
 
 // ---------------------------------------------------------------------------------------------
 // Argument helpers

@@ -101,12 +101,18 @@ pub(super) async fn boot_check(
     ctx.events.step(format!(
         "boot check: booting the image ({}{}) under {}",
         if efi { "UEFI" } else { "BIOS" },
-        if files.cloud_init { ", cloud-init seed" } else { "" },
+        if files.cloud_init {
+            ", cloud-init seed"
+        } else {
+            ""
+        },
         accel.as_str()
     ));
-    let mut vm = Vm::start(&config)
-        .await
-        .map_err(|e| BuildError::failed(e.to_string()).with_hint("install QEMU (Debian: apt-get install qemu-system-x86), or set boot_check = false"))?;
+    let mut vm = Vm::start(&config).await.map_err(|e| {
+        BuildError::failed(e.to_string()).with_hint(
+            "install QEMU (Debian: apt-get install qemu-system-x86), or set boot_check = false",
+        )
+    })?;
     let result = booted_and_tested(ctx, check, files, &mut vm, &key).await;
     let tail = vm.console_tail(15);
     let powered_off = match &result {
@@ -199,7 +205,11 @@ async fn booted_and_tested(
     };
     // The connection drops as the guest goes down: its status means nothing.
     let _ = ssh
-        .exec("sudo -n systemctl poweroff || sudo -n poweroff", &[], &ctx.events)
+        .exec(
+            "sudo -n systemctl poweroff || sudo -n poweroff",
+            &[],
+            &ctx.events,
+        )
         .await;
     ssh.close().await;
     result.map(Some)

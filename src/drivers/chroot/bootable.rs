@@ -88,9 +88,8 @@ impl Bootable {
                 }
                 return Ok(None);
             }
-            Some(t) => PartitionTable::parse(t).ok_or_else(|| {
-                format!("partition_table = \"{t}\" is not one of gpt, mbr, none")
-            })?,
+            Some(t) => PartitionTable::parse(t)
+                .ok_or_else(|| format!("partition_table = \"{t}\" is not one of gpt, mbr, none"))?,
         };
         let efi = spec.attr_bool("efi").unwrap_or(false);
         if efi && table == PartitionTable::Mbr {
@@ -139,10 +138,9 @@ impl Bootable {
             };
             let accel = match spec.attr_str("accelerator") {
                 None => None,
-                Some(a) => Some(
-                    Accel::parse(a)
-                        .ok_or(format!("accelerator = \"{a}\" is not one of kvm, tcg, none"))?,
-                ),
+                Some(a) => Some(Accel::parse(a).ok_or(format!(
+                    "accelerator = \"{a}\" is not one of kvm, tcg, none"
+                ))?),
             };
             Some(BootCheck {
                 timeout,
@@ -246,7 +244,11 @@ pub(super) async fn prepare_tree(
         }
     ));
     let esp_id = boot.efi.then(|| ids.esp_volume_id());
-    write_in_tree(root, "etc/fstab", &disk::fstab(&ids.fs_uuid, esp_id.as_deref()))?;
+    write_in_tree(
+        root,
+        "etc/fstab",
+        &disk::fstab(&ids.fs_uuid, esp_id.as_deref()),
+    )?;
     let entry = BootEntry {
         kernel: format!("/{}", kernel.display()),
         initrd: initrd.map(|i| format!("/{}", i.display())),
@@ -280,8 +282,12 @@ pub(super) async fn prepare_tree(
 fn write_in_tree(root: &Path, rel: &str, text: &str) -> Result<(), BuildError> {
     let path = root.join(rel);
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| fail(format!("creating /{}: {e}", rel.rsplit_once('/').map_or("", |r| r.0))))?;
+        std::fs::create_dir_all(dir).map_err(|e| {
+            fail(format!(
+                "creating /{}: {e}",
+                rel.rsplit_once('/').map_or("", |r| r.0)
+            ))
+        })?;
     }
     // A symlink planted by the image must not redirect the write.
     let _ = std::fs::remove_file(&path);
@@ -349,8 +355,11 @@ fn grub_platform(root: &Path, platform: &str) -> Result<PathBuf, BuildError> {
         )));
     }
     let target = root.join("boot/grub").join(platform);
-    std::fs::create_dir_all(&target).map_err(|e| fail(format!("creating /boot/grub/{platform}: {e}")))?;
-    for entry in std::fs::read_dir(&dir).map_err(|e| fail(format!("reading {}: {e}", dir.display())))? {
+    std::fs::create_dir_all(&target)
+        .map_err(|e| fail(format!("creating /boot/grub/{platform}: {e}")))?;
+    for entry in
+        std::fs::read_dir(&dir).map_err(|e| fail(format!("reading {}: {e}", dir.display())))?
+    {
         let entry = entry.map_err(|e| fail(e.to_string()))?;
         let name = entry.file_name();
         let n = name.to_string_lossy();
@@ -371,7 +380,8 @@ async fn grub_mkimage(
     root_uuid: &str,
 ) -> Result<Vec<u8>, BuildError> {
     let scratch = root.join("tmp/imgform-grub");
-    std::fs::create_dir_all(&scratch).map_err(|e| fail(format!("creating /tmp/imgform-grub: {e}")))?;
+    std::fs::create_dir_all(&scratch)
+        .map_err(|e| fail(format!("creating /tmp/imgform-grub: {e}")))?;
     std::fs::write(scratch.join("early.cfg"), disk::grub_early_cfg(root_uuid))
         .map_err(|e| fail(format!("writing GRUB's early config: {e}")))?;
     let extra: &[&str] = if platform == "i386-pc" {
@@ -398,7 +408,9 @@ async fn grub_mkimage(
         return Err(BuildError::failed(format!(
             "grub-mkimage -O {platform} in the image failed (exit {code})"
         ))
-        .with_hint("the image needs grub-common (which has grub-mkimage); Debian's grub-pc-bin brings it"));
+        .with_hint(
+            "the image needs grub-common (which has grub-mkimage); Debian's grub-pc-bin brings it",
+        ));
     }
     image.map_err(|e| fail(format!("reading GRUB's {platform} image: {e}")))
 }
@@ -433,7 +445,13 @@ pub(super) async fn write_disk(
 async fn partition(raw: &Path, plan: &DiskPlan) -> Result<(), BuildError> {
     use tokio::io::AsyncWriteExt;
     let mut child = Command::new("sfdisk")
-        .args(["--quiet", "--no-reread", "--no-tell-kernel", "--wipe", "always"])
+        .args([
+            "--quiet",
+            "--no-reread",
+            "--no-tell-kernel",
+            "--wipe",
+            "always",
+        ])
         .arg(raw)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
@@ -493,8 +511,16 @@ async fn write_esp(
         )
         .await?;
         // --invariant fixes the serial too; give the ESP its own.
-        run(tool("mlabel").args(["-i", &image, "-N", serial, "::EFI"]), "mlabel").await?;
-        run(tool("mmd").args(["-i", &image, "::/EFI", "::/EFI/BOOT"]), "mmd").await?;
+        run(
+            tool("mlabel").args(["-i", &image, "-N", serial, "::EFI"]),
+            "mlabel",
+        )
+        .await?;
+        run(
+            tool("mmd").args(["-i", &image, "::/EFI", "::/EFI/BOOT"]),
+            "mmd",
+        )
+        .await?;
         run(
             tool("mcopy")
                 .args(["-m", "-i", &image])

@@ -32,8 +32,6 @@ use sha2::{Digest, Sha256};
 use tokio::process::Command;
 
 use super::kind::{local_target, Builder, BuilderKind, Recorded, COMMUNICATOR, IMGFORM};
-use bootable::{BootFiles, Bootable, Ids};
-use pack::{filesystem_size, normalise_times, pack_tar, run, sha256_file, unpack, Ext4};
 use crate::build::{BoxFuture, BuildContext, BuildError};
 use crate::diag::Diagnostic;
 use crate::provision::chroot::{ChrootCommunicator, Mounts};
@@ -41,6 +39,8 @@ use crate::provision::{self};
 use crate::schema::{input, setting, Schema};
 use crate::spec::{ImageRef, ImageSpec};
 use crate::state::Artifact;
+use bootable::{BootFiles, Bootable, Ids};
+use pack::{filesystem_size, normalise_times, pack_tar, run, sha256_file, unpack, Ext4};
 
 /// `chroot`: imgform's local builder. The base root filesystem, the disk
 /// format, size and filesystem label, and how the disk boots (partition

@@ -211,7 +211,13 @@ impl Ext4<'_> {
         } else {
             format!("{}?offset={offset}", file.display())
         };
-        pin_inode_times(self.root, &device, &file.with_extension("debugfs"), self.epoch).await
+        pin_inode_times(
+            self.root,
+            &device,
+            &file.with_extension("debugfs"),
+            self.epoch,
+        )
+        .await
     }
 }
 
@@ -265,4 +271,3 @@ async fn pin_inode_times(
     let _ = std::fs::remove_file(script);
     result.map(|_| ())
 }
-

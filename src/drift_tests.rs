@@ -6,35 +6,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{json, Value};
 
 use super::*;
-use crate::state::{Artifact, BaseRecord, ParentRef};
+use crate::state::{BaseRecord, ParentRef};
+use crate::testing::{self, address_of, record};
 
 fn manifest(addr: &str, inputs: Value, parents: Value) -> Manifest {
-    serde_json::from_value(json!({
-        "imgform_manifest": 1, "address": addr, "builder": "null", "inputs": inputs,
-        "provisioners": [], "parents": parents, "files": {}, "modules": {}, "variables": {},
-    }))
-    .expect("a manifest")
-}
-
-fn address_of(m: &Manifest) -> ContentAddress {
-    ContentAddress::of(&m.canonical_bytes())
-}
-
-fn record(m: &Manifest, artifact: &str) -> ImageRecord {
-    ImageRecord {
-        content_address: address_of(m),
-        builder: "null".to_owned(),
-        artifact: Artifact {
-            id: artifact.to_owned(),
-            attributes: BTreeMap::new(),
-        },
-        parents: BTreeMap::new(),
-        base: None,
-        text_inputs: BTreeMap::new(),
-        built_at: "2026-01-02T03:04:05Z".to_owned(),
-        tainted: false,
-        previous: Vec::new(),
-    }
+    testing::manifest(addr, inputs, json!([]), json!({}), parents)
 }
 
 /// Everything a drift report reads, owned.

@@ -39,4 +39,6 @@ pub mod schema;
 pub mod sensitive;
 pub mod spec;
 pub mod state;
+#[cfg(test)]
+mod testing;
 pub mod views;

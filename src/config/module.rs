@@ -23,7 +23,6 @@
 //! must share one `seen` across a build's module blocks, and must check the
 //! returned provisioners against their kinds' schemas: nothing here does.
 
-use crate::provision::{file, shell, shell_local};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -31,6 +30,7 @@ use std::sync::Arc;
 use super::parse::{self, RawAttr, RawBlock};
 use super::VariableDef;
 use crate::diag::{Diagnostic, SourceLoc};
+use crate::provision::{file, shell, shell_local};
 
 /// The scope a module's provisioners are evaluated in.
 #[derive(Debug, Clone)]

@@ -6,23 +6,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{json, Value};
 
 use super::*;
-use crate::state::{Artifact, BaseRecord, ParentRef};
+use crate::state::{BaseRecord, ParentRef};
+use crate::testing::{self, address_of, record};
 
 /// A manifest of a `null` image at `addr` with `inputs`, one provisioner
 /// reading `files`, `variables` and `parents`.
 fn manifest(addr: &str, inputs: Value, files: Value, variables: Value, parents: Value) -> Manifest {
-    serde_json::from_value(json!({
-        "imgform_manifest": 1,
-        "address": addr,
-        "builder": "null",
-        "inputs": inputs,
-        "provisioners": [{"type": "shell-local", "config": {"script": "s.sh"}, "files": files}],
-        "parents": parents,
-        "files": {},
-        "modules": {},
-        "variables": variables,
-    }))
-    .expect("a manifest")
+    let provisioners =
+        json!([{"type": "shell-local", "config": {"script": "s.sh"}, "files": files}]);
+    testing::manifest(addr, inputs, provisioners, variables, parents)
 }
 
 fn simple(addr: &str) -> Manifest {
@@ -33,27 +25,6 @@ fn simple(addr: &str) -> Manifest {
         json!({"v": 1}),
         json!({}),
     )
-}
-
-fn address_of(m: &Manifest) -> ContentAddress {
-    ContentAddress::of(&m.canonical_bytes())
-}
-
-fn record(m: &Manifest, artifact: &str) -> ImageRecord {
-    ImageRecord {
-        content_address: address_of(m),
-        builder: "null".to_owned(),
-        artifact: Artifact {
-            id: artifact.to_owned(),
-            attributes: BTreeMap::new(),
-        },
-        parents: BTreeMap::new(),
-        base: None,
-        text_inputs: BTreeMap::new(),
-        built_at: "2026-01-02T03:04:05Z".to_owned(),
-        tainted: false,
-        previous: Vec::new(),
-    }
 }
 
 /// Everything a planner run reads, owned.

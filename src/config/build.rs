@@ -44,6 +44,8 @@ struct BuildShared {
     tests: Vec<ProvisionerDef>,
     modules: Vec<String>,
     post_processors: Vec<RawBlock>,
+    /// Source settings its modules imply (a DIB `vm` element's disk).
+    source_settings: Vec<RawAttr>,
 }
 
 /// The sources a build uses, in order: the `sources = [...]` entries, then
@@ -204,14 +206,15 @@ impl Loader {
             diags: &mut self.diags,
             seen: std::mem::take(module_loader_seen),
         };
-        let (provs, dirs) = loader.expand(inner);
+        let expanded = loader.expand(inner);
         *module_loader_seen = loader.seen;
-        for p in provs {
+        for p in expanded.provisioners {
             if self.check_provisioner(&p.block) {
                 shared.provisioners.push(p);
             }
         }
-        shared.modules.extend(dirs);
+        shared.modules.extend(expanded.dirs);
+        shared.source_settings.extend(expanded.source_settings);
     }
 
     /// A `test` block: provisioners run against the finished image.
@@ -328,10 +331,19 @@ impl BuildShared {
         &self,
         t: &str,
         name: String,
-        attrs: Vec<RawAttr>,
+        mut attrs: Vec<RawAttr>,
         blocks: Vec<RawBlock>,
         loc: SourceLoc,
     ) -> ImageDef {
+        // What the modules imply, where the builder takes it and the source
+        // does not say otherwise.
+        let schema = crate::drivers::kind_of(t).map(|k| &k.schema);
+        for setting in &self.source_settings {
+            let known = schema.is_some_and(|s| s.attr(&setting.name).is_some());
+            if known && !attrs.iter().any(|a| a.name == setting.name) {
+                attrs.push(setting.clone());
+            }
+        }
         let build_name = &self.name;
         let addr = ImageAddr::new(build_name.as_deref(), t, &name);
         let applies = |p: &RawBlock| provisioner_applies(p, t, &name, build_name.as_deref());

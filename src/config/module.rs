@@ -32,6 +32,18 @@ use super::VariableDef;
 use crate::diag::{Diagnostic, SourceLoc};
 use crate::provision::{file, shell, shell_local};
 
+/// What a build's `module` block gives its images.
+#[derive(Debug, Default)]
+pub struct Expanded {
+    pub provisioners: Vec<ProvisionerDef>,
+    /// Module folders used (relative to the definition dir): inputs.
+    pub dirs: Vec<String>,
+    /// Source settings the module implies (a DIB `vm` element's disk
+    /// layout), for builders whose schema has them and sources that do not
+    /// set them.
+    pub source_settings: Vec<RawAttr>,
+}
+
 /// The scope a module's provisioners are evaluated in.
 #[derive(Debug, Clone)]
 pub struct ModuleScope {
@@ -112,8 +124,8 @@ impl ModuleLoader<'_> {
     }
 
     /// Expands a `module` block of a build into provisioners (dependencies
-    /// first). Returns the provisioners and the module folders used.
-    pub fn expand(&mut self, block: &RawBlock) -> (Vec<ProvisionerDef>, Vec<String>) {
+    /// first), the module folders used, and the source settings it implies.
+    pub fn expand(&mut self, block: &RawBlock) -> Expanded {
         let Some(name) = block
             .labels
             .first()
@@ -125,7 +137,7 @@ impl ModuleLoader<'_> {
                 "a module block needs one label: its name",
                 "write `module \"devuser\" { source = \"../modules/devuser\" }`",
             );
-            return (Vec::new(), Vec::new());
+            return Expanded::default();
         };
         let Some(source) = block
             .attr("source")
@@ -136,7 +148,7 @@ impl ModuleLoader<'_> {
                 format!("module `{name}` needs a literal `source`"),
                 "write source = \"../modules/devuser\" (a folder, relative to the definition dir)",
             );
-            return (Vec::new(), Vec::new());
+            return Expanded::default();
         };
         let source_loc = block
             .attr("source")
@@ -149,7 +161,7 @@ impl ModuleLoader<'_> {
                 format!("module `{name}`: folder {source} does not exist"),
                 "source is a folder relative to the definition dir, e.g. \"../modules/devuser\"",
             );
-            return (Vec::new(), Vec::new());
+            return Expanded::default();
         };
         let args: Vec<RawAttr> = block
             .attrs
@@ -166,6 +178,14 @@ impl ModuleLoader<'_> {
         }
         let mut out = Vec::new();
         let mut dirs = Vec::new();
+        if let Some(elements) = args.iter().find(|a| a.name == "elements") {
+            let settings = self.load_element_set(&name, &dir, elements, &args, &mut out, &mut dirs);
+            return Expanded {
+                provisioners: out,
+                dirs,
+                source_settings: settings,
+            };
+        }
         self.load(
             &name,
             &dir,
@@ -175,7 +195,65 @@ impl ModuleLoader<'_> {
             &mut out,
             &mut dirs,
         );
-        (out, dirs)
+        Expanded {
+            provisioners: out,
+            dirs,
+            source_settings: Vec::new(),
+        }
+    }
+
+    /// `module "NAME" { source = ELEMENTS_DIR, elements = ["vm", ...] }`:
+    /// elements picked from a folder of diskimage-builder elements (its
+    /// `elements/`, as `disk-image-create` is given names and an
+    /// `ELEMENTS_PATH`), with their dependencies.
+    fn load_element_set(
+        &mut self,
+        name: &str,
+        dir: &Path,
+        elements: &RawAttr,
+        args: &[RawAttr],
+        out: &mut Vec<ProvisionerDef>,
+        dirs: &mut Vec<String>,
+    ) -> Vec<RawAttr> {
+        if let Some(other) = args.iter().find(|a| a.name != "elements") {
+            self.error(&other.loc, format!("module `{name}` is a set of diskimage-builder elements and takes only `source` and `elements`"), "set DIB_* variables with environment_vars in a shell provisioner");
+        }
+        let names: Option<Vec<String>> = match &elements.expr {
+            hcl::Expression::Array(items) => items.iter().map(super::literal_string).collect(),
+            _ => None,
+        };
+        let Some(names) = names else {
+            self.error(
+                &elements.loc,
+                format!("`elements` of module `{name}` must be a list of element names"),
+                "write elements = [\"vm\", \"block-device-gpt\", \"cloud-init-datasources\"]",
+            );
+            return Vec::new();
+        };
+        let mut roots = Vec::new();
+        for element in &names {
+            let path = dir.join(element);
+            match std::fs::canonicalize(&path) {
+                Ok(p) if p.is_dir() => roots.push(p),
+                _ => {
+                    let known: Vec<String> = sorted_dirs(dir);
+                    let hint = match crate::diag::closest(element, known.iter().map(String::as_str))
+                    {
+                        Some(c) => format!("did you mean `{c}`?"),
+                        None => format!("elements are folders of {}", rel(self.def_dir, dir)),
+                    };
+                    self.error(
+                        &elements.loc,
+                        format!(
+                            "module `{name}`: no element `{element}` in {}",
+                            rel(self.def_dir, dir)
+                        ),
+                        hint,
+                    );
+                }
+            }
+        }
+        self.load_dib(&roots, &elements.loc, out, dirs)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -233,7 +311,10 @@ impl ModuleLoader<'_> {
             if !args.is_empty() {
                 self.error(&args[0].loc, format!("module `{name}` is a diskimage-builder element and takes no variables"), "set DIB_* variables with environment_vars in a shell provisioner, or turn the element into a module with module.hcl");
             }
-            self.load_dib(dir, loc, out, dirs);
+            let settings = self.load_dib(&[dir.to_path_buf()], loc, out, dirs);
+            if !settings.is_empty() {
+                self.diags.push(Diagnostic::warning(format!("module `{name}` is the diskimage-builder element `{}`, which makes a bootable disk: use it in an element set so the builder gets its disk layout", dir.file_name().unwrap_or_default().to_string_lossy())).at(Some(loc.clone())).hint("module \"image\" { source = \"<diskimage-builder>/elements\"  elements = [\"vm\", \"block-device-gpt\"] }"));
+            }
         } else {
             self.error(loc, format!("module `{name}`: {rel_dir} has no module.hcl and is not a diskimage-builder element"), "a module folder holds module.hcl (variables, provisioners, depends_on); an element holds install.d/, element-deps, ...");
         }
@@ -382,29 +463,30 @@ impl ModuleLoader<'_> {
         }
     }
 
+    /// The provisioners of DIB elements `roots` and their dependencies (the
+    /// disk elements imgform implements itself left out), and the source
+    /// settings those disk elements stand for.
     fn load_dib(
         &mut self,
-        dir: &Path,
+        roots: &[PathBuf],
         loc: &SourceLoc,
         out: &mut Vec<ProvisionerDef>,
         dirs: &mut Vec<String>,
-    ) {
-        let elements = self.dib_elements(dir, loc, dirs);
+    ) -> Vec<RawAttr> {
+        let all = self.dib_elements(roots, loc, dirs);
+        let settings = disk_settings(&element_names(&all), loc);
+        let elements: Vec<PathBuf> = all
+            .into_iter()
+            .filter(|e| !DISK_ELEMENTS.contains(&element_name(e).as_str()))
+            .collect();
 
         // environment.d of every element, sourced before each script.
         let env_files = self.element_files(&elements, "environment.d");
         let env_dir = "/tmp/imgform-dib/environment.d";
-        let names: Vec<String> = elements
-            .iter()
-            .map(|e| {
-                e.file_name()
-                    .unwrap_or_default()
-                    .to_string_lossy()
-                    .into_owned()
-            })
-            .collect();
+        let names = element_names(&elements);
         let dib_env = [
             format!("IMGFORM_DIB_ELEMENTS={}", names.join(" ")),
+            "ARCH=amd64".to_owned(),
             "DIB_IMAGE_CACHE=/tmp/imgform-dib/cache".to_owned(),
         ];
         let env_expr = hcl::Expression::Array(dib_env.iter().map(|s| lit(s)).collect());
@@ -446,20 +528,58 @@ impl ModuleLoader<'_> {
                 )],
             )));
         }
+        settings
     }
 
     /// The closure of element-deps, dependencies first; every element but
     /// `dir` itself is marked seen and its folder recorded in `dirs`.
+    /// Every element `roots` need, dependencies first. A dependency that is
+    /// no sibling folder is a virtual element: some element of the set must
+    /// provide it (`element-provides`); `vm` without a `block-device-*` gets
+    /// `block-device-mbr`, as `disk-image-create` does on x86.
     fn dib_elements(
         &mut self,
-        dir: &Path,
+        roots: &[PathBuf],
         loc: &SourceLoc,
         dirs: &mut Vec<String>,
     ) -> Vec<PathBuf> {
         let mut elements: Vec<PathBuf> = Vec::new();
-        self.dib_closure(dir, loc, &mut elements, &mut Vec::new());
+        let mut wanted: Vec<(String, PathBuf)> = Vec::new();
+        for root in roots {
+            self.dib_closure(root, &mut elements, &mut Vec::new(), &mut wanted);
+        }
+        let names = element_names(&elements);
+        let has_block_device = names.iter().any(|n| n.starts_with("block-device-"));
+        if names.iter().any(|n| n == "vm") && !has_block_device {
+            if let Some(parent) = elements
+                .iter()
+                .find(|e| element_name(e) == "vm")
+                .and_then(|e| e.parent())
+            {
+                let mbr = parent.join("block-device-mbr");
+                if mbr.is_dir() {
+                    self.dib_closure(&mbr, &mut elements, &mut Vec::new(), &mut wanted);
+                }
+            }
+        }
+        let provided: BTreeSet<String> = elements
+            .iter()
+            .flat_map(|e| read_list(&e.join("element-provides")))
+            .collect();
+        for (virtual_name, needed_by) in wanted {
+            if !provided.contains(&virtual_name) {
+                self.error(
+                    loc,
+                    format!(
+                        "element {} depends on `{virtual_name}`, which no element of the set provides",
+                        element_name(&needed_by)
+                    ),
+                    "element-deps names element folders next to this one, or a name another element lists in its element-provides",
+                );
+            }
+        }
         for e in &elements {
-            if e != dir {
+            if !roots.contains(e) {
                 self.seen.insert(e.clone());
                 let r = rel(self.def_dir, e);
                 if !dirs.contains(&r) {
@@ -492,32 +612,19 @@ impl ModuleLoader<'_> {
     fn dib_closure(
         &mut self,
         dir: &Path,
-        loc: &SourceLoc,
         out: &mut Vec<PathBuf>,
         stack: &mut Vec<PathBuf>,
+        wanted: &mut Vec<(String, PathBuf)>,
     ) {
         if out.contains(&dir.to_path_buf()) || stack.contains(&dir.to_path_buf()) {
             return;
         }
         stack.push(dir.to_path_buf());
-        if let Ok(text) = std::fs::read_to_string(dir.join("element-deps")) {
-            let parent = dir.parent().map(Path::to_path_buf).unwrap_or_default();
-            for dep in text
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty() && !l.starts_with('#'))
-            {
-                match std::fs::canonicalize(parent.join(dep)) {
-                    Ok(d) => self.dib_closure(&d, loc, out, stack),
-                    Err(_) => self.error(
-                        loc,
-                        format!(
-                            "element {} depends on `{dep}`, which is not a sibling folder",
-                            dir.file_name().unwrap_or_default().to_string_lossy()
-                        ),
-                        "element-deps names element folders next to this one",
-                    ),
-                }
+        let parent = dir.parent().map(Path::to_path_buf).unwrap_or_default();
+        for dep in read_list(&dir.join("element-deps")) {
+            match std::fs::canonicalize(parent.join(&dep)) {
+                Ok(d) if d.is_dir() => self.dib_closure(&d, out, stack, wanted),
+                _ => wanted.push((dep, dir.to_path_buf())),
             }
         }
         stack.pop();
@@ -600,4 +707,92 @@ fn sorted_files(dir: &Path) -> Vec<PathBuf> {
         .unwrap_or_default();
     files.sort();
     files
+}
+
+/// The diskimage-builder elements that describe the disk (its partitions
+/// and bootloader): imgform makes that disk itself, so their scripts do not
+/// run; [`disk_settings`] turns them into the builder's settings.
+const DISK_ELEMENTS: &[&str] = &[
+    "vm",
+    "block-device-mbr",
+    "block-device-gpt",
+    "block-device-efi",
+    "bootloader",
+];
+
+/// The source settings DIB's disk elements stand for: `vm` makes a
+/// partitioned bootable disk — MBR by default, GPT with `block-device-gpt`,
+/// GPT with an EFI system partition with `block-device-efi` — with GRUB
+/// (`bootloader`) and its default kernel command line, menu timeout 5 s.
+fn disk_settings(names: &[String], loc: &SourceLoc) -> Vec<RawAttr> {
+    let has = |n: &str| names.iter().any(|x| x == n);
+    if !has("vm") {
+        return Vec::new();
+    }
+    let table = if has("block-device-gpt") || has("block-device-efi") {
+        "gpt"
+    } else {
+        "mbr"
+    };
+    let mut attrs = vec![
+        dib_attr(loc, "partition_table", lit(table)),
+        dib_attr(
+            loc,
+            "bootloader",
+            lit(if has("bootloader") { "grub" } else { "none" }),
+        ),
+        dib_attr(
+            loc,
+            "kernel_args",
+            hcl::Expression::Array(
+                ["nofb", "nomodeset", "gfxpayload=text", "no_timer_check"]
+                    .iter()
+                    .map(|a| lit(a))
+                    .collect(),
+            ),
+        ),
+        dib_attr(loc, "grub_timeout", hcl::Expression::Number(5.into())),
+    ];
+    if has("block-device-efi") {
+        attrs.push(dib_attr(loc, "efi", hcl::Expression::Bool(true)));
+    }
+    attrs
+}
+
+fn element_name(dir: &Path) -> String {
+    dir.file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn element_names(elements: &[PathBuf]) -> Vec<String> {
+    elements.iter().map(|e| element_name(e)).collect()
+}
+
+/// The non-comment lines of a list file (`element-deps`, `element-provides`).
+fn read_list(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .map(|text| {
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The sub-folders of `dir`, by name.
+fn sorted_dirs(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| e.path().is_dir())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
 }

@@ -50,6 +50,7 @@ pub async fn nocloud_seed(
 pub fn login_user_data(user: &str, public_key: &str) -> String {
     format!(
         "#cloud-config\n\
+         manage_etc_hosts: localhost\n\
          users:\n\
          \x20 - default\n\
          \x20 - name: {user}\n\

@@ -3,51 +3,27 @@
 # everything is already there.
 set -euo pipefail
 
+# What the main job needs (build tools, QEMU, debootstrap) comes first.
+"$(dirname "$0")/install-deps.sh"
+
 need_apt=()
-command -v mke2fs >/dev/null 2>&1 || need_apt+=(e2fsprogs)
-command -v debugfs >/dev/null 2>&1 || need_apt+=(e2fsprogs)
-command -v qemu-img >/dev/null 2>&1 || need_apt+=(qemu-utils)
 [ -x /bin/busybox ] || need_apt+=(busybox-static)
-command -v zstd >/dev/null 2>&1 || need_apt+=(zstd)
-command -v debootstrap >/dev/null 2>&1 || need_apt+=(debootstrap)
-command -v xz >/dev/null 2>&1 || need_apt+=(xz-utils)
 # A real OpenSSH sshd on a spare port stands in for build instances (the
 # tests start it with their own config; no system service is used).
 [ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
 command -v ssh-keygen >/dev/null 2>&1 || need_apt+=(openssh-client)
 # sudo: the SSH tests run a provisioner through Packer's sudo execute_command.
 command -v sudo >/dev/null 2>&1 || need_apt+=(sudo)
-# Bootable images: partition tables (sfdisk), the EFI system partition
-# (mkfs.vfat, mtools), NoCloud seeds and ISOs (xorriso), UEFI firmware (ovmf)
-# for the boot check and the qemu builder.
-command -v sfdisk >/dev/null 2>&1 || need_apt+=(fdisk)
-command -v mkfs.vfat >/dev/null 2>&1 || need_apt+=(dosfstools)
-command -v mcopy >/dev/null 2>&1 || need_apt+=(mtools)
-command -v xorriso >/dev/null 2>&1 || need_apt+=(xorriso)
-[ -f /usr/share/OVMF/OVMF_CODE.fd ] || [ -f /usr/share/OVMF/OVMF_CODE_4M.fd ] || need_apt+=(ovmf)
 
-# QEMU boots images (the boot check, the qemu builder). Debian's
-# qemu-system-x86 comes with its own qemu-utils: when a newer (backported)
-# qemu-utils is installed, both are installed at Debian's version together.
-need_qemu=
-command -v qemu-system-x86_64 >/dev/null 2>&1 || need_qemu=1
-
-if [ ${#need_apt[@]} -gt 0 ] || [ -n "$need_qemu" ]; then
+if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
-    echo "install-test-deps: need root to install: ${need_apt[*]}${need_qemu:+ qemu-system-x86}" >&2
+    echo "install-test-deps: need root to install: ${need_apt[*]}" >&2
     exit 1
   fi
-  echo "install-test-deps: installing ${need_apt[*]}${need_qemu:+ qemu-system-x86}" >&2
+  echo "install-test-deps: installing ${need_apt[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq >/dev/null
-  if [ ${#need_apt[@]} -gt 0 ]; then
-    apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
-  fi
-  if [ -n "$need_qemu" ]; then
-    qemu_version=$(apt-cache policy qemu-system-x86 | sed -n 's/ *Candidate: //p')
-    apt-get install -y -qq --no-install-recommends --allow-downgrades \
-      qemu-system-x86 "qemu-utils=$qemu_version" >/dev/null
-  fi
+  apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 
 # Python's jsonschema (>= 4.18, with `referencing`) for tests/validate_json.py,

@@ -1,6 +1,7 @@
 //! Test helpers: a definition dir in a temp folder and the real binary.
 #![allow(dead_code)]
 
+pub mod debian;
 pub mod moto;
 pub mod openstack;
 pub mod sshd;

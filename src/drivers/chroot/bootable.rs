@@ -73,80 +73,114 @@ pub(super) const SETTINGS: &[&str] = &[
     "cpus",
 ];
 
+/// A bootable-disk setting with a value that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct SettingError {
+    /// The attribute at fault (where the diagnostic points).
+    pub attr: &'static str,
+    pub message: String,
+}
+
+fn bad(attr: &'static str, message: impl Into<String>) -> SettingError {
+    SettingError {
+        attr,
+        message: message.into(),
+    }
+}
+
+/// A whole number (or a string of one) that fits a `u32`.
+fn whole(spec: &ImageSpec, name: &'static str, default: u32) -> Result<u32, SettingError> {
+    match spec.attr(name) {
+        None | Some(Value::Null) => Ok(default),
+        Some(v) => v
+            .as_u64()
+            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(|| bad(name, format!("{name} must be a whole number, not {v}"))),
+    }
+}
+
 impl Bootable {
     /// `None` for a bare filesystem image (no `partition_table`, or `"none"`).
-    pub fn from_spec(spec: &ImageSpec) -> Result<Option<Bootable>, String> {
+    pub fn from_spec(spec: &ImageSpec) -> Result<Option<Bootable>, SettingError> {
         let table = match spec.attr_str("partition_table") {
             None | Some("none") => {
                 if let Some(set) = SETTINGS[1..]
                     .iter()
                     .find(|s| spec.attr(s).is_some_and(|v| !v.is_null()))
                 {
-                    return Err(format!(
-                        "`{set}` needs a bootable disk: set partition_table = \"gpt\" (or \"mbr\")"
+                    return Err(bad(
+                        set,
+                        format!("`{set}` needs a bootable disk: set partition_table = \"gpt\" (or \"mbr\")"),
                     ));
                 }
                 return Ok(None);
             }
-            Some(t) => PartitionTable::parse(t)
-                .ok_or_else(|| format!("partition_table = \"{t}\" is not one of gpt, mbr, none"))?,
+            Some(t) => PartitionTable::parse(t).ok_or_else(|| {
+                bad(
+                    "partition_table",
+                    format!("partition_table = \"{t}\" is not one of gpt, mbr, none"),
+                )
+            })?,
         };
         let efi = spec.attr_bool("efi").unwrap_or(false);
         if efi && table == PartitionTable::Mbr {
-            return Err("efi = true needs partition_table = \"gpt\"".to_owned());
+            return Err(bad("efi", "efi = true needs partition_table = \"gpt\""));
         }
         let grub = match spec.attr_str("bootloader").unwrap_or("grub") {
             "grub" => true,
             "none" => false,
-            other => return Err(format!("bootloader = \"{other}\" is not one of grub, none")),
+            other => {
+                return Err(bad(
+                    "bootloader",
+                    format!("bootloader = \"{other}\" is not one of grub, none"),
+                ))
+            }
         };
         let disk_size = match spec.attr("disk_size") {
             None | Some(Value::Null) => None,
-            Some(Value::Number(n)) => Some(
-                n.as_u64()
-                    .ok_or("disk_size must be a size like \"4G\"")?
+            Some(Value::String(s)) => Some(parse_size(s).ok_or_else(|| {
+                bad(
+                    "disk_size",
+                    format!("disk_size `{s}` is not a size like \"4G\""),
+                )
+            })?),
+            // A bare number is MiB, as Packer's disk_size.
+            Some(v) => Some(
+                v.as_u64()
+                    .ok_or_else(|| {
+                        bad(
+                            "disk_size",
+                            format!("disk_size {v} is not a size like \"4G\""),
+                        )
+                    })?
                     .saturating_mul(1 << 20),
             ),
-            Some(Value::String(s)) => {
-                Some(parse_size(s).ok_or(format!("disk_size `{s}` is not a size like \"4G\""))?)
-            }
-            Some(other) => return Err(format!("disk_size {other} is not a size like \"4G\"")),
-        };
-        let grub_timeout = match spec.attr("grub_timeout") {
-            None | Some(Value::Null) => 1,
-            Some(v) => v
-                .as_u64()
-                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-                .and_then(|n| u32::try_from(n).ok())
-                .ok_or("grub_timeout must be a number of seconds")?,
-        };
-        let number = |name: &str, default: u32| -> Result<u32, String> {
-            match spec.attr(name) {
-                None | Some(Value::Null) => Ok(default),
-                Some(v) => v
-                    .as_u64()
-                    .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-                    .and_then(|n| u32::try_from(n).ok())
-                    .ok_or(format!("{name} must be a number")),
-            }
         };
         let check = if spec.attr_bool("boot_check").unwrap_or(true) {
             let timeout = match spec.attr_str("boot_timeout") {
                 None => Duration::from_secs(600),
-                Some(t) => crate::spec::parse_duration(t)
-                    .ok_or(format!("boot_timeout `{t}` is not a duration like \"10m\""))?,
+                Some(t) => crate::spec::parse_duration(t).ok_or_else(|| {
+                    bad(
+                        "boot_timeout",
+                        format!("boot_timeout `{t}` is not a duration like \"10m\""),
+                    )
+                })?,
             };
             let accel = match spec.attr_str("accelerator") {
                 None => None,
-                Some(a) => Some(Accel::parse(a).ok_or(format!(
-                    "accelerator = \"{a}\" is not one of kvm, tcg, none"
-                ))?),
+                Some(a) => Some(Accel::parse(a).ok_or_else(|| {
+                    bad(
+                        "accelerator",
+                        format!("accelerator = \"{a}\" is not one of kvm, tcg, none"),
+                    )
+                })?),
             };
             Some(BootCheck {
                 timeout,
                 accel,
-                memory_mib: number("memory", 1024)?,
-                cpus: number("cpus", 2)?,
+                memory_mib: whole(spec, "memory", 1024)?,
+                cpus: whole(spec, "cpus", 2)?,
             })
         } else {
             None
@@ -157,7 +191,7 @@ impl Bootable {
             grub,
             kernel_args: spec.attr_strings("kernel_args"),
             disk_size,
-            grub_timeout,
+            grub_timeout: whole(spec, "grub_timeout", 1)?,
             check,
         }))
     }

@@ -240,7 +240,7 @@ async fn build(ctx: &BuildContext<'_>) -> Result<Artifact, BuildError> {
         return Err(BuildError::Cancelled);
     }
     let ids = Ids::new(ctx.content_address);
-    let boot = Bootable::from_spec(spec).map_err(fail)?;
+    let boot = Bootable::from_spec(spec).map_err(|e| fail(e.message))?;
     let boot_files = match &boot {
         Some(b) => Some(bootable::prepare_tree(ctx, &root, b, &ids).await?),
         None => None,
@@ -449,18 +449,11 @@ fn validate(spec: &ImageSpec) -> Vec<Diagnostic> {
         }
     }
     match bootable::Bootable::from_spec(spec) {
-        Err(e) => {
-            let at_attr = bootable::SETTINGS
-                .iter()
-                .find(|s| e.contains(&format!("`{s}`")) || e.starts_with(*s))
-                .copied()
-                .unwrap_or("partition_table");
-            diags.push(
-                Diagnostic::error(e)
-                    .at(at(at_attr))
-                    .hint("see the chroot builder's bootable disk settings in the README"),
-            );
-        }
+        Err(e) => diags.push(
+            Diagnostic::error(e.message)
+                .at(at(e.attr))
+                .hint("see the chroot builder's bootable disk settings in the README"),
+        ),
         Ok(Some(_)) if format_of(spec) == "tar" => diags.push(
             Diagnostic::error("a bootable image is a disk: format = \"tar\" cannot boot")
                 .at(at("format"))

@@ -198,13 +198,9 @@ build {
     run.code(1)
         .stderr_has("the boot check failed, the image is not recorded (the new image was deleted)")
         .stderr_has("timed out after 20s waiting for SSH")
-        .stderr_has("last lines of its console:")
+        // The firmware writes to the screen, not the serial port.
+        .stderr_has("its serial console stayed empty: nothing got far enough")
         .stderr_has("hint: boot it by hand");
-    assert!(
-        run.stderr.contains("No bootable device") || run.stderr.contains("Boot failed"),
-        "the console tail shows the firmware's complaint:\n{}",
-        run.stderr
-    );
     // Nothing recorded, nothing left in output/.
     let json = p.run(&["plan", "--json"]).json();
     assert_eq!(json["summary"]["build"], 1);

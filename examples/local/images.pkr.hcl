@@ -51,8 +51,11 @@ build {
     authorized_keys = [file("keys/ops.pub")]
   }
 
+  # Local VMs get their data from a NoCloud seed or a config drive, or run
+  # without any (None): no waiting for cloud metadata services on boot.
   module "cloud-init" {
-    source = "../../modules/cloud-init"
+    source          = "../../modules/cloud-init"
+    datasource_list = ["NoCloud", "ConfigDrive", "None"]
   }
 
   module "hardening-ssh" {

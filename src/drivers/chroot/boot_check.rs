@@ -132,17 +132,20 @@ pub(super) async fn boot_check(
             Ok(())
         }
         Err(BuildError::Cancelled) => Err(BuildError::Cancelled),
-        Err(e) => Err(BuildError::failed(format!(
-            "{e}\n  last lines of its console:\n{}",
-            tail.iter()
-                .map(|l| format!("    | {l}"))
-                .collect::<Vec<_>>()
-                .join("\n")
-        ))
+        Err(e) => Err(BuildError::failed(format!("{e}\n{}", console_lines(&tail)))
         .with_hint(
             "boot it by hand to look: qemu-system-x86_64 -m 1024 -drive file=IMAGE,if=virtio -serial stdio -display none (or set boot_check = false)",
         )),
     }
+}
+
+/// The console's last lines for a failure message, or why there are none.
+fn console_lines(tail: &[String]) -> String {
+    if tail.is_empty() {
+        return "  its serial console stayed empty: nothing got far enough to write to it (no bootloader, nothing the firmware could boot, or a bootloader without a serial console)".to_owned();
+    }
+    let lines: Vec<String> = tail.iter().map(|l| format!("    | {l}")).collect();
+    format!("  last lines of its console:\n{}", lines.join("\n"))
 }
 
 /// Waits for the image to be up, logs in over SSH (when it has cloud-init),

@@ -555,9 +555,11 @@ async fn write_esp(
             "mmd",
         )
         .await?;
+        // Without -m, mtools dates the file SOURCE_DATE_EPOCH, not the
+        // scratch file's time.
         run(
             tool("mcopy")
-                .args(["-m", "-i", &image])
+                .args(["-i", &image])
                 .arg(&loader)
                 .arg("::/EFI/BOOT/BOOTX64.EFI"),
             "mcopy",

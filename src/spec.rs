@@ -188,7 +188,9 @@ mod opt_duration {
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-        Ok(Option::<f64>::deserialize(d)?.map(Duration::from_secs_f64))
+        Option::<f64>::deserialize(d)?
+            .map(|secs| Duration::try_from_secs_f64(secs).map_err(serde::de::Error::custom))
+            .transpose()
     }
 }
 
@@ -290,7 +292,7 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         return None;
     }
     if let Ok(secs) = text.parse::<f64>() {
-        return (secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+        return Duration::try_from_secs_f64(secs).ok();
     }
     let mut total = 0f64;
     let mut number = String::new();
@@ -327,7 +329,8 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
     if !number.is_empty() {
         return None;
     }
-    Some(Duration::from_secs_f64(total))
+    // Too large for a Duration (or not a number) is no duration.
+    Duration::try_from_secs_f64(total).ok()
 }
 
 #[cfg(test)]
@@ -341,6 +344,11 @@ mod tests {
         assert_eq!(parse_duration("10"), Some(Duration::from_secs(10)));
         assert_eq!(parse_duration("5x"), None);
         assert_eq!(parse_duration("5"), Some(Duration::from_secs(5)));
+        // Out of range is not a duration, never a panic.
+        assert_eq!(parse_duration("99999999999999999999s"), None);
+        assert_eq!(parse_duration("1e20"), None);
+        assert_eq!(parse_duration("-5"), None);
+        assert_eq!(parse_duration("NaN"), None);
     }
 
     #[test]

@@ -33,14 +33,14 @@ echo "demo: booting examples/local/$app (serial console in $console)" >&2
 qemu-system-x86_64 -m 1024 -smp 2 -display none -nodefaults -snapshot \
   -drive "file=examples/local/$app,if=virtio,format=qcow2" \
   -netdev "user,id=net0,hostfwd=tcp:127.0.0.1:$port-:8080,hostfwd=tcp:127.0.0.1:$ssh_port-:22" \
-  -device virtio-net-pci,netdev=net0 -serial "file:$console" &
+  -device virtio-net-pci,netdev=net0 -serial "file:$console" 2>"$console.qemu" &
 qemu=$!
-trap 'kill $qemu 2>/dev/null || true; rm -f "$console"' EXIT
+trap 'kill $qemu 2>/dev/null || true; rm -f "$console" "$console.qemu"' EXIT
 started=$(date +%s)
 until page=$(python3 -c "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:$port/', timeout=3).read().decode(), end='')" 2>/dev/null); do
   if ! kill -0 $qemu 2>/dev/null || [ $(($(date +%s) - started)) -gt 600 ]; then
     echo "demo: the app image did not serve its page; its console said:" >&2
-    tail -20 "$console" >&2
+    tail -20 "$console" "$console.qemu" >&2
     exit 1
   fi
   sleep 2

@@ -181,8 +181,36 @@ impl Manifest {
         if out.is_empty() && self != old {
             out.push(RebuildReason::UnknownChange);
         }
-        out
+        one_reason_per_file(out)
     }
+}
+
+/// A file is read in more than one way (a module's tree records it with its
+/// mode, the provisioner that runs it by content alone): one change is one
+/// reason. The record that carries the mode (`+x`) says more and is kept.
+fn one_reason_per_file(reasons: Vec<RebuildReason>) -> Vec<RebuildReason> {
+    let says_mode = |r: &RebuildReason| match r {
+        RebuildReason::FileChanged { old, new, .. } => [old, new]
+            .iter()
+            .any(|d| d.as_deref().is_some_and(|d| d.ends_with("+x"))),
+        _ => false,
+    };
+    let mut out: Vec<RebuildReason> = Vec::with_capacity(reasons.len());
+    for reason in reasons {
+        let RebuildReason::FileChanged { path, .. } = &reason else {
+            out.push(reason);
+            continue;
+        };
+        let seen = out
+            .iter()
+            .position(|r| matches!(r, RebuildReason::FileChanged { path: p, .. } if p == path));
+        match seen {
+            Some(i) if says_mode(&reason) && !says_mode(&out[i]) => out[i] = reason,
+            Some(_) => {}
+            None => out.push(reason),
+        }
+    }
+    out
 }
 
 impl Inputs {
@@ -421,5 +449,23 @@ mod tests {
         new.files.insert("dir/".into(), "tree:abc".into());
         // ...so the difference has its own reason.
         assert_eq!(new.compare(&old), vec![RebuildReason::UnknownChange]);
+    }
+
+    #[test]
+    fn a_file_read_twice_is_one_reason_with_its_mode() {
+        let mut doc = base();
+        doc["modules"] = json!({"m": {"m/s.sh": "sha256:1+x"}});
+        doc["provisioners"][0]["files"] = json!({"m/s.sh": "sha256:1"});
+        let old = manifest(doc.clone());
+        doc["modules"]["m"]["m/s.sh"] = json!("sha256:2+x");
+        doc["provisioners"][0]["files"]["m/s.sh"] = json!("sha256:2");
+        assert_eq!(
+            manifest(doc).compare(&old),
+            vec![RebuildReason::FileChanged {
+                path: "m/s.sh".into(),
+                old: Some("sha256:1+x".into()),
+                new: Some("sha256:2+x".into()),
+            }]
+        );
     }
 }

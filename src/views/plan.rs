@@ -23,13 +23,53 @@ fn verb(action: Action) -> &'static str {
     }
 }
 
-fn short(value: &serde_json::Value) -> String {
-    let s = value.to_string();
-    if s.chars().count() > 60 {
-        format!("{}…", s.chars().take(59).collect::<String>())
+/// Longest a value is shown in a reason line.
+const SHORT: usize = 60;
+
+/// Both sides of a change, each cut to [`SHORT`] characters around the first
+/// character where they differ, so the change is what stays in view: two
+/// long lists that share a prefix are not shown as the same `…`.
+fn short_pair(old: &serde_json::Value, new: &serde_json::Value) -> (String, String) {
+    let (a, b) = (old.to_string(), new.to_string());
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let first_diff = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    // Keep a little context before the difference.
+    let start = first_diff.saturating_sub(SHORT / 4);
+    (cut(&a, start), cut(&b, start))
+}
+
+/// `chars[start..]` in at most [`SHORT`] characters, `…` marking each cut.
+fn cut(chars: &[char], start: usize) -> String {
+    let start = if chars.len() <= SHORT {
+        0
     } else {
-        s
+        start.min(chars.len().saturating_sub(SHORT - 1))
+    };
+    let mut out = String::new();
+    let mut room = SHORT;
+    if start > 0 {
+        out.push('…');
+        room -= 1;
     }
+    let rest = &chars[start..];
+    if rest.len() > room {
+        out.extend(&rest[..room - 1]);
+        out.push('…');
+    } else {
+        out.extend(rest);
+    }
+    out
+}
+
+/// One value, cut to [`SHORT`] characters.
+fn short(value: &serde_json::Value) -> String {
+    let chars: Vec<char> = value.to_string().chars().collect();
+    cut(&chars, 0)
+}
+
+/// Whether two file digests differ only in the executable mark.
+fn only_mode(old: &str, new: &str) -> bool {
+    old != new && old.trim_end_matches("+x") == new.trim_end_matches("+x")
 }
 
 /// One line per reason.
@@ -37,7 +77,10 @@ pub fn reason_text(reason: &RebuildReason) -> String {
     match reason {
         RebuildReason::NotInState => "not built yet".to_owned(),
         RebuildReason::InputChanged { path, old, new } => match (old, new) {
-            (Some(o), Some(n)) => format!("{path} changed: {} → {}", short(o), short(n)),
+            (Some(o), Some(n)) => {
+                let (o, n) = short_pair(o, n);
+                format!("{path} changed: {o} → {n}")
+            }
             (None, Some(n)) => format!("{path} added: {}", short(n)),
             (Some(o), None) => format!("{path} removed (was {})", short(o)),
             (None, None) => format!("{path} changed"),
@@ -45,6 +88,14 @@ pub fn reason_text(reason: &RebuildReason) -> String {
         RebuildReason::FileChanged { path, old, new } => match (old, new) {
             (None, Some(_)) => format!("file {path} added"),
             (Some(_), None) => format!("file {path} removed"),
+            (Some(o), Some(n)) if only_mode(o, n) => {
+                let now = if n.ends_with("+x") {
+                    "executable"
+                } else {
+                    "not executable"
+                };
+                format!("file {path} mode changed (now {now})")
+            }
             _ => format!("file {path} changed"),
         },
         RebuildReason::VariableChanged { name } => format!("variable {name} changed"),
@@ -148,4 +199,81 @@ pub fn render(plan: &Plan, style: Style) -> String {
     out.push_str(&style.bold(&summary_line(plan)));
     out.push('\n');
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn changed(old: serde_json::Value, new: serde_json::Value) -> String {
+        reason_text(&RebuildReason::InputChanged {
+            path: "provisioners[1].config.inline".into(),
+            old: Some(old),
+            new: Some(new),
+        })
+    }
+
+    #[test]
+    fn a_long_change_is_cut_around_its_first_difference() {
+        let old = json!([
+            "mkdir -p /opt/app",
+            "printf 'hello' > /opt/app/index.html",
+            "chmod 0644 /opt/app/index.html",
+            "echo one"
+        ]);
+        let new = json!([
+            "mkdir -p /opt/app",
+            "printf 'hello' > /opt/app/index.html",
+            "chmod 0644 /opt/app/index.html",
+            "echo two"
+        ]);
+        let text = changed(old, new);
+        assert_eq!(
+            text,
+            "provisioners[1].config.inline changed: …pp/index.html\",\"chmod 0644 /opt/app/index.html\",\"echo one\"] → …pp/index.html\",\"chmod 0644 /opt/app/index.html\",\"echo two\"]"
+        );
+    }
+
+    #[test]
+    fn a_long_value_differing_early_is_cut_at_the_end() {
+        let old = json!(format!("a{}", "x".repeat(100)));
+        let new = json!(format!("b{}", "x".repeat(100)));
+        let text = changed(old, new);
+        let (o, n) = text.split_once(" → ").unwrap();
+        assert!(o.ends_with('…') && n.ends_with('…'), "{text}");
+        assert!(o.contains("\"axxx") && n.starts_with("\"bxxx"), "{text}");
+        assert_eq!(n.chars().count(), SHORT);
+    }
+
+    #[test]
+    fn short_values_are_shown_whole() {
+        assert_eq!(
+            changed(json!("t3.micro"), json!("t3.small")),
+            "provisioners[1].config.inline changed: \"t3.micro\" → \"t3.small\""
+        );
+    }
+
+    #[test]
+    fn a_mode_only_change_says_so() {
+        let reason = |old: &str, new: &str| {
+            reason_text(&RebuildReason::FileChanged {
+                path: "scripts/a.sh".into(),
+                old: Some(old.into()),
+                new: Some(new.into()),
+            })
+        };
+        assert_eq!(
+            reason("sha256:ab", "sha256:ab+x"),
+            "file scripts/a.sh mode changed (now executable)"
+        );
+        assert_eq!(
+            reason("sha256:ab+x", "sha256:ab"),
+            "file scripts/a.sh mode changed (now not executable)"
+        );
+        assert_eq!(
+            reason("sha256:ab+x", "sha256:cd+x"),
+            "file scripts/a.sh changed"
+        );
+    }
 }

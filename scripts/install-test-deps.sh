@@ -78,3 +78,15 @@ if ! "$dib_venv/bin/python" -c 'import diskimage_builder' >/dev/null 2>&1; then
   python3 -m venv "$dib_venv" >/dev/null
   "$dib_venv/bin/pip" install --quiet --disable-pip-version-check diskimage-builder
 fi
+
+# The reference validators of the SBOM formats imgform writes, for
+# tests/sbom.rs: CycloneDX's own Python library (its JSON schema validator)
+# and the SPDX project's tools (parser and validator), from PyPI, in a cached
+# virtualenv.
+sbom_venv=/var/cache/imgform/sbom-venv
+if ! "$sbom_venv/bin/python" -c 'import cyclonedx.validation.json, spdx_tools' >/dev/null 2>&1; then
+  echo "install-test-deps: installing cyclonedx-python-lib and spdx-tools (pip, in $sbom_venv)" >&2
+  mkdir -p "$(dirname "$sbom_venv")"
+  python3 -m venv "$sbom_venv" >/dev/null
+  "$sbom_venv/bin/pip" install --quiet --disable-pip-version-check 'cyclonedx-python-lib[json-validation]>=7' 'spdx-tools>=0.8'
+fi

@@ -560,6 +560,8 @@ impl Builder for ChrootBuilder {
             for path in [
                 id.clone(),
                 PathBuf::from(format!("{}.rootfs.tar", id.display())),
+                // The SBOM `apply` wrote beside it.
+                PathBuf::from(format!("{}.cdx.json", id.display())),
             ] {
                 match std::fs::remove_file(&path) {
                     Ok(()) => {}

@@ -14,6 +14,10 @@ need_apt=()
 command -v ssh-keygen >/dev/null 2>&1 || need_apt+=(openssh-client)
 # sudo: the SSH tests run a provisioner through Packer's sudo execute_command.
 command -v sudo >/dev/null 2>&1 || need_apt+=(sudo)
+# Chromium: tests/drift_page.rs renders `drift --html` headless and checks
+# the screenshot. dpkg-deb (dpkg) builds the packages of tests/sbom.rs.
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
+command -v dpkg-deb >/dev/null 2>&1 || need_apt+=(dpkg)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then

@@ -143,7 +143,9 @@ fn the_main_job_builds_images_that_boot_by_themselves() {
 /// result of the apply, the state list, and the plan after a variable
 /// changes (up to hashes, times and ports; `…` in the README elides lines).
 fn the_readme_tour_is_this_run(p: &Project, apply: &util::Run) {
-    let progress = regex::Regex::new(r"^golden\.chroot\.\w+: ").unwrap();
+    // Progress and the apply's summary go to stderr, the plan and the
+    // state list to stdout.
+    let progress = regex::Regex::new(r"^(golden\.chroot\.\w+: |Apply complete!)").unwrap();
     let from_the_script = ["install:", "demo:", "localhost login:"];
     let tour = tour::readme_session("scripts/demo.sh");
     let (shown_progress, shown_rest): (Vec<String>, Vec<String>) =
@@ -152,12 +154,12 @@ fn the_readme_tour_is_this_run(p: &Project, apply: &util::Run) {
         .into_iter()
         .filter(|l| !from_the_script.iter().any(|s| l.starts_with(s)))
         .collect();
-    let end_of_apply = shown_rest
+    let end_of_plan = shown_rest
         .iter()
-        .position(|l| l.starts_with("Apply complete!"))
-        .expect("the tour shows the apply's result");
-    let (shown_apply, shown_state) = shown_rest.split_at(end_of_apply + 1);
-    tour::assert_shown("tour (the plan and the result)", shown_apply, &apply.stdout);
+        .position(|l| l.starts_with("Plan: "))
+        .expect("the tour shows the plan");
+    let (shown_plan, shown_state) = shown_rest.split_at(end_of_plan + 1);
+    tour::assert_shown("tour (the plan)", shown_plan, &apply.stdout);
     tour::assert_shown("tour (progress)", &shown_progress, &apply.stderr);
     let list = p.run(&["state", "list", "-C", "examples/local"]);
     tour::assert_shown("tour (state list)", shown_state, &list.stdout);

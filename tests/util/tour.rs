@@ -38,6 +38,10 @@ pub fn normalize(text: &str) -> String {
         (r"SOURCE_DATE_EPOCH=\d+", "SOURCE_DATE_EPOCH=<epoch>"),
         (r"vmlinuz-\S+", "vmlinuz-<version>"),
         (r"under (tcg|kvm)", "under <accelerator>"),
+        (
+            r"package list read: \d+ packages",
+            "package list read: <n> packages",
+        ),
         (r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", "<time>"),
     ];
     let mut out = text.to_owned();

@@ -83,8 +83,12 @@ fn every_file_is_clean(p: &Project) {
     let mut seen = 0;
     for entry in walkdir::WalkDir::new(p.path()) {
         let entry = entry.unwrap();
-        // The definitions hold the secret's default: they are the input.
-        if entry.file_type().is_file() && entry.path() != p.path().join("images.pkr.hcl") {
+        // The definitions hold the secret's default: they are the input;
+        // the key file holds no secret.
+        if entry.file_type().is_file()
+            && entry.path() != p.path().join("images.pkr.hcl")
+            && entry.path() != p.path().join(".imgform/sensitive.key")
+        {
             let bytes = std::fs::read(entry.path()).unwrap();
             clean(
                 &entry.path().display().to_string(),
@@ -149,4 +153,48 @@ fn derived_secrets_never_leave_the_process() {
     state.success();
     clean("state show", &state.stdout);
     every_file_is_clean(&p);
+}
+
+/// The digest of a secret is keyed, and the key is never with the state:
+/// IMGFORM_SENSITIVE_KEY, else a key file made beside the definitions.
+#[test]
+fn secret_digests_are_keyed_outside_the_state() {
+    let address = |p: &Project, env: &[(&str, &str)]| -> String {
+        let run = p.run_env(&["plan", "--json"], env);
+        run.success();
+        run.json()["changes"][0]["content"]["new"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let a = Project::new();
+    a.file("images.pkr.hcl", IMAGES);
+    let b = Project::new();
+    b.file("images.pkr.hcl", IMAGES);
+    let ci = [("IMGFORM_SENSITIVE_KEY", "the CI's key")];
+    // The same key: the same addresses in two checkouts.
+    assert_eq!(address(&a, &ci), address(&b, &ci));
+    assert!(!a.path().join(".imgform/sensitive.key").exists());
+    // Another key: another address (a guess cannot be checked without it).
+    let other = address(&a, &[("IMGFORM_SENSITIVE_KEY", "another key")]);
+    assert_ne!(other, address(&a, &ci));
+    // No key given: each checkout makes its own, readable by its owner only,
+    // and keeps using it.
+    let first = address(&a, &[]);
+    let key_file = a.path().join(".imgform/sensitive.key");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&key_file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    assert_eq!(address(&a, &[]), first);
+    assert_ne!(address(&b, &[]), first);
+    // Applying stores nothing of the key in the state.
+    a.run(&["apply", "--auto-approve"]).success();
+    let key = std::fs::read_to_string(&key_file).unwrap();
+    for entry in walkdir::WalkDir::new(a.path().join("state")) {
+        let entry = entry.unwrap();
+        if entry.file_type().is_file() {
+            let text = String::from_utf8_lossy(&std::fs::read(entry.path()).unwrap()).into_owned();
+            assert!(!text.contains(key.trim()), "{}", entry.path().display());
+        }
+    }
 }

@@ -16,6 +16,12 @@ pub enum PipelineError {
     Definitions(#[source] Diagnostics),
     #[error("definition dir {} does not exist", dir.display())]
     NoDefinitionDir { dir: PathBuf },
+    #[error("cannot read or create the key of sensitive values' digests, {}: {source}", path.display())]
+    SensitiveKey {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{context}")]
     State {
         context: String,
@@ -100,6 +106,9 @@ impl PipelineError {
                 "set `bucket = \"NAME\"` in the backend \"s3\" block, or pass --backend-config bucket=NAME".to_owned(),
             ),
             PipelineError::NoS3Support => Some("build with the default features".to_owned()),
+            PipelineError::SensitiveKey { .. } => Some(
+                "set IMGFORM_SENSITIVE_KEY (e.g. from your CI's secrets), or make .imgform/ writable".to_owned(),
+            ),
             PipelineError::UnknownImage { .. } => {
                 Some("`imgform validate` lists the defined images".to_owned())
             }

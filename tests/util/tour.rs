@@ -25,7 +25,8 @@ pub fn readme_session(command: &str) -> Vec<String> {
 }
 
 /// `text` with what differs between machines and runs replaced by
-/// placeholders, trailing spaces and blank lines at the ends dropped.
+/// placeholders, heartbeat lines, trailing spaces and blank lines at the ends
+/// dropped.
 pub fn normalize(text: &str) -> String {
     let rules = [
         (r"sha256:[0-9a-f]{12}", "sha256:<hash>"),
@@ -51,7 +52,13 @@ pub fn normalize(text: &str) -> String {
             .replace_all(&out, with)
             .into_owned();
     }
-    let lines: Vec<&str> = out.lines().map(str::trim_end).collect();
+    // Heartbeats come when a step is slow, which is up to the machine.
+    let heartbeat = Regex::new(r"^\S+: still .* \(\d+(s|m\d\ds|h\d\dm)\)$").unwrap();
+    let lines: Vec<&str> = out
+        .lines()
+        .map(str::trim_end)
+        .filter(|l| !heartbeat.is_match(l))
+        .collect();
     lines.join("\n").trim_matches('\n').to_owned()
 }
 

@@ -489,9 +489,17 @@ impl<'a> Run<'a> {
                 self.outcome.interrupted = true;
                 break;
             }
-            let Some(artifact) = &change.current_artifact else {
+            // What the state records, never what the plan says: a plan file
+            // cannot name an artifact to delete.
+            let Some(artifact) = self
+                .states
+                .get(&change.target)
+                .and_then(|s| s.images.get(&change.address))
+                .map(|r| r.artifact.clone())
+            else {
                 continue;
             };
+            let artifact = &artifact;
             match self.destroy_one(change, artifact).await? {
                 Ok(()) => {
                     self.send(Event::Destroyed {
@@ -516,7 +524,12 @@ impl<'a> Run<'a> {
         change: &Change,
         artifact: &Artifact,
     ) -> Result<Result<(), String>, ApplyError> {
-        let builder = match builder(&change.builder) {
+        let recorded_builder = self
+            .states
+            .get(&change.target)
+            .and_then(|s| s.images.get(&change.address))
+            .map_or(change.builder.as_str(), |r| r.builder.as_str());
+        let builder = match builder(recorded_builder) {
             Ok(b) => b,
             Err(e) => return Ok(Err(format!("{e}: cannot destroy {}", artifact.id))),
         };

@@ -136,6 +136,7 @@ fn from_saved_plan<'a>(
         let options = LoadOptions::from_env(opts.vars.vars.clone(), opts.vars.var_files.clone());
         saved::take_secrets_from_definitions(dir, &options, &mut jobs)?;
     }
+    saved::verify_jobs(&jobs, &states)?;
     Ok(Work {
         plan: file.plan,
         jobs,

@@ -74,6 +74,14 @@ pub enum PipelineError {
         now: ContentAddress,
         planned: ContentAddress,
     },
+    /// A saved plan whose recorded definition of an image does not give the
+    /// content address the plan says it builds.
+    #[error("the plan file was modified, or the files it was made from changed since: {address} in the plan is {}, but its recorded definition gives {}", planned.short(), now.short())]
+    PlanModified {
+        address: ImageAddr,
+        now: ContentAddress,
+        planned: ContentAddress,
+    },
     #[error("inspecting {id}")]
     Inspect {
         id: String,
@@ -117,6 +125,10 @@ impl PipelineError {
             }
             PipelineError::StalePlan { .. } => Some("the state changed since the plan was made (another apply, or this plan was already applied); make a new plan: imgform plan --out FILE".to_owned()),
             PipelineError::NoLongerDefined { .. } => Some("make a new plan".to_owned()),
+            PipelineError::PlanModified { .. } => Some(
+                "apply only plan files imgform wrote, in the checkout they were made in; make a new plan: imgform plan --out FILE"
+                    .to_owned(),
+            ),
             PipelineError::DefinitionsChanged { .. } => Some(
                 "a saved plan is applied exactly; make a new plan: imgform plan --out FILE"
                     .to_owned(),

@@ -1,7 +1,7 @@
 //! The `imgform` binary: parse the command line, run the command, decide the
-//! exit code (0 ok, 1 error, 2 changes with --detailed-exitcode) and render
-//! errors: diagnostics with their places, anything else as `error:` with its
-//! hint.
+//! exit code (0 ok, 1 error — a usage error too —, 2 changes with
+//! --detailed-exitcode) and render errors: diagnostics with their places,
+//! anything else as `error:` with its hint.
 
 use std::process::ExitCode;
 
@@ -12,7 +12,19 @@ use imgform::diag::Diagnostics;
 use imgform::views::{self, Style};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // A usage error exits 1 like any other error: 2 means "changes" to
+    // scripts using --detailed-exitcode (clap's own code would collide).
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS // --help, --version
+            };
+        }
+    };
     let output = Output::detect(cli.no_color);
     let style = Style {
         color: output.color_stderr,

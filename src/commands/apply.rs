@@ -55,8 +55,9 @@ pub async fn run(chdir: Option<&Path>, args: ApplyArgs, output: Output) -> Resul
         plan,
         jobs,
         lock,
-        states,
+        mut states,
     } = work;
+    apply::compact_leftovers(&*backend, &mut states)?;
 
     if !args.json {
         let style = Style {

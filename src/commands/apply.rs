@@ -119,7 +119,9 @@ fn from_saved_plan<'a>(
         job.spec.def_dir = def_dir.to_path_buf();
     }
     if file.needs_secrets {
-        let options = LoadOptions::from_env(opts.vars.vars.clone(), opts.vars.var_files.clone());
+        let mut options =
+            LoadOptions::from_env(opts.vars.vars.clone(), opts.vars.var_files.clone());
+        options.file_cache = !opts.no_cache;
         saved::take_secrets_from_definitions(dir, &options, &mut jobs)?;
     }
     Ok(Work {
@@ -138,7 +140,8 @@ async fn from_definitions<'a>(
     output: Output,
 ) -> Result<Work<'a>> {
     let opts = &args.options;
-    let options = LoadOptions::from_env(opts.vars.vars.clone(), opts.vars.var_files.clone());
+    let mut options = LoadOptions::from_env(opts.vars.vars.clone(), opts.vars.var_files.clone());
+    options.file_cache = !opts.no_cache;
     let resolve = super::plan::resolve_for(dir, opts.refresh, &opts.backend.backend_config)?;
     let prepared = pipeline::prepare(dir, &options, &resolve)?;
     super::print_warnings(&prepared.warnings, output);

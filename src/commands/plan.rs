@@ -14,7 +14,8 @@ use crate::views::{self, Style};
 pub async fn run(chdir: Option<&Path>, args: PlanArgs, output: Output) -> Result<Status> {
     let dir = super::definition_dir(chdir, &args.dir)?;
     let opts = &args.options;
-    let options = LoadOptions::from_env(opts.vars.vars.clone(), opts.vars.var_files.clone());
+    let mut options = LoadOptions::from_env(opts.vars.vars.clone(), opts.vars.var_files.clone());
+    options.file_cache = !opts.no_cache;
     let flags = &opts.backend.backend_config;
     let resolve = resolve_for(&dir, opts.refresh, flags)?;
     let prepared = pipeline::prepare(&dir, &options, &resolve)?;

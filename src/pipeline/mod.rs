@@ -33,7 +33,7 @@ use crate::addr::{ContentAddress, ImageAddr};
 use crate::config::{self, ImageDef, LoadOptions, Project};
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::drivers;
-use crate::fingerprint::{self, FileHasher, Fingerprint};
+use crate::fingerprint::{self, FileHasher, Fingerprint, HashCache};
 use crate::graph::ImageGraph;
 use crate::provision;
 use crate::spec::{ImageRef, ImageSpec};
@@ -89,7 +89,11 @@ pub fn prepare(
     let order = graph.topo_order();
     let stage = Stage {
         project: &project,
-        hasher: FileHasher::new(),
+        hasher: if options.file_cache {
+            FileHasher::with_cache(HashCache::open(&project.def_dir))
+        } else {
+            FileHasher::new()
+        },
         resolve,
         cache: ResolveCache::default(),
     };
@@ -134,6 +138,7 @@ pub fn prepare(
     if all.iter().any(Diagnostic::is_error) {
         return Err(Diagnostics(all).into());
     }
+    stage.hasher.save_cache();
     Ok(Prepared {
         project,
         graph,

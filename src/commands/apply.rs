@@ -149,6 +149,7 @@ async fn from_definitions<'a>(
     let states = refresh::load_states(backend, &prepared)?;
     let request = super::plan::request(opts);
     let plan = pipeline::plan::make_plan(&prepared, backend, &states, &request).await?;
+    prepared.save_file_cache();
     let jobs = saved::build_jobs(&prepared, &plan);
     Ok(Work {
         plan,

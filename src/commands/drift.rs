@@ -26,6 +26,7 @@ pub async fn run(chdir: Option<&Path>, args: DriftArgs, output: Output) -> Resul
     )?;
     let states = refresh::load_states(&*backend, &prepared)?;
     let report = pipeline::drift::report(&prepared, &*backend, &states).await?;
+    prepared.save_file_cache();
     if args.json {
         print!(
             "{}",

@@ -25,6 +25,7 @@ pub async fn run(chdir: Option<&Path>, args: PlanArgs, output: Output) -> Result
     let _lock = super::lock(&*backend, "plan", &opts.lock.lock_timeout)?;
     let states = refresh::load_states(&*backend, &prepared)?;
     let plan = pipeline::plan::make_plan(&prepared, &*backend, &states, &request(opts)).await?;
+    prepared.save_file_cache();
     if let Some(out) = &args.out {
         let saved = backend::saved_backend(project.backend.as_ref(), flags)?;
         let file = pipeline::saved::plan_file(&prepared, &plan, saved);

@@ -56,12 +56,21 @@ pub struct Prepared {
     pub images: BTreeMap<ImageAddr, PreparedImage>,
     /// Warnings and notes, for the command to show.
     pub warnings: Vec<Diagnostic>,
+    /// What the files hashed to, for the persistent cache.
+    hasher: FileHasher,
 }
 
 impl Prepared {
     /// The image `addr`, if defined.
     pub fn image(&self, addr: &ImageAddr) -> Option<&PreparedImage> {
         self.images.get(addr)
+    }
+
+    /// Writes the file-hash cache (`.imgform/cache/`), if it is on and
+    /// changed. Commands call it once their run is known good, so a run
+    /// that fails on bad input writes nothing.
+    pub fn save_file_cache(&self) {
+        self.hasher.save_cache();
     }
 }
 
@@ -138,13 +147,14 @@ pub fn prepare(
     if all.iter().any(Diagnostic::is_error) {
         return Err(Diagnostics(all).into());
     }
-    stage.hasher.save_cache();
+    let hasher = stage.hasher;
     Ok(Prepared {
         project,
         graph,
         order,
         images,
         warnings: all,
+        hasher,
     })
 }
 

@@ -219,6 +219,18 @@ async fn execute(
                 if let Some(file) = logs.get_mut(&slug) {
                     let _ = writeln!(file, "{line}");
                 }
+                // An image's log is closed when it ends: thousands of images
+                // must not hold thousands of open files (over the fd limit,
+                // later logs would be lost).
+                if matches!(
+                    event,
+                    Event::Built { .. }
+                        | Event::Failed { .. }
+                        | Event::Skipped { .. }
+                        | Event::Cancelled { .. }
+                ) {
+                    logs.remove(&slug);
+                }
             }
         }
     });

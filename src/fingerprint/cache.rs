@@ -83,15 +83,22 @@ struct Entry {
     hashed: HashedFile,
 }
 
+/// A loaded entry, and whether this run used it (a hit).
+#[derive(Debug)]
+struct Loaded {
+    entry: Entry,
+    hit: AtomicBool,
+}
+
 /// The cache of one run: loaded once, written once at the end if anything
 /// in it changed.
 #[derive(Debug)]
 pub struct HashCache {
     path: PathBuf,
-    /// Trusted entries as loaded.
-    loaded: HashMap<PathBuf, Entry>,
-    /// Entries used or made by this run: what gets written.
-    used: Mutex<HashMap<PathBuf, Entry>>,
+    /// Trusted entries as loaded, each marked when hit.
+    loaded: HashMap<PathBuf, Loaded>,
+    /// Entries made by this run (misses).
+    fresh: Mutex<HashMap<PathBuf, Entry>>,
     /// Whether the file on disk differs from what `used` will hold
     /// (misses, racy or stale entries, a corrupt file).
     changed: AtomicBool,
@@ -102,15 +109,22 @@ impl HashCache {
     /// holds, or empty when it is missing or corrupt (never an error).
     pub fn open(def_dir: &Path) -> HashCache {
         let path = def_dir.join(CACHE_FILE);
-        let (loaded, clean) = match read(&path) {
+        let (entries, clean) = match read(&path) {
             Ok(Some((entries, clean))) => (entries, clean),
             Ok(None) => (HashMap::new(), true),
             Err(_) => (HashMap::new(), false),
         };
+        let loaded = entries
+            .into_iter()
+            .map(|(path, entry)| {
+                let hit = AtomicBool::new(false);
+                (path, Loaded { entry, hit })
+            })
+            .collect();
         HashCache {
             path,
             loaded,
-            used: Mutex::default(),
+            fresh: Mutex::default(),
             changed: AtomicBool::new(!clean),
         }
     }
@@ -119,16 +133,13 @@ impl HashCache {
     /// cache has it for exactly that `stat`.
     pub fn lookup(&self, path: &Path, meta: &fs::Metadata) -> Option<HashedFile> {
         let stat = FileStat::of(meta);
-        let entry = self.loaded.get(path)?;
-        if entry.stat != stat {
+        let loaded = self.loaded.get(path)?;
+        if loaded.entry.stat != stat {
             self.changed.store(true, Ordering::Relaxed);
             return None;
         }
-        self.used
-            .lock()
-            .expect("hash cache")
-            .insert(path.to_owned(), entry.clone());
-        Some(entry.hashed.clone())
+        loaded.hit.store(true, Ordering::Relaxed);
+        Some(loaded.entry.hashed.clone())
     }
 
     /// Records what `path` hashed to. `before` and `after` are its `stat`
@@ -146,7 +157,7 @@ impl HashCache {
         if stat != FileStat::of(after) || !representable(path) {
             return;
         }
-        self.used.lock().expect("hash cache").insert(
+        self.fresh.lock().expect("hash cache").insert(
             path.to_owned(),
             Entry {
                 stat,
@@ -158,19 +169,22 @@ impl HashCache {
     /// Writes the entries this run used, if that changes the file.
     /// Failing to write is not an error for the run (it is a cache).
     pub fn save(&self) -> io::Result<()> {
-        let used = self.used.lock().expect("hash cache");
-        // Every loaded entry used as it was, nothing new: the file is right.
-        let unused = used.len() != self.loaded.len();
-        if !self.changed.load(Ordering::Relaxed) && !unused {
+        let fresh = self.fresh.lock().expect("hash cache");
+        let hits = self
+            .loaded
+            .iter()
+            .filter(|(path, l)| l.hit.load(Ordering::Relaxed) && !fresh.contains_key(*path));
+        let mut used: Vec<(&PathBuf, &Entry)> = hits.map(|(p, l)| (p, &l.entry)).collect();
+        // Every loaded entry hit, nothing new: the file is right as it is.
+        if !self.changed.load(Ordering::Relaxed) && used.len() == self.loaded.len() {
             return Ok(());
         }
-        let mut paths: Vec<&PathBuf> = used.keys().collect();
-        paths.sort();
+        used.extend(fresh.iter());
+        used.sort_by(|a, b| a.0.cmp(b.0));
         let mut text = String::with_capacity(64 + used.len() * 160);
         text.push_str(HEADER);
         text.push('\n');
-        for path in &paths {
-            let e = &used[*path];
+        for (path, e) in &used {
             text.push_str(&format!(
                 "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\n",
                 e.hashed.sha256,
@@ -185,7 +199,7 @@ impl HashCache {
                 path.to_str().expect("representable paths only"),
             ));
         }
-        text.push_str(&format!("end {}\n", paths.len()));
+        text.push_str(&format!("end {}\n", used.len()));
         write_replacing(&self.path, text.as_bytes())
     }
 }
@@ -198,11 +212,11 @@ fn representable(path: &Path) -> bool {
 
 /// The trusted entries of a cache file, and whether it was clean (no racy
 /// entry dropped).
-type Loaded = (HashMap<PathBuf, Entry>, bool);
+type Read = (HashMap<PathBuf, Entry>, bool);
 
 /// What the cache file holds; `None` when there is no file; `Err` when it
 /// is corrupt.
-fn read(path: &Path) -> Result<Option<Loaded>, ()> {
+fn read(path: &Path) -> Result<Option<Read>, ()> {
     let (text, meta) = match fs::read_to_string(path).and_then(|t| Ok((t, fs::metadata(path)?))) {
         Ok(read) => read,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),

@@ -96,13 +96,8 @@ fn content_addresses(run: &util::Run) -> Vec<(String, String)> {
 fn a_cache_hit_gives_the_fresh_hash_and_no_cache_bypasses_it() {
     let p = applied();
     let cache = p.read(CACHE);
-    let a = p.path().join("scripts/a.sh");
-    assert!(
-        cache
-            .lines()
-            .any(|l| l.ends_with(&format!("\t{}", a.display()))),
-        "{cache}"
-    );
+    let a_sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b"echo a\n"));
+    assert!(cache.lines().any(|l| l.starts_with(&a_sha)), "{cache}");
     assert!(!p.read("state/local.json").contains("file-hashes"));
     let written = std::fs::metadata(p.path().join(CACHE))
         .unwrap()
@@ -125,13 +120,7 @@ fn a_cache_hit_gives_the_fresh_hash_and_no_cache_bypasses_it() {
 
     // The cache is what a plan trusts for an unchanged stat: a (forged)
     // entry shows through, and --no-cache reads the bytes instead.
-    let forged = cache.replace(
-        &format!(
-            "{}\t",
-            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b"echo a\n"))
-        ),
-        &format!("{}\t", "0".repeat(64)),
-    );
+    let forged = cache.replace(&format!("{a_sha}\t"), &format!("{}\t", "0".repeat(64)));
     assert_ne!(forged, cache);
     p.file(CACHE, &forged);
     p.run(&["plan", "--detailed-exitcode"]).code(2);
@@ -186,7 +175,7 @@ fn a_corrupt_cache_is_ignored_and_rebuilt() {
         p.file(CACHE, &garbage);
         p.run(&["plan", "--detailed-exitcode"]).code(0);
         let rebuilt = p.read(CACHE);
-        assert!(rebuilt.starts_with("imgform file hashes 1\n"), "{rebuilt}");
+        assert!(rebuilt.starts_with("imgform file hashes 2\n"), "{rebuilt}");
         assert!(rebuilt.ends_with("end 5\n"), "{rebuilt}");
     }
 }

@@ -5,10 +5,13 @@
 //! address (a hit gives exactly the hash a fresh read gives), ignored and
 //! rebuilt when unreadable, bypassed with `--no-cache`.
 //!
-//! Key: absolute path plus device, inode, size, mode, mtime and ctime in
-//! nanoseconds. Any write to a file changes its ctime (which cannot be set
-//! back from user space), so an edit that keeps size and mtime (`touch -d`)
-//! is still a miss; `touch` alone is a miss that hashes to the same bytes.
+//! Key: device and inode, checked against size, mode, mtime and ctime in
+//! nanoseconds (not the path: hashing two integers is cheaper than hashing
+//! a long path 50,000 times, and every path to one file has one content).
+//! Any write to a file changes its ctime (which cannot be set back from user
+//! space), so an edit that keeps size and mtime (`touch -d`) is still a
+//! miss; `touch` alone is a miss that hashes to the same bytes. An inode
+//! reused by a new file has a new ctime.
 //!
 //! Racy entries (git's rule): file timestamps advance in ticks of the
 //! filesystem's clock, so a file written again within the tick in which it
@@ -22,8 +25,8 @@
 //! Format (text, one entry a line, so it can be inspected):
 //!
 //! ```text
-//! imgform file hashes 1
-//! <sha256 hex>\t<x|->\t<t|->\t<dev>\t<ino>\t<size>\t<mode>\t<mtime ns>\t<ctime ns>\t<path>
+//! imgform file hashes 2
+//! <sha256 hex>\t<x|->\t<t|->\t<dev>\t<ino>\t<size>\t<mode>\t<mtime ns>\t<ctime ns>
 //! end <number of entries>
 //! ```
 //!
@@ -49,9 +52,12 @@ use super::hasher::HashedFile;
 
 /// The cache file, relative to the definition dir.
 pub const CACHE_FILE: &str = ".imgform/cache/file-hashes";
-const HEADER: &str = "imgform file hashes 1";
+const HEADER: &str = "imgform file hashes 2";
 /// Wider than the coarsest common timestamp granularity (FAT: 2 s).
 pub const RACY_WINDOW_NS: i64 = 2_000_000_000;
+
+/// Device and inode.
+type Key = (u64, u64);
 
 /// What `stat` says about a file, as far as the cache cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,10 +101,10 @@ struct Loaded {
 #[derive(Debug)]
 pub struct HashCache {
     path: PathBuf,
-    /// Trusted entries as loaded, each marked when hit.
-    loaded: HashMap<PathBuf, Loaded>,
+    /// Trusted entries as loaded, by (device, inode), each marked when hit.
+    loaded: HashMap<Key, Loaded>,
     /// Entries made by this run (misses).
-    fresh: Mutex<HashMap<PathBuf, Entry>>,
+    fresh: Mutex<HashMap<Key, Entry>>,
     /// Whether the file on disk differs from what `used` will hold
     /// (misses, racy or stale entries, a corrupt file).
     changed: AtomicBool,
@@ -116,9 +122,9 @@ impl HashCache {
         };
         let loaded = entries
             .into_iter()
-            .map(|(path, entry)| {
+            .map(|(key, entry)| {
                 let hit = AtomicBool::new(false);
-                (path, Loaded { entry, hit })
+                (key, Loaded { entry, hit })
             })
             .collect();
         HashCache {
@@ -129,11 +135,11 @@ impl HashCache {
         }
     }
 
-    /// The cached hash of the file at `path` whose `stat` is `meta`, if the
-    /// cache has it for exactly that `stat`.
-    pub fn lookup(&self, path: &Path, meta: &fs::Metadata) -> Option<HashedFile> {
+    /// The cached hash of the file whose `stat` is `meta`, if the cache has
+    /// it for exactly that `stat`.
+    pub fn lookup(&self, meta: &fs::Metadata) -> Option<HashedFile> {
         let stat = FileStat::of(meta);
-        let loaded = self.loaded.get(path)?;
+        let loaded = self.loaded.get(&(stat.dev, stat.ino))?;
         if loaded.entry.stat != stat {
             self.changed.store(true, Ordering::Relaxed);
             return None;
@@ -142,23 +148,17 @@ impl HashCache {
         Some(loaded.entry.hashed.clone())
     }
 
-    /// Records what `path` hashed to. `before` and `after` are its `stat`
+    /// Records what a file hashed to. `before` and `after` are its `stat`
     /// before and after reading; a file that changed meanwhile is not
     /// recorded.
-    pub fn record(
-        &self,
-        path: &Path,
-        before: &fs::Metadata,
-        after: &fs::Metadata,
-        hashed: &HashedFile,
-    ) {
+    pub fn record(&self, before: &fs::Metadata, after: &fs::Metadata, hashed: &HashedFile) {
         self.changed.store(true, Ordering::Relaxed);
         let stat = FileStat::of(before);
-        if stat != FileStat::of(after) || !representable(path) {
+        if stat != FileStat::of(after) {
             return;
         }
         self.fresh.lock().expect("hash cache").insert(
-            path.to_owned(),
+            (stat.dev, stat.ino),
             Entry {
                 stat,
                 hashed: hashed.clone(),
@@ -173,8 +173,8 @@ impl HashCache {
         let hits = self
             .loaded
             .iter()
-            .filter(|(path, l)| l.hit.load(Ordering::Relaxed) && !fresh.contains_key(*path));
-        let mut used: Vec<(&PathBuf, &Entry)> = hits.map(|(p, l)| (p, &l.entry)).collect();
+            .filter(|(key, l)| l.hit.load(Ordering::Relaxed) && !fresh.contains_key(*key));
+        let mut used: Vec<(&Key, &Entry)> = hits.map(|(k, l)| (k, &l.entry)).collect();
         // Every loaded entry hit, nothing new: the file is right as it is.
         if !self.changed.load(Ordering::Relaxed) && used.len() == self.loaded.len() {
             return Ok(());
@@ -184,9 +184,9 @@ impl HashCache {
         let mut text = String::with_capacity(64 + used.len() * 160);
         text.push_str(HEADER);
         text.push('\n');
-        for (path, e) in &used {
+        for (_, e) in &used {
             text.push_str(&format!(
-                "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\n",
+                "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\n",
                 e.hashed.sha256,
                 if e.hashed.executable { 'x' } else { '-' },
                 if e.hashed.is_text { 't' } else { '-' },
@@ -196,7 +196,6 @@ impl HashCache {
                 e.stat.mode,
                 e.stat.mtime_ns,
                 e.stat.ctime_ns,
-                path.to_str().expect("representable paths only"),
             ));
         }
         text.push_str(&format!("end {}\n", used.len()));
@@ -204,15 +203,9 @@ impl HashCache {
     }
 }
 
-/// Paths the line format can hold.
-fn representable(path: &Path) -> bool {
-    path.to_str()
-        .is_some_and(|p| !p.contains(['\t', '\n', '\r']))
-}
-
 /// The trusted entries of a cache file, and whether it was clean (no racy
 /// entry dropped).
-type Read = (HashMap<PathBuf, Entry>, bool);
+type Read = (HashMap<Key, Entry>, bool);
 
 /// What the cache file holds; `None` when there is no file; `Err` when it
 /// is corrupt.
@@ -242,14 +235,14 @@ fn read(path: &Path) -> Result<Option<Read>, ()> {
             ended = true;
             continue;
         }
-        let (path, entry) = parse_line(line).ok_or(())?;
+        let entry = parse_line(line).ok_or(())?;
         count += 1;
         let newest = entry.stat.mtime_ns.max(entry.stat.ctime_ns);
         if newest.saturating_add(RACY_WINDOW_NS) >= written_ns {
             clean = false;
             continue;
         }
-        entries.insert(path, entry);
+        entries.insert((entry.stat.dev, entry.stat.ino), entry);
     }
     if !ended {
         return Err(());
@@ -257,8 +250,8 @@ fn read(path: &Path) -> Result<Option<Read>, ()> {
     Ok(Some((entries, clean)))
 }
 
-fn parse_line(line: &str) -> Option<(PathBuf, Entry)> {
-    let mut f = line.splitn(10, '\t');
+fn parse_line(line: &str) -> Option<Entry> {
+    let mut f = line.split('\t');
     let sha256 = f.next()?;
     if sha256.len() != 64
         || !sha256
@@ -277,21 +270,17 @@ fn parse_line(line: &str) -> Option<(PathBuf, Entry)> {
         mtime_ns: f.next()?.parse().ok()?,
         ctime_ns: f.next()?.parse().ok()?,
     };
-    let path = PathBuf::from(f.next()?);
-    if !path.is_absolute() {
+    if f.next().is_some() {
         return None;
     }
-    Some((
-        path,
-        Entry {
-            stat,
-            hashed: HashedFile {
-                sha256: sha256.to_owned(),
-                executable,
-                is_text,
-            },
+    Some(Entry {
+        stat,
+        hashed: HashedFile {
+            sha256: sha256.to_owned(),
+            executable,
+            is_text,
         },
-    ))
+    })
 }
 
 fn flag(field: &str, on: &str) -> Option<bool> {
@@ -370,8 +359,10 @@ mod tests {
         hash(dir.path(), &file);
         let (trusted, clean) = read(&dir.path().join(CACHE_FILE)).unwrap().unwrap();
         assert!(clean);
-        assert_eq!(trusted[&file].hashed.sha256, fresh.sha256);
-        assert!(trusted[&file].hashed.is_text);
+        let stat = FileStat::of(&fs::metadata(&file).unwrap());
+        let entry = &trusted[&(stat.dev, stat.ino)];
+        assert_eq!(entry.hashed.sha256, fresh.sha256);
+        assert!(entry.hashed.is_text);
     }
 
     #[test]
@@ -413,8 +404,10 @@ mod tests {
             "not a cache\n".to_owned(),
             format!("{HEADER}\n{}\tx\n", "a".repeat(64)),
             // Truncated: no end line.
+            format!("{HEADER}\n{}\t-\tt\t1\t2\t8\t33188\t0\t0\n", "b".repeat(64)),
+            // The previous format (with paths).
             format!(
-                "{HEADER}\n{}\t-\tt\t1\t2\t8\t33188\t0\t0\t{}\n",
+                "imgform file hashes 1\n{}\t-\tt\t1\t2\t8\t33188\t0\t0\t{}\nend 1\n",
                 "b".repeat(64),
                 file.display()
             ),

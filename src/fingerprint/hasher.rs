@@ -107,7 +107,7 @@ impl FileHasher {
         if meta.is_dir() {
             return Err(std::io::Error::other("is a directory"));
         }
-        if let Some(hit) = self.persistent.as_ref().and_then(|c| c.lookup(path, &meta)) {
+        if let Some(hit) = self.persistent.as_ref().and_then(|c| c.lookup(&meta)) {
             self.cache
                 .lock()
                 .expect("hash cache")
@@ -138,7 +138,7 @@ impl FileHasher {
             is_text,
         };
         if let Some(cache) = &self.persistent {
-            cache.record(path, &meta, &file.metadata()?, &hashed);
+            cache.record(&meta, &file.metadata()?, &hashed);
         }
         self.cache
             .lock()

@@ -4,7 +4,9 @@
 //! (always, outside tests), every point is a no-op.
 //!
 //! Points: `kill-after-capture` (apply dies like a SIGKILL between capturing
-//! an artifact and recording it), `panic-in-build` (a build task panics).
+//! an artifact and recording it), `kill-after-record` (apply dies like a
+//! SIGKILL right after an image's record is durable, before the state file
+//! is rewritten), `panic-in-build` (a build task panics).
 
 use crate::addr::ImageAddr;
 

@@ -571,3 +571,50 @@ fn the_backend_works_inside_and_outside_an_async_runtime() {
         "multi",
     );
 }
+
+/// S3 writes are batched (state/README.md, "Journal"): a run killed after
+/// its sixth image keeps on S3 every image finished more than the 2 s
+/// write delay before the kill, the state there is whole, and the next run
+/// builds only what is missing.
+#[test]
+fn a_killed_apply_loses_at_most_the_last_write_delay_on_s3() {
+    let moto = Moto::start();
+    let p = Project::new();
+    let mut hcl = backend_block(&moto, "batched");
+    for i in 0..6 {
+        hcl.push_str(&format!(
+            "source \"null\" \"img{i}\" {{\n  communicator = \"none\"\n}}\n\
+             build {{\n  sources = [\"source.null.img{i}\"]\n  \
+             provisioner \"shell-local\" {{\n    inline = [\"sleep 1\", \"echo img{i} >> ran.log\"]\n  }}\n}}\n"
+        ));
+    }
+    p.file("images.pkr.hcl", &hcl);
+    let mut env = ENV.to_vec();
+    env.push(("IMGFORM_FAULT", "kill-after-record:null.img5"));
+    let killed = p.run_env(&["apply", "--auto-approve", "--parallelism", "1"], &env);
+    assert_ne!(killed.code, 0, "the process was killed");
+    let state = moto.json("batched/local.json");
+    let kept = images_in(&state);
+    // img0 and img1 finished at least 4 s (four 1 s builds) before the kill.
+    assert!(
+        kept.contains(&"null.img0".to_owned()) && kept.contains(&"null.img1".to_owned()),
+        "{kept:?}"
+    );
+    assert!(!kept.contains(&"null.img5".to_owned()), "{kept:?}");
+
+    let lock = moto.json("batched/.lock");
+    run(&p, &["force-unlock", lock["id"].as_str().unwrap()]).success();
+    run(&p, &["apply", "--auto-approve"]).success();
+    let state = moto.json("batched/local.json");
+    assert_eq!(images_in(&state).len(), 6);
+    let ran = p.read("ran.log");
+    for addr in &kept {
+        let name = addr.trim_start_matches("null.");
+        assert_eq!(
+            ran.lines().filter(|l| *l == name).count(),
+            1,
+            "{addr} was on S3 and must not be built again:\n{ran}"
+        );
+    }
+    run(&p, &["plan", "--detailed-exitcode"]).success();
+}

@@ -4,16 +4,21 @@
 //! most `parallelism` at a time. An image starts when every parent that this
 //! plan rebuilds has been built; a failed image (a build error, a cancelled
 //! build, a panicking build task) skips its dependents while independent
-//! images go on. After each image the state of its target is written
-//! (atomically) before the image counts as done, so a crash loses at most
-//! the image in flight. Cancellation (Ctrl-C) stops starting new images,
+//! images go on. After each image its record is made durable before the
+//! image counts as done (the backend's `record_image`: one fsynced journal
+//! line locally, so the cost per image does not grow with the state), and
+//! every changed state is written whole once at the end, so a crash loses
+//! at most the images in flight. A backend that batches (S3, see
+//! `StateBackend::write_delay`) gets its state written at most that delay
+//! after an image is recorded, and at the end. The scheduler counts each
+//! image's unbuilt parents, so picking the next image costs O(log N). Cancellation (Ctrl-C) stops starting new images,
 //! lets running builders clean up, records what finished, and returns.
 //!
 //! Callers must hold the state lock for the whole apply.
 
 mod record;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -133,14 +138,36 @@ pub async fn apply(
     cancel: CancelToken,
 ) -> Result<ApplyOutcome, ApplyError> {
     let mut run = Run::new(plan, jobs, backend, states, options, events, cancel)?;
-    run.build_all().await?;
+    let built = run.build_all().await;
+    // Whatever happened, what was recorded goes into the state files now
+    // (journals compacted, batches written).
+    let saved = run.save_touched();
+    built?;
+    saved?;
     if run.cancel.is_cancelled() {
         run.outcome.interrupted = true;
-        run.outcome.not_started = std::mem::take(&mut run.pending);
+        run.outcome.not_started = run.not_started();
         return Ok(run.outcome);
     }
-    run.destroy_removed().await?;
+    let destroyed = run.destroy_removed().await;
+    let saved = run.save_touched();
+    destroyed?;
+    saved?;
     Ok(run.outcome)
+}
+
+/// Folds what a crashed run left in a journal into the state files (a
+/// read, and no write, for a state that has none), as `apply` does first,
+/// even when it has nothing to build. States never written (serial 0) stay
+/// unwritten. Callers hold the lock.
+pub fn compact_leftovers(
+    backend: &dyn StateBackend,
+    states: &mut BTreeMap<TargetAddr, StateFile>,
+) -> Result<(), ApplyError> {
+    for state in states.values_mut().filter(|s| s.serial > 0) {
+        backend.save(state)?;
+    }
+    Ok(())
 }
 
 /// One apply in progress.
@@ -154,18 +181,29 @@ struct Run<'a> {
     cancel: CancelToken,
     outcome: ApplyOutcome,
     /// Each image's parents, as the plan says.
-    parents: BTreeMap<&'a ImageAddr, &'a [ImageAddr]>,
-    /// What this plan builds.
-    building: BTreeSet<ImageAddr>,
+    parents: HashMap<&'a ImageAddr, &'a [ImageAddr]>,
+    /// What this plan builds, in plan order; images are named by their
+    /// index here from now on.
+    order: Vec<ImageAddr>,
+    index: HashMap<ImageAddr, usize>,
+    /// Children (by index) of each image this plan builds.
+    children: Vec<Vec<usize>>,
+    /// How many of each image's parents this plan builds and has not built.
+    waiting: Vec<usize>,
+    /// Images whose parents are all built and that are not started, so the
+    /// earliest in plan order starts first.
+    ready: BTreeSet<usize>,
+    /// Started, skipped or failed: not pending any more.
+    gone: Vec<bool>,
     /// Artifact ids known so far: recorded ones, then this run's.
     artifacts: ArtifactsByImage,
-    /// Not started yet, in plan order.
-    pending: Vec<ImageAddr>,
-    done: BTreeSet<ImageAddr>,
     failed: BTreeSet<ImageAddr>,
     running: JoinSet<Finished>,
     /// Which image each running task builds (a panicking task has only its id).
     tasks: BTreeMap<task::Id, ImageAddr>,
+    /// Targets changed by this run, with when their first change not yet
+    /// written happened (`None`: all written), for backends that batch.
+    touched: BTreeMap<TargetAddr, Option<Instant>>,
 }
 
 impl<'a> Run<'a> {
@@ -185,14 +223,35 @@ impl<'a> Run<'a> {
             }
             builder(&change.builder)?;
         }
+        let order: Vec<ImageAddr> = to_build.iter().map(|c| c.address.clone()).collect();
+        let index: HashMap<ImageAddr, usize> = order
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (a.clone(), i))
+            .collect();
+        let mut children = vec![Vec::new(); order.len()];
+        let mut waiting = vec![0; order.len()];
+        for (i, change) in to_build.iter().enumerate() {
+            for parent in &change.parents {
+                if let Some(&p) = index.get(parent) {
+                    children[p].push(i);
+                    waiting[i] += 1;
+                }
+            }
+        }
+        let ready = (0..order.len()).filter(|&i| waiting[i] == 0).collect();
         Ok(Run {
             parents: plan
                 .changes
                 .iter()
                 .map(|c| (&c.address, c.parents.as_slice()))
                 .collect(),
-            building: to_build.iter().map(|c| c.address.clone()).collect(),
-            pending: to_build.iter().map(|c| c.address.clone()).collect(),
+            gone: vec![false; order.len()],
+            order,
+            index,
+            children,
+            waiting,
+            ready,
             artifacts: recorded_artifacts(&states),
             plan,
             jobs,
@@ -202,10 +261,10 @@ impl<'a> Run<'a> {
             events,
             cancel,
             outcome: ApplyOutcome::default(),
-            done: BTreeSet::new(),
             failed: BTreeSet::new(),
             running: JoinSet::new(),
             tasks: BTreeMap::new(),
+            touched: BTreeMap::new(),
         })
     }
 
@@ -220,11 +279,22 @@ impl<'a> Run<'a> {
     /// Builds every image of the plan, until all are done or cancelled.
     async fn build_all(&mut self) -> Result<(), ApplyError> {
         loop {
-            self.skip_dependents_of_failures();
             if !self.cancel.is_cancelled() {
                 self.start_ready();
             }
-            let Some(joined) = self.running.join_next_with_id().await else {
+            let joined = match self.write_due_at() {
+                // A backend that batches writes: wake up to write in time
+                // even when no build finishes.
+                Some(due) => tokio::select! {
+                    joined = self.running.join_next_with_id() => joined,
+                    () = tokio::time::sleep_until(due.into()) => {
+                        self.write_due()?;
+                        continue;
+                    }
+                },
+                None => self.running.join_next_with_id().await,
+            };
+            let Some(joined) = joined else {
                 break;
             };
             match joined {
@@ -241,51 +311,161 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
-    /// Skips pending images whose parents failed (transitively, in plan
-    /// order).
-    fn skip_dependents_of_failures(&mut self) {
-        let mut i = 0;
-        while i < self.pending.len() {
-            let addr = &self.pending[i];
-            let bad = self
-                .parents_of(addr)
+    /// Not started (nor skipped), in plan order.
+    fn not_started(&self) -> Vec<ImageAddr> {
+        self.order
+            .iter()
+            .zip(&self.gone)
+            .filter(|(_, gone)| !**gone)
+            .map(|(a, _)| a.clone())
+            .collect()
+    }
+
+    /// Skips the not yet started images below `failed` (transitively, in
+    /// plan order), each because of its first failed parent.
+    fn skip_dependents_of(&mut self, failed: &ImageAddr) {
+        let Some(&start) = self.index.get(failed) else {
+            return;
+        };
+        let mut below = BTreeSet::new();
+        let mut stack = vec![start];
+        while let Some(i) = stack.pop() {
+            for &child in &self.children[i] {
+                if !self.gone[child] && below.insert(child) {
+                    stack.push(child);
+                }
+            }
+        }
+        for i in below {
+            let addr = self.order[i].clone();
+            let Some(because) = self
+                .parents_of(&addr)
                 .iter()
                 .find(|p| self.failed.contains(*p))
-                .cloned();
-            match bad {
-                Some(because) => {
-                    let addr = self.pending.remove(i);
-                    self.send(Event::Skipped {
-                        addr: addr.clone(),
-                        because: because.clone(),
-                    });
-                    self.outcome.skipped.push(Skipped {
-                        address: addr.clone(),
-                        because,
-                    });
-                    self.failed.insert(addr);
-                }
-                None => i += 1,
+                .cloned()
+            else {
+                continue;
+            };
+            self.gone[i] = true;
+            self.ready.remove(&i);
+            self.send(Event::Skipped {
+                addr: addr.clone(),
+                because: because.clone(),
+            });
+            self.outcome.skipped.push(Skipped {
+                address: addr.clone(),
+                because,
+            });
+            self.failed.insert(addr);
+        }
+    }
+
+    /// Starts ready images, earliest in plan order first, up to
+    /// `parallelism`.
+    fn start_ready(&mut self) {
+        let parallelism = self.options.parallelism.max(1);
+        while self.running.len() < parallelism {
+            let Some(i) = self.ready.pop_first() else {
+                break;
+            };
+            self.gone[i] = true;
+            self.start(self.order[i].clone());
+        }
+    }
+
+    /// An image of this plan is built: its children may be ready.
+    fn mark_built(&mut self, addr: &ImageAddr) {
+        let Some(&i) = self.index.get(addr) else {
+            return;
+        };
+        for c in 0..self.children[i].len() {
+            let child = self.children[i][c];
+            self.waiting[child] -= 1;
+            if self.waiting[child] == 0 && !self.gone[child] {
+                self.ready.insert(child);
             }
         }
     }
 
-    /// Starts pending images whose parents are built, up to `parallelism`.
-    fn start_ready(&mut self) {
-        let parallelism = self.options.parallelism.max(1);
-        let mut i = 0;
-        while i < self.pending.len() && self.running.len() < parallelism {
-            let ready = self
-                .parents_of(&self.pending[i])
-                .iter()
-                .all(|p| !self.building.contains(p) || self.done.contains(p));
-            if !ready {
-                i += 1;
-                continue;
-            }
-            let addr = self.pending.remove(i);
-            self.start(addr);
+    /// When the earliest change held back by a batching backend is due.
+    fn write_due_at(&self) -> Option<Instant> {
+        let delay = self.backend.write_delay();
+        self.touched
+            .values()
+            .flatten()
+            .min()
+            .map(|first| *first + delay)
+    }
+
+    /// Writes the targets whose held-back changes are due.
+    fn write_due(&mut self) -> Result<(), ApplyError> {
+        let delay = self.backend.write_delay();
+        let now = Instant::now();
+        let due: Vec<TargetAddr> = self
+            .touched
+            .iter()
+            .filter(|(_, first)| first.is_some_and(|f| f + delay <= now))
+            .map(|(t, _)| t.clone())
+            .collect();
+        for target in due {
+            self.write_state(&target)?;
         }
+        Ok(())
+    }
+
+    /// Writes the state of `target` now.
+    fn write_state(&mut self, target: &TargetAddr) -> Result<(), ApplyError> {
+        let state = self.states.get_mut(target).expect("touched states exist");
+        if self.backend.save(state)? {
+            let serial = state.serial;
+            self.send(Event::StateSaved {
+                target: target.to_string(),
+                serial,
+            });
+        }
+        self.touched.insert(target.clone(), None);
+        Ok(())
+    }
+
+    /// Writes every state this run changed into its state file: compacts
+    /// journals, writes held-back batches. Tries them all; the first error
+    /// is returned.
+    fn save_touched(&mut self) -> Result<(), ApplyError> {
+        let targets: Vec<TargetAddr> = self.touched.keys().cloned().collect();
+        let mut first_error = None;
+        for target in targets {
+            if let Err(e) = self.write_state(&target) {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Records that `addr`'s record in `target` changed: durably now, or
+    /// held back for a batching backend until its write delay is due.
+    fn record_change(&mut self, target: &TargetAddr, addr: &ImageAddr) -> Result<(), ApplyError> {
+        let delay = self.backend.write_delay();
+        if delay.is_zero() {
+            let state = self.states.get_mut(target).expect("state present");
+            if self.backend.record_image(state, addr)? {
+                let serial = state.serial;
+                self.send(Event::StateSaved {
+                    target: target.to_string(),
+                    serial,
+                });
+            }
+            self.touched.insert(target.clone(), None);
+            return Ok(());
+        }
+        let first = *self
+            .touched
+            .entry(target.clone())
+            .or_insert(None)
+            .get_or_insert_with(Instant::now);
+        if first.elapsed() >= delay {
+            self.write_state(target)?;
+        }
+        Ok(())
     }
 
     fn start(&mut self, addr: ImageAddr) {
@@ -363,7 +543,8 @@ impl<'a> Run<'a> {
             address: addr.clone(),
             message,
         });
-        self.failed.insert(addr);
+        self.failed.insert(addr.clone());
+        self.skip_dependents_of(&addr);
     }
 
     async fn finish(&mut self, finished: Finished) -> Result<(), ApplyError> {
@@ -379,7 +560,8 @@ impl<'a> Run<'a> {
                     address: addr.clone(),
                     message: "cancelled".to_owned(),
                 });
-                self.failed.insert(addr);
+                self.failed.insert(addr.clone());
+                self.skip_dependents_of(&addr);
             }
             Err(e) => {
                 let message = self.jobs[&addr].spec.scrub(&e.to_string());
@@ -429,13 +611,9 @@ impl<'a> Run<'a> {
             record,
             job.spec.keep_previous,
         );
-        let state = self.states.get_mut(&target).expect("state present");
-        if self.backend.save(state)? {
-            let serial = state.serial;
-            self.send(Event::StateSaved {
-                target: target.to_string(),
-                serial,
-            });
+        self.record_change(&target, &addr)?;
+        if crate::fault::armed("kill-after-record", &addr) {
+            crate::fault::die();
         }
         self.send(Event::Built {
             addr: addr.clone(),
@@ -471,7 +649,7 @@ impl<'a> Run<'a> {
             artifact_id: artifact.id,
             packages,
         });
-        self.done.insert(addr);
+        self.mark_built(&addr);
         Ok(())
     }
 
@@ -551,7 +729,7 @@ impl<'a> Run<'a> {
             }
         }
         state.images.remove(&change.address);
-        self.backend.save(state)?;
+        self.record_change(&change.target, &change.address)?;
         Ok(Ok(()))
     }
 }

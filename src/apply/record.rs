@@ -70,8 +70,13 @@ pub(super) fn record_for(
     backend.put_object(&job.manifest_bytes)?;
     let mut text_inputs = BTreeMap::new();
     for (path, text) in &job.text_inputs {
-        let hex = backend.put_object(&text.bytes)?;
-        text_inputs.insert(path.clone(), hex);
+        // Only for diffs: a file changed since it was hashed is left out
+        // (a later plan says it cannot show that diff), not stored under
+        // a hash it no longer has.
+        if let Some(bytes) = text.read() {
+            let hex = backend.put_object(&bytes)?;
+            text_inputs.insert(path.clone(), hex);
+        }
     }
     states
         .entry(job.spec.target.clone())

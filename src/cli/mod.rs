@@ -194,6 +194,10 @@ pub struct PlanOptions {
     #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub refresh: bool,
 
+    /// Hash every input file again instead of trusting the file-hash cache in .imgform/cache/
+    #[arg(long)]
+    pub no_cache: bool,
+
     #[command(flatten)]
     pub lock: LockArgs,
 
@@ -296,6 +300,9 @@ pub struct DriftArgs {
     /// Exit 2 when anything drifted (the default for drift; accepted for symmetry with plan)
     #[arg(long)]
     pub detailed_exitcode: bool,
+    /// Hash every input file again instead of trusting the file-hash cache in .imgform/cache/
+    #[arg(long)]
+    pub no_cache: bool,
     #[command(flatten)]
     pub backend: BackendArgs,
 }

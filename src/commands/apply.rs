@@ -55,8 +55,9 @@ pub async fn run(chdir: Option<&Path>, args: ApplyArgs, output: Output) -> Resul
         plan,
         jobs,
         lock,
-        states,
+        mut states,
     } = work;
+    apply::compact_leftovers(&*backend, &mut states)?;
 
     if args.markdown {
         let style = Style {
@@ -133,7 +134,9 @@ fn from_saved_plan<'a>(
         job.spec.def_dir = def_dir.to_path_buf();
     }
     if file.needs_secrets {
-        let options = LoadOptions::from_env(opts.vars.vars.clone(), opts.vars.var_files.clone());
+        let mut options =
+            LoadOptions::from_env(opts.vars.vars.clone(), opts.vars.var_files.clone());
+        options.file_cache = !opts.no_cache;
         saved::take_secrets_from_definitions(dir, &options, &mut jobs)?;
     }
     saved::verify_jobs(&jobs, &states)?;
@@ -153,7 +156,8 @@ async fn from_definitions<'a>(
     output: Output,
 ) -> Result<Work<'a>> {
     let opts = &args.options;
-    let options = LoadOptions::from_env(opts.vars.vars.clone(), opts.vars.var_files.clone());
+    let mut options = LoadOptions::from_env(opts.vars.vars.clone(), opts.vars.var_files.clone());
+    options.file_cache = !opts.no_cache;
     let resolve = super::plan::resolve_for(dir, opts.refresh, &opts.backend.backend_config)?;
     let prepared = pipeline::prepare(dir, &options, &resolve)?;
     super::print_warnings(&prepared.warnings, output);
@@ -161,6 +165,7 @@ async fn from_definitions<'a>(
     let states = refresh::load_states(backend, &prepared)?;
     let request = super::plan::request(opts);
     let plan = pipeline::plan::make_plan(&prepared, backend, &states, &request).await?;
+    prepared.save_file_cache();
     let jobs = saved::build_jobs(&prepared, &plan);
     Ok(Work {
         plan,

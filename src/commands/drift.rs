@@ -13,7 +13,8 @@ use crate::views::{self, Style};
 
 pub async fn run(chdir: Option<&Path>, args: DriftArgs, output: Output) -> Result<Status> {
     let dir = super::definition_dir(chdir, &args.dir)?;
-    let options = LoadOptions::from_env(args.vars.vars.clone(), args.vars.var_files.clone());
+    let mut options = LoadOptions::from_env(args.vars.vars.clone(), args.vars.var_files.clone());
+    options.file_cache = !args.no_cache;
     let resolve = Resolve::Refresh(tokio::runtime::Handle::current());
     let prepared = pipeline::prepare(&dir, &options, &resolve)?;
     super::print_warnings(&prepared.warnings, output);
@@ -25,6 +26,7 @@ pub async fn run(chdir: Option<&Path>, args: DriftArgs, output: Output) -> Resul
     )?;
     let states = refresh::load_states(&*backend, &prepared)?;
     let report = pipeline::drift::report(&prepared, &*backend, &states).await?;
+    prepared.save_file_cache();
     if args.json {
         print!(
             "{}",

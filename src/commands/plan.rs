@@ -14,7 +14,8 @@ use crate::views::{self, Style};
 pub async fn run(chdir: Option<&Path>, args: PlanArgs, output: Output) -> Result<Status> {
     let dir = super::definition_dir(chdir, &args.dir)?;
     let opts = &args.options;
-    let options = LoadOptions::from_env(opts.vars.vars.clone(), opts.vars.var_files.clone());
+    let mut options = LoadOptions::from_env(opts.vars.vars.clone(), opts.vars.var_files.clone());
+    options.file_cache = !opts.no_cache;
     let flags = &opts.backend.backend_config;
     let resolve = resolve_for(&dir, opts.refresh, flags)?;
     let prepared = pipeline::prepare(&dir, &options, &resolve)?;
@@ -24,6 +25,7 @@ pub async fn run(chdir: Option<&Path>, args: PlanArgs, output: Output) -> Result
     let _lock = super::lock(&*backend, "plan", &opts.lock.lock_timeout)?;
     let states = refresh::load_states(&*backend, &prepared)?;
     let plan = pipeline::plan::make_plan(&prepared, &*backend, &states, &request(opts)).await?;
+    prepared.save_file_cache();
     if let Some(out) = &args.out {
         let saved = backend::saved_backend(project.backend.as_ref(), flags)?;
         let file = pipeline::saved::plan_file(&prepared, &plan, saved);

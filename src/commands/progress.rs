@@ -245,5 +245,17 @@ impl Logs {
         if let Some(file) = self.files.get_mut(&slug) {
             let _ = writeln!(file, "{line}");
         }
+        // An image's log is closed when it ends: thousands of images must
+        // not hold thousands of open files (over the fd limit, later logs
+        // would be lost).
+        if matches!(
+            event,
+            Event::Built { .. }
+                | Event::Failed { .. }
+                | Event::Skipped { .. }
+                | Event::Cancelled { .. }
+        ) {
+            self.files.remove(&slug);
+        }
     }
 }

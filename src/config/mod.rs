@@ -56,6 +56,9 @@ pub struct LoadOptions {
     /// The process environment (only `PKR_VAR_*`/`IMGFORM_VAR_*` are used,
     /// plus whatever `env()` reads in variable defaults).
     pub env: BTreeMap<String, String>,
+    /// Trust the persistent file-hash cache (`.imgform/cache/`) for files
+    /// whose `stat` did not change; `--no-cache` turns it off.
+    pub file_cache: bool,
 }
 
 impl LoadOptions {
@@ -64,6 +67,7 @@ impl LoadOptions {
             vars,
             var_files,
             env: std::env::vars().collect(),
+            file_cache: true,
         }
     }
 }

@@ -6,15 +6,20 @@
 //! it, skipping what `.imgformignore` (in the directory's root) and the
 //! built-in ignores (`.git`, `.imgform`, `__pycache__`, `*.retry`) exclude.
 //! Symlinks are followed for files and listed by target for directories.
+//! The files of a tree are hashed on every core. With a persistent
+//! [`HashCache`] a file whose `stat` is unchanged since an earlier run is
+//! not read at all (see [`super::cache`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use sha2::{Digest, Sha256};
+
+use super::cache::HashCache;
 
 /// Files at most this large that are valid UTF-8 are kept as text inputs
 /// (for diffs in plans).
@@ -24,8 +29,21 @@ pub const TEXT_INPUT_LIMIT: u64 = 256 * 1024;
 pub struct HashedFile {
     pub sha256: String,
     pub executable: bool,
-    /// The bytes, when the file is small UTF-8 text.
-    pub text: Option<Arc<Vec<u8>>>,
+    /// Small (at most [`TEXT_INPUT_LIMIT`]) UTF-8 text without NULs: kept in
+    /// the object store for diffs.
+    pub is_text: bool,
+}
+
+/// Lowercase hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Whether `bytes` are a text input worth keeping for diffs.
+pub fn is_text(bytes: &[u8]) -> bool {
+    bytes.len() as u64 <= TEXT_INPUT_LIMIT
+        && !bytes.contains(&0)
+        && std::str::from_utf8(bytes).is_ok()
 }
 
 impl HashedFile {
@@ -45,15 +63,35 @@ pub struct HashedTree {
     pub entries: BTreeMap<String, HashedFile>,
 }
 
-/// Hashes files once per run, however many images read them.
+/// Hashes files once per run, however many images read them, and (with a
+/// [`HashCache`]) not at all when their `stat` says they did not change
+/// since an earlier run.
 #[derive(Debug, Default)]
 pub struct FileHasher {
     cache: Mutex<HashMap<PathBuf, HashedFile>>,
+    persistent: Option<HashCache>,
 }
 
 impl FileHasher {
+    /// A hasher that reads every file (once per run).
     pub fn new() -> FileHasher {
         FileHasher::default()
+    }
+
+    /// A hasher that trusts `cache` for files whose `stat` it knows.
+    pub fn with_cache(cache: HashCache) -> FileHasher {
+        FileHasher {
+            cache: Mutex::default(),
+            persistent: Some(cache),
+        }
+    }
+
+    /// Writes the persistent cache, if there is one and it changed. A
+    /// cache that cannot be written is skipped: the next run hashes again.
+    pub fn save_cache(&self) {
+        if let Some(cache) = &self.persistent {
+            let _ = cache.save();
+        }
     }
 
     pub fn cached(&self, path: &Path) -> Option<HashedFile> {
@@ -69,14 +107,19 @@ impl FileHasher {
         if meta.is_dir() {
             return Err(std::io::Error::other("is a directory"));
         }
+        if let Some(hit) = self.persistent.as_ref().and_then(|c| c.lookup(&meta)) {
+            self.cache
+                .lock()
+                .expect("hash cache")
+                .insert(path.to_path_buf(), hit.clone());
+            return Ok(hit);
+        }
         let executable = meta.permissions().mode() & 0o111 != 0;
-        let (sha256, text) = if meta.len() <= TEXT_INPUT_LIMIT {
+        let (sha256, is_text) = if meta.len() <= TEXT_INPUT_LIMIT {
             // Small files (scripts, playbooks): one exact-size read.
             let mut bytes = Vec::with_capacity(meta.len() as usize);
             file.read_to_end(&mut bytes)?;
-            let sha = hex::encode(Sha256::digest(&bytes));
-            let is_text = !bytes.contains(&0) && std::str::from_utf8(&bytes).is_ok();
-            (sha, is_text.then(|| Arc::new(bytes)))
+            (sha256_hex(&bytes), is_text(&bytes))
         } else {
             let mut hasher = Sha256::new();
             let mut buf = vec![0u8; 256 * 1024];
@@ -87,13 +130,16 @@ impl FileHasher {
                 }
                 hasher.update(&buf[..n]);
             }
-            (hex::encode(hasher.finalize()), None)
+            (hex::encode(hasher.finalize()), false)
         };
         let hashed = HashedFile {
             sha256,
             executable,
-            text,
+            is_text,
         };
+        if let Some(cache) = &self.persistent {
+            cache.record(&meta, &file.metadata()?, &hashed);
+        }
         self.cache
             .lock()
             .expect("hash cache")
@@ -103,18 +149,13 @@ impl FileHasher {
 
     /// Records a file already hashed elsewhere (by a function such as
     /// `file()`), so its text is available for diffs.
-    pub fn remember(&self, path: &Path, bytes: Vec<u8>) {
-        let sha256 = hex::encode(Sha256::digest(&bytes));
-        let text = (bytes.len() as u64 <= TEXT_INPUT_LIMIT
-            && std::str::from_utf8(&bytes).is_ok()
-            && !bytes.contains(&0))
-        .then(|| Arc::new(bytes));
+    pub fn remember(&self, path: &Path, bytes: &[u8]) {
         self.cache.lock().expect("hash cache").insert(
             path.to_path_buf(),
             HashedFile {
-                sha256,
+                sha256: sha256_hex(bytes),
                 executable: false,
-                text,
+                is_text: is_text(bytes),
             },
         );
     }
@@ -165,7 +206,7 @@ pub fn hash_tree(
     extra_ignore: Option<&GlobSet>,
 ) -> std::io::Result<HashedTree> {
     let ignore = ignore_set(root);
-    let mut entries = BTreeMap::new();
+    let mut files: Vec<(String, PathBuf)> = Vec::new();
     let walker = walkdir::WalkDir::new(root)
         .follow_links(true)
         .sort_by_file_name();
@@ -183,9 +224,10 @@ pub fn hash_tree(
             continue;
         }
         if entry.file_type().is_file() {
-            entries.insert(rel, hasher.hash_file(entry.path())?);
+            files.push((rel, entry.into_path()));
         }
     }
+    let entries: BTreeMap<String, HashedFile> = hash_files_in_parallel(hasher, files)?;
     let mut h = Sha256::new();
     for (rel, f) in &entries {
         h.update(rel.as_bytes());
@@ -199,6 +241,56 @@ pub fn hash_tree(
         root: format!("sha256:{}", hex::encode(h.finalize())),
         entries,
     })
+}
+
+/// Hashes `files` on every core (a large tree is mostly reading and
+/// SHA-256, both per file), keeping their names.
+fn hash_files_in_parallel(
+    hasher: &FileHasher,
+    files: Vec<(String, PathBuf)>,
+) -> std::io::Result<BTreeMap<String, HashedFile>> {
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(files.len().div_ceil(8).max(1));
+    if threads <= 1 {
+        return files
+            .into_iter()
+            .map(|(rel, path)| Ok((rel, hasher.hash_file(&path)?)))
+            .collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<std::io::Result<Vec<(usize, HashedFile)>>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some((_, path)) = files.get(i) else {
+                            return Ok(done);
+                        };
+                        done.push((i, hasher.hash_file(path)?));
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("hash thread"))
+            .collect()
+    });
+    let mut hashed: Vec<Option<HashedFile>> = vec![None; files.len()];
+    for result in results {
+        for (i, h) in result? {
+            hashed[i] = Some(h);
+        }
+    }
+    Ok(files
+        .into_iter()
+        .zip(hashed)
+        .map(|((rel, _), h)| (rel, h.expect("every file hashed")))
+        .collect())
 }
 
 #[cfg(test)]

@@ -40,6 +40,7 @@
 //! [`Manifest::compare`] turns two manifests into typed [`RebuildReason`]s,
 //! field by field; plans and drift reports both use it.
 
+pub mod cache;
 pub mod canonical;
 pub mod hasher;
 pub mod manifest;
@@ -55,16 +56,56 @@ use crate::diag::Diagnostic;
 use crate::paths::relativize_path;
 use crate::schema::FileRef;
 use crate::spec::{ImageRef, ImageSpec, ProvisionerSpec};
+pub use cache::HashCache;
 pub use canonical::canonical_json;
 pub use hasher::{FileHasher, HashedFile};
 pub use manifest::{FileSet, Inputs, Manifest, ProvisionerEntry, MANIFEST_VERSION};
 pub use reason::RebuildReason;
 
-/// A small text input kept so a later plan can diff it.
+/// A small text input, stored in the object store so a later plan can diff
+/// it. Its bytes are not kept in memory during a plan (10,000 images hold
+/// hundreds of MB of scripts): they are read again when needed, for the
+/// images that change, and checked against the hash.
 #[derive(Debug, Clone)]
 pub struct TextInput {
     pub sha256: String,
-    pub bytes: std::sync::Arc<Vec<u8>>,
+    source: TextSource,
+}
+
+#[derive(Debug, Clone)]
+enum TextSource {
+    File(PathBuf),
+    Bytes(std::sync::Arc<Vec<u8>>),
+}
+
+impl TextInput {
+    /// The file at `path`, whose bytes hashed to `sha256`.
+    pub fn file(sha256: String, path: PathBuf) -> TextInput {
+        TextInput {
+            sha256,
+            source: TextSource::File(path),
+        }
+    }
+
+    /// Bytes at hand (e.g. from a saved plan).
+    pub fn bytes(bytes: Vec<u8>) -> TextInput {
+        TextInput {
+            sha256: hasher::sha256_hex(&bytes),
+            source: TextSource::Bytes(std::sync::Arc::new(bytes)),
+        }
+    }
+
+    /// The bytes; `None` when the file cannot be read or no longer has
+    /// the bytes it was hashed from (changed during the run).
+    pub fn read(&self) -> Option<std::sync::Arc<Vec<u8>>> {
+        match &self.source {
+            TextSource::Bytes(bytes) => Some(bytes.clone()),
+            TextSource::File(path) => {
+                let bytes = std::fs::read(path).ok()?;
+                (hasher::sha256_hex(&bytes) == self.sha256).then(|| std::sync::Arc::new(bytes))
+            }
+        }
+    }
 }
 
 /// One image's manifest, its canonical bytes and its content address.
@@ -161,14 +202,10 @@ pub fn fingerprint(
     for (path, hex) in &spec.files_read {
         let shown = relativize_path(path, def_dir);
         function_files.insert(shown.clone(), format!("sha256:{hex}"));
-        if let Some(bytes) = hasher.cached(&def_dir.join(path)).and_then(|f| f.text) {
-            c.text_inputs.insert(
-                shown,
-                TextInput {
-                    sha256: hex.clone(),
-                    bytes,
-                },
-            );
+        let full = def_dir.join(path);
+        if hasher.cached(&full).is_some_and(|f| f.is_text) {
+            c.text_inputs
+                .insert(shown, TextInput::file(hex.clone(), full));
         }
     }
 
@@ -285,26 +322,14 @@ impl Collected<'_> {
             for (rel, f) in tree.entries {
                 let key = format!("{prefix}/{rel}");
                 files.insert(key.clone(), f.describe());
-                if let Some(bytes) = f.text.clone() {
-                    text.insert(
-                        key,
-                        TextInput {
-                            sha256: f.sha256.clone(),
-                            bytes,
-                        },
-                    );
+                if f.is_text {
+                    text.insert(key, TextInput::file(f.sha256.clone(), full.join(&rel)));
                 }
             }
         } else if let Some(f) = single {
             files.insert(shown.clone(), format!("sha256:{}", f.sha256));
-            if let Some(bytes) = f.text.clone() {
-                text.insert(
-                    shown,
-                    TextInput {
-                        sha256: f.sha256.clone(),
-                        bytes,
-                    },
-                );
+            if f.is_text {
+                text.insert(shown, TextInput::file(f.sha256.clone(), full));
             }
         }
         Ok(())

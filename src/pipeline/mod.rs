@@ -33,7 +33,7 @@ use crate::addr::{ContentAddress, ImageAddr};
 use crate::config::{self, ImageDef, LoadOptions, Project};
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::drivers;
-use crate::fingerprint::{self, FileHasher, Fingerprint};
+use crate::fingerprint::{self, FileHasher, Fingerprint, HashCache};
 use crate::graph::ImageGraph;
 use crate::provision;
 use crate::spec::{ImageRef, ImageSpec};
@@ -56,12 +56,21 @@ pub struct Prepared {
     pub images: BTreeMap<ImageAddr, PreparedImage>,
     /// Warnings and notes, for the command to show.
     pub warnings: Vec<Diagnostic>,
+    /// What the files hashed to, for the persistent cache.
+    hasher: FileHasher,
 }
 
 impl Prepared {
     /// The image `addr`, if defined.
     pub fn image(&self, addr: &ImageAddr) -> Option<&PreparedImage> {
         self.images.get(addr)
+    }
+
+    /// Writes the file-hash cache (`.imgform/cache/`), if it is on and
+    /// changed. Commands call it once their run is known good, so a run
+    /// that fails on bad input writes nothing.
+    pub fn save_file_cache(&self) {
+        self.hasher.save_cache();
     }
 }
 
@@ -98,7 +107,11 @@ pub fn prepare(
     let order = graph.topo_order();
     let stage = Stage {
         project: &project,
-        hasher: FileHasher::new(),
+        hasher: if options.file_cache {
+            FileHasher::with_cache(HashCache::open(&project.def_dir))
+        } else {
+            FileHasher::new()
+        },
         resolve,
         cache: ResolveCache::default(),
     };
@@ -143,12 +156,14 @@ pub fn prepare(
     if all.iter().any(Diagnostic::is_error) {
         return Err(Diagnostics(all).into());
     }
+    let hasher = stage.hasher;
     Ok(Prepared {
         project,
         graph,
         order,
         images,
         warnings: all,
+        hasher,
     })
 }
 

@@ -2,6 +2,7 @@
 //! needs, and run the pure planner.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use super::error::PipelineError;
 use super::refresh::{missing_artifacts, Previous};
@@ -67,6 +68,7 @@ pub async fn make_plan(
         BTreeSet::new()
     };
     let previous = Previous::load(backend, prepared, states, true);
+    let texts = current_texts(prepared, states);
     let planned: Vec<PlannedImage> = prepared
         .order
         .iter()
@@ -77,12 +79,10 @@ pub async fn make_plan(
             builder: &i.spec.builder,
             content_address: &i.fingerprint.content_address,
             manifest: &i.fingerprint.manifest,
-            texts: i
-                .fingerprint
-                .text_inputs
-                .iter()
-                .map(|(p, t)| (p.clone(), t.bytes.as_slice()))
-                .collect(),
+            texts: texts
+                .get(&i.spec.addr)
+                .map(|t| t.iter().map(|(p, b)| (p.clone(), b.as_slice())).collect())
+                .unwrap_or_default(),
             parents: i.spec.parents.iter().cloned().collect(),
         })
         .collect();
@@ -96,4 +96,32 @@ pub async fn make_plan(
         only: only.as_ref(),
         refresh: request.refresh,
     }))
+}
+
+/// The text inputs of the recorded images whose content changed (the only
+/// ones a diff is shown for), read back now: an unchanged plan of 10,000
+/// images reads none.
+fn current_texts(
+    prepared: &Prepared,
+    states: &BTreeMap<TargetAddr, StateFile>,
+) -> BTreeMap<ImageAddr, BTreeMap<String, Arc<Vec<u8>>>> {
+    prepared
+        .images
+        .iter()
+        .filter(|(addr, i)| {
+            states
+                .get(&i.spec.target)
+                .and_then(|s| s.images.get(*addr))
+                .is_some_and(|r| r.content_address != i.fingerprint.content_address)
+        })
+        .map(|(addr, i)| {
+            let texts = i
+                .fingerprint
+                .text_inputs
+                .iter()
+                .filter_map(|(p, t)| Some((p.clone(), t.read()?)))
+                .collect();
+            (addr.clone(), texts)
+        })
+        .collect()
 }

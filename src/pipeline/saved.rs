@@ -1,9 +1,6 @@
 //! From a plan to the jobs `apply` runs, and to and from saved plan files.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-
-use sha2::{Digest, Sha256};
 
 use super::error::{state_error, PipelineError};
 use super::{Prepared, Resolve};
@@ -73,7 +70,10 @@ pub fn plan_file(
                 text_inputs: j
                     .text_inputs
                     .iter()
-                    .map(|(p, t)| (p.clone(), String::from_utf8_lossy(&t.bytes).into_owned()))
+                    .filter_map(|(p, t)| {
+                        let bytes = t.read()?;
+                        Some((p.clone(), String::from_utf8_lossy(&bytes).into_owned()))
+                    })
                     .collect(),
                 spec: redacted(j.spec),
             })
@@ -103,17 +103,7 @@ pub fn jobs_from_plan_file(file: &PlanFile) -> BTreeMap<ImageAddr, BuildJob> {
             let text_inputs = b
                 .text_inputs
                 .iter()
-                .map(|(p, t)| {
-                    let bytes = t.as_bytes().to_vec();
-                    let sha256 = hex::encode(Sha256::digest(&bytes));
-                    (
-                        p.clone(),
-                        TextInput {
-                            sha256,
-                            bytes: Arc::new(bytes),
-                        },
-                    )
-                })
+                .map(|(p, t)| (p.clone(), TextInput::bytes(t.as_bytes().to_vec())))
                 .collect();
             (
                 b.spec.addr.clone(),

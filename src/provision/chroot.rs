@@ -14,7 +14,6 @@
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
 use super::{CommError, Communicator};
@@ -163,12 +162,17 @@ impl ChrootCommunicator {
     }
 
     /// Runs `script` in the chroot with `input` on stdin, returning stderr on failure.
-    async fn with_stdin(
+    /// Runs `script` in the chroot with `input` streamed to its stdin (a
+    /// small buffer at a time: a 200 MiB upload does not sit in memory).
+    async fn with_stdin<R>(
         &self,
         script: &str,
         args_env: &[(String, String)],
-        input: Vec<u8>,
-    ) -> Result<(), CommError> {
+        mut input: R,
+    ) -> Result<(), CommError>
+    where
+        R: tokio::io::AsyncRead + Unpin + Send + 'static,
+    {
         let mut child = self
             .command(script, args_env)
             .stdin(Stdio::piped())
@@ -178,7 +182,7 @@ impl ChrootCommunicator {
             .map_err(|e| CommError::Failed(format!("cannot run chroot: {e}")))?;
         let mut stdin = child.stdin.take().expect("piped");
         let writer = tokio::spawn(async move {
-            let _ = stdin.write_all(&input).await;
+            let _ = tokio::io::copy(&mut input, &mut stdin).await;
             drop(stdin);
         });
         let out = child
@@ -220,35 +224,49 @@ impl Communicator for ChrootCommunicator {
         Box::pin(async move {
             let env = vec![("IMGFORM_DEST".to_owned(), remote.to_owned())];
             if local.is_dir() {
-                // A tar stream of the directory's contents, unpacked inside the chroot.
-                let out = Command::new("tar")
+                // A tar stream of the directory's contents, piped into the
+                // chroot and unpacked there as it is made.
+                let mut tar = Command::new("tar")
                     .args(["--numeric-owner", "-C"])
                     .arg(local)
                     .args(["-cf", "-", "."])
-                    .output()
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .kill_on_drop(true)
+                    .spawn()
+                    .map_err(|e| CommError::Failed(format!("tar: {e}")))?;
+                let stream = tar.stdout.take().expect("piped");
+                let unpacked = self
+                    .with_stdin(
+                        "mkdir -p \"$IMGFORM_DEST\" && tar -xf - -C \"$IMGFORM_DEST\"",
+                        &env,
+                        stream,
+                    )
+                    .await;
+                let packed = tar
+                    .wait_with_output()
                     .await
                     .map_err(|e| CommError::Failed(format!("tar: {e}")))?;
-                if !out.status.success() {
+                // An unpacking that failed makes tar fail too (broken
+                // pipe): its own error says more.
+                unpacked?;
+                if !packed.status.success() {
                     return Err(CommError::Failed(format!(
                         "tar {}: {}",
                         local.display(),
-                        String::from_utf8_lossy(&out.stderr).trim()
+                        String::from_utf8_lossy(&packed.stderr).trim()
                     )));
                 }
-                self.with_stdin(
-                    "mkdir -p \"$IMGFORM_DEST\" && tar -xf - -C \"$IMGFORM_DEST\"",
-                    &env,
-                    out.stdout,
-                )
-                .await
+                Ok(())
             } else {
-                let bytes = tokio::fs::read(local)
+                let file = tokio::fs::File::open(local)
                     .await
                     .map_err(|e| CommError::Failed(format!("reading {}: {e}", local.display())))?;
                 self.with_stdin(
                     "mkdir -p \"$(dirname \"$IMGFORM_DEST\")\" && cat > \"$IMGFORM_DEST\"",
                     &env,
-                    bytes,
+                    file,
                 )
                 .await
             }

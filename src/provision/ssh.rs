@@ -729,14 +729,15 @@ async fn write_remote_file(
     local: &Path,
     remote: &str,
 ) -> Result<(), CommError> {
-    let bytes = tokio::fs::read(local)
+    // Streamed: a large file never sits in memory whole.
+    let mut source = tokio::fs::File::open(local)
         .await
         .map_err(|e| CommError::Failed(format!("reading {}: {e}", local.display())))?;
     let mut file = sftp
         .create(remote.to_owned())
         .await
         .map_err(|e| CommError::Failed(format!("creating {remote}: {e}")))?;
-    file.write_all(&bytes)
+    tokio::io::copy(&mut source, &mut file)
         .await
         .map_err(|e| CommError::Failed(format!("writing {remote}: {e}")))?;
     file.shutdown()

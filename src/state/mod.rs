@@ -14,6 +14,7 @@
 //! contents change), and hold the lock ([`acquire`]) around every
 //! load → change → save.
 
+pub mod journal;
 pub mod model;
 #[cfg(feature = "aws")]
 pub mod s3;

@@ -26,6 +26,13 @@
 //! - `serial` grows by one per write, only when contents change; a save whose
 //!   lineage or serial does not match what is stored is refused.
 //! - Objects are named by the sha256 of their bytes and re-checked on read.
+//! - Writes are batched: a write is a request (and a read of the state
+//!   before it), so an apply writes the state at most [`S3_WRITE_DELAY`]
+//!   after an image is recorded (with every image recorded since) and at
+//!   its end, not once per image. A crash (SIGKILL, power loss) loses the
+//!   records of the images finished in the last `S3_WRITE_DELAY`; their
+//!   artifacts exist and are tagged, so `imgform state recover` adopts them.
+//!   Objects (manifests, text inputs) are written at once.
 //!
 //! The [`StateBackend`] trait is synchronous; the SDK is async. The backend
 //! owns a small tokio runtime and runs each request on it: directly when the
@@ -51,6 +58,10 @@ use super::store::{
 };
 use crate::addr::TargetAddr;
 use crate::aws::AwsSettings;
+
+/// The longest an apply holds back the write of a recorded image: what a
+/// crash can lose.
+pub const S3_WRITE_DELAY: Duration = Duration::from_secs(2);
 
 /// Where the state lives on S3 and how to reach it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -468,6 +479,10 @@ impl StateBackend for S3Backend {
         // Only now: a failed write leaves the caller's state matching the store.
         state.serial = next.serial;
         Ok(true)
+    }
+
+    fn write_delay(&self) -> Duration {
+        S3_WRITE_DELAY
     }
 
     fn put_object(&self, bytes: &[u8]) -> Result<String, StateError> {

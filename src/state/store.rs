@@ -6,6 +6,7 @@
 //! ```text
 //! state/<target-slug>.json       one StateFile per target (TargetAddr::slug)
 //! state/<target-slug>.json.bak   the version before the last write
+//! state/<target-slug>.journal    records appended since the last write
 //! state/objects/<2 hex>/<62 hex> content-addressed objects (sha256 of bytes)
 //! state/.lock                    JSON LockInfo while a run holds the lock
 //! ```
@@ -15,10 +16,15 @@
 //!   temp file in the same directory, is fsynced, renamed over the old file,
 //!   and the directory is fsynced. A crash leaves the old or the new version,
 //!   never a mix.
-//! - `serial` grows by exactly one per write and a write happens only when the
-//!   contents (everything but `serial`) differ from what is stored. A save
-//!   whose lineage or serial does not match the stored file is refused rather
-//!   than overwriting someone else's newer state.
+//! - The stored state is the state file with its journal's entries applied
+//!   ([`journal`]). `record_image` appends one fsynced line per image;
+//!   `save` writes the whole file and then removes the journal
+//!   (compaction). Every load replays the journal, so a crash loses no
+//!   acknowledged record.
+//! - `serial` grows by exactly one per change (a save that changes contents,
+//!   or a journal entry) and never otherwise; compacting a journal keeps the
+//!   serial. A save whose lineage or serial does not match the stored state
+//!   is refused rather than overwriting someone else's newer state.
 //! - Objects are immutable and named by the sha256 of their bytes; reading one
 //!   re-checks the hash.
 //! - `state/.lock` is created with `O_EXCL`, so at most one holder exists.
@@ -30,17 +36,20 @@
 //! around any load → change → save sequence. The backend does not check that
 //! the lock is held, because `plan` reads without locking.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::addr::TargetAddr;
+use crate::addr::{ImageAddr, TargetAddr};
+use crate::state::journal::{self, JournalEntry};
 use crate::state::model::{StateFile, STATE_FORMAT_VERSION};
 
 #[derive(Debug, thiserror::Error)]
@@ -233,6 +242,23 @@ pub trait StateBackend: Send + Sync {
     /// different target, lineage or serial than `state`: it changed since
     /// `state` was loaded.
     fn save(&self, state: &mut StateFile) -> Result<bool, StateError>;
+    /// Records durably that the record of `addr` in `state` changed (or was
+    /// removed), bumping `state.serial` by one, at a cost that does not grow
+    /// with the size of the state. A later [`save`](Self::save) (or the
+    /// next run's load) folds it into the state file. The default is a full
+    /// `save`. Refuses, like `save`, a state that moved on since it was
+    /// loaded. Returns whether it wrote.
+    fn record_image(&self, state: &mut StateFile, addr: &ImageAddr) -> Result<bool, StateError> {
+        let _ = addr;
+        self.save(state)
+    }
+    /// How long a run may hold back the write of a recorded image to batch
+    /// it with later ones; zero (the default) when every image is written
+    /// as soon as it is recorded. Whatever is held back is lost by a crash
+    /// (the artifacts stay, tagged, for `state recover`).
+    fn write_delay(&self) -> Duration {
+        Duration::ZERO
+    }
     /// Stores `bytes` in the content-addressed object store under the
     /// lowercase hex sha256 of the bytes (once; storing again is a no-op) and
     /// returns that hex.
@@ -269,6 +295,12 @@ impl<B: StateBackend + ?Sized> StateBackend for Box<B> {
     fn save(&self, state: &mut StateFile) -> Result<bool, StateError> {
         (**self).save(state)
     }
+    fn record_image(&self, state: &mut StateFile, addr: &ImageAddr) -> Result<bool, StateError> {
+        (**self).record_image(state, addr)
+    }
+    fn write_delay(&self) -> Duration {
+        (**self).write_delay()
+    }
     fn put_object(&self, bytes: &[u8]) -> Result<String, StateError> {
         (**self).put_object(bytes)
     }
@@ -294,6 +326,17 @@ impl<B: StateBackend + ?Sized> StateBackend for Box<B> {
 #[derive(Debug, Clone)]
 pub struct LocalBackend {
     root: PathBuf,
+    /// Journals this process appends to, by target; shared by clones.
+    journals: Arc<Mutex<HashMap<String, OpenJournal>>>,
+}
+
+/// A journal opened by this process after a save, and the state it leads to.
+#[derive(Debug)]
+struct OpenJournal {
+    file: File,
+    lineage: String,
+    /// The serial of the state file plus the entries appended so far.
+    serial: u64,
 }
 
 const LOCK_FILE: &str = ".lock";
@@ -308,7 +351,10 @@ const LOCK_UNREADABLE_PAUSE: Duration = Duration::from_millis(20);
 
 impl LocalBackend {
     pub fn new(root: impl Into<PathBuf>) -> LocalBackend {
-        LocalBackend { root: root.into() }
+        LocalBackend {
+            root: root.into(),
+            journals: Arc::default(),
+        }
     }
 
     /// The `state/` directory.
@@ -324,6 +370,27 @@ impl LocalBackend {
             });
         }
         Ok(self.root.join(format!("{slug}.json")))
+    }
+
+    /// Opens a new, empty journal for `state` (just saved) and keeps it.
+    fn start_journal(&self, state: &StateFile) -> Result<(), StateError> {
+        let path = journal_path(&self.state_path(&state.target)?);
+        let file = OpenOptions::new()
+            .append(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| io_error("create", &path, e))?;
+        // The journal's name must survive a crash as much as its lines.
+        sync_dir(&self.root)?;
+        self.journals.lock().expect("journals").insert(
+            state.target.clone(),
+            OpenJournal {
+                file,
+                lineage: state.lineage.clone(),
+                serial: state.serial,
+            },
+        );
+        Ok(())
     }
 
     fn lock_path(&self) -> PathBuf {
@@ -433,6 +500,14 @@ impl StateBackend for LocalBackend {
 
     fn save(&self, state: &mut StateFile) -> Result<bool, StateError> {
         let path = self.state_path(&state.target)?;
+        // A journal kept open for appends is closed by a save: the file
+        // written below includes its entries.
+        self.journals
+            .lock()
+            .expect("journals")
+            .remove(&state.target);
+        let journal = journal_path(&path);
+        let has_journal = journal.exists();
         let stored = read_state(&path)?;
         if let Some((_, stored)) = &stored {
             if stored.target != state.target {
@@ -456,21 +531,61 @@ impl StateBackend for LocalBackend {
                     given: state.serial,
                 });
             }
-            if same_contents(stored, state) {
+            if same_contents(stored, state) && !has_journal {
                 return Ok(false);
             }
         }
 
         let mut next = state.clone();
-        next.serial = state.serial + 1;
+        // Compacting a journal whose entries are all in `state` already
+        // changes nothing but where they are kept: same serial.
+        let changed = !stored
+            .as_ref()
+            .is_some_and(|(_, stored)| same_contents(stored, state));
+        next.serial = state.serial + u64::from(changed);
         let bytes = to_json_bytes(&next);
         fs::create_dir_all(&self.root).map_err(|e| io_error("create directory", &self.root, e))?;
         if let Some((old_bytes, _)) = &stored {
             write_atomic(&backup_path(&path), old_bytes)?;
         }
         write_atomic(&path, &bytes)?;
+        if has_journal {
+            // Only after the file holding its entries is durable; a crash in
+            // between leaves entries that replay skips (serial not above).
+            match fs::remove_file(&journal) {
+                Ok(()) => sync_dir(&self.root)?,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_error("remove", &journal, e)),
+            }
+        }
         // Only now: a failed write leaves the caller's state matching the file.
         state.serial = next.serial;
+        Ok(true)
+    }
+
+    fn record_image(&self, state: &mut StateFile, addr: &ImageAddr) -> Result<bool, StateError> {
+        let mut journals = self.journals.lock().expect("journals");
+        let open = journals
+            .get_mut(&state.target)
+            .filter(|j| j.lineage == state.lineage && j.serial == state.serial);
+        let Some(open) = open else {
+            // The first record of this target in this run: a full save
+            // (which also compacts what a crashed run left), then a fresh
+            // journal for the records that follow.
+            drop(journals);
+            let wrote = self.save(state)?;
+            self.start_journal(state)?;
+            return Ok(wrote);
+        };
+        let path = journal_path(&self.state_path(&state.target)?);
+        let serial = state.serial + 1;
+        let line = JournalEntry::of(state, addr, serial).to_line();
+        open.file
+            .write_all(&line)
+            .and_then(|()| open.file.sync_data())
+            .map_err(|e| io_error("write", &path, e))?;
+        open.serial = serial;
+        state.serial = serial;
         Ok(true)
     }
 
@@ -673,9 +788,48 @@ pub(crate) fn to_json_bytes<T: Serialize>(value: &T) -> Vec<u8> {
     bytes
 }
 
-/// Reads and decodes a state file, keeping the raw bytes for the backup.
-/// `None` if it does not exist.
+/// Reads and decodes a state file with its journal's entries applied,
+/// keeping the file's raw bytes for the backup. `None` if it does not exist.
 fn read_state(path: &Path) -> Result<Option<(Vec<u8>, StateFile)>, StateError> {
+    let Some((bytes, mut state)) = read_state_file(path)? else {
+        let journal = journal_path(path);
+        if journal.exists() {
+            return Err(StateError::Corrupt {
+                message: format!(
+                    "its journal {} is there but the state file is not; restore the state \
+                     file (or its .bak), or delete the journal to start from an empty state",
+                    journal.display()
+                ),
+                path: path.to_owned(),
+            });
+        }
+        return Ok(None);
+    };
+    let journal = journal_path(path);
+    match fs::read(&journal) {
+        Ok(lines) => {
+            journal::replay(&mut state, &lines).map_err(|message| StateError::Corrupt {
+                message: format!(
+                    "{message}; {} is the last compacted state, the journal holds records \
+                     written after it",
+                    path.display()
+                ),
+                path: journal.clone(),
+            })?;
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_error("read", &journal, e)),
+    }
+    Ok(Some((bytes, state)))
+}
+
+/// `<slug>.journal` beside `<slug>.json`.
+fn journal_path(state_path: &Path) -> PathBuf {
+    state_path.with_extension("journal")
+}
+
+/// Reads and decodes the state file alone.
+fn read_state_file(path: &Path) -> Result<Option<(Vec<u8>, StateFile)>, StateError> {
     let bytes = match fs::read(path) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -835,6 +989,64 @@ mod tests {
         walk(dir, dir, &mut out);
         out.sort();
         out
+    }
+
+    #[test]
+    fn records_go_to_the_journal_and_a_save_compacts_them() {
+        let (dir, backend) = backend();
+        let mut state = StateFile::new("local");
+        let a: ImageAddr = "null.a".parse().unwrap();
+        let b: ImageAddr = "null.b".parse().unwrap();
+        state.images.insert(a.clone(), record('a'));
+        // The first record writes the file whole and opens the journal.
+        assert!(backend.record_image(&mut state, &a).unwrap());
+        assert_eq!(state.serial, 1);
+        assert_eq!(
+            files(dir.path()),
+            ["state/local.journal", "state/local.json"]
+        );
+        state.images.insert(b.clone(), record('b'));
+        backend.record_image(&mut state, &b).unwrap();
+        state.images.remove(&a);
+        backend.record_image(&mut state, &a).unwrap();
+        assert_eq!(state.serial, 3);
+        // Another process (a fresh backend) reads file + journal.
+        let other = LocalBackend::new(backend.root());
+        assert_eq!(other.load("local").unwrap(), state);
+        assert_eq!(other.load_all().unwrap(), [state.clone()]);
+        let file: StateFile =
+            serde_json::from_slice(&fs::read(dir.path().join("state/local.json")).unwrap())
+                .unwrap();
+        assert_eq!(
+            file.serial, 1,
+            "the file itself is not rewritten per record"
+        );
+        // A save compacts: same serial, no journal, file = state.
+        assert!(backend.save(&mut state).unwrap());
+        assert_eq!(state.serial, 3);
+        assert_eq!(
+            files(dir.path()),
+            ["state/local.json", "state/local.json.bak"]
+        );
+        assert_eq!(other.load("local").unwrap(), state);
+        // Saving again changes nothing.
+        assert!(!backend.save(&mut state).unwrap());
+    }
+
+    #[test]
+    fn a_record_on_a_state_that_moved_on_is_refused() {
+        let (_dir, backend) = backend();
+        let a: ImageAddr = "null.a".parse().unwrap();
+        let mut state = StateFile::new("local");
+        state.images.insert(a.clone(), record('a'));
+        backend.record_image(&mut state, &a).unwrap();
+        let mut stale = state.clone();
+        backend.record_image(&mut state, &a).unwrap();
+        // `stale` was loaded before the last record: refused by the full
+        // save its first record makes in another backend.
+        let other = LocalBackend::new(backend.root());
+        let err = other.record_image(&mut stale, &a).unwrap_err();
+        assert!(matches!(err, StateError::SerialConflict { .. }), "{err}");
     }
 
     #[test]

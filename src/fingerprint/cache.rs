@@ -1,0 +1,422 @@
+//! The persistent file-hash cache, `.imgform/cache/file-hashes` in the
+//! definition dir: what a file hashed to, keyed by what `stat` says about
+//! it, so an unchanged re-plan stats its input files instead of reading
+//! them. It is a cache only: never part of the state, never of a content
+//! address (a hit gives exactly the hash a fresh read gives), ignored and
+//! rebuilt when unreadable, bypassed with `--no-cache`.
+//!
+//! Key: device and inode, checked against size, mode, mtime and ctime in
+//! nanoseconds (not the path: hashing two integers is cheaper than hashing
+//! a long path 50,000 times, and every path to one file has one content).
+//! Any write to a file changes its ctime (which cannot be set back from user
+//! space), so an edit that keeps size and mtime (`touch -d`) is still a
+//! miss; `touch` alone is a miss that hashes to the same bytes. An inode
+//! reused by a new file has a new ctime.
+//!
+//! Racy entries (git's rule): file timestamps advance in ticks of the
+//! filesystem's clock, so a file written again within the tick in which it
+//! was hashed keeps its mtime and ctime. An entry is trusted only when the
+//! file's mtime and ctime are older, by [`RACY_WINDOW`], than the cache
+//! file's own mtime (the time it was written, on the filesystem's clock);
+//! other entries are hashed again on the next run, which then writes them
+//! as trusted. An entry is also not recorded when the file's `stat`
+//! changed while it was read.
+//!
+//! Format (text, one entry a line, so it can be inspected):
+//!
+//! ```text
+//! imgform file hashes 2
+//! <sha256 hex>\t<x|->\t<t|->\t<dev>\t<ino>\t<size>\t<mode>\t<mtime ns>\t<ctime ns>
+//! end <number of entries>
+//! ```
+//!
+//! `x`: executable; `t`: a small text input. Anything that does not parse
+//! exactly (a truncated file, a bad line, a different version) makes the
+//! whole cache be ignored, and it is written again.
+//!
+//! Concurrent runs: the file is replaced atomically (temp file in the same
+//! dir, rename), so a reader sees a whole cache or the previous one; when
+//! two runs write, the last one wins and the other's new entries are
+//! simply hashed again later. Entries not used by a run are dropped when it
+//! writes, so deleted and renamed files do not accumulate.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+use super::hasher::HashedFile;
+
+/// The cache file, relative to the definition dir.
+pub const CACHE_FILE: &str = ".imgform/cache/file-hashes";
+const HEADER: &str = "imgform file hashes 2";
+/// Wider than the coarsest common timestamp granularity (FAT: 2 s).
+pub const RACY_WINDOW_NS: i64 = 2_000_000_000;
+
+/// Device and inode.
+type Key = (u64, u64);
+
+/// What `stat` says about a file, as far as the cache cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStat {
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    pub mode: u32,
+    pub mtime_ns: i64,
+    pub ctime_ns: i64,
+}
+
+impl FileStat {
+    pub fn of(meta: &fs::Metadata) -> FileStat {
+        FileStat {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mode: meta.mode(),
+            mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
+            ctime_ns: meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    stat: FileStat,
+    hashed: HashedFile,
+}
+
+/// A loaded entry, and whether this run used it (a hit).
+#[derive(Debug)]
+struct Loaded {
+    entry: Entry,
+    hit: AtomicBool,
+}
+
+/// The cache of one run: loaded once, written once at the end if anything
+/// in it changed.
+#[derive(Debug)]
+pub struct HashCache {
+    path: PathBuf,
+    /// Trusted entries as loaded, by (device, inode), each marked when hit.
+    loaded: HashMap<Key, Loaded>,
+    /// Entries made by this run (misses).
+    fresh: Mutex<HashMap<Key, Entry>>,
+    /// Whether the file on disk differs from what `used` will hold
+    /// (misses, racy or stale entries, a corrupt file).
+    changed: AtomicBool,
+}
+
+impl HashCache {
+    /// The cache of the definition dir `def_dir`: what its cache file
+    /// holds, or empty when it is missing or corrupt (never an error).
+    pub fn open(def_dir: &Path) -> HashCache {
+        let path = def_dir.join(CACHE_FILE);
+        let (entries, clean) = match read(&path) {
+            Ok(Some((entries, clean))) => (entries, clean),
+            Ok(None) => (HashMap::new(), true),
+            Err(_) => (HashMap::new(), false),
+        };
+        let loaded = entries
+            .into_iter()
+            .map(|(key, entry)| {
+                let hit = AtomicBool::new(false);
+                (key, Loaded { entry, hit })
+            })
+            .collect();
+        HashCache {
+            path,
+            loaded,
+            fresh: Mutex::default(),
+            changed: AtomicBool::new(!clean),
+        }
+    }
+
+    /// The cached hash of the file whose `stat` is `meta`, if the cache has
+    /// it for exactly that `stat`.
+    pub fn lookup(&self, meta: &fs::Metadata) -> Option<HashedFile> {
+        let stat = FileStat::of(meta);
+        let loaded = self.loaded.get(&(stat.dev, stat.ino))?;
+        if loaded.entry.stat != stat {
+            self.changed.store(true, Ordering::Relaxed);
+            return None;
+        }
+        loaded.hit.store(true, Ordering::Relaxed);
+        Some(loaded.entry.hashed.clone())
+    }
+
+    /// Records what a file hashed to. `before` and `after` are its `stat`
+    /// before and after reading; a file that changed meanwhile is not
+    /// recorded.
+    pub fn record(&self, before: &fs::Metadata, after: &fs::Metadata, hashed: &HashedFile) {
+        self.changed.store(true, Ordering::Relaxed);
+        let stat = FileStat::of(before);
+        if stat != FileStat::of(after) {
+            return;
+        }
+        self.fresh.lock().expect("hash cache").insert(
+            (stat.dev, stat.ino),
+            Entry {
+                stat,
+                hashed: hashed.clone(),
+            },
+        );
+    }
+
+    /// Writes the entries this run used, if that changes the file.
+    /// Failing to write is not an error for the run (it is a cache).
+    pub fn save(&self) -> io::Result<()> {
+        let fresh = self.fresh.lock().expect("hash cache");
+        let hits = self
+            .loaded
+            .iter()
+            .filter(|(key, l)| l.hit.load(Ordering::Relaxed) && !fresh.contains_key(*key));
+        let mut used: Vec<(&Key, &Entry)> = hits.map(|(k, l)| (k, &l.entry)).collect();
+        // Every loaded entry hit, nothing new: the file is right as it is.
+        if !self.changed.load(Ordering::Relaxed) && used.len() == self.loaded.len() {
+            return Ok(());
+        }
+        used.extend(fresh.iter());
+        used.sort_by(|a, b| a.0.cmp(b.0));
+        let mut text = String::with_capacity(64 + used.len() * 160);
+        text.push_str(HEADER);
+        text.push('\n');
+        for (_, e) in &used {
+            text.push_str(&format!(
+                "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\n",
+                e.hashed.sha256,
+                if e.hashed.executable { 'x' } else { '-' },
+                if e.hashed.is_text { 't' } else { '-' },
+                e.stat.dev,
+                e.stat.ino,
+                e.stat.size,
+                e.stat.mode,
+                e.stat.mtime_ns,
+                e.stat.ctime_ns,
+            ));
+        }
+        text.push_str(&format!("end {}\n", used.len()));
+        write_replacing(&self.path, text.as_bytes())
+    }
+}
+
+/// The trusted entries of a cache file, and whether it was clean (no racy
+/// entry dropped).
+type Read = (HashMap<Key, Entry>, bool);
+
+/// What the cache file holds; `None` when there is no file; `Err` when it
+/// is corrupt.
+fn read(path: &Path) -> Result<Option<Read>, ()> {
+    let (text, meta) = match fs::read_to_string(path).and_then(|t| Ok((t, fs::metadata(path)?))) {
+        Ok(read) => read,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(_) => return Err(()),
+    };
+    let written_ns = FileStat::of(&meta).mtime_ns;
+    let mut lines = text.lines();
+    if lines.next() != Some(HEADER) {
+        return Err(());
+    }
+    let mut entries = HashMap::new();
+    let mut count = 0usize;
+    let mut clean = true;
+    let mut ended = false;
+    for line in lines {
+        if ended {
+            return Err(());
+        }
+        if let Some(n) = line.strip_prefix("end ") {
+            if n.parse::<usize>().ok() != Some(count) {
+                return Err(());
+            }
+            ended = true;
+            continue;
+        }
+        let entry = parse_line(line).ok_or(())?;
+        count += 1;
+        let newest = entry.stat.mtime_ns.max(entry.stat.ctime_ns);
+        if newest.saturating_add(RACY_WINDOW_NS) >= written_ns {
+            clean = false;
+            continue;
+        }
+        entries.insert((entry.stat.dev, entry.stat.ino), entry);
+    }
+    if !ended {
+        return Err(());
+    }
+    Ok(Some((entries, clean)))
+}
+
+fn parse_line(line: &str) -> Option<Entry> {
+    let mut f = line.split('\t');
+    let sha256 = f.next()?;
+    if sha256.len() != 64
+        || !sha256
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
+        return None;
+    }
+    let executable = flag(f.next()?, "x")?;
+    let is_text = flag(f.next()?, "t")?;
+    let stat = FileStat {
+        dev: f.next()?.parse().ok()?,
+        ino: f.next()?.parse().ok()?,
+        size: f.next()?.parse().ok()?,
+        mode: f.next()?.parse().ok()?,
+        mtime_ns: f.next()?.parse().ok()?,
+        ctime_ns: f.next()?.parse().ok()?,
+    };
+    if f.next().is_some() {
+        return None;
+    }
+    Some(Entry {
+        stat,
+        hashed: HashedFile {
+            sha256: sha256.to_owned(),
+            executable,
+            is_text,
+        },
+    })
+}
+
+fn flag(field: &str, on: &str) -> Option<bool> {
+    match field {
+        "-" => Some(false),
+        f if f == on => Some(true),
+        _ => None,
+    }
+}
+
+/// Replaces `path` atomically: a temp file beside it, renamed over it.
+/// Not fsynced: losing the cache in a crash only costs hashing again.
+fn write_replacing(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path.parent().expect("cache path has a parent");
+    fs::create_dir_all(dir)?;
+    let temp = dir.join(format!(
+        ".{}.{}.tmp",
+        path.file_name().expect("cache file name").to_string_lossy(),
+        uuid::Uuid::new_v4().simple()
+    ));
+    let written = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&temp)
+        .and_then(|mut f: File| f.write_all(bytes))
+        .and_then(|()| fs::rename(&temp, path));
+    if written.is_err() {
+        let _ = fs::remove_file(&temp);
+    }
+    written
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fingerprint::FileHasher;
+
+    fn backdate(path: &Path) {
+        // mtime an hour ago; ctime moves to now, so wait out the racy window.
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+    }
+
+    fn hash(dir: &Path, file: &Path) -> HashedFile {
+        let hasher = FileHasher::with_cache(HashCache::open(dir));
+        let hashed = hasher.hash_file(file).unwrap();
+        hasher.save_cache();
+        hashed
+    }
+
+    fn cache_text(dir: &Path) -> String {
+        fs::read_to_string(dir.join(CACHE_FILE)).unwrap_or_default()
+    }
+
+    #[test]
+    fn a_hit_is_the_fresh_hash_and_racy_entries_are_hashed_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("s.sh");
+        fs::write(&file, "echo hi\n").unwrap();
+        let fresh = FileHasher::new().hash_file(&file).unwrap();
+        let first = hash(dir.path(), &file);
+        assert_eq!(first.sha256, fresh.sha256);
+        assert!(cache_text(dir.path()).contains(&fresh.sha256));
+        // Just written: racy, so not trusted yet.
+        assert!(read(&dir.path().join(CACHE_FILE))
+            .unwrap()
+            .unwrap()
+            .0
+            .is_empty());
+        std::thread::sleep(std::time::Duration::from_millis(2100));
+        hash(dir.path(), &file);
+        let (trusted, clean) = read(&dir.path().join(CACHE_FILE)).unwrap().unwrap();
+        assert!(clean);
+        let stat = FileStat::of(&fs::metadata(&file).unwrap());
+        let entry = &trusted[&(stat.dev, stat.ino)];
+        assert_eq!(entry.hashed.sha256, fresh.sha256);
+        assert!(entry.hashed.is_text);
+    }
+
+    #[test]
+    fn an_edit_keeping_size_and_mtime_is_caught_by_ctime() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("s.sh");
+        fs::write(&file, "echo one\n").unwrap();
+        backdate(&file);
+        let mtime = fs::metadata(&file).unwrap().modified().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(2100));
+        hash(dir.path(), &file);
+        hash(dir.path(), &file);
+        let path = dir.path().join(CACHE_FILE);
+        assert_eq!(read(&path).unwrap().unwrap().0.len(), 1, "trusted now");
+        fs::write(&file, "echo two\n").unwrap();
+        File::options()
+            .write(true)
+            .open(&file)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+        let stat = fs::metadata(&file).unwrap();
+        assert_eq!(stat.modified().unwrap(), mtime);
+        assert_eq!(stat.len(), 9);
+        let after = hash(dir.path(), &file);
+        assert_eq!(
+            after.sha256,
+            crate::fingerprint::hasher::sha256_hex(b"echo two\n")
+        );
+    }
+
+    #[test]
+    fn a_corrupt_cache_is_ignored_and_written_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("s.sh");
+        fs::write(&file, "echo hi\n").unwrap();
+        let fresh = FileHasher::new().hash_file(&file).unwrap();
+        for garbage in [
+            "not a cache\n".to_owned(),
+            format!("{HEADER}\n{}\tx\n", "a".repeat(64)),
+            // Truncated: no end line.
+            format!("{HEADER}\n{}\t-\tt\t1\t2\t8\t33188\t0\t0\n", "b".repeat(64)),
+            // The previous format (with paths).
+            format!(
+                "imgform file hashes 1\n{}\t-\tt\t1\t2\t8\t33188\t0\t0\t{}\nend 1\n",
+                "b".repeat(64),
+                file.display()
+            ),
+        ] {
+            fs::create_dir_all(dir.path().join(".imgform/cache")).unwrap();
+            fs::write(dir.path().join(CACHE_FILE), &garbage).unwrap();
+            assert_eq!(hash(dir.path(), &file).sha256, fresh.sha256);
+            assert!(cache_text(dir.path()).starts_with(HEADER));
+            assert!(cache_text(dir.path()).ends_with("end 1\n"));
+        }
+    }
+}

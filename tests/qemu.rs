@@ -1,0 +1,514 @@
+//! The `qemu` builder for real, with qemu-system-x86_64 under TCG:
+//!
+//! - a tiny guest (one boot sector that ends QEMU through its
+//!   `isa-debug-exit` device) for what needs a VM but not an OS: the disk
+//!   kept by content address, recovery after a crash, failures and signals
+//!   that leave no QEMU process and no scratch files, checksums;
+//! - Packer-style templates on a bootable Debian cloud image (a chroot
+//!   image, chained with `iso_url = image.<ADDR>.id`): a `cd_content`
+//!   cloud-init seed + `ssh_password` + `shutdown_command` provisions a file
+//!   that is then read from the output disk's bytes; a `boot_command` typed
+//!   into GRUB points cloud-init at `http_content` served by imgform.
+//!
+//! QEMU runs as the test user; the Debian test needs root (chroot).
+
+mod util;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use util::{debian, is_root, Project};
+
+/// A 1 MiB raw disk whose boot sector writes 0 to port 0xf4: with
+/// `-device isa-debug-exit,iobase=0xf4` QEMU then exits by itself.
+fn exiting_disk(p: &Project, rel: &str) {
+    let mut disk = vec![0u8; 1 << 20];
+    // mov al, 0; out 0xf4, al; hlt; jmp $-1
+    disk[..7].copy_from_slice(&[0xb0, 0x00, 0xe6, 0xf4, 0xf4, 0xeb, 0xfd]);
+    disk[510] = 0x55;
+    disk[511] = 0xaa;
+    let path = p.path().join(rel);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, disk).unwrap();
+}
+
+/// A 1 MiB raw disk nothing boots from: SeaBIOS waits forever.
+fn dead_disk(p: &Project, rel: &str) {
+    let path = p.path().join(rel);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, vec![0u8; 1 << 20]).unwrap();
+}
+
+const TINY: &str = r#"
+source "qemu" "tiny" {
+  iso_url          = "guest/exit.raw"
+  disk_image       = true
+  communicator     = "none"
+  accelerator      = "tcg"
+  qemuargs         = [["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]]
+  shutdown_timeout = "60s"
+}
+
+build {
+  sources = ["source.qemu.tiny"]
+}
+"#;
+
+/// The project's own temp dir (TMPDIR for imgform), to see what is left.
+fn tmp(p: &Project) -> PathBuf {
+    let dir = p.path().join("tmp");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn run(p: &Project, args: &[&str]) -> util::Run {
+    let tmp = tmp(p);
+    p.run_env(args, &[("TMPDIR", tmp.to_str().unwrap())])
+}
+
+/// Scratch dirs a qemu build left in the project's temp dir.
+fn leftovers(p: &Project) -> Vec<String> {
+    std::fs::read_dir(tmp(p))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("imgform-qemu-"))
+        .collect()
+}
+
+/// QEMU processes started for this project (their disks are in its temp dir).
+fn qemu_processes(p: &Project) -> Vec<u32> {
+    let marker = tmp(p).to_string_lossy().into_owned();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_string_lossy().parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| {
+                    let c = String::from_utf8_lossy(&c);
+                    c.contains("qemu-system") && c.contains(&marker)
+                })
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+/// The recorded artifact id of `addr`.
+fn recorded_id(p: &Project, addr: &str) -> Option<String> {
+    let show = run(p, &["state", "show", "--json", addr]);
+    if show.code != 0 {
+        return None;
+    }
+    show.json()["record"]["artifact"]["id"]
+        .as_str()
+        .map(str::to_owned)
+}
+
+fn raw_bytes(image: &Path) -> Vec<u8> {
+    let raw = image.with_extension("check.raw");
+    let status = Command::new("qemu-img")
+        .args(["convert", "-O", "raw"])
+        .arg(image)
+        .arg(&raw)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let bytes = std::fs::read(&raw).unwrap();
+    std::fs::remove_file(raw).unwrap();
+    bytes
+}
+
+#[test]
+fn a_guest_that_powers_off_is_kept_by_content_address_and_recovered() {
+    let p = Project::new();
+    exiting_disk(&p, "guest/exit.raw");
+    p.file("images.pkr.hcl", TINY);
+
+    let apply = run(&p, &["apply", "--auto-approve"]);
+    apply
+        .success()
+        .stderr_has("qemu.tiny: booting the disk under tcg")
+        .stderr_has("qemu.tiny: waiting for the VM to shut down by itself")
+        .stderr_has("qemu.tiny: compacting the disk");
+    let id = recorded_id(&p, "qemu.tiny").expect("recorded");
+    assert!(
+        id.starts_with("output/qemu-tiny-") && id.ends_with(".qcow2"),
+        "{id}"
+    );
+    let disk = p.path().join(&id);
+    let bytes = raw_bytes(&disk);
+    assert_eq!(&bytes[..7], &[0xb0, 0x00, 0xe6, 0xf4, 0xf4, 0xeb, 0xfd]);
+    assert_eq!(bytes.len(), 1 << 20, "the disk keeps the base's size");
+    assert!(leftovers(&p).is_empty(), "{:?}", leftovers(&p));
+    assert!(qemu_processes(&p).is_empty());
+
+    // Inputs unchanged: nothing to do. cpus and memory are not inputs.
+    run(&p, &["plan", "--detailed-exitcode"]).code(0);
+    p.file(
+        "images.pkr.hcl",
+        &TINY.replace("communicator", "cpus = 2\n  memory = 256\n  communicator"),
+    );
+    run(&p, &["plan", "--detailed-exitcode"]).code(0);
+    // The base's bytes are: a changed base is a rebuild.
+    let mut base = std::fs::read(p.path().join("guest/exit.raw")).unwrap();
+    base[100] = 1;
+    std::fs::write(p.path().join("guest/exit.raw"), base).unwrap();
+    let plan = run(&p, &["plan", "--detailed-exitcode"]);
+    plan.code(2);
+    assert!(plan.stdout.contains("guest/exit.raw"), "{}", plan.stdout);
+
+    // Killed between capture and state write: recover adopts the disk by
+    // the content address in its name.
+    let killed = p.run_env(
+        &["apply", "--auto-approve"],
+        &[
+            ("IMGFORM_FAULT", "kill-after-capture"),
+            ("TMPDIR", tmp(&p).to_str().unwrap()),
+        ],
+    );
+    assert_ne!(killed.code, 0);
+    let lock: serde_json::Value = serde_json::from_str(&p.read("state/.lock")).unwrap();
+    run(&p, &["force-unlock", lock["id"].as_str().unwrap()]).success();
+    // drift sees the new disk beside the recorded one, by its name.
+    let drift = run(&p, &["drift", "--json"]);
+    assert!(drift.stdout.contains("untracked"), "{}", drift.stdout);
+    let dry = run(&p, &["state", "recover"]);
+    dry.success();
+    assert!(
+        dry.stdout.contains("+ qemu.tiny  output/qemu-tiny-"),
+        "{}",
+        dry.stdout
+    );
+    run(&p, &["state", "recover", "--auto-approve"]).success();
+    let adopted = recorded_id(&p, "qemu.tiny").expect("adopted");
+    assert_ne!(adopted, id);
+    assert!(p.path().join(&adopted).is_file());
+    run(&p, &["plan", "--detailed-exitcode"]).code(0);
+}
+
+#[test]
+fn a_failed_build_records_nothing_and_leaves_no_vm() {
+    let p = Project::new();
+    dead_disk(&p, "guest/dead.raw");
+    p.file(
+        "images.pkr.hcl",
+        r#"
+source "qemu" "dead" {
+  iso_url      = "guest/dead.raw"
+  disk_image   = true
+  accelerator  = "tcg"
+  ssh_username = "debian"
+  ssh_password = "not-used"
+  ssh_timeout  = "3s"
+}
+
+build {
+  sources = ["source.qemu.dead"]
+}
+"#,
+    );
+    let apply = run(&p, &["apply", "--auto-approve"]);
+    apply
+        .code(1)
+        .stderr_has("the VM did not answer SSH: timed out after 3s waiting for SSH");
+    assert!(recorded_id(&p, "qemu.dead").is_none());
+    assert!(
+        !p.path().join("output").exists()
+            || std::fs::read_dir(p.path().join("output"))
+                .unwrap()
+                .next()
+                .is_none()
+    );
+    assert!(leftovers(&p).is_empty(), "{:?}", leftovers(&p));
+    assert!(qemu_processes(&p).is_empty());
+
+    // --on-error=abort keeps the disk and says how to look at it.
+    let kept = run(&p, &["apply", "--auto-approve", "--on-error=abort"]);
+    kept.code(1)
+        .stderr_has("--on-error=abort: kept the VM's disk at ")
+        .stderr_has("qemu-system-x86_64 -m 1024 -drive file=");
+    assert_eq!(leftovers(&p).len(), 1);
+    let dir = tmp(&p).join(&leftovers(&p)[0]);
+    assert!(dir.join("disk.qcow2").is_file());
+    assert!(qemu_processes(&p).is_empty(), "the VM itself is stopped");
+    assert!(recorded_id(&p, "qemu.dead").is_none());
+}
+
+#[test]
+fn sigterm_and_ctrl_c_stop_the_vm_and_clean_up() {
+    for signal in [libc_signal::TERM, libc_signal::INT] {
+        let p = Project::new();
+        dead_disk(&p, "guest/dead.raw");
+        p.file(
+            "images.pkr.hcl",
+            r#"
+source "qemu" "dead" {
+  iso_url      = "guest/dead.raw"
+  disk_image   = true
+  accelerator  = "tcg"
+  ssh_username = "debian"
+  ssh_password = "not-used"
+  ssh_timeout  = "10m"
+}
+
+build {
+  sources = ["source.qemu.dead"]
+}
+"#,
+        );
+        let child = Command::new(util::bin())
+            .current_dir(p.path())
+            .args(["apply", "--auto-approve"])
+            .env("NO_COLOR", "1")
+            .env("TMPDIR", tmp(&p))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        while qemu_processes(&p).is_empty() {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "QEMU never started"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_ne!(out.status.code(), Some(0), "{stderr}");
+        assert!(
+            stderr.contains("cancelled") || stderr.contains("Interrupted"),
+            "{stderr}"
+        );
+        assert!(qemu_processes(&p).is_empty(), "QEMU is stopped ({signal})");
+        assert!(leftovers(&p).is_empty(), "{:?}", leftovers(&p));
+        assert!(recorded_id(&p, "qemu.dead").is_none());
+    }
+}
+
+/// Signal names for `kill`.
+mod libc_signal {
+    pub const TERM: &str = "TERM";
+    pub const INT: &str = "INT";
+}
+
+#[test]
+fn a_base_that_is_not_what_its_checksum_says_is_a_located_error() {
+    let p = Project::new();
+    exiting_disk(&p, "guest/exit.raw");
+    let wrong = "0".repeat(64);
+    p.file(
+        "images.pkr.hcl",
+        &TINY.replace(
+            "  disk_image       = true\n",
+            &format!("  disk_image       = true\n  iso_checksum     = \"sha256:{wrong}\"\n"),
+        ),
+    );
+    let apply = run(&p, &["apply", "--auto-approve"]);
+    apply
+        .code(1)
+        .stderr_has("images.pkr.hcl:5:3: guest/exit.raw has sha256:")
+        .stderr_has(&format!("but iso_checksum says sha256:{wrong}"))
+        .stderr_has("hint: the image is not the one the checksum names");
+    assert!(recorded_id(&p, "qemu.tiny").is_none());
+    assert!(qemu_processes(&p).is_empty());
+
+    // The right checksum, from a checksums file as Packer reads them.
+    let sha = sha256_hex(&p.path().join("guest/exit.raw"));
+    p.file("guest/SHA256SUMS", &format!("{sha}  exit.raw\n"));
+    p.file(
+        "images.pkr.hcl",
+        &TINY.replace(
+            "  disk_image       = true\n",
+            "  disk_image       = true\n  iso_checksum     = \"file:guest/SHA256SUMS\"\n",
+        ),
+    );
+    run(&p, &["apply", "--auto-approve"])
+        .success()
+        .stderr_has("checking guest/exit.raw against iso_checksum (sha256)");
+}
+
+fn sha256_hex(path: &Path) -> String {
+    let out = Command::new("sha256sum").arg(path).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+/// A bootable Debian cloud image (chroot, no boot check) and two Packer
+/// templates on it, built in one apply: `app` (cloud-init seed on a CD,
+/// password login, a file and a shell provisioner, shutdown_command) and
+/// `typed` (boot_command typed into GRUB's editor to point cloud-init at
+/// http_content, with a held Ctrl for Ctrl-X).
+#[test]
+fn packer_templates_boot_provision_and_keep_their_disks() {
+    if !is_root() {
+        eprintln!("skipped: the chroot builder needs root here");
+        return;
+    }
+    let p = Project::new();
+    std::fs::create_dir_all(p.path().join("rootfs")).unwrap();
+    std::fs::copy(
+        debian::cloud_rootfs(),
+        p.path().join("rootfs/debian-cloud.tar.gz"),
+    )
+    .unwrap();
+    p.file("files/motd", "built by the qemu builder\n");
+    p.file(
+        "images.pkr.hcl",
+        r##"
+locals {
+  user_data = <<-EOF
+    #cloud-config
+    ssh_pwauth: true
+    users:
+      - name: packer
+        sudo: "ALL=(ALL) NOPASSWD:ALL"
+        shell: /bin/bash
+        lock_passwd: false
+        plain_text_passwd: imgform-test
+  EOF
+}
+
+source "chroot" "base" {
+  base            = "rootfs/debian-cloud.tar.gz"
+  partition_table = "gpt"
+  grub_timeout    = 60
+  boot_check      = false
+}
+
+# A Packer qemu template, as written for Packer, on the chroot image.
+source "qemu" "app" {
+  iso_url          = image.golden.chroot.base.id
+  disk_image       = true
+  format           = "qcow2"
+  disk_size        = "4G"
+  memory           = 1024
+  cd_label         = "cidata"
+  cd_content = {
+    "meta-data" = "instance-id: app\nlocal-hostname: app\n"
+    "user-data" = local.user_data
+  }
+  boot_wait        = "2s"
+  boot_command     = ["<enter>"]
+  ssh_username     = "packer"
+  ssh_password     = "imgform-test"
+  ssh_timeout      = "15m"
+  shutdown_command = "sudo shutdown -P now"
+  vm_name          = "app.qcow2"
+}
+
+# The installer way: keys typed into GRUB's editor add a NoCloud URL served
+# by imgform's HTTP server to the kernel's command line.
+source "qemu" "typed" {
+  iso_url          = image.golden.chroot.base.id
+  disk_image       = true
+  use_backing_file = true
+  memory           = 1024
+  http_content = {
+    "/meta-data"   = "instance-id: typed\nlocal-hostname: typed\n"
+    "/user-data"   = local.user_data
+    "/vendor-data" = ""
+  }
+  boot_wait        = "8s"
+  boot_command     = [
+    "e<wait><down><end>",
+    " 'ds=nocloud-net;s=http://{{ .HTTPIP }}:{{ .HTTPPort }}/'",
+    "<leftCtrlOn>x<leftCtrlOff>",
+  ]
+  ssh_username     = "packer"
+  ssh_password     = "imgform-test"
+  ssh_timeout      = "15m"
+  shutdown_command = "sudo shutdown -P now"
+}
+
+build {
+  name    = "golden"
+  sources = ["source.chroot.base"]
+}
+
+build {
+  name    = "app"
+  sources = ["source.qemu.app", "source.qemu.typed"]
+
+  provisioner "file" {
+    source      = "files/motd"
+    destination = "/tmp/motd"
+  }
+
+  provisioner "shell" {
+    inline = [
+      "sudo mv /tmp/motd /etc/motd",
+      "echo \"$(hostname) $(tr ' ' '\\n' < /proc/cmdline | grep '^ds=' || echo seed-cd)\" | sudo tee /etc/imgform-provisioned",
+      "sudo sync",
+    ]
+  }
+
+  test {
+    provisioner "shell" {
+      inline = ["grep -q 'built by the qemu builder' /etc/motd"]
+    }
+  }
+}
+"##,
+    );
+    let started = Instant::now();
+    let apply = run(&p, &["apply", "--auto-approve"]);
+    eprintln!("base + two qemu images in {:?}", started.elapsed());
+    apply
+        .success()
+        .stderr_has("app.qemu.app: copying the base disk (qcow2 → qcow2)")
+        .stderr_has("app.qemu.typed: making a qcow2 overlay on output/golden-chroot-base-")
+        .stderr_has("app.qemu.typed: typing the boot command")
+        .stderr_has("app.qemu.app: shutting down: sudo shutdown -P now")
+        .stderr_has("app.qemu.typed: test phase: running the tests on the provisioned VM")
+        .stderr_has("3 built, 0 failed");
+
+    let app = p
+        .path()
+        .join(recorded_id(&p, "app.qemu.app").expect("app recorded"));
+    assert!(app
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .starts_with("app-"));
+    assert_eq!(
+        debian::read_root_file(&app, "/etc/motd"),
+        "built by the qemu builder\n"
+    );
+    assert_eq!(
+        debian::read_root_file(&app, "/etc/imgform-provisioned"),
+        "app seed-cd\n"
+    );
+    let typed = p
+        .path()
+        .join(recorded_id(&p, "app.qemu.typed").expect("typed recorded"));
+    let provisioned = debian::read_root_file(&typed, "/etc/imgform-provisioned");
+    assert!(
+        provisioned.starts_with("typed ds=nocloud-net;s=http://10.0.2.2:"),
+        "{provisioned}"
+    );
+    // The overlay names its base relative to itself.
+    let info = Command::new("qemu-img")
+        .args(["info", "--output=json"])
+        .arg(&typed)
+        .output()
+        .unwrap();
+    let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+    let backing = info["backing-filename"].as_str().unwrap_or_default();
+    assert!(backing.starts_with("golden-chroot-base-"), "{info}");
+    assert!(leftovers(&p).is_empty(), "{:?}", leftovers(&p));
+    assert!(qemu_processes(&p).is_empty());
+    run(&p, &["plan", "--detailed-exitcode"]).code(0);
+}

@@ -337,6 +337,75 @@ fn a_base_that_is_not_what_its_checksum_says_is_a_located_error() {
         .stderr_has("checking guest/exit.raw against iso_checksum (sha256)");
 }
 
+/// An El Torito CD (no emulation) whose boot code is the exiting boot
+/// sector: what an installer ISO is to QEMU, minus the installer.
+fn exiting_iso(p: &Project, rel: &str) {
+    exiting_disk(p, "iso-root/boot.img");
+    let bytes = std::fs::read(p.path().join("iso-root/boot.img")).unwrap();
+    std::fs::write(p.path().join("iso-root/boot.img"), &bytes[..2048]).unwrap();
+    let status = Command::new("xorriso")
+        .args([
+            "-as",
+            "mkisofs",
+            "-quiet",
+            "-b",
+            "boot.img",
+            "-no-emul-boot",
+        ])
+        .args(["-boot-load-size", "4", "-o"])
+        .arg(p.path().join(rel))
+        .arg(p.path().join("iso-root"))
+        .status()
+        .unwrap();
+    assert!(status.success(), "xorriso");
+    std::fs::remove_dir_all(p.path().join("iso-root")).unwrap();
+}
+
+#[test]
+fn an_installer_iso_boots_with_an_empty_disk_of_disk_size() {
+    let p = Project::new();
+    std::fs::create_dir_all(p.path().join("guest")).unwrap();
+    exiting_iso(&p, "guest/installer.iso");
+    let sha = sha256_hex(&p.path().join("guest/installer.iso"));
+    p.file(
+        "images.pkr.hcl",
+        &format!(
+            r#"
+source "qemu" "installed" {{
+  iso_url          = "file://guest/installer.iso"
+  iso_checksum     = "sha256:{sha}"
+  disk_size        = 64
+  format           = "raw"
+  vm_name          = "installed"
+  output_directory = "images"
+  communicator     = "none"
+  accelerator      = "tcg"
+  qemuargs         = [["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]]
+}}
+
+build {{
+  sources = ["source.qemu.installed"]
+}}
+"#
+        ),
+    );
+    run(&p, &["apply", "--auto-approve"])
+        .success()
+        .stderr_has("qemu.installed: booting the installer under tcg");
+    let id = recorded_id(&p, "qemu.installed").expect("recorded");
+    assert!(
+        id.starts_with("images/installed-") && !id.ends_with(".raw"),
+        "{id}"
+    );
+    let disk = p.path().join(&id);
+    assert_eq!(
+        std::fs::metadata(&disk).unwrap().len(),
+        64 << 20,
+        "disk_size in MiB"
+    );
+    assert!(leftovers(&p).is_empty(), "{:?}", leftovers(&p));
+}
+
 fn sha256_hex(path: &Path) -> String {
     let out = Command::new("sha256sum").arg(path).output().unwrap();
     String::from_utf8_lossy(&out.stdout)
@@ -371,6 +440,7 @@ fn packer_templates_boot_provision_and_keep_their_disks() {
 locals {
   user_data = <<-EOF
     #cloud-config
+    manage_etc_hosts: localhost
     ssh_pwauth: true
     users:
       - name: packer
@@ -409,8 +479,9 @@ source "qemu" "app" {
   vm_name          = "app.qcow2"
 }
 
-# The installer way: keys typed into GRUB's editor add a NoCloud URL served
-# by imgform's HTTP server to the kernel's command line.
+# The installer way: keys typed into GRUB's editor (its entry reads
+# setparams, a blank line, search, linux) add a NoCloud URL served by
+# imgform's HTTP server to the kernel's command line.
 source "qemu" "typed" {
   iso_url          = image.golden.chroot.base.id
   disk_image       = true
@@ -422,8 +493,10 @@ source "qemu" "typed" {
     "/vendor-data" = ""
   }
   boot_wait        = "8s"
+  # GRUB redraws the whole line for each key: slow under TCG.
+  boot_key_interval = "300ms"
   boot_command     = [
-    "e<wait><down><end>",
+    "e<wait><down><down><down><end>",
     " 'ds=nocloud-net;s=http://{{ .HTTPIP }}:{{ .HTTPPort }}/'",
     "<leftCtrlOn>x<leftCtrlOff>",
   ]

@@ -112,6 +112,8 @@ async fn steps(
         cdrom: false,
     });
     if !s.disk_image {
+        // An installer: from its CD once, then the disk it installed.
+        config.boot_cdrom_once = true;
         config.disks.push(Disk {
             path: base.clone(),
             format: "raw".to_owned(),
@@ -510,7 +512,7 @@ async fn type_boot_command(
             KeyStep::Up(key) => qmp.key_event(key, false).await.map_err(qmp_err)?,
             KeyStep::Wait(d) => wait_or_cancel(ctx, d).await?,
         }
-        // send-key holds keys ~100 ms; the next press must come after.
+        // send-key holds keys 100 ms; the next press comes that much later.
         tokio::time::sleep(s.boot_key_interval + Duration::from_millis(100)).await;
         if ctx.cancel.is_cancelled() {
             return Err(BuildError::Cancelled);

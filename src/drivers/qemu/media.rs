@@ -290,6 +290,68 @@ mod tests {
     use super::*;
 
     #[test]
+    fn media_gathers_files_folders_and_contents() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("cfg/sub")).unwrap();
+        std::fs::write(dir.path().join("cfg/sub/a.txt"), "a").unwrap();
+        std::fs::write(dir.path().join("ks.cfg"), "ks").unwrap();
+        let into = dir.path().join("cd");
+        let content = [("/user-data".to_owned(), "#cloud-config\n".to_owned())].into();
+        gather(
+            dir.path(),
+            &["ks.cfg".into(), "cfg".into()],
+            &content,
+            &into,
+        )
+        .unwrap();
+        assert_eq!(std::fs::read_to_string(into.join("ks.cfg")).unwrap(), "ks");
+        assert_eq!(
+            std::fs::read_to_string(into.join("cfg/sub/a.txt")).unwrap(),
+            "a"
+        );
+        assert_eq!(
+            std::fs::read_to_string(into.join("user-data")).unwrap(),
+            "#cloud-config\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_floppy_holds_its_files() {
+        if std::process::Command::new("mcopy")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            eprintln!("skipped: no mtools");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let contents = dir.path().join("floppy");
+        std::fs::create_dir_all(contents.join("scripts")).unwrap();
+        std::fs::write(contents.join("autounattend.xml"), "<unattend/>").unwrap();
+        std::fs::write(contents.join("scripts/setup.cmd"), "echo").unwrap();
+        let image = dir.path().join("floppy.img");
+        make_floppy(&contents, "packer", &image).await.unwrap();
+        assert_eq!(std::fs::metadata(&image).unwrap().len(), 1440 * 1024);
+        let out = std::process::Command::new("mtype")
+            .env("MTOOLS_SKIP_CHECK", "1")
+            .arg("-i")
+            .arg(&image)
+            .arg("::/scripts/setup.cmd")
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "echo");
+        let label = std::process::Command::new("mlabel")
+            .env("MTOOLS_SKIP_CHECK", "1")
+            .args(["-s", "-i"])
+            .arg(&image)
+            .arg("::")
+            .output()
+            .unwrap();
+        assert!(String::from_utf8_lossy(&label.stdout).contains("PACKER"));
+    }
+
+    #[test]
     fn file_names_of_locations() {
         assert_eq!(file_name("https://x/a/debian.iso?x=1"), "debian.iso");
         assert_eq!(file_name("images/base.qcow2"), "base.qcow2");

@@ -378,7 +378,7 @@ impl Settings {
             http_ports: http_min..=http_max,
             boot_wait: duration(spec, "boot_wait", Duration::from_secs(10))?,
             boot_command,
-            boot_key_interval: duration(spec, "boot_key_interval", Duration::from_millis(10))?,
+            boot_key_interval: duration(spec, "boot_key_interval", Duration::from_millis(100))?,
             host_ports: host_min..=host_max,
             guest_ssh_port: port(spec, "ssh_port", 22)?,
             communicator,

@@ -74,6 +74,8 @@ pub struct VmConfig {
     pub guest_ssh_port: u16,
     /// The guest NIC model (`virtio-net-pci`, `e1000`...).
     pub net_device: String,
+    /// Boot from the CD once (an installer), then from the disk.
+    pub boot_cdrom_once: bool,
     /// Extra arguments, each a list of words (Packer's `qemuargs`). An
     /// option given here replaces imgform's own of the same name (`-m`,
     /// `-smp`, `-machine`...; `-netdev` or `-device` replace the network,
@@ -98,6 +100,7 @@ impl VmConfig {
             host_ports: 2222..=4444,
             guest_ssh_port: 22,
             net_device: "virtio-net-pci".to_owned(),
+            boot_cdrom_once: false,
             extra_args: Vec::new(),
             work_dir: work_dir.to_path_buf(),
         }
@@ -377,6 +380,9 @@ fn qemu_args(
     ];
     if let Some(machine) = &config.machine {
         own.push(vec!["-machine".into(), machine.clone()]);
+    }
+    if config.boot_cdrom_once {
+        own.push(words(&["-boot", "once=d"]));
     }
     if let Firmware::Uefi { code, vars } = &config.firmware {
         own.push(vec![

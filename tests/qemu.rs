@@ -406,6 +406,79 @@ build {{
     assert!(leftovers(&p).is_empty(), "{:?}", leftovers(&p));
 }
 
+/// Serves `body` at any path on 127.0.0.1 (a mirror for `iso_url`);
+/// returns the port and a counter of the requests answered.
+fn serve(body: Vec<u8>) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{BufRead, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = hits.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                line.clear();
+            }
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut stream = stream;
+            let _ = write!(
+                stream,
+                "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(&body);
+        }
+    });
+    (port, hits)
+}
+
+#[test]
+fn a_remote_base_is_downloaded_once_and_checked() {
+    let p = Project::new();
+    exiting_disk(&p, "guest/exit.raw");
+    let sha = sha256_hex(&p.path().join("guest/exit.raw"));
+    let (port, hits) = serve(std::fs::read(p.path().join("guest/exit.raw")).unwrap());
+    p.file(
+        "images.pkr.hcl",
+        &TINY.replace(
+            "  iso_url          = \"guest/exit.raw\"\n",
+            &format!(
+                "  iso_urls         = [\"http://127.0.0.1:1/gone.raw\", \"http://127.0.0.1:{port}/exit.raw\"]\n  iso_checksum     = \"sha256:{sha}\"\n"
+            ),
+        ),
+    );
+    let home = p.home();
+    let env = [
+        ("TMPDIR", tmp(&p).to_string_lossy().into_owned()),
+        ("HOME", home.to_string_lossy().into_owned()),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    p.run_env(&["apply", "--auto-approve"], &env)
+        .success()
+        .stderr_has(&format!(
+            "qemu.tiny: downloading http://127.0.0.1:{port}/exit.raw"
+        ))
+        .stderr_has("qemu.tiny: checking http://127.0.0.1:")
+        .stderr_has("against iso_checksum (sha256)");
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let cached: Vec<_> = std::fs::read_dir(home.join(".cache/imgform/downloads"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        cached.len() == 1 && cached[0].ends_with("-exit.raw"),
+        "{cached:?}"
+    );
+    // Rebuilt: the cached download is used (and checked) again.
+    let again = p.run_env(&["apply", "--auto-approve", "--replace", "qemu.tiny"], &env);
+    again.success();
+    assert!(!again.stderr.contains("downloading"), "{}", again.stderr);
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
 fn sha256_hex(path: &Path) -> String {
     let out = Command::new("sha256sum").arg(path).output().unwrap();
     String::from_utf8_lossy(&out.stdout)

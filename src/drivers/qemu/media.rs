@@ -55,8 +55,15 @@ pub(super) async fn fetch_base(
     events: &crate::build::events::EventSink,
 ) -> Result<PathBuf, BuildError> {
     let def_dir = spec.def_dir.as_path();
+    // A download already cached wins over asking the first mirror again.
+    let mut ordered: Vec<&String> = sources.iter().collect();
+    ordered.sort_by_key(|s| {
+        let cached =
+            crate::paths::local_path_of(s).is_none() && cache_path(s).is_some_and(|c| c.is_file());
+        !cached
+    });
     let mut errors = Vec::new();
-    for source in sources {
+    for source in ordered {
         let got = match crate::paths::local_path_of(source) {
             Some(path) => {
                 let full = def_dir.join(path);
@@ -75,15 +82,18 @@ pub(super) async fn fetch_base(
                 let at = crate::drivers::kind::loc_of(spec, "iso_checksum")
                     .map(|l| format!("{l}: "))
                     .unwrap_or_default();
-                verify(def_dir, source, &path, expected, events)
-                    .await
-                    .map_err(|e| match e {
-                        BuildError::Failed { message, hint } => BuildError::Failed {
-                            message: format!("{at}{message}"),
-                            hint,
-                        },
-                        other => other,
-                    })?;
+                let checked = verify(def_dir, source, &path, expected, events).await;
+                if checked.is_err() && crate::paths::local_path_of(source).is_none() {
+                    // A bad download must not be trusted from the cache next time.
+                    let _ = std::fs::remove_file(&path);
+                }
+                checked.map_err(|e| match e {
+                    BuildError::Failed { message, hint } => BuildError::Failed {
+                        message: format!("{at}{message}"),
+                        hint,
+                    },
+                    other => other,
+                })?;
                 return Ok(path);
             }
             Err(e) => errors.push(e),

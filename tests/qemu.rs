@@ -126,6 +126,12 @@ fn a_guest_that_powers_off_is_kept_by_content_address_and_recovered() {
     exiting_disk(&p, "guest/exit.raw");
     p.file("images.pkr.hcl", TINY);
 
+    // What is an input shows in the plan: the base's bytes, not the
+    // accelerator or the timeout.
+    insta::with_settings!({filters => util::filters()}, {
+        insta::assert_snapshot!("tiny_plan", run(&p, &["plan"]).stdout);
+        insta::assert_snapshot!("tiny_plan_json", run(&p, &["plan", "--json"]).stdout);
+    });
     let apply = run(&p, &["apply", "--auto-approve"]);
     apply
         .success()
@@ -157,7 +163,11 @@ fn a_guest_that_powers_off_is_kept_by_content_address_and_recovered() {
     std::fs::write(p.path().join("guest/exit.raw"), base).unwrap();
     let plan = run(&p, &["plan", "--detailed-exitcode"]);
     plan.code(2);
-    assert!(plan.stdout.contains("guest/exit.raw"), "{}", plan.stdout);
+    let mut filters = util::filters();
+    filters.push((r"-[0-9a-f]{12}\.qcow2", "-[HEX12].qcow2"));
+    insta::with_settings!({filters => filters}, {
+        insta::assert_snapshot!("tiny_plan_base_changed", plan.stdout);
+    });
 
     // Killed between capture and state write: recover adopts the disk by
     // the content address in its name.
@@ -234,6 +244,31 @@ build {
     assert!(dir.join("disk.qcow2").is_file());
     assert!(qemu_processes(&p).is_empty(), "the VM itself is stopped");
     assert!(recorded_id(&p, "qemu.dead").is_none());
+
+    // A VM that never powers off is stopped after shutdown_timeout.
+    std::fs::remove_dir_all(&dir).unwrap();
+    p.file(
+        "images.pkr.hcl",
+        r#"
+source "qemu" "dead" {
+  iso_url          = "guest/dead.raw"
+  disk_image       = true
+  accelerator      = "tcg"
+  communicator     = "none"
+  shutdown_timeout = "2s"
+}
+
+build {
+  sources = ["source.qemu.dead"]
+}
+"#,
+    );
+    run(&p, &["apply", "--auto-approve"])
+        .code(1)
+        .stderr_has("the VM did not shut down within shutdown_timeout (2s)")
+        .stderr_has("hint: check shutdown_command");
+    assert!(leftovers(&p).is_empty(), "{:?}", leftovers(&p));
+    assert!(qemu_processes(&p).is_empty());
 }
 
 #[test]

@@ -71,7 +71,13 @@ pub(super) async fn build(ctx: &BuildContext<'_>) -> Result<Artifact, BuildError
             describe(spec, &settings, &id)
         }
         Err(BuildError::Cancelled) => Err(BuildError::Cancelled),
-        Err(e) if ctx.keep_on_error => {
+        Err(e)
+            if ctx.keep_on_error
+                && scratch
+                    .path
+                    .join(format!("disk.{}", settings.format))
+                    .is_file() =>
+        {
             scratch.keep = true;
             let disk = scratch.path.join(format!("disk.{}", settings.format));
             ctx.events.step(format!(

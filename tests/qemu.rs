@@ -199,6 +199,35 @@ fn a_guest_that_powers_off_is_kept_by_content_address_and_recovered() {
 }
 
 #[test]
+fn a_qemuargs_drive_replaces_the_disk_with_packers_output_path() {
+    let p = Project::new();
+    exiting_disk(&p, "guest/exit.raw");
+    p.file(
+        "images.pkr.hcl",
+        &TINY.replace(
+            "qemuargs         = [[\"-device\", \"isa-debug-exit,iobase=0xf4,iosize=0x04\"]]",
+            r#"vm_name          = "tiny.qcow2"
+  qemuargs = [
+    ["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"],
+    ["-drive", "file={{ .OutputDir }}/{{ .Name }},if=ide,format=qcow2,cache=unsafe"],
+  ]"#,
+        ),
+    );
+    // QEMU refuses a path it cannot open, and the same disk twice (its
+    // write lock): only the template's drive, with the disk's real path, boots.
+    run(&p, &["apply", "--auto-approve"]).success();
+    let id = recorded_id(&p, "qemu.tiny").expect("recorded");
+    assert!(
+        id.starts_with("output/tiny-") && id.ends_with(".qcow2"),
+        "{id}"
+    );
+    assert_eq!(
+        &raw_bytes(&p.path().join(&id))[..4],
+        &[0xb0, 0x00, 0xe6, 0xf4]
+    );
+}
+
+#[test]
 fn a_failed_build_records_nothing_and_leaves_no_vm() {
     let p = Project::new();
     dead_disk(&p, "guest/dead.raw");
@@ -241,7 +270,10 @@ build {
         .stderr_has("qemu-system-x86_64 -m 1024 -drive file=");
     assert_eq!(leftovers(&p).len(), 1);
     let dir = tmp(&p).join(&leftovers(&p)[0]);
-    assert!(dir.join("disk.qcow2").is_file());
+    assert!(
+        dir.join("qemu-dead.qcow2").is_file(),
+        "the disk, named vm_name"
+    );
     assert!(qemu_processes(&p).is_empty(), "the VM itself is stopped");
     assert!(recorded_id(&p, "qemu.dead").is_none());
 

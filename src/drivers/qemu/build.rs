@@ -71,15 +71,9 @@ pub(super) async fn build(ctx: &BuildContext<'_>) -> Result<Artifact, BuildError
             describe(spec, &settings, &id)
         }
         Err(BuildError::Cancelled) => Err(BuildError::Cancelled),
-        Err(e)
-            if ctx.keep_on_error
-                && scratch
-                    .path
-                    .join(format!("disk.{}", settings.format))
-                    .is_file() =>
-        {
+        Err(e) if ctx.keep_on_error && scratch.path.join(&settings.vm_name).is_file() => {
             scratch.keep = true;
-            let disk = scratch.path.join(format!("disk.{}", settings.format));
+            let disk = scratch.path.join(&settings.vm_name);
             ctx.events.step(format!(
                 "--on-error=abort: kept the VM's disk at {} (delete {} when done); look at it with: qemu-system-x86_64 -m 1024 -drive file={},if=virtio -serial stdio -display none",
                 disk.display(),
@@ -108,6 +102,10 @@ async fn steps(
     config.memory_mib = s.memory_mib;
     config.net_device = s.net_device.clone();
     config.extra_args = s.qemuargs.clone();
+    config.arg_vars = vec![
+        ("OutputDir", scratch.display().to_string()),
+        ("Name", s.vm_name.clone()),
+    ];
     config.host_ports = s.host_ports.clone();
     config.forward_ssh = s.communicator == "ssh";
     config.guest_ssh_port = s.guest_ssh_port;
@@ -133,6 +131,12 @@ async fn steps(
         false => None,
         true => Some(start_http(spec, s).await?),
     };
+    if let Some(server) = &http {
+        config
+            .arg_vars
+            .push(("HTTPIP", http::GUEST_HOST_IP.to_owned()));
+        config.arg_vars.push(("HTTPPort", server.port.to_string()));
+    }
 
     ctx.events.step(format!(
         "booting {} under {} ({} CPU, {} MiB{})",
@@ -202,7 +206,9 @@ async fn make_disk(
     base: &Path,
     scratch: &Path,
 ) -> Result<PathBuf, BuildError> {
-    let disk = scratch.join(format!("disk.{}", s.format));
+    // Named as Packer names it, so that qemuargs' `-drive
+    // file={{ .OutputDir }}/{{ .Name }}` is this disk.
+    let disk = scratch.join(&s.vm_name);
     if !s.disk_image {
         let size = s.disk_size.unwrap_or(40960 << 20);
         run(

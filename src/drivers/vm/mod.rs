@@ -80,8 +80,11 @@ pub struct VmConfig {
     /// option given here replaces imgform's own of the same name (`-m`,
     /// `-smp`, `-machine`...; `-netdev` or `-device` replace the network,
     /// `-drive` the disks). `{{ .SSHHostPort }}` in a word is the forwarded
-    /// SSH port.
+    /// SSH port, `{{ .X }}` the value of `X` in `arg_vars`.
     pub extra_args: Vec<Vec<String>>,
+    /// Packer's template variables for `extra_args` (`OutputDir`, `Name`,
+    /// `HTTPIP`, `HTTPPort`).
+    pub arg_vars: Vec<(&'static str, String)>,
     /// Where the console log and the QMP socket go (private to the build).
     pub work_dir: PathBuf,
 }
@@ -102,6 +105,7 @@ impl VmConfig {
             net_device: "virtio-net-pci".to_owned(),
             boot_cdrom_once: false,
             extra_args: Vec::new(),
+            arg_vars: Vec::new(),
             work_dir: work_dir.to_path_buf(),
         }
     }
@@ -448,11 +452,16 @@ fn qemu_args(
     };
     let mut out: Vec<Vec<String>> = own.into_iter().filter(keeps).collect();
     let port = ssh_port.map(|p| p.to_string()).unwrap_or_default();
+    let vars: Vec<(&str, &str)> = std::iter::once(("SSHHostPort", port.as_str()))
+        .chain(config.arg_vars.iter().map(|(k, v)| (*k, v.as_str())))
+        .collect();
     out.extend(config.extra_args.iter().map(|args| {
         args.iter()
             .map(|w| {
-                w.replace("{{ .SSHHostPort }}", &port)
-                    .replace("{{.SSHHostPort}}", &port)
+                vars.iter().fold(w.clone(), |w, (name, value)| {
+                    w.replace(&format!("{{{{ .{name} }}}}"), value)
+                        .replace(&format!("{{{{.{name}}}}}"), value)
+                })
             })
             .collect()
     }));
@@ -537,8 +546,13 @@ mod tests {
     #[test]
     fn qemuargs_replace_the_options_of_the_same_name() {
         let mut config = config();
+        config.arg_vars = vec![("OutputDir", "/w".into()), ("Name", "app.qcow2".into())];
         config.extra_args = vec![
             vec!["-m".into(), "2048M".into()],
+            vec![
+                "-drive".into(),
+                "file={{ .OutputDir }}/{{.Name}},if=virtio,cache=unsafe".into(),
+            ],
             vec![
                 "-netdev".into(),
                 "user,id=u,hostfwd=tcp::{{ .SSHHostPort }}-:22".into(),
@@ -554,7 +568,9 @@ mod tests {
         assert!(args.contains(&"-m 2048M".to_owned()));
         assert!(args.contains(&"-netdev user,id=u,hostfwd=tcp::2500-:22".to_owned()));
         assert!(!args.iter().any(|a| a.starts_with("-device")), "{args:?}");
-        assert!(args.contains(&"-drive file=/w/disk.qcow2,format=qcow2,if=virtio".to_owned()));
+        // -drive replaces the disks: Packer's {{ .OutputDir }}/{{ .Name }} is the disk.
+        assert!(!args.contains(&"-drive file=/w/disk.qcow2,format=qcow2,if=virtio".to_owned()));
+        assert!(args.contains(&"-drive file=/w/app.qcow2,if=virtio,cache=unsafe".to_owned()));
         assert!(args.contains(&"-smp 2".to_owned()));
     }
 

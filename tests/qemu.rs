@@ -422,6 +422,7 @@ fn exiting_iso(p: &Project, rel: &str) {
         .args(["-boot-load-size", "4", "-o"])
         .arg(p.path().join(rel))
         .arg(p.path().join("iso-root"))
+        .stderr(Stdio::null())
         .status()
         .unwrap();
     assert!(status.success(), "xorriso");

@@ -227,6 +227,76 @@ fn a_qemuargs_drive_replaces_the_disk_with_packers_output_path() {
     );
 }
 
+/// A FAT disk with nothing to boot: OVMF starts its UEFI shell.
+fn fat_disk(p: &Project, rel: &str) {
+    let path = p.path().join(rel);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, vec![0u8; 8 << 20]).unwrap();
+    let status = Command::new("mkfs.vfat")
+        .args(["-n", "EFITEST"])
+        .arg(&path)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "mkfs.vfat");
+}
+
+/// UEFI (OVMF) and boot_command: keys typed into the UEFI shell write a file
+/// on the disk and power the VM off; the file is then in the output disk.
+#[test]
+fn keys_typed_into_the_uefi_shell_end_up_on_the_disk() {
+    if !Path::new("/usr/share/OVMF").is_dir() {
+        eprintln!("skipped: no OVMF");
+        return;
+    }
+    let p = Project::new();
+    fat_disk(&p, "guest/fat.raw");
+    p.file(
+        "images.pkr.hcl",
+        r#"
+source "qemu" "uefi" {
+  iso_url          = "guest/fat.raw"
+  disk_image       = true
+  format           = "raw"
+  efi_boot         = true
+  communicator     = "none"
+  accelerator      = "tcg"
+  boot_wait        = "15s"
+  boot_command     = [
+    "<enter><wait2>",
+    "echo typed by {{ .Name }} >a fs0:\\typed.txt<enter><wait2>",
+    "reset -s<enter>",
+  ]
+  shutdown_timeout = "2m"
+  # A -device replaces the network: without a NIC OVMF does not try PXE
+  # first, and reaches its shell in seconds.
+  qemuargs         = [["-device", "virtio-rng-pci"]]
+}
+
+build {
+  sources = ["source.qemu.uefi"]
+}
+"#,
+    );
+    run(&p, &["apply", "--auto-approve"])
+        .success()
+        .stderr_has("qemu.uefi: typing the boot command");
+    let id = recorded_id(&p, "qemu.uefi").expect("recorded");
+    let out = Command::new("mtype")
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .arg("-i")
+        .arg(p.path().join(&id))
+        .arg("::/typed.txt")
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim_end(),
+        "typed by qemu-uefi.raw",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn a_failed_build_records_nothing_and_leaves_no_vm() {
     let p = Project::new();

@@ -298,6 +298,65 @@ build {
 }
 
 #[test]
+fn an_overlay_chained_on_a_qemu_image_is_missing_without_its_base() {
+    let p = Project::new();
+    exiting_disk(&p, "guest/exit.raw");
+    p.file(
+        "images.pkr.hcl",
+        &TINY
+            .replace(
+                "build {",
+                r#"source "qemu" "child" {
+  iso_url          = image.qemu.tiny.id
+  disk_image       = true
+  use_backing_file = true
+  communicator     = "none"
+  accelerator      = "tcg"
+  qemuargs         = [["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]]
+}
+
+build {"#,
+            )
+            .replace(
+                "sources = [\"source.qemu.tiny\"]",
+                "sources = [\"source.qemu.tiny\", \"source.qemu.child\"]",
+            ),
+    );
+    run(&p, &["apply", "--auto-approve"])
+        .success()
+        .stderr_has("qemu.child: making a qcow2 overlay on output/qemu-tiny-");
+    let child = recorded_id(&p, "qemu.child").expect("child recorded");
+    let parent = recorded_id(&p, "qemu.tiny").expect("parent recorded");
+    let info = Command::new("qemu-img")
+        .args(["info", "--output=json"])
+        .arg(p.path().join(&child))
+        .output()
+        .unwrap();
+    let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+    assert_eq!(
+        info["backing-filename"],
+        parent.trim_start_matches("output/"),
+        "{info}"
+    );
+    run(&p, &["drift", "--detailed-exitcode"]).code(0);
+
+    // The base deleted out of band: both are missing, and rebuilt.
+    std::fs::remove_file(p.path().join(&parent)).unwrap();
+    let drift = run(&p, &["drift", "--json"]);
+    let missing: Vec<String> = drift.json()["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["status"] == "missing")
+        .map(|i| i["address"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(missing, ["qemu.child", "qemu.tiny"], "{}", drift.stdout);
+    run(&p, &["apply", "--auto-approve"])
+        .success()
+        .stderr_has("2 built");
+}
+
+#[test]
 fn a_failed_build_records_nothing_and_leaves_no_vm() {
     let p = Project::new();
     dead_disk(&p, "guest/dead.raw");

@@ -329,7 +329,18 @@ impl Builder for QemuBuilder {
         at: Recorded<'a>,
         artifact: &'a Artifact,
     ) -> BoxFuture<'a, Result<bool, BuildError>> {
-        Box::pin(async move { Ok(at.def_dir.join(&artifact.id).is_file()) })
+        Box::pin(async move {
+            let path = at.def_dir.join(&artifact.id);
+            // An overlay without its base is no image.
+            let base_there = match media::backing_file(&path) {
+                None => true,
+                Some(backing) => path
+                    .parent()
+                    .map(|dir| dir.join(&backing))
+                    .is_some_and(|b| b.is_file()),
+            };
+            Ok(path.is_file() && base_there)
+        })
     }
 
     fn destroy<'a>(

@@ -58,12 +58,19 @@ pub(super) async fn build(ctx: &BuildContext<'_>) -> Result<Artifact, BuildError
         .map_err(|e| fail(format!("creating {}: {e}", scratch.path.display())))?;
 
     let mut cancel = ctx.cancel.clone();
+    let mut vm = None;
     let result = tokio::select! {
-        r = steps(ctx, &settings, &scratch.path) => r,
+        r = steps(ctx, &settings, &scratch.path, &mut vm) => r,
         _ = cancel.cancelled() => Err(BuildError::Cancelled),
     };
-    // The VM (owned by `steps`) is gone by now: its process was killed
-    // when the future was dropped or ended.
+    // Whatever ended the steps, QEMU is gone (killed and reaped) before the
+    // scratch dir goes and before imgform may exit.
+    if let Some(vm) = vm.as_mut() {
+        if vm.running() {
+            vm.kill().await;
+        }
+    }
+    drop(vm);
     match result {
         Ok(disk) => {
             let id = artifact_path(&settings, ctx.content_address);
@@ -91,6 +98,7 @@ async fn steps(
     ctx: &BuildContext<'_>,
     s: &Settings,
     scratch: &Path,
+    slot: &mut Option<Vm>,
 ) -> Result<PathBuf, BuildError> {
     let spec = ctx.spec;
     let base = media::fetch_base(spec, &s.sources, &s.checksum, &ctx.events).await?;
@@ -153,11 +161,11 @@ async fn steps(
             .unwrap_or_default()
     ));
     let started = Instant::now();
-    let mut vm = Vm::start(&config).await.map_err(|e| {
+    let vm = slot.insert(Vm::start(&config).await.map_err(|e| {
         fail(e.to_string())
             .with_hint("install QEMU (Debian: apt-get install qemu-system-x86), or set qemu_binary")
-    })?;
-    let result = in_vm(ctx, s, &mut vm, http.as_ref().map(|h| h.port)).await;
+    })?);
+    let result = in_vm(ctx, s, vm, http.as_ref().map(|h| h.port)).await;
     if result.is_err() {
         // Stop it now, so the disk is no longer written to (a kept disk is
         // then consistent enough to look at).

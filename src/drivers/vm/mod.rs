@@ -1,8 +1,8 @@
 //! Running a VM with `qemu-system-x86_64`: what the `chroot` builder's boot
 //! check and the `qemu` builder share.
 //!
-//! A [`Vm`] owns its QEMU process (killed when the `Vm` is dropped: on
-//! failure, on Ctrl-C, whatever ends the build), its serial console (a log
+//! A [`Vm`] owns its QEMU process (killed and reaped when the `Vm` is
+//! dropped: on failure, on Ctrl-C, whatever ends the build), its serial console (a log
 //! file, the record of what the guest said), a QMP socket (power button,
 //! keys) and, when asked, a host port forwarded to the guest's SSH port.
 //! Networking is QEMU's user mode: no root, no bridge, nothing left behind.
@@ -137,6 +137,21 @@ pub struct Vm {
 
 /// How often waits look at the VM.
 const POLL: Duration = Duration::from_millis(250);
+
+/// A VM dropped while QEMU runs (a cancelled build) is killed and reaped
+/// here, so that no QEMU outlives its build or imgform, even by a moment.
+impl Drop for Vm {
+    fn drop(&mut self) {
+        if !matches!(self.child.try_wait(), Ok(None)) {
+            return;
+        }
+        let _ = self.child.start_kill();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
 
 impl Vm {
     /// Starts QEMU. A forwarded port taken by someone else between choosing

@@ -11,10 +11,11 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/cache/imgform/target}"
 scripts/install-deps.sh
 rootfs=examples/local/rootfs/debian-cloud.tar.gz
 [ -f "$rootfs" ] || scripts/make-debian-rootfs.sh --cloud "$rootfs"
-# A debug build: it shares the test suite's build and compiles much faster
-# than an optimised one; the local builder's time is in mke2fs, tar and QEMU.
-cargo build --locked -q
-imgform="$CARGO_TARGET_DIR/debug/imgform"
+# imgform on PATH (scripts/install.sh: a debug build in the shared target dir,
+# installed as /usr/local/bin/imgform); the local builder's time is in
+# mke2fs, tar and QEMU, not in imgform.
+scripts/install.sh
+imgform=$(PATH="${PREFIX:-/usr/local}/bin:$HOME/.local/bin:$PATH" command -v imgform)
 echo "demo: using $imgform ($("$imgform" --version))" >&2
 "$imgform" apply --auto-approve -C examples/local "$@"
 echo

@@ -14,6 +14,10 @@ need_apt=()
 command -v ssh-keygen >/dev/null 2>&1 || need_apt+=(openssh-client)
 # sudo: the SSH tests run a provisioner through Packer's sudo execute_command.
 command -v sudo >/dev/null 2>&1 || need_apt+=(sudo)
+# Chromium: tests/drift_page.rs renders `drift --html` headless and checks
+# the screenshot. dpkg-deb (dpkg) builds the packages of tests/sbom.rs.
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
+command -v dpkg-deb >/dev/null 2>&1 || need_apt+=(dpkg)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
@@ -77,4 +81,16 @@ if ! "$dib_venv/bin/python" -c 'import diskimage_builder' >/dev/null 2>&1; then
   mkdir -p "$(dirname "$dib_venv")"
   python3 -m venv "$dib_venv" >/dev/null
   "$dib_venv/bin/pip" install --quiet --disable-pip-version-check diskimage-builder
+fi
+
+# The reference validators of the SBOM formats imgform writes, for
+# tests/sbom.rs: CycloneDX's own Python library (its JSON schema validator)
+# and the SPDX project's tools (parser and validator), from PyPI, in a cached
+# virtualenv.
+sbom_venv=/var/cache/imgform/sbom-venv
+if ! "$sbom_venv/bin/python" -c 'import cyclonedx.validation.json, spdx_tools' >/dev/null 2>&1; then
+  echo "install-test-deps: installing cyclonedx-python-lib and spdx-tools (pip, in $sbom_venv)" >&2
+  mkdir -p "$(dirname "$sbom_venv")"
+  python3 -m venv "$sbom_venv" >/dev/null
+  "$sbom_venv/bin/pip" install --quiet --disable-pip-version-check 'cyclonedx-python-lib[json-validation]>=7' 'spdx-tools>=0.8'
 fi

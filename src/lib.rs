@@ -10,7 +10,7 @@
 //! terminal and exit codes.
 //!
 //! Layers, lowest first (no module imports one above it): `addr`, `diag`,
-//! `paths`, `sensitive`, `fault`, `schema`, `spec`, `aws` (SDK
+//! `paths`, `sensitive`, `fault`, `schema`, `sbom`, `spec`, `aws` (SDK
 //! configuration), `state` · `build` (events, build context) · `provision` ·
 //! `drivers` · `config`, `fingerprint`, `graph`, `plan`, `drift` · `apply` ·
 //! `pipeline` · `views` · `cli`, `commands`.
@@ -35,6 +35,7 @@ pub mod paths;
 pub mod pipeline;
 pub mod plan;
 pub mod provision;
+pub mod sbom;
 pub mod schema;
 pub mod sensitive;
 pub mod spec;

@@ -60,6 +60,65 @@ pub fn local_path_of(location: &str) -> Option<&str> {
     Some(location)
 }
 
+/// The file of a local artifact whose id (as a state records it) is
+/// `id`: a relative path inside the definition dir, in a folder (the image's
+/// output folder), named `<image>-<12 hex of its content address>.<format>`.
+/// Anything else — an absolute path, `..`, a symlinked folder leading out, a
+/// name that is no artifact's — is refused with why: a state (hand-edited, or
+/// written by whoever can write its bucket) must never make imgform read or
+/// delete another file.
+pub fn local_artifact(def_dir: &Path, id: &str) -> Result<std::path::PathBuf, String> {
+    let refuse = |why: &str| {
+        Err(format!(
+            "the state names `{id}` as a local artifact, which {why}; imgform only creates and deletes artifacts in their image's output folder"
+        ))
+    };
+    let path = Path::new(id);
+    if path.is_absolute() {
+        return refuse("is an absolute path");
+    }
+    let parts: Vec<Component> = path.components().collect();
+    if parts.iter().any(|c| !matches!(c, Component::Normal(_))) {
+        return refuse("leaves its folder (`..` or `.`)");
+    }
+    if parts.len() < 2 {
+        return refuse("is not in an output folder");
+    }
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let named_by_content = name
+        .rsplit_once('.')
+        .and_then(|(stem, ext)| {
+            let hex = stem.rsplit_once('-')?.1;
+            Some(
+                hex.len() == 12
+                    && hex.chars().all(|c| c.is_ascii_hexdigit())
+                    && matches!(
+                        ext,
+                        "qcow2" | "raw" | "tar" | "img" | "vmdk" | "vdi" | "vhdx"
+                    ),
+            )
+        })
+        .unwrap_or(false);
+    if !named_by_content {
+        return refuse("is not named as an artifact (`<image>-<12 hex>.<format>`)");
+    }
+    let full = def_dir.join(path);
+    if let (Ok(dir), Ok(parent)) = (
+        def_dir.canonicalize(),
+        full.parent()
+            .expect("at least two components")
+            .canonicalize(),
+    ) {
+        if !parent.starts_with(&dir) {
+            return refuse("is in a folder that leads out of the definition dir");
+        }
+    }
+    Ok(full)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,5 +147,21 @@ mod tests {
             Some("images/base.qcow2")
         );
         assert_eq!(local_path_of("https://example.org/base.iso"), None);
+    }
+
+    #[test]
+    fn local_artifacts_stay_in_their_folder() {
+        let dir = std::env::temp_dir();
+        assert!(local_artifact(&dir, "output/golden-chroot-base-0123456789ab.qcow2").is_ok());
+        for bad in [
+            "../../somewhere/x-0123456789ab.qcow2",
+            "/etc/passwd",
+            "output/../precious-0123456789ab.qcow2",
+            "x-0123456789ab.qcow2",
+            "output/precious.txt",
+        ] {
+            let err = local_artifact(&dir, bad).unwrap_err();
+            assert!(err.contains(&format!("`{bad}`")), "{err}");
+        }
     }
 }

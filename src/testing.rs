@@ -48,6 +48,8 @@ pub fn record(m: &Manifest, artifact: &str) -> ImageRecord {
         base: None,
         text_inputs: BTreeMap::new(),
         built_at: "2026-01-02T03:04:05Z".to_owned(),
+        sbom: None,
+        previous_sbom: None,
         tainted: false,
         previous: Vec::new(),
     }

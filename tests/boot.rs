@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use util::{copy_tree, debian, is_root, Project};
+use util::{copy_tree, debian, is_root, tour, Project};
 
 fn skip() -> bool {
     if !is_root() {
@@ -70,6 +70,7 @@ fn the_main_job_builds_images_that_boot_by_themselves() {
         .stderr_has("2 built, 0 failed");
     p.run(&["plan", "--detailed-exitcode", "-C", "examples/local"])
         .code(0);
+    the_readme_tour_is_this_run(&p, &apply);
 
     let app = artifact(&p, "examples/local", "golden.chroot.app");
     // GPT: the EFI system partition, GRUB's BIOS boot partition, the root.
@@ -135,6 +136,40 @@ fn the_main_job_builds_images_that_boot_by_themselves() {
     eprintln!(
         "the app image booted by itself (BIOS) in {:?}",
         booted.elapsed()
+    );
+}
+
+/// The README's tour shows this run: the plan, every progress line and the
+/// result of the apply, the state list, and the plan after a variable
+/// changes (up to hashes, times and ports; `…` in the README elides lines).
+fn the_readme_tour_is_this_run(p: &Project, apply: &util::Run) {
+    // Progress and the apply's summary go to stderr, the plan and the
+    // state list to stdout.
+    let progress = regex::Regex::new(r"^(golden\.chroot\.\w+: |Apply complete!)").unwrap();
+    let from_the_script = ["install:", "demo:", "localhost login:"];
+    let tour = tour::readme_session("scripts/demo.sh");
+    let (shown_progress, shown_rest): (Vec<String>, Vec<String>) =
+        tour.into_iter().partition(|l| progress.is_match(l));
+    let shown_rest: Vec<String> = shown_rest
+        .into_iter()
+        .filter(|l| !from_the_script.iter().any(|s| l.starts_with(s)))
+        .collect();
+    let end_of_plan = shown_rest
+        .iter()
+        .position(|l| l.starts_with("Plan: "))
+        .expect("the tour shows the plan");
+    let (shown_plan, shown_state) = shown_rest.split_at(end_of_plan + 1);
+    tour::assert_shown("tour (the plan)", shown_plan, &apply.stdout);
+    tour::assert_shown("tour (progress)", &shown_progress, &apply.stderr);
+    let list = p.run(&["state", "list", "-C", "examples/local"]);
+    tour::assert_shown("tour (state list)", shown_state, &list.stdout);
+
+    let command = "imgform plan -C examples/local --var release=2026.12";
+    let plan = p.run(&command.split(' ').skip(1).collect::<Vec<_>>());
+    tour::assert_shown(
+        "tour (a changed variable)",
+        &tour::readme_session(command),
+        &plan.stdout,
     );
 }
 

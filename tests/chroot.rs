@@ -819,3 +819,43 @@ build {
     // The same definitions give the same address as a root build would plan.
     run_unprivileged(&p, &["plan", "--detailed-exitcode"]).code(0);
 }
+
+#[test]
+fn a_state_naming_a_file_outside_the_output_folder_is_refused_not_followed() {
+    require_root!();
+    let p = project(
+        r#"
+source "chroot" "gone" {
+  base   = "rootfs/busybox.tar.gz"
+  format = "tar"
+}
+build {
+  sources = ["source.chroot.gone"]
+}
+"#,
+    );
+    p.run(&["apply", "--auto-approve"]).success();
+    // Someone who can write the state points the record elsewhere.
+    let outside = p.path().join("elsewhere/victim-0123456789ab.tar");
+    std::fs::create_dir_all(outside.parent().unwrap()).unwrap();
+    std::fs::write(&outside, "keep me").unwrap();
+    let state = p.read("state/local.json");
+    let id = serde_json::from_str::<serde_json::Value>(&state).unwrap()["images"]["chroot.gone"]
+        ["artifact"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let absolute = outside.display().to_string();
+    for forged in [
+        "output/../elsewhere/victim-0123456789ab.tar",
+        absolute.as_str(),
+    ] {
+        p.file("state/local.json", &state.replace(&id, forged));
+        // Removing the image from the definitions would delete the artifact.
+        p.file("images.pkr.hcl", "");
+        let run = p.run(&["apply", "--auto-approve"]);
+        run.code(1);
+        run.stderr_has(&format!("the state names `{forged}` as a local artifact"));
+        assert_eq!(std::fs::read_to_string(&outside).unwrap(), "keep me");
+    }
+}

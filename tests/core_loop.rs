@@ -365,7 +365,7 @@ fn a_panicking_build_fails_its_own_image_and_skips_its_dependents() {
         .stderr_has("the build panicked: injected fault panic-in-build")
         .stderr_has("layer.null.app: skipped because layer.null.mid failed")
         .stderr_has("2 built, 1 failed, 1 skipped");
-    let result = &run.json()["result"];
+    let result = &run.result_json()["result"];
     assert_eq!(result["failed"][0]["address"], "layer.null.mid");
     assert_eq!(result["skipped"][0]["address"], "layer.null.app");
     assert_eq!(result["skipped"][0]["because"], "layer.null.mid");

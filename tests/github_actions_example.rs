@@ -234,6 +234,11 @@ fn the_workflow_is_a_plan_on_pull_requests_and_an_apply_on_main() {
         .as_str()
         .unwrap()
         .contains("refs/heads/main"));
+    assert!(wf["jobs"]["drift"]["if"]
+        .as_str()
+        .unwrap()
+        .contains("schedule"));
+    assert!(on["schedule"][0]["cron"].is_string(), "{on:?}");
 
     // The PR comment is found by the marker the Markdown starts with.
     let comment = step(&wf, "plan", "Post or update the PR comment");
@@ -302,8 +307,9 @@ fn every_imgform_flag_in_the_workflow_is_in_the_binarys_help() {
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n\n"));
-    // plan (PR), plan + show + apply (main).
-    assert_eq!(checked.len(), 4, "{checked:#?}");
+    // plan (PR), plan + show + apply (main), drift --html + --markdown
+    // (scheduled).
+    assert_eq!(checked.len(), 6, "{checked:#?}");
     assert!(
         checked
             .iter()
@@ -460,6 +466,25 @@ build {
         "{state_path}"
     );
     assert!(!repo.path().join(&state_path).join(".lock").exists());
+    let summary = std::fs::read_to_string(github.path().join("summary")).unwrap();
+    assert!(
+        summary.contains("<!-- imgform-apply -->") && summary.contains("2 built"),
+        "{summary}"
+    );
+
+    // Scheduled: the drift page and the report in the job summary.
+    std::fs::write(github.path().join("summary"), "").unwrap();
+    run_step(&wf, "drift", "Drift", repo.path(), github.path()).success();
+    let page = repo.read("drift.html");
+    assert!(
+        page.starts_with("<!DOCTYPE html>") && page.contains("<svg"),
+        "{page}"
+    );
+    assert!(page.contains("Drift: 2 current, 0 stale"), "{page}");
+    let summary = std::fs::read_to_string(github.path().join("summary")).unwrap();
+    assert!(summary.starts_with("<!-- imgform-drift -->"), "{summary}");
+    let upload = step(&wf, "drift", "Upload the drift page");
+    assert_eq!(upload["with"]["path"].as_str(), Some("drift.html"));
 
     // Nothing changed: the next PR's comment says so.
     run_step(&wf, "plan", "Plan", repo.path(), github.path()).success();

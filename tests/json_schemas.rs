@@ -387,7 +387,7 @@ fn plan_documents_match_the_plan_schema() {
     // Applying it: built and destroyed images.
     let applied = p.run(&["apply", "--parallelism", "1", "--json", "plan.bin"]);
     applied.success();
-    let applied = applied.json();
+    let applied = applied.result_json();
     checks.valid("apply.v1.schema.json", &applied);
     assert_eq!(applied["plan"], mixed);
     assert_eq!(
@@ -433,8 +433,26 @@ fn apply_documents_match_the_apply_schema() {
     p.file("scripts/base.sh", "#!/bin/sh\necho boom >&2\nexit 3\n");
     let run = p.run(&APPLY_JSON);
     run.code(1);
-    let failed = run.json();
+    let mut lines = run.json_lines();
+    let failed = lines.pop().unwrap();
     checks.valid("apply.v1.schema.json", &failed);
+    // Before it, one event per line, in order: every image starts before it
+    // ends, and each one ends once.
+    assert!(lines.len() >= 10, "{}", run.stdout);
+    for event in &lines {
+        checks.valid("apply-event.v1.schema.json", event);
+    }
+    let kinds = |address: &str| -> Vec<String> {
+        lines
+            .iter()
+            .filter(|e| e["address"] == address)
+            .map(|e| e["type"].as_str().unwrap().to_owned())
+            .filter(|t| t != "output" && t != "step")
+            .collect()
+    };
+    assert_eq!(kinds("golden.null.base"), ["started", "failed"]);
+    assert_eq!(kinds("layer.null.app"), ["skipped"]);
+    assert_eq!(kinds("golden.null.steady"), ["started", "built"]);
     let result = &failed["result"];
     assert_eq!(result["failed"].as_array().unwrap().len(), 1, "{result}");
     assert_eq!(result["failed"][0]["address"], "golden.null.base");
@@ -456,14 +474,15 @@ fn apply_documents_match_the_apply_schema() {
     p.file("scripts/base.sh", "#!/bin/sh\necho base\n");
     let run = p.run(&APPLY_JSON);
     run.success();
-    let fixed = run.json();
+    let fixed = run.result_json();
     checks.valid("apply.v1.schema.json", &fixed);
     assert_eq!(fixed["result"]["built"].as_array().unwrap().len(), 2);
 
     // No changes: the plan and empty results.
     let run = p.run(&APPLY_JSON);
     run.success();
-    let nothing = run.json();
+    assert_eq!(run.stdout.lines().count(), 1, "no events: {}", run.stdout);
+    let nothing = run.result_json();
     checks.valid("apply.v1.schema.json", &nothing);
     assert_eq!(nothing["result"]["built"], json!([]));
     assert_eq!(actions(&nothing["plan"]), set(&["no-op"]));
@@ -527,8 +546,14 @@ build {
     assert!(killed.success());
     let run: util::Run = child.wait_with_output().unwrap().into();
     run.code(1);
-    let doc = run.json();
+    let mut lines = run.json_lines();
+    let doc = lines.pop().unwrap();
     checks.valid("apply.v1.schema.json", &doc);
+    assert!(
+        lines.iter().any(|e| e["type"] == "interrupted"),
+        "{}",
+        run.stdout
+    );
     assert_eq!(doc["result"]["interrupted"], true, "{doc}");
     assert!(doc["result"]["not_started"].is_array(), "{doc}");
     assert_eq!(

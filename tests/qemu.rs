@@ -591,7 +591,7 @@ build {{
         .stderr_has("qemu.installed: booting the installer under tcg");
     let id = recorded_id(&p, "qemu.installed").expect("recorded");
     assert!(
-        id.starts_with("images/installed-") && !id.ends_with(".raw"),
+        id.starts_with("images/installed-") && id.ends_with(".raw"),
         "{id}"
     );
     let disk = p.path().join(&id);

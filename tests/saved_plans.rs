@@ -193,6 +193,90 @@ build {
 }
 
 #[test]
+fn an_edited_plan_file_is_refused_and_runs_nothing() {
+    let p = Project::new();
+    p.file(
+        "images.pkr.hcl",
+        r#"
+source "null" "x" {
+  communicator = "none"
+}
+build {
+  sources = ["source.null.x"]
+  provisioner "shell-local" {
+    inline = ["echo planned >> log.txt"]
+  }
+}
+"#,
+    );
+    p.run(&["plan", "--out", "plan.bin"]).success();
+    let original = p.read("plan.bin");
+    // A command edited where it would run (the recorded definition): the
+    // content address the plan names no longer follows from it.
+    let edited = original.replacen("echo planned", "echo pwned", 1);
+    assert_ne!(edited, original);
+    p.file("plan.bin", &edited);
+    let run = p.run(&["apply", "plan.bin"]);
+    run.code(1);
+    run.stderr_has("the plan file was modified")
+        .stderr_has("null.x in the plan is sha256:")
+        .stderr_has("hint: apply only plan files imgform wrote");
+    assert_eq!(p.read("log.txt"), "", "nothing ran");
+    assert!(
+        !p.path().join("state/local.json").exists(),
+        "nothing recorded"
+    );
+
+    // The original still applies.
+    p.file("plan.bin", &original);
+    p.run(&["apply", "plan.bin"]).success();
+    assert_eq!(p.read("log.txt"), "planned\n");
+}
+
+#[test]
+fn a_forged_destroy_deletes_only_what_the_state_records() {
+    let p = Project::new();
+    let defs = r#"
+source "chroot" "gone" {
+  base   = "rootfs/busybox.tar.gz"
+  format = "tar"
+}
+build {
+  sources = ["source.chroot.gone"]
+}
+"#;
+    if !util::is_root() {
+        eprintln!("skipped: the chroot builder needs root");
+        return;
+    }
+    std::fs::create_dir_all(p.path().join("rootfs")).unwrap();
+    std::fs::copy(
+        util::busybox_rootfs(),
+        p.path().join("rootfs/busybox.tar.gz"),
+    )
+    .unwrap();
+    p.file("images.pkr.hcl", defs);
+    p.run(&["apply", "--auto-approve"]).success();
+    let victim = p.path().join("precious.txt");
+    std::fs::write(&victim, "keep me").unwrap();
+    // The image is removed from the definitions: the plan destroys it...
+    p.file("images.pkr.hcl", "");
+    p.run(&["plan", "--out", "plan.bin"]).success();
+    let recorded = p.read("state/local.json");
+    let id = serde_json::from_str::<serde_json::Value>(&recorded).unwrap()["images"]["chroot.gone"]
+        ["artifact"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // ...and the plan file is edited to name another file to delete.
+    let forged = p.read("plan.bin").replace(&id, "precious.txt");
+    p.file("plan.bin", &forged);
+    p.run(&["apply", "plan.bin"]).success();
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me");
+    assert!(!p.path().join(&id).exists(), "the recorded artifact went");
+}
+
+#[test]
 fn markdown_comment_snapshot() {
     let p = project();
     p.run(&["apply", "--auto-approve"]).success();

@@ -76,6 +76,27 @@ fn password_auth_with_pinned_host_key_runs_commands_and_streams_output() {
     assert!(!out.stderr.contains(PASSWORD) && !out.stdout.contains(PASSWORD));
     let state = std::fs::read_to_string(p.path().join("state/local.json")).unwrap();
     assert!(!state.contains(PASSWORD));
+
+    // The machine's packages, read over SSH at the end of the build: this
+    // test machine is Debian, with the sshd the test talks to.
+    out.stderr_has("null.box: package list read:");
+    let sbom = run(&p, &["sbom", "null.box"]);
+    sbom.success();
+    let doc = sbom.json();
+    assert_eq!(doc["specVersion"], "1.5");
+    let components = doc["components"].as_array().unwrap();
+    let sshd_pkg = components
+        .iter()
+        .find(|c| c["name"] == "openssh-server")
+        .unwrap_or_else(|| panic!("no openssh-server in {}", sbom.stdout));
+    assert!(
+        sshd_pkg["purl"]
+            .as_str()
+            .unwrap()
+            .starts_with("pkg:deb/debian/openssh-server@"),
+        "{sshd_pkg}"
+    );
+    assert!(components.len() > 50, "a real package list");
 }
 
 #[test]

@@ -58,6 +58,10 @@ pub struct ApplyOptions {
 pub struct Built {
     pub address: ImageAddr,
     pub artifact_id: String,
+    /// Package changes against the artifact this build replaced (when both
+    /// have an SBOM).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub packages: Option<crate::sbom::PackageChanges>,
 }
 
 /// An image (or a destroy) that failed, with why.
@@ -113,6 +117,8 @@ pub enum ApplyError {
 struct Finished {
     addr: ImageAddr,
     result: Result<Artifact, BuildError>,
+    /// The packages the build found (see `provision::inventory`).
+    inventory: Option<crate::sbom::Inventory>,
     elapsed: Duration,
 }
 
@@ -304,6 +310,7 @@ impl<'a> Run<'a> {
             if crate::fault::armed("panic-in-build", &task_addr) {
                 panic!("injected fault panic-in-build");
             }
+            let inventory = crate::build::InventorySlot::default();
             let ctx = BuildContext {
                 spec: &job.spec,
                 content_address: &job.content_address,
@@ -312,11 +319,13 @@ impl<'a> Run<'a> {
                 cancel,
                 keep_failed,
                 keep_on_error,
+                inventory: &inventory,
             };
             let result = builder.build(ctx).await;
             Finished {
                 addr: task_addr,
                 result,
+                inventory: inventory.into_inner().unwrap_or_else(|e| e.into_inner()),
                 elapsed: started.elapsed(),
             }
         });
@@ -360,7 +369,10 @@ impl<'a> Run<'a> {
     async fn finish(&mut self, finished: Finished) -> Result<(), ApplyError> {
         let addr = finished.addr;
         match finished.result {
-            Ok(artifact) => self.built(addr, artifact, finished.elapsed).await?,
+            Ok(artifact) => {
+                self.built(addr, artifact, finished.inventory, finished.elapsed)
+                    .await?
+            }
             Err(BuildError::Cancelled) => {
                 self.send(Event::Cancelled { addr: addr.clone() });
                 self.outcome.failed.push(Failed {
@@ -383,13 +395,14 @@ impl<'a> Run<'a> {
         &mut self,
         addr: ImageAddr,
         artifact: Artifact,
+        inventory: Option<crate::sbom::Inventory>,
         elapsed: Duration,
     ) -> Result<(), ApplyError> {
         let job = &self.jobs[&addr];
         if crate::fault::armed("kill-after-capture", &addr) {
             crate::fault::die();
         }
-        let record = record_for(
+        let mut record = record_for(
             job,
             &artifact,
             &self.artifacts,
@@ -397,6 +410,18 @@ impl<'a> Run<'a> {
             self.backend,
         )?;
         let target = job.spec.target.clone();
+        let old = self.states.get(&target).and_then(|s| s.images.get(&addr));
+        let packages = match &inventory {
+            Some(inventory) => record::record_sbom(
+                job,
+                &mut record,
+                old,
+                inventory,
+                self.backend,
+                &self.options.def_dir,
+            )?,
+            None => None,
+        };
         let previous = replace_record(
             &mut self.states,
             &target,
@@ -444,6 +469,7 @@ impl<'a> Run<'a> {
         self.outcome.built.push(Built {
             address: addr.clone(),
             artifact_id: artifact.id,
+            packages,
         });
         self.done.insert(addr);
         Ok(())
@@ -463,9 +489,17 @@ impl<'a> Run<'a> {
                 self.outcome.interrupted = true;
                 break;
             }
-            let Some(artifact) = &change.current_artifact else {
+            // What the state records, never what the plan says: a plan file
+            // cannot name an artifact to delete.
+            let Some(artifact) = self
+                .states
+                .get(&change.target)
+                .and_then(|s| s.images.get(&change.address))
+                .map(|r| r.artifact.clone())
+            else {
                 continue;
             };
+            let artifact = &artifact;
             match self.destroy_one(change, artifact).await? {
                 Ok(()) => {
                     self.send(Event::Destroyed {
@@ -490,7 +524,12 @@ impl<'a> Run<'a> {
         change: &Change,
         artifact: &Artifact,
     ) -> Result<Result<(), String>, ApplyError> {
-        let builder = match builder(&change.builder) {
+        let recorded_builder = self
+            .states
+            .get(&change.target)
+            .and_then(|s| s.images.get(&change.address))
+            .map_or(change.builder.as_str(), |r| r.builder.as_str());
+        let builder = match builder(recorded_builder) {
             Ok(b) => b,
             Err(e) => return Ok(Err(format!("{e}: cannot destroy {}", artifact.id))),
         };

@@ -3,9 +3,11 @@
 //! record, with retention of older artifacts.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use super::{ApplyError, BuildJob};
 use crate::addr::{ContentAddress, ImageAddr, TargetAddr};
+use crate::sbom::{self, Inventory, PackageChanges};
 use crate::state::{Artifact, ImageRecord, ParentRef, StateBackend, StateFile};
 
 /// Artifact id and content address of every image known so far.
@@ -97,6 +99,8 @@ pub(super) fn record_for(
         base: job.spec.base.clone(),
         text_inputs,
         built_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        sbom: None,
+        previous_sbom: None,
         tainted: false,
         previous: Vec::new(),
     })
@@ -128,4 +132,60 @@ pub(super) fn replace_record(
     record.previous = previous;
     state.images.insert(addr.clone(), record);
     drop
+}
+
+/// Stores the SBOM of a build: in the object store (the record names it)
+/// and, for a local artifact, beside it as `<artifact>.cdx.json`. Returns
+/// the package changes against the record it replaces, when that one had an
+/// SBOM too.
+pub(super) fn record_sbom(
+    job: &BuildJob,
+    record: &mut ImageRecord,
+    old: Option<&ImageRecord>,
+    inventory: &Inventory,
+    backend: &dyn StateBackend,
+    def_dir: &Path,
+) -> Result<Option<PackageChanges>, ApplyError> {
+    let address = job.spec.addr.to_string();
+    let subject = sbom::Subject {
+        address: &address,
+        content_address: job.content_address.as_str(),
+        built_at: &record.built_at,
+    };
+    let bytes = sbom::to_cyclonedx(&subject, inventory);
+    record.sbom = Some(backend.put_object(&bytes)?);
+    record.previous_sbom = old.and_then(|o| o.sbom.clone());
+    if let Some(path) = record
+        .artifact
+        .attributes
+        .get("path")
+        .and_then(|p| p.as_str())
+    {
+        // A local artifact's path is relative to the definition dir.
+        let beside = def_dir.join(format!("{path}.cdx.json"));
+        write_replacing(&beside, &bytes).map_err(|source| {
+            ApplyError::State(crate::state::StateError::Io {
+                action: "write",
+                path: beside.clone(),
+                source,
+            })
+        })?;
+    }
+    let previous = old
+        .and_then(|o| o.sbom.as_deref())
+        .and_then(|hex| backend.get_object(hex).ok().flatten())
+        .and_then(|bytes| sbom::from_cyclonedx(&bytes).ok());
+    Ok(previous.map(|previous| sbom::changes(&previous, inventory)))
+}
+
+/// Writes `bytes` to `path` under a temporary name in the same folder, then
+/// renames it into place.
+fn write_replacing(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
 }

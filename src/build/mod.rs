@@ -82,7 +82,13 @@ pub struct BuildContext<'a> {
     /// `--on-error=abort`: on failure keep the temporary resources (instance,
     /// key pair, security group) for debugging and say what was kept.
     pub keep_on_error: bool,
+    /// The image's packages, read at the end of its build stage (see
+    /// `provision::inventory`); `apply` records them as its SBOM.
+    pub inventory: &'a InventorySlot,
 }
+
+/// Where a build leaves the packages it found.
+pub type InventorySlot = std::sync::Mutex<Option<crate::sbom::Inventory>>;
 
 /// Runs futures concurrently on the current task and returns their outputs
 /// in order (refresh asks the cloud about many artifacts at once).

@@ -75,6 +75,7 @@ images, lets running ones finish or clean up, records what finished, and exits 1
   imgform drift                  a table: current / stale (with reasons) / missing / untracked
   imgform drift --json           the report as JSON (format_version 1)
   imgform drift --markdown       for an issue or a scheduled job's summary
+  imgform drift --html > drift.html   a page to publish: the image graph coloured by status
 
 Exit status: 0 when every recorded image is current, 2 when anything is stale, missing
 or untracked, 1 on error. A stale image is one whose definitions changed since it was
@@ -94,6 +95,24 @@ built, whose parent was rebuilt after it, or that is older than its build's max_
     /// Inspect or edit the recorded state
     #[command(subcommand)]
     State(StateCommand),
+
+    /// Print the software bill of materials (packages) of a recorded image
+    #[command(after_help = "Examples:
+  imgform sbom local.chroot.base                      CycloneDX 1.5 JSON (as stored)
+  imgform sbom local.chroot.base --format spdx        SPDX 2.3 JSON
+  imgform sbom local.chroot.base > base.cdx.json && grype sbom:base.cdx.json
+  imgform sbom local.chroot.base > base.cdx.json && trivy sbom base.cdx.json
+
+The SBOM is read from the image's package database (dpkg, rpm or apk) at the end of its
+build and recorded with the image; a local image also has it beside its artifact
+(<artifact>.cdx.json).")]
+    Sbom(SbomArgs),
+
+    /// Show the package changes of a recorded image against its previous build
+    #[command(after_help = "Examples:
+  imgform diff local.chroot.base           changed, added and removed packages
+  imgform diff local.chroot.base --json    the same as JSON")]
+    Diff(DiffArgs),
 
     /// Mark a recorded image for rebuild: the next plan rebuilds it
     #[command(
@@ -234,8 +253,13 @@ pub struct ApplyArgs {
     pub on_error: String,
 
     /// Print the plan and results as JSON on stdout
-    #[arg(long)]
+    #[arg(long, conflicts_with = "markdown")]
     pub json: bool,
+
+    /// Print the results as a Markdown PR comment on stdout (with each
+    /// rebuilt image's package changes); the plan goes to stderr
+    #[arg(long)]
+    pub markdown: bool,
 }
 
 #[derive(Debug, Args)]
@@ -260,11 +284,15 @@ pub struct DriftArgs {
     #[command(flatten)]
     pub vars: VarArgs,
     /// Print the report as JSON
-    #[arg(long, conflicts_with = "markdown")]
+    #[arg(long, conflicts_with_all = ["markdown", "html"])]
     pub json: bool,
     /// Print the report as Markdown
-    #[arg(long)]
+    #[arg(long, conflicts_with = "html")]
     pub markdown: bool,
+    /// Print the report as one self-contained HTML page (SVG graph, no
+    /// scripts, no external assets): `imgform drift --html > drift.html`
+    #[arg(long)]
+    pub html: bool,
     /// Exit 2 when anything drifted (the default for drift; accepted for symmetry with plan)
     #[arg(long)]
     pub detailed_exitcode: bool,
@@ -358,6 +386,35 @@ pub struct StateAddrArgs {
     pub json: bool,
     #[command(flatten)]
     pub lock: LockArgs,
+    #[command(flatten)]
+    pub backend: BackendArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SbomArgs {
+    /// Image address, e.g. golden.chroot.base
+    pub address: ImageAddr,
+    #[command(flatten)]
+    pub dir: DirArg,
+    /// Document format
+    #[arg(long, value_name = "cyclonedx|spdx", default_value = "cyclonedx", value_parser = ["cyclonedx", "spdx"])]
+    pub format: String,
+    /// The SBOM of the build this one replaced
+    #[arg(long)]
+    pub previous: bool,
+    #[command(flatten)]
+    pub backend: BackendArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// Image address, e.g. golden.chroot.base
+    pub address: ImageAddr,
+    #[command(flatten)]
+    pub dir: DirArg,
+    /// Print as JSON
+    #[arg(long)]
+    pub json: bool,
     #[command(flatten)]
     pub backend: BackendArgs,
 }

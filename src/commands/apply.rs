@@ -58,16 +58,23 @@ pub async fn run(chdir: Option<&Path>, args: ApplyArgs, output: Output) -> Resul
         states,
     } = work;
 
-    if !args.json {
+    if args.markdown {
+        let style = Style {
+            color: output.color_stderr,
+        };
+        eprint!("{}", views::plan::render(&plan, style));
+    } else if !args.json {
         let style = Style {
             color: output.color_stdout,
         };
         print!("{}", views::plan::render(&plan, style));
     }
     if !plan.has_changes() {
+        let nothing = apply::ApplyOutcome::default();
         if args.json {
-            let nothing = apply::ApplyOutcome::default();
-            print!("{}", views::json::to_string(&result_json(&plan, &nothing)));
+            println!("{}", result_json(&plan, &nothing));
+        } else if args.markdown {
+            print!("{}", views::markdown::apply(&nothing));
         }
         return Ok(Status::Ok);
     }
@@ -76,7 +83,12 @@ pub async fn run(chdir: Option<&Path>, args: ApplyArgs, output: Output) -> Resul
         return Ok(Status::Failed);
     }
 
-    let settings = (args.parallelism, args.keep_failed, args.on_error == "abort");
+    let settings = (
+        args.parallelism,
+        args.keep_failed,
+        args.on_error == "abort",
+        args.json,
+    );
     let outcome = execute(&plan, jobs, &*backend, states, &def_dir, settings, output).await;
     drop(lock);
     let outcome = outcome?;
@@ -85,7 +97,10 @@ pub async fn run(chdir: Option<&Path>, args: ApplyArgs, output: Output) -> Resul
     };
     eprint!("{}", views::progress::summary(&outcome, style));
     if args.json {
-        print!("{}", views::json::to_string(&result_json(&plan, &outcome)));
+        // The last line of the event stream.
+        println!("{}", result_json(&plan, &outcome));
+    } else if args.markdown {
+        print!("{}", views::markdown::apply(&outcome));
     }
     Ok(if outcome.ok() {
         Status::Ok
@@ -121,6 +136,7 @@ fn from_saved_plan<'a>(
         let options = LoadOptions::from_env(opts.vars.vars.clone(), opts.vars.var_files.clone());
         saved::take_secrets_from_definitions(dir, &options, &mut jobs)?;
     }
+    saved::verify_jobs(&jobs, &states)?;
     Ok(Work {
         plan: file.plan,
         jobs,
@@ -177,46 +193,35 @@ async fn execute(
     backend: &dyn StateBackend,
     states: BTreeMap<TargetAddr, StateFile>,
     def_dir: &Path,
-    (parallelism, keep_failed, keep_on_error): (usize, bool, bool),
+    (parallelism, keep_failed, keep_on_error, json): (usize, bool, bool, bool),
     output: Output,
 ) -> Result<apply::ApplyOutcome> {
-    let err_style = Style {
-        color: output.color_stderr,
-    };
     let run_id = uuid::Uuid::new_v4().to_string();
-    let (events_tx, mut events_rx) = mpsc::unbounded_channel::<Event>();
+    let (events_tx, events_rx) = mpsc::unbounded_channel::<Event>();
     let (cancel_tx, cancel) = CancelToken::new();
 
     let log_dir = def_dir.join(".imgform").join("logs");
     std::fs::create_dir_all(&log_dir).with_context(|| format!("creating {}", log_dir.display()))?;
-    let printer = tokio::spawn(async move {
-        let mut logs: BTreeMap<String, std::fs::File> = BTreeMap::new();
-        while let Some(event) = events_rx.recv().await {
-            if let Some(line) = views::progress::line(&event, err_style) {
-                eprintln!("{line}");
-            }
-            if let (Some(addr), Some(line)) =
-                (event_addr(&event), views::progress::log_line(&event))
-            {
-                let slug = addr.slug();
-                if !logs.contains_key(&slug) {
-                    match std::fs::OpenOptions::new()
-                        .create(true)
-                        .append(true)
-                        .open(log_dir.join(format!("{slug}.log")))
-                    {
-                        Ok(f) => {
-                            logs.insert(slug.clone(), f);
-                        }
-                        Err(_) => continue,
-                    }
-                }
-                if let Some(file) = logs.get_mut(&slug) {
-                    let _ = writeln!(file, "{line}");
-                }
-            }
-        }
-    });
+    let planned = plan
+        .changes
+        .iter()
+        .filter(|c| {
+            matches!(
+                c.action,
+                crate::plan::Action::Build | crate::plan::Action::Rebuild
+            )
+        })
+        .map(|c| c.address.clone())
+        .collect();
+    let printer = super::progress::spawn(
+        events_rx,
+        planned,
+        super::progress::Settings {
+            output,
+            json,
+            log_dir,
+        },
+    );
 
     // Ctrl-C or SIGTERM: the first stops new work and cancels running
     // builds (which clean up: VMs stopped, instances deleted); the second
@@ -256,7 +261,7 @@ fn result_json(plan: &Plan, outcome: &apply::ApplyOutcome) -> serde_json::Value 
     })
 }
 
-fn event_addr(event: &Event) -> Option<&ImageAddr> {
+pub(super) fn event_addr(event: &Event) -> Option<&ImageAddr> {
     match event {
         Event::Started { addr }
         | Event::Step { addr, .. }

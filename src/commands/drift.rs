@@ -32,6 +32,8 @@ pub async fn run(chdir: Option<&Path>, args: DriftArgs, output: Output) -> Resul
         );
     } else if args.markdown {
         print!("{}", views::drift::markdown(&report));
+    } else if args.html {
+        print!("{}", views::drift_html::page(&report, chrono::Utc::now()));
     } else {
         let style = Style {
             color: output.color_stdout,

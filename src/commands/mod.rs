@@ -8,6 +8,8 @@ pub mod apply;
 pub mod drift;
 pub mod graph;
 pub mod plan;
+mod progress;
+pub mod sbom;
 pub mod show;
 pub mod state;
 pub mod validate;
@@ -53,6 +55,14 @@ pub enum CommandError {
     MarkdownNeedsPlan,
     #[error("--lock-timeout `{0}` is not a duration like 30s or 5m")]
     BadLockTimeout(String),
+    #[error("{address} has no {which}SBOM recorded")]
+    NoSbom {
+        address: ImageAddr,
+        /// `` or `previous `.
+        which: &'static str,
+    },
+    #[error("the SBOM of {address} is missing from the state's object store ({hex})")]
+    SbomObjectMissing { address: ImageAddr, hex: String },
 }
 
 impl CommandError {
@@ -62,6 +72,9 @@ impl CommandError {
             CommandError::NotInState { .. } => "`imgform state list` shows the recorded images",
             CommandError::NotDefined { .. } => "`imgform validate` lists the defined images",
             CommandError::NotAdoptable { .. } => "imgform only adopts artifacts whose tags or name carry the image's current content address; run `imgform apply` to build it",
+            CommandError::NoSbom { which: "", .. } => "an SBOM is recorded when a build finds a package database (dpkg, rpm or apk) in the image; images built before imgform recorded SBOMs have none until rebuilt",
+            CommandError::NoSbom { .. } => "the image has no earlier build with an SBOM: `imgform diff` compares two builds that both read a package database",
+            CommandError::SbomObjectMissing { .. } => "the state's object store lost it; `imgform taint ADDR` and an apply rebuild the image and its SBOM",
             CommandError::MarkdownNeedsPlan | CommandError::BadLockTimeout(_) => return None,
         };
         Some(text.to_owned())
@@ -104,6 +117,8 @@ pub fn run(cli: Cli, output: Output) -> Result<Status> {
             runtime.block_on(state::recover(chdir, args, output))
         }
         Command::State(StateCommand::Import(args)) => runtime.block_on(state::import(chdir, args)),
+        Command::Sbom(args) => sbom::sbom(chdir, args),
+        Command::Diff(args) => sbom::diff(chdir, args, output),
         Command::Taint(args) => state::taint(chdir, args, true),
         Command::Untaint(args) => state::taint(chdir, args, false),
         Command::ForceUnlock(args) => state::force_unlock(chdir, args),

@@ -64,11 +64,18 @@ impl Project {
         parent_tokens: &BTreeMap<ImageAddr, String>,
     ) -> Result<ImageSpec, Vec<Diagnostic>> {
         let locals = evaluate_locals(self, Clock::Real)?;
-        let real = self.evaluate_once(def, parent_tokens, Clock::Real, &locals)?;
+        let seeds = self.sensitive_seeds();
+        let (real, derived) = functions::sensitivity::track_sensitive(&seeds, || {
+            self.evaluate_once(def, parent_tokens, Clock::Real, &locals)
+        });
+        let real = real?;
         let apply_time_settings = self.apply_time_settings(def, parent_tokens, &locals, &real)?;
         let keep_previous = keep_previous(def, &real)?;
         let max_age = max_age(def, &real)?;
-        let sensitive = self.sensitive_values();
+        let mut sensitive = seeds.values;
+        sensitive.extend(derived);
+        sensitive.sort();
+        sensitive.dedup();
         let variables = self.image_variables(def);
         let target = drivers::kind_of(&def.builder)
             .map(|k| (k.target)(&real.settings))
@@ -373,7 +380,10 @@ impl Project {
     ) -> Option<Json> {
         match functions::evaluate(&attr.expr, ctx) {
             Ok(v) => match serde_json::to_value(&v) {
-                Ok(j) => Some(j),
+                Ok(j) => {
+                    functions::sensitivity::note_evaluated(&attr.expr, &j);
+                    Some(j)
+                }
                 Err(e) => {
                     diags.push(
                         Diagnostic::error(format!(

@@ -130,17 +130,57 @@ pub struct Project {
 impl Project {
     /// Values of sensitive variables and locals, to scrub from any output.
     pub fn sensitive_values(&self) -> Vec<String> {
+        self.sensitive_seeds().values
+    }
+
+    /// What is sensitive before any image is evaluated: the variables marked
+    /// `sensitive`, the locals marked so and the locals whose expression
+    /// refers to one of those (transitively), with their values.
+    pub fn sensitive_seeds(&self) -> functions::sensitivity::Seeds {
+        let mut seeds = functions::sensitivity::Seeds::default();
         let mut out = Vec::new();
         for (name, def) in &self.variables {
             if def.sensitive {
+                seeds.variables.insert(name.clone());
                 if let Some(v) = self.var_values.get(name) {
                     collect_strings(v, &mut out);
                 }
             }
         }
+        seeds.locals = self
+            .locals
+            .iter()
+            .filter(|l| l.sensitive)
+            .map(|l| l.name.clone())
+            .collect();
+        loop {
+            let more: Vec<String> = self
+                .locals
+                .iter()
+                .filter(|l| {
+                    !seeds.locals.contains(&l.name) && seeds.refers_to_sensitive(&l.attr.text)
+                })
+                .map(|l| l.name.clone())
+                .collect();
+            if more.is_empty() {
+                break;
+            }
+            seeds.locals.extend(more);
+        }
+        if !seeds.locals.is_empty() {
+            // A local that cannot be evaluated is reported where it is used.
+            if let Ok(locals) = scope::evaluate_locals(self, functions::Clock::Real) {
+                for name in &seeds.locals {
+                    if let Some(v) = locals.values.get(name) {
+                        collect_strings(v, &mut out);
+                    }
+                }
+            }
+        }
         out.sort();
         out.dedup();
-        out
+        seeds.values = out;
+        seeds
     }
 
     pub fn image(&self, addr: &ImageAddr) -> Option<&ImageDef> {

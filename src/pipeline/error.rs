@@ -16,6 +16,12 @@ pub enum PipelineError {
     Definitions(#[source] Diagnostics),
     #[error("definition dir {} does not exist", dir.display())]
     NoDefinitionDir { dir: PathBuf },
+    #[error("cannot read or create the key of sensitive values' digests, {}: {source}", path.display())]
+    SensitiveKey {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{context}")]
     State {
         context: String,
@@ -68,6 +74,14 @@ pub enum PipelineError {
         now: ContentAddress,
         planned: ContentAddress,
     },
+    /// A saved plan whose recorded definition of an image does not give the
+    /// content address the plan says it builds.
+    #[error("the plan file was modified, or the files it was made from changed since: {address} in the plan is {}, but its recorded definition gives {}", planned.short(), now.short())]
+    PlanModified {
+        address: ImageAddr,
+        now: ContentAddress,
+        planned: ContentAddress,
+    },
     #[error("inspecting {id}")]
     Inspect {
         id: String,
@@ -100,6 +114,9 @@ impl PipelineError {
                 "set `bucket = \"NAME\"` in the backend \"s3\" block, or pass --backend-config bucket=NAME".to_owned(),
             ),
             PipelineError::NoS3Support => Some("build with the default features".to_owned()),
+            PipelineError::SensitiveKey { .. } => Some(
+                "set IMGFORM_SENSITIVE_KEY (e.g. from your CI's secrets), or make .imgform/ writable".to_owned(),
+            ),
             PipelineError::UnknownImage { .. } => {
                 Some("`imgform validate` lists the defined images".to_owned())
             }
@@ -108,6 +125,10 @@ impl PipelineError {
             }
             PipelineError::StalePlan { .. } => Some("the state changed since the plan was made (another apply, or this plan was already applied); make a new plan: imgform plan --out FILE".to_owned()),
             PipelineError::NoLongerDefined { .. } => Some("make a new plan".to_owned()),
+            PipelineError::PlanModified { .. } => Some(
+                "apply only plan files imgform wrote, in the checkout they were made in; make a new plan: imgform plan --out FILE"
+                    .to_owned(),
+            ),
             PipelineError::DefinitionsChanged { .. } => Some(
                 "a saved plan is applied exactly; make a new plan: imgform plan --out FILE"
                     .to_owned(),

@@ -84,6 +84,15 @@ pub fn prepare(
     resolve: &Resolve,
 ) -> Result<Prepared, PipelineError> {
     let project = config::load(dir, options)?;
+    if project.variables.values().any(|v| v.sensitive) || project.locals.iter().any(|l| l.sensitive)
+    {
+        crate::sensitive::use_project_key(&project.def_dir).map_err(|source| {
+            PipelineError::SensitiveKey {
+                path: project.def_dir.join(crate::sensitive::KEY_FILE),
+                source,
+            }
+        })?;
+    }
     let graph = ImageGraph::build(project.images.iter().map(|i| (&i.addr, &i.refs)))
         .map_err(Diagnostics)?;
     let order = graph.topo_order();

@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 
 use super::error::{state_error, PipelineError};
 use super::{Prepared, Resolve};
-use crate::addr::{ImageAddr, TargetAddr};
+use crate::addr::{ContentAddress, ImageAddr, TargetAddr};
 use crate::apply::BuildJob;
 use crate::config::LoadOptions;
 use crate::fingerprint::TextInput;
@@ -194,6 +194,52 @@ pub fn take_secrets_from_definitions(
         let def_dir = job.spec.def_dir.clone();
         job.spec = now.spec.clone();
         job.spec.def_dir = def_dir;
+    }
+    Ok(())
+}
+
+/// Checks a saved plan's jobs before anything runs: each manifest hashes to
+/// its content address, and each recorded definition (spec), fingerprinted
+/// again against the files here, gives that address. An edited command, a
+/// swapped manifest or a file changed since the plan was made is refused.
+pub fn verify_jobs(
+    jobs: &BTreeMap<ImageAddr, BuildJob>,
+    states: &BTreeMap<TargetAddr, StateFile>,
+) -> Result<(), PipelineError> {
+    let hasher = crate::fingerprint::FileHasher::new();
+    let recorded = |addr: &ImageAddr| {
+        states
+            .values()
+            .find_map(|s| s.images.get(addr))
+            .map(|r| r.content_address.clone())
+    };
+    for (addr, job) in jobs {
+        let modified = |now: ContentAddress| PipelineError::PlanModified {
+            address: addr.clone(),
+            now,
+            planned: job.content_address.clone(),
+        };
+        let manifest = ContentAddress::of(&job.manifest_bytes);
+        if manifest != job.content_address {
+            return Err(modified(manifest));
+        }
+        let parents = job
+            .spec
+            .parents
+            .iter()
+            .filter_map(|p| {
+                let ca = jobs
+                    .get(p)
+                    .map(|j| j.content_address.clone())
+                    .or_else(|| recorded(p))?;
+                Some((p.clone(), ca))
+            })
+            .collect();
+        let now = crate::fingerprint::fingerprint(&job.spec, &parents, &hasher)
+            .map_err(|d| PipelineError::Definitions(crate::diag::Diagnostics(d)))?;
+        if now.content_address != job.content_address {
+            return Err(modified(now.content_address));
+        }
     }
     Ok(())
 }

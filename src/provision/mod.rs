@@ -16,6 +16,7 @@ pub mod ansible;
 pub mod chroot;
 pub mod component;
 pub mod file;
+pub mod inventory;
 pub mod kind;
 pub mod shell;
 pub mod shell_local;
@@ -167,7 +168,17 @@ pub async fn run_all(
     ctx: &BuildContext<'_>,
     communicator: &dyn Communicator,
 ) -> Result<(), BuildError> {
-    run_list(ctx, communicator, &ctx.spec.provisioners, Stage::Build).await
+    run_list(ctx, communicator, &ctx.spec.provisioners, Stage::Build).await?;
+    // What the provisioners left installed is what the image holds.
+    let found = inventory::collect(communicator, &ctx.events).await;
+    if let Some(inventory) = &found {
+        ctx.events.step(format!(
+            "package list read: {} packages",
+            inventory.packages.len()
+        ));
+    }
+    *ctx.inventory.lock().unwrap_or_else(|e| e.into_inner()) = found;
+    Ok(())
 }
 
 /// When a provisioner runs: while building, or in the test phase against

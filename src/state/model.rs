@@ -59,6 +59,14 @@ pub struct ImageRecord {
     pub text_inputs: BTreeMap<String, String>,
     /// RFC 3339, UTC.
     pub built_at: String,
+    /// The image's packages as a CycloneDX 1.5 document: the object store's
+    /// hex of its bytes (`imgform sbom`). None when the image has no package
+    /// database imgform reads, or was built before imgform recorded them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sbom: Option<String>,
+    /// The SBOM of the version this build replaced (`imgform diff`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_sbom: Option<String>,
     /// Marked for rebuild by the user or by a failed post-build step.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub tainted: bool,

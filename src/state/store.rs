@@ -812,6 +812,8 @@ mod tests {
             base: None,
             text_inputs: BTreeMap::new(),
             built_at: "2025-01-02T03:04:05Z".to_owned(),
+            sbom: None,
+            previous_sbom: None,
             tainted: false,
             previous: Vec::new(),
         }

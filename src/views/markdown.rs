@@ -3,12 +3,92 @@
 //! timestamps: the same plan renders to the same text, so a bot can update
 //! one comment on every push.
 
+use crate::apply::ApplyOutcome;
 use crate::plan::{Action, Plan};
 
 use super::plan::{reason_text, summary_line};
 
 /// The marker a bot can search for to find and update its comment.
 pub const COMMENT_MARKER: &str = "<!-- imgform-plan -->";
+
+/// The marker of the comment `apply --markdown` prints.
+pub const APPLY_MARKER: &str = "<!-- imgform-apply -->";
+
+/// What an apply did, for the pull request that triggered it: one row per
+/// image, then the package changes of each rebuilt image.
+pub fn apply(outcome: &ApplyOutcome) -> String {
+    let mut out = format!("{APPLY_MARKER}\n### imgform apply\n\n");
+    out.push_str(&format!(
+        "**{}** {} built, {} failed, {} skipped, {} destroyed{}.\n\n",
+        if outcome.ok() {
+            "Apply complete."
+        } else {
+            "Apply finished with errors."
+        },
+        outcome.built.len(),
+        outcome.failed.len(),
+        outcome.skipped.len(),
+        outcome.destroyed.len(),
+        if outcome.not_started.is_empty() {
+            String::new()
+        } else {
+            format!(", {} not started", outcome.not_started.len())
+        }
+    ));
+    let rows: Vec<String> = outcome
+        .built
+        .iter()
+        .map(|b| {
+            format!(
+                "| `{}` | ✅ built | `{}` |",
+                b.address,
+                escape(&b.artifact_id)
+            )
+        })
+        .chain(
+            outcome
+                .failed
+                .iter()
+                .map(|f| format!("| `{}` | ❌ failed | {} |", f.address, escape(&f.message))),
+        )
+        .chain(outcome.skipped.iter().map(|s| {
+            format!(
+                "| `{}` | ⏭️ skipped | because `{}` failed |",
+                s.address, s.because
+            )
+        }))
+        .chain(outcome.destroyed.iter().map(|d| {
+            format!(
+                "| `{}` | 🗑️ destroyed | `{}` |",
+                d.address,
+                escape(&d.artifact_id)
+            )
+        }))
+        .chain(
+            outcome
+                .not_started
+                .iter()
+                .map(|a| format!("| `{a}` | ⏸️ not started | interrupted |")),
+        )
+        .collect();
+    if !rows.is_empty() {
+        out.push_str("| image | result | artifact / why |\n|---|---|---|\n");
+        for row in rows {
+            out.push_str(&row);
+            out.push('\n');
+        }
+    }
+    for b in &outcome.built {
+        if let Some(changes) = &b.packages {
+            let section = super::packages::markdown(&b.address, changes);
+            if !section.is_empty() {
+                out.push('\n');
+                out.push_str(&section);
+            }
+        }
+    }
+    out
+}
 
 fn escape(text: &str) -> String {
     text.replace('|', "\\|").replace('\n', " ")

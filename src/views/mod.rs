@@ -4,8 +4,11 @@
 
 pub mod diagnostics;
 pub mod drift;
+pub mod drift_html;
 pub mod json;
+pub mod live;
 pub mod markdown;
+pub mod packages;
 pub mod plan;
 pub mod progress;
 pub mod state;

@@ -78,5 +78,10 @@ pub fn summary(outcome: &ApplyOutcome, style: Style) -> String {
             style.yellow("-")
         ));
     }
+    for built in &outcome.built {
+        if let Some(changes) = &built.packages {
+            out.push_str(&super::packages::summary(&built.address, changes, style));
+        }
+    }
     out
 }

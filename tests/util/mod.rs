@@ -5,6 +5,7 @@ pub mod debian;
 pub mod moto;
 pub mod openstack;
 pub mod sshd;
+pub mod tour;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -54,6 +55,25 @@ impl Run {
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.stdout)
             .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
+    }
+
+    /// stdout as newline-delimited JSON (`apply --json`: events, then the
+    /// result document).
+    pub fn json_lines(&self) -> Vec<serde_json::Value> {
+        self.stdout
+            .lines()
+            .map(|l| {
+                serde_json::from_str(l)
+                    .unwrap_or_else(|e| panic!("a line is not JSON ({e}): {l}\n{}", self.stdout))
+            })
+            .collect()
+    }
+
+    /// The last line of `apply --json`: the result document.
+    pub fn result_json(&self) -> serde_json::Value {
+        self.json_lines()
+            .pop()
+            .unwrap_or_else(|| panic!("no JSON on stdout; stderr:\n{}", self.stderr))
     }
 }
 

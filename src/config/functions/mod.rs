@@ -57,6 +57,8 @@ pub use super::lazy_eval::evaluate;
 pub(crate) use args::type_name;
 
 use args::{str_value, want_str};
+pub mod sensitivity;
+
 use collections::*;
 use convert::*;
 use encoding::*;
@@ -188,121 +190,140 @@ fn mark_nondeterministic(func: &str) -> Result<Clock, String> {
 
 type FnResult = Result<Value, String>;
 
+/// `f`, and when sensitivity is being tracked ([`track_sensitive`]) and an
+/// argument holds a sensitive value, its result is sensitive too: that is
+/// how `base64encode(var.secret)` or `upper(local.token)` stay secret.
+macro_rules! tracked {
+    ($f:path) => {{
+        fn tracked(args: FuncArgs) -> FnResult {
+            let sensitive_args = sensitivity::touches(&args);
+            let result = $f(args);
+            if sensitive_args {
+                if let Ok(value) = &result {
+                    sensitivity::mark_value(value);
+                }
+            }
+            result
+        }
+        tracked as hcl::eval::Func
+    }};
+}
+
 /// (name, positional parameter count, variadic, implementation). All parameters are `Any`:
 /// each function converts and checks its arguments itself, so that e.g. numbers are accepted
 /// where strings are expected, as in Terraform.
 const FUNCTIONS: &[(&str, usize, bool, hcl::eval::Func)] = &[
     // files
-    ("abspath", 1, false, fn_abspath),
-    ("basename", 1, false, fn_basename),
-    ("dirname", 1, false, fn_dirname),
-    ("file", 1, false, fn_file),
-    ("filebase64", 1, false, fn_filebase64),
-    ("filebase64sha256", 1, false, fn_filebase64sha256),
-    ("filebase64sha512", 1, false, fn_filebase64sha512),
-    ("fileexists", 1, false, fn_fileexists),
-    ("fileset", 2, false, fn_fileset),
-    ("filesha256", 1, false, fn_filesha256),
-    ("filesha512", 1, false, fn_filesha512),
-    ("pathexpand", 1, false, fn_pathexpand),
-    ("templatefile", 2, false, fn_templatefile),
+    ("abspath", 1, false, tracked!(fn_abspath)),
+    ("basename", 1, false, tracked!(fn_basename)),
+    ("dirname", 1, false, tracked!(fn_dirname)),
+    ("file", 1, false, tracked!(fn_file)),
+    ("filebase64", 1, false, tracked!(fn_filebase64)),
+    ("filebase64sha256", 1, false, tracked!(fn_filebase64sha256)),
+    ("filebase64sha512", 1, false, tracked!(fn_filebase64sha512)),
+    ("fileexists", 1, false, tracked!(fn_fileexists)),
+    ("fileset", 2, false, tracked!(fn_fileset)),
+    ("filesha256", 1, false, tracked!(fn_filesha256)),
+    ("filesha512", 1, false, tracked!(fn_filesha512)),
+    ("pathexpand", 1, false, tracked!(fn_pathexpand)),
+    ("templatefile", 2, false, tracked!(fn_templatefile)),
     // encoding
-    ("base64decode", 1, false, fn_base64decode),
-    ("base64encode", 1, false, fn_base64encode),
-    ("csvdecode", 1, false, fn_csvdecode),
-    ("jsondecode", 1, false, fn_jsondecode),
-    ("jsonencode", 1, false, fn_jsonencode),
-    ("urlencode", 1, false, fn_urlencode),
-    ("yamldecode", 1, false, fn_yamldecode),
-    ("yamlencode", 1, false, fn_yamlencode),
+    ("base64decode", 1, false, tracked!(fn_base64decode)),
+    ("base64encode", 1, false, tracked!(fn_base64encode)),
+    ("csvdecode", 1, false, tracked!(fn_csvdecode)),
+    ("jsondecode", 1, false, tracked!(fn_jsondecode)),
+    ("jsonencode", 1, false, tracked!(fn_jsonencode)),
+    ("urlencode", 1, false, tracked!(fn_urlencode)),
+    ("yamldecode", 1, false, tracked!(fn_yamldecode)),
+    ("yamlencode", 1, false, tracked!(fn_yamlencode)),
     // time
-    ("formatdate", 2, false, fn_formatdate),
-    ("legacy_isotime", 0, true, fn_legacy_isotime),
-    ("legacy_strftime", 1, false, fn_legacy_strftime),
-    ("timeadd", 2, false, fn_timeadd),
-    ("timecmp", 2, false, fn_timecmp),
-    ("timestamp", 0, false, fn_timestamp),
+    ("formatdate", 2, false, tracked!(fn_formatdate)),
+    ("legacy_isotime", 0, true, tracked!(fn_legacy_isotime)),
+    ("legacy_strftime", 1, false, tracked!(fn_legacy_strftime)),
+    ("timeadd", 2, false, tracked!(fn_timeadd)),
+    ("timecmp", 2, false, tracked!(fn_timecmp)),
+    ("timestamp", 0, false, tracked!(fn_timestamp)),
     // random
-    ("uuidv4", 0, false, fn_uuidv4),
+    ("uuidv4", 0, false, tracked!(fn_uuidv4)),
     // hashing
-    ("base64sha256", 1, false, fn_base64sha256),
-    ("base64sha512", 1, false, fn_base64sha512),
-    ("sha256", 1, false, fn_sha256),
-    ("sha512", 1, false, fn_sha512),
+    ("base64sha256", 1, false, tracked!(fn_base64sha256)),
+    ("base64sha512", 1, false, tracked!(fn_base64sha512)),
+    ("sha256", 1, false, tracked!(fn_sha256)),
+    ("sha512", 1, false, tracked!(fn_sha512)),
     // strings
-    ("chomp", 1, false, fn_chomp),
-    ("endswith", 2, false, fn_endswith),
-    ("format", 1, true, fn_format),
-    ("formatlist", 1, true, fn_formatlist),
-    ("indent", 2, false, fn_indent),
-    ("join", 1, true, fn_join),
-    ("lower", 1, false, fn_lower),
-    ("regex", 2, false, fn_regex),
-    ("regex_replace", 3, false, fn_regex_replace),
-    ("regexall", 2, false, fn_regexall),
-    ("replace", 3, false, fn_replace),
-    ("split", 2, false, fn_split),
-    ("startswith", 2, false, fn_startswith),
-    ("strcontains", 2, false, fn_strcontains),
-    ("strrev", 1, false, fn_strrev),
-    ("substr", 3, false, fn_substr),
-    ("title", 1, false, fn_title),
-    ("trim", 2, false, fn_trim),
-    ("trimprefix", 2, false, fn_trimprefix),
-    ("trimspace", 1, false, fn_trimspace),
-    ("trimsuffix", 2, false, fn_trimsuffix),
-    ("upper", 1, false, fn_upper),
+    ("chomp", 1, false, tracked!(fn_chomp)),
+    ("endswith", 2, false, tracked!(fn_endswith)),
+    ("format", 1, true, tracked!(fn_format)),
+    ("formatlist", 1, true, tracked!(fn_formatlist)),
+    ("indent", 2, false, tracked!(fn_indent)),
+    ("join", 1, true, tracked!(fn_join)),
+    ("lower", 1, false, tracked!(fn_lower)),
+    ("regex", 2, false, tracked!(fn_regex)),
+    ("regex_replace", 3, false, tracked!(fn_regex_replace)),
+    ("regexall", 2, false, tracked!(fn_regexall)),
+    ("replace", 3, false, tracked!(fn_replace)),
+    ("split", 2, false, tracked!(fn_split)),
+    ("startswith", 2, false, tracked!(fn_startswith)),
+    ("strcontains", 2, false, tracked!(fn_strcontains)),
+    ("strrev", 1, false, tracked!(fn_strrev)),
+    ("substr", 3, false, tracked!(fn_substr)),
+    ("title", 1, false, tracked!(fn_title)),
+    ("trim", 2, false, tracked!(fn_trim)),
+    ("trimprefix", 2, false, tracked!(fn_trimprefix)),
+    ("trimspace", 1, false, tracked!(fn_trimspace)),
+    ("trimsuffix", 2, false, tracked!(fn_trimsuffix)),
+    ("upper", 1, false, tracked!(fn_upper)),
     // collections
-    ("alltrue", 1, false, fn_alltrue),
-    ("anytrue", 1, false, fn_anytrue),
-    ("chunklist", 2, false, fn_chunklist),
-    ("coalesce", 0, true, fn_coalesce),
-    ("coalescelist", 0, true, fn_coalescelist),
-    ("compact", 1, false, fn_compact),
-    ("concat", 0, true, fn_concat),
-    ("contains", 2, false, fn_contains),
-    ("distinct", 1, false, fn_distinct),
-    ("element", 2, false, fn_element),
-    ("flatten", 1, false, fn_flatten),
-    ("index", 2, false, fn_index),
-    ("keys", 1, false, fn_keys),
-    ("length", 1, false, fn_length),
-    ("lookup", 2, true, fn_lookup),
-    ("merge", 0, true, fn_merge),
-    ("one", 1, false, fn_one),
-    ("range", 1, true, fn_range),
-    ("reverse", 1, false, fn_reverse),
-    ("setintersection", 1, true, fn_setintersection),
-    ("setproduct", 0, true, fn_setproduct),
-    ("setsubtract", 2, false, fn_setsubtract),
-    ("setunion", 1, true, fn_setunion),
-    ("slice", 3, false, fn_slice),
-    ("sort", 1, false, fn_sort),
-    ("sum", 1, false, fn_sum),
-    ("values", 1, false, fn_values),
-    ("zipmap", 2, false, fn_zipmap),
+    ("alltrue", 1, false, tracked!(fn_alltrue)),
+    ("anytrue", 1, false, tracked!(fn_anytrue)),
+    ("chunklist", 2, false, tracked!(fn_chunklist)),
+    ("coalesce", 0, true, tracked!(fn_coalesce)),
+    ("coalescelist", 0, true, tracked!(fn_coalescelist)),
+    ("compact", 1, false, tracked!(fn_compact)),
+    ("concat", 0, true, tracked!(fn_concat)),
+    ("contains", 2, false, tracked!(fn_contains)),
+    ("distinct", 1, false, tracked!(fn_distinct)),
+    ("element", 2, false, tracked!(fn_element)),
+    ("flatten", 1, false, tracked!(fn_flatten)),
+    ("index", 2, false, tracked!(fn_index)),
+    ("keys", 1, false, tracked!(fn_keys)),
+    ("length", 1, false, tracked!(fn_length)),
+    ("lookup", 2, true, tracked!(fn_lookup)),
+    ("merge", 0, true, tracked!(fn_merge)),
+    ("one", 1, false, tracked!(fn_one)),
+    ("range", 1, true, tracked!(fn_range)),
+    ("reverse", 1, false, tracked!(fn_reverse)),
+    ("setintersection", 1, true, tracked!(fn_setintersection)),
+    ("setproduct", 0, true, tracked!(fn_setproduct)),
+    ("setsubtract", 2, false, tracked!(fn_setsubtract)),
+    ("setunion", 1, true, tracked!(fn_setunion)),
+    ("slice", 3, false, tracked!(fn_slice)),
+    ("sort", 1, false, tracked!(fn_sort)),
+    ("sum", 1, false, tracked!(fn_sum)),
+    ("values", 1, false, tracked!(fn_values)),
+    ("zipmap", 2, false, tracked!(fn_zipmap)),
     // numbers
-    ("abs", 1, false, fn_abs),
-    ("ceil", 1, false, fn_ceil),
-    ("floor", 1, false, fn_floor),
-    ("log", 2, false, fn_log),
-    ("max", 0, true, fn_max),
-    ("min", 0, true, fn_min),
-    ("parseint", 2, false, fn_parseint),
-    ("pow", 2, false, fn_pow),
-    ("signum", 1, false, fn_signum),
+    ("abs", 1, false, tracked!(fn_abs)),
+    ("ceil", 1, false, tracked!(fn_ceil)),
+    ("floor", 1, false, tracked!(fn_floor)),
+    ("log", 2, false, tracked!(fn_log)),
+    ("max", 0, true, tracked!(fn_max)),
+    ("min", 0, true, tracked!(fn_min)),
+    ("parseint", 2, false, tracked!(fn_parseint)),
+    ("pow", 2, false, tracked!(fn_pow)),
+    ("signum", 1, false, tracked!(fn_signum)),
     // type conversion
-    ("tobool", 1, false, fn_tobool),
-    ("tolist", 1, false, fn_tolist),
-    ("tomap", 1, false, fn_tomap),
-    ("tonumber", 1, false, fn_tonumber),
-    ("toset", 1, false, fn_toset),
-    ("tostring", 1, false, fn_tostring),
+    ("tobool", 1, false, tracked!(fn_tobool)),
+    ("tolist", 1, false, tracked!(fn_tolist)),
+    ("tomap", 1, false, tracked!(fn_tomap)),
+    ("tonumber", 1, false, tracked!(fn_tonumber)),
+    ("toset", 1, false, tracked!(fn_toset)),
+    ("tostring", 1, false, tracked!(fn_tostring)),
     // environment
-    ("env", 1, false, fn_env),
+    ("env", 1, false, tracked!(fn_env)),
     // handled lazily by `evaluate`; these definitions only serve eager evaluation
-    ("can", 1, false, fn_can_eager),
-    ("try", 0, true, fn_try_eager),
+    ("can", 1, false, tracked!(fn_can_eager)),
+    ("try", 0, true, tracked!(fn_try_eager)),
 ];
 
 /// The names of all functions [`declare_functions`] declares, sorted.

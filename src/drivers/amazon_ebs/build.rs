@@ -679,6 +679,9 @@ impl Build<'_> {
         note(self.temps, |t| {
             t.images.push((ec2.region.clone(), ami.clone()))
         });
+        self.ctx
+            .events
+            .step(format!("waiting for {ami} to become available"));
         let image = wait_image_available(ec2, &ami, self.limit).await?;
         let snapshots = snapshots_of(&image);
         self.ctx.events.step(format!("AMI {ami} is available"));
@@ -785,6 +788,9 @@ impl Build<'_> {
             note(self.temps, |t| {
                 t.images.push((region.clone(), copy.clone()))
             });
+            self.ctx.events.step(format!(
+                "waiting for {copy} to become available in {region}"
+            ));
             let image = wait_image_available(&there, &copy, self.limit).await?;
             tag_resources(&there, std::slice::from_ref(&copy), ami_tags).await?;
             let copy_snapshots = snapshots_of(&image);

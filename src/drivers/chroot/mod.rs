@@ -546,7 +546,10 @@ impl Builder for ChrootBuilder {
         at: Recorded<'a>,
         artifact: &'a Artifact,
     ) -> BoxFuture<'a, Result<bool, BuildError>> {
-        Box::pin(async move { Ok(at.def_dir.join(&artifact.id).is_file()) })
+        Box::pin(async move {
+            let path = crate::paths::local_artifact(at.def_dir, &artifact.id).map_err(fail)?;
+            Ok(path.is_file())
+        })
     }
 
     fn destroy<'a>(
@@ -555,11 +558,12 @@ impl Builder for ChrootBuilder {
         artifact: &'a Artifact,
     ) -> BoxFuture<'a, Result<(), BuildError>> {
         Box::pin(async move {
-            let def_dir = at.def_dir;
-            let id = def_dir.join(&artifact.id);
+            let id = crate::paths::local_artifact(at.def_dir, &artifact.id).map_err(fail)?;
             for path in [
                 id.clone(),
                 PathBuf::from(format!("{}.rootfs.tar", id.display())),
+                // The SBOM `apply` wrote beside it.
+                PathBuf::from(format!("{}.cdx.json", id.display())),
             ] {
                 match std::fs::remove_file(&path) {
                     Ok(()) => {}

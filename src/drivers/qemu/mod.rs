@@ -13,8 +13,9 @@
 //! media and HTTP contents, what is typed and the provisioners. Not inputs:
 //! cpus, memory, accelerator, ports, timeouts, names and where the disk goes.
 //!
-//! The artifact is the disk, `output_directory/<vm_name stem>-<hex12><ext>`
-//! (the id is that path, relative to the definition dir), so `drift` and
+//! The artifact is the disk, `output_directory/<vm_name stem>-<hex12>.<ext>`
+//! (the id is that path, relative to the definition dir; a `vm_name`
+//! without a disk extension gets the format's), so `drift` and
 //! `state recover` find it by its content address. It is moved into place
 //! only after QEMU has exited cleanly; on failure or Ctrl-C the VM is
 //! stopped and its scratch dir removed (`--on-error=abort` keeps the scratch
@@ -227,19 +228,26 @@ fn hex_of(content_address: &str) -> &str {
         .unwrap_or(content_address)
 }
 
-/// `vm_name` split around where the address goes: `app.qcow2` → (`app`,
-/// `.qcow2`); `packer-app` → (`packer-app`, ``).
-fn name_parts(vm_name: &str) -> (&str, &str) {
-    match vm_name.rfind('.') {
-        Some(i) if i > 0 => (&vm_name[..i], &vm_name[i..]),
-        _ => (vm_name, ""),
+/// Extensions a `vm_name` may keep; any other name gets the format's.
+const DISK_EXTENSIONS: &[&str] = &["qcow2", "raw", "img"];
+
+/// `vm_name` split around where the address goes, always with a disk
+/// extension (local artifacts are named `<image>-<12 hex>.<format>`):
+/// `app.qcow2` → (`app`, `.qcow2`); `packer-app` → (`packer-app`, `.raw`)
+/// for `format = "raw"`.
+fn name_parts<'a>(vm_name: &'a str, format: &str) -> (&'a str, String) {
+    match vm_name.rsplit_once('.') {
+        Some((stem, ext)) if !stem.is_empty() && DISK_EXTENSIONS.contains(&ext) => {
+            (stem, format!(".{ext}"))
+        }
+        _ => (vm_name, format!(".{format}")),
     }
 }
 
 /// The artifact's id: `output_directory/<stem>-<hex12><ext>`, relative to
 /// the definition dir.
 pub(crate) fn artifact_path(settings: &Settings, content_address: &str) -> String {
-    let (stem, ext) = name_parts(&settings.vm_name);
+    let (stem, ext) = name_parts(&settings.vm_name, &settings.format);
     format!(
         "{}/{stem}-{}{ext}",
         settings.output_directory,
@@ -300,7 +308,7 @@ impl Builder for QemuBuilder {
             let Ok(settings) = Settings::from_spec(spec) else {
                 return Ok(Vec::new());
             };
-            let (stem, ext) = name_parts(&settings.vm_name);
+            let (stem, ext) = name_parts(&settings.vm_name, &settings.format);
             let prefix = format!("{stem}-");
             let mut found = Vec::new();
             let dir = spec.def_dir.join(&settings.output_directory);
@@ -314,7 +322,7 @@ impl Builder for QemuBuilder {
                 };
                 let ours = rest.len() == 12 + ext.len()
                     && rest[..12].chars().all(|c| c.is_ascii_hexdigit())
-                    && &rest[12..] == ext;
+                    && rest[12..] == ext;
                 if ours {
                     found.push(format!("{}/{name}", settings.output_directory));
                 }
@@ -330,7 +338,8 @@ impl Builder for QemuBuilder {
         artifact: &'a Artifact,
     ) -> BoxFuture<'a, Result<bool, BuildError>> {
         Box::pin(async move {
-            let path = at.def_dir.join(&artifact.id);
+            let path = crate::paths::local_artifact(at.def_dir, &artifact.id)
+                .map_err(BuildError::failed)?;
             // An overlay without its base is no image.
             let base_there = match media::backing_file(&path) {
                 None => true,
@@ -349,7 +358,8 @@ impl Builder for QemuBuilder {
         artifact: &'a Artifact,
     ) -> BoxFuture<'a, Result<(), BuildError>> {
         Box::pin(async move {
-            let path: PathBuf = at.def_dir.join(&artifact.id);
+            let path: PathBuf = crate::paths::local_artifact(at.def_dir, &artifact.id)
+                .map_err(BuildError::failed)?;
             match std::fs::remove_file(&path) {
                 Ok(()) => Ok(()),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -368,8 +378,12 @@ mod tests {
 
     #[test]
     fn the_address_goes_before_the_extension() {
-        assert_eq!(name_parts("app.qcow2"), ("app", ".qcow2"));
-        assert_eq!(name_parts("packer-app"), ("packer-app", ""));
-        assert_eq!(name_parts("a.b.raw"), ("a.b", ".raw"));
+        assert_eq!(name_parts("app.qcow2", "qcow2"), ("app", ".qcow2".into()));
+        assert_eq!(
+            name_parts("packer-app", "raw"),
+            ("packer-app", ".raw".into())
+        );
+        assert_eq!(name_parts("a.b.img", "raw"), ("a.b", ".img".into()));
+        assert_eq!(name_parts("app.v2", "qcow2"), ("app.v2", ".qcow2".into()));
     }
 }

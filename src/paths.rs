@@ -47,6 +47,19 @@ pub fn relativize_path(path: &str, def_dir: &Path) -> String {
     }
 }
 
+/// The local path a Packer-style location names: `file://PATH` is PATH, a
+/// plain path is itself; a remote URL (`https://…`, any other `scheme://`)
+/// names no local file.
+pub fn local_path_of(location: &str) -> Option<&str> {
+    if let Some(path) = location.strip_prefix("file://") {
+        return Some(path);
+    }
+    if location.contains("://") {
+        return None;
+    }
+    Some(location)
+}
+
 /// The file of a local artifact whose id (as a state records it) is
 /// `id`: a relative path inside the definition dir, in a folder (the image's
 /// output folder), named `<image>-<12 hex of its content address>.<format>`.
@@ -120,6 +133,20 @@ mod tests {
         );
         assert_eq!(relative_to(dir, Path::new("/home/u/x")), "../x");
         assert_eq!(relative_to(dir, dir), ".");
+    }
+
+    #[test]
+    fn locations_name_local_files_or_none() {
+        assert_eq!(
+            local_path_of("file:///srv/base.qcow2"),
+            Some("/srv/base.qcow2")
+        );
+        assert_eq!(local_path_of("file://base.qcow2"), Some("base.qcow2"));
+        assert_eq!(
+            local_path_of("images/base.qcow2"),
+            Some("images/base.qcow2")
+        );
+        assert_eq!(local_path_of("https://example.org/base.iso"), None);
     }
 
     #[test]

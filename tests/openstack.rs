@@ -256,6 +256,93 @@ build {
     assert_eq!(change["reasons"][0]["kind"], "artifact_missing");
 }
 
+/// A 1 MiB raw disk whose boot sector writes 0 to port 0xf4: under
+/// `-device isa-debug-exit,iobase=0xf4` QEMU then exits by itself.
+fn exiting_disk(p: &Project, rel: &str) -> Vec<u8> {
+    let mut disk = vec![0u8; 1 << 20];
+    // mov al, 0; out 0xf4, al; hlt; jmp $-1
+    disk[..7].copy_from_slice(&[0xb0, 0x00, 0xe6, 0xf4, 0xf4, 0xeb, 0xfd]);
+    disk[510] = 0x55;
+    disk[511] = 0xaa;
+    let path = p.path().join(rel);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, &disk).unwrap();
+    disk
+}
+
+#[test]
+fn upload_mode_puts_a_qemu_image_into_glance_flattened() {
+    require_root!();
+    let peers = Peers::start();
+    let p = Project::new();
+    let base = exiting_disk(&p, "guest/exit.raw");
+    p.file(
+        "images.pkr.hcl",
+        r#"
+# A qemu image kept as an overlay on its base: Glance gets it whole.
+source "qemu" "tiny" {
+  iso_url          = "guest/exit.raw"
+  disk_image       = true
+  use_backing_file = true
+  communicator     = "none"
+  accelerator      = "tcg"
+  qemuargs         = [["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]]
+}
+
+source "openstack" "cloud" {
+  cloud       = "imgform-test"
+  upload_from = image.golden.qemu.tiny.id
+  image_name  = "golden-tiny"
+}
+
+build {
+  name    = "golden"
+  sources = ["source.qemu.tiny", "source.openstack.cloud"]
+}
+"#,
+    );
+    let file = peers.clouds_yaml();
+    let run = |args: &[&str]| p.run_env(args, &[("OS_CLIENT_CONFIG_FILE", file.to_str().unwrap())]);
+    run(&["apply", "--auto-approve"])
+        .success()
+        .stderr_has("golden.openstack.cloud: ")
+        .stderr_has("is an overlay on ../guest/exit.raw: flattening it for the upload");
+
+    let local: Value = serde_json::from_str(&p.read("state/local.json")).unwrap();
+    let overlay = local["images"]["golden.qemu.tiny"]["artifact"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        local["images"]["golden.qemu.tiny"]["artifact"]["attributes"]["backing_file"],
+        "../guest/exit.raw"
+    );
+    let record = recorded(&p, CLOUD_STATE, "golden.openstack.cloud");
+    let id = record["artifact"]["id"].as_str().unwrap();
+    let image = peers.image(id).expect("the image is in Glance");
+    assert_eq!(image["disk_format"], "qcow2");
+    // What Glance holds boots alone: the base's bytes are in it.
+    let uploaded = p.path().join("uploaded.qcow2");
+    std::fs::write(&uploaded, peers.download(id)).unwrap();
+    let raw = p.path().join("uploaded.raw");
+    let status = Command::new("qemu-img")
+        .args(["convert", "-O", "raw"])
+        .arg(&uploaded)
+        .arg(&raw)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(std::fs::read(&raw).unwrap(), base);
+    // The flattened copy was scratch: only the overlay is left.
+    let outputs: Vec<String> = std::fs::read_dir(p.path().join("output"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(outputs, [overlay.trim_start_matches("output/")]);
+    run(&["plan", "--detailed-exitcode"]).code(0);
+}
+
 #[test]
 fn snapshot_mode_provisions_over_ssh_and_cleans_up() {
     require_root!();

@@ -228,14 +228,15 @@ async fn execute(
         },
     );
 
-    // Ctrl-C: the first stops new work and cancels running builds (which
-    // clean up); the second exits at once.
+    // Ctrl-C or SIGTERM: the first stops new work and cancels running
+    // builds (which clean up: VMs stopped, instances deleted); the second
+    // exits at once.
     let signal_tx = events_tx.clone();
     let signals = tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
+        if interrupted().await {
             let _ = cancel_tx.send(true);
             let _ = signal_tx.send(Event::Interrupted);
-            if tokio::signal::ctrl_c().await.is_ok() {
+            if interrupted().await {
                 eprintln!(
                     "Interrupted twice: exiting now. Run `imgform plan` to see what was recorded."
                 );
@@ -276,5 +277,18 @@ pub(super) fn event_addr(event: &Event) -> Option<&ImageAddr> {
         | Event::Cancelled { addr }
         | Event::Destroyed { addr, .. } => Some(addr),
         Event::StateSaved { .. } | Event::Interrupted => None,
+    }
+}
+
+/// Waits for Ctrl-C (SIGINT) or SIGTERM (a CI job cancelled, `kill`);
+/// false if neither can be waited for.
+async fn interrupted() -> bool {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(_) => return tokio::signal::ctrl_c().await.is_ok(),
+    };
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.is_ok(),
+        _ = term.recv() => true,
     }
 }

@@ -40,8 +40,17 @@ impl BuilderKind {
 
     /// The local files an image of this kind reads through its source
     /// attributes (their bytes are inputs): the attributes the schema marks.
+    /// A location written as a URL counts when it is a `file://` one (Packer's
+    /// `iso_url = "file:///…"`); a remote URL names no local file (its
+    /// checksum, an input, stands for its bytes).
     pub fn files(&self, spec: &ImageSpec) -> Vec<FileRef> {
         schema::files_named_by(&self.schema, &spec.inputs)
+            .into_iter()
+            .filter_map(|f| {
+                let path = crate::paths::local_path_of(&f.path)?.to_owned();
+                Some(FileRef { attr: f.attr, path })
+            })
+            .collect()
     }
 
     /// The implementation, or why there is none.

@@ -23,6 +23,7 @@ pub mod disk;
 pub mod kind;
 pub mod null;
 pub mod openstack;
+pub mod qemu;
 pub mod vm;
 
 pub use kind::{Builder, BuilderKind, Recorded};
@@ -34,6 +35,7 @@ pub static KINDS: &[&BuilderKind] = &[
     &chroot::KIND,
     &amazon_ebs::KIND,
     &openstack::KIND,
+    &qemu::KIND,
 ];
 
 /// The builder kind called `name`.

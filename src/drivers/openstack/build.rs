@@ -391,21 +391,19 @@ async fn run_upload(
     // shell-local provisioners run first, on this machine.
     provision::run_all(ctx, &NoCommunicator).await?;
 
-    let path = spec.def_dir.join(&from);
+    let recorded = spec.def_dir.join(&from);
+    // A qcow2 overlay (a qemu image built with use_backing_file) would be
+    // useless alone in Glance: it is flattened into a scratch file first.
+    let flat = flatten_overlay(&recorded, events).await?;
+    let path = flat.as_ref().map_or(recorded.clone(), |f| f.0.clone());
     let hashed = path.clone();
     let (sha256, size) = tokio::task::spawn_blocking(move || sha256_file(&hashed))
         .await
         .map_err(|e| failed(format!("hashing {from}: {e}")))?
         .map_err(|e| failed(format!("reading {}: {e}", path.display())))?;
-    // A chroot image built with format = "raw" uploads as raw.
-    let disk_format = non_empty(spec, "image_disk_format").unwrap_or_else(|| {
-        if from.ends_with(".raw") {
-            "raw"
-        } else {
-            "qcow2"
-        }
-        .to_owned()
-    });
+    // A local image (chroot, qemu) uploads as what its bytes are.
+    let disk_format = non_empty(spec, "image_disk_format")
+        .unwrap_or_else(|| crate::drivers::vm::image::disk_format(&path).to_owned());
     let name = image_name(spec);
     let mut body = image_properties(ctx);
     body.insert("name".to_owned(), json!(name));
@@ -442,6 +440,51 @@ async fn run_upload(
     attributes.insert("disk_format".to_owned(), json!(disk_format));
     note(temps, |t| t.images.clear());
     Ok(Artifact { id, attributes })
+}
+
+/// A scratch file, removed when dropped.
+struct ScratchFile(std::path::PathBuf);
+
+impl Drop for ScratchFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// A scratch file holding `path` without its backing file, when `path` is
+/// a qcow2 overlay (next to it, so that it is on the same disk).
+async fn flatten_overlay(
+    path: &Path,
+    events: &crate::build::events::EventSink,
+) -> Result<Option<ScratchFile>, BuildError> {
+    let Some(backing) = crate::drivers::vm::image::backing_file(path) else {
+        return Ok(None);
+    };
+    events.step(format!(
+        "{} is an overlay on {backing}: flattening it for the upload",
+        path.display()
+    ));
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let flat = ScratchFile(dir.join(format!(
+        ".imgform-flat-{}.qcow2",
+        uuid::Uuid::new_v4().simple()
+    )));
+    let out = tokio::process::Command::new("qemu-img")
+        .args(["convert", "-O", "qcow2"])
+        .arg(path)
+        .arg(&flat.0)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|e| failed(format!("qemu-img: cannot start: {e}")))?;
+    if !out.status.success() {
+        return Err(failed(format!(
+            "flattening {} failed: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(Some(flat))
 }
 
 /// SHA-256 (hex) and size of a file, read in chunks.

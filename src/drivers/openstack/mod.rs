@@ -4,9 +4,11 @@
 //!   temporary key pair, provision it over SSH, stop it, `createImage`, wait
 //!   for the image to be `active` in Glance, tag it, then delete the server
 //!   and the key pair.
-//! - **upload** (`upload_from = image.<ADDR>.id` of a `chroot` image): upload
-//!   that locally built qcow2 to Glance (diskimage-builder's flow). No server,
-//!   no SSH; only `shell-local` provisioners run (on this machine, first).
+//! - **upload** (`upload_from = image.<ADDR>.id` of a `chroot` or `qemu`
+//!   image): upload that locally built disk to Glance (diskimage-builder's
+//!   flow) as the format its bytes are (a qcow2 overlay flattened first). No
+//!   server, no SSH; only `shell-local` provisioners run (on this machine,
+//!   first).
 //!
 //! Invariants:
 //! - Every temporary resource (key pair, servers, an image whose build did
@@ -235,7 +237,7 @@ fn validate(spec: &ImageSpec) -> Vec<Diagnostic> {
                     spec.addr
                 ))
                 .at(at("upload_from"))
-                .hint("upload_from = image.<ADDR>.id, where <ADDR> is a chroot image (e.g. image.golden.chroot.base.id)"),
+                .hint("upload_from = image.<ADDR>.id, where <ADDR> is a chroot or qemu image (e.g. image.golden.chroot.base.id)"),
             );
         }
         for p in spec.provisioners.iter().chain(&spec.tests) {
@@ -246,7 +248,7 @@ fn validate(spec: &ImageSpec) -> Vec<Diagnostic> {
                         p.kind, spec.addr
                     ))
                     .at(Some(p.loc.clone()))
-                    .hint("provision the chroot image that upload_from names instead; only shell-local runs in upload mode"),
+                    .hint("provision the chroot or qemu image that upload_from names instead; only shell-local runs in upload mode"),
                 );
             }
         }
@@ -259,7 +261,7 @@ fn validate(spec: &ImageSpec) -> Vec<Diagnostic> {
         diags.push(
             Diagnostic::error(format!("{}: openstack needs a source image", spec.addr))
                 .at(at("source_image"))
-                .hint("set source_image = \"<glance id>\", source_image_name, a source_image_filter block, or upload_from = image.<ADDR>.id to upload a chroot image"),
+                .hint("set source_image = \"<glance id>\", source_image_name, a source_image_filter block, or upload_from = image.<ADDR>.id to upload a chroot or qemu image"),
         );
     }
     if non_empty(spec, "flavor").is_none() {

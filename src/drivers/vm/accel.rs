@@ -43,7 +43,8 @@ impl Accel {
 const PROBE_LIMIT: Duration = Duration::from_secs(20);
 
 /// The accelerator to use: `IMGFORM_ACCEL`, the cached verdict, or a check
-/// with `kernel` (when there is none to boot, KVM is trusted if it opens).
+/// with `kernel`. With no kernel to check with, TCG: a KVM that opens may
+/// still hang the guest, and a slow build beats one that never ends.
 pub async fn detect(qemu: &str, kernel: Option<&Path>) -> Accel {
     if let Some(forced) = std::env::var("IMGFORM_ACCEL")
         .ok()
@@ -69,7 +70,7 @@ pub async fn detect(qemu: &str, kernel: Option<&Path>) -> Accel {
         return cached;
     }
     let Some(kernel) = kernel else {
-        return Accel::Kvm;
+        return Accel::Tcg;
     };
     let verdict = if kernel_boots_under_kvm(qemu, kernel).await {
         Accel::Kvm

@@ -1,5 +1,6 @@
 //! A minimal QMP client (QEMU's JSON machine protocol) over the VM's unix
-//! socket: enough to press the power button, send keys and quit.
+//! socket: enough to press the power button, send keys (tapped together, or
+//! held and released one by one) and quit.
 
 use std::path::Path;
 
@@ -68,6 +69,18 @@ impl Qmp {
             .map(|k| json!({ "type": "qcode", "data": k }))
             .collect();
         self.execute("send-key", json!({ "keys": keys })).await?;
+        Ok(())
+    }
+
+    /// Presses (`down`) or releases one key, by QEMU qcode: what a held
+    /// modifier (`<leftCtrlOn>` in a boot command) needs.
+    pub async fn key_event(&mut self, qcode: &str, down: bool) -> std::io::Result<()> {
+        let event = json!({
+            "type": "key",
+            "data": { "down": down, "key": { "type": "qcode", "data": qcode } }
+        });
+        self.execute("input-send-event", json!({ "events": [event] }))
+            .await?;
         Ok(())
     }
 }

@@ -360,14 +360,21 @@ impl Builder for QemuBuilder {
         Box::pin(async move {
             let path: PathBuf = crate::paths::local_artifact(at.def_dir, &artifact.id)
                 .map_err(BuildError::failed)?;
-            match std::fs::remove_file(&path) {
-                Ok(()) => Ok(()),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                Err(e) => Err(BuildError::failed(format!(
-                    "deleting {}: {e}",
-                    path.display()
-                ))),
+            // The disk, and the SBOM `apply` wrote beside it.
+            let sbom = PathBuf::from(format!("{}.cdx.json", path.display()));
+            for path in [path, sbom] {
+                match std::fs::remove_file(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        return Err(BuildError::failed(format!(
+                            "deleting {}: {e}",
+                            path.display()
+                        )))
+                    }
+                }
             }
+            Ok(())
         })
     }
 }

@@ -859,3 +859,49 @@ build {
         assert_eq!(std::fs::read_to_string(&outside).unwrap(), "keep me");
     }
 }
+
+#[test]
+fn state_recover_refuses_an_image_cut_short() {
+    require_root!();
+    let p = project(
+        r#"
+source "chroot" "img" {
+  base = "rootfs/busybox.tar.gz"
+}
+build {
+  sources = ["source.chroot.img"]
+}
+"#,
+    );
+    let run = p.run_env(
+        &["apply", "--auto-approve"],
+        &[("IMGFORM_FAULT", "kill-after-capture")],
+    );
+    assert_ne!(run.code, 0, "the process was killed");
+    let lock: serde_json::Value = serde_json::from_str(&p.read("state/.lock")).unwrap();
+    p.run(&["force-unlock", lock["id"].as_str().unwrap()])
+        .success();
+    // The disk loses its second half (as a copy killed midway would leave it).
+    let disk = output(&p, "chroot-img-", ".qcow2");
+    let len = std::fs::metadata(&disk).unwrap().len();
+    let f = std::fs::OpenOptions::new().write(true).open(&disk).unwrap();
+    f.set_len(len / 2).unwrap();
+    drop(f);
+
+    let recover = p.run(&["state", "recover", "--auto-approve"]);
+    recover.code(1);
+    recover
+        .stderr_has("is damaged")
+        .stderr_has("it is not adopted")
+        .stderr_has("hint: delete it and run `imgform apply`");
+    assert!(!p.read("state/local.json").contains("chroot.img"));
+    // The next apply builds it again, whole.
+    p.run(&["apply", "--auto-approve"]).success();
+    p.run(&["plan", "--detailed-exitcode"]).code(0);
+    let check = std::process::Command::new("qemu-img")
+        .args(["check", "-q"])
+        .arg(output(&p, "chroot-img-", ".qcow2"))
+        .status()
+        .unwrap();
+    assert!(check.success());
+}

@@ -488,6 +488,12 @@ impl Builder for ChrootBuilder {
             if !path.is_file() {
                 return Ok(None);
             }
+            // A file cut short (a kill while it was written elsewhere) is
+            // never adopted as the image.
+            if let Err(why) = verify_image(&path, format_of(spec)).await {
+                return Err(fail(format!("{id} is damaged ({why}); it is not adopted"))
+                    .with_hint("delete it and run `imgform apply` to build the image again"));
+            }
             let sha =
                 sha256_file(&path).map_err(|e| fail(format!("hashing {}: {e}", path.display())))?;
             let mut attributes = std::collections::BTreeMap::new();
@@ -614,10 +620,69 @@ fn test_failure(e: BuildError, what: &str, kept: bool, path: &str) -> BuildError
     }
 }
 
+/// Puts a finished file at `to`, whole or not at all: a rename when both
+/// are on one filesystem, else a copy under a temporary name in `to`'s
+/// folder, fsynced, then renamed (a kill during the copy leaves no file
+/// under the artifact's name for `state recover` to find).
 fn move_into_place(from: &Path, to: &Path) -> Result<(), BuildError> {
-    std::fs::rename(from, to)
-        .or_else(|_| std::fs::copy(from, to).map(|_| ()))
-        .map_err(|e| fail(format!("writing {}: {e}", to.display())))
+    let err = |e: std::io::Error| fail(format!("writing {}: {e}", to.display()));
+    if std::fs::rename(from, to).is_ok() {
+        return sync_dir(to).map_err(err);
+    }
+    let dir = to.parent().expect("an artifact path has a folder");
+    let mut part = tempfile::Builder::new()
+        .prefix(".imgform-")
+        .suffix(".part")
+        .tempfile_in(dir)
+        .map_err(err)?;
+    let mut src = std::fs::File::open(from).map_err(err)?;
+    std::io::copy(&mut src, part.as_file_mut()).map_err(err)?;
+    part.as_file().sync_all().map_err(err)?;
+    part.persist(to).map_err(|e| err(e.error))?;
+    let _ = std::fs::remove_file(from);
+    sync_dir(to).map_err(err)
+}
+
+/// Makes a rename into `path`'s folder durable.
+fn sync_dir(path: &Path) -> std::io::Result<()> {
+    match path.parent() {
+        Some(dir) => std::fs::File::open(dir)?.sync_all(),
+        None => Ok(()),
+    }
+}
+
+/// Whether an image file is whole: `qemu-img check` for qcow2, `tar -t` for
+/// tar (a truncated file fails both). A raw disk has no structure to check.
+async fn verify_image(path: &Path, format: &str) -> Result<(), String> {
+    let mut cmd = match format {
+        "tar" => {
+            let mut c = tokio::process::Command::new("tar");
+            c.arg("-tf").arg(path);
+            c
+        }
+        "raw" => return Ok(()),
+        _ => {
+            let mut c = tokio::process::Command::new("qemu-img");
+            c.args(["check", "-q", "-f", "qcow2"]).arg(path);
+            c
+        }
+    };
+    let out = cmd
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .map_err(|e| format!("cannot check it: {e}"))?;
+    // qemu-img check: 3 is leaked clusters only, which lose no data.
+    if out.status.success() || (format == "qcow2" && out.status.code() == Some(3)) {
+        return Ok(());
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let why = stderr.lines().last().unwrap_or("").trim().to_owned();
+    Err(if why.is_empty() {
+        format!("the check exited with {}", out.status)
+    } else {
+        why
+    })
 }
 
 #[cfg(test)]

@@ -576,7 +576,11 @@ async fn move_into_place(
         target.file_name().expect("a file name").to_string_lossy()
     ));
     let result = stage(ctx, s, disk, dir, &staged).await.and_then(|()| {
-        std::fs::rename(&staged, &target)
+        // Durable before it has its name, and the name durable after.
+        let durable = |p: &Path| std::fs::File::open(p).and_then(|f| f.sync_all());
+        durable(&staged)
+            .and_then(|()| std::fs::rename(&staged, &target))
+            .and_then(|()| durable(dir))
             .map_err(|e| fail(format!("writing {}: {e}", target.display())))
     });
     if result.is_err() {

@@ -119,6 +119,72 @@ pub fn local_artifact(def_dir: &Path, id: &str) -> Result<std::path::PathBuf, St
     Ok(full)
 }
 
+/// A new private temporary dir under `parent`, mode 0700, named
+/// `<prefix>-<pid>-<random>` so that [`sweep_stale_temp_dirs`] can tell a
+/// dead run's dir from a live one's. Secrets (inline scripts with their
+/// values, cloud-init seeds, keys) go in such dirs only.
+pub fn private_temp_dir(parent: &Path, prefix: &str) -> std::io::Result<std::path::PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::create_dir_all(parent)?;
+    let dir = parent.join(format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
+    Ok(dir)
+}
+
+/// Removes the temporary dirs (see [`private_temp_dir`]) of imgform runs
+/// that are gone — killed with SIGKILL, or a machine that lost power — from
+/// `parent`, and returns them. A dir with anything mounted under it is left
+/// alone (it is never deleted through a mount point) and returned as kept.
+pub fn sweep_stale_temp_dirs(parent: &Path) -> (Vec<std::path::PathBuf>, Vec<std::path::PathBuf>) {
+    use std::os::unix::fs::MetadataExt;
+    let mut removed = Vec::new();
+    let mut kept = Vec::new();
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return (removed, kept);
+    };
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let uid = std::fs::metadata("/proc/self").map(|m| m.uid()).ok();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = stale_pid(&name) else {
+            continue;
+        };
+        let path = entry.path();
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if !meta.is_dir() || Some(meta.uid()) != uid || Path::new(&format!("/proc/{pid}")).exists()
+        {
+            continue;
+        }
+        let prefix = format!("{}/", path.display());
+        let mounted = mounts
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .any(|m| m.starts_with(&prefix));
+        if mounted {
+            kept.push(path);
+        } else if std::fs::remove_dir_all(&path).is_ok() {
+            removed.push(path);
+        }
+    }
+    (removed, kept)
+}
+
+/// The pid in `imgform-…-<pid>-<32 hex>`, the name [`private_temp_dir`] gives.
+fn stale_pid(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix("imgform-")?;
+    let (head, random) = rest.rsplit_once('-')?;
+    if random.len() != 32 || !random.chars().all(|c| c.is_ascii_hexdigit()) {
+        return None;
+    }
+    head.rsplit_once('-')?.1.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,5 +229,36 @@ mod tests {
             let err = local_artifact(&dir, bad).unwrap_err();
             assert!(err.contains(&format!("`{bad}`")), "{err}");
         }
+    }
+
+    #[test]
+    fn private_dirs_are_0700_and_swept_once_their_run_is_gone() {
+        use std::os::unix::fs::PermissionsExt;
+        let parent = std::env::temp_dir().join(format!(
+            "imgform-sweep-test-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        let mine = private_temp_dir(&parent, "imgform-x").unwrap();
+        let mode = std::fs::metadata(&mine).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        // A dir of a pid that cannot be running (beyond pid_max).
+        let dead = parent.join(format!("imgform-x-999999999-{}", "a".repeat(32)));
+        std::fs::create_dir_all(dead.join("inner")).unwrap();
+        std::fs::write(dead.join("inner/inline.sh"), "secret").unwrap();
+        let other = parent.join("imgform-not-ours");
+        std::fs::create_dir_all(&other).unwrap();
+        let (removed, kept) = sweep_stale_temp_dirs(&parent);
+        assert_eq!(removed, std::slice::from_ref(&dead));
+        assert!(kept.is_empty());
+        assert!(mine.exists() && other.exists() && !dead.exists());
+        std::fs::remove_dir_all(&parent).unwrap();
+        assert_eq!(
+            stale_pid(&format!(
+                "imgform-chroot-golden-chroot-base-42-{}",
+                "0".repeat(32)
+            )),
+            Some(42)
+        );
+        assert_eq!(stale_pid("imgform-accel-abc"), None);
     }
 }

@@ -198,3 +198,44 @@ fn secret_digests_are_keyed_outside_the_state() {
         }
     }
 }
+
+/// Inline scripts (which hold the values of secrets) are in a dir only
+/// their owner can enter, and dirs left by killed runs are swept.
+#[test]
+fn temporary_scripts_are_private_and_a_dead_runs_are_swept() {
+    let p = Project::new();
+    let tmp = p.path().join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let dead = tmp.join(format!("imgform-null-app-999999999-{}", "b".repeat(32)));
+    std::fs::create_dir_all(&dead).unwrap();
+    std::fs::write(dead.join("inline.sh"), format!("echo {TOKEN}")).unwrap();
+    p.file(
+        "images.pkr.hcl",
+        r#"
+source "null" "app" {
+  communicator = "none"
+}
+build {
+  sources = ["source.null.app"]
+  provisioner "shell-local" {
+    inline = ["stat -c 'modes %a' \"$(dirname \"$0\")\" \"$0\""]
+  }
+}
+"#,
+    );
+    let run = p.run_env(
+        &["apply", "--auto-approve"],
+        &[("TMPDIR", tmp.to_str().unwrap())],
+    );
+    run.success();
+    run.stderr_has("Removed 1 temporary dir(s) of imgform runs that are gone.");
+    let modes: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("null.app: modes "))
+        .collect();
+    assert_eq!(modes, ["700", "700"], "{}", run.stderr);
+    assert!(!dead.exists());
+    // Nothing of this run is left either.
+    assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0);
+}

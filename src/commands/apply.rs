@@ -205,6 +205,21 @@ async fn execute(
     let (events_tx, events_rx) = mpsc::unbounded_channel::<Event>();
     let (cancel_tx, cancel) = CancelToken::new();
 
+    // Temporary dirs of runs that were killed (their scripts may hold
+    // secrets) go before this run makes its own.
+    let (swept, kept) = crate::paths::sweep_stale_temp_dirs(&std::env::temp_dir());
+    if !swept.is_empty() {
+        eprintln!(
+            "Removed {} temporary dir(s) of imgform runs that are gone.",
+            swept.len()
+        );
+    }
+    for dir in kept {
+        eprintln!(
+            "warning: {} belongs to an imgform run that is gone but has something mounted under it; unmount it (umount -R) and delete it",
+            dir.display()
+        );
+    }
     let log_dir = def_dir.join(".imgform").join("logs");
     std::fs::create_dir_all(&log_dir).with_context(|| format!("creating {}", log_dir.display()))?;
     let planned = plan

@@ -472,7 +472,7 @@ pub fn spawn_guard() -> std::sync::RwLockReadGuard<'static, ()> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Writes an executable file (mode 0755) without racing concurrent spawns.
+/// Writes an executable file (mode 0700) without racing concurrent spawns.
 pub fn write_executable(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
@@ -483,12 +483,14 @@ pub fn write_executable(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .write(true)
         .create(true)
         .truncate(true)
-        .mode(0o755)
+        .mode(0o700)
         .open(path)?;
     file.write_all(bytes)?;
     file.sync_all()?;
     drop(file);
-    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+    // Executable by its owner only: inline scripts hold the values of
+    // secrets.
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o700))
 }
 
 /// Plan-time checks of every provisioner of `spec` (and of its tests), as

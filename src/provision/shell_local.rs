@@ -225,14 +225,9 @@ impl Drop for TempDir {
 
 fn tempdir_for(ctx: &BuildContext<'_>) -> Result<TempDir, BuildError> {
     let base = std::env::temp_dir();
-    let dir = base.join(format!(
-        "imgform-{}-{}-{}",
-        ctx.spec.addr.slug(),
-        std::process::id(),
-        uuid::Uuid::new_v4().simple()
-    ));
-    std::fs::create_dir_all(&dir).map_err(|e| BuildError::Io {
-        context: format!("creating {}", dir.display()),
+    let dir = crate::paths::private_temp_dir(&base, &format!("imgform-{}", ctx.spec.addr.slug()))
+        .map_err(|e| BuildError::Io {
+        context: format!("creating a temporary dir in {}", base.display()),
         source: e,
     })?;
     Ok(TempDir(dir))

@@ -178,11 +178,18 @@ impl WorkDir {
             .attr_str("work_dir")
             .map(|w| spec.def_dir.join(w))
             .unwrap_or_else(std::env::temp_dir);
-        let work = WorkDir(work_parent.join(format!(
-            "imgform-chroot-{}-{}",
-            spec.addr.slug(),
-            uuid::Uuid::new_v4().simple()
-        )));
+        let work = WorkDir(
+            crate::paths::private_temp_dir(
+                &work_parent,
+                &format!("imgform-chroot-{}", spec.addr.slug()),
+            )
+            .map_err(|e| {
+                fail(format!(
+                    "creating a work dir in {}: {e}",
+                    work_parent.display()
+                ))
+            })?,
+        );
         let root = work.0.join("root");
         std::fs::create_dir_all(&root)
             .map_err(|e| fail(format!("creating {}: {e}", root.display())))?;

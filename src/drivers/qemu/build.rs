@@ -47,15 +47,18 @@ pub(super) async fn build(ctx: &BuildContext<'_>) -> Result<Artifact, BuildError
     }
     let scratch_parent = std::env::temp_dir();
     let mut scratch = Scratch {
-        path: scratch_parent.join(format!(
-            "imgform-qemu-{}-{}",
-            spec.addr.slug(),
-            uuid::Uuid::new_v4().simple()
-        )),
+        path: crate::paths::private_temp_dir(
+            &scratch_parent,
+            &format!("imgform-qemu-{}", spec.addr.slug()),
+        )
+        .map_err(|e| {
+            fail(format!(
+                "creating a scratch dir in {}: {e}",
+                scratch_parent.display()
+            ))
+        })?,
         keep: false,
     };
-    std::fs::create_dir_all(&scratch.path)
-        .map_err(|e| fail(format!("creating {}: {e}", scratch.path.display())))?;
 
     let mut cancel = ctx.cancel.clone();
     let mut vm = None;

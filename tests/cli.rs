@@ -21,3 +21,25 @@ fn usage_errors_exit_1_and_help_exits_0() {
         help.stdout
     );
 }
+
+/// A plan refused after taking the lock (a bad --target) leaves nothing
+/// behind: no empty `state/`.
+#[test]
+fn a_refused_plan_writes_nothing() {
+    let p = Project::new();
+    p.file(
+        "images.pkr.hcl",
+        "source \"null\" \"x\" {\n  communicator = \"none\"\n}\nbuild {\n  sources = [\"source.null.x\"]\n}\n",
+    );
+    let run = p.run(&["plan", "--target", "null.bogus"]);
+    run.code(1);
+    run.stderr_has("no such image in the definitions");
+    assert!(!p.path().join("state").exists());
+    assert!(!p.path().join(".imgform").exists());
+    // A good plan still reads an empty state and writes no state either.
+    p.run(&["plan"]).success();
+    assert!(!p.path().join("state").exists());
+    // An apply keeps what it wrote.
+    p.run(&["apply", "--auto-approve"]).success();
+    assert!(p.path().join("state/local.json").is_file());
+}

@@ -328,6 +328,9 @@ pub struct LocalBackend {
     root: PathBuf,
     /// Journals this process appends to, by target; shared by clones.
     journals: Arc<Mutex<HashMap<String, OpenJournal>>>,
+    /// `lock` made `state/` itself: `unlock` removes it again when nothing
+    /// else was written (a plan refused after locking leaves no trace).
+    made_root: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// A journal opened by this process after a save, and the state it leads to.
@@ -354,6 +357,7 @@ impl LocalBackend {
         LocalBackend {
             root: root.into(),
             journals: Arc::default(),
+            made_root: Arc::default(),
         }
     }
 
@@ -404,7 +408,20 @@ impl LocalBackend {
     /// Creates `.lock` exclusively; `Ok(false)` if it already exists.
     fn try_create_lock(&self, info: &LockInfo) -> Result<bool, StateError> {
         let path = self.lock_path();
-        let mut file = match OpenOptions::new().write(true).create_new(true).open(&path) {
+        let open = || OpenOptions::new().write(true).create_new(true).open(&path);
+        let opened = match open() {
+            // The holder that made `state/` removed it, empty, on unlock
+            // while we waited: make it again.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                fs::create_dir_all(&self.root)
+                    .map_err(|e| io_error("create directory", &self.root, e))?;
+                self.made_root
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                open()
+            }
+            other => other,
+        };
+        let mut file = match opened {
             Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(false),
             Err(e) => return Err(io_error("create", &path, e)),
@@ -631,7 +648,12 @@ impl StateBackend for LocalBackend {
     }
 
     fn lock(&self, info: &LockInfo, timeout: Duration) -> Result<(), StateError> {
-        fs::create_dir_all(&self.root).map_err(|e| io_error("create directory", &self.root, e))?;
+        if !self.root.exists() {
+            fs::create_dir_all(&self.root)
+                .map_err(|e| io_error("create directory", &self.root, e))?;
+            self.made_root
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         let deadline = Instant::now() + timeout;
         let mut pause = LOCK_RETRY_FIRST;
         let mut unreadable = 0;
@@ -663,7 +685,15 @@ impl StateBackend for LocalBackend {
     }
 
     fn unlock(&self, id: &str) -> Result<(), StateError> {
-        self.remove_lock(id)
+        self.remove_lock(id)?;
+        if self
+            .made_root
+            .swap(false, std::sync::atomic::Ordering::Relaxed)
+        {
+            // Only an empty dir goes: anything written since stays.
+            let _ = fs::remove_dir(&self.root);
+        }
+        Ok(())
     }
 
     fn force_unlock(&self, id: &str) -> Result<(), StateError> {

@@ -119,6 +119,28 @@ pub fn local_artifact(def_dir: &Path, id: &str) -> Result<std::path::PathBuf, St
     Ok(full)
 }
 
+/// What `apply` writes beside a local artifact: its SBOM.
+pub const SBOM_SUFFIX: &str = ".cdx.json";
+
+/// Deletes the local artifact `id` (checked by [`local_artifact`]), the
+/// files its builder keeps beside it (`companions`, suffixes of its name)
+/// and the SBOM `apply` wrote beside it. Files already gone are no error.
+pub fn remove_local_artifact(def_dir: &Path, id: &str, companions: &[&str]) -> Result<(), String> {
+    let path = local_artifact(def_dir, id)?;
+    let beside = companions.iter().chain(&[SBOM_SUFFIX]);
+    let all = std::iter::once(path.clone()).chain(
+        beside.map(|suffix| std::path::PathBuf::from(format!("{}{suffix}", path.display()))),
+    );
+    for file in all {
+        match std::fs::remove_file(&file) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("deleting {}: {e}", file.display())),
+        }
+    }
+    Ok(())
+}
+
 /// A new private temporary dir under `parent`, mode 0700, named
 /// `<prefix>-<pid>-<random>` so that [`sweep_stale_temp_dirs`] can tell a
 /// dead run's dir from a live one's. Secrets (inline scripts with their

@@ -167,7 +167,7 @@ pub(super) fn record_sbom(
         .and_then(|p| p.as_str())
     {
         // A local artifact's path is relative to the definition dir.
-        let beside = def_dir.join(format!("{path}.cdx.json"));
+        let beside = def_dir.join(format!("{path}{}", crate::paths::SBOM_SUFFIX));
         write_replacing(&beside, &bytes).map_err(|source| {
             ApplyError::State(crate::state::StateError::Io {
                 action: "write",

@@ -571,20 +571,8 @@ impl Builder for ChrootBuilder {
         artifact: &'a Artifact,
     ) -> BoxFuture<'a, Result<(), BuildError>> {
         Box::pin(async move {
-            let id = crate::paths::local_artifact(at.def_dir, &artifact.id).map_err(fail)?;
-            for path in [
-                id.clone(),
-                PathBuf::from(format!("{}.rootfs.tar", id.display())),
-                // The SBOM `apply` wrote beside it.
-                PathBuf::from(format!("{}.cdx.json", id.display())),
-            ] {
-                match std::fs::remove_file(&path) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(fail(format!("deleting {}: {e}", path.display()))),
-                }
-            }
-            Ok(())
+            crate::paths::remove_local_artifact(at.def_dir, &artifact.id, &[".rootfs.tar"])
+                .map_err(fail)
         })
     }
 }

@@ -27,8 +27,6 @@ mod checksum;
 mod media;
 mod settings;
 
-use std::path::PathBuf;
-
 use serde_json::json;
 
 use super::kind::{loc_of, local_target, Builder, BuilderKind, Recorded, COMMUNICATOR, IMGFORM};
@@ -358,23 +356,8 @@ impl Builder for QemuBuilder {
         artifact: &'a Artifact,
     ) -> BoxFuture<'a, Result<(), BuildError>> {
         Box::pin(async move {
-            let path: PathBuf = crate::paths::local_artifact(at.def_dir, &artifact.id)
-                .map_err(BuildError::failed)?;
-            // The disk, and the SBOM `apply` wrote beside it.
-            let sbom = PathBuf::from(format!("{}.cdx.json", path.display()));
-            for path in [path, sbom] {
-                match std::fs::remove_file(&path) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => {
-                        return Err(BuildError::failed(format!(
-                            "deleting {}: {e}",
-                            path.display()
-                        )))
-                    }
-                }
-            }
-            Ok(())
+            crate::paths::remove_local_artifact(at.def_dir, &artifact.id, &[])
+                .map_err(BuildError::failed)
         })
     }
 }

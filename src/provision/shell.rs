@@ -128,8 +128,11 @@ async fn run(
     if !inline.is_empty() {
         let shebang = p.str("inline_shebang").unwrap_or("/bin/sh -e");
         let path = tmp.join("inline.sh");
-        std::fs::write(&path, format!("#!{shebang}\n{}\n", inline.join("\n")))
-            .map_err(|e| fail(format!("writing inline script: {e}")))?;
+        write_private(
+            &path,
+            format!("#!{shebang}\n{}\n", inline.join("\n")).as_bytes(),
+        )
+        .map_err(|e| fail(format!("writing inline script: {e}")))?;
         scripts.push((path, "inline".to_owned()));
     }
     let mut sources: Vec<String> = p
@@ -205,11 +208,25 @@ async fn run(
     Ok(())
 }
 
+/// Where an inline script (with the values of secrets) waits for its
+/// upload: a private dir named with this run's pid, so a killed run's is
+/// swept by the next apply.
 fn tempfile_dir() -> Result<std::path::PathBuf, BuildError> {
-    let dir = std::env::temp_dir().join(format!("imgform-shell-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).map_err(|e| BuildError::Io {
-        context: format!("creating {}", dir.display()),
+    let parent = std::env::temp_dir();
+    crate::paths::private_temp_dir(&parent, "imgform-shell").map_err(|e| BuildError::Io {
+        context: format!("creating a temporary dir in {}", parent.display()),
         source: e,
-    })?;
-    Ok(dir)
+    })
+}
+
+/// Writes a file only its owner can read (mode 0600 from the start).
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(bytes)
 }

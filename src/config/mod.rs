@@ -21,6 +21,7 @@
 
 pub mod backend;
 mod build;
+mod dib;
 pub mod eval;
 pub mod functions;
 pub mod lazy_eval;

@@ -132,6 +132,46 @@ impl Moto {
         )
     }
 
+    /// One call of a JSON-protocol API in us-east-1 (`AmazonSSM.PutParameter`,
+    /// `secretsmanager.CreateSecret`, ...); returns the JSON answer,
+    /// panicking on an error status.
+    pub fn json_call(
+        &self,
+        service: &str,
+        target: &str,
+        body: &serde_json::Value,
+    ) -> serde_json::Value {
+        let (status, answer) = self.http_with(
+            "POST",
+            "/",
+            "application/x-amz-json-1.1",
+            ("us-east-1", service),
+            &[("X-Amz-Target", target)],
+            &serde_json::to_vec(body).unwrap(),
+        );
+        let text = String::from_utf8_lossy(&answer);
+        assert!(status == 200, "{target}: {status} {text}");
+        serde_json::from_slice(&answer).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// Puts an SSM parameter (`kind`: `String`, `StringList`, `SecureString`).
+    pub fn put_parameter(&self, name: &str, kind: &str, value: &str) {
+        self.json_call(
+            "ssm",
+            "AmazonSSM.PutParameter",
+            &serde_json::json!({"Name": name, "Type": kind, "Value": value, "Overwrite": true}),
+        );
+    }
+
+    /// Creates a Secrets Manager secret holding `value` as its string.
+    pub fn create_secret(&self, name: &str, value: &str) {
+        self.json_call(
+            "secretsmanager",
+            "secretsmanager.CreateSecret",
+            &serde_json::json!({"Name": name, "SecretString": value}),
+        );
+    }
+
     /// One HTTP/1.0 request whose credential scope is (region, service):
     /// moto takes the region from it.
     fn http(
@@ -139,7 +179,19 @@ impl Moto {
         method: &str,
         path: &str,
         content_type: &str,
+        scope: (&str, &str),
+        body: &[u8],
+    ) -> (u16, Vec<u8>) {
+        self.http_with(method, path, content_type, scope, &[], body)
+    }
+
+    fn http_with(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: &str,
         (region, service): (&str, &str),
+        headers: &[(&str, &str)],
         body: &[u8],
     ) -> (u16, Vec<u8>) {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to moto");
@@ -149,9 +201,13 @@ impl Moto {
         let head = format!(
             "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{}\r\n\
              Authorization: AWS4-HMAC-SHA256 Credential=testing/20260101/{region}/{service}/aws4_request, SignedHeaders=host, Signature=0\r\n\
-             Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+             Content-Type: {content_type}\r\nContent-Length: {}\r\n{}\r\n",
             self.port,
-            body.len()
+            body.len(),
+            headers
+                .iter()
+                .map(|(k, v)| format!("{k}: {v}\r\n"))
+                .collect::<String>()
         );
         stream.write_all(head.as_bytes()).unwrap();
         stream.write_all(body).unwrap();
@@ -247,6 +303,18 @@ impl Moto {
                 Some((id, name))
             })
             .collect()
+    }
+
+    /// The snapshots behind AMI `id` (its block device mappings).
+    pub fn image_snapshots(&self, id: &str) -> Vec<String> {
+        let xml = self.ec2(&[("Action", "DescribeImages"), ("ImageId.1", id)]);
+        xml_values(&xml, "snapshotId")
+    }
+
+    /// The ids of every snapshot the test account owns.
+    pub fn snapshots(&self) -> Vec<String> {
+        let xml = self.ec2(&[("Action", "DescribeSnapshots"), ("Owner.1", "self")]);
+        xml_values(&xml, "snapshotId")
     }
 
     /// The tags of a resource: key → value.

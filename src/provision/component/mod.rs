@@ -384,15 +384,17 @@ async fn exec_capture(
         Ok(r) => r.map_err(|e| super::comm_error("component", "", e))?,
         Err(_) => return Ok((-2, String::new())),
     };
-    let local = std::env::temp_dir().join(format!(
-        "imgform-component-{}.out",
-        uuid::Uuid::new_v4().simple()
-    ));
-    let stdout = match comm.download(&out_file, &local).await {
-        Ok(()) => std::fs::read_to_string(&local).unwrap_or_default(),
+    // A private dir: a step's output may show the value of a secret.
+    let stdout = match crate::paths::PrivateTempDir::new("imgform-component") {
+        Ok(dir) => {
+            let local = dir.path().join("stdout");
+            match comm.download(&out_file, &local).await {
+                Ok(()) => std::fs::read_to_string(&local).unwrap_or_default(),
+                Err(_) => String::new(),
+            }
+        }
         Err(_) => String::new(),
     };
-    let _ = std::fs::remove_file(&local);
     let _ = comm
         .exec(&format!("rm -f {out_file}"), &[], &ctx.events)
         .await;

@@ -26,6 +26,7 @@
 
 pub mod backend;
 mod build;
+mod dib;
 mod dynamic;
 pub mod eval;
 pub mod functions;

@@ -417,7 +417,7 @@ const LEGACY: &str = r#"{
       "only": ["first"]
     }
   ],
-  "post-processors": ["manifest"]
+  "post-processors": [{"type": "manifest", "output": "{{user `greeting`}}-manifest.json"}]
 }
 "#;
 
@@ -447,4 +447,10 @@ fn legacy_json_templates_load_and_run() {
     assert!(log.contains("hello shell world from first"), "{log}");
     assert!(log.contains("hello shell world from null"), "{log}");
     assert_eq!(log.matches("only-first").count(), 1, "{log}");
+    // Post-processor settings are rendered too (Packer's manifest file).
+    let manifest = p.read("hello-manifest.json");
+    assert!(
+        manifest.contains("\"builder_type\": \"null\""),
+        "{manifest}"
+    );
 }

@@ -18,6 +18,8 @@
 //! stdout TEXT                # stdout contains TEXT (`!stdout`: does not)
 //! stderr TEXT                # stderr contains TEXT (`!stderr`: does not)
 //! nowhere TEXT               # no file written in the run dir holds TEXT
+//! rootfs busybox PATH        # a busybox root filesystem tarball at PATH (chroot cases)
+//! file PATH TEXT             # the file PATH (in the run dir) holds TEXT
 //! ```
 //!
 //! `${HTTP_URL}` and `${CASE}` (the temp copy) are substituted in script
@@ -145,6 +147,22 @@ impl Drop for HttpServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `rootfs busybox PATH`: a busybox root filesystem tarball
+/// (scripts/make-busybox-rootfs.sh) at PATH in the run dir, for cases that
+/// build with the chroot builder.
+fn make_rootfs(dir: &Path, rest: &str, at: &str) {
+    let Some(("busybox", path)) = rest.split_once(' ') else {
+        panic!("{at}: rootfs busybox PATH");
+    };
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/make-busybox-rootfs.sh");
+    let status = Command::new(script)
+        .arg(dir.join(path.trim()))
+        .stdout(Stdio::null())
+        .status()
+        .expect("scripts/make-busybox-rootfs.sh");
+    assert!(status.success(), "{at}: make-busybox-rootfs.sh failed");
 }
 
 /// Runs one case; returns the failures (empty when it passed).
@@ -295,6 +313,14 @@ fn run_case(case: &Path) -> Vec<String> {
                     }
                 }
             }
+            "file" => {
+                let (path, text) = rest.split_once(' ').unwrap_or((rest, ""));
+                match fs::read_to_string(dir.join(path)) {
+                    Ok(body) if body.contains(text) => {}
+                    Ok(body) => failures.push(format!("{at}: {path} lacks {text:?}:\n{body}")),
+                    Err(e) => failures.push(format!("{at}: cannot read {path}: {e}")),
+                }
+            }
             "nowhere" => {
                 for entry in walkdir::WalkDir::new(&dir) {
                     let entry = entry.expect("readable run dir");
@@ -313,6 +339,7 @@ fn run_case(case: &Path) -> Vec<String> {
                     }
                 }
             }
+            "rootfs" => make_rootfs(&dir, rest, &at),
             other => panic!("{at}: unknown directive `{other}`"),
         }
     }

@@ -351,7 +351,7 @@ impl Project {
         for block in &def.post_processors {
             let mut config = Attrs::new();
             for attr in &block.attrs {
-                if let Some(v) = self.eval_attr(attr, ctx, &mut diags) {
+                if let Some(v) = self.eval_packer_attr(attr, ctx, &mut diags) {
                     config.insert(attr.name.clone(), v);
                 }
             }

@@ -339,4 +339,3 @@ mod tests {
         assert_eq!(stale_pid("imgform-accel-abc"), None);
     }
 }
-

@@ -158,23 +158,26 @@ impl Loader {
     ) {
         for attr in &build.attrs {
             match attr.name.as_str() {
-                "name" => match literal_string(&attr.expr) {
-                    Some(n) if is_name(&n) => shared.name = Some(n),
-                    _ => self.error(
+                "name" => match self.load_time_string(attr) {
+                    Some(n) if is_build_name(&n) => shared.name = Some(n),
+                    Some(n) => self.error(
                         &attr.loc,
-                        "a build name must be a literal name",
-                        "write `name = \"golden\"` (letters, digits, _ and -)",
+                        format!("`{n}` is not a usable build name"),
+                        "a build name is made of letters, digits, _ and -, in parts joined by dots (`golden`, `cloudimg.deps`)",
                     ),
+                    None => {}
                 },
-                "description" => {}
-                "sources" => match source_list(&attr.expr) {
+                "description" => {
+                    self.load_time_string(attr);
+                }
+                "sources" => match self.sources_of(attr) {
                     Ok(list) => used.entries.extend(
                         list.into_iter()
                             .map(|(t, n)| (t, n, None, attr.loc.clone())),
                     ),
                     Err(e) => {
                         used.invalid = true;
-                        self.error(&attr.loc, e, "write `sources = [\"source.null.example\"]`")
+                        self.error(&attr.loc, e, "write `sources = [\"source.null.example\"]`, or an expression of variables and locals giving such a list")
                     }
                 },
                 "keep_previous" | "max_age" => shared.attrs.push(attr.clone()),
@@ -192,6 +195,68 @@ impl Loader {
                 }
             }
         }
+    }
+
+    /// A build attribute that is a string known at load time: a literal, or
+    /// an expression of variables and locals (Packer evaluates a build's
+    /// name and description so). `None` after reporting why not.
+    fn load_time_string(&mut self, attr: &RawAttr) -> Option<String> {
+        if let Some(text) = literal_string(&attr.expr) {
+            return Some(text);
+        }
+        let why = match self.evaluate_at_load_time(attr) {
+            Ok(hcl::Value::String(s)) => return Some(s),
+            Ok(hcl::Value::Number(n)) => return Some(n.to_string()),
+            Ok(other) => format!("it is {}", crate::config::functions::type_name(&other)),
+            Err(e) => e,
+        };
+        self.error(
+            &attr.loc,
+            format!("the build's `{}` must be a string: {why}", attr.name),
+            "it may use variables, locals and functions (not source.* or build.*, which depend on it)",
+        );
+        None
+    }
+
+    /// `sources`: a literal list (`["source.null.a", source.null.b]`) or an
+    /// expression of variables and locals giving a list of such strings.
+    fn sources_of(&mut self, attr: &RawAttr) -> Result<Vec<(String, String)>, String> {
+        let literal = source_list(&attr.expr);
+        if literal.is_ok()
+            || matches!(&attr.expr, hcl::Expression::Array(items) if items.iter().all(|i| matches!(i, hcl::Expression::Traversal(_) | hcl::Expression::String(_))))
+        {
+            return literal;
+        }
+        let items = match self.evaluate_at_load_time(attr)? {
+            hcl::Value::Array(items) => items,
+            other => {
+                return Err(format!(
+                    "`sources` must be a list, not {}",
+                    crate::config::functions::type_name(&other)
+                ))
+            }
+        };
+        items
+            .iter()
+            .map(|item| {
+                let text = item.as_str().unwrap_or_default();
+                split_source_ref(text.trim()).ok_or_else(|| {
+                    format!("`{item}` is not a source reference like \"source.null.example\"")
+                })
+            })
+            .collect()
+    }
+
+    fn evaluate_at_load_time(&mut self, attr: &RawAttr) -> Result<hcl::Value, String> {
+        let ctx = self
+            .static_scope
+            .clone()
+            .unwrap_or_else(|| super::scope::base_context(&self.root));
+        let env = self.function_env();
+        let (result, _) = crate::config::functions::with_env(env, || {
+            crate::config::functions::evaluate(&attr.expr, &ctx)
+        });
+        result.map_err(|e| super::scope::describe_error(&e, &attr.text))
     }
 
     /// Collects the build's blocks: in-build sources, provisioners, modules,
@@ -438,6 +503,13 @@ impl BuildShared {
     }
 }
 
+/// A build name: names joined by dots (`golden`, `cloudimg.deps`). A source
+/// type and name never hold a dot, so in an address the last two parts are
+/// always the source's and the rest is the build's.
+fn is_build_name(s: &str) -> bool {
+    s.split('.').all(is_name)
+}
+
 fn is_name(s: &str) -> bool {
     !s.is_empty()
         && s.chars()
@@ -451,7 +523,7 @@ fn split_source_ref(s: &str) -> Option<(String, String)> {
 }
 
 /// `sources = ["source.null.a", source.null.b]`.
-fn source_list(expr: &hcl::Expression) -> Result<Vec<(String, String)>, String> {
+pub(super) fn source_list(expr: &hcl::Expression) -> Result<Vec<(String, String)>, String> {
     let hcl::Expression::Array(items) = expr else {
         return Err("`sources` must be a list".into());
     };

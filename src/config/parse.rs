@@ -298,6 +298,11 @@ pub fn parse_json(text: &str, display: &Path) -> Result<RawFile, Diagnostic> {
             }))
             .hint("*.pkr.json files use Packer's JSON variant of HCL2")
     })?;
+    if let serde_json::Value::Object(root) = &value {
+        if super::legacy_json::is_legacy(&value) {
+            return super::legacy_json::parse_legacy(root, display, text);
+        }
+    }
     let serde_json::Value::Object(map) = value else {
         return Err(
             Diagnostic::error("a *.pkr.json file must hold a JSON object").at(Some(SourceLoc {

@@ -74,9 +74,9 @@ impl Prepared {
     }
 }
 
-/// Checks that the definition dir exists before anything reads it.
+/// Checks that the template folder or file exists before anything reads it.
 pub fn definition_dir_exists(dir: &Path) -> Result<(), PipelineError> {
-    if dir.is_dir() {
+    if dir.is_dir() || dir.is_file() {
         Ok(())
     } else {
         Err(PipelineError::NoDefinitionDir {
@@ -95,9 +95,9 @@ pub fn prepare(
     let project = config::load(dir, options)?;
     if project.variables.values().any(|v| v.sensitive) || project.locals.iter().any(|l| l.sensitive)
     {
-        crate::sensitive::use_project_key(&project.def_dir).map_err(|source| {
+        crate::sensitive::use_project_key(&project.template_dir).map_err(|source| {
             PipelineError::SensitiveKey {
-                path: project.def_dir.join(crate::sensitive::KEY_FILE),
+                path: project.template_dir.join(crate::sensitive::KEY_FILE),
                 source,
             }
         })?;
@@ -108,7 +108,7 @@ pub fn prepare(
     let stage = Stage {
         project: &project,
         hasher: if options.file_cache {
-            FileHasher::with_cache(HashCache::open(&project.def_dir))
+            FileHasher::with_cache(HashCache::open(&project.template_dir))
         } else {
             FileHasher::new()
         },
@@ -251,6 +251,7 @@ fn validate(spec: &ImageSpec) -> Vec<Diagnostic> {
         diags.extend((kind.validate)(spec));
     }
     diags.extend(provision::validate(spec));
+    diags.extend(crate::apply::manifest::unsupported_warnings(spec));
     diags
 }
 

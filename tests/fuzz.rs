@@ -208,6 +208,7 @@ fn check(file: &str, text: &str) -> Result<(), String> {
         var_files: Vec::new(),
         env: Default::default(),
         file_cache: false,
+        work_dir: Some(dir.path().to_path_buf()),
     };
     match pipeline::prepare(dir.path(), &options, &Resolve::Skip) {
         Ok(prepared) => {

@@ -219,19 +219,7 @@ async fn execute(
 
     // Temporary dirs of runs that were killed (their scripts may hold
     // secrets) go before this run makes its own.
-    let (swept, kept) = crate::paths::sweep_stale_temp_dirs(&std::env::temp_dir());
-    if !swept.is_empty() {
-        eprintln!(
-            "Removed {} temporary dir(s) of imgform runs that are gone.",
-            swept.len()
-        );
-    }
-    for dir in kept {
-        eprintln!(
-            "warning: {} belongs to an imgform run that is gone but has something mounted under it; unmount it (umount -R) and delete it",
-            dir.display()
-        );
-    }
+    sweep_stale_temp_dirs();
     let log_dir = template_dir.join(".imgform").join("logs");
     std::fs::create_dir_all(&log_dir).with_context(|| format!("creating {}", log_dir.display()))?;
     let planned = plan
@@ -282,7 +270,27 @@ async fn execute(
     let result = apply::apply(plan, jobs, backend, states, &options, events_tx, cancel).await;
     signals.abort();
     let _ = printer.await;
+    // Again at the end: a tool a killed run had started (mke2fs, qemu-img)
+    // may have still been writing into its dir at the start.
+    sweep_stale_temp_dirs();
     Ok(result?)
+}
+
+/// Removes the temporary dirs of imgform runs that are gone, saying so.
+fn sweep_stale_temp_dirs() {
+    let (swept, kept) = crate::paths::sweep_stale_temp_dirs(&std::env::temp_dir());
+    if !swept.is_empty() {
+        eprintln!(
+            "Removed {} temporary dir(s) of imgform runs that are gone.",
+            swept.len()
+        );
+    }
+    for dir in kept {
+        eprintln!(
+            "warning: {} belongs to an imgform run that is gone but has something mounted under it; unmount it (umount -R) and delete it",
+            dir.display()
+        );
+    }
 }
 
 fn result_json(plan: &Plan, outcome: &apply::ApplyOutcome) -> serde_json::Value {

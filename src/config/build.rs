@@ -83,12 +83,68 @@ impl Loader {
             self.error(&build.loc, "this build has no sources", "add `sources = [\"source.TYPE.NAME\"]` or an in-build `source \"TYPE.NAME\" { }` block");
         }
 
+        let mut names = Vec::new();
+        let mut all_declared = !used.invalid;
         for (t, n, over, loc) in used.entries {
             let Some(source) = self.declared_source(sources, &t, &n, &loc) else {
+                all_declared = false;
                 continue;
             };
             let (attrs, blocks, name) = self.apply_in_build_source(source, &t, &n, over.as_ref());
+            names.push((t.clone(), name.clone()));
             images.push(shared.image(&t, name, attrs, blocks, loc));
+        }
+        if all_declared {
+            self.check_only_except(&shared, &names);
+        }
+    }
+
+    /// Every name in a provisioner's or post-processor's `only`/`except`
+    /// must name one of the build's sources: a misspelt name would
+    /// otherwise silently run (or skip) the step everywhere.
+    fn check_only_except(&mut self, shared: &BuildShared, sources: &[(String, String)]) {
+        let blocks = shared
+            .provisioners
+            .iter()
+            .chain(&shared.tests)
+            .map(|p| &p.block)
+            .chain(&shared.post_processors);
+        let known: Vec<String> = sources.iter().map(|(t, n)| format!("{t}.{n}")).collect();
+        for block in blocks {
+            for attr in ["only", "except"].iter().filter_map(|a| block.attr(a)) {
+                let entries: Option<Vec<String>> = match &attr.expr {
+                    hcl::Expression::Array(items) => items.iter().map(literal_string).collect(),
+                    _ => None,
+                };
+                let Some(entries) = entries else {
+                    self.error(
+                        &attr.loc,
+                        format!("`{}` must be a list of literal source names", attr.name),
+                        format!("write `{} = [\"{}\"]`", attr.name, known.join("\", \"")),
+                    );
+                    continue;
+                };
+                for entry in entries {
+                    let names_it = sources
+                        .iter()
+                        .any(|(t, n)| source_names(t, n, shared.name.as_deref()).contains(&entry));
+                    if names_it {
+                        continue;
+                    }
+                    let hint = match closest(&entry, known.iter().map(String::as_str)) {
+                        Some(s) => format!("did you mean `{s}`?"),
+                        None => format!("this build's sources: {}", known.join(", ")),
+                    };
+                    self.error(
+                        &attr.loc,
+                        format!(
+                            "`{}` names `{entry}`, which is not a source of this build",
+                            attr.name
+                        ),
+                        hint,
+                    );
+                }
+            }
         }
     }
 
@@ -487,6 +543,19 @@ pub(super) fn source_list(expr: &hcl::Expression) -> Result<Vec<(String, String)
     Ok(out)
 }
 
+/// The names `only`/`except` may use for a build's source.
+fn source_names(source_type: &str, source_name: &str, build: Option<&str>) -> Vec<String> {
+    let mut names = vec![
+        format!("{source_type}.{source_name}"),
+        format!("source.{source_type}.{source_name}"),
+        source_name.to_owned(),
+    ];
+    if let Some(b) = build {
+        names.push(format!("{b}.{source_type}.{source_name}"));
+    }
+    names
+}
+
 /// Packer's `only`/`except`: lists of source names (`TYPE.NAME`, with the
 /// in-build name), matched here statically.
 fn provisioner_applies(
@@ -495,14 +564,7 @@ fn provisioner_applies(
     source_name: &str,
     build: Option<&str>,
 ) -> bool {
-    let names = [
-        format!("{source_type}.{source_name}"),
-        format!("source.{source_type}.{source_name}"),
-        build
-            .map(|b| format!("{b}.{source_type}.{source_name}"))
-            .unwrap_or_default(),
-        source_name.to_owned(),
-    ];
+    let names = source_names(source_type, source_name, build);
     let listed = |attr: &str| -> Option<Vec<String>> {
         let attr = block.attr(attr)?;
         match &attr.expr {

@@ -382,6 +382,20 @@ impl Project {
     ) -> Option<Json> {
         match functions::evaluate(&attr.expr, ctx) {
             Ok(v) => match serde_json::to_value(&v) {
+                Ok(j) if holds_nul(&j) => {
+                    // A NUL ends a string for every C tool the value meets
+                    // (shells, paths, the kernel), so it would be cut short
+                    // silently.
+                    diags.push(
+                        Diagnostic::error(format!("`{}` holds a NUL character", attr.name))
+                            .at(Some(attr.loc.clone()))
+                            .hint(
+                                "strings cannot contain \\u0000 (or a NUL byte); remove it, \
+                                 or keep binary data in a file and refer to it by path",
+                            ),
+                    );
+                    None
+                }
                 Ok(j) => {
                     functions::sensitivity::note_evaluated(&attr.expr, &j);
                     Some(j)
@@ -565,6 +579,16 @@ impl Project {
 
 /// Inputs that differ between the two probe evaluations, each an error at
 /// its place.
+/// Whether a string anywhere in `value` (or an object key) holds a NUL.
+fn holds_nul(value: &Json) -> bool {
+    match value {
+        Json::String(s) => s.contains('\0'),
+        Json::Array(items) => items.iter().any(holds_nul),
+        Json::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)),
+        Json::Null | Json::Bool(_) | Json::Number(_) => false,
+    }
+}
+
 fn nondeterministic_inputs(def: &ImageDef, a: &Evaluated, b: &Evaluated) -> Vec<Diagnostic> {
     let mut diags = Vec::new();
     for (name, value) in &a.inputs {

@@ -20,10 +20,8 @@ const RPM_LIST: &str = "/tmp/.imgform-rpm-packages";
 /// The packages of the machine behind `comm`, or `None` when it has no
 /// package database imgform reads.
 pub async fn collect(comm: &dyn Communicator, events: &EventSink) -> Option<Inventory> {
-    let tmp = tempfile::Builder::new()
-        .prefix("imgform-inventory-")
-        .tempdir()
-        .ok()?;
+    // Private and named with this run's pid: a killed run's is swept.
+    let tmp = crate::paths::PrivateTempDir::new("imgform-inventory").ok()?;
     let local = tmp.path().join("db");
     let mut os = sbom::OsRelease::default();
     for path in OS_RELEASE {

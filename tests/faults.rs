@@ -200,12 +200,9 @@ impl Suite {
                 if stderr.contains("panicked") {
                     self.problem(&format!("{fault:?}"), format!("a panic:\n{stderr}"));
                 }
-                if *signal == "TERM" && out.status.code().is_none() {
-                    self.problem(
-                        &format!("{fault:?}"),
-                        format!("SIGTERM was not handled (status {:?})", out.status),
-                    );
-                }
+                // Whether SIGTERM was handled is not checked here: before
+                // apply installs its handler (loading, planning) the default
+                // action ends the process, which the checks below cover.
             }
         }
         started.elapsed()

@@ -16,6 +16,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+use super::data::{self, DataDef};
 use super::module::ProvisionerDef;
 use super::parse::{RawAttr, RawBlock, RawFile};
 use super::types::TypeExpr;
@@ -82,6 +83,7 @@ impl Loader {
         let mut sources: BTreeMap<(String, String), RawBlock> = BTreeMap::new();
         let mut builds: Vec<RawBlock> = Vec::new();
         let mut backend: Option<BackendConfig> = None;
+        let mut data: Vec<DataDef> = Vec::new();
 
         for file in files {
             for attr in &file.attrs {
@@ -104,15 +106,11 @@ impl Loader {
                         Ok(config) => backend = Some(config),
                         Err(diags) => self.diags.extend(diags),
                     },
-                    "data" => self.error(
-                        &block.loc,
-                        format!("data sources are not supported yet (`data \"{}\"`)", block.labels.join("\" \"")),
-                        "resolve the value outside imgform and pass it as a variable, or use source_ami_filter / source_image_filter on the source, which imgform resolves at plan time",
-                    ),
+                    "data" => self.data_block(block, &mut data),
                     other => {
                         let hint = match closest(other, TOP_LEVEL_BLOCKS.iter().copied()) {
-                            Some(s) => format!("did you mean `{s}`? Definition files hold packer, variable, locals, local, source and build blocks"),
-                            None => "definition files hold packer, variable, locals, local, source and build blocks".to_owned(),
+                            Some(s) => format!("did you mean `{s}`? Definition files hold packer, variable, locals, local, source, data and build blocks"),
+                            None => "definition files hold packer, variable, locals, local, source, data and build blocks".to_owned(),
                         };
                         self.error(&block.loc, format!("unknown block type `{other}`"), hint);
                     }
@@ -120,6 +118,7 @@ impl Loader {
             }
         }
 
+        self.check_data_refs(files, &data);
         let var_values = self.resolve_variables(&variables, options);
         let mut images = Vec::new();
         for build in &builds {
@@ -127,6 +126,7 @@ impl Loader {
         }
         self.check_images(&mut images);
 
+        let data_values = data::placeholders(&data, &locals);
         let mut project = Project {
             def_dir: self.def_dir.clone(),
             variables,
@@ -137,6 +137,8 @@ impl Loader {
             files: Vec::new(),
             backend,
             locals_cache: scope::LocalsCache::default(),
+            data_values,
+            data,
         };
         // Locals are evaluated once here so their errors are reported at load
         // time, whether or not any image uses them.
@@ -317,7 +319,7 @@ impl Loader {
         self.check_body_schema(block, &builder.schema, &format!("source \"{kind}\""));
     }
 
-    fn check_body_schema(&mut self, block: &RawBlock, schema: &Schema, what: &str) {
+    pub(super) fn check_body_schema(&mut self, block: &RawBlock, schema: &Schema, what: &str) {
         for attr in &block.attrs {
             if schema.attr(&attr.name).is_none() {
                 if schema.block(&attr.name).is_some() {

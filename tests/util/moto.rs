@@ -1,4 +1,5 @@
-//! A moto server (S3 and EC2 APIs) on 127.0.0.1 for tests, killed on drop.
+//! A moto server (S3, EC2, SSM and Secrets Manager APIs) on 127.0.0.1 for
+//! tests, killed on drop.
 //! Needs `moto_server` (`pip install 'moto[server]'`, done by
 //! scripts/install-test-deps.sh).
 #![allow(dead_code)]
@@ -139,7 +140,20 @@ impl Moto {
         method: &str,
         path: &str,
         content_type: &str,
+        scope: (&str, &str),
+        body: &[u8],
+    ) -> (u16, Vec<u8>) {
+        self.http_with(method, path, content_type, scope, "", body)
+    }
+
+    /// [`Moto::http`] with extra header lines (each ending in `\r\n`).
+    fn http_with(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: &str,
         (region, service): (&str, &str),
+        extra_headers: &str,
         body: &[u8],
     ) -> (u16, Vec<u8>) {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to moto");
@@ -149,7 +163,7 @@ impl Moto {
         let head = format!(
             "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{}\r\n\
              Authorization: AWS4-HMAC-SHA256 Credential=testing/20260101/{region}/{service}/aws4_request, SignedHeaders=host, Signature=0\r\n\
-             Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+             Content-Type: {content_type}\r\n{extra_headers}Content-Length: {}\r\n\r\n",
             self.port,
             body.len()
         );
@@ -194,6 +208,62 @@ impl Moto {
         let body = String::from_utf8_lossy(&body).into_owned();
         assert!(status == 200, "EC2 {region} {params:?}: {status} {body}");
         body
+    }
+
+    /// One call of an AWS JSON 1.1 API (SSM, Secrets Manager) in us-east-1:
+    /// `target` is e.g. `AmazonSSM.PutParameter`. Panics on an error status.
+    pub fn json_api(
+        &self,
+        service: &str,
+        target: &str,
+        body: &serde_json::Value,
+    ) -> serde_json::Value {
+        let (status, answer) = self.http_with(
+            "POST",
+            "/",
+            "application/x-amz-json-1.1",
+            ("us-east-1", service),
+            &format!("X-Amz-Target: {target}\r\n"),
+            body.to_string().as_bytes(),
+        );
+        let answer = String::from_utf8_lossy(&answer).into_owned();
+        assert!(status == 200, "{target} {body}: {status} {answer}");
+        serde_json::from_str(&answer).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// Puts an SSM parameter (`String`, `StringList` or `SecureString`),
+    /// overwriting a previous value.
+    pub fn put_parameter(&self, name: &str, kind: &str, value: &str) {
+        self.json_api(
+            "ssm",
+            "AmazonSSM.PutParameter",
+            &serde_json::json!({"Name": name, "Type": kind, "Value": value, "Overwrite": true}),
+        );
+    }
+
+    /// Creates a Secrets Manager secret, or gives it a new current value.
+    pub fn put_secret(&self, name: &str, value: &str) {
+        let (status, _) = self.http_with(
+            "POST",
+            "/",
+            "application/x-amz-json-1.1",
+            ("us-east-1", "secretsmanager"),
+            "X-Amz-Target: secretsmanager.DescribeSecret\r\n",
+            serde_json::json!({"SecretId": name}).to_string().as_bytes(),
+        );
+        if status == 200 {
+            self.json_api(
+                "secretsmanager",
+                "secretsmanager.PutSecretValue",
+                &serde_json::json!({"SecretId": name, "SecretString": value}),
+            );
+        } else {
+            self.json_api(
+                "secretsmanager",
+                "secretsmanager.CreateSecret",
+                &serde_json::json!({"Name": name, "SecretString": value}),
+            );
+        }
     }
 
     /// Registers an AMI named `name` (owned by the test account); returns its id.

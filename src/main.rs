@@ -5,8 +5,8 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-use imgform::cli::{settings::Output, Cli};
+use clap::{CommandFactory, Parser};
+use imgform::cli::{packer_args, settings::Output, Cli};
 use imgform::commands::{self, Status};
 use imgform::diag::Diagnostics;
 use imgform::views::{self, Style};
@@ -14,7 +14,9 @@ use imgform::views::{self, Style};
 fn main() -> ExitCode {
     // A usage error exits 1 like any other error: 2 means "changes" to
     // scripts using --detailed-exitcode (clap's own code would collide).
-    let cli = match Cli::try_parse() {
+    // Packer's one-dash long options (`-var-file=x`) read as imgform's.
+    let args = packer_args::normalize(std::env::args_os().collect(), &Cli::command());
+    let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();

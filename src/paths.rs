@@ -157,6 +157,33 @@ pub fn private_temp_dir(parent: &Path, prefix: &str) -> std::io::Result<std::pat
     Ok(dir)
 }
 
+/// A [`private_temp_dir`] under the system temp dir, removed (with what is
+/// in it) when dropped: on success, error and unwinding alike.
+pub struct PrivateTempDir(std::path::PathBuf);
+
+impl PrivateTempDir {
+    /// A new one named `<prefix>-<pid>-<random>`.
+    pub fn new(prefix: &str) -> std::io::Result<PrivateTempDir> {
+        private_temp_dir(&std::env::temp_dir(), prefix).map(PrivateTempDir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// Gives the dir up: it is no longer removed on drop.
+    pub fn keep(self) -> std::path::PathBuf {
+        let me = std::mem::ManuallyDrop::new(self);
+        me.0.clone()
+    }
+}
+
+impl Drop for PrivateTempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// Removes the temporary dirs (see [`private_temp_dir`]) of imgform runs
 /// that are gone — killed with SIGKILL, or a machine that lost power — from
 /// `parent`, and returns them. A dir with anything mounted under it is left

@@ -71,6 +71,9 @@ pub struct AttrSpec {
     /// The value names local files (a path, or a list of them) whose bytes
     /// are inputs of the image.
     pub reads_files: bool,
+    /// A Packer attribute imgform loads but does not act on: setting it is a
+    /// warning naming it, with this hint (what happens instead).
+    pub ignored: Option<&'static str>,
 }
 
 impl AttrSpec {
@@ -95,6 +98,15 @@ impl AttrSpec {
             ..self
         }
     }
+
+    /// Packer knows it, imgform does not act on it: a warning when it is
+    /// set, with `hint` saying what happens instead.
+    pub const fn ignored(self, hint: &'static str) -> AttrSpec {
+        AttrSpec {
+            ignored: Some(hint),
+            ..self
+        }
+    }
 }
 
 const fn attr(name: &'static str, role: Role) -> AttrSpec {
@@ -103,6 +115,7 @@ const fn attr(name: &'static str, role: Role) -> AttrSpec {
         role,
         ty: Ty::Any,
         reads_files: false,
+        ignored: None,
     }
 }
 
@@ -138,9 +151,19 @@ pub struct BlockSpec {
     pub role: Role,
     pub repeat: Repeat,
     pub nested: &'static [BlockSpec],
+    /// As [`AttrSpec::ignored`]: loaded, not acted on, a warning when set.
+    pub ignored: Option<&'static str>,
 }
 
 impl BlockSpec {
+    /// Packer knows it, imgform does not act on it (see [`AttrSpec::ignored`]).
+    pub const fn ignored(self, hint: &'static str) -> BlockSpec {
+        BlockSpec {
+            ignored: Some(hint),
+            ..self
+        }
+    }
+
     /// Whether a block `name` inside this one appears once.
     pub fn nested_repeat(&self, name: &str) -> Repeat {
         self.nested
@@ -157,6 +180,7 @@ pub const fn block(name: &'static str, role: Role) -> BlockSpec {
         role,
         repeat: Repeat::Once,
         nested: &[],
+        ignored: None,
     }
 }
 
@@ -167,6 +191,7 @@ pub const fn blocks(name: &'static str, role: Role) -> BlockSpec {
         role,
         repeat: Repeat::Many,
         nested: &[],
+        ignored: None,
     }
 }
 
@@ -180,6 +205,7 @@ pub const fn filter_block(name: &'static str, role: Role) -> BlockSpec {
         role,
         repeat: Repeat::Once,
         nested: FILTERS,
+        ignored: None,
     }
 }
 
@@ -228,6 +254,36 @@ impl Schema {
     /// Every attribute, in order.
     pub fn all_attrs(&self) -> impl Iterator<Item = &'static AttrSpec> + '_ {
         self.attrs.iter().flat_map(|group| group.iter())
+    }
+
+    /// The attributes and blocks imgform does not act on that `config`
+    /// sets (to anything but null, false, "" or an empty list or object),
+    /// with their hints, in schema order.
+    pub fn ignored_in<'v>(
+        &self,
+        get: impl Fn(&str) -> Option<&'v serde_json::Value>,
+    ) -> Vec<(&'static str, &'static str)> {
+        self.all_attrs()
+            .filter_map(|a| Some((a.name, a.ignored?)))
+            .chain(
+                self.blocks
+                    .iter()
+                    .filter_map(|b| Some((b.name, b.ignored?))),
+            )
+            .filter(|(name, _)| get(name).is_some_and(is_set))
+            .collect()
+    }
+}
+
+/// Whether a value says anything: not null, false, "", [] or {}.
+pub fn is_set(value: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match value {
+        Value::Null | Value::Bool(false) => false,
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(o) => !o.is_empty(),
+        _ => true,
     }
 }
 
@@ -279,3 +335,7 @@ pub fn assert_consistent(schema: &Schema) {
         );
     }
 }
+
+#[cfg(test)]
+#[path = "schema_tests.rs"]
+mod tests;

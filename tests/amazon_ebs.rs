@@ -375,6 +375,70 @@ fn keep_previous_deregisters_older_amis() {
     );
 }
 
+/// Packer's `force_deregister` removes an AMI of the same name before the
+/// build; its snapshots go too only with `force_delete_snapshot`. The
+/// shell provisioner's `pause_after` waits after its scripts.
+#[test]
+fn force_deregister_keeps_the_snapshots_unless_force_delete_snapshot() {
+    if !util::is_root() {
+        return;
+    }
+    let cloud = Cloud::start();
+    cloud.moto.register_image("base-1");
+    let p = Project::new();
+    let fixed_name = regex::Regex::new(r#"ami_name\s*=\s*".*""#).unwrap();
+    let defs = |n: u32, delete_snapshots: bool| {
+        let source = cloud.source(
+            "web",
+            &format!(
+                "{FILTER}\n  force_deregister = true\n  force_delete_snapshot = {delete_snapshots}"
+            ),
+        );
+        let source = fixed_name.replace(&source, r#"ami_name = "web-fixed""#);
+        format!(
+            "{source}\nbuild {{\n  sources = [\"source.amazon-ebs.web\"]\n  provisioner \"shell\" {{\n    inline      = [\"echo version {n}\"]\n    pause_after = \"1s\"\n  }}\n}}\n"
+        )
+    };
+    p.file("images.pkr.hcl", &defs(1, false));
+    let first = cloud.run(&p, &["apply", "--auto-approve"]);
+    first.success();
+    first.stderr_has("shell: pausing 1s after the scripts (pause_after)");
+    let ami1 = recorded_ami(&p, "amazon-ebs.web");
+    let snapshots1 = cloud.moto.image_snapshots(&ami1);
+    assert!(!snapshots1.is_empty(), "moto gave {ami1} no snapshot");
+
+    p.file("images.pkr.hcl", &defs(2, false));
+    let second = cloud.run(&p, &["apply", "--auto-approve"]);
+    second.success();
+    second.stderr_has(&format!(
+        "force_deregister: deregistering {ami1} (web-fixed)\n"
+    ));
+    let ami2 = recorded_ami(&p, "amazon-ebs.web");
+    let images: Vec<String> = cloud.moto.images().into_iter().map(|(id, _)| id).collect();
+    assert!(
+        !images.contains(&ami1) && images.contains(&ami2),
+        "{images:?}"
+    );
+    let snapshots = cloud.moto.snapshots();
+    assert!(
+        snapshots1.iter().all(|s| snapshots.contains(s)),
+        "force_deregister alone keeps {snapshots1:?}; left: {snapshots:?}"
+    );
+
+    let snapshots2 = cloud.moto.image_snapshots(&ami2);
+    p.file("images.pkr.hcl", &defs(3, true));
+    let third = cloud.run(&p, &["apply", "--auto-approve"]);
+    third.success();
+    third.stderr_has(&format!(
+        "force_deregister: deregistering {ami2} (web-fixed) and deleting its snapshots"
+    ));
+    let snapshots = cloud.moto.snapshots();
+    assert!(
+        snapshots2.iter().all(|s| !snapshots.contains(s)),
+        "force_delete_snapshot deletes {snapshots2:?}; left: {snapshots:?}"
+    );
+}
+
 #[test]
 fn a_chain_of_two_amis_builds_the_child_from_the_parent() {
     if !util::is_root() {
@@ -651,7 +715,7 @@ build {
     );
     let out = p.run(&["validate"]);
     out.success();
-    out.stderr_has("`spot_price` is not supported by imgform yet and is ignored");
+    out.stderr_has("amazon-ebs `spot_price` is not acted on by imgform and is ignored");
     out.stderr_has("images.pkr.hcl:7:");
 
     p.file(

@@ -539,6 +539,24 @@ build {
         "elements/my-app/finalise.d/99-final",
         "#!/bin/sh\necho 99-final >> /var/log/dib-order\n",
     );
+    // As in DIB, only executable hooks run: this one is skipped.
+    p.file(
+        "elements/my-app/install.d/30-not-executable",
+        "#!/bin/sh\necho 30-not-executable >> /var/log/dib-order\n",
+    );
+    for hook in [
+        "elements/my-base/install.d/10-base",
+        "elements/my-base/root.d/05-host",
+        "elements/my-app/pre-install.d/50-pre",
+        "elements/my-app/install.d/20-app",
+        "elements/my-app/install.d/05-first",
+        "elements/my-app/post-install.d/10-post",
+        "elements/my-app/finalise.d/99-final",
+    ] {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(p.path().join(hook), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
+    }
     let run = p.run(&["apply", "--auto-approve"]);
     run.success();
     let image = output(&p, "chroot-dib-", ".qcow2");
@@ -549,7 +567,7 @@ build {
     assert_eq!(cat_in_image(&image, "/etc/root-d-ran"), "host-phase\n");
     // Staging files are cleaned up.
     assert_eq!(
-        cat_in_image(&image, "/tmp/imgform-dib/environment.d/10-base-env"),
+        cat_in_image(&image, "/tmp/in_target.d/environment.d/10-base-env"),
         ""
     );
 }

@@ -139,7 +139,7 @@ phases:
             - test "$(wc -l < /etc/tries)" -ge 2
       - name: Broken
         action: ExecuteBash
-        onFailure: Continue
+        onFailure: Ignore
         inputs:
           commands:
             - exit 9
@@ -216,7 +216,7 @@ fn every_action_parameters_outputs_loops_and_failure_modes() {
     assert!(listing.contains("./etc/from-binary"));
     assert!(
         run.stderr
-            .contains("step Broken failed (exit status 9); onFailure: Continue"),
+            .contains("step Broken failed (exit status 9); onFailure: Ignore"),
         "{}",
         run.stderr
     );
@@ -263,6 +263,9 @@ fn abort_fails_the_image_and_web_download_fetches_over_http() {
     let doc = r#"
 name: fetch
 schemaVersion: 1.0
+parameters:
+  - port:
+      type: string
 phases:
   - name: build
     steps:
@@ -293,6 +296,23 @@ phases:
         run.stderr
     );
     assert!(run.stderr.contains("failing on purpose"), "{}", run.stderr);
+    // onFailure: Continue runs the phase's other steps, then fails the
+    // document (AWSTOE marks it Failed): nothing is recorded.
+    p.file(
+        "components/doc.yml",
+        &doc.replace(
+            "      - name: Stop\n        action: ExecuteBash\n",
+            "      - name: Stop\n        action: ExecuteBash\n        onFailure: Continue\n",
+        ),
+    );
+    let run = p.run(&["apply", "--auto-approve", "--var", &format!("port={port}")]);
+    run.code(1);
+    assert!(
+        run.stderr.contains("build/Never (CreateFile)")
+            && run.stderr.contains("phase build failed (onFailure: Continue ran its other steps): build/Stop (ExecuteBash) failed: exit status 4"),
+        "{}",
+        run.stderr
+    );
     // Without the failing step the download lands in the image.
     p.file(
         "components/doc.yml",
@@ -303,6 +323,99 @@ phases:
     assert_eq!(read(&p, "/opt/payload.txt"), "downloaded\n");
     server.kill().ok();
     server.wait().ok();
+}
+
+/// AWSTOE's variables and chaining: constants, a `forEach` over a
+/// delimited list (from a parameter, and from an earlier step's output),
+/// named loops with `{{ loop.* }}` too, and inputs chained from other steps.
+const CHAINED: &str = r#"
+name: chained
+schemaVersion: 1.0
+parameters:
+  - Hosts:
+      type: string
+      default: alpha;beta
+constants:
+  - AppDir:
+      type: string
+      value: /opt/chained
+phases:
+  - name: build
+    steps:
+      - name: Folder
+        action: CreateFolder
+        inputs:
+          - path: "{{ AppDir }}/data"
+      - name: Config
+        action: CreateFile
+        inputs:
+          - path: "{{ build.Folder.inputs[0].path }}/app.conf"
+            content: "dir={{ AppDir }}"
+      - name: PerHost
+        action: ExecuteBash
+        timeoutSeconds: -1
+        loop:
+          name: host
+          forEach:
+            list: "{{ Hosts }}"
+            delimiter: ";"
+        inputs:
+          commands:
+            - echo "{{ host.index }} {{ loop.value }}" >> "{{ AppDir }}/hosts"
+      - name: List
+        action: ExecuteBash
+        inputs:
+          commands:
+            - printf 'one\ntwo\n'
+      - name: PerLine
+        action: ExecuteBash
+        loop:
+          forEach:
+            list: "{{ build.List.outputs.stdout }}"
+            delimiter: "\n"
+        inputs:
+          commands:
+            - echo "line {{ loop.index }}={{ loop.value }}" >> "{{ build.Folder.inputs[0].path }}/lines"
+            - cp "{{ build.Config.inputs[0].path }}" /etc/chained.conf
+"#;
+
+#[test]
+fn constants_delimited_loops_and_chained_inputs_and_outputs() {
+    if !util::is_root() {
+        eprintln!("skipped: needs root for the chroot builder");
+        return;
+    }
+    let p = project(CHAINED);
+    p.run(&["apply", "--auto-approve"]).success();
+    assert_eq!(read(&p, "/opt/chained/data/app.conf"), "dir=/opt/chained");
+    assert_eq!(read(&p, "/opt/chained/hosts"), "0 alpha\n1 beta\n");
+    assert_eq!(
+        read(&p, "/opt/chained/data/lines"),
+        "line 0=one\nline 1=two\n"
+    );
+    assert_eq!(read(&p, "/etc/chained.conf"), "dir=/opt/chained");
+}
+
+#[test]
+fn references_awstoe_would_leave_as_written_are_located_errors() {
+    let p = project(
+        "name: bad\nschemaVersion: 1.0\nconstants:\n  - Greeting:\n      type: string\n      value: hi\nphases:\n  - name: build\n    steps:\n      - name: One\n        action: ExecuteBash\n        inputs:\n          commands: [\"echo {{ Greting }}\"]\n      - name: Two\n        action: ExecuteBash\n        if:\n          stringEquals: a\n          value: a\n        inputs:\n          commands: [\"echo {{ build.Three.outputs.stdout }}\"]\n      - name: Three\n        action: ExecuteBash\n        inputs:\n          commands: [\"echo {{ loop.value }}\"]\n",
+    );
+    let run = p.run(&["plan"]);
+    run.code(1);
+    for needle in [
+        "components/doc.yml:13:1",
+        "`{{ Greting }}` is nothing this document declares",
+        "did you mean `{{ Greeting }}`?",
+        "components/doc.yml:16:1",
+        "uses a conditional (`if`)",
+        "components/doc.yml:20:1",
+        "refers to the outputs of a step that has not run yet",
+        "components/doc.yml:24:1",
+        "is used outside a loop",
+    ] {
+        assert!(run.stderr.contains(needle), "{needle}: {}", run.stderr);
+    }
 }
 
 #[test]

@@ -301,3 +301,50 @@ fn the_aws_example_validates_and_plans_against_ec2() {
     );
     assert_eq!(json["changes"][1]["parents"][0], "golden.amazon-ebs.debian");
 }
+
+/// Attributes Packer knows that imgform does not act on load, each with a
+/// warning at its own line naming it — in sources and in provisioners — and
+/// nothing when they are unset or false.
+#[test]
+fn packer_attributes_imgform_does_not_act_on_are_warnings_at_their_line() {
+    let p = Project::new();
+    p.file(
+        "images.pkr.hcl",
+        r#"source "null" "box" {
+  communicator            = "ssh"
+  ssh_host                = "127.0.0.1"
+  ssh_username            = "root"
+  ssh_password            = "x"
+  ssh_bastion_interactive = true
+  ssh_ip_version          = ""
+}
+
+build {
+  sources = ["source.null.box"]
+  provisioner "shell" {
+    inline            = ["reboot"]
+    expect_disconnect = true
+    pause_after       = "10s"
+  }
+}
+"#,
+    );
+    let run = p.run(&["validate"]);
+    run.success()
+        .stderr_has("null.box: null `ssh_bastion_interactive` is not acted on by imgform and is ignored")
+        .stderr_has("images.pkr.hcl:6:")
+        .stderr_has("null.box: provisioner \"shell\" `expect_disconnect` is not acted on by imgform and is ignored")
+        .stderr_has("images.pkr.hcl:14:");
+    assert!(!run.stderr.contains("ssh_ip_version"), "{}", run.stderr);
+    assert!(!run.stderr.contains("`pause_after`"), "{}", run.stderr);
+
+    // A bad pause_after is an error at its line.
+    p.file(
+        "images.pkr.hcl",
+        &p.read("images.pkr.hcl").replace("\"10s\"", "\"soon\""),
+    );
+    p.run(&["validate"])
+        .code(1)
+        .stderr_has("`pause_after` must be a duration")
+        .stderr_has("images.pkr.hcl:15:");
+}

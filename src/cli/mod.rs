@@ -1,6 +1,7 @@
 //! Command-line definitions (clap derive) only. `settings` turns them plus
 //! the environment into what commands need.
 
+pub mod packer_args;
 pub mod settings;
 
 use std::path::PathBuf;

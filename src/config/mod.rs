@@ -22,6 +22,7 @@
 pub mod backend;
 mod build;
 mod data;
+mod dib;
 pub mod eval;
 pub mod functions;
 pub mod lazy_eval;

@@ -10,13 +10,11 @@
 //! folder is an input of every image that uses it.
 //!
 //! A diskimage-builder element folder (`element-deps`, `install.d/NN-name`,
-//! `environment.d/…`, ...) is accepted as a module too: its `element-deps`
-//! are followed and its phase scripts run in DIB's order — per phase, the
-//! scripts of all elements sorted by name, with every `environment.d` file
-//! sourced first. In-image phases (`pre-install.d`, `install.d`,
-//! `post-install.d`, `finalise.d`) run inside the image; host phases
-//! (`root.d`, `extra-data.d`, `cleanup.d`) run on the host with
-//! `TARGET_ROOT` set to the image's root.
+//! `environment.d/…`, ...) is accepted as a module too, and so is an
+//! element set: `source` = folders of elements (or "diskimage-builder",
+//! the installed package's) with `elements = [...]`, `distro`, `release`
+//! and `environment`. [`super::dib`] finds and expands the elements and
+//! makes the provisioners that run them as `disk-image-create` does.
 //!
 //! Invariants: a module folder is expanded at most once per build (`seen`),
 //! dependencies before their users; a dependency cycle is an error. Callers
@@ -27,10 +25,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::dib;
 use super::parse::{self, RawAttr, RawBlock};
 use super::VariableDef;
 use crate::diag::{Diagnostic, SourceLoc};
-use crate::provision::{file, shell, shell_local};
 
 /// What a build's `module` block gives its images.
 #[derive(Debug, Default)]
@@ -83,29 +81,6 @@ impl ProvisionerDef {
     }
 }
 
-const DIB_MARKERS: &[&str] = &[
-    "element-deps",
-    "install.d",
-    "pre-install.d",
-    "post-install.d",
-    "finalise.d",
-    "environment.d",
-    "root.d",
-    "extra-data.d",
-    "cleanup.d",
-];
-
-/// DIB phases in order; `true` = runs inside the image.
-const DIB_PHASES: &[(&str, bool)] = &[
-    ("root.d", false),
-    ("extra-data.d", false),
-    ("pre-install.d", true),
-    ("install.d", true),
-    ("post-install.d", true),
-    ("finalise.d", true),
-    ("cleanup.d", false),
-];
-
 pub struct ModuleLoader<'a> {
     pub def_dir: &'a Path,
     pub diags: &'a mut Vec<Diagnostic>,
@@ -139,10 +114,18 @@ impl ModuleLoader<'_> {
             );
             return Expanded::default();
         };
-        let Some(source) = block
-            .attr("source")
-            .and_then(|a| super::literal_string(&a.expr))
-        else {
+        let source_attr = block.attr("source");
+        // `source` is one folder, a list of element folders (an
+        // ELEMENTS_PATH), or "diskimage-builder".
+        let sources: Option<Vec<String>> = match source_attr.map(|a| &a.expr) {
+            Some(hcl::Expression::Array(items)) => {
+                items.iter().map(super::literal_string).collect()
+            }
+            Some(e) => super::literal_string(e).map(|s| vec![s]),
+            None => None,
+        };
+        let has_elements = block.attr("elements").is_some();
+        let Some(sources) = sources.filter(|s| has_elements || !s.is_empty()) else {
             self.error(
                 &block.loc,
                 format!("module `{name}` needs a literal `source`"),
@@ -150,19 +133,9 @@ impl ModuleLoader<'_> {
             );
             return Expanded::default();
         };
-        let source_loc = block
-            .attr("source")
+        let source_loc = source_attr
             .map(|a| a.loc.clone())
             .unwrap_or_else(|| block.loc.clone());
-        let dir = self.def_dir.join(&source);
-        let Ok(dir) = std::fs::canonicalize(&dir) else {
-            self.error(
-                &source_loc,
-                format!("module `{name}`: folder {source} does not exist"),
-                "source is a folder relative to the definition dir, e.g. \"../modules/devuser\"",
-            );
-            return Expanded::default();
-        };
         let args: Vec<RawAttr> = block
             .attrs
             .iter()
@@ -179,13 +152,58 @@ impl ModuleLoader<'_> {
         let mut out = Vec::new();
         let mut dirs = Vec::new();
         if let Some(elements) = args.iter().find(|a| a.name == "elements") {
-            let settings = self.load_element_set(&name, &dir, elements, &args, &mut out, &mut dirs);
+            let Some(search) = self.search_path(&name, &sources, &source_loc) else {
+                return Expanded::default();
+            };
+            let names: Option<Vec<String>> = match &elements.expr {
+                hcl::Expression::Array(items) => items.iter().map(super::literal_string).collect(),
+                _ => None,
+            };
+            let Some(names) = names else {
+                self.error(
+                    &elements.loc,
+                    format!("`elements` of module `{name}` must be a list of element names"),
+                    "write elements = [\"vm\", \"block-device-gpt\", \"cloud-init-datasources\"]",
+                );
+                return Expanded::default();
+            };
+            let settings = self.load_element_set(
+                &name,
+                &search,
+                &names,
+                &args,
+                &elements.loc,
+                &mut out,
+                &mut dirs,
+            );
             return Expanded {
                 provisioners: out,
                 dirs,
                 source_settings: settings,
             };
         }
+        let [source] = sources.as_slice() else {
+            self.error(
+                &source_loc,
+                format!("module `{name}` lists several folders but no `elements`"),
+                "a list of folders is where diskimage-builder elements are looked up: add elements = [\"...\"]",
+            );
+            return Expanded::default();
+        };
+        let dir = self.def_dir.join(source);
+        let Ok(dir) = std::fs::canonicalize(&dir) else {
+            let hint = if source == dib::INSTALLED {
+                "\"diskimage-builder\" names the installed package's elements: add elements = [\"...\"]"
+            } else {
+                "source is a folder relative to the definition dir, e.g. \"../modules/devuser\""
+            };
+            self.error(
+                &source_loc,
+                format!("module `{name}`: folder {source} does not exist"),
+                hint,
+            );
+            return Expanded::default();
+        };
         self.load(
             &name,
             &dir,
@@ -202,58 +220,154 @@ impl ModuleLoader<'_> {
         }
     }
 
-    /// `module "NAME" { source = ELEMENTS_DIR, elements = ["vm", ...] }`:
-    /// elements picked from a folder of diskimage-builder elements (its
-    /// `elements/`, as `disk-image-create` is given names and an
-    /// `ELEMENTS_PATH`), with their dependencies.
-    fn load_element_set(
+    /// The folders an element set's elements are looked up in:
+    /// `ELEMENTS_PATH`, then the `source` folders ("diskimage-builder": the
+    /// installed package's elements).
+    fn search_path(
         &mut self,
         name: &str,
-        dir: &Path,
-        elements: &RawAttr,
-        args: &[RawAttr],
-        out: &mut Vec<ProvisionerDef>,
-        dirs: &mut Vec<String>,
-    ) -> Vec<RawAttr> {
-        if let Some(other) = args.iter().find(|a| a.name != "elements") {
-            self.error(&other.loc, format!("module `{name}` is a set of diskimage-builder elements and takes only `source` and `elements`"), "set DIB_* variables with environment_vars in a shell provisioner");
-        }
-        let names: Option<Vec<String>> = match &elements.expr {
-            hcl::Expression::Array(items) => items.iter().map(super::literal_string).collect(),
-            _ => None,
+        sources: &[String],
+        loc: &SourceLoc,
+    ) -> Option<dib::SearchPath> {
+        let mut search = dib::SearchPath {
+            dirs: self.elements_path(name, loc)?,
         };
-        let Some(names) = names else {
-            self.error(
-                &elements.loc,
-                format!("`elements` of module `{name}` must be a list of element names"),
-                "write elements = [\"vm\", \"block-device-gpt\", \"cloud-init-datasources\"]",
-            );
-            return Vec::new();
-        };
-        let mut roots = Vec::new();
-        for element in &names {
-            let path = dir.join(element);
-            match std::fs::canonicalize(&path) {
-                Ok(p) if p.is_dir() => roots.push(p),
+        for source in sources {
+            if source == dib::INSTALLED {
+                match dib::installed_elements() {
+                    Ok(dir) => search.dirs.push(dir),
+                    Err(tried) => {
+                        self.error(
+                            loc,
+                            format!("module `{name}`: diskimage-builder is not installed (tried {tried})"),
+                            "pip install diskimage-builder, or set DIB_PYTHON_EXEC to the Python that has it",
+                        );
+                        return None;
+                    }
+                }
+                continue;
+            }
+            match std::fs::canonicalize(self.def_dir.join(source)) {
+                Ok(dir) if dir.is_dir() => search.dirs.push(dir),
                 _ => {
-                    let known: Vec<String> = sorted_dirs(dir);
-                    let hint = match crate::diag::closest(element, known.iter().map(String::as_str))
-                    {
-                        Some(c) => format!("did you mean `{c}`?"),
-                        None => format!("elements are folders of {}", rel(self.def_dir, dir)),
-                    };
                     self.error(
-                        &elements.loc,
-                        format!(
-                            "module `{name}`: no element `{element}` in {}",
-                            rel(self.def_dir, dir)
-                        ),
-                        hint,
+                        loc,
+                        format!("module `{name}`: folder {source} does not exist"),
+                        "source is a folder of diskimage-builder elements (relative to the definition dir), a list of them, or \"diskimage-builder\" for the installed package's",
                     );
+                    return None;
                 }
             }
         }
-        self.load_dib(&roots, &elements.loc, out, dirs)
+        Some(search)
+    }
+
+    /// `ELEMENTS_PATH`'s folders; an entry that is no folder is an error.
+    fn elements_path(&mut self, name: &str, loc: &SourceLoc) -> Option<Vec<PathBuf>> {
+        match dib::elements_path_env() {
+            Ok(dirs) => Some(dirs),
+            Err(entry) => {
+                self.error(
+                    loc,
+                    format!("module `{name}`: ELEMENTS_PATH entry {entry} is not a folder"),
+                    "ELEMENTS_PATH lists folders of diskimage-builder elements, separated by :",
+                );
+                None
+            }
+        }
+    }
+
+    /// The module block's settings of an element set: `distro`, `release`
+    /// and `environment` (anything else is an error).
+    fn element_settings(&mut self, name: &str, args: &[RawAttr]) -> dib::EnvSettings {
+        let mut settings = dib::EnvSettings::default();
+        for a in args {
+            match a.name.as_str() {
+                "elements" => {}
+                "distro" => settings.distro = Some(a.clone()),
+                "release" => settings.release = Some(a.clone()),
+                "environment" => match &a.expr {
+                    hcl::Expression::Object(map) => {
+                        for (key, value) in map {
+                            let key = match key {
+                                hcl::ObjectKey::Identifier(id) => id.to_string(),
+                                hcl::ObjectKey::Expression(e) => {
+                                    super::literal_string(e).unwrap_or_default()
+                                }
+                                _ => String::new(),
+                            };
+                            if key.is_empty()
+                                || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                            {
+                                self.error(&a.loc, format!("module `{name}`: `{key}` is not an environment variable name"), "names are letters, digits and _, e.g. DIB_DEV_USER_USERNAME");
+                                continue;
+                            }
+                            settings.environment.push((key, value.clone()));
+                        }
+                    }
+                    _ => self.error(
+                        &a.loc,
+                        format!("`environment` of module `{name}` must be an object"),
+                        "write environment = { DIB_DEV_USER_USERNAME = \"ops\" }",
+                    ),
+                },
+                other => self.error(
+                    &a.loc,
+                    format!("module `{name}` is a set of diskimage-builder elements and has no setting `{other}`"),
+                    "an element set takes source, elements, distro, release and environment = { DIB_... = \"...\" }",
+                ),
+            }
+        }
+        settings
+    }
+
+    /// `module "NAME" { source = ELEMENTS_DIR, elements = ["vm", ...] }`:
+    /// elements picked from folders of diskimage-builder elements (as
+    /// `disk-image-create` is given names and an `ELEMENTS_PATH`), with
+    /// their dependencies, run with DIB's build environment. Returns the
+    /// source settings its disk elements stand for.
+    #[allow(clippy::too_many_arguments)]
+    fn load_element_set(
+        &mut self,
+        name: &str,
+        search: &dib::SearchPath,
+        requested: &[String],
+        args: &[RawAttr],
+        loc: &SourceLoc,
+        out: &mut Vec<ProvisionerDef>,
+        dirs: &mut Vec<String>,
+    ) -> Vec<RawAttr> {
+        let settings = self.element_settings(name, args);
+        let elements = match dib::expand(requested, search) {
+            Ok(e) => e,
+            Err(errors) => {
+                for e in errors {
+                    self.error(loc, format!("module `{name}`: {}", e.message), e.hint);
+                }
+                return Vec::new();
+            }
+        };
+        for (phase, file, first, second) in dib::duplicate_hooks(&elements) {
+            self.error(
+                loc,
+                format!("module `{name}`: elements {first} and {second} both have {phase}/{file}"),
+                "diskimage-builder refuses to merge two hooks of one name: rename one",
+            );
+        }
+        for e in &elements {
+            self.seen.insert(e.dir.clone());
+            let shown = dib::shown(self.def_dir, &e.dir);
+            if !dirs.contains(&shown) {
+                dirs.push(shown);
+            }
+        }
+        let names: Vec<String> = elements.iter().map(|e| e.name.clone()).collect();
+        out.extend(
+            dib::phase_provisioners(loc, self.def_dir, &elements, search, &settings)
+                .into_iter()
+                .map(ProvisionerDef::plain),
+        );
+        dib::disk_settings(&names, loc)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -307,13 +421,38 @@ impl ModuleLoader<'_> {
                 out,
                 dirs,
             );
-        } else if DIB_MARKERS.iter().any(|m| dir.join(m).exists()) {
-            if !args.is_empty() {
-                self.error(&args[0].loc, format!("module `{name}` is a diskimage-builder element and takes no variables"), "set DIB_* variables with environment_vars in a shell provisioner, or turn the element into a module with module.hcl");
-            }
-            let settings = self.load_dib(&[dir.to_path_buf()], loc, out, dirs);
+        } else if dib::MARKERS.iter().any(|m| dir.join(m).exists()) {
+            let element = dir
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            // The element named by `source` first, then ELEMENTS_PATH for
+            // its dependencies.
+            let Some(from_env) = self.elements_path(name, loc) else {
+                stack.pop();
+                return;
+            };
+            let search = dib::SearchPath {
+                dirs: dir
+                    .parent()
+                    .map(Path::to_path_buf)
+                    .into_iter()
+                    .chain(from_env)
+                    .collect(),
+            };
+            dirs.pop();
+            let settings = self.load_element_set(
+                name,
+                &search,
+                std::slice::from_ref(&element),
+                &args,
+                loc,
+                out,
+                dirs,
+            );
             if !settings.is_empty() {
-                self.diags.push(Diagnostic::warning(format!("module `{name}` is the diskimage-builder element `{}`, which makes a bootable disk: use it in an element set so the builder gets its disk layout", dir.file_name().unwrap_or_default().to_string_lossy())).at(Some(loc.clone())).hint("module \"image\" { source = \"<diskimage-builder>/elements\"  elements = [\"vm\", \"block-device-gpt\"] }"));
+                self.diags.push(Diagnostic::warning(format!("module `{name}` is the diskimage-builder element `{element}`, which makes a bootable disk: use it in an element set so the builder gets its disk layout")).at(Some(loc.clone())).hint("module \"image\" { source = \"diskimage-builder\"  elements = [\"vm\", \"block-device-gpt\"] }"));
             }
         } else {
             self.error(loc, format!("module `{name}`: {rel_dir} has no module.hcl and is not a diskimage-builder element"), "a module folder holds module.hcl (variables, provisioners, depends_on); an element holds install.d/, element-deps, ...");
@@ -462,337 +601,4 @@ impl ModuleLoader<'_> {
             }
         }
     }
-
-    /// The provisioners of DIB elements `roots` and their dependencies (the
-    /// disk elements imgform implements itself left out), and the source
-    /// settings those disk elements stand for.
-    fn load_dib(
-        &mut self,
-        roots: &[PathBuf],
-        loc: &SourceLoc,
-        out: &mut Vec<ProvisionerDef>,
-        dirs: &mut Vec<String>,
-    ) -> Vec<RawAttr> {
-        let all = self.dib_elements(roots, loc, dirs);
-        let settings = disk_settings(&element_names(&all), loc);
-        let elements: Vec<PathBuf> = all
-            .into_iter()
-            .filter(|e| !DISK_ELEMENTS.contains(&element_name(e).as_str()))
-            .collect();
-
-        // environment.d of every element, sourced before each script.
-        let env_files = self.element_files(&elements, "environment.d");
-        let env_dir = "/tmp/imgform-dib/environment.d";
-        let names = element_names(&elements);
-        let dib_env = [
-            format!("IMGFORM_DIB_ELEMENTS={}", names.join(" ")),
-            "ARCH=amd64".to_owned(),
-            "DIB_IMAGE_CACHE=/tmp/imgform-dib/cache".to_owned(),
-        ];
-        let env_expr = hcl::Expression::Array(dib_env.iter().map(|s| lit(s)).collect());
-        if !env_files.is_empty() {
-            out.push(ProvisionerDef::plain(dib_block(
-                loc,
-                shell::KIND.name(),
-                vec![dib_attr(
-                    loc,
-                    "inline",
-                    hcl::Expression::Array(vec![lit(&format!("mkdir -p {env_dir}"))]),
-                )],
-            )));
-            for (name, path) in &env_files {
-                out.push(ProvisionerDef::plain(dib_block(
-                    loc,
-                    file::KIND.name(),
-                    vec![
-                        dib_attr(loc, "source", lit(path)),
-                        dib_attr(loc, "destination", lit(&format!("{env_dir}/{name}"))),
-                    ],
-                )));
-            }
-        }
-        let inside_exec = format!("chmod +x {{{{ .Path }}}}; {{{{ .Vars }}}} sh -c 'for f in {env_dir}/*; do [ -f \"$f\" ] && . \"$f\"; done; exec \"$0\"' {{{{ .Path }}}}");
-        for (phase, inside) in DIB_PHASES {
-            for (_, path) in self.element_files(&elements, phase) {
-                out.push(phase_script(loc, &path, *inside, &env_expr, &inside_exec));
-            }
-        }
-        if !env_files.is_empty() {
-            out.push(ProvisionerDef::plain(dib_block(
-                loc,
-                shell::KIND.name(),
-                vec![dib_attr(
-                    loc,
-                    "inline",
-                    hcl::Expression::Array(vec![lit("rm -rf /tmp/imgform-dib")]),
-                )],
-            )));
-        }
-        settings
-    }
-
-    /// The closure of element-deps, dependencies first; every element but
-    /// `dir` itself is marked seen and its folder recorded in `dirs`.
-    /// Every element `roots` need, dependencies first. A dependency that is
-    /// no sibling folder is a virtual element: some element of the set must
-    /// provide it (`element-provides`); `vm` without a `block-device-*` gets
-    /// `block-device-mbr`, as `disk-image-create` does on x86.
-    fn dib_elements(
-        &mut self,
-        roots: &[PathBuf],
-        loc: &SourceLoc,
-        dirs: &mut Vec<String>,
-    ) -> Vec<PathBuf> {
-        let mut elements: Vec<PathBuf> = Vec::new();
-        let mut wanted: Vec<(String, PathBuf)> = Vec::new();
-        for root in roots {
-            self.dib_closure(root, &mut elements, &mut Vec::new(), &mut wanted);
-        }
-        let names = element_names(&elements);
-        let has_block_device = names.iter().any(|n| n.starts_with("block-device-"));
-        if names.iter().any(|n| n == "vm") && !has_block_device {
-            if let Some(parent) = elements
-                .iter()
-                .find(|e| element_name(e) == "vm")
-                .and_then(|e| e.parent())
-            {
-                let mbr = parent.join("block-device-mbr");
-                if mbr.is_dir() {
-                    self.dib_closure(&mbr, &mut elements, &mut Vec::new(), &mut wanted);
-                }
-            }
-        }
-        let provided: BTreeSet<String> = elements
-            .iter()
-            .flat_map(|e| read_list(&e.join("element-provides")))
-            .collect();
-        for (virtual_name, needed_by) in wanted {
-            if !provided.contains(&virtual_name) {
-                self.error(
-                    loc,
-                    format!(
-                        "element {} depends on `{virtual_name}`, which no element of the set provides",
-                        element_name(&needed_by)
-                    ),
-                    "element-deps names element folders next to this one, or a name another element lists in its element-provides",
-                );
-            }
-        }
-        for e in &elements {
-            if !roots.contains(e) {
-                self.seen.insert(e.clone());
-                let r = rel(self.def_dir, e);
-                if !dirs.contains(&r) {
-                    dirs.push(r);
-                }
-            }
-        }
-        elements
-    }
-
-    /// The files in folder `sub` of every element, as (file name, path
-    /// relative to the definition dir), sorted by file name across elements.
-    fn element_files(&self, elements: &[PathBuf], sub: &str) -> Vec<(String, String)> {
-        let mut files: Vec<(String, String)> = Vec::new();
-        for e in elements {
-            for f in sorted_files(&e.join(sub)) {
-                files.push((
-                    f.file_name()
-                        .unwrap_or_default()
-                        .to_string_lossy()
-                        .into_owned(),
-                    rel(self.def_dir, &f),
-                ));
-            }
-        }
-        files.sort();
-        files
-    }
-
-    fn dib_closure(
-        &mut self,
-        dir: &Path,
-        out: &mut Vec<PathBuf>,
-        stack: &mut Vec<PathBuf>,
-        wanted: &mut Vec<(String, PathBuf)>,
-    ) {
-        if out.contains(&dir.to_path_buf()) || stack.contains(&dir.to_path_buf()) {
-            return;
-        }
-        stack.push(dir.to_path_buf());
-        let parent = dir.parent().map(Path::to_path_buf).unwrap_or_default();
-        for dep in read_list(&dir.join("element-deps")) {
-            match std::fs::canonicalize(parent.join(&dep)) {
-                Ok(d) if d.is_dir() => self.dib_closure(&d, out, stack, wanted),
-                _ => wanted.push((dep, dir.to_path_buf())),
-            }
-        }
-        stack.pop();
-        out.push(dir.to_path_buf());
-    }
-}
-
-fn lit(s: &str) -> hcl::Expression {
-    hcl::Expression::String(s.to_owned())
-}
-
-/// An attribute of a generated DIB provisioner, placed at the module block.
-fn dib_attr(loc: &SourceLoc, name: &str, expr: hcl::Expression) -> RawAttr {
-    RawAttr {
-        name: name.to_owned(),
-        text: hcl::format::to_string(&expr).unwrap_or_default(),
-        expr,
-        loc: loc.clone(),
-    }
-}
-
-/// A generated `provisioner "KIND"` block, placed at the module block.
-fn dib_block(loc: &SourceLoc, kind: &str, attrs: Vec<RawAttr>) -> RawBlock {
-    RawBlock {
-        kind: "provisioner".to_owned(),
-        labels: vec![kind.to_owned()],
-        attrs,
-        blocks: Vec::new(),
-        loc: loc.clone(),
-    }
-}
-
-/// The provisioner that runs one phase script: `shell` inside the image,
-/// `shell-local` on the host.
-fn phase_script(
-    loc: &SourceLoc,
-    path: &str,
-    inside: bool,
-    env_expr: &hcl::Expression,
-    inside_exec: &str,
-) -> ProvisionerDef {
-    let attrs = if inside {
-        vec![
-            dib_attr(loc, "script", lit(path)),
-            dib_attr(loc, "environment_vars", env_expr.clone()),
-            dib_attr(loc, "execute_command", lit(inside_exec)),
-        ]
-    } else {
-        // On the host, with TARGET_ROOT set by the chroot builder.
-        let guard = "test -n \"$TARGET_ROOT\" || { echo 'TARGET_ROOT is not set: diskimage-builder host phases need the chroot builder' >&2; exit 1; }; {{.Vars}} {{.Script}}";
-        vec![
-            dib_attr(loc, "script", lit(path)),
-            dib_attr(loc, "environment_vars", env_expr.clone()),
-            dib_attr(
-                loc,
-                "execute_command",
-                hcl::Expression::Array(vec![lit("/bin/sh"), lit("-c"), lit(guard)]),
-            ),
-        ]
-    };
-    ProvisionerDef::plain(dib_block(
-        loc,
-        if inside {
-            shell::KIND.name()
-        } else {
-            shell_local::KIND.name()
-        },
-        attrs,
-    ))
-}
-
-fn sorted_files(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.filter_map(|e| e.ok())
-                .map(|e| e.path())
-                .filter(|p| p.is_file())
-                .collect()
-        })
-        .unwrap_or_default();
-    files.sort();
-    files
-}
-
-/// The diskimage-builder elements that describe the disk (its partitions
-/// and bootloader): imgform makes that disk itself, so their scripts do not
-/// run; [`disk_settings`] turns them into the builder's settings.
-const DISK_ELEMENTS: &[&str] = &[
-    "vm",
-    "block-device-mbr",
-    "block-device-gpt",
-    "block-device-efi",
-    "bootloader",
-];
-
-/// The source settings DIB's disk elements stand for: `vm` makes a
-/// partitioned bootable disk — MBR by default, GPT with `block-device-gpt`,
-/// GPT with an EFI system partition with `block-device-efi` — with GRUB
-/// (`bootloader`) and its default kernel command line, menu timeout 5 s.
-fn disk_settings(names: &[String], loc: &SourceLoc) -> Vec<RawAttr> {
-    let has = |n: &str| names.iter().any(|x| x == n);
-    if !has("vm") {
-        return Vec::new();
-    }
-    let table = if has("block-device-gpt") || has("block-device-efi") {
-        "gpt"
-    } else {
-        "mbr"
-    };
-    let mut attrs = vec![
-        dib_attr(loc, "partition_table", lit(table)),
-        dib_attr(
-            loc,
-            "bootloader",
-            lit(if has("bootloader") { "grub" } else { "none" }),
-        ),
-        dib_attr(
-            loc,
-            "kernel_args",
-            hcl::Expression::Array(
-                ["nofb", "nomodeset", "gfxpayload=text", "no_timer_check"]
-                    .iter()
-                    .map(|a| lit(a))
-                    .collect(),
-            ),
-        ),
-        dib_attr(loc, "grub_timeout", hcl::Expression::Number(5.into())),
-    ];
-    if has("block-device-efi") {
-        attrs.push(dib_attr(loc, "efi", hcl::Expression::Bool(true)));
-    }
-    attrs
-}
-
-fn element_name(dir: &Path) -> String {
-    dir.file_name()
-        .unwrap_or_default()
-        .to_string_lossy()
-        .into_owned()
-}
-
-fn element_names(elements: &[PathBuf]) -> Vec<String> {
-    elements.iter().map(|e| element_name(e)).collect()
-}
-
-/// The non-comment lines of a list file (`element-deps`, `element-provides`).
-fn read_list(path: &Path) -> Vec<String> {
-    std::fs::read_to_string(path)
-        .map(|text| {
-            text.lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// The sub-folders of `dir`, by name.
-fn sorted_dirs(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.flatten()
-                .filter(|e| e.path().is_dir())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort();
-    names
 }

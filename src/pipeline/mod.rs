@@ -259,11 +259,31 @@ impl Stage<'_> {
 /// Plan-time checks of an evaluated image: its builder kind's, then each
 /// of its provisioners' kinds'.
 fn validate(spec: &ImageSpec) -> Vec<Diagnostic> {
-    let mut diags = drivers::kind_of(&spec.builder)
-        .map(|k| (k.validate)(spec))
-        .unwrap_or_default();
+    let mut diags = Vec::new();
+    if let Some(kind) = drivers::kind_of(&spec.builder) {
+        diags.extend(ignored_warnings(spec, kind));
+        diags.extend((kind.validate)(spec));
+    }
     diags.extend(provision::validate(spec));
     diags
+}
+
+/// A warning for each Packer attribute the source sets that imgform loads
+/// but does not act on, so nothing is built differently from what was
+/// asked without a word.
+fn ignored_warnings(spec: &ImageSpec, kind: &drivers::BuilderKind) -> Vec<Diagnostic> {
+    kind.schema
+        .ignored_in(|name| spec.attr(name))
+        .into_iter()
+        .map(|(name, hint)| {
+            Diagnostic::warning(format!(
+                "{}: {} `{name}` is not acted on by imgform and is ignored",
+                spec.addr, spec.builder
+            ))
+            .at(drivers::kind::loc_of(spec, name))
+            .hint(hint)
+        })
+        .collect()
 }
 
 /// The topological order cut into levels: every image's parents are in

@@ -42,24 +42,26 @@ pub static KIND: ProvisionerKind = ProvisionerKind {
                 input("galaxy_file").files(),
                 input("galaxy_command"),
                 input("galaxy_force_install"),
-                input("galaxy_force_with_deps"),
+                input("galaxy_force_with_deps").ignored("galaxy_force_install reinstalls roles and collections"),
                 input("roles_path"),
                 input("collections_path"),
                 input("user"),
                 setting("command"),
-                setting("use_proxy"),
+                setting("use_proxy").ignored("imgform always connects Ansible straight to the machine, as Packer does with use_proxy = false"),
                 setting("keep_inventory_file"),
-                setting("inventory_file"),
-                setting("inventory_file_template"),
-                setting("inventory_directory"),
-                setting("ansible_ssh_extra_args"),
-                setting("sftp_command"),
-                setting("skip_version_check"),
-                setting("use_sftp"),
-                setting("local_port"),
-                setting("ssh_host_key_file"),
-                setting("ssh_authorized_key_file"),
-                setting("ansible_winrm_use_http"),
+                setting("inventory_file").ignored("imgform writes its own inventory for the machine"),
+                setting("inventory_file_template").ignored("imgform writes its own inventory for the machine"),
+                setting("inventory_directory").ignored("imgform writes its own inventory for the machine"),
+                setting("ansible_ssh_extra_args").ignored("pass SSH options with ansible_env_vars = [\"ANSIBLE_SSH_ARGS=...\"]"),
+                setting("sftp_command").ignored("imgform runs no local proxy for Ansible"),
+                setting("skip_version_check").ignored("imgform does not check Ansible's version"),
+                setting("use_sftp").ignored("Ansible copies files with its own default method"),
+                setting("local_port").ignored("imgform runs no local proxy for Ansible"),
+                setting("ssh_host_key_file").ignored("imgform runs no local proxy for Ansible"),
+                setting("ssh_authorized_key_file").ignored("imgform runs no local proxy for Ansible"),
+                setting("ansible_winrm_use_http").ignored("WinRM is not implemented: imgform connects over SSH"),
+                setting("ansible_proxy_key_type")
+                    .ignored("imgform's SSH proxy for Ansible uses its own ed25519 key"),
             ],
             kind::COMMON,
         ],
@@ -323,11 +325,10 @@ impl Scratch {
             .get("keep_inventory_file")
             .and_then(Value::as_bool)
             .unwrap_or(false);
-        let scratch = Scratch {
-            path: std::env::temp_dir()
-                .join(format!("imgform-ansible-{}", uuid::Uuid::new_v4().simple())),
-            keep,
-        };
+        // Private (0700): the inventory and extra vars may hold secrets.
+        let path = crate::paths::private_temp_dir(&std::env::temp_dir(), "imgform-ansible")
+            .map_err(|e| fail(format!("creating a temporary dir: {e}")))?;
+        let scratch = Scratch { path, keep };
         std::fs::create_dir_all(scratch.path.join("connection"))
             .map_err(|e| fail(format!("creating {}: {e}", scratch.path.display())))?;
         std::fs::create_dir_all(scratch.path.join("become"))

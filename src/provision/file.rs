@@ -28,7 +28,7 @@ pub static KIND: ProvisionerKind = ProvisionerKind {
                 input("direction"),
                 input("mode"),
                 input("owner"),
-                setting("generated"),
+                setting("generated").ignored("the source must exist when imgform plans: its bytes are part of the content address"),
             ],
             kind::COMMON,
         ],
@@ -124,13 +124,15 @@ async fn run(
     }
     let mut uploaded: Vec<String> = Vec::new();
     if let Some(content) = p.str("content") {
-        let tmp =
-            std::env::temp_dir().join(format!("imgform-content-{}", uuid::Uuid::new_v4().simple()));
+        // A private dir: content may hold the value of a secret.
+        let dir = crate::paths::PrivateTempDir::new("imgform-content")
+            .map_err(|e| fail(format!("creating a temporary dir: {e}")))?;
+        let tmp = dir.path().join("content");
         std::fs::write(&tmp, content).map_err(|e| fail(format!("writing content: {e}")))?;
         ctx.events
             .step(format!("file: writing content to {destination}"));
         let result = comm.upload(&tmp, &destination).await;
-        let _ = std::fs::remove_file(&tmp);
+        drop(dir);
         result.map_err(|e| super::comm_error("file", "", e))?;
         uploaded.push(destination.clone());
     } else {

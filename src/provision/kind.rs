@@ -106,3 +106,26 @@ pub fn required(p: &ProvisionerSpec, name: &str, example: &str) -> Option<Diagno
             .hint(example.to_owned())
     })
 }
+
+/// A located error unless attribute `name` of `p`, when set, is a duration
+/// (`"30s"`, `"5m"`, `"1h30m"`).
+pub fn duration(p: &ProvisionerSpec, name: &str) -> Option<Diagnostic> {
+    let value = p.config.get(name).or_else(|| p.settings.get(name))?;
+    if value
+        .as_str()
+        .and_then(crate::spec::parse_duration)
+        .is_some()
+    {
+        return None;
+    }
+    Some(
+        Diagnostic::error(format!("`{name}` must be a duration"))
+            .at(Some(
+                p.attr_locs
+                    .get(name)
+                    .cloned()
+                    .unwrap_or_else(|| p.loc.clone()),
+            ))
+            .hint("write a duration like \"30s\", \"5m\" or \"1h30m\""),
+    )
+}

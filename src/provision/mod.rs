@@ -500,6 +500,27 @@ pub fn validate(spec: &ImageSpec) -> Vec<crate::diag::Diagnostic> {
         .iter()
         .chain(&spec.tests)
         .filter_map(|p| kind_of(&p.kind).map(|k| (k, p)))
-        .flat_map(|(k, p)| (k.validate)(spec, p))
+        .flat_map(|(k, p)| {
+            let ignored = k
+                .schema
+                .ignored_in(|name| p.config.get(name).or_else(|| p.settings.get(name)))
+                .into_iter();
+            ignored
+                .map(|(name, hint)| {
+                    crate::diag::Diagnostic::warning(format!(
+                        "{}: provisioner \"{}\" `{name}` is not acted on by imgform and is ignored",
+                        spec.addr, p.kind
+                    ))
+                    .at(Some(
+                        p.attr_locs
+                            .get(name)
+                            .cloned()
+                            .unwrap_or_else(|| p.loc.clone()),
+                    ))
+                    .hint(hint)
+                })
+                .chain((k.validate)(spec, p))
+                .collect::<Vec<_>>()
+        })
         .collect()
 }

@@ -25,8 +25,11 @@ pub static KIND: ProvisionerKind = ProvisionerKind {
                 setting("remote_file"),
                 setting("remote_path"),
                 setting("skip_clean"),
-                setting("expect_disconnect"),
-                setting("start_retry_timeout"),
+                setting("expect_disconnect").ignored(
+                    "a script that drops the connection fails the build; reboot in the last provisioner, or let the builder's shutdown do it",
+                ),
+                setting("start_retry_timeout")
+                    .ignored("a script that cannot start fails at once; use max_retries to retry the provisioner"),
                 setting("pause_after"),
             ],
             kind::COMMON,
@@ -35,7 +38,11 @@ pub static KIND: ProvisionerKind = ProvisionerKind {
     },
     runs_on_host: false,
     test_phase: false,
-    check: check_what_runs,
+    check: |p| {
+        let mut diags = check_what_runs(p);
+        diags.extend(kind::duration(p, "pause_after"));
+        diags
+    },
     files: |p, _| kind::schema_files(&KIND.schema, p),
     validate: kind::no_validate,
     provisioner: &Shell,
@@ -52,9 +59,11 @@ pub const SHELL_COMMON: &[AttrSpec] = &[
     input("execute_command"),
     input("inline_shebang"),
     input("valid_exit_codes").list(),
-    input("binary"),
-    setting("env_var_format"),
-    setting("use_env_var_file"),
+    input("binary").ignored("imgform runs every script with execute_command"),
+    setting("env_var_format")
+        .ignored("environment_vars are exported in front of the command as NAME='value'"),
+    setting("use_env_var_file")
+        .ignored("environment_vars are exported in front of the command as NAME='value'"),
 ];
 
 /// Exactly one way to say what runs: `inline`, `script`, `scripts` (or
@@ -122,14 +131,21 @@ async fn run(
 ) -> Result<(), BuildError> {
     let env = provisioner_env(ctx, p)?;
     let dir = base_dir(ctx, p);
-    let tmp = tempfile_dir()?;
+    let tmp = crate::paths::PrivateTempDir::new("imgform-shell").map_err(|e| BuildError::Io {
+        context: "creating a temporary dir for the scripts".to_owned(),
+        source: e,
+    })?;
     let mut scripts: Vec<(std::path::PathBuf, String)> = Vec::new();
     let inline = p.strings("inline");
     if !inline.is_empty() {
         let shebang = p.str("inline_shebang").unwrap_or("/bin/sh -e");
-        let path = tmp.join("inline.sh");
-        std::fs::write(&path, format!("#!{shebang}\n{}\n", inline.join("\n")))
-            .map_err(|e| fail(format!("writing inline script: {e}")))?;
+        let path = tmp.path().join("inline.sh");
+        // Private (0700): the commands hold the values of secrets.
+        super::write_executable(
+            &path,
+            format!("#!{shebang}\n{}\n", inline.join("\n")).as_bytes(),
+        )
+        .map_err(|e| fail(format!("writing inline script: {e}")))?;
         scripts.push((path, "inline".to_owned()));
     }
     let mut sources: Vec<String> = p
@@ -201,15 +217,22 @@ async fn run(
             return Err(fail(format!("{shown} exited with status {code}")));
         }
     }
-    let _ = std::fs::remove_dir_all(&tmp);
+    drop(tmp);
+    if let Some(pause) = p
+        .settings
+        .get("pause_after")
+        .and_then(Value::as_str)
+        .and_then(crate::spec::parse_duration)
+    {
+        ctx.events.step(format!(
+            "shell: pausing {}s after the scripts (pause_after)",
+            pause.as_secs_f64()
+        ));
+        let mut cancel = ctx.cancel.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = cancel.cancelled() => return Err(BuildError::Cancelled),
+        }
+    }
     Ok(())
-}
-
-fn tempfile_dir() -> Result<std::path::PathBuf, BuildError> {
-    let dir = std::env::temp_dir().join(format!("imgform-shell-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).map_err(|e| BuildError::Io {
-        context: format!("creating {}", dir.display()),
-        source: e,
-    })?;
-    Ok(dir)
 }

@@ -15,6 +15,7 @@ use super::kind::{self, Provisioner, ProvisionerKind};
 use super::shell::{check_what_runs, SHELL_COMMON};
 use super::{format_env_vars, provisioner_env, Communicator, Stage};
 use crate::build::{BoxFuture, BuildContext, BuildError};
+use crate::paths::PrivateTempDir;
 use crate::schema::{input, setting, Schema};
 use crate::spec::ProvisionerSpec;
 
@@ -27,8 +28,9 @@ pub static KIND: ProvisionerKind = ProvisionerKind {
             &[
                 input("command"),
                 setting("only_on"),
-                setting("use_linux_pathing"),
-                setting("tempfile_extension"),
+                setting("use_linux_pathing").ignored("imgform runs on Linux only"),
+                setting("tempfile_extension")
+                    .ignored("inline commands go to a script without an extension"),
             ],
             kind::COMMON,
         ],
@@ -68,6 +70,16 @@ async fn run(
     p: &ProvisionerSpec,
     host_env: &[(String, String)],
 ) -> Result<(), BuildError> {
+    // Packer's `only_on`: the operating systems (Go's names) it runs on.
+    if let Some(Value::Array(systems)) = p.settings.get("only_on") {
+        let here = std::env::consts::OS;
+        if !systems.is_empty() && !systems.iter().any(|s| s.as_str() == Some(here)) {
+            ctx.events.step(format!(
+                "shell-local: skipped: only_on does not list {here}"
+            ));
+            return Ok(());
+        }
+    }
     let mut env = host_env.to_vec();
     env.extend(provisioner_env(ctx, p)?);
     let tmp = tempdir_for(ctx)?;
@@ -94,7 +106,7 @@ async fn run(
 fn write_scripts(
     ctx: &BuildContext<'_>,
     p: &ProvisionerSpec,
-    tmp: &TempDir,
+    tmp: &PrivateTempDir,
 ) -> Result<Vec<PathBuf>, BuildError> {
     let mut scripts: Vec<PathBuf> = Vec::new();
     let shebang = p.str("inline_shebang").unwrap_or("/bin/sh -e");
@@ -208,27 +220,14 @@ fn write_executable(path: &Path, bytes: &[u8]) -> Result<(), BuildError> {
     })
 }
 
-/// A private temporary dir, removed when dropped (also on failure).
-pub struct TempDir(PathBuf);
-
-impl TempDir {
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn tempdir_for(ctx: &BuildContext<'_>) -> Result<TempDir, BuildError> {
-    let base = std::env::temp_dir();
-    let dir = crate::paths::private_temp_dir(&base, &format!("imgform-{}", ctx.spec.addr.slug()))
-        .map_err(|e| BuildError::Io {
-        context: format!("creating a temporary dir in {}", base.display()),
+/// A private temporary dir for the scripts, removed when dropped (also on
+/// failure).
+fn tempdir_for(ctx: &BuildContext<'_>) -> Result<PrivateTempDir, BuildError> {
+    PrivateTempDir::new(&format!("imgform-{}", ctx.spec.addr.slug())).map_err(|e| BuildError::Io {
+        context: format!(
+            "creating a temporary dir in {}",
+            std::env::temp_dir().display()
+        ),
         source: e,
-    })?;
-    Ok(TempDir(dir))
+    })
 }

@@ -1,5 +1,4 @@
-//! A moto server (S3, EC2, SSM and Secrets Manager APIs) on 127.0.0.1 for
-//! tests, killed on drop.
+//! A moto server (S3 and EC2 APIs) on 127.0.0.1 for tests, killed on drop.
 //! Needs `moto_server` (`pip install 'moto[server]'`, done by
 //! scripts/install-test-deps.sh).
 #![allow(dead_code)]
@@ -133,6 +132,68 @@ impl Moto {
         )
     }
 
+    /// One call of a JSON-protocol API in us-east-1 (`AmazonSSM.PutParameter`,
+    /// `secretsmanager.CreateSecret`, ...); returns the JSON answer,
+    /// panicking on an error status.
+    pub fn json_call(
+        &self,
+        service: &str,
+        target: &str,
+        body: &serde_json::Value,
+    ) -> serde_json::Value {
+        let (status, answer) = self.http_with(
+            "POST",
+            "/",
+            "application/x-amz-json-1.1",
+            ("us-east-1", service),
+            &[("X-Amz-Target", target)],
+            &serde_json::to_vec(body).unwrap(),
+        );
+        let text = String::from_utf8_lossy(&answer);
+        assert!(status == 200, "{target}: {status} {text}");
+        serde_json::from_slice(&answer).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// Puts an SSM parameter (`kind`: `String`, `StringList`, `SecureString`).
+    pub fn put_parameter(&self, name: &str, kind: &str, value: &str) {
+        self.json_call(
+            "ssm",
+            "AmazonSSM.PutParameter",
+            &serde_json::json!({"Name": name, "Type": kind, "Value": value, "Overwrite": true}),
+        );
+    }
+
+    /// Creates a Secrets Manager secret holding `value` as its string.
+    pub fn create_secret(&self, name: &str, value: &str) {
+        self.json_call(
+            "secretsmanager",
+            "secretsmanager.CreateSecret",
+            &serde_json::json!({"Name": name, "SecretString": value}),
+        );
+    }
+
+    /// Gives a Secrets Manager secret a new current value, creating it the
+    /// first time.
+    pub fn put_secret(&self, name: &str, value: &str) {
+        let (status, _) = self.http_with(
+            "POST",
+            "/",
+            "application/x-amz-json-1.1",
+            ("us-east-1", "secretsmanager"),
+            &[("X-Amz-Target", "secretsmanager.DescribeSecret")],
+            &serde_json::to_vec(&serde_json::json!({"SecretId": name})).unwrap(),
+        );
+        if status == 200 {
+            self.json_call(
+                "secretsmanager",
+                "secretsmanager.PutSecretValue",
+                &serde_json::json!({"SecretId": name, "SecretString": value}),
+            );
+        } else {
+            self.create_secret(name, value);
+        }
+    }
+
     /// One HTTP/1.0 request whose credential scope is (region, service):
     /// moto takes the region from it.
     fn http(
@@ -143,17 +204,16 @@ impl Moto {
         scope: (&str, &str),
         body: &[u8],
     ) -> (u16, Vec<u8>) {
-        self.http_with(method, path, content_type, scope, "", body)
+        self.http_with(method, path, content_type, scope, &[], body)
     }
 
-    /// [`Moto::http`] with extra header lines (each ending in `\r\n`).
     fn http_with(
         &self,
         method: &str,
         path: &str,
         content_type: &str,
         (region, service): (&str, &str),
-        extra_headers: &str,
+        headers: &[(&str, &str)],
         body: &[u8],
     ) -> (u16, Vec<u8>) {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to moto");
@@ -163,9 +223,13 @@ impl Moto {
         let head = format!(
             "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{}\r\n\
              Authorization: AWS4-HMAC-SHA256 Credential=testing/20260101/{region}/{service}/aws4_request, SignedHeaders=host, Signature=0\r\n\
-             Content-Type: {content_type}\r\n{extra_headers}Content-Length: {}\r\n\r\n",
+             Content-Type: {content_type}\r\nContent-Length: {}\r\n{}\r\n",
             self.port,
-            body.len()
+            body.len(),
+            headers
+                .iter()
+                .map(|(k, v)| format!("{k}: {v}\r\n"))
+                .collect::<String>()
         );
         stream.write_all(head.as_bytes()).unwrap();
         stream.write_all(body).unwrap();
@@ -208,62 +272,6 @@ impl Moto {
         let body = String::from_utf8_lossy(&body).into_owned();
         assert!(status == 200, "EC2 {region} {params:?}: {status} {body}");
         body
-    }
-
-    /// One call of an AWS JSON 1.1 API (SSM, Secrets Manager) in us-east-1:
-    /// `target` is e.g. `AmazonSSM.PutParameter`. Panics on an error status.
-    pub fn json_api(
-        &self,
-        service: &str,
-        target: &str,
-        body: &serde_json::Value,
-    ) -> serde_json::Value {
-        let (status, answer) = self.http_with(
-            "POST",
-            "/",
-            "application/x-amz-json-1.1",
-            ("us-east-1", service),
-            &format!("X-Amz-Target: {target}\r\n"),
-            body.to_string().as_bytes(),
-        );
-        let answer = String::from_utf8_lossy(&answer).into_owned();
-        assert!(status == 200, "{target} {body}: {status} {answer}");
-        serde_json::from_str(&answer).unwrap_or(serde_json::Value::Null)
-    }
-
-    /// Puts an SSM parameter (`String`, `StringList` or `SecureString`),
-    /// overwriting a previous value.
-    pub fn put_parameter(&self, name: &str, kind: &str, value: &str) {
-        self.json_api(
-            "ssm",
-            "AmazonSSM.PutParameter",
-            &serde_json::json!({"Name": name, "Type": kind, "Value": value, "Overwrite": true}),
-        );
-    }
-
-    /// Creates a Secrets Manager secret, or gives it a new current value.
-    pub fn put_secret(&self, name: &str, value: &str) {
-        let (status, _) = self.http_with(
-            "POST",
-            "/",
-            "application/x-amz-json-1.1",
-            ("us-east-1", "secretsmanager"),
-            "X-Amz-Target: secretsmanager.DescribeSecret\r\n",
-            serde_json::json!({"SecretId": name}).to_string().as_bytes(),
-        );
-        if status == 200 {
-            self.json_api(
-                "secretsmanager",
-                "secretsmanager.PutSecretValue",
-                &serde_json::json!({"SecretId": name, "SecretString": value}),
-            );
-        } else {
-            self.json_api(
-                "secretsmanager",
-                "secretsmanager.CreateSecret",
-                &serde_json::json!({"Name": name, "SecretString": value}),
-            );
-        }
     }
 
     /// Registers an AMI named `name` (owned by the test account); returns its id.
@@ -317,6 +325,18 @@ impl Moto {
                 Some((id, name))
             })
             .collect()
+    }
+
+    /// The snapshots behind AMI `id` (its block device mappings).
+    pub fn image_snapshots(&self, id: &str) -> Vec<String> {
+        let xml = self.ec2(&[("Action", "DescribeImages"), ("ImageId.1", id)]);
+        xml_values(&xml, "snapshotId")
+    }
+
+    /// The ids of every snapshot the test account owns.
+    pub fn snapshots(&self) -> Vec<String> {
+        let xml = self.ec2(&[("Action", "DescribeSnapshots"), ("Owner.1", "self")]);
+        xml_values(&xml, "snapshotId")
     }
 
     /// The tags of a resource: key → value.

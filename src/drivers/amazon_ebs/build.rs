@@ -25,7 +25,8 @@ use super::cleanup::Shared;
 use super::client::{aws_error, connect, where_attributes, Ec2};
 use super::filters::{filtered_groups, resolve_network, Network};
 use super::queries::{
-    delete_image, describe_image, polling_limit, snapshots_of, wait_image_available, wait_instance,
+    delete_image, deregister_image, describe_image, polling_limit, snapshots_of,
+    wait_image_available, wait_instance,
 };
 use crate::build::{BuildContext, BuildError};
 use crate::drivers::cloud::{self, communicator, failed, note, scalar, short_run};
@@ -380,11 +381,23 @@ impl Build<'_> {
             .await
             .map_err(|e| aws_error("checking the AMI name", e))?;
         if let Some(taken) = existing.images().first().and_then(Image::image_id) {
-            if self.ctx.spec.attr_bool("force_deregister").unwrap_or(false) {
+            let spec = self.ctx.spec;
+            if spec.attr_bool("force_deregister").unwrap_or(false) {
+                // As Packer: its snapshots go too only with force_delete_snapshot.
+                let snapshots = spec.attr_bool("force_delete_snapshot").unwrap_or(false);
                 self.ctx.events.step(format!(
-                    "force_deregister: deregistering {taken} ({ami_name})"
+                    "force_deregister: deregistering {taken} ({ami_name}){}",
+                    if snapshots {
+                        " and deleting its snapshots"
+                    } else {
+                        ""
+                    }
                 ));
-                delete_image(ec2, taken).await?;
+                if snapshots {
+                    delete_image(ec2, taken).await?;
+                } else {
+                    deregister_image(ec2, taken).await?;
+                }
             } else {
                 return Err(failed(format!(
                     "an AMI named \"{ami_name}\" already exists in {} ({taken})",

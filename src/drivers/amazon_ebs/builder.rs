@@ -49,6 +49,7 @@ impl Builder for AmazonEbsBuilder {
                 .describe_images()
                 .set_owners((!filter.owners.is_empty()).then(|| filter.owners.clone()))
                 .set_filters(Some(ec2_filters(&filter.filters)))
+                .include_deprecated(filter.include_deprecated)
                 .send()
                 .await
                 .map_err(|e| aws_error("describing AMIs for source_ami_filter", e))?;

@@ -13,12 +13,14 @@ use crate::build::BuildError;
 use crate::drivers::cloud::{failed, scalar};
 use crate::spec::ImageSpec;
 
-/// The filter of `source_ami_filter` as EC2 filters, its owners and
-/// `most_recent`.
+/// The filter of `source_ami_filter` as EC2 filters, its owners,
+/// `most_recent` and `include_deprecated` (EC2 leaves deprecated AMIs out
+/// unless asked).
 pub(super) struct AmiFilter {
     pub(super) filters: Vec<(String, Vec<String>)>,
     pub(super) owners: Vec<String>,
     pub(super) most_recent: bool,
+    pub(super) include_deprecated: bool,
 }
 
 pub(super) fn ami_filter(spec: &ImageSpec) -> Option<AmiFilter> {
@@ -29,14 +31,12 @@ pub(super) fn ami_filter(spec: &ImageSpec) -> Option<AmiFilter> {
     };
     let filters = filter_pairs(block);
     let owners = block.get("owners").map(value_list).unwrap_or_default();
-    let most_recent = block
-        .get("most_recent")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
+    let flag = |name: &str| block.get(name).and_then(Value::as_bool).unwrap_or(false);
     Some(AmiFilter {
         filters,
         owners,
-        most_recent,
+        most_recent: flag("most_recent"),
+        include_deprecated: flag("include_deprecated"),
     })
 }
 

@@ -72,16 +72,24 @@ pub static KIND: BuilderKind = BuilderKind {
             filter_block("subnet_filter", Role::Setting),
             filter_block("vpc_filter", Role::Setting),
             filter_block("security_group_filter", Role::Setting),
-            block("assume_role", Role::Setting),
+            block("assume_role", Role::Setting).ignored(CREDENTIALS),
             block("aws_polling", Role::Setting),
-            block("placement", Role::Setting),
+            block("placement", Role::Setting).ignored(PLACEMENT),
             blocks("run_tag", Role::Setting),
             blocks("tag", Role::Setting),
             blocks("snapshot_tag", Role::Setting),
             block(
                 "temporary_iam_instance_profile_policy_document",
                 Role::Setting,
-            ),
+            )
+            .ignored(IAM),
+            blocks("run_volume_tag", Role::Setting),
+            blocks("spot_tag", Role::Setting).ignored(SPOT),
+            blocks("fleet_tag", Role::Setting).ignored(SPOT),
+            blocks("license_specifications", Role::Setting).ignored(PLACEMENT),
+            block("deregistration_protection", Role::Setting).ignored(SHARING),
+            blocks("fast_launch", Role::Setting).ignored(WINDOWS),
+            block("vault_aws_engine", Role::Setting).ignored(CREDENTIALS),
         ],
     },
     target,
@@ -100,17 +108,17 @@ const ATTRS: &[AttrSpec] = &[
     input("source_ami"),
     input("user_data"),
     input("user_data_file").files(),
-    input("ami_virtualization_type"),
-    input("ena_support"),
-    input("sriov_support"),
-    input("boot_mode"),
-    input("imds_support"),
-    input("tpm_support"),
-    input("uefi_data"),
-    input("encrypt_boot"),
-    input("kms_key_id"),
-    input("ami_architecture"),
-    input("no_ephemeral"),
+    input("ami_virtualization_type").ignored(AMI_FEATURES),
+    input("ena_support").ignored(AMI_FEATURES),
+    input("sriov_support").ignored(AMI_FEATURES),
+    input("boot_mode").ignored(AMI_FEATURES),
+    input("imds_support").ignored(AMI_FEATURES),
+    input("tpm_support").ignored(AMI_FEATURES),
+    input("uefi_data").ignored(AMI_FEATURES),
+    input("encrypt_boot").ignored(ENCRYPTION),
+    input("kms_key_id").ignored(ENCRYPTION),
+    input("ami_architecture").ignored(AMI_FEATURES),
+    input("no_ephemeral").ignored(AMI_FEATURES),
     setting("region"),
     setting("instance_type"),
     setting("ami_name"),
@@ -119,8 +127,8 @@ const ATTRS: &[AttrSpec] = &[
     setting("run_tags"),
     setting("run_volume_tags"),
     setting("snapshot_tags"),
-    setting("spot_tags"),
-    setting("fleet_tags"),
+    setting("spot_tags").ignored(SPOT),
+    setting("fleet_tags").ignored(SPOT),
     setting("subnet_id"),
     setting("vpc_id"),
     setting("security_group_id"),
@@ -129,43 +137,58 @@ const ATTRS: &[AttrSpec] = &[
     setting("availability_zone"),
     setting("ami_users"),
     setting("ami_groups"),
-    setting("ami_org_arns"),
-    setting("ami_ou_arns"),
+    setting("ami_org_arns").ignored(SHARING),
+    setting("ami_ou_arns").ignored(SHARING),
     setting("ami_regions"),
-    setting("ami_product_codes"),
-    setting("region_kms_key_ids"),
-    setting("snapshot_users"),
-    setting("snapshot_groups"),
+    setting("ami_product_codes").ignored(SHARING),
+    setting("region_kms_key_ids").ignored(ENCRYPTION),
+    setting("snapshot_users").ignored(SHARING),
+    setting("snapshot_groups").ignored(SHARING),
     setting("skip_create_ami"),
-    setting("skip_save_build_region"),
+    setting("skip_save_build_region").ignored(REGIONS),
     setting("deprecate_at"),
     setting("shutdown_behavior"),
     setting("disable_stop_instance"),
     setting("iam_instance_profile"),
-    setting("spot_price"),
-    setting("spot_instance_types"),
+    setting("spot_price").ignored(SPOT),
+    setting("spot_instance_types").ignored(SPOT),
     setting("ebs_optimized"),
-    setting("enable_t2_unlimited"),
-    setting("enable_unlimited_credits"),
+    setting("enable_t2_unlimited").ignored(CREDITS),
+    setting("enable_unlimited_credits").ignored(CREDITS),
     setting("force_deregister"),
     setting("force_delete_snapshot"),
-    setting("tenancy"),
+    setting("tenancy").ignored(PLACEMENT),
     setting("temporary_security_group_source_cidrs"),
-    setting("temporary_security_group_source_public_ip"),
-    setting("session_manager_port"),
-    setting("pause_before_ssm"),
+    setting("temporary_security_group_source_public_ip").ignored(SECURITY_GROUP),
+    setting("session_manager_port").ignored(SSM),
+    setting("pause_before_ssm").ignored(SSM),
     setting("profile"),
     secret("access_key"),
     secret("secret_key"),
     secret("token"),
     setting("custom_endpoint_ec2"),
-    setting("insecure_skip_tls_verify"),
-    setting("decode_authorization_messages"),
+    setting("insecure_skip_tls_verify")
+        .ignored("imgform always verifies the endpoint's TLS certificate"),
+    setting("decode_authorization_messages").ignored(CREDENTIALS),
     setting("max_retries"),
-    setting("skip_region_validation"),
-    setting("skip_metadata_api_check"),
-    setting("skip_credential_validation"),
-    setting("shared_credentials_file"),
+    setting("skip_region_validation")
+        .ignored("imgform does not validate region names; a wrong one fails at the first request"),
+    setting("skip_metadata_api_check").ignored(CREDENTIALS),
+    setting("skip_credential_validation").ignored(CREDENTIALS),
+    setting("shared_credentials_file")
+        .ignored("set AWS_SHARED_CREDENTIALS_FILE for the AWS SDK instead"),
+    setting("block_duration_minutes").ignored(SPOT),
+    setting("spot_allocation_strategy").ignored(SPOT),
+    setting("spot_price_auto_product").ignored(SPOT),
+    setting("capacity_reservation_preference").ignored(CAPACITY),
+    setting("capacity_reservation_id").ignored(CAPACITY),
+    setting("capacity_reservation_group_arn").ignored(CAPACITY),
+    setting("enable_nitro_enclave").ignored(NITRO),
+    setting("mfa_code").ignored(CREDENTIALS),
+    setting("skip_profile_validation").ignored(CREDENTIALS),
+    setting("skip_ami_run_tags").ignored(TAGS),
+    setting("snapshot_copy_duration_minutes").ignored(REGIONS),
+    setting("windows_password_timeout").ignored(WINDOWS),
 ];
 
 /// `aws/<region>`: the source's `region`, else `AWS_REGION`,
@@ -181,38 +204,25 @@ fn target(settings: &Attrs) -> TargetAddr {
     TargetAddr(format!("aws/{region}"))
 }
 
-/// Packer attributes imgform accepts but does not act on yet (a warning).
-const NOT_YET: &[&str] = &[
-    "spot_price",
-    "spot_instance_types",
-    "spot_tags",
-    "fleet_tags",
-    "assume_role",
-    "placement",
-    "tenancy",
-    "encrypt_boot",
-    "kms_key_id",
-    "region_kms_key_ids",
-    "snapshot_users",
-    "snapshot_groups",
-    "ami_org_arns",
-    "ami_ou_arns",
-    "ami_product_codes",
-    "ena_support",
-    "sriov_support",
-    "imds_support",
-    "tpm_support",
-    "boot_mode",
-    "uefi_data",
-    "enable_t2_unlimited",
-    "enable_unlimited_credits",
-    "temporary_iam_instance_profile_policy_document",
-    "temporary_security_group_source_public_ip",
-    "session_manager_port",
-    "pause_before_ssm",
-    "ssh_agent_auth",
-    "skip_save_build_region",
-];
+// Why a Packer attribute imgform loads is not acted on (the warning's hint).
+const SPOT: &str = "imgform launches one on-demand instance of instance_type";
+const CAPACITY: &str = "the instance is launched without a capacity reservation";
+const CREDENTIALS: &str = "imgform takes credentials from the AWS SDK's chain: environment, profile (`profile`), SSO, instance role";
+const PLACEMENT: &str =
+    "the instance is launched with the account's default placement, tenancy and licences";
+const ENCRYPTION: &str =
+    "snapshots are encrypted only if the account's EBS encryption by default is on";
+const SHARING: &str = "share or protect the AMI after the build (aws ec2 modify-image-attribute)";
+const AMI_FEATURES: &str = "the AMI is registered with the source AMI's boot mode and features";
+const CREDITS: &str = "the instance runs with its type's default credit specification";
+const IAM: &str = "set iam_instance_profile to an existing instance profile";
+const SECURITY_GROUP: &str =
+    "the temporary security group allows temporary_security_group_source_cidrs (default 0.0.0.0/0)";
+const SSM: &str = "imgform connects over SSH; Session Manager tunnels are not implemented";
+const REGIONS: &str = "the AMI is kept in the build region and copied to ami_regions";
+const NITRO: &str = "the build instance runs without a Nitro Enclave";
+const TAGS: &str = "the run tags are not copied onto the AMI unless set in tags";
+const WINDOWS: &str = "Windows builds (password retrieval, fast launch) are not implemented";
 
 fn validate(spec: &ImageSpec) -> Vec<Diagnostic> {
     let mut diags = Vec::new();
@@ -242,19 +252,6 @@ fn validate(spec: &ImageSpec) -> Vec<Diagnostic> {
                 ))
                 .at(at("ssh_interface"))
                 .hint("use public_ip, private_ip, public_dns or private_dns (Session Manager tunnels are not supported)"),
-            );
-        }
-    }
-    // Packer settings imgform loads but does not act on yet: say so
-    // rather than build something else than asked silently.
-    for name in NOT_YET {
-        if spec.attr(name).is_some_and(|v| !v.is_null()) {
-            diags.push(
-                Diagnostic::warning(format!(
-                    "{}: amazon-ebs `{name}` is not supported by imgform yet and is ignored",
-                    spec.addr
-                ))
-                .at(at(name)),
             );
         }
     }

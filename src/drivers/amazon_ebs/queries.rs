@@ -211,11 +211,7 @@ pub(super) async fn delete_image(ec2: &Ec2, id: &str) -> Result<(), BuildError> 
         Some(image) => snapshots_of(&image),
         None => return Ok(()),
     };
-    if let Err(e) = ec2.client.deregister_image().image_id(id).send().await {
-        if !error_code(&e).is_some_and(|c| c.starts_with("InvalidAMIID")) {
-            return Err(aws_error(&format!("deregistering {id}"), e));
-        }
-    }
+    deregister_image(ec2, id).await?;
     for snapshot in snapshots {
         if let Err(e) = ec2
             .client
@@ -227,6 +223,16 @@ pub(super) async fn delete_image(ec2: &Ec2, id: &str) -> Result<(), BuildError> 
             if !error_code(&e).is_some_and(|c| c.starts_with("InvalidSnapshot")) {
                 return Err(aws_error(&format!("deleting snapshot {snapshot}"), e));
             }
+        }
+    }
+    Ok(())
+}
+
+/// Deregisters AMI `id`, keeping its snapshots; one already gone is fine.
+pub(super) async fn deregister_image(ec2: &Ec2, id: &str) -> Result<(), BuildError> {
+    if let Err(e) = ec2.client.deregister_image().image_id(id).send().await {
+        if !error_code(&e).is_some_and(|c| c.starts_with("InvalidAMIID")) {
+            return Err(aws_error(&format!("deregistering {id}"), e));
         }
     }
     Ok(())

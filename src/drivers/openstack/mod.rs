@@ -90,8 +90,8 @@ const ATTRS: &[AttrSpec] = &[
     input("source_image"),
     input("source_image_name"),
     input("external_source_image_url"),
-    input("external_source_image_format"),
-    input("external_source_image_properties"),
+    input("external_source_image_format").ignored("external_source_image_url is not implemented"),
+    input("external_source_image_properties").ignored("external_source_image_url is not implemented"),
     input("user_data"),
     input("user_data_file").files(),
     input("config_drive"),
@@ -121,7 +121,7 @@ const ATTRS: &[AttrSpec] = &[
     setting("region"),
     setting("insecure"),
     setting("cacert"),
-    setting("cert"),
+    setting("cert").ignored("client certificates are not implemented: authenticate with a password or an application credential"),
     setting("key"),
     setting("endpoint_type"),
     setting("flavor"),
@@ -129,27 +129,34 @@ const ATTRS: &[AttrSpec] = &[
     setting("ports"),
     setting("floating_ip_network"),
     setting("floating_ip"),
-    setting("reuse_ips"),
+    setting("reuse_ips").ignored("floating IPs are not implemented: use a network reachable from this machine, or ssh_host / ssh_bastion_host"),
     setting("use_floating_ip"),
     setting("security_groups"),
     setting("availability_zone"),
-    setting("volume_name"),
-    setting("volume_availability_zone"),
+    setting("volume_name").ignored("volume-backed builds are not implemented"),
+    setting("volume_availability_zone").ignored("volume-backed builds are not implemented"),
     setting("image_name"),
     setting("image_visibility"),
     setting("image_tags"),
     setting("image_members"),
-    setting("image_auto_accept_members"),
+    setting("image_auto_accept_members").ignored("share the image after the build (openstack image add project)"),
     setting("image_min_disk"),
     setting("metadata"),
     setting("instance_name"),
     setting("instance_metadata"),
-    setting("force_delete"),
+    setting("force_delete").ignored("imgform deletes its server with a normal delete"),
     setting("skip_create_image"),
-    setting("rackconnect_wait"),
+    setting("rackconnect_wait").ignored("RackConnect is not implemented"),
     setting("wait_image_ready_timeout"),
-    setting("network_discovery_cidrs"),
+    setting("network_discovery_cidrs").ignored("name the networks with networks or a network block"),
     setting("server_name"),
+    setting("floating_ip_pool").ignored(FLOATING_IP),
+    setting("instance_floating_ip_net").ignored(FLOATING_IP),
+    setting("image_creation_wait")
+        .ignored("imgform waits for the image to become active with its own timeout"),
+    setting("openstack_provider").ignored(
+        "imgform talks to Keystone, Nova and Glance directly; there is no provider to pick",
+    ),
 ];
 
 /// `openstack/<cloud>/<region>`: the source's `cloud` (else `OS_CLOUD`,
@@ -173,6 +180,10 @@ pub(crate) fn non_empty(spec: &ImageSpec, name: &str) -> Option<String> {
 pub(crate) fn is_upload(spec: &ImageSpec) -> bool {
     spec.attr("upload_from").is_some()
 }
+
+/// Why floating IP settings are not acted on.
+const FLOATING_IP: &str =
+    "floating IPs are not implemented: use a network reachable from this machine, or ssh_host / ssh_bastion_host";
 
 /// Packer attributes this builder does not implement: an error (with what
 /// to do instead) rather than a build that silently differs.

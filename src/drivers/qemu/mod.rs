@@ -32,7 +32,7 @@ use serde_json::json;
 use super::kind::{loc_of, local_target, Builder, BuilderKind, Recorded, COMMUNICATOR, IMGFORM};
 use crate::build::{BoxFuture, BuildContext, BuildError};
 use crate::diag::Diagnostic;
-use crate::schema::{input, setting, Schema};
+use crate::schema::{input, secret, setting, Schema};
 use crate::spec::ImageSpec;
 use crate::state::Artifact;
 pub use settings::Settings;
@@ -55,19 +55,21 @@ pub static KIND: BuilderKind = BuilderKind {
                 input("format"),
                 input("disk_compression"),
                 input("skip_compaction"),
-                input("disk_additional_size"),
+                input("disk_additional_size")
+                    .ignored("attach more disks with qemuargs = [[\"-drive\", \"...\"]]"),
                 // The virtual hardware the guest (and so a provisioner) sees.
                 input("machine_type"),
                 input("net_device"),
                 input("disk_interface"),
-                input("cdrom_interface"),
+                input("cdrom_interface").ignored("CDs are attached on IDE"),
                 input("qemuargs"),
                 input("firmware"),
                 input("efi_boot"),
                 input("efi_firmware_code"),
                 input("efi_firmware_vars"),
-                input("efi_drop_efivars"),
-                input("vtpm"),
+                input("efi_drop_efivars")
+                    .ignored("the EFI variables file is always given to the VM"),
+                input("vtpm").ignored("add a TPM with qemuargs"),
                 // What the guest is given and told.
                 input("cd_files").files().list(),
                 input("cd_content"),
@@ -81,35 +83,45 @@ pub static KIND: BuilderKind = BuilderKind {
                 input("boot_command").list(),
                 input("shutdown_command"),
                 // How and where it runs.
-                setting("iso_target_path"),
-                setting("iso_target_extension"),
-                setting("iso_skip_cache"),
+                setting("iso_target_path")
+                    .ignored("downloads are cached under ~/.cache/imgform/downloads"),
+                setting("iso_target_extension")
+                    .ignored("downloads are cached under imgform's own names"),
+                setting("iso_skip_cache").ignored("downloads are always cached by checksum"),
                 setting("accelerator"),
                 setting("cpus"),
-                setting("sockets"),
-                setting("cores"),
-                setting("threads"),
-                setting("cpu_model"),
+                setting("sockets").ignored("write qemuargs = [[\"-smp\", \"...\"]]"),
+                setting("cores").ignored("write qemuargs = [[\"-smp\", \"...\"]]"),
+                setting("threads").ignored("write qemuargs = [[\"-smp\", \"...\"]]"),
+                setting("cpu_model").ignored("write qemuargs = [[\"-cpu\", \"host\"]]"),
                 setting("memory"),
                 setting("qemu_binary"),
-                setting("qemu_img_args"),
-                setting("disk_cache"),
-                setting("disk_discard"),
-                setting("disk_detect_zeroes"),
-                setting("headless"),
-                setting("display"),
-                setting("use_default_display"),
-                setting("vnc_bind_address"),
-                setting("vnc_port_min"),
-                setting("vnc_port_max"),
-                setting("vnc_use_password"),
-                setting("net_bridge"),
+                setting("qemu_img_args").ignored("imgform runs qemu-img with its own arguments"),
+                setting("disk_cache")
+                    .ignored("write qemuargs = [[\"-drive\", \"...\"]] for other drive options"),
+                setting("disk_discard")
+                    .ignored("write qemuargs = [[\"-drive\", \"...\"]] for other drive options"),
+                setting("disk_detect_zeroes")
+                    .ignored("write qemuargs = [[\"-drive\", \"...\"]] for other drive options"),
+                setting("headless").ignored("imgform always runs QEMU without a display"),
+                setting("display")
+                    .ignored("imgform runs QEMU without a display (the serial console is logged)"),
+                setting("use_default_display").ignored("imgform runs QEMU without a display"),
+                setting("vnc_bind_address").ignored("boot_command keys go through QMP, not VNC"),
+                setting("vnc_port_min").ignored("boot_command keys go through QMP, not VNC"),
+                setting("vnc_port_max").ignored("boot_command keys go through QMP, not VNC"),
+                setting("vnc_use_password").ignored("boot_command keys go through QMP, not VNC"),
+                setting("net_bridge")
+                    .ignored("imgform uses QEMU's user network (no root, nothing left behind)"),
                 setting("http_port_min"),
                 setting("http_port_max"),
-                setting("http_bind_address"),
+                setting("http_bind_address").ignored(
+                    "the HTTP server listens on 127.0.0.1, which the guest reaches as 10.0.2.2",
+                ),
                 setting("boot_wait"),
                 setting("boot_key_interval"),
-                setting("boot_keygroup_interval"),
+                setting("boot_keygroup_interval")
+                    .ignored("boot_command keys are typed with boot_key_interval between them"),
                 setting("host_port_min"),
                 setting("host_port_max"),
                 setting("ssh_host_port_min"),
@@ -117,6 +129,27 @@ pub static KIND: BuilderKind = BuilderKind {
                 setting("shutdown_timeout"),
                 setting("output_directory"),
                 setting("vm_name"),
+                setting("boot_steps").ignored(
+                    "write boot_command (boot_steps' per-step descriptions are not implemented)",
+                ),
+                setting("disable_vnc")
+                    .ignored("boot_command keys go through QMP; imgform never opens VNC"),
+                setting("http_interface").ignored("the HTTP server listens on http_bind_address"),
+                setting("http_network_protocol").ignored("the HTTP server listens on IPv4"),
+                setting("qmp_enable")
+                    .ignored("imgform always talks to QEMU over its own QMP socket"),
+                setting("qmp_socket_path")
+                    .ignored("imgform always talks to QEMU over its own QMP socket"),
+                setting("run_once")
+                    .ignored("imgform boots the machine once, as Packer does by default"),
+                setting("skip_nat_mapping")
+                    .ignored("imgform always forwards a host port to the guest's SSH port"),
+                setting("tpm_device_type").ignored("add a TPM with qemuargs"),
+                setting("use_pflash")
+                    .ignored("OVMF firmware is given with efi_firmware_code and efi_firmware_vars"),
+                setting("use_tpm1").ignored("add a TPM with qemuargs"),
+                setting("vga").ignored("write qemuargs = [[\"-vga\", \"...\"]]"),
+                secret("vnc_password").ignored("boot_command keys go through QMP, not VNC"),
             ],
             COMMUNICATOR,
             IMGFORM,
@@ -128,46 +161,6 @@ pub static KIND: BuilderKind = BuilderKind {
     builder: Some(&QemuBuilder),
     feature: None,
 };
-
-/// Packer attributes this builder reads but does not act on, with what to
-/// do instead: a warning at plan time, so that templates still load.
-const NOT_ACTED_ON: &[(&str, &str)] = &[
-    (
-        "disk_additional_size",
-        "attach more disks with qemuargs = [[\"-drive\", \"...\"]]",
-    ),
-    (
-        "net_bridge",
-        "imgform uses QEMU's user network (no root, nothing left behind)",
-    ),
-    ("vtpm", "add a TPM with qemuargs"),
-    ("cpu_model", "write qemuargs = [[\"-cpu\", \"host\"]]"),
-    ("sockets", "write qemuargs = [[\"-smp\", \"...\"]]"),
-    ("cores", "write qemuargs = [[\"-smp\", \"...\"]]"),
-    ("threads", "write qemuargs = [[\"-smp\", \"...\"]]"),
-    (
-        "qemu_img_args",
-        "imgform runs qemu-img with its own arguments",
-    ),
-    (
-        "vnc_bind_address",
-        "boot_command keys go through QMP, not VNC",
-    ),
-    (
-        "vnc_use_password",
-        "boot_command keys go through QMP, not VNC",
-    ),
-    (
-        "display",
-        "imgform runs QEMU without a display (the serial console is logged)",
-    ),
-    ("use_default_display", "imgform runs QEMU without a display"),
-    (
-        "iso_target_path",
-        "downloads are cached under ~/.cache/imgform/downloads",
-    ),
-    ("cdrom_interface", "CDs are attached on IDE"),
-];
 
 pub struct QemuBuilder;
 
@@ -203,18 +196,6 @@ fn validate(spec: &ImageSpec) -> Vec<Diagnostic> {
                     .hint("disk_image = true boots the parent's disk (a copy of it, or an overlay with use_backing_file = true)"),
                 );
             }
-        }
-    }
-    for (name, hint) in NOT_ACTED_ON {
-        if spec.attr(name).is_some() {
-            diags.push(
-                Diagnostic::warning(format!(
-                    "{}: {name} is not acted on by imgform's qemu builder",
-                    spec.addr
-                ))
-                .at(loc_of(spec, name))
-                .hint(*hint),
-            );
         }
     }
     diags

@@ -9,21 +9,24 @@
 //! ```
 //!
 //! The document schema (`name`, `description`, `schemaVersion`,
-//! `parameters`, `phases` → `steps` with `action`, `inputs`, `onFailure`,
-//! `maxAttempts`, `timeoutSeconds`, `loop`) and the actions `ExecuteBash`,
-//! `ExecuteBinary`, `CreateFile`, `CreateFolder`, `CopyFile`, `MoveFile`,
-//! `DeleteFile`, `DeleteFolder`, `SetFilePermissions`, `SetFileOwner`,
-//! `Reboot` (skipped with a note: chroots have nothing to reboot, and
-//! imgform does not reboot instances mid-build yet),
+//! `parameters`, `constants`, `phases` → `steps` with `action`, `inputs`,
+//! `onFailure`, `maxAttempts`, `timeoutSeconds`, `loop`) and the actions
+//! `ExecuteBash`, `ExecuteBinary`, `CreateFile`, `CreateFolder`, `CopyFile`,
+//! `MoveFile`, `DeleteFile`, `DeleteFolder`, `SetFilePermissions`,
+//! `SetFileOwner`, `Reboot` (skipped with a note: chroots have nothing to
+//! reboot, and imgform does not reboot instances mid-build yet),
 //! `WebDownload` (http/https, fetched on the machine), `S3Download` and
 //! `S3Upload` (by imgform with the AWS SDK, moved through the communicator)
-//! and `UpdateOS` (apt/dnf/yum/zypper detected) are supported. Phases `build` and
-//! `validate` run during the build. `{{ param }}` and
-//! `{{ phase.step.outputs.stdout }}` are substituted as AWS documents them,
-//! as are loop variables (`{{ loop.value }}`, `{{ loop.index }}`).
+//! and `UpdateOS` (apt/dnf/yum/zypper detected) are supported. Phases
+//! `build` and `validate` run during the build. References are substituted
+//! as AWSTOE does: parameters, constants, loop variables (`{{ loop.value }}`,
+//! `{{ <loop name>.index }}`), and chaining (`{{ phase.step.inputs[N].key }}`,
+//! `{{ phase.step.outputs.stdout }}`). `onFailure: Continue` runs the rest
+//! of the phase and then fails the document; `Ignore` goes on.
 //!
-//! Checking happens before anything runs ([`check_document`]): an unknown
-//! action or phase is a diagnostic naming the document's file and line.
+//! Checking happens before anything runs ([`check_document`]): anything
+//! unknown or unimplemented, and any reference AWSTOE would leave as
+//! written, is a diagnostic naming the document's file and the step's line.
 //!
 //! This module is the kind and the runner (documents → phases → steps, with
 //! retries, loops and `onFailure`); `document` reads and checks documents,
@@ -32,6 +35,7 @@
 
 mod actions;
 mod document;
+mod positions;
 #[cfg(feature = "aws")]
 mod s3;
 
@@ -49,7 +53,7 @@ use crate::diag::Diagnostic;
 use crate::schema::{input, Schema};
 use crate::spec::{ImageSpec, ProvisionerSpec};
 pub use document::{check_document, documents, ACTIONS, BUILD_PHASES, PHASES};
-use document::{subst_yaml, yaml_str, Step};
+use document::{subst_yaml, yaml_str, Iteration, Step};
 #[cfg(feature = "aws")]
 use s3::s3_action;
 
@@ -143,8 +147,10 @@ async fn run(
                 .get("name")
                 .map(yaml_str)
                 .unwrap_or_else(|| document.clone()),
-            params: document::parameters(&doc, &given),
+            vars: document::variables(&doc, &given)?,
+            inputs: step_inputs(&doc),
             outputs: BTreeMap::new(),
+            continued: Vec::new(),
         };
         run.phases(&doc, phases).await?;
     }
@@ -177,8 +183,39 @@ struct DocumentRun<'a> {
     env: &'a [(String, String)],
     /// The document's `name`, else its file.
     name: String,
-    params: BTreeMap<String, String>,
+    /// Parameters and constants.
+    vars: BTreeMap<String, String>,
+    /// Every step's inputs as written, by `phase.step`, for chaining.
+    inputs: BTreeMap<String, Yaml>,
     outputs: BTreeMap<String, String>,
+    /// Steps that failed with `onFailure: Continue`: the rest of their
+    /// phase runs, then the document fails, as under AWSTOE.
+    continued: Vec<String>,
+}
+
+/// Every step's `inputs`, by `phase.step`.
+fn step_inputs(doc: &Yaml) -> BTreeMap<String, Yaml> {
+    let mut out = BTreeMap::new();
+    for phase in doc
+        .get("phases")
+        .and_then(Yaml::as_sequence)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+    {
+        let phase_name = phase.get("name").map(yaml_str).unwrap_or_default();
+        for step in phase
+            .get("steps")
+            .and_then(Yaml::as_sequence)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+        {
+            if let Some(inputs) = step.get("inputs") {
+                let name = step.get("name").map(yaml_str).unwrap_or_default();
+                out.insert(format!("{phase_name}.{name}"), inputs.clone());
+            }
+        }
+    }
+    out
 }
 
 impl DocumentRun<'_> {
@@ -207,7 +244,15 @@ impl DocumentRun<'_> {
                 if self.ctx.cancel.is_cancelled() {
                     return Err(BuildError::Cancelled);
                 }
-                self.step(&phase_name, &Step::parse(step)?).await?;
+                let parsed = Step::parse(step, &|key| self.resolve(key, &[], &None))?;
+                self.step(&phase_name, &parsed).await?;
+            }
+            if !self.continued.is_empty() {
+                return Err(fail(format!(
+                    "{}: phase {phase_name} failed (onFailure: Continue ran its other steps): {}",
+                    self.name,
+                    self.continued.join("; ")
+                )));
             }
         }
         Ok(())
@@ -221,21 +266,8 @@ impl DocumentRun<'_> {
         let step_name = &step.name;
         let mut step_stdout = String::new();
         let mut step_failed: Option<String> = None;
-        for (loop_name, iteration) in &step.iterations {
-            let lookup = |key: &str| -> Option<String> {
-                if let Some((index, value)) = iteration {
-                    if key == format!("{loop_name}.value") {
-                        return Some(value.clone());
-                    }
-                    if key == format!("{loop_name}.index") {
-                        return Some(index.clone());
-                    }
-                }
-                self.params
-                    .get(key)
-                    .cloned()
-                    .or_else(|| self.outputs.get(key).cloned())
-            };
+        for iteration in &step.iterations {
+            let lookup = |key: &str| self.resolve(key, &step.loop_names, iteration);
             let inputs = step
                 .inputs
                 .map(|i| subst_yaml(i, &lookup))
@@ -254,11 +286,57 @@ impl DocumentRun<'_> {
         if let Some(message) = step_failed {
             let (on_failure, action) = (&step.on_failure, &step.action);
             match on_failure.as_str() {
-                "Continue" | "Ignore" => self.ctx.events.step(format!("component {doc_name}: step {step_name} failed ({message}); onFailure: {on_failure}, going on")),
+                "Ignore" => self.ctx.events.step(format!("component {doc_name}: step {step_name} failed ({message}); onFailure: Ignore, going on")),
+                "Continue" => {
+                    self.ctx.events.step(format!("component {doc_name}: step {step_name} failed ({message}); onFailure: Continue, running the phase's other steps"));
+                    self.continued.push(format!("{phase_name}/{step_name} ({action}) failed: {message}"));
+                }
                 _ => return Err(fail(format!("{doc_name}: step {phase_name}/{step_name} ({action}) failed: {message}"))),
             }
         }
         Ok(())
+    }
+
+    /// The value of a reference: a loop variable of the running step, a
+    /// parameter or constant, an earlier step's output, or another step's
+    /// input (itself resolved).
+    fn resolve(&self, key: &str, loop_names: &[String], iteration: &Iteration) -> Option<String> {
+        self.resolve_within(key, loop_names, iteration, 0)
+    }
+
+    /// [`Self::resolve`], `depth` chained inputs deep (an input that
+    /// refers to another step's input is resolved too, up to a limit that
+    /// stops a cycle).
+    fn resolve_within(
+        &self,
+        key: &str,
+        loop_names: &[String],
+        iteration: &Iteration,
+        depth: usize,
+    ) -> Option<String> {
+        if let (Some((index, value)), Some((name, member))) = (iteration, key.split_once('.')) {
+            if loop_names.iter().any(|n| n == name) {
+                match member {
+                    "value" => return Some(value.clone()),
+                    "index" => return Some(index.clone()),
+                    _ => {}
+                }
+            }
+        }
+        if let Some(v) = self.vars.get(key).or_else(|| self.outputs.get(key)) {
+            return Some(v.clone());
+        }
+        let chain = document::chain(key).filter(|c| !c.outputs)?;
+        let inputs = self
+            .inputs
+            .get(&format!("{}.{}", chain.phase, chain.step))?;
+        let raw = document::input_value(inputs, chain.index, chain.key)?;
+        if depth >= 8 {
+            return None;
+        }
+        Some(document::substitute(&raw, &|k| {
+            self.resolve_within(k, &[], &None, depth + 1)
+        }))
     }
 
     /// Runs one pass of a step, again until it succeeds or `maxAttempts`
@@ -384,15 +462,17 @@ async fn exec_capture(
         Ok(r) => r.map_err(|e| super::comm_error("component", "", e))?,
         Err(_) => return Ok((-2, String::new())),
     };
-    let local = std::env::temp_dir().join(format!(
-        "imgform-component-{}.out",
-        uuid::Uuid::new_v4().simple()
-    ));
-    let stdout = match comm.download(&out_file, &local).await {
-        Ok(()) => std::fs::read_to_string(&local).unwrap_or_default(),
+    // A private dir: a step's output may show the value of a secret.
+    let stdout = match crate::paths::PrivateTempDir::new("imgform-component") {
+        Ok(dir) => {
+            let local = dir.path().join("stdout");
+            match comm.download(&out_file, &local).await {
+                Ok(()) => std::fs::read_to_string(&local).unwrap_or_default(),
+                Err(_) => String::new(),
+            }
+        }
         Err(_) => String::new(),
     };
-    let _ = std::fs::remove_file(&local);
     let _ = comm
         .exec(&format!("rm -f {out_file}"), &[], &ctx.events)
         .await;

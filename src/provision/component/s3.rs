@@ -47,13 +47,13 @@ pub(super) async fn s3_action(
         Yaml::Sequence(items) => items.iter().collect(),
         other => vec![other],
     };
-    let tmp = std::env::temp_dir().join(format!("imgform-s3-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&tmp).map_err(|e| fail(format!("creating {}: {e}", tmp.display())))?;
+    let tmp = crate::paths::PrivateTempDir::new("imgform-s3")
+        .map_err(|e| fail(format!("creating a temporary dir: {e}")))?;
     let transfer = Transfer {
         ctx,
         comm,
         client: &client,
-        tmp: &tmp,
+        tmp: tmp.path(),
     };
     let result = async {
         for item in items {
@@ -74,7 +74,7 @@ pub(super) async fn s3_action(
         Ok(())
     }
     .await;
-    let _ = std::fs::remove_dir_all(&tmp);
+    drop(tmp);
     result
 }
 

@@ -1,0 +1,96 @@
+//! Every attribute and block a builder or provisioner schema lists is either
+//! acted on (the code outside the schema declarations reads it by name) or
+//! marked `ignored` (a warning when it is set): a template never sets
+//! something imgform silently does nothing with.
+
+use std::path::{Path, PathBuf};
+
+use crate::{drivers, provision};
+
+/// The Rust sources of the crate, test code left out (`*_tests.rs`, and
+/// each file's `#[cfg(test)] mod`), comments dropped, and with the
+/// schema declarations (`setting("x")`, `block(\n "x"`, ...) removed.
+fn code_without_declarations() -> String {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).expect("src is readable") {
+            let path = entry.expect("src entry").path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs")
+                && !path.to_string_lossy().ends_with("_tests.rs")
+            {
+                out.push(path);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+        &mut files,
+    );
+    let declaration =
+        regex::Regex::new(r#"\b(input|setting|secret|block|blocks|filter_block)\(\s*"[a-z0-9_]+""#)
+            .unwrap();
+    let mut code = String::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).expect("readable source");
+        let lines: Vec<&str> = text.lines().collect();
+        // A file's test module is its tail: `#[cfg(test)]`, maybe a
+        // `#[path]`, then `mod`.
+        let tests_start = (0..lines.len())
+            .find(|&i| {
+                lines[i].trim() == "#[cfg(test)]"
+                    && lines[i + 1..]
+                        .iter()
+                        .find(|l| !l.trim_start().starts_with("#["))
+                        .is_some_and(|l| l.trim_start().starts_with("mod "))
+            })
+            .unwrap_or(lines.len());
+        let text: String = lines[..tests_start]
+            .iter()
+            .filter(|l| !l.trim_start().starts_with("//"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        code.push_str(&declaration.replace_all(&text, "DECLARED"));
+    }
+    code
+}
+
+#[test]
+fn every_schema_attribute_is_acted_on_or_warned_about() {
+    let code = code_without_declarations();
+    let mut silent = Vec::new();
+    let schemas = drivers::KINDS
+        .iter()
+        .map(|k| &k.schema)
+        .chain(provision::KINDS.iter().map(|k| &k.schema));
+    for schema in schemas {
+        let attrs = schema.all_attrs().map(|a| (a.name, a.ignored));
+        let blocks = schema.blocks.iter().map(|b| (b.name, b.ignored));
+        for (name, ignored) in attrs.chain(blocks) {
+            if ignored.is_none() && !code.contains(&format!("\"{name}\"")) {
+                silent.push(format!("{} `{name}`", schema.kind));
+            }
+        }
+    }
+    assert!(
+        silent.is_empty(),
+        "attributes accepted but neither acted on nor marked ignored (a warning):\n  {}",
+        silent.join("\n  ")
+    );
+}
+
+#[test]
+fn an_ignored_attribute_is_found_only_when_set() {
+    let schema = &drivers::kind_of("amazon-ebs").unwrap().schema;
+    let config: serde_json::Map<String, serde_json::Value> = serde_json::from_value(
+        serde_json::json!({"spot_price": "auto", "mfa_code": "", "enable_nitro_enclave": false, "region": "x"}),
+    )
+    .unwrap();
+    let found: Vec<&str> = schema
+        .ignored_in(|n| config.get(n))
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(found, ["spot_price"]);
+}

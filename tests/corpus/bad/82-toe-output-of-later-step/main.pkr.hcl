@@ -1,0 +1,12 @@
+source "chroot" "c" {
+  base   = "rootfs.tar.gz"
+  format = "tar"
+}
+
+build {
+  sources = ["source.chroot.c"]
+
+  provisioner "component" {
+    document = "components/setup.yml"
+  }
+}

@@ -1,0 +1,12 @@
+source "chroot" "ubuntu" {
+  base = "rootfs.tar.gz"
+}
+
+build {
+  sources = ["source.chroot.ubuntu"]
+
+  module "dib" {
+    source   = "elements"
+    elements = ["base", "devusr"]
+  }
+}

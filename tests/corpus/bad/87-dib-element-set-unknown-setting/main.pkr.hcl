@@ -1,0 +1,13 @@
+source "chroot" "dev" {
+  base = "rootfs.tar.gz"
+}
+
+build {
+  sources = ["source.chroot.dev"]
+
+  module "dib" {
+    source   = "elements"
+    elements = ["devuser"]
+    username = "ops"
+  }
+}

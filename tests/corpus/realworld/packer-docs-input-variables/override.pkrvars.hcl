@@ -1,0 +1,1 @@
+image_id = "ami-0123456789abcdef0"

@@ -1,0 +1,4 @@
+#!/bin/sh
+set -e
+test "$(cat out.txt)" = "$EXPECT"
+echo "check passed: $EXPECT"

@@ -1,0 +1,13 @@
+source "chroot" "al2" {
+  base   = "rootfs/busybox.tar.gz"
+  format = "tar"
+}
+
+build {
+  sources = ["source.chroot.al2"]
+
+  provisioner "component" {
+    document = "components/tool-dirs.yml"
+    parameters = { Tools = "jq;tar;gzip" }
+  }
+}

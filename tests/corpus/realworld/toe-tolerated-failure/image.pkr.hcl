@@ -1,0 +1,17 @@
+variable "document" {
+  type    = string
+  default = "components/tolerated.yml"
+}
+
+source "chroot" "al2" {
+  base   = "rootfs/busybox.tar.gz"
+  format = "tar"
+}
+
+build {
+  sources = ["source.chroot.al2"]
+
+  provisioner "component" {
+    document = var.document
+  }
+}

@@ -234,6 +234,34 @@ fn stale_pid(name: &str) -> Option<u32> {
     head.rsplit_once('-')?.1.parse().ok()
 }
 
+/// Replaces `path` with `bytes` so that readers see the old or the new
+/// contents, also after a crash: a temporary file in the same dir, fsynced,
+/// renamed over `path`, then the dir fsynced.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let temp = dir.join(format!(".{name}.{}.tmp", uuid::Uuid::new_v4().simple()));
+    let written = (|| {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&temp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    written?;
+    std::fs::File::open(&dir).and_then(|d| d.sync_all())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,6 +19,7 @@
 //! stderr TEXT                # stderr contains TEXT (`!stderr`: does not)
 //! nowhere TEXT               # no file written in the run dir holds TEXT
 //! rootfs busybox PATH        # a busybox root filesystem tarball at PATH (chroot cases)
+//! file PATH TEXT             # the file PATH (in the run dir) holds TEXT
 //! git commit MESSAGE         # the run dir becomes a git repository; everything in it is committed
 //! ```
 //!
@@ -342,6 +343,14 @@ fn run_case(case: &Path) -> Vec<String> {
                         // The checks after a wrong exit would only repeat it.
                         break;
                     }
+                }
+            }
+            "file" => {
+                let (path, text) = rest.split_once(' ').unwrap_or((rest, ""));
+                match fs::read_to_string(dir.join(path)) {
+                    Ok(body) if body.contains(text) => {}
+                    Ok(body) => failures.push(format!("{at}: {path} lacks {text:?}:\n{body}")),
+                    Err(e) => failures.push(format!("{at}: cannot read {path}: {e}")),
                 }
             }
             "nowhere" => {

@@ -16,6 +16,7 @@
 //!
 //! Callers must hold the state lock for the whole apply.
 
+pub mod manifest;
 mod record;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -614,6 +615,12 @@ impl<'a> Run<'a> {
         self.record_change(&target, &addr)?;
         if crate::fault::armed("kill-after-record", &addr) {
             crate::fault::die();
+        }
+        // Post-processors run on the recorded image (Packer's manifest).
+        let job = &self.jobs[&addr];
+        if let Err(message) = manifest::write_all(&job.spec, &artifact, &self.options.run_id) {
+            self.fail(addr, message, elapsed);
+            return Ok(());
         }
         self.send(Event::Built {
             addr: addr.clone(),

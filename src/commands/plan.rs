@@ -81,10 +81,8 @@ pub fn resolve_for(dir: &Path, refresh: bool, flags: &[String]) -> Result<Resolv
     Ok(Resolve::for_plan(refresh, || recorded))
 }
 
-/// Temp file next to `path`, then rename: a plan file is whole or absent.
+/// A plan file is whole or absent.
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+    crate::paths::write_atomically(path, bytes)
+        .with_context(|| format!("writing {}", path.display()))
 }

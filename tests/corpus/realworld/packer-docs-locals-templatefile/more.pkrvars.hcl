@@ -1,0 +1,1 @@
+packages = ["nginx", "curl", "jq"]

@@ -42,7 +42,7 @@ PY
 measure() { # prints "seconds max_rss_kib"
   local dir=$1 best="" rss=""
   for _ in 1 2 3; do
-    /usr/bin/time -f "%e %M" -o /tmp/imgform-bench.time "$BIN" plan --refresh=false --detailed-exitcode "$dir" >/dev/null || true
+    /usr/bin/time -f "%e %M" -o /tmp/imgform-bench.time "$BIN" -C "$dir" plan --refresh=false --detailed-exitcode >/dev/null || true
     read -r s m < <(tail -n 1 /tmp/imgform-bench.time)
     if [ -z "$best" ] || awk "BEGIN{exit !($s < $best)}"; then best=$s; rss=$m; fi
   done
@@ -54,7 +54,7 @@ for n in "${sizes[@]}"; do
   dir=$(mktemp -d /tmp/imgform-bench.XXXXXX)
   generate "$n" "$dir"
   # Record state without running 5n shell processes: apply with scripts that do nothing.
-  "$BIN" apply --auto-approve --parallelism 16 "$dir" >/dev/null 2>&1
+  "$BIN" -C "$dir" apply --auto-approve --parallelism 16 >/dev/null 2>&1
   read -r s m <<<"$(measure "$dir")"
   printf '| %d | no change | %.3f | %.1f |\n' "$n" "$s" "$(awk "BEGIN{print $m/1024}")"
   echo "true # edited" >> "$dir/scripts/img$((n/2))-0.sh"

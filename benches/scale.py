@@ -143,7 +143,7 @@ def bench_plan(args, bins):
             generate(n, d, terraform=(n == 1000 and args.terraform and name == "imgform"))
             # Recorded by the binary under test (an older one may take very
             # long for a first apply of 10,000: that is what issue 16 fixed).
-            subprocess.run([bins["imgform"], "apply", "--auto-approve", "--parallelism", "16", d],
+            subprocess.run([bins["imgform"], "-C", d, "apply", "--auto-approve", "--parallelism", "16"],
                            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             dirs[(n, name)] = d
     # Let the file-hash cache written by apply age past its racy window,
@@ -153,7 +153,7 @@ def bench_plan(args, bins):
         run_once([bins[name], "plan", "--refresh=false", d])
     # Both sizes and every binary in the same rounds: the N-ratio is taken
     # under the same conditions as the binaries' ratio.
-    cmds = [((n, name), [b, "plan", "--refresh=false", "--detailed-exitcode", dirs[(n, name)]], None, None)
+    cmds = [((n, name), [b, "-C", dirs[(n, name)], "plan", "--refresh=false", "--detailed-exitcode"], None, None)
             for n in (1000, 10000) for name, b in bins.items()]
     both = compare(cmds, args.rounds)
     results = {n: {name: both[(n, name)] for name in bins} for n in (1000, 10000)}
@@ -170,8 +170,8 @@ def bench_plan(args, bins):
     with open(listing, "w") as f:
         f.write("\n".join(files) + "\n")
     cmds = [
-        ("imgform plan (cache)", [b, "plan", "--refresh=false", d], None, None),
-        ("imgform plan --no-cache", [b, "plan", "--refresh=false", "--no-cache", d], None, None),
+        ("imgform plan (cache)", [b, "-C", d, "plan", "--refresh=false"], None, None),
+        ("imgform plan --no-cache", [b, "-C", d, "plan", "--refresh=false", "--no-cache"], None, None),
         ("sha256sum of the inputs", f"xargs -a {listing} sha256sum > /dev/null", None, None),
         ("stat walk of the inputs", f"find {d}/scripts -type f -printf '%s %T@ %C@\\n' > /dev/null", None, None),
     ]
@@ -205,7 +205,7 @@ def bench_apply(args, bins):
             for n in (sizes[0], sizes[1], sizes[0]):
                 d = tempfile.mkdtemp(prefix=f"imgform-bench-apply{n}.")
                 generate(n, d)
-                w, _ = run_once([b, "apply", "--auto-approve", d])
+                w, _ = run_once([b, "-C", d, "apply", "--auto-approve"])
                 walls[n].append(w)
                 shutil.rmtree(d, ignore_errors=True)
         med = {n: statistics.median(walls[n]) for n in sizes}
@@ -223,7 +223,7 @@ def bench_apply(args, bins):
             subprocess.run(["terraform", "init", "-input=false"], cwd=tf, env=env, check=True,
                            stdout=subprocess.DEVNULL)
             w_tf, _ = run_once(["terraform", "apply", "-auto-approve", "-input=false"], tf, env)
-            w_im, _ = run_once([b, "apply", "--auto-approve", d])
+            w_im, _ = run_once([b, "-C", d, "apply", "--auto-approve"])
             row(label, f"{w_im:.2f}", f"{w_tf:.2f}", f"{w_tf / w_im:.1f}×")
             shutil.rmtree(d, ignore_errors=True)
         print()
@@ -248,12 +248,12 @@ def bench_tree(args, bins):
                 'build {\n  sources = ["source.null.t"]\n'
                 '  module "tree" {\n    source = "tree"\n  }\n}\n')
     name, b = next(iter(bins.items()))
-    run_once([b, "plan", "--refresh=false", d])
+    run_once([b, "-C", d, "plan", "--refresh=false"])
     time.sleep(2.5)
-    run_once([b, "plan", "--refresh=false", d])
+    run_once([b, "-C", d, "plan", "--refresh=false"])
     cmds = [
-        ("imgform plan (cache)", [b, "plan", "--refresh=false", d], None, None),
-        ("imgform plan --no-cache", [b, "plan", "--refresh=false", "--no-cache", d], None, None),
+        ("imgform plan (cache)", [b, "-C", d, "plan", "--refresh=false"], None, None),
+        ("imgform plan --no-cache", [b, "-C", d, "plan", "--refresh=false", "--no-cache"], None, None),
         ("sha256sum of the tree", f"find {d}/tree -type f -print0 | xargs -0 sha256sum > /dev/null", None, None),
         ("stat walk of the tree", f"find {d}/tree -type f -printf '%s %T@ %C@\\n' > /dev/null", None, None),
     ]

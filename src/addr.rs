@@ -102,9 +102,13 @@ impl FromStr for ImageAddr {
         if parts.iter().any(|p| p.is_empty()) {
             return Err(ParseAddrError(s.to_owned()));
         }
+        // A source type and name never hold a dot; a build name may
+        // (`cloudimg.deps`): the last two parts are the source's.
         match parts.as_slice() {
             [t, n] => Ok(ImageAddr::new(None, t, n)),
-            [b, t, n] => Ok(ImageAddr::new(Some(b), t, n)),
+            [build @ .., t, n] if !build.is_empty() => {
+                Ok(ImageAddr::new(Some(&build.join(".")), t, n))
+            }
             _ => Err(ParseAddrError(s.to_owned())),
         }
     }
@@ -228,8 +232,16 @@ mod tests {
         let b: ImageAddr = "null.base".parse().unwrap();
         assert_eq!(b.build, None);
         assert_eq!(b.slug(), "null-base");
-        assert!("a.b.c.d".parse::<ImageAddr>().is_err());
+        // A dotted build name: the last two parts are the source's.
+        let c: ImageAddr = "cloudimg.deps.null.base".parse().unwrap();
+        assert_eq!(c.build.as_deref(), Some("cloudimg.deps"));
+        assert_eq!(
+            (c.source_type.as_str(), c.source_name.as_str()),
+            ("null", "base")
+        );
+        assert_eq!(c.to_string(), "cloudimg.deps.null.base");
         assert!("a..c".parse::<ImageAddr>().is_err());
+        assert!("base".parse::<ImageAddr>().is_err());
     }
 
     #[test]

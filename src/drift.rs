@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::addr::{ContentAddress, ImageAddr, TargetAddr};
 use crate::fingerprint::{Manifest, RebuildReason};
-use crate::state::{ImageRecord, StateFile};
+use crate::state::{ArtifactChange, ImageRecord, StateFile};
 
 pub const DRIFT_FORMAT_VERSION: u32 = 1;
 
@@ -117,6 +117,8 @@ pub struct DriftInput<'a> {
     pub old_manifests: &'a BTreeMap<ContentAddress, Manifest>,
     /// Recorded artifacts refresh found gone.
     pub missing: &'a BTreeSet<ImageAddr>,
+    /// Recorded artifacts refresh found with other bytes than recorded.
+    pub changed: &'a BTreeMap<ImageAddr, ArtifactChange>,
     /// Artifacts of defined images that no state records.
     pub untracked: &'a [Untracked],
     pub now: chrono::DateTime<chrono::Utc>,
@@ -149,6 +151,13 @@ pub fn drift(input: DriftInput<'_>) -> DriftReport {
                     reasons
                 }
             };
+            if let Some(change) = input.changed.get(address) {
+                reasons.push(DriftReason::Rebuild(RebuildReason::ArtifactChanged {
+                    id: record.artifact.id.clone(),
+                    recorded: change.recorded.clone(),
+                    found: change.found.clone(),
+                }));
+            }
             let parents = ancestry(record, &recorded);
             for p in parents.iter().filter(|p| p.moved_on) {
                 reasons.push(DriftReason::ParentRebuilt {

@@ -20,6 +20,7 @@ struct World {
     state: StateFile,
     old_manifests: BTreeMap<ContentAddress, Manifest>,
     missing: BTreeSet<ImageAddr>,
+    changed: BTreeMap<ImageAddr, crate::state::ArtifactChange>,
     untracked: Vec<Untracked>,
 }
 
@@ -30,6 +31,7 @@ impl World {
             state: StateFile::new("local"),
             old_manifests: BTreeMap::new(),
             missing: BTreeSet::new(),
+            changed: BTreeMap::new(),
             untracked: Vec::new(),
         }
     }
@@ -68,6 +70,7 @@ impl World {
             images: &images,
             old_manifests: &self.old_manifests,
             missing: &self.missing,
+            changed: &self.changed,
             untracked: &self.untracked,
             now: chrono::DateTime::parse_from_rfc3339("2026-03-04T00:00:00Z")
                 .unwrap()
@@ -174,6 +177,24 @@ fn missing() {
     w.missing.insert(m.address.clone());
     w.defined.push((m, None));
     insta::assert_json_snapshot!(w.report());
+}
+
+#[test]
+fn stale_artifact_changed() {
+    let mut w = World::new();
+    let m = plain("null.a");
+    w.recorded(&m, "output/a-0123456789ab.qcow2");
+    w.changed.insert(
+        m.address.clone(),
+        crate::state::ArtifactChange {
+            recorded: format!("sha256:{}", "1".repeat(64)),
+            found: format!("sha256:{}", "2".repeat(64)),
+        },
+    );
+    w.defined.push((m, None));
+    let report = w.report();
+    assert_eq!(report.images[0].status, DriftStatus::Stale);
+    insta::assert_json_snapshot!(report);
 }
 
 #[test]

@@ -6,7 +6,12 @@
 //! Points: `kill-after-capture` (apply dies like a SIGKILL between capturing
 //! an artifact and recording it), `kill-after-record` (apply dies like a
 //! SIGKILL right after an image's record is durable, before the state file
-//! is rewritten), `panic-in-build` (a build task panics).
+//! is rewritten), `panic-in-build` (a build task panics),
+//! `kill-before-backup` (apply dies after a state file is replaced, before
+//! the previous version becomes its `.bak`), `kill-during-provisioning`
+//! (apply dies after an image's first provisioner, with the chroot's
+//! mounts up), `kill-during-artifact-write` (apply dies halfway through
+//! copying a local image into its output folder).
 
 use crate::addr::ImageAddr;
 
@@ -19,6 +24,12 @@ pub fn armed(point: &str, addr: &ImageAddr) -> bool {
         Some((p, only)) => p == point && only == addr.to_string(),
         None => spec == point,
     }
+}
+
+/// Whether the fault `point` is armed for the whole run (points that
+/// belong to no one image, such as state writes).
+pub fn armed_anywhere(point: &str) -> bool {
+    std::env::var("IMGFORM_FAULT").is_ok_and(|spec| spec == point)
 }
 
 /// Dies at once, as a SIGKILL would: no destructor, no cleanup.

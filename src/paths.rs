@@ -119,6 +119,56 @@ pub fn local_artifact(def_dir: &Path, id: &str) -> Result<std::path::PathBuf, St
     Ok(full)
 }
 
+/// Refresh of a local artifact that exists: whether its bytes still hash to
+/// the sha256 its build recorded (`attributes.sha256`). `None` when they do,
+/// or when nothing was recorded to compare with. Reads the whole file.
+pub fn local_artifact_changed(
+    def_dir: &Path,
+    artifact: &crate::state::Artifact,
+) -> Result<Option<crate::state::ArtifactChange>, String> {
+    use sha2::Digest;
+    use std::io::Read;
+    let Some(recorded) = artifact.attributes.get("sha256").and_then(|v| v.as_str()) else {
+        return Ok(None);
+    };
+    let path = local_artifact(def_dir, &artifact.id)?;
+    let mut file = match std::fs::File::open(&path) {
+        Ok(file) => file,
+        // Gone: `exists` says so, this is not a change.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("reading {}: {e}", path.display())),
+    };
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file
+            .read(&mut buf)
+            .map_err(|e| format!("reading {}: {e}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    let found = hex::encode(hasher.finalize());
+    let recorded = recorded.trim_start_matches("sha256:");
+    Ok((found != recorded).then(|| crate::state::ArtifactChange {
+        recorded: format!("sha256:{recorded}"),
+        found: format!("sha256:{found}"),
+    }))
+}
+
+/// The same, off the async runtime's threads (an image is large).
+pub async fn local_artifact_changed_async(
+    def_dir: &Path,
+    artifact: &crate::state::Artifact,
+) -> Result<Option<crate::state::ArtifactChange>, String> {
+    let (def_dir, artifact) = (def_dir.to_path_buf(), artifact.clone());
+    let id = artifact.id.clone();
+    tokio::task::spawn_blocking(move || local_artifact_changed(&def_dir, &artifact))
+        .await
+        .map_err(|e| format!("hashing {id}: {e}"))?
+}
+
 /// What `apply` writes beside a local artifact: its SBOM.
 pub const SBOM_SUFFIX: &str = ".cdx.json";
 

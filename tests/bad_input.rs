@@ -205,8 +205,8 @@ fn check_case(case: &Path) -> Vec<String> {
 fn bad_input_corpus_fails_cleanly() {
     let cases = case_dirs();
     assert!(
-        cases.len() >= 36,
-        "expected at least 36 cases in {}, found {}",
+        cases.len() >= 100,
+        "expected at least 100 cases in {}, found {}",
         corpus_dir().display(),
         cases.len()
     );

@@ -281,6 +281,71 @@ build {
     assert!(left.is_empty(), "work dir removed: {left:?}");
 }
 
+/// SIGKILL gives imgform no chance to unmount: the mounts live in the
+/// build's own mount namespace, which the kernel ends with the process.
+#[test]
+fn sigkill_during_provisioning_leaves_no_mount() {
+    require_root!();
+    let p = project(
+        r#"
+source "chroot" "slow" {
+  base     = "rootfs/busybox.tar.gz"
+  work_dir = "work"
+}
+build {
+  sources = ["source.chroot.slow"]
+  provisioner "shell" {
+    inline = ["test -e /proc/self/status", "test -e /dev/null", "touch /tmp/started", "sleep 30"]
+  }
+}
+"#,
+    );
+    let mut child = Command::new(util::bin())
+        .current_dir(p.path())
+        .args(["apply", "--auto-approve"])
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let work = loop {
+        let running = std::fs::read_dir(p.path().join("work"))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .find(|e| e.path().join("root/tmp/started").exists());
+        if let Some(work) = running {
+            break work.path();
+        }
+        assert!(started.elapsed().as_secs() < 30, "the build never started");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // Nothing was ever mounted where the host sees it, and nothing is now.
+    no_mounts_left(&p);
+    // The stale work dir is plain directories: /dev in it is not the host's.
+    assert!(
+        !work.join("root/dev/null").exists(),
+        "host /dev visible in the work dir"
+    );
+    assert!(
+        !work.join("root/proc/self").exists(),
+        "a /proc visible in the work dir"
+    );
+    // The provisioner runs on in its own process group: stop the ones
+    // whose root is this work dir (and only those).
+    let root = work.join("root");
+    for proc_entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let pid = proc_entry.file_name().to_string_lossy().into_owned();
+        if pid.parse::<u32>().is_ok()
+            && std::fs::read_link(proc_entry.path().join("root")).is_ok_and(|r| r == root)
+        {
+            let _ = Command::new("kill").args(["-KILL", &pid]).status();
+        }
+    }
+}
+
 #[test]
 fn a_deleted_output_is_missing_in_the_next_plan_and_keep_previous_prunes() {
     require_root!();
@@ -329,6 +394,53 @@ build {
     assert_ne!(now, first);
     assert!(!first.exists(), "old image deleted with keep_previous = 0");
     assert_eq!(cat_in_image(&now, "/etc/v"), "2\n");
+}
+
+#[test]
+fn an_image_changed_since_its_build_is_artifact_changed_and_rebuilt() {
+    require_root!();
+    let p = project(
+        r#"
+source "chroot" "img" {
+  base   = "rootfs/busybox.tar.gz"
+  format = "tar"
+}
+build {
+  sources = ["source.chroot.img"]
+}
+"#,
+    );
+    p.run(&["apply", "--auto-approve"]).success();
+    p.run(&["plan", "--detailed-exitcode"]).code(0);
+    let image = output(&p, "chroot-img-", ".tar");
+    let built = sha256(&image);
+    // Edited in place: same name, same size, other bytes.
+    let mut bytes = std::fs::read(&image).unwrap();
+    bytes[100] ^= 0xff;
+    std::fs::write(&image, &bytes).unwrap();
+    let now = sha256(&image);
+
+    let plan = p.run(&["plan", "--json"]);
+    let change = &plan.json()["changes"][0];
+    assert_eq!(change["action"], "rebuild");
+    assert_eq!(change["reasons"][0]["kind"], "artifact_changed");
+    assert_eq!(change["reasons"][0]["recorded"], format!("sha256:{built}"));
+    assert_eq!(change["reasons"][0]["found"], format!("sha256:{now}"));
+    let human = p.run(&["plan", "--no-color"]);
+    assert!(
+        human.stdout.contains("was changed since it was built"),
+        "{}",
+        human.stdout
+    );
+    let drift = p.run(&["drift", "--json"]);
+    drift.code(2);
+    let entry = &drift.json()["images"][0];
+    assert_eq!(entry["status"], "stale");
+    assert_eq!(entry["reasons"][0]["kind"], "artifact_changed");
+
+    p.run(&["apply", "--auto-approve"]).success();
+    assert_eq!(sha256(&output(&p, "chroot-img-", ".tar")), built);
+    p.run(&["plan", "--detailed-exitcode"]).code(0);
 }
 
 #[test]

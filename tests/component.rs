@@ -367,6 +367,34 @@ phases:
         inputs:
           commands:
             - printf 'one\ntwo\n'
+      - name: OnlyWithoutApt
+        action: CreateFile
+        if:
+          and:
+            - binaryExists: sh
+            - not:
+                binaryExists: apt-get
+            - stringEquals: 'ALPHA;BETA'
+              value: "{{ Hosts }}"
+        inputs:
+          - path: /etc/no-apt
+            content: busybox
+      - name: OnlyWithApt
+        action: CreateFile
+        if:
+          binaryExists: apt-get
+        inputs:
+          - path: /etc/with-apt
+            content: debian
+      - name: NeverWhenFolderExists
+        action: CreateFile
+        if:
+          folderExists: "{{ AppDir }}"
+          then: Skip
+          else: Execute
+        inputs:
+          - path: /etc/never
+            content: x
       - name: PerLine
         action: ExecuteBash
         loop:
@@ -394,12 +422,17 @@ fn constants_delimited_loops_and_chained_inputs_and_outputs() {
         "line 0=one\nline 1=two\n"
     );
     assert_eq!(read(&p, "/etc/chained.conf"), "dir=/opt/chained");
+    // Conditions: decided on the machine (binaryExists, folderExists) and
+    // here (stringEquals ignores case); a false `if` skips the step.
+    assert_eq!(read(&p, "/etc/no-apt"), "busybox");
+    assert_eq!(read(&p, "/etc/with-apt"), "");
+    assert_eq!(read(&p, "/etc/never"), "");
 }
 
 #[test]
 fn references_awstoe_would_leave_as_written_are_located_errors() {
     let p = project(
-        "name: bad\nschemaVersion: 1.0\nconstants:\n  - Greeting:\n      type: string\n      value: hi\nphases:\n  - name: build\n    steps:\n      - name: One\n        action: ExecuteBash\n        inputs:\n          commands: [\"echo {{ Greting }}\"]\n      - name: Two\n        action: ExecuteBash\n        if:\n          stringEquals: a\n          value: a\n        inputs:\n          commands: [\"echo {{ build.Three.outputs.stdout }}\"]\n      - name: Three\n        action: ExecuteBash\n        inputs:\n          commands: [\"echo {{ loop.value }}\"]\n",
+        "name: bad\nschemaVersion: 1.0\nconstants:\n  - Greeting:\n      type: string\n      value: hi\nphases:\n  - name: build\n    steps:\n      - name: One\n        action: ExecuteBash\n        inputs:\n          commands: [\"echo {{ Greting }}\"]\n      - name: Two\n        action: ExecuteBash\n        if:\n          binaryExists: sh\n          then: Run\n        inputs:\n          commands: [\"echo {{ build.Three.outputs.stdout }}\"]\n      - name: Three\n        action: ExecuteBash\n        inputs:\n          commands: [\"echo {{ loop.value }}\"]\n",
     );
     let run = p.run(&["plan"]);
     run.code(1);
@@ -408,7 +441,7 @@ fn references_awstoe_would_leave_as_written_are_located_errors() {
         "`{{ Greting }}` is nothing this document declares",
         "did you mean `{{ Greeting }}`?",
         "components/doc.yml:16:1",
-        "uses a conditional (`if`)",
+        "`then: Run` is not Execute, Skip or Abort",
         "components/doc.yml:20:1",
         "refers to the outputs of a step that has not run yet",
         "components/doc.yml:24:1",

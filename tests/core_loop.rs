@@ -581,7 +581,12 @@ fn chdir_and_positional_dir() {
     let p = chain();
     let cwd = tempfile::tempdir().unwrap();
     let dir = p.path().to_str().unwrap();
-    util::imgform_in(cwd.path(), &["plan", dir], &[]).success();
+    // -C changes directory first: the templates' relative paths are found.
     util::imgform_in(cwd.path(), &["-C", dir, "plan"], &[]).success();
     util::imgform_in(cwd.path(), &["validate", "--chdir", dir], &[]).success();
+    // A template folder given from elsewhere: its relative paths resolve
+    // against the current directory, as in Packer, and are not there.
+    util::imgform_in(cwd.path(), &["plan", dir], &[])
+        .code(1)
+        .stderr_has("scripts/base.sh");
 }

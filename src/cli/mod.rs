@@ -28,7 +28,7 @@ const AFTER_HELP: &str = "Examples:
 #[derive(Debug, Parser)]
 #[command(name = "imgform", version, about = "terraform plan/apply for golden machine images", long_about = ABOUT, after_help = AFTER_HELP, propagate_version = true)]
 pub struct Cli {
-    /// Run as if started in DIR (the definition dir); same as a trailing DIR argument.
+    /// Change to DIR first (like make -C): the template path and every relative path are then relative to DIR
     #[arg(short = 'C', long, global = true, value_name = "DIR")]
     pub chdir: Option<PathBuf>,
 
@@ -135,8 +135,8 @@ build and recorded with the image; a local image also has it beside its artifact
 
 #[derive(Debug, Args, Clone, Default)]
 pub struct DirArg {
-    /// The definition dir (default: --chdir or the current directory)
-    #[arg(value_name = "DIR")]
+    /// The template folder or file (default: the current directory); relative paths in templates resolve against the current directory, as in Packer
+    #[arg(value_name = "TEMPLATE")]
     pub dir: Option<PathBuf>,
 }
 
@@ -232,8 +232,8 @@ pub struct PlanArgs {
 
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
-    /// A saved plan (from `plan --out`) to apply exactly, or the definition dir
-    #[arg(value_name = "PLANFILE|DIR")]
+    /// A saved plan (from `plan --out`) to apply exactly, or the template folder or file
+    #[arg(value_name = "PLANFILE|TEMPLATE")]
     pub plan_or_dir: Option<PathBuf>,
     #[command(flatten)]
     pub options: PlanOptions,

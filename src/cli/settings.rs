@@ -1,7 +1,7 @@
 //! Resolves command-line arguments and the environment into settings.
 
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use super::DirArg;
@@ -31,12 +31,10 @@ impl Output {
     }
 }
 
-/// The definition dir: a positional DIR wins over --chdir, else ".".
-pub fn definition_dir(chdir: Option<&Path>, dir: &DirArg) -> PathBuf {
-    dir.dir
-        .clone()
-        .or_else(|| chdir.map(Path::to_path_buf))
-        .unwrap_or_else(|| PathBuf::from("."))
+/// The template folder or file: the positional argument, else ".". (`-C DIR`
+/// has already changed the current directory.)
+pub fn definition_dir(dir: &DirArg) -> PathBuf {
+    dir.dir.clone().unwrap_or_else(|| PathBuf::from("."))
 }
 
 pub fn lock_timeout(text: &str) -> Result<Duration, String> {

@@ -21,34 +21,45 @@ use crate::plan::Plan;
 use crate::state::{StateBackend, StateFile};
 use crate::views::{self, Style};
 
-pub async fn run(chdir: Option<&Path>, args: ApplyArgs, output: Output) -> Result<Status> {
-    let saved_plan = args.plan_or_dir.as_ref().filter(|t| t.is_file()).cloned();
-    // A saved plan applies to the definitions of --chdir (or here); else
-    // the positional argument is the definition dir.
-    let dir: PathBuf = match (&saved_plan, &args.plan_or_dir) {
-        (None, Some(dir)) => dir.clone(),
-        _ => chdir
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from(".")),
-    };
-    pipeline::definition_dir_exists(&dir)?;
-    let def_dir =
-        std::fs::canonicalize(&dir).with_context(|| format!("opening {}", dir.display()))?;
+pub async fn run(args: ApplyArgs, output: Output) -> Result<Status> {
+    let saved_plan = args
+        .plan_or_dir
+        .as_ref()
+        .filter(|t| t.is_file() && !crate::config::is_template_file(t))
+        .cloned();
+    // A saved plan applies to the definitions here (after -C); else the
+    // positional argument is the template folder or file.
     let saved_file = match &saved_plan {
         Some(path) => Some(PlanFile::read(path)?),
         None => None,
     };
+    // A saved plan names the templates it was made of (`plan packer/ --out
+    // p.bin`); run `apply p.bin` where `plan` ran.
+    let dir: PathBuf = match (&saved_file, &args.plan_or_dir) {
+        (Some(file), _) => file.templates.clone().unwrap_or_else(|| PathBuf::from(".")),
+        (None, Some(dir)) => dir.clone(),
+        (None, None) => PathBuf::from("."),
+    };
+    pipeline::definition_dir_exists(&dir)?;
+    // The state and logs are kept with the templates; relative paths (and
+    // so local artifacts) are under the current directory, as in Packer.
+    let template_dir = std::fs::canonicalize(crate::config::template_folder(&dir))
+        .with_context(|| format!("opening {}", dir.display()))?;
+    let work_dir = std::env::current_dir()
+        .and_then(std::fs::canonicalize)
+        .context("finding the current directory")?;
     let flags = &args.options.backend.backend_config;
     let backend = match &saved_file {
-        Some(file) => {
-            backend::backend_for_saved_plan(&def_dir, file.backend.as_ref(), flags, |warning| {
-                eprintln!("warning: {warning}")
-            })?
-        }
-        None => backend::backend_for_dir(&def_dir, flags)?,
+        Some(file) => backend::backend_for_saved_plan(
+            &template_dir,
+            file.backend.as_ref(),
+            flags,
+            |warning| eprintln!("warning: {warning}"),
+        )?,
+        None => backend::backend_for_dir(&dir, flags)?,
     };
     let work = match saved_file {
-        Some(file) => from_saved_plan(file, &dir, &def_dir, &args, &*backend)?,
+        Some(file) => from_saved_plan(file, &dir, &work_dir, &args, &*backend)?,
         None => from_definitions(&dir, &args, &*backend, output).await?,
     };
     let Work {
@@ -90,7 +101,8 @@ pub async fn run(chdir: Option<&Path>, args: ApplyArgs, output: Output) -> Resul
         args.on_error == "abort",
         args.json,
     );
-    let outcome = execute(&plan, jobs, &*backend, states, &def_dir, settings, output).await;
+    let dirs = (template_dir.as_path(), work_dir.as_path());
+    let outcome = execute(&plan, jobs, &*backend, states, dirs, settings, output).await;
     drop(lock);
     let outcome = outcome?;
     let style = Style {
@@ -190,14 +202,14 @@ fn confirmed(output: Output) -> Result<bool> {
     Ok(answer.trim() == "yes")
 }
 
-/// Runs the build with progress on stderr, per-image logs and Ctrl-C
-/// handling.
+/// Runs the build with progress on stderr, per-image logs (in the template
+/// folder) and Ctrl-C handling; local artifacts are under `work_dir`.
 async fn execute(
     plan: &Plan,
     jobs: BTreeMap<ImageAddr, BuildJob>,
     backend: &dyn StateBackend,
     states: BTreeMap<TargetAddr, StateFile>,
-    def_dir: &Path,
+    (template_dir, work_dir): (&Path, &Path),
     (parallelism, keep_failed, keep_on_error, json): (usize, bool, bool, bool),
     output: Output,
 ) -> Result<apply::ApplyOutcome> {
@@ -207,20 +219,8 @@ async fn execute(
 
     // Temporary dirs of runs that were killed (their scripts may hold
     // secrets) go before this run makes its own.
-    let (swept, kept) = crate::paths::sweep_stale_temp_dirs(&std::env::temp_dir());
-    if !swept.is_empty() {
-        eprintln!(
-            "Removed {} temporary dir(s) of imgform runs that are gone.",
-            swept.len()
-        );
-    }
-    for dir in kept {
-        eprintln!(
-            "warning: {} belongs to an imgform run that is gone but has something mounted under it; unmount it (umount -R) and delete it",
-            dir.display()
-        );
-    }
-    let log_dir = def_dir.join(".imgform").join("logs");
+    sweep_stale_temp_dirs();
+    let log_dir = template_dir.join(".imgform").join("logs");
     std::fs::create_dir_all(&log_dir).with_context(|| format!("creating {}", log_dir.display()))?;
     let planned = plan
         .changes
@@ -264,13 +264,33 @@ async fn execute(
         parallelism,
         keep_failed,
         keep_on_error,
-        def_dir: def_dir.to_path_buf(),
+        def_dir: work_dir.to_path_buf(),
         run_id,
     };
     let result = apply::apply(plan, jobs, backend, states, &options, events_tx, cancel).await;
     signals.abort();
     let _ = printer.await;
+    // Again at the end: a tool a killed run had started (mke2fs, qemu-img)
+    // may have still been writing into its dir at the start.
+    sweep_stale_temp_dirs();
     Ok(result?)
+}
+
+/// Removes the temporary dirs of imgform runs that are gone, saying so.
+fn sweep_stale_temp_dirs() {
+    let (swept, kept) = crate::paths::sweep_stale_temp_dirs(&std::env::temp_dir());
+    if !swept.is_empty() {
+        eprintln!(
+            "Removed {} temporary dir(s) of imgform runs that are gone.",
+            swept.len()
+        );
+    }
+    for dir in kept {
+        eprintln!(
+            "warning: {} belongs to an imgform run that is gone but has something mounted under it; unmount it (umount -R) and delete it",
+            dir.display()
+        );
+    }
 }
 
 fn result_json(plan: &Plan, outcome: &apply::ApplyOutcome) -> serde_json::Value {

@@ -1,7 +1,5 @@
 //! `imgform drift`: which recorded images are stale, missing or untracked.
 
-use std::path::Path;
-
 use anyhow::Result;
 
 use super::Status;
@@ -11,8 +9,8 @@ use crate::config::LoadOptions;
 use crate::pipeline::{self, backend, refresh, Resolve};
 use crate::views::{self, Style};
 
-pub async fn run(chdir: Option<&Path>, args: DriftArgs, output: Output) -> Result<Status> {
-    let dir = super::definition_dir(chdir, &args.dir)?;
+pub async fn run(args: DriftArgs, output: Output) -> Result<Status> {
+    let dir = super::definition_dir(&args.dir)?;
     let mut options = LoadOptions::from_env(args.vars.vars.clone(), args.vars.var_files.clone());
     options.file_cache = !args.no_cache;
     let resolve = Resolve::Refresh(tokio::runtime::Handle::current());
@@ -20,7 +18,7 @@ pub async fn run(chdir: Option<&Path>, args: DriftArgs, output: Output) -> Resul
     super::print_warnings(&prepared.warnings, output);
     let project = &prepared.project;
     let backend = backend::backend_for(
-        &project.def_dir,
+        &project.template_dir,
         project.backend.as_ref(),
         &args.backend.backend_config,
     )?;

@@ -1,7 +1,5 @@
 //! `imgform graph`: the dependency graph as DOT.
 
-use std::path::Path;
-
 use anyhow::Result;
 
 use super::Status;
@@ -10,8 +8,8 @@ use crate::cli::GraphArgs;
 use crate::config::LoadOptions;
 use crate::pipeline::{self, Resolve};
 
-pub fn run(chdir: Option<&Path>, args: GraphArgs) -> Result<Status> {
-    let dir = definition_dir(chdir, &args.dir);
+pub fn run(args: GraphArgs) -> Result<Status> {
+    let dir = definition_dir(&args.dir);
     let options = LoadOptions::from_env(args.vars.vars, args.vars.var_files);
     let prepared = pipeline::prepare(&dir, &options, &Resolve::Skip)?;
     print!("{}", prepared.graph.to_dot());

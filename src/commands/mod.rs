@@ -14,7 +14,7 @@ pub mod show;
 pub mod state;
 pub mod validate;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -98,30 +98,36 @@ pub fn hint(err: &anyhow::Error) -> Option<String> {
 }
 
 pub fn run(cli: Cli, output: Output) -> Result<Status> {
-    let chdir = cli.chdir.as_deref();
+    // -C DIR changes directory first, like `make -C` and `terraform
+    // -chdir`: the template path, --var-file, plan files and every relative
+    // path in the templates are then relative to DIR.
+    if let Some(dir) = &cli.chdir {
+        std::env::set_current_dir(dir)
+            .map_err(|_| PipelineError::NoDefinitionDir { dir: dir.clone() })?;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     match cli.command {
-        Command::Validate(args) => validate::run(chdir, args, output),
-        Command::Plan(args) => runtime.block_on(plan::run(chdir, args, output)),
-        Command::Apply(args) => runtime.block_on(apply::run(chdir, args, output)),
-        Command::Show(args) => show::run(chdir, args, output),
-        Command::Drift(args) => runtime.block_on(drift::run(chdir, args, output)),
-        Command::Graph(args) => graph::run(chdir, args),
-        Command::State(StateCommand::List(args)) => state::list(chdir, args, output),
-        Command::State(StateCommand::Show(args)) => state::show(chdir, args, output),
-        Command::State(StateCommand::Rm(args)) => state::rm(chdir, args),
+        Command::Validate(args) => validate::run(args, output),
+        Command::Plan(args) => runtime.block_on(plan::run(args, output)),
+        Command::Apply(args) => runtime.block_on(apply::run(args, output)),
+        Command::Show(args) => show::run(args, output),
+        Command::Drift(args) => runtime.block_on(drift::run(args, output)),
+        Command::Graph(args) => graph::run(args),
+        Command::State(StateCommand::List(args)) => state::list(args, output),
+        Command::State(StateCommand::Show(args)) => state::show(args, output),
+        Command::State(StateCommand::Rm(args)) => state::rm(args),
         Command::State(StateCommand::Recover(args)) => {
-            runtime.block_on(state::recover(chdir, args, output))
+            runtime.block_on(state::recover(args, output))
         }
-        Command::State(StateCommand::Import(args)) => runtime.block_on(state::import(chdir, args)),
-        Command::Sbom(args) => sbom::sbom(chdir, args),
-        Command::Diff(args) => sbom::diff(chdir, args, output),
-        Command::Taint(args) => state::taint(chdir, args, true),
-        Command::Untaint(args) => state::taint(chdir, args, false),
-        Command::ForceUnlock(args) => state::force_unlock(chdir, args),
+        Command::State(StateCommand::Import(args)) => runtime.block_on(state::import(args)),
+        Command::Sbom(args) => sbom::sbom(args),
+        Command::Diff(args) => sbom::diff(args, output),
+        Command::Taint(args) => state::taint(args, true),
+        Command::Untaint(args) => state::taint(args, false),
+        Command::ForceUnlock(args) => state::force_unlock(args),
     }
 }
 
@@ -153,10 +159,10 @@ pub fn print_warnings(warnings: &[crate::diag::Diagnostic], output: Output) {
     }
 }
 
-/// The definition dir of a command: a positional DIR wins over --chdir,
-/// else "."; it must exist.
-pub fn definition_dir(chdir: Option<&Path>, dir: &crate::cli::DirArg) -> Result<PathBuf> {
-    let dir = crate::cli::settings::definition_dir(chdir, dir);
+/// The template folder or file of a command (relative to the current
+/// directory, after -C), else "."; it must exist.
+pub fn definition_dir(dir: &crate::cli::DirArg) -> Result<PathBuf> {
+    let dir = crate::cli::settings::definition_dir(dir);
     crate::pipeline::definition_dir_exists(&dir)?;
     Ok(dir)
 }

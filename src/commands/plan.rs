@@ -11,8 +11,8 @@ use crate::config::LoadOptions;
 use crate::pipeline::{self, backend, refresh, Resolve};
 use crate::views::{self, Style};
 
-pub async fn run(chdir: Option<&Path>, args: PlanArgs, output: Output) -> Result<Status> {
-    let dir = super::definition_dir(chdir, &args.dir)?;
+pub async fn run(args: PlanArgs, output: Output) -> Result<Status> {
+    let dir = super::definition_dir(&args.dir)?;
     let opts = &args.options;
     let mut options = LoadOptions::from_env(opts.vars.vars.clone(), opts.vars.var_files.clone());
     options.file_cache = !opts.no_cache;
@@ -21,14 +21,15 @@ pub async fn run(chdir: Option<&Path>, args: PlanArgs, output: Output) -> Result
     let prepared = pipeline::prepare(&dir, &options, &resolve)?;
     super::print_warnings(&prepared.warnings, output);
     let project = &prepared.project;
-    let backend = backend::backend_for(&project.def_dir, project.backend.as_ref(), flags)?;
+    let backend = backend::backend_for(&project.template_dir, project.backend.as_ref(), flags)?;
     let _lock = super::lock(&*backend, "plan", &opts.lock.lock_timeout)?;
     let states = refresh::load_states(&*backend, &prepared)?;
     let plan = pipeline::plan::make_plan(&prepared, &*backend, &states, &request(opts)).await?;
     prepared.save_file_cache();
     if let Some(out) = &args.out {
         let saved = backend::saved_backend(project.backend.as_ref(), flags)?;
-        let file = pipeline::saved::plan_file(&prepared, &plan, saved);
+        let mut file = pipeline::saved::plan_file(&prepared, &plan, saved);
+        file.templates = (dir != std::path::Path::new(".")).then(|| dir.clone());
         let bytes = file.to_bytes(&project.sensitive_values())?;
         write_atomically(out, &bytes)?;
         eprintln!(

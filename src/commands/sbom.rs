@@ -1,8 +1,6 @@
 //! `imgform sbom ADDR` and `imgform diff ADDR`: the recorded packages of an
 //! image, and what changed since its previous build.
 
-use std::path::Path;
-
 use anyhow::{Context, Result};
 
 use super::{definition_dir, CommandError, Status};
@@ -14,8 +12,8 @@ use crate::sbom::{self, Inventory, Subject};
 use crate::state::{ImageRecord, StateBackend};
 use crate::views::{self, Style};
 
-pub fn sbom(chdir: Option<&Path>, args: SbomArgs) -> Result<Status> {
-    let dir = definition_dir(chdir, &args.dir)?;
+pub fn sbom(args: SbomArgs) -> Result<Status> {
+    let dir = definition_dir(&args.dir)?;
     let backend = backend::backend_for_dir(&dir, &args.backend.backend_config)?;
     let record = recorded(&*backend, &args.address)?;
     let hex = if args.previous {
@@ -42,8 +40,8 @@ pub fn sbom(chdir: Option<&Path>, args: SbomArgs) -> Result<Status> {
     Ok(Status::Ok)
 }
 
-pub fn diff(chdir: Option<&Path>, args: DiffArgs, output: Output) -> Result<Status> {
-    let dir = definition_dir(chdir, &args.dir)?;
+pub fn diff(args: DiffArgs, output: Output) -> Result<Status> {
+    let dir = definition_dir(&args.dir)?;
     let backend = backend::backend_for_dir(&dir, &args.backend.backend_config)?;
     let record = recorded(&*backend, &args.address)?;
     let new = inventory(&*backend, &args.address, record.sbom.as_deref(), false)?;

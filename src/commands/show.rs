@@ -1,7 +1,7 @@
 //! `imgform show [PLANFILE|DIR]`: a saved plan, or the recorded state of
 //! every target.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 
@@ -13,11 +13,15 @@ use crate::plan::file::PlanFile;
 use crate::state::StateBackend;
 use crate::views::{self, Style};
 
-pub fn run(chdir: Option<&Path>, args: ShowArgs, output: Output) -> Result<Status> {
+pub fn run(args: ShowArgs, output: Output) -> Result<Status> {
     let style = Style {
         color: output.color_stdout,
     };
-    if let Some(path) = args.plan_or_dir.as_ref().filter(|t| t.is_file()) {
+    let saved_plan = args
+        .plan_or_dir
+        .as_ref()
+        .filter(|t| t.is_file() && !crate::config::is_template_file(t));
+    if let Some(path) = saved_plan {
         let file = PlanFile::read(path)?;
         if args.json {
             print!("{}", views::json::to_string(&views::json::plan(&file.plan)));
@@ -40,7 +44,6 @@ pub fn run(chdir: Option<&Path>, args: ShowArgs, output: Output) -> Result<Statu
     let dir: PathBuf = args
         .plan_or_dir
         .clone()
-        .or_else(|| chdir.map(Path::to_path_buf))
         .unwrap_or_else(|| PathBuf::from("."));
     crate::pipeline::definition_dir_exists(&dir)?;
     let backend = backend::backend_for_dir(&dir, &args.backend.backend_config)?;

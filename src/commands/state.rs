@@ -22,8 +22,8 @@ fn all_states(backend: &dyn StateBackend) -> Result<Vec<StateFile>> {
     Ok(states)
 }
 
-pub fn list(chdir: Option<&Path>, args: StateListArgs, output: Output) -> Result<Status> {
-    let dir = definition_dir(chdir, &args.dir)?;
+pub fn list(args: StateListArgs, output: Output) -> Result<Status> {
+    let dir = definition_dir(&args.dir)?;
     let states = all_states(&*backend::backend_for_dir(
         &dir,
         &args.backend.backend_config,
@@ -53,8 +53,8 @@ pub fn list(chdir: Option<&Path>, args: StateListArgs, output: Output) -> Result
     Ok(Status::Ok)
 }
 
-pub fn show(chdir: Option<&Path>, args: StateAddrArgs, output: Output) -> Result<Status> {
-    let dir = definition_dir(chdir, &args.dir)?;
+pub fn show(args: StateAddrArgs, output: Output) -> Result<Status> {
+    let dir = definition_dir(&args.dir)?;
     let states = all_states(&*backend::backend_for_dir(
         &dir,
         &args.backend.backend_config,
@@ -90,8 +90,8 @@ pub fn show(chdir: Option<&Path>, args: StateAddrArgs, output: Output) -> Result
     .into())
 }
 
-pub fn rm(chdir: Option<&Path>, args: StateAddrArgs) -> Result<Status> {
-    let dir = definition_dir(chdir, &args.dir)?;
+pub fn rm(args: StateAddrArgs) -> Result<Status> {
+    let dir = definition_dir(&args.dir)?;
     let backend = backend::backend_for_dir(&dir, &args.backend.backend_config)?;
     let _lock = super::lock(&*backend, "state rm", &args.lock.lock_timeout)?;
     for mut state in all_states(&*backend)? {
@@ -112,8 +112,8 @@ pub fn rm(chdir: Option<&Path>, args: StateAddrArgs) -> Result<Status> {
 
 /// `imgform taint ADDR` (`tainted = true`) and `untaint ADDR`: the mark
 /// makes the next plan rebuild the image with the reason `tainted`.
-pub fn taint(chdir: Option<&Path>, args: TaintArgs, tainted: bool) -> Result<Status> {
-    let dir = definition_dir(chdir, &args.dir)?;
+pub fn taint(args: TaintArgs, tainted: bool) -> Result<Status> {
+    let dir = definition_dir(&args.dir)?;
     let backend = backend::backend_for_dir(&dir, &args.backend.backend_config)?;
     let operation = if tainted { "taint" } else { "untaint" };
     let _lock = super::lock(&*backend, operation, &args.lock.lock_timeout)?;
@@ -147,8 +147,8 @@ pub fn taint(chdir: Option<&Path>, args: TaintArgs, tainted: bool) -> Result<Sta
     .into())
 }
 
-pub fn force_unlock(chdir: Option<&Path>, args: ForceUnlockArgs) -> Result<Status> {
-    let dir = definition_dir(chdir, &args.dir)?;
+pub fn force_unlock(args: ForceUnlockArgs) -> Result<Status> {
+    let dir = definition_dir(&args.dir)?;
     let backend = backend::backend_for_dir(&dir, &args.backend.backend_config)?;
     backend.force_unlock(&args.lock_id)?;
     println!("Lock {} removed. The state is unlocked.", args.lock_id);
@@ -163,16 +163,12 @@ fn prepare(dir: &Path, vars: &crate::cli::VarArgs) -> Result<Prepared> {
     Ok(pipeline::prepare(dir, &options, &resolve)?)
 }
 
-pub async fn recover(
-    chdir: Option<&Path>,
-    args: crate::cli::StateRecoverArgs,
-    output: Output,
-) -> Result<Status> {
-    let dir = definition_dir(chdir, &args.dir)?;
+pub async fn recover(args: crate::cli::StateRecoverArgs, output: Output) -> Result<Status> {
+    let dir = definition_dir(&args.dir)?;
     let prepared = prepare(&dir, &args.vars)?;
     let project = &prepared.project;
     let backend = backend::backend_for(
-        &project.def_dir,
+        &project.template_dir,
         project.backend.as_ref(),
         &args.backend.backend_config,
     )?;
@@ -206,8 +202,8 @@ pub async fn recover(
     Ok(Status::Ok)
 }
 
-pub async fn import(chdir: Option<&Path>, args: crate::cli::StateImportArgs) -> Result<Status> {
-    let dir = definition_dir(chdir, &args.dir)?;
+pub async fn import(args: crate::cli::StateImportArgs) -> Result<Status> {
+    let dir = definition_dir(&args.dir)?;
     let addr: ImageAddr = args.address.parse()?;
     let prepared = prepare(&dir, &args.vars)?;
     let Some(image) = prepared.images.get(&addr) else {
@@ -227,7 +223,7 @@ pub async fn import(chdir: Option<&Path>, args: crate::cli::StateImportArgs) -> 
     };
     let project = &prepared.project;
     let backend = backend::backend_for(
-        &project.def_dir,
+        &project.template_dir,
         project.backend.as_ref(),
         &args.backend.backend_config,
     )?;

@@ -1,7 +1,5 @@
 //! `imgform validate`.
 
-use std::path::Path;
-
 use anyhow::Result;
 
 use super::Status;
@@ -11,8 +9,8 @@ use crate::config::LoadOptions;
 use crate::pipeline::{self, PipelineError, Resolve};
 use crate::views::{self, Style};
 
-pub fn run(chdir: Option<&Path>, args: ValidateArgs, output: Output) -> Result<Status> {
-    let dir = definition_dir(chdir, &args.dir);
+pub fn run(args: ValidateArgs, output: Output) -> Result<Status> {
+    let dir = definition_dir(&args.dir);
     let options = LoadOptions::from_env(args.vars.vars, args.vars.var_files);
     match pipeline::prepare(&dir, &options, &Resolve::Skip) {
         Ok(prepared) => {

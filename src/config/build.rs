@@ -83,12 +83,68 @@ impl Loader {
             self.error(&build.loc, "this build has no sources", "add `sources = [\"source.TYPE.NAME\"]` or an in-build `source \"TYPE.NAME\" { }` block");
         }
 
+        let mut names = Vec::new();
+        let mut all_declared = !used.invalid;
         for (t, n, over, loc) in used.entries {
             let Some(source) = self.declared_source(sources, &t, &n, &loc) else {
+                all_declared = false;
                 continue;
             };
             let (attrs, blocks, name) = self.apply_in_build_source(source, &t, &n, over.as_ref());
+            names.push((t.clone(), name.clone()));
             images.push(shared.image(&t, name, attrs, blocks, loc));
+        }
+        if all_declared {
+            self.check_only_except(&shared, &names);
+        }
+    }
+
+    /// Every name in a provisioner's or post-processor's `only`/`except`
+    /// must name one of the build's sources: a misspelt name would
+    /// otherwise silently run (or skip) the step everywhere.
+    fn check_only_except(&mut self, shared: &BuildShared, sources: &[(String, String)]) {
+        let blocks = shared
+            .provisioners
+            .iter()
+            .chain(&shared.tests)
+            .map(|p| &p.block)
+            .chain(&shared.post_processors);
+        let known: Vec<String> = sources.iter().map(|(t, n)| format!("{t}.{n}")).collect();
+        for block in blocks {
+            for attr in ["only", "except"].iter().filter_map(|a| block.attr(a)) {
+                let entries: Option<Vec<String>> = match &attr.expr {
+                    hcl::Expression::Array(items) => items.iter().map(literal_string).collect(),
+                    _ => None,
+                };
+                let Some(entries) = entries else {
+                    self.error(
+                        &attr.loc,
+                        format!("`{}` must be a list of literal source names", attr.name),
+                        format!("write `{} = [\"{}\"]`", attr.name, known.join("\", \"")),
+                    );
+                    continue;
+                };
+                for entry in entries {
+                    let names_it = sources
+                        .iter()
+                        .any(|(t, n)| source_names(t, n, shared.name.as_deref()).contains(&entry));
+                    if names_it {
+                        continue;
+                    }
+                    let hint = match closest(&entry, known.iter().map(String::as_str)) {
+                        Some(s) => format!("did you mean `{s}`?"),
+                        None => format!("this build's sources: {}", known.join(", ")),
+                    };
+                    self.error(
+                        &attr.loc,
+                        format!(
+                            "`{}` names `{entry}`, which is not a source of this build",
+                            attr.name
+                        ),
+                        hint,
+                    );
+                }
+            }
         }
     }
 
@@ -102,23 +158,26 @@ impl Loader {
     ) {
         for attr in &build.attrs {
             match attr.name.as_str() {
-                "name" => match literal_string(&attr.expr) {
-                    Some(n) if is_name(&n) => shared.name = Some(n),
-                    _ => self.error(
+                "name" => match self.load_time_string(attr) {
+                    Some(n) if is_build_name(&n) => shared.name = Some(n),
+                    Some(n) => self.error(
                         &attr.loc,
-                        "a build name must be a literal name",
-                        "write `name = \"golden\"` (letters, digits, _ and -)",
+                        format!("`{n}` is not a usable build name"),
+                        "a build name is made of letters, digits, _ and -, in parts joined by dots (`golden`, `cloudimg.deps`)",
                     ),
+                    None => {}
                 },
-                "description" => {}
-                "sources" => match source_list(&attr.expr) {
+                "description" => {
+                    self.load_time_string(attr);
+                }
+                "sources" => match self.sources_of(attr) {
                     Ok(list) => used.entries.extend(
                         list.into_iter()
                             .map(|(t, n)| (t, n, None, attr.loc.clone())),
                     ),
                     Err(e) => {
                         used.invalid = true;
-                        self.error(&attr.loc, e, "write `sources = [\"source.null.example\"]`")
+                        self.error(&attr.loc, e, "write `sources = [\"source.null.example\"]`, or an expression of variables and locals giving such a list")
                     }
                 },
                 "keep_previous" | "max_age" => shared.attrs.push(attr.clone()),
@@ -136,6 +195,68 @@ impl Loader {
                 }
             }
         }
+    }
+
+    /// A build attribute that is a string known at load time: a literal, or
+    /// an expression of variables and locals (Packer evaluates a build's
+    /// name and description so). `None` after reporting why not.
+    fn load_time_string(&mut self, attr: &RawAttr) -> Option<String> {
+        if let Some(text) = literal_string(&attr.expr) {
+            return Some(text);
+        }
+        let why = match self.evaluate_at_load_time(attr) {
+            Ok(hcl::Value::String(s)) => return Some(s),
+            Ok(hcl::Value::Number(n)) => return Some(n.to_string()),
+            Ok(other) => format!("it is {}", crate::config::functions::type_name(&other)),
+            Err(e) => e,
+        };
+        self.error(
+            &attr.loc,
+            format!("the build's `{}` must be a string: {why}", attr.name),
+            "it may use variables, locals and functions (not source.* or build.*, which depend on it)",
+        );
+        None
+    }
+
+    /// `sources`: a literal list (`["source.null.a", source.null.b]`) or an
+    /// expression of variables and locals giving a list of such strings.
+    fn sources_of(&mut self, attr: &RawAttr) -> Result<Vec<(String, String)>, String> {
+        let literal = source_list(&attr.expr);
+        if literal.is_ok()
+            || matches!(&attr.expr, hcl::Expression::Array(items) if items.iter().all(|i| matches!(i, hcl::Expression::Traversal(_) | hcl::Expression::String(_))))
+        {
+            return literal;
+        }
+        let items = match self.evaluate_at_load_time(attr)? {
+            hcl::Value::Array(items) => items,
+            other => {
+                return Err(format!(
+                    "`sources` must be a list, not {}",
+                    crate::config::functions::type_name(&other)
+                ))
+            }
+        };
+        items
+            .iter()
+            .map(|item| {
+                let text = item.as_str().unwrap_or_default();
+                split_source_ref(text.trim()).ok_or_else(|| {
+                    format!("`{item}` is not a source reference like \"source.null.example\"")
+                })
+            })
+            .collect()
+    }
+
+    fn evaluate_at_load_time(&mut self, attr: &RawAttr) -> Result<hcl::Value, String> {
+        let ctx = self
+            .static_scope
+            .clone()
+            .unwrap_or_else(|| super::scope::base_context(&self.root));
+        let env = self.function_env();
+        let (result, _) = crate::config::functions::with_env(env, || {
+            crate::config::functions::evaluate(&attr.expr, &ctx)
+        });
+        result.map_err(|e| super::scope::describe_error(&e, &attr.text))
     }
 
     /// Collects the build's blocks: in-build sources, provisioners, modules,
@@ -382,6 +503,13 @@ impl BuildShared {
     }
 }
 
+/// A build name: names joined by dots (`golden`, `cloudimg.deps`). A source
+/// type and name never hold a dot, so in an address the last two parts are
+/// always the source's and the rest is the build's.
+fn is_build_name(s: &str) -> bool {
+    s.split('.').all(is_name)
+}
+
 fn is_name(s: &str) -> bool {
     !s.is_empty()
         && s.chars()
@@ -395,7 +523,7 @@ fn split_source_ref(s: &str) -> Option<(String, String)> {
 }
 
 /// `sources = ["source.null.a", source.null.b]`.
-fn source_list(expr: &hcl::Expression) -> Result<Vec<(String, String)>, String> {
+pub(super) fn source_list(expr: &hcl::Expression) -> Result<Vec<(String, String)>, String> {
     let hcl::Expression::Array(items) = expr else {
         return Err("`sources` must be a list".into());
     };
@@ -415,6 +543,19 @@ fn source_list(expr: &hcl::Expression) -> Result<Vec<(String, String)>, String> 
     Ok(out)
 }
 
+/// The names `only`/`except` may use for a build's source.
+fn source_names(source_type: &str, source_name: &str, build: Option<&str>) -> Vec<String> {
+    let mut names = vec![
+        format!("{source_type}.{source_name}"),
+        format!("source.{source_type}.{source_name}"),
+        source_name.to_owned(),
+    ];
+    if let Some(b) = build {
+        names.push(format!("{b}.{source_type}.{source_name}"));
+    }
+    names
+}
+
 /// Packer's `only`/`except`: lists of source names (`TYPE.NAME`, with the
 /// in-build name), matched here statically.
 fn provisioner_applies(
@@ -423,14 +564,7 @@ fn provisioner_applies(
     source_name: &str,
     build: Option<&str>,
 ) -> bool {
-    let names = [
-        format!("{source_type}.{source_name}"),
-        format!("source.{source_type}.{source_name}"),
-        build
-            .map(|b| format!("{b}.{source_type}.{source_name}"))
-            .unwrap_or_default(),
-        source_name.to_owned(),
-    ];
+    let names = source_names(source_type, source_name, build);
     let listed = |attr: &str| -> Option<Vec<String>> {
         let attr = block.attr(attr)?;
         match &attr.expr {

@@ -25,6 +25,7 @@ use regex::Regex;
 use serde_json::Value as Json;
 
 use super::functions::{self, Clock, FunctionEnv};
+use super::packer_template;
 use super::parse::{RawAttr, RawBlock};
 use super::scope::{hint_for_error, var_object, LOCAL_REF};
 use super::{ImageDef, Project};
@@ -231,7 +232,7 @@ impl Project {
         // function definitions for every image is what this saves.
         let mut ctx = CONTEXT_SPARE
             .with(|s| s.borrow_mut().take())
-            .unwrap_or_else(|| base_context(&self.def_dir));
+            .unwrap_or_else(|| base_context(&self.root));
         ctx.declare_var("var", var_object(self));
         ctx.declare_var("local", hcl::Value::Object(locals.values.clone()));
         ctx.declare_var("data", self.data_values.object());
@@ -255,7 +256,8 @@ impl Project {
             leaf.insert("id".to_owned(), hcl::Value::String(token.clone()));
             let mut path: Vec<String> = Vec::new();
             if let Some(b) = &addr.build {
-                path.push(b.clone());
+                // A dotted build name is a path too: image.cloudimg.deps.null.a.id
+                path.extend(b.split('.').map(str::to_owned));
             }
             path.push(addr.source_type.clone());
             path.push(addr.source_name.clone());
@@ -301,7 +303,7 @@ impl Project {
             nondeterministic: false,
         };
         for attr in &def.attrs {
-            let Some(value) = self.eval_attr(attr, ctx, &mut diags) else {
+            let Some(value) = self.eval_packer_attr(attr, ctx, &mut diags) else {
                 continue;
             };
             let role = schema
@@ -358,7 +360,7 @@ impl Project {
         for block in &def.post_processors {
             let mut config = Attrs::new();
             for attr in &block.attrs {
-                if let Some(v) = self.eval_attr(attr, ctx, &mut diags) {
+                if let Some(v) = self.eval_packer_attr(attr, ctx, &mut diags) {
                     config.insert(attr.name.clone(), v);
                 }
             }
@@ -389,6 +391,20 @@ impl Project {
     ) -> Option<Json> {
         match functions::evaluate(&attr.expr, ctx) {
             Ok(v) => match serde_json::to_value(&v) {
+                Ok(j) if holds_nul(&j) => {
+                    // A NUL ends a string for every C tool the value meets
+                    // (shells, paths, the kernel), so it would be cut short
+                    // silently.
+                    diags.push(
+                        Diagnostic::error(format!("`{}` holds a NUL character", attr.name))
+                            .at(Some(attr.loc.clone()))
+                            .hint(
+                                "strings cannot contain \\u0000 (or a NUL byte); remove it, \
+                                 or keep binary data in a file and refer to it by path",
+                            ),
+                    );
+                    None
+                }
                 Ok(j) => {
                     functions::sensitivity::note_evaluated(&attr.expr, &j);
                     Some(j)
@@ -423,6 +439,36 @@ impl Project {
         }
     }
 
+    /// [`Self::eval_attr`], then Packer's template engine on every string
+    /// of the value (`{{timestamp}}`, `{{build_name}}`...; fields such as
+    /// `{{ .SourceAMI }}` are left for the builder). `user_data` is passed
+    /// as written: cloud-init renders its own Jinja there.
+    fn eval_packer_attr(
+        &self,
+        attr: &RawAttr,
+        ctx: &Context,
+        diags: &mut Vec<Diagnostic>,
+    ) -> Option<Json> {
+        let mut value = self.eval_attr(attr, ctx, diags)?;
+        if attr.name == "user_data" {
+            return Some(value);
+        }
+        match render_strings(&mut value, ctx) {
+            Ok(()) => Some(value),
+            Err(e) => {
+                diags.push(
+                    Diagnostic::error(format!(
+                        "cannot render `{}` in `{}`: {}",
+                        e.action, attr.name, e.message
+                    ))
+                    .at(Some(attr.loc.clone()))
+                    .hint("Packer's template engine is rendered in builder and provisioner settings; write a literal {{ as {{ \"{{\" }}, or use an HCL expression (${timestamp()}, ${source.name})"),
+                );
+                None
+            }
+        }
+    }
+
     /// A block's value: an object of its attributes and nested blocks
     /// (`spec`, when the schema describes the block, says which nested
     /// blocks appear once).
@@ -435,7 +481,7 @@ impl Project {
     ) -> Json {
         let mut map = serde_json::Map::new();
         for attr in &block.attrs {
-            if let Some(v) = self.eval_attr(attr, ctx, diags) {
+            if let Some(v) = self.eval_packer_attr(attr, ctx, diags) {
                 map.insert(attr.name.clone(), v);
             }
         }
@@ -468,8 +514,16 @@ impl Project {
         let mut max_retries = 0;
         let mut timeout = None;
         let mut pause_before = None;
+        // Packer renders its template engine in its own provisioners'
+        // settings; a component document's `{{ name }}` is AWSTOE's.
+        let packer_kind = kind != "component";
         for attr in &block.attrs {
-            let Some(value) = self.eval_attr(attr, ctx, diags) else {
+            let value = if packer_kind {
+                self.eval_packer_attr(attr, ctx, diags)
+            } else {
+                self.eval_attr(attr, ctx, diags)
+            };
+            let Some(value) = value else {
                 continue;
             };
             match attr.name.as_str() {
@@ -538,6 +592,16 @@ impl Project {
 
 /// Inputs that differ between the two probe evaluations, each an error at
 /// its place.
+/// Whether a string anywhere in `value` (or an object key) holds a NUL.
+fn holds_nul(value: &Json) -> bool {
+    match value {
+        Json::String(s) => s.contains('\0'),
+        Json::Array(items) => items.iter().any(holds_nul),
+        Json::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)),
+        Json::Null | Json::Bool(_) | Json::Number(_) => false,
+    }
+}
+
 fn nondeterministic_inputs(def: &ImageDef, a: &Evaluated, b: &Evaluated) -> Vec<Diagnostic> {
     let mut diags = Vec::new();
     for (name, value) in &a.inputs {
@@ -754,3 +818,24 @@ fn nd_error(what: &str, loc: SourceLoc) -> Diagnostic {
 #[cfg(test)]
 #[path = "eval_tests.rs"]
 mod tests;
+
+/// Renders Packer's template actions in every string of `value`.
+fn render_strings(value: &mut Json, ctx: &Context) -> Result<(), packer_template::TemplateError> {
+    match value {
+        Json::String(s) if s.contains("{{") => {
+            *s = packer_template::render(s, ctx)?;
+        }
+        Json::Array(items) => {
+            for item in items {
+                render_strings(item, ctx)?;
+            }
+        }
+        Json::Object(map) => {
+            for item in map.values_mut() {
+                render_strings(item, ctx)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}

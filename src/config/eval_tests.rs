@@ -19,7 +19,11 @@ fn evaluate(files: &[(&str, &str)]) -> Result<Vec<Json>, Json> {
         std::fs::write(path, text).unwrap();
     }
     let root = std::fs::canonicalize(dir.path()).unwrap();
-    let project = load(&root, &LoadOptions::default()).map_err(|d| shown(&root, &d.0))?;
+    let options = LoadOptions {
+        work_dir: Some(root.clone()),
+        ..LoadOptions::default()
+    };
+    let project = load(&root, &options).map_err(|d| shown(&root, &d.0))?;
     let mut out = Vec::new();
     for def in &project.images {
         let tokens: BTreeMap<ImageAddr, String> = def

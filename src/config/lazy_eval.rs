@@ -8,8 +8,10 @@
 //! the number helpers and `type_name` are shared with the function library.
 //!
 //! Invariants:
-//! - Subtrees with no `try`/`can` call and no arithmetic are evaluated by hcl-rs unchanged, so
-//!   their results and error messages are hcl-rs's.
+//! - Subtrees with no `try`/`can` call, no arithmetic and no string template are evaluated by
+//!   hcl-rs unchanged, so their results and error messages are hcl-rs's.
+//! - A list or object interpolated into a string template is an error (as in Terraform), not
+//!   its JSON text; a lone `"${...}"` still yields its value unconverted.
 //! - No panic on arithmetic: overflow, division and modulo by zero are errors.
 
 use hcl::eval::{Context, ErrorKind, Evaluate};
@@ -128,7 +130,13 @@ fn template_expr_needs_walk(template: &TemplateExpr) -> bool {
         return false;
     }
     match Template::from_expr(template) {
-        Ok(parsed) => template_needs_walk(&parsed),
+        // A template that builds a string is walked so that a list or an
+        // object interpolated into it is an error (hcl-rs would print it
+        // as JSON); a lone `${...}` yields its value unconverted.
+        Ok(parsed) => {
+            !matches!(parsed.elements(), [Element::Interpolation(_)])
+                || template_needs_walk(&parsed)
+        }
         // Let hcl-rs report the parse error.
         Err(_) => false,
     }
@@ -526,6 +534,18 @@ pub(super) fn eval_template(
             Element::Literal(literal) => out.push_str(strip_literal(literal, prev, next)),
             Element::Interpolation(interp) => match eval_expr(&interp.expr, ctx)? {
                 Value::String(s) => out.push_str(&s),
+                value @ (Value::Array(_) | Value::Object(_)) => {
+                    let kind = match value {
+                        Value::Array(_) => "a list",
+                        _ => "an object",
+                    };
+                    return Err(eval_error(format!(
+                        "cannot put {kind} into a string: `${{{}}}` is {kind}, and a string \
+                         template takes only strings, numbers and bools; pick one element, \
+                         or use join(\",\", ...) or jsonencode(...)",
+                        expr_display(&interp.expr),
+                    )));
+                }
                 other => out.push_str(&other.to_string()),
             },
             Element::Directive(directive) => match directive.as_ref() {
@@ -604,6 +624,27 @@ mod tests {
         assert_eq!(j(r#"try(var.list[7], var.list[1])"#), r#""b""#);
         assert_eq!(j(r#"try(try(var.a, var.b), "inner")"#), r#""inner""#);
         assert_eq!(j(r#"try(tonumber("x"), 0)"#), "0");
+    }
+
+    #[test]
+    fn a_list_or_object_in_a_string_template_is_an_error() {
+        for src in [
+            r#""items: ${var.list}""#,
+            r#""${var.tags} and more""#,
+            r#""%{ if true }${var.list}%{ endif }x""#,
+        ] {
+            let msg = err(src);
+            assert!(msg.contains("cannot put a"), "{src}: {msg}");
+            assert!(msg.contains("into a string"), "{src}: {msg}");
+            assert!(msg.contains("join("), "{src}: {msg}");
+        }
+        // A lone interpolation yields the value itself; scalars convert.
+        assert_eq!(j(r#""${var.list}""#), r#"["a","b","c"]"#);
+        assert_eq!(
+            j(r#""n=${var.count} ${true} ${var.list[0]}""#),
+            r#""n=3 true a""#
+        );
+        assert_eq!(j(r#""${join(",", var.list)}!""#), r#""a,b,c!""#);
     }
 
     #[test]

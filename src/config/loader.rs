@@ -25,6 +25,9 @@ use super::{
     backend, functions, hint_for, image_refs_in, scope, BackendConfig, ImageDef, LoadOptions,
     LocalDef, Project, VariableDef,
 };
+use hcl::eval::Context;
+
+use super::dynamic;
 use crate::addr::ImageAddr;
 use crate::diag::{closest, Diagnostic, SourceLoc};
 use crate::schema::Schema;
@@ -32,9 +35,20 @@ use crate::{drivers, provision};
 
 /// Reads definition files into a [`Project`], collecting diagnostics.
 pub(super) struct Loader {
+    /// The current directory: relative paths resolve against it.
     pub(super) def_dir: PathBuf,
-    /// The definition dir as the user wrote it: file names are shown under it.
+    /// The templates' folder.
+    pub(super) template_dir: PathBuf,
+    /// One template file was named (no `*.auto.pkrvars.hcl` then).
+    pub(super) single_file: bool,
+    /// `path.root`.
+    pub(super) root: String,
+    /// The template folder as the user wrote it: file names are shown under it.
     pub(super) display_base: PathBuf,
+    /// `var.*`, `local.*`, `path.*` and the functions before any image
+    /// exists, when something needs them at load time (`dynamic` blocks, a
+    /// build's `name` or `sources` written as an expression).
+    pub(super) static_scope: Option<Context<'static>>,
     pub(super) diags: Vec<Diagnostic>,
 }
 
@@ -53,7 +67,7 @@ const TOP_LEVEL_BLOCKS: &[&str] = &[
 
 impl Loader {
     pub(super) fn display(&self, path: &Path) -> PathBuf {
-        match path.strip_prefix(&self.def_dir) {
+        match path.strip_prefix(&self.template_dir) {
             Ok(rel) if self.display_base != Path::new(".") => self.display_base.join(rel),
             Ok(rel) => rel.to_path_buf(),
             Err(_) => path.to_path_buf(),
@@ -84,6 +98,29 @@ impl Loader {
         let mut builds: Vec<RawBlock> = Vec::new();
         let mut backend: Option<BackendConfig> = None;
         let mut data: Vec<DataDef> = Vec::new();
+
+        let expanded;
+        let files = if dynamic::any_dynamic(files) || builds_need_scope(files) {
+            let ctx = self.static_scope(files, options);
+            let files = if dynamic::any_dynamic(files) {
+                let mut diags = Vec::new();
+                let (out, _) = functions::with_env(self.function_env(), || {
+                    files
+                        .iter()
+                        .map(|f| dynamic::expand_file(f, &ctx, &mut diags))
+                        .collect::<Vec<_>>()
+                });
+                self.diags.extend(diags);
+                expanded = out;
+                &expanded[..]
+            } else {
+                files
+            };
+            self.static_scope = Some(ctx);
+            files
+        } else {
+            files
+        };
 
         for file in files {
             for attr in &file.attrs {
@@ -124,11 +161,30 @@ impl Loader {
         for build in &builds {
             self.expand_build(build, &sources, &mut images);
         }
+        // Templates that declare things but no build were given in place of
+        // the folder with the builds (a variables folder, one file of
+        // several): say so rather than plan nothing. Templates emptied on
+        // purpose (to destroy what was built) declare nothing.
+        let declares_something = !variables.is_empty() || !locals.is_empty() || !sources.is_empty();
+        if builds.is_empty() && declares_something && !self.diags.iter().any(Diagnostic::is_error) {
+            let mut found = vec![format!("{} variable(s)", variables.len())];
+            found.push(format!("{} local(s)", locals.len()));
+            found.push(format!("{} source(s)", sources.len()));
+            self.diags.push(
+                Diagnostic::error(format!(
+                    "no image is defined: the templates hold {} and no build block",
+                    found.join(", ")
+                ))
+                .hint("an image is a build's source: add `build { sources = [\"source.TYPE.NAME\"] }`; with variables in one folder and builds in another, pass the folder of the builds"),
+            );
+        }
         self.check_images(&mut images);
 
         let data_values = data::placeholders(&data, &locals);
         let mut project = Project {
             def_dir: self.def_dir.clone(),
+            template_dir: self.template_dir.clone(),
+            root: self.root.clone(),
             variables,
             var_values,
             locals,
@@ -149,6 +205,57 @@ impl Loader {
         }
         project.locals_cache = scope::LocalsCache::default();
         Some(project)
+    }
+
+    /// What functions see at load time: paths under the current directory,
+    /// no `env()`, the real clock.
+    pub(super) fn function_env(&self) -> functions::FunctionEnv {
+        functions::FunctionEnv {
+            base_dir: self.def_dir.clone(),
+            allow_env: false,
+            clock: functions::Clock::Real,
+        }
+    }
+
+    /// The scope of load-time expressions: the variables' values and the
+    /// locals (those that can be evaluated with no image), with the
+    /// functions and `path.*`. Problems found on the way are dropped: the
+    /// main pass reports each where it is.
+    fn static_scope(&mut self, files: &[RawFile], options: &LoadOptions) -> Context<'static> {
+        let reported = std::mem::take(&mut self.diags);
+        let mut variables: BTreeMap<String, VariableDef> = BTreeMap::new();
+        let mut locals: Vec<LocalDef> = Vec::new();
+        for block in files.iter().flat_map(|f| &f.blocks) {
+            match block.kind.as_str() {
+                "variable" => self.variable_block(block, &mut variables),
+                "variables" => self.legacy_variables_block(block, &mut variables),
+                "locals" => self.locals_block(block, &mut locals),
+                "local" => self.local_block(block, &mut locals),
+                _ => {}
+            }
+        }
+        let var_values = self.resolve_variables(&variables, options);
+        let scratch = Project {
+            def_dir: self.def_dir.clone(),
+            template_dir: self.template_dir.clone(),
+            root: self.root.clone(),
+            variables,
+            var_values,
+            locals,
+            images: Vec::new(),
+            warnings: Vec::new(),
+            files: Vec::new(),
+            backend: None,
+            locals_cache: scope::LocalsCache::default(),
+        };
+        let local_values = scope::evaluate_locals(&scratch, functions::Clock::Real)
+            .map(|l| l.values)
+            .unwrap_or_default();
+        self.diags = reported;
+        let mut ctx = scope::base_context(&self.root);
+        ctx.declare_var("var", scope::var_object(&scratch));
+        ctx.declare_var("local", hcl::Value::Object(local_values));
+        ctx
     }
 
     /// Legacy form: variables { name = default }.
@@ -445,4 +552,19 @@ impl Loader {
         }
         images.sort_by(|a, b| a.addr.cmp(&b.addr));
     }
+}
+
+/// Whether a build's `name`, `description` or `sources` is an expression
+/// that needs variables or locals (a literal needs nothing).
+fn builds_need_scope(files: &[RawFile]) -> bool {
+    files
+        .iter()
+        .flat_map(|f| &f.blocks)
+        .filter(|b| b.kind == "build")
+        .flat_map(|b| &b.attrs)
+        .any(|a| match a.name.as_str() {
+            "name" | "description" => super::literal_string(&a.expr).is_none(),
+            "sources" => super::build::source_list(&a.expr).is_err(),
+            _ => false,
+        })
 }

@@ -1,7 +1,9 @@
 //! Loading and evaluating image definitions (Packer's HCL2 dialect).
 //!
-//! [`load`] reads every `*.pkr.hcl`, `*.img.hcl` and `*.pkr.json` in the
-//! definition dir, checks every block and attribute against the known
+//! [`load`] reads every `*.pkr.hcl`, `*.img.hcl`, `*.pkr.json` and Packer
+//! 1.x JSON template ([`legacy_json`]) of a template folder (or the one
+//! file named), expands `dynamic` blocks (`dynamic`), checks every block and
+//! attribute against the known
 //! schemas, resolves variables (defaults < `PKR_VAR_x` < `IMGFORM_VAR_x` <
 //! `*.auto.pkrvars.hcl` < `--var-file` < `--var`) and locals, and expands
 //! builds into one [`ImageDef`] per (build, source) pair. Image expressions
@@ -16,18 +18,24 @@
 //! phases live beside it: `loader` (top-level blocks, schema checks, image
 //! checks), `build` (one build into images), `variables` (variable blocks
 //! and values), `scope` (the base context, locals and variable
-//! validations), [`eval`] (one image at a time), [`module`] (modules and
-//! DIB elements).
+//! validations), [`eval`] (one image at a time, rendering Packer's template
+//! engine with [`packer_template`]), [`module`] (modules and DIB elements).
+//!
+//! Paths follow Packer: relative paths resolve against the current
+//! directory, `path.root` is the template folder (see [`Project`]).
 
 pub mod backend;
 mod build;
 mod data;
 mod dib;
+mod dynamic;
 pub mod eval;
 pub mod functions;
 pub mod lazy_eval;
+pub mod legacy_json;
 mod loader;
 pub mod module;
+pub mod packer_template;
 pub mod parse;
 mod scope;
 pub mod types;
@@ -62,6 +70,9 @@ pub struct LoadOptions {
     /// Trust the persistent file-hash cache (`.imgform/cache/`) for files
     /// whose `stat` did not change; `--no-cache` turns it off.
     pub file_cache: bool,
+    /// The directory relative paths in templates resolve against; `None`:
+    /// the process's current directory (what commands use, after `-C`).
+    pub work_dir: Option<PathBuf>,
 }
 
 impl LoadOptions {
@@ -71,6 +82,7 @@ impl LoadOptions {
             var_files,
             env: std::env::vars().collect(),
             file_cache: true,
+            work_dir: None,
         }
     }
 }
@@ -118,16 +130,30 @@ pub struct ImageDef {
 
 /// The loaded definitions: variables resolved, locals and images ready to
 /// evaluate.
+///
+/// Paths follow Packer's rules: a relative path in a template names a file
+/// under the *current directory* (`def_dir`, where the command runs, after
+/// `-C DIR`), whatever folder the template is in; `path.root` is the
+/// template's folder relative to it (`root`). The state, the file-hash
+/// cache and the logs live with the templates, in `template_dir`.
 #[derive(Debug)]
 pub struct Project {
+    /// The current directory (absolute): relative paths in the templates
+    /// are resolved against it, and manifests show paths relative to it.
     pub def_dir: PathBuf,
+    /// The folder holding the templates (absolute): the local state, the
+    /// file-hash cache and the logs are kept here.
+    pub template_dir: PathBuf,
+    /// `path.root`: the template folder relative to `def_dir` (`.` when the
+    /// command runs in it), forward slashes.
+    pub root: String,
     pub variables: BTreeMap<String, VariableDef>,
     pub var_values: BTreeMap<String, hcl::Value>,
     pub locals: Vec<LocalDef>,
     pub images: Vec<ImageDef>,
     /// Notes and warnings found while loading (never errors).
     pub warnings: Vec<Diagnostic>,
-    /// Every file the definitions came from, relative to the definition dir.
+    /// Every file the definitions came from, relative to the template folder.
     pub files: Vec<PathBuf>,
     /// The `backend` block, if any (where the state is kept).
     pub backend: Option<BackendConfig>,
@@ -221,15 +247,60 @@ fn collect_strings(value: &hcl::Value, out: &mut Vec<String>) {
     }
 }
 
-/// The definition files of a dir, sorted by name.
+/// Whether `name` is a template file name imgform reads from a folder.
+pub fn is_definition_file_name(name: &str) -> bool {
+    name.ends_with(".pkr.hcl") || name.ends_with(".img.hcl") || name.ends_with(".pkr.json")
+}
+
+/// Whether `path` is a Packer 1.x JSON template (`packer.json`: a JSON
+/// object with `builders`), which a folder's `*.json` may be.
+pub fn is_legacy_template(path: &Path) -> bool {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    if !name.ends_with(".json") || name.ends_with(".pkr.json") || name.ends_with(".pkrvars.json") {
+        return false;
+    }
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .is_some_and(|v| legacy_json::is_legacy(&v))
+}
+
+/// Whether `path` names a template file (not a saved plan or a folder).
+pub fn is_template_file(path: &Path) -> bool {
+    path.is_file()
+        && (path
+            .file_name()
+            .is_some_and(|n| is_definition_file_name(&n.to_string_lossy()))
+            || is_legacy_template(path))
+}
+
+/// The folder of a template path as a command takes it (Packer's usage): a
+/// folder is itself, a file is the folder it is in.
+pub fn template_folder(path: &Path) -> PathBuf {
+    if path.is_file() {
+        match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        }
+    } else {
+        path.to_path_buf()
+    }
+}
+
+/// The definition files of a template path, sorted by name: a folder's
+/// `*.pkr.hcl`, `*.img.hcl` and `*.pkr.json`, or a single file itself.
 pub fn definition_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    if dir.is_file() {
+        return Ok(vec![dir.to_path_buf()]);
+    }
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        let is_def =
-            name.ends_with(".pkr.hcl") || name.ends_with(".img.hcl") || name.ends_with(".pkr.json");
-        if is_def && entry.file_type()?.is_file() {
+        if !entry.file_type()?.is_file() {
+            continue;
+        }
+        if is_definition_file_name(&name) || is_legacy_template(&entry.path()) {
             files.push(entry.path());
         }
     }
@@ -237,34 +308,56 @@ pub fn definition_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// Loads and checks the definitions in `dir`.
-pub fn load(dir: &Path, options: &LoadOptions) -> Result<Project, Diagnostics> {
-    let def_dir = std::fs::canonicalize(dir).map_err(|e| {
+/// Loads and checks the definitions at `path`: a template folder, or one
+/// template file (then only that file is read, and no `*.auto.pkrvars.hcl`,
+/// as Packer does). Relative paths inside resolve against the current
+/// directory.
+pub fn load(path: &Path, options: &LoadOptions) -> Result<Project, Diagnostics> {
+    let cannot_open = |e: std::io::Error| {
         Diagnostics(vec![Diagnostic::error(format!(
-            "cannot open definition dir {}: {e}",
-            dir.display()
+            "cannot open {}: {e}",
+            path.display()
         ))
-        .hint(
-            "pass the folder holding your *.pkr.hcl files with --chdir DIR or as the last argument",
-        )])
-    })?;
+        .hint("pass a template folder or file as the last argument (Packer's usage), or run in its folder; -C DIR changes directory first")])
+    };
+    let template_path = std::fs::canonicalize(path).map_err(cannot_open)?;
+    let single_file = template_path.is_file();
+    let template_dir = if single_file {
+        template_path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| template_path.clone())
+    } else {
+        template_path.clone()
+    };
+    let def_dir = match &options.work_dir {
+        Some(dir) => std::fs::canonicalize(dir),
+        None => std::env::current_dir().and_then(std::fs::canonicalize),
+    }
+    .map_err(cannot_open)?;
+    let root = crate::paths::relative_to(&def_dir, &template_dir);
+    let display_base = if single_file {
+        template_folder(path)
+    } else {
+        path.to_path_buf()
+    };
     let mut loader = Loader {
         def_dir: def_dir.clone(),
-        display_base: dir.to_path_buf(),
+        template_dir: template_dir.clone(),
+        single_file,
+        root: root.clone(),
+        display_base,
+        static_scope: None,
         diags: Vec::new(),
     };
-    let paths = definition_files(&def_dir).map_err(|e| {
+    let paths = definition_files(&template_path).map_err(|e| {
         Diagnostics(vec![Diagnostic::error(format!(
             "cannot list {}: {e}",
-            dir.display()
+            path.display()
         ))])
     })?;
     if paths.is_empty() {
-        return Err(Diagnostics(vec![Diagnostic::error(format!(
-            "no image definitions in {}",
-            dir.display()
-        ))
-        .hint("imgform reads *.pkr.hcl, *.img.hcl and *.pkr.json files; run it in the folder that holds them or pass --chdir DIR")]));
+        return Err(Diagnostics(vec![no_definitions(path, &template_path)]));
     }
     let mut files = Vec::new();
     let mut rel_files = Vec::new();
@@ -290,19 +383,64 @@ pub fn load(dir: &Path, options: &LoadOptions) -> Result<Project, Diagnostics> {
     }
 }
 
+/// The error for a folder without templates: what it holds instead, and
+/// the subfolders that hold templates (`packer/`, one per OS...).
+fn no_definitions(shown: &Path, dir: &Path) -> Diagnostic {
+    let mut found = Vec::new();
+    let mut template_dirs = Vec::new();
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .map(|rd| rd.flatten().collect())
+        .unwrap_or_default();
+    entries.sort_by_key(std::fs::DirEntry::file_name);
+    for entry in entries {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if entry.path().is_dir() {
+            let holds = definition_files(&entry.path()).is_ok_and(|f| !f.is_empty());
+            if holds {
+                template_dirs.push(format!("{name}/"));
+            }
+        } else if [".hcl", ".json", ".pkrvars.hcl", ".yml", ".yaml"]
+            .iter()
+            .any(|ext| name.ends_with(ext))
+        {
+            found.push(name);
+        }
+    }
+    let what = match (found.is_empty(), template_dirs.is_empty()) {
+        (true, true) => "it holds no template".to_owned(),
+        (false, true) => format!("found only {}", found.join(", ")),
+        (true, false) => format!("templates are in {}", template_dirs.join(", ")),
+        (false, false) => format!(
+            "found only {}; templates are in {}",
+            found.join(", "),
+            template_dirs.join(", ")
+        ),
+    };
+    let hint = match template_dirs.first() {
+        Some(sub) => format!(
+            "pass the template folder, as with Packer: imgform plan {}",
+            Path::new(shown).join(sub).display()
+        ),
+        None => "imgform reads *.pkr.hcl, *.img.hcl, *.pkr.json and Packer 1.x JSON templates (an object with \"builders\"); pass their folder or one of them as the last argument".to_owned(),
+    };
+    Diagnostic::error(format!(
+        "no image definitions in {}: {what}",
+        shown.display()
+    ))
+    .hint(hint)
+}
+
 static IMAGE_REF: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"\bimage\.([A-Za-z_][\w-]*)\.([A-Za-z_][\w-]*)(?:\.([A-Za-z_][\w-]*))?\.id\b")
-        .expect("valid regex")
+    Regex::new(r"\bimage\.([A-Za-z_][\w-]*(?:\.[A-Za-z_][\w-]*)+)\.id\b").expect("valid regex")
 });
 
-/// Static scan for `image.<ADDR>.id` in an attribute's source text.
+/// Static scan for `image.<ADDR>.id` in an attribute's source text. The
+/// address may have a dotted build name (`image.cloudimg.deps.null.a.id`):
+/// its last two parts are the source's.
 pub fn image_refs_in(text: &str) -> Vec<ImageAddr> {
     IMAGE_REF
         .captures_iter(text)
-        .map(|c| match c.get(3) {
-            Some(name) => ImageAddr::new(Some(&c[1]), &c[2], name.as_str()),
-            None => ImageAddr::new(None, &c[1], &c[2]),
-        })
+        .filter_map(|c| c[1].parse().ok())
         .collect()
 }
 

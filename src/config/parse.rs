@@ -66,9 +66,21 @@ pub struct RawFile {
 /// Parses one HCL or JSON file. `display` is how the path is shown in
 /// diagnostics.
 pub fn parse_file(path: &Path, display: &Path) -> Result<RawFile, Diagnostic> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let bytes = std::fs::read(path).map_err(|e| {
         Diagnostic::error(format!("cannot read {}: {e}", display.display()))
             .hint("check that the file exists and is readable UTF-8 text")
+    })?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        // Point at the first byte that is not UTF-8.
+        let valid = e.utf8_error().valid_up_to();
+        let prefix = String::from_utf8_lossy(&e.as_bytes()[..valid]);
+        Diagnostic::error(format!(
+            "{} is not UTF-8 text: byte 0x{:02x} cannot start a character here",
+            display.display(),
+            e.as_bytes()[valid]
+        ))
+        .at(Some(SourceLoc::from_offset(display, &prefix, valid)))
+        .hint("save the file as UTF-8")
     })?;
     if path.extension().is_some_and(|e| e == "json") {
         parse_json(&text, display)
@@ -286,6 +298,11 @@ pub fn parse_json(text: &str, display: &Path) -> Result<RawFile, Diagnostic> {
             }))
             .hint("*.pkr.json files use Packer's JSON variant of HCL2")
     })?;
+    if let serde_json::Value::Object(root) = &value {
+        if super::legacy_json::is_legacy(&value) {
+            return super::legacy_json::parse_legacy(root, display, text);
+        }
+    }
     let serde_json::Value::Object(map) = value else {
         return Err(
             Diagnostic::error("a *.pkr.json file must hold a JSON object").at(Some(SourceLoc {
@@ -295,9 +312,12 @@ pub fn parse_json(text: &str, display: &Path) -> Result<RawFile, Diagnostic> {
             })),
         );
     };
-    let mut attrs = Vec::new();
-    let mut blocks = Vec::new();
-    json_body(None, &map, display, text, &mut attrs, &mut blocks);
+    let mut out = JsonOut::default();
+    json_body(None, &map, display, text, &mut out);
+    if let Some(first) = out.errors.into_iter().next() {
+        return Err(first);
+    }
+    let JsonOut { attrs, blocks, .. } = out;
     Ok(RawFile {
         path: display.to_path_buf(),
         attrs,
@@ -312,13 +332,55 @@ fn json_loc(display: &Path, text: &str, key: &str) -> SourceLoc {
     SourceLoc::from_offset(display, text, offset)
 }
 
+/// What a JSON body turns into: its attributes and blocks, and the places
+/// where a value has the wrong shape for the block it stands for.
+#[derive(Default)]
+struct JsonOut {
+    attrs: Vec<RawAttr>,
+    blocks: Vec<RawBlock>,
+    errors: Vec<Diagnostic>,
+}
+
+/// A block written with the wrong JSON shape (Packer would reject it; it
+/// must never be dropped silently).
+fn json_shape_error(kind: &str, labels: &[String], want: &str, loc: SourceLoc) -> Diagnostic {
+    let mut shown = kind.to_owned();
+    for l in labels {
+        shown.push_str(&format!(" \"{l}\""));
+    }
+    Diagnostic::error(format!("`{shown}` must be {want}"))
+        .at(Some(loc))
+        .hint(format!(
+            "in *.pkr.json a block is an object, its labels nested objects: \
+             {{\"{kind}\": {}{{ ... }}{}}}",
+            "{\"LABEL\": ".repeat(json_depth(kind, labels)),
+            "}".repeat(json_depth(kind, labels))
+        ))
+}
+
+/// How many labels are still to come below `labels` for a block `kind`
+/// (for the hint only; 0 when not known).
+fn json_depth(kind: &str, labels: &[String]) -> usize {
+    let total: usize = match kind {
+        "source" | "data" => 2,
+        "variable"
+        | "local"
+        | "backend"
+        | "provisioner"
+        | "post-processor"
+        | "module"
+        | "error-cleanup-provisioner" => 1,
+        _ => 0,
+    };
+    total.saturating_sub(labels.len())
+}
+
 fn json_body(
     parent: Option<&str>,
     map: &serde_json::Map<String, serde_json::Value>,
     display: &Path,
     text: &str,
-    attrs: &mut Vec<RawAttr>,
-    blocks: &mut Vec<RawBlock>,
+    out: &mut JsonOut,
 ) {
     for (key, value) in map {
         if key == "//" {
@@ -331,10 +393,10 @@ fn json_body(
                     other => vec![other],
                 };
                 for item in items {
-                    json_labeled(key, labels, Vec::new(), item, display, text, blocks);
+                    json_labeled(key, labels, Vec::new(), item, display, text, out);
                 }
             }
-            None => attrs.push(RawAttr {
+            None => out.attrs.push(RawAttr {
                 name: key.clone(),
                 expr: json_expr(value),
                 loc: json_loc(display, text, key),
@@ -351,24 +413,31 @@ fn json_labeled(
     value: &serde_json::Value,
     display: &Path,
     text: &str,
-    blocks: &mut Vec<RawBlock>,
+    out: &mut JsonOut,
 ) {
+    let loc = json_loc(
+        display,
+        text,
+        labels.last().map(String::as_str).unwrap_or(kind),
+    );
     if remaining == 0 {
-        let mut attrs = Vec::new();
-        let mut inner = Vec::new();
-        if let serde_json::Value::Object(map) = value {
-            json_body(Some(kind), map, display, text, &mut attrs, &mut inner);
-        }
-        let loc = json_loc(
-            display,
-            text,
-            labels.last().map(String::as_str).unwrap_or(kind),
-        );
-        blocks.push(RawBlock {
+        let serde_json::Value::Object(map) = value else {
+            out.errors.push(json_shape_error(
+                kind,
+                &labels,
+                &format!("a JSON object (the block's body), not {}", json_kind(value)),
+                loc,
+            ));
+            return;
+        };
+        let mut body = JsonOut::default();
+        json_body(Some(kind), map, display, text, &mut body);
+        out.errors.append(&mut body.errors);
+        out.blocks.push(RawBlock {
             kind: kind.to_owned(),
             labels,
-            attrs,
-            blocks: inner,
+            attrs: body.attrs,
+            blocks: body.blocks,
             loc,
         });
         return;
@@ -390,17 +459,34 @@ fn json_labeled(
                         item,
                         display,
                         text,
-                        blocks,
+                        out,
                     );
                 }
             }
         }
         serde_json::Value::Array(items) => {
             for item in items {
-                json_labeled(kind, remaining, labels.clone(), item, display, text, blocks);
+                json_labeled(kind, remaining, labels.clone(), item, display, text, out);
             }
         }
-        _ => {}
+        other => out.errors.push(json_shape_error(
+            kind,
+            &labels,
+            &format!("a JSON object keyed by its label, not {}", json_kind(other)),
+            loc,
+        )),
+    }
+}
+
+/// "a string", "a number", ... for messages.
+fn json_kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a bool",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "a list",
+        serde_json::Value::Object(_) => "an object",
     }
 }
 

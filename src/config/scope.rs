@@ -17,7 +17,6 @@
 //! evaluating its locals without resetting `locals_cache`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 use std::sync::{LazyLock, Mutex};
 
 use hcl::eval::Context;
@@ -52,20 +51,14 @@ pub(super) static LOCAL_REF: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"\blocal\.([A-Za-z_][\w-]*)").expect("valid regex"));
 
 /// A context with the functions, `path.*` and `packer.version`, but no
-/// variables: what variable defaults and variable files see.
-pub fn base_context(_def_dir: &Path) -> Context<'static> {
+/// variables: what variable defaults and variable files see. `root` is
+/// `path.root`: the template folder relative to the current directory.
+pub fn base_context(root: &str) -> Context<'static> {
     // Declaring ~110 functions costs more than cloning them: build once.
     static BASE: LazyLock<Context<'static>> = LazyLock::new(|| {
         let mut ctx = Context::new();
         functions::declare_functions(&mut ctx);
-        let mut path = hcl::Map::new();
-        path.insert("root".to_owned(), hcl::Value::String(".".to_owned()));
-        let cwd = std::env::current_dir().unwrap_or_default();
-        path.insert(
-            "cwd".to_owned(),
-            hcl::Value::String(cwd.to_string_lossy().into_owned()),
-        );
-        ctx.declare_var("path", hcl::Value::Object(path));
+        ctx.declare_var("path", path_object(".", None));
         let mut packer = hcl::Map::new();
         packer.insert(
             "version".to_owned(),
@@ -74,7 +67,27 @@ pub fn base_context(_def_dir: &Path) -> Context<'static> {
         ctx.declare_var("packer", hcl::Value::Object(packer));
         ctx
     });
-    BASE.clone()
+    let mut ctx = BASE.clone();
+    if root != "." {
+        ctx.declare_var("path", path_object(root, None));
+    }
+    ctx
+}
+
+/// `path.root` (the template folder, relative), `path.cwd` (the current
+/// directory, absolute, as in Packer) and, in a module, `path.module`.
+fn path_object(root: &str, module: Option<&str>) -> hcl::Value {
+    let mut path = hcl::Map::new();
+    path.insert("root".to_owned(), hcl::Value::String(root.to_owned()));
+    if let Some(module) = module {
+        path.insert("module".to_owned(), hcl::Value::String(module.to_owned()));
+    }
+    let cwd = std::env::current_dir().unwrap_or_default();
+    path.insert(
+        "cwd".to_owned(),
+        hcl::Value::String(cwd.to_string_lossy().into_owned()),
+    );
+    hcl::Value::Object(path)
 }
 
 pub(super) fn var_object(project: &Project) -> hcl::Value {
@@ -130,7 +143,7 @@ pub(super) fn hint_for_error(err: &hcl::eval::Error, text: &str, project: &Proje
         }
         ErrorKind::UndefinedFunc(_) => "see the README for the functions imgform supports".to_owned(),
         ErrorKind::FuncCall(name, _) if name.name.as_str().starts_with("file") || name.name.as_str() == "templatefile" => {
-            "paths are relative to the definition dir".to_owned()
+            "relative paths are relative to the current directory, as in Packer; use path.root for the template's folder (\"${path.root}/files/x\")".to_owned()
         }
         ErrorKind::FuncCall(name, _) if name.name.as_str() == "env" => {
             "env() is only allowed in variable defaults; declare a variable with default = env(\"NAME\") and use var.NAME".to_owned()
@@ -204,7 +217,7 @@ fn evaluate_local(
     vars: &hcl::Value,
     values: &hcl::Map<String, hcl::Value>,
 ) -> (Result<hcl::Value, hcl::eval::Error>, FunctionTrace) {
-    let mut ctx = base_context(&project.def_dir);
+    let mut ctx = base_context(&project.root);
     ctx.declare_var("var", vars.clone());
     ctx.declare_var("local", hcl::Value::Object(values.clone()));
     ctx.declare_var("data", project.data_values.object());
@@ -331,7 +344,7 @@ pub fn validate_variables(project: &Project, diags: &mut Vec<Diagnostic>) {
             ) else {
                 continue;
             };
-            let mut ctx = base_context(&project.def_dir);
+            let mut ctx = base_context(&project.root);
             ctx.declare_var("var", vars.clone());
             let env = FunctionEnv {
                 base_dir: project.def_dir.clone(),
@@ -397,7 +410,7 @@ impl Project {
                 Some(arg) => (functions::evaluate(&arg.expr, image_ctx), arg.loc.clone()),
                 None => match &def.default {
                     Some(d) => (
-                        functions::evaluate(&d.expr, &base_context(&self.def_dir)),
+                        functions::evaluate(&d.expr, &base_context(&self.root)),
                         d.loc.clone(),
                     ),
                     None => continue, // reported at load time
@@ -431,15 +444,7 @@ impl Project {
         }
         let mut ctx = image_ctx.clone();
         ctx.declare_var("var", hcl::Value::Object(vars));
-        let mut path = hcl::Map::new();
-        path.insert("root".to_owned(), hcl::Value::String(".".to_owned()));
-        path.insert("module".to_owned(), hcl::Value::String(module.dir.clone()));
-        let cwd = std::env::current_dir().unwrap_or_else(|_| self.def_dir.clone());
-        path.insert(
-            "cwd".to_owned(),
-            hcl::Value::String(cwd.to_string_lossy().into_owned()),
-        );
-        ctx.declare_var("path", hcl::Value::Object(path));
+        ctx.declare_var("path", path_object(&self.root, Some(&module.dir)));
         Some(ctx)
     }
 }

@@ -55,7 +55,7 @@ impl Loader {
                     allow_env: true,
                     clock: functions::Clock::Real,
                 };
-                let ctx = scope::base_context(&self.def_dir);
+                let ctx = scope::base_context(&self.root);
                 let (result, _) =
                     functions::with_env(env, || functions::evaluate(&default.expr, &ctx));
                 match result {
@@ -81,7 +81,9 @@ impl Loader {
     /// 3. *.auto.pkrvars.hcl (and .json) in name order, then --var-file.
     fn var_files(&self, options: &LoadOptions) -> Vec<PathBuf> {
         let mut var_files: Vec<PathBuf> = Vec::new();
-        if let Ok(entries) = std::fs::read_dir(&self.def_dir) {
+        // Packer reads a folder's auto var files, none beside a single file.
+        let autos_dir = (!self.single_file).then_some(&self.template_dir);
+        if let Some(Ok(entries)) = autos_dir.map(std::fs::read_dir) {
             let mut autos: Vec<PathBuf> = entries
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|p| {
@@ -132,7 +134,7 @@ impl Loader {
                 );
                 continue;
             }
-            let ctx = scope::base_context(&self.def_dir);
+            let ctx = scope::base_context(&self.root);
             let env = functions::FunctionEnv {
                 base_dir: self.def_dir.clone(),
                 allow_env: false,
@@ -244,7 +246,7 @@ impl Loader {
             {
                 match hcl::edit::parser::parse_expr(&text) {
                     Ok(expr) => {
-                        let ctx = scope::base_context(&self.def_dir);
+                        let ctx = scope::base_context(&self.root);
                         match functions::evaluate(&hcl::Expression::from(expr), &ctx) {
                             Ok(v) => v,
                             Err(e) => {

@@ -16,7 +16,7 @@ use crate::build::{BoxFuture, BuildContext, BuildError};
 use crate::diag::Diagnostic;
 use crate::schema::{self, setting, AttrSpec, FileRef, Schema};
 use crate::spec::{Attrs, ImageSpec};
-use crate::state::Artifact;
+use crate::state::{Artifact, ArtifactChange};
 
 /// One builder kind, as the registry ([`super::KINDS`]) lists it.
 pub struct BuilderKind {
@@ -123,6 +123,16 @@ pub trait Builder: Send + Sync {
         at: Recorded<'a>,
         artifact: &'a Artifact,
     ) -> BoxFuture<'a, Result<bool, BuildError>>;
+    /// Refresh, for a recorded artifact that exists: how its bytes differ
+    /// from what its build recorded (a local image edited or damaged
+    /// since), when the builder can tell; `None` otherwise.
+    fn changed<'a>(
+        &'a self,
+        _at: Recorded<'a>,
+        _artifact: &'a Artifact,
+    ) -> BoxFuture<'a, Result<Option<ArtifactChange>, BuildError>> {
+        Box::pin(async { Ok(None) })
+    }
     fn destroy<'a>(
         &'a self,
         at: Recorded<'a>,

@@ -5,7 +5,12 @@
 //! `<relative name>\0<exec bit>\0<sha256 hex>\n` of every regular file below
 //! it, skipping what `.imgformignore` (in the directory's root) and the
 //! built-in ignores (`.git`, `.imgform`, `__pycache__`, `*.retry`) exclude.
-//! Symlinks are followed for files and listed by target for directories.
+//! Symlinks that resolve inside the tree's boundary (the definition dir, or
+//! the tree itself when it lies outside it) are followed. A symlink that
+//! points outside the boundary, or nowhere, is hashed as a link: its target
+//! *text* (`<name>\0@\0<target>` in the tree), never the bytes it points
+//! at, so nothing outside the project reaches a manifest, the object store
+//! or a plan; uploads copy such a link as a link too.
 //! The files of a tree are hashed on every core. With a persistent
 //! [`HashCache`] a file whose `stat` is unchanged since an earlier run is
 //! not read at all (see [`super::cache`]).
@@ -61,6 +66,8 @@ impl HashedFile {
 pub struct HashedTree {
     pub root: String,
     pub entries: BTreeMap<String, HashedFile>,
+    /// Symlinks hashed as links: relative name -> the link's target text.
+    pub links: BTreeMap<String, String>,
 }
 
 /// Hashes files once per run, however many images read them, and (with a
@@ -199,23 +206,43 @@ fn ignore_set(root: &Path) -> GlobSet {
     builder.build().unwrap_or_else(|_| GlobSet::empty())
 }
 
-/// Hashes a directory tree. `extra_ignore` adds patterns (relative).
+/// Hashes a directory tree. `extra_ignore` adds patterns (relative);
+/// `boundary` is the folder symlinks may lead into and still be followed
+/// (see the module doc).
 pub fn hash_tree(
     hasher: &FileHasher,
     root: &Path,
     extra_ignore: Option<&GlobSet>,
+    boundary: &Path,
 ) -> std::io::Result<HashedTree> {
     let ignore = ignore_set(root);
+    let boundary = std::fs::canonicalize(boundary).unwrap_or_else(|_| boundary.to_path_buf());
+    let relative = |path: &Path| match path.strip_prefix(root) {
+        Ok(r) if !r.as_os_str().is_empty() => Some(r.to_string_lossy().replace('\\', "/")),
+        _ => None,
+    };
     let mut files: Vec<(String, PathBuf)> = Vec::new();
+    let mut links: BTreeMap<String, String> = BTreeMap::new();
     let walker = walkdir::WalkDir::new(root)
         .follow_links(true)
         .sort_by_file_name();
     let mut it = walker.into_iter();
     while let Some(entry) = it.next() {
-        let entry = entry.map_err(|e| std::io::Error::other(e.to_string()))?;
-        let rel = match entry.path().strip_prefix(root) {
-            Ok(r) if !r.as_os_str().is_empty() => r.to_string_lossy().replace('\\', "/"),
-            _ => continue,
+        let entry = match entry {
+            Ok(entry) => entry,
+            // A link to nothing cannot be followed: it is kept as a link.
+            Err(e) => match e.path().and_then(|p| Some((relative(p)?, link_text(p)?))) {
+                Some((rel, target)) if e.depth() > 0 => {
+                    if !ignore.is_match(&rel) && !extra_ignore.is_some_and(|g| g.is_match(&rel)) {
+                        links.insert(rel, target);
+                    }
+                    continue;
+                }
+                _ => return Err(std::io::Error::other(e.to_string())),
+            },
+        };
+        let Some(rel) = relative(entry.path()) else {
+            continue;
         };
         if ignore.is_match(&rel) || extra_ignore.is_some_and(|g| g.is_match(&rel)) {
             if entry.file_type().is_dir() {
@@ -223,24 +250,50 @@ pub fn hash_tree(
             }
             continue;
         }
+        if entry.path_is_symlink() {
+            let inside =
+                std::fs::canonicalize(entry.path()).is_ok_and(|t| t.starts_with(&boundary));
+            if !inside {
+                if let Some(target) = link_text(entry.path()) {
+                    links.insert(rel, target);
+                }
+                if entry.file_type().is_dir() {
+                    it.skip_current_dir();
+                }
+                continue;
+            }
+        }
         if entry.file_type().is_file() {
             files.push((rel, entry.into_path()));
         }
     }
     let entries: BTreeMap<String, HashedFile> = hash_files_in_parallel(hasher, files)?;
-    let mut h = Sha256::new();
+    let mut lines: BTreeMap<&str, Vec<u8>> = BTreeMap::new();
     for (rel, f) in &entries {
+        let mode = if f.executable { "x" } else { "-" };
+        lines.insert(rel, format!("{mode}\0{}", f.sha256).into_bytes());
+    }
+    for (rel, target) in &links {
+        lines.insert(rel, format!("@\0{target}").into_bytes());
+    }
+    let mut h = Sha256::new();
+    for (rel, line) in lines {
         h.update(rel.as_bytes());
         h.update([0]);
-        h.update(if f.executable { b"x" } else { b"-" });
-        h.update([0]);
-        h.update(f.sha256.as_bytes());
+        h.update(line);
         h.update(b"\n");
     }
     Ok(HashedTree {
         root: format!("sha256:{}", hex::encode(h.finalize())),
         entries,
+        links,
     })
+}
+
+/// The target text of the symlink at `path`, if it is one.
+fn link_text(path: &Path) -> Option<String> {
+    let target = std::fs::read_link(path).ok()?;
+    Some(target.to_string_lossy().into_owned())
 }
 
 /// Hashes `files` on every core (a large tree is mostly reading and
@@ -303,14 +356,51 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("roles/x")).unwrap();
         std::fs::write(dir.path().join("roles/x/main.yml"), "a: 1\n").unwrap();
         std::fs::write(dir.path().join("site.yml"), "- hosts: all\n").unwrap();
-        let h1 = hash_tree(&FileHasher::new(), dir.path(), None).unwrap();
+        let h1 = hash_tree(&FileHasher::new(), dir.path(), None, dir.path()).unwrap();
         std::fs::write(dir.path().join("notes.tmp"), "scratch").unwrap();
         std::fs::write(dir.path().join(".imgformignore"), "*.tmp\n.imgformignore\n").unwrap();
-        let h2 = hash_tree(&FileHasher::new(), dir.path(), None).unwrap();
+        let h2 = hash_tree(&FileHasher::new(), dir.path(), None, dir.path()).unwrap();
         assert_eq!(h1.root, h2.root);
         std::fs::write(dir.path().join("roles/x/main.yml"), "a: 2\n").unwrap();
-        let h3 = hash_tree(&FileHasher::new(), dir.path(), None).unwrap();
+        let h3 = hash_tree(&FileHasher::new(), dir.path(), None, dir.path()).unwrap();
         assert_ne!(h1.root, h3.root);
         assert!(h3.entries.contains_key("roles/x/main.yml"));
+    }
+
+    #[test]
+    fn a_link_out_of_the_boundary_is_hashed_as_a_link_never_by_its_target() {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret"), "s3cret\n").unwrap();
+        std::fs::create_dir(outside.path().join("dir")).unwrap();
+        std::fs::write(outside.path().join("dir/inner"), "x").unwrap();
+        let project = tempfile::tempdir().unwrap();
+        let tree = project.path().join("files");
+        std::fs::create_dir(&tree).unwrap();
+        std::fs::write(tree.join("plain"), "p\n").unwrap();
+        std::fs::write(project.path().join("shared"), "shared\n").unwrap();
+        let secret = outside.path().join("secret");
+        std::os::unix::fs::symlink(&secret, tree.join("out")).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("dir"), tree.join("outdir")).unwrap();
+        std::os::unix::fs::symlink("../shared", tree.join("in")).unwrap();
+        std::os::unix::fs::symlink("nowhere", tree.join("dangling")).unwrap();
+
+        let hashed = hash_tree(&FileHasher::new(), &tree, None, project.path()).unwrap();
+        let names: Vec<&str> = hashed.entries.keys().map(String::as_str).collect();
+        assert_eq!(names, ["in", "plain"], "inside links are followed");
+        assert_eq!(hashed.links["out"], secret.to_string_lossy());
+        assert_eq!(
+            hashed.links["outdir"],
+            outside.path().join("dir").to_string_lossy()
+        );
+        assert_eq!(hashed.links["dangling"], "nowhere");
+
+        // The target's bytes do not count; where the link points does.
+        std::fs::write(&secret, "changed\n").unwrap();
+        let again = hash_tree(&FileHasher::new(), &tree, None, project.path()).unwrap();
+        assert_eq!(hashed.root, again.root);
+        std::fs::remove_file(tree.join("out")).unwrap();
+        std::os::unix::fs::symlink("/etc/hostname", tree.join("out")).unwrap();
+        let moved = hash_tree(&FileHasher::new(), &tree, None, project.path()).unwrap();
+        assert_ne!(hashed.root, moved.root);
     }
 }

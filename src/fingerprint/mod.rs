@@ -18,7 +18,10 @@
 //!   provisioner's source dir, an Ansible playbook's reach) is listed file by
 //!   file (`dir/rel` → `sha256:<hex>`, `+x` for executables) plus a `dir/`
 //!   entry holding the Merkle root over (relative name, exec bit, hash),
-//!   honouring `.imgformignore`.
+//!   honouring `.imgformignore`. A symlink in such a directory that points
+//!   outside the definition dir (or nowhere) is listed as
+//!   `dir/rel` → `symlink:<target>`: the upload copies it as a link, and
+//!   the bytes it points at never enter the manifest or the object store.
 //! - `files`: files read by functions (`file()`, `templatefile()`, ...).
 //! - `parents`: each parent image's content address, so a whole chain is
 //!   addressed in one pass before anything is built.
@@ -331,9 +334,19 @@ impl Collected<'_> {
             Err(e) => return Err(e),
         };
         if single.is_none() {
-            let tree = hasher::hash_tree(hasher, &full, None)?;
+            // Links may lead anywhere in the definition dir; a tree outside
+            // it (a shared module) keeps its links within itself.
+            let boundary = if std::fs::canonicalize(&full).is_ok_and(|f| f.starts_with(def_dir)) {
+                def_dir
+            } else {
+                full.as_path()
+            };
+            let tree = hasher::hash_tree(hasher, &full, None, boundary)?;
             let prefix = shown.trim_end_matches('/').to_owned();
             files.insert(format!("{prefix}/"), format!("tree:{}", tree.root));
+            for (rel, target) in tree.links {
+                files.insert(format!("{prefix}/{rel}"), format!("symlink:{target}"));
+            }
             for (rel, f) in tree.entries {
                 let key = format!("{prefix}/{rel}");
                 files.insert(key.clone(), f.describe());

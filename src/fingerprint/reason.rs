@@ -48,6 +48,13 @@ pub enum RebuildReason {
     },
     /// The recorded artifact no longer exists (deleted out of band).
     ArtifactMissing { id: String },
+    /// The recorded artifact's bytes no longer hash to the sha256 its build
+    /// recorded (a local image edited, damaged or replaced since).
+    ArtifactChanged {
+        id: String,
+        recorded: String,
+        found: String,
+    },
     /// Marked for rebuild with `imgform taint`.
     Tainted,
     /// Asked for with `--replace`.

@@ -35,7 +35,7 @@ pub fn backend_for_dir(
     flags: &[String],
 ) -> Result<Box<dyn StateBackend>, PipelineError> {
     let block = config::load_backend(dir)?;
-    backend_for(dir, block.as_ref(), flags)
+    backend_for(&config::template_folder(dir), block.as_ref(), flags)
 }
 
 /// The backend for `apply PLANFILE`: the one the plan recorded (with

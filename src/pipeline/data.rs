@@ -44,7 +44,7 @@ pub(super) fn resolve_data(
         Resolve::Recorded(h, r) => (h, Some(&r.data)),
     };
     let defs: Vec<DataDef> = project.data.clone();
-    let keep_dir = project.def_dir.join(KEEP_DIR);
+    let keep_dir = project.template_dir.join(KEEP_DIR);
     // Values of sensitive variables that a block's inputs may hold: never
     // in a recorded query.
     let secrets = project.sensitive_values();
@@ -106,10 +106,10 @@ pub(super) fn resolve_data(
         return Err(diags);
     }
     if project.has_secrets() {
-        crate::sensitive::use_project_key(&project.def_dir).map_err(|e| {
+        crate::sensitive::use_project_key(&project.template_dir).map_err(|e| {
             vec![Diagnostic::error(format!(
                 "cannot read or make the digest key {}: {e}",
-                project.def_dir.join(crate::sensitive::KEY_FILE).display()
+                project.template_dir.join(crate::sensitive::KEY_FILE).display()
             ))]
         })?;
     }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::error::PipelineError;
-use super::refresh::{missing_artifacts, untracked_artifacts, Previous};
+use super::refresh::{refresh_artifacts, untracked_artifacts, Previous};
 use super::Prepared;
 use crate::addr::{ImageAddr, TargetAddr};
 use crate::drift::{self, CurrentImage, DriftInput, DriftReport};
@@ -17,7 +17,7 @@ pub async fn report(
     backend: &dyn StateBackend,
     states: &BTreeMap<TargetAddr, StateFile>,
 ) -> Result<DriftReport, PipelineError> {
-    let missing = missing_artifacts(prepared, states, None).await?;
+    let refreshed = refresh_artifacts(prepared, states, None).await?;
     let untracked = untracked_artifacts(prepared, states).await?;
     let previous = Previous::load(backend, prepared, states, false);
     let durations: BTreeMap<&ImageAddr, Duration> = prepared
@@ -47,7 +47,8 @@ pub async fn report(
         states,
         images: &images,
         old_manifests: &previous.manifests,
-        missing: &missing,
+        missing: &refreshed.missing,
+        changed: &refreshed.changed,
         untracked: &untracked,
         now: chrono::Utc::now(),
     }))

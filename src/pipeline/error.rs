@@ -14,7 +14,7 @@ pub enum PipelineError {
     /// The definitions cannot be used: every problem, with its place.
     #[error("{0}")]
     Definitions(#[source] Diagnostics),
-    #[error("definition dir {} does not exist", dir.display())]
+    #[error("{} does not exist", dir.display())]
     NoDefinitionDir { dir: PathBuf },
     #[error("cannot read or create the key of sensitive values' digests, {}: {source}", path.display())]
     SensitiveKey {
@@ -107,7 +107,7 @@ impl PipelineError {
     pub fn hint(&self) -> Option<String> {
         match self {
             PipelineError::NoDefinitionDir { .. } => Some(
-                "pass the folder holding your *.pkr.hcl files with --chdir DIR".to_owned(),
+                "pass the folder (or one file) holding your *.pkr.hcl templates as the last argument, or change to a folder first with -C DIR".to_owned(),
             ),
             PipelineError::BackendFlag(e) => Some(e.hint()),
             PipelineError::BackendNeedsBucket { .. } => Some(

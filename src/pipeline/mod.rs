@@ -76,9 +76,9 @@ impl Prepared {
     }
 }
 
-/// Checks that the definition dir exists before anything reads it.
+/// Checks that the template folder or file exists before anything reads it.
 pub fn definition_dir_exists(dir: &Path) -> Result<(), PipelineError> {
-    if dir.is_dir() {
+    if dir.is_dir() || dir.is_file() {
         Ok(())
     } else {
         Err(PipelineError::NoDefinitionDir {
@@ -97,9 +97,9 @@ pub fn prepare(
     let mut project = config::load(dir, options)?;
     let data = data::resolve_data(&mut project, resolve).map_err(Diagnostics)?;
     if project.has_secrets() {
-        crate::sensitive::use_project_key(&project.def_dir).map_err(|source| {
+        crate::sensitive::use_project_key(&project.template_dir).map_err(|source| {
             PipelineError::SensitiveKey {
-                path: project.def_dir.join(crate::sensitive::KEY_FILE),
+                path: project.template_dir.join(crate::sensitive::KEY_FILE),
                 source,
             }
         })?;
@@ -110,7 +110,7 @@ pub fn prepare(
     let stage = Stage {
         project: &project,
         hasher: if options.file_cache {
-            FileHasher::with_cache(HashCache::open(&project.def_dir))
+            FileHasher::with_cache(HashCache::open(&project.template_dir))
         } else {
             FileHasher::new()
         },

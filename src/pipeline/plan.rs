@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use super::error::PipelineError;
-use super::refresh::{missing_artifacts, Previous};
+use super::refresh::{refresh_artifacts, Previous, Refreshed};
 use super::Prepared;
 use crate::addr::{ImageAddr, TargetAddr};
 use crate::plan::{self, Plan, PlanInput, PlannedImage};
@@ -62,10 +62,10 @@ pub async fn make_plan(
             .flat_map(|t| prepared.graph.with_ancestors(t))
             .collect()
     });
-    let missing = if request.refresh {
-        missing_artifacts(prepared, states, only.as_ref()).await?
+    let refreshed = if request.refresh {
+        refresh_artifacts(prepared, states, only.as_ref()).await?
     } else {
-        BTreeSet::new()
+        Refreshed::default()
     };
     let previous = Previous::load(backend, prepared, states, true);
     let texts = current_texts(prepared, states);
@@ -91,7 +91,8 @@ pub async fn make_plan(
         states,
         old_manifests: &previous.manifests,
         old_texts: &previous.texts,
-        missing: &missing,
+        missing: &refreshed.missing,
+        changed: &refreshed.changed,
         replace: &replace,
         only: only.as_ref(),
         refresh: request.refresh,

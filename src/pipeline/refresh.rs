@@ -11,7 +11,7 @@ use crate::build::{join_all, BoxFuture};
 use crate::drift::Untracked;
 use crate::drivers::{self, Recorded};
 use crate::fingerprint::Manifest;
-use crate::state::{StateBackend, StateFile};
+use crate::state::{ArtifactChange, StateBackend, StateFile};
 
 /// At most this many calls to a cloud are in flight during refresh.
 const REFRESH_CONCURRENCY: usize = 16;
@@ -39,14 +39,25 @@ pub fn load_states(
     Ok(states)
 }
 
+/// What refresh found about the recorded artifacts.
+#[derive(Debug, Default)]
+pub struct Refreshed {
+    /// Recorded images whose artifact no longer exists.
+    pub missing: BTreeSet<ImageAddr>,
+    /// Recorded images whose artifact exists with other bytes than its
+    /// build recorded.
+    pub changed: BTreeMap<ImageAddr, ArtifactChange>,
+}
+
 /// Refresh: the recorded images (of `only`, when given) whose artifact no
-/// longer exists. Every builder is asked at once (a bounded number of calls
-/// in flight), each with the image's current spec while it is defined.
-pub async fn missing_artifacts(
+/// longer exists, or exists with other bytes. Every builder is asked at once
+/// (a bounded number of calls in flight), each with the image's current
+/// spec while it is defined.
+pub async fn refresh_artifacts(
     prepared: &Prepared,
     states: &BTreeMap<TargetAddr, StateFile>,
     only: Option<&BTreeSet<ImageAddr>>,
-) -> Result<BTreeSet<ImageAddr>, PipelineError> {
+) -> Result<Refreshed, PipelineError> {
     let asks: Vec<_> = states
         .values()
         .flat_map(|s| &s.images)
@@ -56,7 +67,8 @@ pub async fn missing_artifacts(
         })
         .collect();
     let limit = tokio::sync::Semaphore::new(REFRESH_CONCURRENCY);
-    let futures: Vec<BoxFuture<'_, Result<Option<ImageAddr>, PipelineError>>> = asks
+    type Found = (ImageAddr, Option<ArtifactChange>, bool);
+    let futures: Vec<BoxFuture<'_, Result<Found, PipelineError>>> = asks
         .into_iter()
         .map(|(addr, builder, artifact)| {
             let limit = &limit;
@@ -66,21 +78,30 @@ pub async fn missing_artifacts(
             };
             Box::pin(async move {
                 let _permit = limit.acquire().await.expect("semaphore open");
-                let exists = builder.exists(at, artifact).await.map_err(|source| {
-                    PipelineError::Refresh {
-                        address: addr.clone(),
-                        source,
-                    }
-                })?;
-                Ok((!exists).then(|| addr.clone()))
+                let failed = |source| PipelineError::Refresh {
+                    address: addr.clone(),
+                    source,
+                };
+                let exists = builder.exists(at, artifact).await.map_err(failed)?;
+                let changed = if exists {
+                    builder.changed(at, artifact).await.map_err(failed)?
+                } else {
+                    None
+                };
+                Ok((addr.clone(), changed, exists))
             }) as BoxFuture<'_, _>
         })
         .collect();
-    let mut missing = BTreeSet::new();
+    let mut refreshed = Refreshed::default();
     for result in join_all(futures).await {
-        missing.extend(result?);
+        let (addr, changed, exists) = result?;
+        if !exists {
+            refreshed.missing.insert(addr);
+        } else if let Some(change) = changed {
+            refreshed.changed.insert(addr, change);
+        }
     }
-    Ok(missing)
+    Ok(refreshed)
 }
 
 /// Artifacts of defined images at their targets that no state records (not

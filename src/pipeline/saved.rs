@@ -79,6 +79,7 @@ pub fn plan_file(
             })
             .collect(),
         needs_secrets,
+        templates: None,
         backend,
     }
 }

@@ -34,6 +34,11 @@ pub struct PlanFile {
     /// definitions. None: the local `state/`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend: Option<SavedBackend>,
+    /// The template folder or file the plan was made of, as given (relative
+    /// to the directory `plan` ran in): `apply FILE` there finds the same
+    /// state and definitions. None: the current directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub templates: Option<std::path::PathBuf>,
 }
 
 /// A backend's type and settings (bucket, key prefix, region, endpoint,

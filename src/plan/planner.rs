@@ -6,7 +6,7 @@ use super::diff;
 use super::model::*;
 use crate::addr::{ContentAddress, ImageAddr, TargetAddr};
 use crate::fingerprint::Manifest;
-use crate::state::{ImageRecord, StateFile};
+use crate::state::{ArtifactChange, ImageRecord, StateFile};
 
 /// One defined image, fingerprinted.
 #[derive(Debug, Clone)]
@@ -31,6 +31,8 @@ pub struct PlanInput<'a> {
     pub old_texts: &'a BTreeMap<String, Vec<u8>>,
     /// Recorded artifacts found missing by refresh.
     pub missing: &'a BTreeSet<ImageAddr>,
+    /// Recorded artifacts refresh found with other bytes than recorded.
+    pub changed: &'a BTreeMap<ImageAddr, ArtifactChange>,
     /// `--replace`.
     pub replace: &'a BTreeSet<ImageAddr>,
     /// `--target`, already widened to the targets' ancestors; None = all.
@@ -104,6 +106,13 @@ impl<'a> Planner<'_, 'a> {
                 if self.input.missing.contains(image.addr) {
                     reasons.push(RebuildReason::ArtifactMissing {
                         id: record.artifact.id.clone(),
+                    });
+                }
+                if let Some(change) = self.input.changed.get(image.addr) {
+                    reasons.push(RebuildReason::ArtifactChanged {
+                        id: record.artifact.id.clone(),
+                        recorded: change.recorded.clone(),
+                        found: change.found.clone(),
                     });
                 }
                 self.parent_reasons(image, record, &mut reasons);

@@ -35,6 +35,7 @@ struct World {
     old_texts: BTreeMap<String, Vec<u8>>,
     texts: BTreeMap<String, Vec<u8>>,
     missing: BTreeSet<ImageAddr>,
+    changed: BTreeMap<ImageAddr, crate::state::ArtifactChange>,
     replace: BTreeSet<ImageAddr>,
 }
 
@@ -50,6 +51,7 @@ impl World {
             old_texts: BTreeMap::new(),
             texts: BTreeMap::new(),
             missing: BTreeSet::new(),
+            changed: BTreeMap::new(),
             replace: BTreeSet::new(),
         }
     }
@@ -98,6 +100,7 @@ impl World {
             old_manifests: &self.old_manifests,
             old_texts: &self.old_texts,
             missing: &self.missing,
+            changed: &self.changed,
             replace: &self.replace,
             only: None,
             refresh: true,
@@ -253,6 +256,24 @@ fn rebuild_artifact_missing() {
     w.missing.insert(m.address.clone());
     w.define(m, &[]);
     insta::assert_json_snapshot!(w.plan());
+}
+
+#[test]
+fn rebuild_artifact_changed() {
+    let mut w = World::new();
+    let m = simple("null.a");
+    w.recorded(&m, "output/a-0123456789ab.qcow2");
+    w.changed.insert(
+        m.address.clone(),
+        crate::state::ArtifactChange {
+            recorded: format!("sha256:{}", "1".repeat(64)),
+            found: format!("sha256:{}", "2".repeat(64)),
+        },
+    );
+    w.define(m, &[]);
+    let plan = w.plan();
+    assert_eq!(plan.changes[0].action, Action::Rebuild);
+    insta::assert_json_snapshot!(plan);
 }
 
 #[test]

@@ -2,9 +2,11 @@
 //! `chroot ROOT /bin/sh -c ...`, with /proc, /sys and /dev mounted while the
 //! build runs.
 //!
-//! Invariants: [`Mounts`] unmounts everything it mounted when dropped —
-//! after success, failure, cancellation or a panic — and the root is never
-//! packed while anything below it is mounted. Files are written through the
+//! Invariants: the mounts live in a mount namespace of their own
+//! ([`Mounts`]), never in the host's: they end when the build drops them —
+//! after success, failure, cancellation or a panic — and also when imgform
+//! is killed outright, so a stale work dir never holds a mount point into
+//! the host's /dev or /sys. Files are written through the
 //! chroot (`cat`/`tar` inside it), never by joining host paths, so a symlink
 //! inside the image can never redirect a write to the host.
 //!
@@ -31,87 +33,107 @@ pub fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-/// /proc, /sys and /dev mounted into a root; unmounted on drop.
+/// /proc, /sys and /dev mounted into a root, in a mount namespace of their
+/// own: a holder process (`unshare --mount --propagation private`) mounts
+/// them and then waits for its stdin to close. Commands enter that
+/// namespace (`nsenter`). The host never sees these mounts, and when
+/// imgform goes — dropped, failed, or killed by any signal, SIGKILL
+/// included — the holder's stdin closes, it stops whatever still runs in
+/// the namespace and exits, and the kernel drops every mount with the
+/// namespace.
 pub struct Mounts {
     root: PathBuf,
-    mounted: Vec<PathBuf>,
+    holder: Option<std::process::Child>,
 }
+
+/// What the holder runs: mount, say so, wait for stdin to close, then
+/// stop every process still in the namespace (a daemon a provisioner
+/// started, a command of a killed imgform), so the namespace and its
+/// mounts end at once.
+const HOLDER_SCRIPT: &str = r#"set -e
+mount -t proc proc "$1/proc"
+mount --rbind /sys "$1/sys"
+mount --rbind /dev "$1/dev"
+echo mounted
+read -r _ || true
+set +e
+ours=$(readlink /proc/$$/ns/mnt)
+for p in /proc/[0-9]*; do
+  pid=${p#/proc/}
+  [ "$pid" = "$$" ] && continue
+  [ "$(readlink "$p/ns/mnt" 2>/dev/null)" = "$ours" ] && kill -KILL "$pid" 2>/dev/null
+done
+exit 0
+"#;
 
 impl Mounts {
     pub fn mount(root: &Path) -> Result<Mounts, String> {
+        use std::io::BufRead;
+        use std::os::unix::process::CommandExt;
         let mut mounts = Mounts {
             root: root.to_path_buf(),
-            mounted: Vec::new(),
+            holder: None,
         };
         if !is_root() {
             return Ok(mounts);
         }
-        let steps: [(&str, &[&str]); 3] = [
-            ("proc", &["-t", "proc", "proc"]),
-            ("sys", &["--rbind", "/sys"]),
-            ("dev", &["--rbind", "/dev"]),
-        ];
-        for (dir, args) in steps {
+        for dir in ["proc", "sys", "dev"] {
             let target = root.join(dir);
             std::fs::create_dir_all(&target)
                 .map_err(|e| format!("creating {}: {e}", target.display()))?;
-            let status = std::process::Command::new("mount")
-                .args(args)
-                .arg(&target)
-                .stderr(Stdio::piped())
-                .output()
-                .map_err(|e| format!("running mount: {e}"))?;
-            if !status.status.success() {
-                return Err(format!(
-                    "mounting {}: {}",
-                    target.display(),
-                    String::from_utf8_lossy(&status.stderr).trim()
-                ));
-            }
-            mounts.mounted.push(target.clone());
-            if dir != "proc" {
-                let _ = std::process::Command::new("mount")
-                    .args(["--make-rslave"])
-                    .arg(&target)
-                    .status();
-            }
         }
+        let mut holder = std::process::Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "--", "/bin/sh", "-c"])
+            .arg(HOLDER_SCRIPT)
+            .arg("imgform-mounts")
+            .arg(root)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Not in imgform's process group: a terminal's Ctrl-C reaches
+            // imgform, which then closes the holder's stdin itself.
+            .process_group(0)
+            .spawn()
+            .map_err(|e| format!("running unshare: {e}"))?;
+        let mut line = String::new();
+        let stdout = holder.stdout.take().expect("piped");
+        let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+        if line.trim() != "mounted" {
+            drop(holder.stdin.take());
+            let out = holder.wait_with_output().map_err(|e| e.to_string())?;
+            return Err(format!(
+                "mounting /proc, /sys and /dev in {}: {}",
+                root.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        mounts.holder = Some(holder);
         Ok(mounts)
     }
 
-    /// Unmounts everything (children first), lazily if busy.
+    /// The mount namespace commands must enter, while the mounts are up.
+    pub fn namespace(&self) -> Option<PathBuf> {
+        self.holder
+            .as_ref()
+            .map(|h| PathBuf::from(format!("/proc/{}/ns/mnt", h.id())))
+    }
+
+    /// Ends the namespace (and with it every mount in it): closes the
+    /// holder's stdin and waits for it.
     pub fn unmount(&mut self) -> Result<(), String> {
-        let mut errors = Vec::new();
-        while let Some(target) = self.mounted.pop() {
-            let ok = std::process::Command::new("umount")
-                .arg("-R")
-                .arg(&target)
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success());
-            if !ok {
-                let lazy = std::process::Command::new("umount")
-                    .args(["-R", "-l"])
-                    .arg(&target)
-                    .stderr(Stdio::null())
-                    .status()
-                    .is_ok_and(|s| s.success());
-                if !lazy {
-                    errors.push(target.display().to_string());
-                }
+        if let Some(mut holder) = self.holder.take() {
+            drop(holder.stdin.take());
+            if let Err(e) = holder.wait() {
+                return Err(format!("waiting for the mount namespace to end: {e}"));
             }
         }
         if still_mounted(&self.root) {
-            errors.push(format!(
-                "something is still mounted below {}",
+            return Err(format!(
+                "could not unmount: something is still mounted below {}",
                 self.root.display()
             ));
         }
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(format!("could not unmount: {}", errors.join(", ")))
-        }
+        Ok(())
     }
 }
 
@@ -134,13 +156,21 @@ pub fn still_mounted(root: &Path) -> bool {
 
 pub struct ChrootCommunicator {
     pub root: PathBuf,
+    /// The mount namespace holding /proc, /sys and /dev ([`Mounts::namespace`]),
+    /// entered by every command; None when nothing is mounted.
+    pub namespace: Option<PathBuf>,
     /// Fires on Ctrl-C: running commands are killed.
     pub cancel: crate::build::events::CancelToken,
 }
 
 impl ChrootCommunicator {
     fn command(&self, script: &str, env: &[(String, String)]) -> Command {
-        let mut cmd = if is_root() {
+        let mut cmd = if let Some(namespace) = &self.namespace {
+            let mut c = Command::new("nsenter");
+            c.arg(format!("--mount={}", namespace.display()))
+                .args(["--", "chroot"]);
+            c
+        } else if is_root() {
             Command::new("chroot")
         } else {
             let mut c = Command::new("unshare");

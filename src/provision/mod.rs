@@ -260,6 +260,13 @@ async fn run_list(
                 None => run.await,
             };
             match result {
+                Ok(())
+                    if stage == Stage::Build
+                        && crate::fault::armed("kill-during-provisioning", &ctx.spec.addr) =>
+                {
+                    // After the first provisioner, with the next to come.
+                    crate::fault::die()
+                }
                 Ok(()) => break,
                 Err(BuildError::Cancelled) => return Err(BuildError::Cancelled),
                 Err(e) if attempt <= p.max_retries as usize && !ctx.cancel.is_cancelled() => {

@@ -88,6 +88,16 @@ pub struct Artifact {
     pub attributes: BTreeMap<String, serde_json::Value>,
 }
 
+/// Refresh found a recorded artifact whose bytes are no longer those its
+/// build recorded (a local image edited, damaged or replaced since).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArtifactChange {
+    /// `sha256:<hex>` as recorded.
+    pub recorded: String,
+    /// `sha256:<hex>` of the bytes now.
+    pub found: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ParentRef {
     pub content_address: ContentAddress,

@@ -562,10 +562,30 @@ impl StateBackend for LocalBackend {
         next.serial = state.serial + u64::from(changed);
         let bytes = to_json_bytes(&next);
         fs::create_dir_all(&self.root).map_err(|e| io_error("create directory", &self.root, e))?;
-        if let Some((old_bytes, _)) = &stored {
-            write_atomic(&backup_path(&path), old_bytes)?;
+        match &stored {
+            // A journal with nothing new in it (a run that recorded one image
+            // and stopped): the file stays as it is, and so does its `.bak`.
+            Some((old_bytes, _)) if *old_bytes == bytes => {}
+            // The previous version goes to a temp file first and becomes
+            // `.bak` only once the new state is durable: a crash in between
+            // leaves the new state beside the older `.bak`, never a `.bak`
+            // equal to the state (which would lose the previous version).
+            Some((old_bytes, _)) => {
+                let backup = backup_path(&path);
+                remove_stale_temps(&backup);
+                let temp = write_synced_temp(&backup, old_bytes)?;
+                if let Err(e) = write_atomic(&path, &bytes) {
+                    let _ = fs::remove_file(&temp);
+                    return Err(e);
+                }
+                if crate::fault::armed_anywhere("kill-before-backup") {
+                    crate::fault::die();
+                }
+                fs::rename(&temp, &backup).map_err(|e| io_error("replace", &backup, e))?;
+                sync_dir(&self.root)?;
+            }
+            None => write_atomic(&path, &bytes)?,
         }
-        write_atomic(&path, &bytes)?;
         if has_journal {
             // Only after the file holding its entries is durable; a crash in
             // between leaves entries that replay skips (serial not above).
@@ -699,23 +719,48 @@ impl StateBackend for LocalBackend {
     fn force_unlock(&self, id: &str) -> Result<(), StateError> {
         // Deliberately the same check as `unlock` (as in Terraform): the user
         // must name the lock they mean to break, so a newer lock taken since
-        // they looked is never removed by mistake.
-        self.remove_lock(id)
+        // they looked is never removed by mistake. A lock that cannot be
+        // read (empty, or cut short by a crash between create and write)
+        // is named by a digest of its bytes instead.
+        let path = self.lock_path();
+        match self.lock_holder() {
+            Err(StateError::Corrupt { .. }) => {
+                let bytes = fs::read(&path).map_err(|e| io_error("read", &path, e))?;
+                let unreadable = unreadable_lock_id(&bytes);
+                if unreadable != id {
+                    return Err(StateError::Corrupt {
+                        message: format!(
+                            "it cannot be read, so its lock ID is {unreadable}, not {id}; \
+                             if no imgform is running on this state, remove it with \
+                             `imgform force-unlock {unreadable}`"
+                        ),
+                        path,
+                    });
+                }
+                match fs::remove_file(&path) {
+                    Ok(()) => Ok(()),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => Err(StateError::NotLocked),
+                    Err(e) => Err(io_error("remove", &path, e)),
+                }
+            }
+            _ => self.remove_lock(id),
+        }
     }
 
     fn lock_holder(&self) -> Result<Option<LockInfo>, StateError> {
         let path = self.lock_path();
-        let text = match fs::read_to_string(&path) {
-            Ok(text) => text,
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io_error("read", &path, e)),
         };
-        match serde_json::from_str(&text) {
+        match serde_json::from_slice(&bytes) {
             Ok(info) => Ok(Some(info)),
             Err(e) => Err(StateError::Corrupt {
                 message: format!(
-                    "{e}; if no imgform is running on this state, delete {}",
-                    path.display()
+                    "{e}; if no imgform is running on this state, remove it with \
+                     `imgform force-unlock {}`",
+                    unreadable_lock_id(&bytes)
                 ),
                 path,
             }),
@@ -789,6 +834,13 @@ pub(crate) fn same_contents(a: &StateFile, b: &StateFile) -> bool {
         && *lineage == b.lineage
         && *target == b.target
         && *images == b.images
+}
+
+/// The name `force-unlock` takes for a lock file that cannot be read: a
+/// digest of its bytes, so a lock rewritten since the user looked is not
+/// removed by mistake.
+pub(crate) fn unreadable_lock_id(bytes: &[u8]) -> String {
+    format!("unreadable-{}", &hex::encode(Sha256::digest(bytes))[..12])
 }
 
 fn io_error(action: &'static str, path: &Path, source: io::Error) -> StateError {
@@ -924,6 +976,33 @@ pub(crate) fn decode_state(bytes: &[u8]) -> Result<StateFile, Decode> {
 /// fsync the dir. The directory must exist.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
     let dir = path.parent().expect("state paths have a parent");
+    let temp = write_synced_temp(path, bytes)?;
+    if let Err(e) = fs::rename(&temp, path) {
+        let _ = fs::remove_file(&temp);
+        return Err(io_error("replace", path, e));
+    }
+    sync_dir(dir)
+}
+
+/// Removes the temp files of `path` a crashed save left (the caller holds
+/// the lock, so no other save of this file is under way).
+fn remove_stale_temps(path: &Path) {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return;
+    };
+    let prefix = format!(".{}.", name.to_string_lossy());
+    for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let entry_name = entry.file_name().to_string_lossy().into_owned();
+        if entry_name.starts_with(&prefix) && entry_name.ends_with(".tmp") {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Writes `bytes` to a new temp file beside `path` and fsyncs it; the
+/// caller renames it into place. Removed again when the write fails.
+fn write_synced_temp(path: &Path, bytes: &[u8]) -> Result<PathBuf, StateError> {
+    let dir = path.parent().expect("state paths have a parent");
     let name = path.file_name().expect("state paths have a file name");
     // Hidden and not ending in `.json`, so `targets` never reads it.
     let temp = dir.join(format!(
@@ -939,15 +1018,15 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
             .map_err(|e| io_error("create", &temp, e))?;
         file.write_all(bytes)
             .map_err(|e| io_error("write", &temp, e))?;
-        file.sync_all().map_err(|e| io_error("sync", &temp, e))?;
-        drop(file);
-        fs::rename(&temp, path).map_err(|e| io_error("replace", path, e))
+        file.sync_all().map_err(|e| io_error("sync", &temp, e))
     })();
-    if written.is_err() {
-        let _ = fs::remove_file(&temp);
+    match written {
+        Ok(()) => Ok(temp),
+        Err(e) => {
+            let _ = fs::remove_file(&temp);
+            Err(e)
+        }
     }
-    written?;
-    sync_dir(dir)
 }
 
 /// Makes a rename in `dir` durable.
@@ -1020,6 +1099,36 @@ mod tests {
         walk(dir, dir, &mut out);
         out.sort();
         out
+    }
+
+    #[test]
+    fn compacting_a_journal_with_nothing_new_keeps_the_file_and_its_backup() {
+        let (dir, backend) = backend();
+        let mut state = StateFile::new("local");
+        let a: ImageAddr = "null.a".parse().unwrap();
+        let b: ImageAddr = "null.b".parse().unwrap();
+        state.images.insert(a.clone(), record('a'));
+        backend.save(&mut state).unwrap();
+        state.images.insert(b.clone(), record('b'));
+        // A run's first record: a whole-file write (the first becomes
+        // `.bak`) and an empty journal; then the run stops.
+        backend.record_image(&mut state, &b).unwrap();
+        let (file, bak) = (
+            fs::read(dir.path().join("state/local.json")).unwrap(),
+            fs::read(dir.path().join("state/local.json.bak")).unwrap(),
+        );
+        assert_ne!(file, bak);
+        assert!(backend.save(&mut state).unwrap());
+        assert_eq!(fs::read(dir.path().join("state/local.json")).unwrap(), file);
+        assert_eq!(
+            fs::read(dir.path().join("state/local.json.bak")).unwrap(),
+            bak,
+            "the previous version is kept"
+        );
+        assert_eq!(
+            files(dir.path()),
+            ["state/local.json", "state/local.json.bak"]
+        );
     }
 
     #[test]
@@ -1360,6 +1469,33 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_or_corrupt_lock_is_named_by_its_bytes_and_force_unlocked() {
+        let (_dir, backend) = backend();
+        fs::create_dir_all(backend.root()).unwrap();
+        for bytes in [&b""[..], b"{\"id\": \"cut sh", b"\xff\xfe"] {
+            fs::write(backend.root().join(LOCK_FILE), bytes).unwrap();
+            let id = unreadable_lock_id(bytes);
+            // The error says which ID removes it.
+            let err = backend.lock_holder().unwrap_err();
+            assert!(
+                err.to_string().contains(&format!("force-unlock {id}")),
+                "{err}"
+            );
+            // Another name does not remove it (it may have changed since).
+            let wrong = backend.force_unlock("unreadable-000000000000").unwrap_err();
+            assert!(wrong.to_string().contains(&id), "{wrong}");
+            assert!(backend.root().join(LOCK_FILE).exists());
+            backend.force_unlock(&id).unwrap();
+            assert!(!backend.root().join(LOCK_FILE).exists());
+            // And the state can be locked again.
+            let info = LockInfo::new("apply");
+            backend.lock(&info, Duration::ZERO).unwrap();
+            backend.unlock(&info.id).unwrap();
+            fs::create_dir_all(backend.root()).unwrap();
+        }
+    }
+
+    #[test]
     fn lock_is_exclusive_and_names_its_holder() {
         let (_dir, backend) = backend();
         let first = LockInfo::new("apply");
@@ -1492,7 +1628,10 @@ mod tests {
             .lock(&LockInfo::new("apply"), Duration::ZERO)
             .unwrap_err();
         assert!(matches!(err, StateError::Corrupt { .. }), "{err:?}");
-        assert!(err.to_string().contains("delete"), "{err}");
+        assert!(
+            err.to_string().contains("force-unlock unreadable-"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -113,6 +113,13 @@ pub fn reason_text(reason: &RebuildReason) -> String {
             (None, None) => format!("{address} changed"),
         },
         RebuildReason::ArtifactMissing { id } => format!("artifact {id} no longer exists"),
+        RebuildReason::ArtifactChanged {
+            id,
+            recorded,
+            found,
+        } => format!(
+            "artifact {id} was changed since it was built (recorded {recorded}, now {found})"
+        ),
         RebuildReason::Tainted => "marked as tainted".to_owned(),
         RebuildReason::Forced => "replacement requested (--replace)".to_owned(),
         RebuildReason::RemovedFromConfig => "no longer in the definitions".to_owned(),

@@ -110,7 +110,7 @@ fn read_traced(func: &str, raw: &str) -> Result<Vec<u8>, String> {
     let bytes = std::fs::read(&full).map_err(|err| {
         if err.kind() == std::io::ErrorKind::NotFound {
             if relative {
-                format!("{func}: no such file {raw:?} (relative to the definition dir)")
+                format!("{func}: no such file {raw:?} (relative to the current directory)")
             } else {
                 format!("{func}: no such file {raw:?}")
             }
@@ -399,7 +399,7 @@ mod tests {
         let msg = result.unwrap_err();
         assert!(
             msg.contains(
-                r#"file: no such file "scripts/nope.sh" (relative to the definition dir)"#
+                r#"file: no such file "scripts/nope.sh" (relative to the current directory)"#
             ),
             "{msg}"
         );

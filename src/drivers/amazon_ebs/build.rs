@@ -40,23 +40,30 @@ use super::{TAG_ADDRESS, TAG_BUILD, TAG_CONTENT};
 /// Packer's build template data for the amazon builders, substituted in
 /// `ami_name`, `ami_description` and tag values: `{{ .BuildRegion }}`,
 /// `{{ .SourceAMI }}`, `{{ .SourceAMIName }}`, `{{ .SourceAMIOwner }}`,
-/// `{{ .SourceAMIOwnerName }}`, `{{ .SourceAMICreationDate }}`.
+/// `{{ .SourceAMIOwnerName }}`, `{{ .SourceAMICreationDate }}`, and
+/// `{{ .SourceAMITags.KEY }}` (the source AMI's tag KEY). Any other field is
+/// refused when the image is planned (`unknown_template_fields`).
 #[derive(Debug, Default)]
-struct TemplateData(BTreeMap<&'static str, String>);
+struct TemplateData(BTreeMap<String, String>);
 
 impl TemplateData {
     async fn load(ec2: &Ec2, source_ami: &str) -> Result<TemplateData, BuildError> {
         let mut data = BTreeMap::new();
-        data.insert("BuildRegion", ec2.region.clone());
-        data.insert("SourceAMI", source_ami.to_owned());
+        data.insert("BuildRegion".to_owned(), ec2.region.clone());
+        data.insert("SourceAMI".to_owned(), source_ami.to_owned());
         if let Some(image) = describe_image(ec2, source_ami).await? {
-            let mut put = |k: &'static str, v: Option<&str>| {
-                data.insert(k, v.unwrap_or_default().to_owned());
+            let mut put = |k: &str, v: Option<&str>| {
+                data.insert(k.to_owned(), v.unwrap_or_default().to_owned());
             };
             put("SourceAMIName", image.name());
             put("SourceAMIOwner", image.owner_id());
             put("SourceAMIOwnerName", image.image_owner_alias());
             put("SourceAMICreationDate", image.creation_date());
+            for tag in image.tags() {
+                if let Some(key) = tag.key() {
+                    put(&format!("SourceAMITags.{key}"), tag.value());
+                }
+            }
         }
         Ok(TemplateData(data))
     }
@@ -64,14 +71,18 @@ impl TemplateData {
     /// Replaces the known `{{ .Name }}`s; anything else is left as written.
     fn render(&self, text: &str) -> String {
         static FIELD: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
-            regex::Regex::new(r"\{\{\s*\.(\w+)\s*\}\}").expect("regex")
+            regex::Regex::new(r"\{\{-?\s*\.([\w.]+)\s*-?\}\}").expect("regex")
         });
         FIELD
             .replace_all(text, |c: &regex::Captures<'_>| {
-                self.0
-                    .get(&c[1])
-                    .cloned()
-                    .unwrap_or_else(|| c[0].to_owned())
+                // A tag the source AMI lacks is empty, as in Packer.
+                self.0.get(&c[1]).cloned().unwrap_or_else(|| {
+                    if c[1].starts_with("SourceAMITags.") {
+                        String::new()
+                    } else {
+                        c[0].to_owned()
+                    }
+                })
             })
             .into_owned()
     }

@@ -255,6 +255,7 @@ fn validate(spec: &ImageSpec) -> Vec<Diagnostic> {
             );
         }
     }
+    diags.extend(unknown_template_fields(spec));
     if let Some(kind) = spec.attr_str("temporary_key_pair_type") {
         if !matches!(kind, "ed25519" | "rsa") {
             diags.push(
@@ -264,6 +265,83 @@ fn validate(spec: &ImageSpec) -> Vec<Diagnostic> {
                 .at(at("temporary_key_pair_type"))
                 .hint("use \"ed25519\" (imgform's default) or \"rsa\""),
             );
+        }
+    }
+    diags
+}
+
+/// The build's template data (`{{ .SourceAMI }}`...) the builder fills in
+/// `ami_name`, `ami_description` and tag values; `SourceAMITags.KEY` is the
+/// source AMI's tag KEY.
+pub(crate) const TEMPLATE_FIELDS: &[&str] = &[
+    "BuildRegion",
+    "SourceAMI",
+    "SourceAMIName",
+    "SourceAMIOwner",
+    "SourceAMIOwnerName",
+    "SourceAMICreationDate",
+];
+
+/// The settings rendered with the build's template data.
+const TEMPLATED: &[&str] = &[
+    "ami_name",
+    "ami_description",
+    "tags",
+    "tag",
+    "snapshot_tags",
+    "snapshot_tag",
+    "run_tags",
+    "run_tag",
+    "run_volume_tags",
+    "run_volume_tag",
+];
+
+/// A `{{ .Field }}` the builder would not fill: an error now rather than a
+/// literal `{{ .Field }}` in an AMI's name or tags later.
+fn unknown_template_fields(spec: &ImageSpec) -> Vec<Diagnostic> {
+    static FIELD: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"\{\{-?\s*\.([\w.]+)\s*-?\}\}").expect("regex")
+    });
+    fn strings<'v>(value: &'v serde_json::Value, out: &mut Vec<&'v str>) {
+        match value {
+            serde_json::Value::String(s) => out.push(s),
+            serde_json::Value::Array(items) => items.iter().for_each(|v| strings(v, out)),
+            serde_json::Value::Object(map) => map.values().for_each(|v| strings(v, out)),
+            _ => {}
+        }
+    }
+    let mut diags = Vec::new();
+    for name in TEMPLATED {
+        let Some(value) = spec.attr(name) else {
+            continue;
+        };
+        let mut texts = Vec::new();
+        strings(value, &mut texts);
+        for text in texts {
+            for c in FIELD.captures_iter(text) {
+                let field = &c[1];
+                let known = TEMPLATE_FIELDS.contains(&field)
+                    || field
+                        .strip_prefix("SourceAMITags.")
+                        .is_some_and(|k| !k.is_empty());
+                if !known {
+                    diags.push(
+                        Diagnostic::error(format!(
+                            "{}: `{}` in `{name}` is not template data of amazon-ebs",
+                            spec.addr, &c[0]
+                        ))
+                        .at(loc_of(spec, name))
+                        .hint(format!(
+                            "amazon-ebs fills {}, and SourceAMITags.KEY",
+                            TEMPLATE_FIELDS
+                                .iter()
+                                .map(|f| format!("{{{{ .{f} }}}}"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )),
+                    );
+                }
+            }
         }
     }
     diags

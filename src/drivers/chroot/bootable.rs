@@ -430,6 +430,7 @@ async fn grub_mkimage(
     );
     let chroot = ChrootCommunicator {
         root: root.to_path_buf(),
+        namespace: None,
         cancel: ctx.cancel.clone(),
     };
     let code = chroot

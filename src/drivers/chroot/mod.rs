@@ -296,6 +296,7 @@ async fn provision_in_chroot(ctx: &BuildContext<'_>, root: &Path) -> Result<(), 
     let mut mounts = Mounts::mount(root).map_err(fail)?;
     let communicator = ChrootCommunicator {
         root: root.to_path_buf(),
+        namespace: mounts.namespace(),
         cancel: ctx.cancel.clone(),
     };
     let result = provision::run_all(ctx, &communicator).await;
@@ -565,6 +566,18 @@ impl Builder for ChrootBuilder {
         })
     }
 
+    fn changed<'a>(
+        &'a self,
+        at: Recorded<'a>,
+        artifact: &'a Artifact,
+    ) -> BoxFuture<'a, Result<Option<crate::state::ArtifactChange>, BuildError>> {
+        Box::pin(async move {
+            crate::paths::local_artifact_changed_async(at.def_dir, artifact)
+                .await
+                .map_err(BuildError::failed)
+        })
+    }
+
     fn destroy<'a>(
         &'a self,
         at: Recorded<'a>,
@@ -592,6 +605,7 @@ async fn test_phase(ctx: &BuildContext<'_>, work: &Path, tree: &Path) -> Result<
     let mut mounts = Mounts::mount(&root).map_err(fail)?;
     let communicator = ChrootCommunicator {
         root: root.clone(),
+        namespace: mounts.namespace(),
         cancel: ctx.cancel.clone(),
     };
     let result = crate::provision::run_tests(ctx, &communicator).await;
@@ -621,6 +635,9 @@ fn test_failure(e: BuildError, what: &str, kept: bool, path: &str) -> BuildError
 /// under the artifact's name for `state recover` to find).
 fn move_into_place(from: &Path, to: &Path) -> Result<(), BuildError> {
     let err = |e: std::io::Error| fail(format!("writing {}: {e}", to.display()));
+    if crate::fault::armed_anywhere("kill-during-artifact-write") {
+        die_halfway_through_a_copy(from, to);
+    }
     if std::fs::rename(from, to).is_ok() {
         return sync_dir(to).map_err(err);
     }
@@ -636,6 +653,25 @@ fn move_into_place(from: &Path, to: &Path) -> Result<(), BuildError> {
     part.persist(to).map_err(|e| err(e.error))?;
     let _ = std::fs::remove_file(from);
     sync_dir(to).map_err(err)
+}
+
+/// The fault `kill-during-artifact-write`: dies as a kill in the middle of
+/// a copy across filesystems would, half the bytes in the temporary file.
+fn die_halfway_through_a_copy(from: &Path, to: &Path) -> ! {
+    use std::io::Write;
+    let dir = to.parent().expect("an artifact path has a folder");
+    if let (Ok(bytes), Ok(part)) = (
+        std::fs::read(from),
+        tempfile::Builder::new()
+            .prefix(".imgform-")
+            .suffix(".part")
+            .tempfile_in(dir),
+    ) {
+        let (mut file, _) = part.keep().expect("keep the part file");
+        let _ = file.write_all(&bytes[..bytes.len() / 2]);
+        let _ = file.sync_all();
+    }
+    crate::fault::die()
 }
 
 /// Makes a rename into `path`'s folder durable.

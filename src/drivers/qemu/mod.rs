@@ -331,6 +331,18 @@ impl Builder for QemuBuilder {
         })
     }
 
+    fn changed<'a>(
+        &'a self,
+        at: Recorded<'a>,
+        artifact: &'a Artifact,
+    ) -> BoxFuture<'a, Result<Option<crate::state::ArtifactChange>, BuildError>> {
+        Box::pin(async move {
+            crate::paths::local_artifact_changed_async(at.def_dir, artifact)
+                .await
+                .map_err(BuildError::failed)
+        })
+    }
+
     fn destroy<'a>(
         &'a self,
         at: Recorded<'a>,

@@ -71,6 +71,7 @@ const DOCUMENT_KEYS: &[&str] = &[
 ];
 const STEP_KEYS: &[&str] = &[
     "name",
+    "if",
     "action",
     "timeoutSeconds",
     "onFailure",
@@ -386,7 +387,9 @@ pub fn check_document(text: &str, shown: &Path) -> Result<Yaml, Vec<Diagnostic>>
                 for key in map.keys().map(yaml_str) {
                     if key == "if" {
                         let line = c.step_key(p, s, "if", "if:");
-                        c.at(line, format!("step `{step_name}` uses a conditional (`if`), which imgform does not run"), "run the step unconditionally, or test inside ExecuteBash commands");
+                        for problem in super::condition::check(&step["if"], 0, true) {
+                            c.at(line, format!("step `{step_name}`: {problem}"), "if: { binaryExists: apt-get } — or and/or/not over comparisons, with then/else: Execute, Skip or Abort");
+                        }
                     } else if !STEP_KEYS.contains(&key.as_str()) {
                         let line = c.step_key(p, s, &key, &format!("{key}:"));
                         c.at(
@@ -452,6 +455,9 @@ pub fn check_document(text: &str, shown: &Path) -> Result<Yaml, Vec<Diagnostic>>
                 if let Some(f) = l.get("forEach") {
                     strings(f, &mut texts);
                 }
+            }
+            if let Some(cond) = step.get("if") {
+                strings(cond, &mut texts);
             }
             for t in texts {
                 for cap in REFERENCE.captures_iter(t) {
@@ -704,6 +710,8 @@ pub(super) struct Step<'d> {
     pub timeout: Duration,
     /// `inputs`, before substitution.
     pub inputs: Option<&'d Yaml>,
+    /// `if`, before substitution.
+    pub condition: Option<&'d Yaml>,
     /// The names the loop's variables go by (`loop`, and its own name).
     pub loop_names: Vec<String>,
     /// One pass without a `loop`, else one per loop value.
@@ -748,6 +756,7 @@ impl<'d> Step<'d> {
             attempts,
             timeout,
             inputs: step.get("inputs"),
+            condition: step.get("if"),
             loop_names,
             iterations,
         })

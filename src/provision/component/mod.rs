@@ -21,7 +21,8 @@
 //! `build` and `validate` run during the build. References are substituted
 //! as AWSTOE does: parameters, constants, loop variables (`{{ loop.value }}`,
 //! `{{ <loop name>.index }}`), and chaining (`{{ phase.step.inputs[N].key }}`,
-//! `{{ phase.step.outputs.stdout }}`). `onFailure: Continue` runs the rest
+//! `{{ phase.step.outputs.stdout }}`); a step's `if` decides whether it runs
+//! (`condition`). `onFailure: Continue` runs the rest
 //! of the phase and then fails the document; `Ignore` goes on.
 //!
 //! Checking happens before anything runs ([`check_document`]): anything
@@ -34,6 +35,7 @@
 //! the S3 actions.
 
 mod actions;
+mod condition;
 mod document;
 mod positions;
 #[cfg(feature = "aws")]
@@ -266,7 +268,22 @@ impl DocumentRun<'_> {
         let step_name = &step.name;
         let mut step_stdout = String::new();
         let mut step_failed: Option<String> = None;
-        for iteration in &step.iterations {
+        match self.condition(step).await? {
+            condition::Then::Execute => {}
+            condition::Then::Skip => {
+                self.ctx.events.step(format!(
+                    "component {doc_name}: {phase_name}/{step_name} skipped (its `if`)"
+                ));
+                return Ok(());
+            }
+            condition::Then::Abort => step_failed = Some("its `if` says Abort".to_owned()),
+        }
+        let passes: &[Iteration] = if step_failed.is_some() {
+            &[]
+        } else {
+            &step.iterations
+        };
+        for iteration in passes {
             let lookup = |key: &str| self.resolve(key, &step.loop_names, iteration);
             let inputs = step
                 .inputs
@@ -295,6 +312,23 @@ impl DocumentRun<'_> {
             }
         }
         Ok(())
+    }
+
+    /// What a step's `if` decides: its references resolved, string and
+    /// number comparisons decided here, the rest tested on the machine.
+    async fn condition(&self, step: &Step<'_>) -> Result<condition::Then, BuildError> {
+        let Some(cond) = step.condition else {
+            return Ok(condition::Then::Execute);
+        };
+        let resolved = subst_yaml(cond, &|k| self.resolve(k, &[], &None));
+        let (on_true, on_false) = condition::branches(&resolved);
+        let test = condition::to_shell(&resolved);
+        let code = self
+            .comm
+            .exec(&test, self.env, &self.ctx.events)
+            .await
+            .map_err(|e| super::comm_error("component", "", e))?;
+        Ok(if code == 0 { on_true } else { on_false })
     }
 
     /// The value of a reference: a loop variable of the running step, a

@@ -1,5 +1,6 @@
 source "chroot" "al2" {
-  base = "rootfs/base.tar.gz"
+  base   = "rootfs/busybox.tar.gz"
+  format = "tar"
 }
 
 build {

@@ -1,0 +1,12 @@
+source "null" "base" {
+  communicator = "none"
+}
+
+build {
+  sources = ["source.null.base"]
+
+  provisioner "shell-local" {
+    except = ["null.bsae"]
+    inline = ["echo hi"]
+  }
+}

@@ -1,0 +1,15 @@
+source "null" "base" {
+  communicator = "none"
+}
+
+build {
+  sources = ["source.null.base"]
+
+  provisioner "shell-local" {
+    inline = ["echo hi"]
+  }
+
+  post-processor "manifest" {
+    only = ["amazon-ebs.base"]
+  }
+}

@@ -1,0 +1,15 @@
+locals {
+  tags = { team = "ops" }
+}
+
+source "null" "base" {
+  communicator = "none"
+}
+
+build {
+  sources = ["source.null.base"]
+
+  provisioner "shell-local" {
+    inline = ["echo tags=${local.tags}"]
+  }
+}

@@ -1,0 +1,11 @@
+source "null" "base" {
+  communicator = "none"
+}
+
+build {
+  sources = []
+
+  provisioner "shell-local" {
+    inline = ["echo hi"]
+  }
+}

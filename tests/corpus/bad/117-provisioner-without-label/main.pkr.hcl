@@ -1,0 +1,11 @@
+source "null" "base" {
+  communicator = "none"
+}
+
+build {
+  sources = ["source.null.base"]
+
+  provisioner {
+    inline = ["echo hi"]
+  }
+}

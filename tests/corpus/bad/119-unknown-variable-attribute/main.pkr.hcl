@@ -1,0 +1,16 @@
+variable "region" {
+  type    = string
+  defualt = "eu-west-1"
+}
+
+source "null" "base" {
+  communicator = "none"
+}
+
+build {
+  sources = ["source.null.base"]
+
+  provisioner "shell-local" {
+    inline = ["echo hi"]
+  }
+}

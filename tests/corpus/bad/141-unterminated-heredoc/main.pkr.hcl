@@ -1,0 +1,13 @@
+source "null" "base" {
+  communicator = "none"
+}
+
+build {
+  sources = ["source.null.base"]
+
+  provisioner "shell-local" {
+    inline = [<<EOT
+echo hi
+    ]
+  }
+}

@@ -1,0 +1,12 @@
+source "null" "base" {
+  communicator = "none"
+}
+
+build {
+  sources = ["source.null.base"]
+
+  module "devuser" {
+    source   = "modules/devuser"
+    username = "ubuntu"
+  }
+}

@@ -1,0 +1,11 @@
+source "null" "base" {
+  communicator = "none"
+}
+
+build {
+  sources = ["null.base.extra"]
+
+  provisioner "shell-local" {
+    inline = ["echo hi"]
+  }
+}

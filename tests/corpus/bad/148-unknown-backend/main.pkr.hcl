@@ -1,0 +1,15 @@
+backend "gcs" {
+  bucket = "x"
+}
+
+source "null" "base" {
+  communicator = "none"
+}
+
+build {
+  sources = ["source.null.base"]
+
+  provisioner "shell-local" {
+    inline = ["echo hi"]
+  }
+}

@@ -1,0 +1,3 @@
+source "null" "vm" {
+  communicator = "none"
+}

@@ -1,0 +1,2 @@
+#!/bin/sh
+echo "motd for ${VM_NAME}"

@@ -1,0 +1,2 @@
+#!/bin/sh
+echo "only the raw image"

@@ -1,0 +1,3 @@
+#!/bin/sh
+set -e
+echo "built on top of ${PARENT} as ${SERIES_LABEL}"

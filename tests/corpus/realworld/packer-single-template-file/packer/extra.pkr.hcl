@@ -1,0 +1,7 @@
+source "null" "extra" {
+  communicator = "none"
+}
+
+build {
+  sources = ["source.null.extra"]
+}

@@ -1,0 +1,1 @@
+flavour = "from-auto-file"

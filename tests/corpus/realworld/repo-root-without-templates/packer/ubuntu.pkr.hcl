@@ -1,0 +1,7 @@
+source "null" "ubuntu" {
+  communicator = "none"
+}
+
+build {
+  sources = ["source.null.ubuntu"]
+}

@@ -304,7 +304,7 @@ impl Project {
     /// locals that can be evaluated now and the data set so far, split by
     /// role: (inputs, everything).
     pub fn evaluate_data_config(&self, def: &DataDef) -> Result<(Attrs, Attrs), Vec<Diagnostic>> {
-        let mut ctx = base_context(&self.def_dir);
+        let mut ctx = base_context(&self.root);
         ctx.declare_var("var", var_object(self));
         ctx.declare_var(
             "local",

@@ -235,6 +235,9 @@ impl Loader {
             }
         }
         let var_values = self.resolve_variables(&variables, options);
+        // No data source is looked up here: a local that uses one is unknown.
+        let mut data_values = data::placeholders(&[], &locals);
+        data_values.placeholders = true;
         let scratch = Project {
             def_dir: self.def_dir.clone(),
             template_dir: self.template_dir.clone(),
@@ -247,6 +250,8 @@ impl Loader {
             files: Vec::new(),
             backend: None,
             locals_cache: scope::LocalsCache::default(),
+            data: Vec::new(),
+            data_values,
         };
         let local_values = scope::evaluate_locals(&scratch, functions::Clock::Real)
             .map(|l| l.values)

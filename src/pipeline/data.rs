@@ -109,7 +109,10 @@ pub(super) fn resolve_data(
         crate::sensitive::use_project_key(&project.template_dir).map_err(|e| {
             vec![Diagnostic::error(format!(
                 "cannot read or make the digest key {}: {e}",
-                project.template_dir.join(crate::sensitive::KEY_FILE).display()
+                project
+                    .template_dir
+                    .join(crate::sensitive::KEY_FILE)
+                    .display()
             ))]
         })?;
     }

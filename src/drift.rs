@@ -56,7 +56,9 @@ pub enum DriftReason {
     TooOld { built_at: String, max_age: String },
     /// A reason that means here what it means in a plan, and is written the
     /// same: `base_updated` (its base filter resolves to a newer upstream
-    /// image now), `removed_from_config` (recorded, no longer defined).
+    /// image now), `data_changed` (a data source its inputs use answers
+    /// something else now), `removed_from_config` (recorded, no longer
+    /// defined).
     #[serde(untagged)]
     Rebuild(RebuildReason),
 }
@@ -229,20 +231,44 @@ fn input_reasons(
         },
         // Without the old manifest, the recorded base still tells whether
         // upstream moved.
-        None => match (record.base.as_ref(), image.manifest.base.as_ref()) {
-            (Some(b), Some(now)) if &b.id != now => vec![RebuildReason::BaseUpdated {
-                old_id: b.id.clone(),
-                new_id: now.clone(),
-            }],
-            _ => vec![RebuildReason::ContentChanged],
-        },
+        None => {
+            let mut upstream = Vec::new();
+            if let (Some(b), Some(now)) = (record.base.as_ref(), image.manifest.base.as_ref()) {
+                if &b.id != now {
+                    upstream.push(RebuildReason::BaseUpdated {
+                        old_id: b.id.clone(),
+                        new_id: now.clone(),
+                    });
+                }
+            }
+            for (address, was) in &record.data {
+                match image.manifest.data.get(address) {
+                    Some(now) if now != &was.summary => upstream.push(RebuildReason::DataChanged {
+                        address: address.clone(),
+                        old: Some(was.summary.clone()),
+                        new: Some(now.clone()),
+                    }),
+                    _ => {}
+                }
+            }
+            if upstream.is_empty() {
+                vec![RebuildReason::ContentChanged]
+            } else {
+                upstream
+            }
+        }
     };
-    // A newer upstream base is its own status reason. A parent's new content
-    // shows up as parent_rebuilt once the parent is rebuilt; until then it
-    // is an input change.
-    let (base, changes): (Vec<RebuildReason>, Vec<RebuildReason>) = changes
-        .into_iter()
-        .partition(|c| matches!(c, RebuildReason::BaseUpdated { .. }));
+    // A newer upstream base, or a data source answering something else, is
+    // its own status reason. A parent's new content shows up as
+    // parent_rebuilt once the parent is rebuilt; until then it is an input
+    // change.
+    let (base, changes): (Vec<RebuildReason>, Vec<RebuildReason>) =
+        changes.into_iter().partition(|c| {
+            matches!(
+                c,
+                RebuildReason::BaseUpdated { .. } | RebuildReason::DataChanged { .. }
+            )
+        });
     let mut reasons: Vec<DriftReason> = base.into_iter().map(DriftReason::Rebuild).collect();
     if !changes.is_empty() {
         reasons.push(DriftReason::InputsChanged { changes });

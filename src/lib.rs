@@ -12,10 +12,11 @@
 //! Layers, lowest first (no module imports one above it): `addr`, `diag`,
 //! `paths`, `sensitive`, `fault`, `schema`, `sbom`, `spec`, `aws` (SDK
 //! configuration), `state` · `build` (events, build context) · `provision` ·
-//! `drivers` · `config`, `fingerprint`, `graph`, `plan`, `drift` · `apply` ·
+//! `drivers`, `data` · `config`, `fingerprint`, `graph`, `plan`, `drift` · `apply` ·
 //! `pipeline` · `views` · `cli`, `commands`.
-//! Every builder and provisioner kind is described once, in its own module,
-//! and listed in `drivers::KINDS` or `provision::KINDS`.
+//! Every builder, provisioner and data source kind is described once, in its
+//! own module, and listed in `drivers::KINDS`, `provision::KINDS` or
+//! `data::KINDS`.
 
 pub mod addr;
 pub mod apply;
@@ -25,6 +26,7 @@ pub mod build;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod data;
 pub mod diag;
 pub mod drift;
 pub mod drivers;

@@ -59,6 +59,11 @@ pub struct ImageSpec {
     /// the manifest, used by the builder instead of the filter.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base: Option<crate::state::BaseRecord>,
+    /// The data sources whose results reach this image's inputs, as the
+    /// resolve stage found them (`data.KIND.NAME` → record): their
+    /// summaries are part of the manifest.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub data: BTreeMap<String, crate::state::DataRecord>,
     pub keep_previous: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_age: Option<String>,

@@ -46,6 +46,7 @@ pub fn record(m: &Manifest, artifact: &str) -> ImageRecord {
         },
         parents: BTreeMap::new(),
         base: None,
+        data: BTreeMap::new(),
         text_inputs: BTreeMap::new(),
         built_at: "2026-01-02T03:04:05Z".to_owned(),
         sbom: None,

@@ -20,6 +20,7 @@
 //! nowhere TEXT               # no file written in the run dir holds TEXT
 //! rootfs busybox PATH        # a busybox root filesystem tarball at PATH (chroot cases)
 //! file PATH TEXT             # the file PATH (in the run dir) holds TEXT
+//! git commit MESSAGE         # the run dir becomes a git repository; everything in it is committed
 //! ```
 //!
 //! `${HTTP_URL}` and `${CASE}` (the temp copy) are substituted in script
@@ -163,6 +164,37 @@ fn make_rootfs(dir: &Path, rest: &str, at: &str) {
         .status()
         .expect("scripts/make-busybox-rootfs.sh");
     assert!(status.success(), "{at}: make-busybox-rootfs.sh failed");
+}
+
+/// `git commit MESSAGE`: the run dir becomes a git repository (on branch
+/// `main`, the first time) and everything in it is committed, by a fixed
+/// author, for cases whose templates read git data sources.
+fn git_directive(dir: &Path, rest: &str, at: &str) {
+    let Some(("commit", message)) = rest.split_once(' ') else {
+        panic!("{at}: git commit MESSAGE");
+    };
+    let git = |args: &[&str]| {
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(args)
+            .env("GIT_AUTHOR_NAME", "A U Thor")
+            .env("GIT_AUTHOR_EMAIL", "author@example.com")
+            .env("GIT_COMMITTER_NAME", "C O Mitter")
+            .env("GIT_COMMITTER_EMAIL", "committer@example.com")
+            .output()
+            .expect("git runs");
+        assert!(
+            out.status.success(),
+            "{at}: git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    if !dir.join(".git").exists() {
+        git(&["init", "-q", "-b", "main"]);
+    }
+    git(&["add", "-A"]);
+    git(&["commit", "-q", "--allow-empty", "-m", message.trim()]);
 }
 
 /// Runs one case; returns the failures (empty when it passed).
@@ -340,6 +372,7 @@ fn run_case(case: &Path) -> Vec<String> {
                 }
             }
             "rootfs" => make_rootfs(&dir, rest, &at),
+            "git" => git_directive(&dir, rest, &at),
             other => panic!("{at}: unknown directive `{other}`"),
         }
     }

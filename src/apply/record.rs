@@ -102,6 +102,7 @@ pub(super) fn record_for(
             })
             .collect(),
         base: job.spec.base.clone(),
+        data: job.spec.data.clone(),
         text_inputs,
         built_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         sbom: None,

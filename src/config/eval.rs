@@ -97,6 +97,7 @@ impl Project {
             files_read: real.files_read,
             apply_time_settings,
             base: None,
+            data: BTreeMap::new(),
             keep_previous,
             max_age,
             def_dir: self.def_dir.clone(),
@@ -160,6 +161,29 @@ impl Project {
     /// Names of variables referenced by the image's inputs (attributes with
     /// role Input and all provisioner config), following locals.
     fn input_variables(&self, def: &ImageDef) -> BTreeSet<String> {
+        let texts = self.input_texts(def);
+        let mut vars = BTreeSet::new();
+        let mut seen_locals = BTreeSet::new();
+        let mut queue: Vec<&str> = texts;
+        while let Some(text) = queue.pop() {
+            for c in VAR_REF.captures_iter(text) {
+                vars.insert(c[1].to_owned());
+            }
+            for c in LOCAL_REF.captures_iter(text) {
+                let name = c[1].to_owned();
+                if seen_locals.insert(name.clone()) {
+                    if let Some(local) = self.locals.iter().find(|l| l.name == name) {
+                        queue.push(&local.attr.text);
+                    }
+                }
+            }
+        }
+        vars
+    }
+
+    /// The source text of the image's inputs: attributes and blocks with
+    /// role Input, provisioners' input attributes, module arguments.
+    pub(super) fn input_texts<'d>(&self, def: &'d ImageDef) -> Vec<&'d str> {
         let schema = drivers::kind_of(&def.builder).map(|k| &k.schema);
         let role_of = |name: &str| schema.and_then(|s| s.role(name));
         let mut texts: Vec<&str> = def
@@ -194,23 +218,7 @@ impl Project {
                 }
             }
         }
-        let mut vars = BTreeSet::new();
-        let mut seen_locals = BTreeSet::new();
-        let mut queue: Vec<&str> = texts;
-        while let Some(text) = queue.pop() {
-            for c in VAR_REF.captures_iter(text) {
-                vars.insert(c[1].to_owned());
-            }
-            for c in LOCAL_REF.captures_iter(text) {
-                let name = c[1].to_owned();
-                if seen_locals.insert(name.clone()) {
-                    if let Some(local) = self.locals.iter().find(|l| l.name == name) {
-                        queue.push(&local.attr.text);
-                    }
-                }
-            }
-        }
-        vars
+        texts
     }
 
     fn context_for(
@@ -227,6 +235,7 @@ impl Project {
             .unwrap_or_else(|| base_context(&self.root));
         ctx.declare_var("var", var_object(self));
         ctx.declare_var("local", hcl::Value::Object(locals.values.clone()));
+        ctx.declare_var("data", self.data_values.object());
         let mut source = hcl::Map::new();
         source.insert(
             "name".to_owned(),
@@ -374,7 +383,7 @@ impl Project {
         }
     }
 
-    fn eval_attr(
+    pub(super) fn eval_attr(
         &self,
         attr: &RawAttr,
         ctx: &Context,
@@ -411,6 +420,10 @@ impl Project {
                     None
                 }
             },
+            // Over a data source not looked up yet (validate): unknown.
+            Err(_) if self.data_values.may_be_unknown(&attr.text) => {
+                Some(self.data_values.unknown(&attr.expr, ctx))
+            }
             Err(e) => {
                 diags.push(
                     Diagnostic::error(format!(
@@ -459,7 +472,7 @@ impl Project {
     /// A block's value: an object of its attributes and nested blocks
     /// (`spec`, when the schema describes the block, says which nested
     /// blocks appear once).
-    fn eval_block(
+    pub(super) fn eval_block(
         &self,
         block: &RawBlock,
         spec: Option<&BlockSpec>,

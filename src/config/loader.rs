@@ -16,6 +16,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+use super::data::{self, DataDef};
 use super::module::ProvisionerDef;
 use super::parse::{RawAttr, RawBlock, RawFile};
 use super::types::TypeExpr;
@@ -96,6 +97,7 @@ impl Loader {
         let mut sources: BTreeMap<(String, String), RawBlock> = BTreeMap::new();
         let mut builds: Vec<RawBlock> = Vec::new();
         let mut backend: Option<BackendConfig> = None;
+        let mut data: Vec<DataDef> = Vec::new();
 
         let expanded;
         let files = if dynamic::any_dynamic(files) || builds_need_scope(files) {
@@ -141,15 +143,11 @@ impl Loader {
                         Ok(config) => backend = Some(config),
                         Err(diags) => self.diags.extend(diags),
                     },
-                    "data" => self.error(
-                        &block.loc,
-                        format!("data sources are not supported yet (`data \"{}\"`)", block.labels.join("\" \"")),
-                        "resolve the value outside imgform and pass it as a variable, or use source_ami_filter / source_image_filter on the source, which imgform resolves at plan time",
-                    ),
+                    "data" => self.data_block(block, &mut data),
                     other => {
                         let hint = match closest(other, TOP_LEVEL_BLOCKS.iter().copied()) {
-                            Some(s) => format!("did you mean `{s}`? Definition files hold packer, variable, locals, local, source and build blocks"),
-                            None => "definition files hold packer, variable, locals, local, source and build blocks".to_owned(),
+                            Some(s) => format!("did you mean `{s}`? Definition files hold packer, variable, locals, local, source, data and build blocks"),
+                            None => "definition files hold packer, variable, locals, local, source, data and build blocks".to_owned(),
                         };
                         self.error(&block.loc, format!("unknown block type `{other}`"), hint);
                     }
@@ -157,6 +155,7 @@ impl Loader {
             }
         }
 
+        self.check_data_refs(files, &data);
         let var_values = self.resolve_variables(&variables, options);
         let mut images = Vec::new();
         for build in &builds {
@@ -181,6 +180,7 @@ impl Loader {
         }
         self.check_images(&mut images);
 
+        let data_values = data::placeholders(&data, &locals);
         let mut project = Project {
             def_dir: self.def_dir.clone(),
             template_dir: self.template_dir.clone(),
@@ -193,6 +193,8 @@ impl Loader {
             files: Vec::new(),
             backend,
             locals_cache: scope::LocalsCache::default(),
+            data_values,
+            data,
         };
         // Locals are evaluated once here so their errors are reported at load
         // time, whether or not any image uses them.
@@ -233,6 +235,9 @@ impl Loader {
             }
         }
         let var_values = self.resolve_variables(&variables, options);
+        // No data source is looked up here: a local that uses one is unknown.
+        let mut data_values = data::placeholders(&[], &locals);
+        data_values.placeholders = true;
         let scratch = Project {
             def_dir: self.def_dir.clone(),
             template_dir: self.template_dir.clone(),
@@ -245,6 +250,8 @@ impl Loader {
             files: Vec::new(),
             backend: None,
             locals_cache: scope::LocalsCache::default(),
+            data: Vec::new(),
+            data_values,
         };
         let local_values = scope::evaluate_locals(&scratch, functions::Clock::Real)
             .map(|l| l.values)
@@ -424,7 +431,7 @@ impl Loader {
         self.check_body_schema(block, &builder.schema, &format!("source \"{kind}\""));
     }
 
-    fn check_body_schema(&mut self, block: &RawBlock, schema: &Schema, what: &str) {
+    pub(super) fn check_body_schema(&mut self, block: &RawBlock, schema: &Schema, what: &str) {
         for attr in &block.attrs {
             if schema.attr(&attr.name).is_none() {
                 if schema.block(&attr.name).is_some() {

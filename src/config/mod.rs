@@ -26,6 +26,7 @@
 
 pub mod backend;
 mod build;
+mod data;
 mod dib;
 mod dynamic;
 pub mod eval;
@@ -50,6 +51,7 @@ pub use backend::{load_backend, BackendConfig, BackendKind};
 
 use crate::addr::ImageAddr;
 use crate::diag::{closest, Diagnostic, Diagnostics, SourceLoc};
+pub use data::{DataDef, DataValues};
 use loader::Loader;
 use module::ProvisionerDef;
 use parse::{RawAttr, RawBlock};
@@ -156,6 +158,11 @@ pub struct Project {
     /// The `backend` block, if any (where the state is kept).
     pub backend: Option<BackendConfig>,
     pub(crate) locals_cache: scope::LocalsCache,
+    /// The `data` blocks, in the order written.
+    pub data: Vec<DataDef>,
+    /// What `data.*` holds: placeholders until the resolve stage sets the
+    /// looked-up values ([`Project::set_data`]).
+    pub(crate) data_values: DataValues,
 }
 
 impl Project {
@@ -165,8 +172,9 @@ impl Project {
     }
 
     /// What is sensitive before any image is evaluated: the variables marked
-    /// `sensitive`, the locals marked so and the locals whose expression
-    /// refers to one of those (transitively), with their values.
+    /// `sensitive`, the secret outputs of data sources, the locals marked so
+    /// and the locals whose expression refers to one of those
+    /// (transitively), with their values.
     pub fn sensitive_seeds(&self) -> functions::sensitivity::Seeds {
         let mut seeds = functions::sensitivity::Seeds::default();
         let mut out = Vec::new();
@@ -178,6 +186,8 @@ impl Project {
                 }
             }
         }
+        seeds.data = self.data_values.sensitive_refs.clone();
+        out.extend(self.data_values.sensitive_values.iter().cloned());
         seeds.locals = self
             .locals
             .iter()
@@ -212,6 +222,14 @@ impl Project {
         out.dedup();
         seeds.values = out;
         seeds
+    }
+
+    /// Whether anything is secret (a sensitive variable or local, a secret
+    /// data source output): then manifests need the project's digest key.
+    pub fn has_secrets(&self) -> bool {
+        self.variables.values().any(|v| v.sensitive)
+            || self.locals.iter().any(|l| l.sensitive)
+            || !self.data_values.sensitive_refs.is_empty()
     }
 
     pub fn image(&self, addr: &ImageAddr) -> Option<&ImageDef> {

@@ -1,7 +1,8 @@
 //! The project-wide scope: what every expression sees before any image.
 //!
 //! It owns the base context (the function library, `path.*`,
-//! `packer.version`), the `var.*` object, the evaluation of locals (in any
+//! `packer.version`), the `var.*` object, the evaluation of locals (with
+//! `data.*` in scope, in any
 //! order, once per clock, cached in the [`Project`]), variable `validation`
 //! blocks, the scope of a module's provisioners (`var.*` = the module's
 //! variables, `path.module`), and the wording of evaluation errors about
@@ -114,7 +115,7 @@ pub fn describe_error(err: &hcl::eval::Error, text: &str) -> String {
             }
         }
         ErrorKind::UndefinedVar(name) => match name.as_str() {
-            "data" => "data sources are not supported yet".to_owned(),
+            "data" => "no data sources are declared".to_owned(),
             "var" => "no variables are declared".to_owned(),
             "local" => "no locals are defined".to_owned(),
             other => format!(
@@ -168,7 +169,20 @@ pub fn evaluate_locals(
         return Ok(hit.clone());
     }
     let vars = var_object(project);
-    let (values, direct_nd, pending) = evaluate_in_any_order(project, &clock, &vars);
+    let (mut values, direct_nd, mut pending) = evaluate_in_any_order(project, &clock, &vars);
+    if project.data_values.placeholders {
+        // A local over a data source not looked up yet is unknown, not
+        // wrong; no other local depends on it unless it does too.
+        for local in &pending {
+            if project.data_values.dependent_locals.contains(&local.name) {
+                values.insert(
+                    local.name.clone(),
+                    hcl::Value::String(format!("<local.{}>", local.name)),
+                );
+            }
+        }
+        pending.retain(|l| !project.data_values.dependent_locals.contains(&l.name));
+    }
     if !pending.is_empty() {
         return Err(unevaluable_locals(
             project, &clock, &vars, &values, &pending,
@@ -187,6 +201,14 @@ pub fn evaluate_locals(
     Ok(evaluated)
 }
 
+/// The locals that can be evaluated now (with the data set so far), with
+/// the real clock; the others are left out. Not cached: the resolve stage
+/// asks while data values are still coming in.
+pub(super) fn evaluate_locals_partially(project: &Project) -> hcl::Map<String, hcl::Value> {
+    let vars = var_object(project);
+    evaluate_in_any_order(project, &Clock::Real, &vars).0
+}
+
 /// One local evaluated with the locals known so far.
 fn evaluate_local(
     project: &Project,
@@ -198,6 +220,7 @@ fn evaluate_local(
     let mut ctx = base_context(&project.root);
     ctx.declare_var("var", vars.clone());
     ctx.declare_var("local", hcl::Value::Object(values.clone()));
+    ctx.declare_var("data", project.data_values.object());
     let env = FunctionEnv {
         base_dir: project.def_dir.clone(),
         allow_env: false,

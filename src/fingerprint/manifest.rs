@@ -50,6 +50,11 @@ pub struct Manifest {
     /// The id a base image filter resolved to at plan time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base: Option<String>,
+    /// What the data sources its inputs use answered (`data.KIND.NAME` →
+    /// the kind's summary, secrets as keyed digests). Absent when there are
+    /// none, so images without data sources keep their addresses.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub data: BTreeMap<String, Value>,
 }
 
 /// The builder's input attributes, and for those that name local files the
@@ -123,7 +128,8 @@ impl Manifest {
 
     /// Why `self` differs from `old`, field by field: files as
     /// `FileChanged`, variables as `VariableChanged`, parents as
-    /// `ParentRebuilt`, the base as `BaseUpdated`, anything else as
+    /// `ParentRebuilt`, the base as `BaseUpdated`, data sources' answers as
+    /// `DataChanged`, anything else as
     /// `InputChanged` at the deepest differing path. Two manifests that
     /// differ somewhere no field comparison explains give `UnknownChange`:
     /// a difference is never silently nothing.
@@ -141,6 +147,16 @@ impl Manifest {
         }
         if self.builder != old.builder {
             out.push(changed("builder", &old.builder, &self.builder));
+        }
+        for address in keys(&old.data, &self.data) {
+            let (was, now) = (old.data.get(address), self.data.get(address));
+            if was != now {
+                out.push(RebuildReason::DataChanged {
+                    address: address.clone(),
+                    old: was.cloned(),
+                    new: now.cloned(),
+                });
+            }
         }
         files_changed(&old.files, &self.files, &mut out);
         if self.imgform_manifest != old.imgform_manifest {
@@ -438,6 +454,35 @@ mod tests {
             );
         }
         assert!(r.iter().any(|x| matches!(x, RebuildReason::InputChanged { path, .. } if path == "provisioners[0].config.inline")));
+    }
+
+    #[test]
+    fn a_data_source_answer_is_its_own_reason() {
+        let mut doc = base();
+        doc["data"] = json!({"data.amazon-ami.ubuntu": "ami-1"});
+        let old = manifest(doc.clone());
+        doc["data"]["data.amazon-ami.ubuntu"] = json!("ami-2");
+        doc["data"]["data.git-commit.head"] = json!("abc");
+        assert_eq!(
+            manifest(doc).compare(&old),
+            vec![
+                RebuildReason::DataChanged {
+                    address: "data.amazon-ami.ubuntu".into(),
+                    old: Some(json!("ami-1")),
+                    new: Some(json!("ami-2")),
+                },
+                RebuildReason::DataChanged {
+                    address: "data.git-commit.head".into(),
+                    old: None,
+                    new: Some(json!("abc")),
+                },
+            ]
+        );
+        // No data: the field is left out, so older addresses stay.
+        let plain = manifest(base());
+        assert!(!String::from_utf8(plain.canonical_bytes())
+            .unwrap()
+            .contains("\"data\""));
     }
 
     #[test]

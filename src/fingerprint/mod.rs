@@ -29,6 +29,10 @@
 //!   `source_image_filter`) resolved to at plan time, when there is one.
 //! - `variables`: variables that reach the inputs (sensitive ones as a keyed
 //!   digest), so a plan can say which variable changed.
+//! - `data`: what each data source the inputs use (directly or through
+//!   locals) answered at plan time, as its kind summarizes it (an AMI id, a
+//!   commit hash, a body's SHA-256; secrets as a keyed digest). Its values
+//!   are in the inputs already; this says which data source moved.
 //!
 //! What stays out, on purpose: build settings (instance type, names, tags,
 //! credentials, timeouts, `only`/`except`, retries, parallelism), absolute
@@ -245,6 +249,17 @@ pub fn fingerprint(
         // The resolved base image id (a filter's answer at plan time): a
         // newer upstream image changes the address.
         base: base.and_then(|b| b.as_str().map(str::to_owned)),
+        // Data sources' answers, likewise (already without secrets; redacted
+        // again in case a secret reached a public output).
+        data: spec
+            .data
+            .iter()
+            .map(|(address, record)| {
+                let mut summary = record.summary.clone();
+                crate::sensitive::redact_in(&mut summary, secrets);
+                (address.clone(), summary)
+            })
+            .collect(),
     };
     let bytes = manifest.canonical_bytes();
     Ok(Fingerprint {

@@ -36,6 +36,16 @@ pub enum RebuildReason {
     ParentRebuilt { address: String },
     /// The base image filter now resolves to another upstream image.
     BaseUpdated { old_id: String, new_id: String },
+    /// A data source the image's inputs use answers something else now
+    /// (`address` is `data.KIND.NAME`; old/new are its summaries, secrets as
+    /// keyed digests; absent when the image did not use it then / now).
+    DataChanged {
+        address: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        old: Option<Value>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        new: Option<Value>,
+    },
     /// The recorded artifact no longer exists (deleted out of band).
     ArtifactMissing { id: String },
     /// The recorded artifact's bytes no longer hash to the sha256 its build

@@ -4,9 +4,10 @@
 //! load ─▶ evaluate ─▶ resolve ─▶ fingerprint ─▶ graph ─▶ plan
 //! ```
 //!
-//! [`prepare`] loads and checks the definitions (`config`), builds the
-//! dependency graph, then evaluates, resolves (`resolve`) and fingerprints
-//! every image, parents before children, each dependency level in parallel.
+//! [`prepare`] loads and checks the definitions (`config`), looks up the
+//! data sources ([`data`]), builds the dependency graph, then evaluates,
+//! resolves (`resolve`) and fingerprints every image, parents before
+//! children, each dependency level in parallel.
 //! [`plan::make_plan`] reads back what it needs ([`refresh`]) and runs the
 //! pure planner; [`drift::report`] does the same for drift. [`backend`]
 //! chooses where the state is kept, [`saved`] turns plans into plan files
@@ -18,6 +19,7 @@
 //! [`PipelineError`]s, each with its hint.
 
 pub mod backend;
+pub mod data;
 pub mod drift;
 pub mod error;
 pub mod plan;
@@ -38,8 +40,8 @@ use crate::graph::ImageGraph;
 use crate::provision;
 use crate::spec::{ImageRef, ImageSpec};
 pub use error::PipelineError;
-pub use resolve::Resolve;
 use resolve::ResolveCache;
+pub use resolve::{Recordings, Resolve};
 
 /// One image, evaluated and fingerprinted.
 pub struct PreparedImage {
@@ -92,9 +94,9 @@ pub fn prepare(
     options: &LoadOptions,
     resolve: &Resolve,
 ) -> Result<Prepared, PipelineError> {
-    let project = config::load(dir, options)?;
-    if project.variables.values().any(|v| v.sensitive) || project.locals.iter().any(|l| l.sensitive)
-    {
+    let mut project = config::load(dir, options)?;
+    let data = data::resolve_data(&mut project, resolve).map_err(Diagnostics)?;
+    if project.has_secrets() {
         crate::sensitive::use_project_key(&project.template_dir).map_err(|source| {
             PipelineError::SensitiveKey {
                 path: project.template_dir.join(crate::sensitive::KEY_FILE),
@@ -114,6 +116,7 @@ pub fn prepare(
         },
         resolve,
         cache: ResolveCache::default(),
+        data,
     };
     let defs: BTreeMap<&ImageAddr, &ImageDef> =
         project.images.iter().map(|d| (&d.addr, d)).collect();
@@ -173,6 +176,8 @@ struct Stage<'a> {
     hasher: FileHasher,
     resolve: &'a Resolve,
     cache: ResolveCache,
+    /// Every data source's record (`data.KIND.NAME` → record).
+    data: BTreeMap<String, crate::state::DataRecord>,
 }
 
 /// One image's preparation: its result, and warnings beside it.
@@ -228,6 +233,15 @@ impl Stage<'_> {
             Ok(spec) => spec,
             Err(d) => return (addr, Err(d), Vec::new()),
         };
+        spec.data = self
+            .project
+            .image_data(def)
+            .into_iter()
+            .filter_map(|address| {
+                let record = self.data.get(&address)?.clone();
+                Some((address, record))
+            })
+            .collect();
         let notes = validate(&spec);
         if notes.iter().any(Diagnostic::is_error) {
             return (addr, Err(notes), Vec::new());

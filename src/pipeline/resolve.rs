@@ -1,7 +1,8 @@
 //! The **resolve** stage: a base image given by a filter
 //! (`source_ami_filter`, `source_image_filter`) becomes a concrete id at
 //! plan time. The id is an input, so a newer upstream image makes the image
-//! stale. Each distinct query is asked once per run.
+//! stale. Each distinct query is asked once per run. Data sources are
+//! resolved in the same stage, before any image (`super::data`).
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -11,7 +12,7 @@ use crate::diag::Diagnostic;
 use crate::drivers;
 use crate::fingerprint::canonical_json;
 use crate::spec::ImageSpec;
-use crate::state::{BaseRecord, StateFile};
+use crate::state::{BaseRecord, DataRecord, StateFile};
 
 /// How the resolve stage finds base images given by a filter.
 pub enum Resolve {
@@ -23,7 +24,40 @@ pub enum Resolve {
     Refresh(tokio::runtime::Handle),
     /// `--refresh=false`: reuse the resolution recorded in the state (or a
     /// saved plan) when the query is the same; ask only for the others.
-    Recorded(tokio::runtime::Handle, BTreeMap<ImageAddr, BaseRecord>),
+    Recorded(tokio::runtime::Handle, Recordings),
+}
+
+/// Resolutions recorded in the state or a saved plan.
+#[derive(Debug, Clone, Default)]
+pub struct Recordings {
+    /// Each image's base.
+    pub bases: BTreeMap<ImageAddr, BaseRecord>,
+    /// Each data source (`data.KIND.NAME`), as the most recently built image
+    /// using it recorded it.
+    pub data: BTreeMap<String, DataRecord>,
+}
+
+impl Recordings {
+    /// What `states` recorded.
+    pub fn from_states(states: Vec<StateFile>) -> Recordings {
+        let mut out = Recordings::default();
+        let mut data_built: BTreeMap<String, String> = BTreeMap::new();
+        for (addr, record) in states.into_iter().flat_map(|s| s.images) {
+            for (address, data) in &record.data {
+                let newer = data_built
+                    .get(address)
+                    .is_none_or(|at| at.as_str() < record.built_at.as_str());
+                if newer {
+                    data_built.insert(address.clone(), record.built_at.clone());
+                    out.data.insert(address.clone(), data.clone());
+                }
+            }
+            if let Some(base) = record.base {
+                out.bases.insert(addr, base);
+            }
+        }
+        out
+    }
 }
 
 impl Resolve {
@@ -34,12 +68,7 @@ impl Resolve {
         if refresh {
             return Resolve::Refresh(handle);
         }
-        let bases = states()
-            .into_iter()
-            .flat_map(|state| state.images)
-            .filter_map(|(addr, record)| record.base.map(|b| (addr, b)))
-            .collect();
-        Resolve::Recorded(handle, bases)
+        Resolve::Recorded(handle, Recordings::from_states(states()))
     }
 }
 
@@ -66,7 +95,7 @@ impl ResolveCache {
         };
         let query = String::from_utf8_lossy(&canonical_json(&asked.query)).into_owned();
         if let Resolve::Recorded(_, recorded) = resolve {
-            if let Some(base) = recorded.get(&spec.addr).filter(|b| b.query == query) {
+            if let Some(base) = recorded.bases.get(&spec.addr).filter(|b| b.query == query) {
                 return Ok(Some(base.clone()));
             }
         }

@@ -162,10 +162,13 @@ pub fn take_secrets_from_definitions(
     jobs: &mut BTreeMap<ImageAddr, BuildJob>,
 ) -> Result<(), PipelineError> {
     // The plan's own resolutions: a saved plan is applied exactly.
-    let recorded = jobs
-        .iter()
-        .filter_map(|(a, j)| j.spec.base.clone().map(|b| (a.clone(), b)))
-        .collect();
+    let mut recorded = super::resolve::Recordings::default();
+    for (addr, job) in jobs.iter() {
+        if let Some(base) = &job.spec.base {
+            recorded.bases.insert(addr.clone(), base.clone());
+        }
+        recorded.data.extend(job.spec.data.clone());
+    }
     let resolve = Resolve::Recorded(tokio::runtime::Handle::current(), recorded);
     let prepared = super::prepare(dir, options, &resolve)?;
     for (addr, job) in jobs.iter_mut() {

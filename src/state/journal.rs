@@ -131,6 +131,7 @@ mod tests {
             },
             parents: Default::default(),
             base: None,
+            data: Default::default(),
             text_inputs: Default::default(),
             built_at: "2025-03-14T09:27:41Z".to_owned(),
             sbom: None,

@@ -52,6 +52,10 @@ pub struct ImageRecord {
     /// `--refresh=false`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base: Option<BaseRecord>,
+    /// The data sources its inputs use, as looked up when it was built
+    /// (reused by `--refresh=false`): `data.KIND.NAME` → record.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub data: BTreeMap<String, DataRecord>,
     /// Small text inputs (scripts, playbooks, templates): relative path →
     /// sha256 hex of the bytes, stored in the object store so a later plan can
     /// diff them.
@@ -98,6 +102,20 @@ pub struct ArtifactChange {
 pub struct ParentRef {
     pub content_address: ContentAddress,
     pub artifact_id: String,
+}
+
+/// One data source look-up. Holds no secret: a secret output is neither in
+/// `summary` (a keyed digest stands for it) nor in `outputs` (absent when
+/// any output is secret; such a data source is looked up again).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DataRecord {
+    /// A stable description of how it was asked (the block's inputs).
+    pub query: String,
+    /// What of the result enters content addresses.
+    pub summary: serde_json::Value,
+    /// Every output, for `--refresh=false` and saved plans.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outputs: Option<BTreeMap<String, serde_json::Value>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1073,6 +1073,7 @@ mod tests {
             },
             parents: BTreeMap::new(),
             base: None,
+            data: BTreeMap::new(),
             text_inputs: BTreeMap::new(),
             built_at: "2025-01-02T03:04:05Z".to_owned(),
             sbom: None,

@@ -103,6 +103,15 @@ pub fn reason_text(reason: &RebuildReason) -> String {
         RebuildReason::BaseUpdated { old_id, new_id } => {
             format!("base image updated upstream: {old_id} → {new_id}")
         }
+        RebuildReason::DataChanged { address, old, new } => match (old, new) {
+            (Some(o), Some(n)) => {
+                let (o, n) = short_pair(o, n);
+                format!("{address} changed: {o} → {n}")
+            }
+            (None, Some(n)) => format!("{address} now used: {}", short(n)),
+            (Some(o), None) => format!("{address} no longer used (was {})", short(o)),
+            (None, None) => format!("{address} changed"),
+        },
         RebuildReason::ArtifactMissing { id } => format!("artifact {id} no longer exists"),
         RebuildReason::ArtifactChanged {
             id,

@@ -172,6 +172,28 @@ impl Moto {
         );
     }
 
+    /// Gives a Secrets Manager secret a new current value, creating it the
+    /// first time.
+    pub fn put_secret(&self, name: &str, value: &str) {
+        let (status, _) = self.http_with(
+            "POST",
+            "/",
+            "application/x-amz-json-1.1",
+            ("us-east-1", "secretsmanager"),
+            &[("X-Amz-Target", "secretsmanager.DescribeSecret")],
+            &serde_json::to_vec(&serde_json::json!({"SecretId": name})).unwrap(),
+        );
+        if status == 200 {
+            self.json_call(
+                "secretsmanager",
+                "secretsmanager.PutSecretValue",
+                &serde_json::json!({"SecretId": name, "SecretString": value}),
+            );
+        } else {
+            self.create_secret(name, value);
+        }
+    }
+
     /// One HTTP/1.0 request whose credential scope is (region, service):
     /// moto takes the region from it.
     fn http(

@@ -20,8 +20,10 @@ use regex::Regex;
 
 const MIN_LEN: usize = 3;
 
-static REF: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"\b(var|local)\.([A-Za-z_][\w-]*)").expect("valid regex"));
+static REF: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"\b(var|local|data)\.([A-Za-z_][\w-]*(?:\.[A-Za-z_][\w-]*\.[A-Za-z_][\w-]*)?)")
+        .expect("valid regex")
+});
 
 struct Tracking {
     /// Sensitive values known so far: the seeds, then what was derived.
@@ -30,6 +32,7 @@ struct Tracking {
     /// Names whose reference makes an expression sensitive.
     variables: BTreeSet<String>,
     locals: BTreeSet<String>,
+    data: BTreeSet<String>,
 }
 
 thread_local! {
@@ -37,30 +40,44 @@ thread_local! {
 }
 
 /// What makes an expression sensitive: these values, and references to
-/// these variables and locals.
+/// these variables, locals and data source outputs (`KIND.NAME.OUTPUT`).
 #[derive(Debug, Clone, Default)]
 pub struct Seeds {
     pub values: Vec<String>,
     pub variables: BTreeSet<String>,
     pub locals: BTreeSet<String>,
+    pub data: BTreeSet<String>,
 }
 
 impl Seeds {
     pub fn is_empty(&self) -> bool {
-        self.values.is_empty() && self.variables.is_empty() && self.locals.is_empty()
+        self.values.is_empty()
+            && self.variables.is_empty()
+            && self.locals.is_empty()
+            && self.data.is_empty()
     }
 
     /// Whether `text` (an expression's source) refers to a sensitive
-    /// variable or local.
+    /// variable, local or data source output.
     pub fn refers_to_sensitive(&self, text: &str) -> bool {
-        refers(text, &self.variables, &self.locals)
+        refers(text, &self.variables, &self.locals, &self.data)
     }
 }
 
-fn refers(text: &str, variables: &BTreeSet<String>, locals: &BTreeSet<String>) -> bool {
-    REF.captures_iter(text).any(|c| match &c[1] {
-        "var" => variables.contains(&c[2]),
-        _ => locals.contains(&c[2]),
+fn refers(
+    text: &str,
+    variables: &BTreeSet<String>,
+    locals: &BTreeSet<String>,
+    data: &BTreeSet<String>,
+) -> bool {
+    REF.captures_iter(text).any(|c| {
+        // `var.x.y` names `x`; `data.KIND.NAME.OUTPUT` all three.
+        let first = c[2].split('.').next().unwrap_or_default();
+        match &c[1] {
+            "var" => variables.contains(first),
+            "local" => locals.contains(first),
+            _ => data.contains(&c[2]),
+        }
     })
 }
 
@@ -88,6 +105,7 @@ pub fn track_sensitive<R>(seeds: &Seeds, f: impl FnOnce() -> R) -> (R, Vec<Strin
             derived: Vec::new(),
             variables: seeds.variables.clone(),
             locals: seeds.locals.clone(),
+            data: seeds.data.clone(),
         })
     });
     let reset = Reset(outer);
@@ -201,7 +219,7 @@ pub fn note_evaluated(expr: &hcl::Expression, value: &serde_json::Value) {
             let sensitive = TRACKING.with(|t| {
                 t.borrow()
                     .as_ref()
-                    .is_some_and(|t| refers(&text, &t.variables, &t.locals))
+                    .is_some_and(|t| refers(&text, &t.variables, &t.locals, &t.data))
             });
             if sensitive {
                 let mut strings = Vec::new();
@@ -221,6 +239,7 @@ mod tests {
             values: vec!["hunter2".into()],
             variables: ["token".to_owned()].into(),
             locals: ["secret_url".to_owned()].into(),
+            data: ["amazon-secretsmanager.db.value".to_owned()].into(),
         }
     }
 
@@ -231,6 +250,9 @@ mod tests {
         assert!(s.refers_to_sensitive("upper(local.secret_url)"));
         assert!(!s.refers_to_sensitive("var.tokens"));
         assert!(!s.refers_to_sensitive("local.token"));
+        assert!(s.refers_to_sensitive("\"${data.amazon-secretsmanager.db.value}\""));
+        assert!(!s.refers_to_sensitive("data.amazon-secretsmanager.db.version_id"));
+        assert!(s.refers_to_sensitive("var.token.x"));
     }
 
     #[test]

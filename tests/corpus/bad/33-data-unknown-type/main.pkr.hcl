@@ -1,4 +1,4 @@
-data "amazon-ami" "ubuntu" {
+data "amazon-amis" "ubuntu" {
   region      = "eu-west-1"
   owners      = ["099720109477"]
   most_recent = true
@@ -10,7 +10,7 @@ data "amazon-ami" "ubuntu" {
 source "amazon-ebs" "ubuntu" {
   region        = "eu-west-1"
   instance_type = "t3.micro"
-  source_ami    = data.amazon-ami.ubuntu.id
+  source_ami    = data.amazon-amis.ubuntu.id
   ssh_username  = "ubuntu"
   ami_name      = "golden-ubuntu"
 }

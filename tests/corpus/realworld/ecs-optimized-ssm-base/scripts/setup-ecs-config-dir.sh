@@ -1,0 +1,4 @@
+#!/bin/sh
+set -ex
+sudo mkdir -p /etc/ecs
+sudo touch /etc/ecs/ecs.config

@@ -56,7 +56,7 @@ fn resolve(_request: Request<'_>) -> BoxFuture<'_, Result<Resolved, String>> {
 
 #[cfg(feature = "aws")]
 fn resolve(request: Request<'_>) -> BoxFuture<'_, Result<Resolved, String>> {
-    use aws_sdk_ec2::types::{Filter, ImageState};
+    use aws_sdk_ec2::types::Filter;
 
     use super::aws_access::{sdk_error, shared_config};
     use super::{config_bool, config_str, Outputs};
@@ -103,35 +103,12 @@ fn resolve(request: Request<'_>) -> BoxFuture<'_, Result<Resolved, String>> {
             .send()
             .await
             .map_err(|e| sdk_error("DescribeImages", e))?;
-        let mut images: Vec<_> = answer
-            .images()
-            .iter()
-            .filter(|i| {
-                i.state()
-                    .is_none_or(|s| matches!(s, ImageState::Available | ImageState::Pending))
-            })
-            .cloned()
-            .collect();
-        if images.is_empty() {
-            return Err("no AMI matches (check the filters and owners)".to_owned());
-        }
         let most_recent = config_bool(config, "most_recent").unwrap_or(false);
-        if images.len() > 1 && !most_recent {
-            let ids: Vec<&str> = images.iter().filter_map(|i| i.image_id()).take(5).collect();
-            return Err(format!(
-                "{} AMIs match ({}{}); set most_recent = true or narrow the filters",
-                images.len(),
-                ids.join(", "),
-                if images.len() > 5 { ", ..." } else { "" }
-            ));
-        }
-        images.sort_by(|a, b| {
-            a.creation_date()
-                .unwrap_or("")
-                .cmp(b.creation_date().unwrap_or(""))
-                .then_with(|| a.image_id().cmp(&b.image_id()))
-        });
-        let image = images.pop().expect("one image at least");
+        let image = crate::drivers::amazon_ebs::pick_image(
+            answer.images().to_vec(),
+            most_recent,
+            "the filters",
+        )?;
         let s = |v: Option<&str>| Value::String(v.unwrap_or_default().to_owned());
         let tags: serde_json::Map<String, Value> = image
             .tags()

@@ -202,18 +202,35 @@ pub(super) async fn filtered_groups(
 
 /// Picks the image a filter selects: the newest with `most_recent`, else
 /// exactly one.
-pub(super) fn select_image(mut images: Vec<Image>, most_recent: bool) -> Result<String, String> {
+pub(super) fn select_image(images: Vec<Image>, most_recent: bool) -> Result<String, String> {
+    pick_image(images, most_recent, "source_ami_filter")?
+        .image_id()
+        .map(str::to_owned)
+        .ok_or_else(|| "the matching AMI has no id".to_owned())
+}
+
+/// The one available (or pending) image of `images` that `what` (a filter,
+/// for messages) selects: the newest (by creation date, then id) with
+/// `most_recent`, else exactly one. Shared by `source_ami_filter` and the
+/// `amazon-ami` data source.
+pub(crate) fn pick_image(
+    mut images: Vec<Image>,
+    most_recent: bool,
+    what: &str,
+) -> Result<Image, String> {
     images.retain(|i| {
         i.state()
             .is_none_or(|s| matches!(s, ImageState::Available | ImageState::Pending))
     });
     if images.is_empty() {
-        return Err("no AMI matches source_ami_filter (check the filters and owners)".to_owned());
+        return Err(format!(
+            "no AMI matches {what} (check the filters and owners)"
+        ));
     }
     if images.len() > 1 && !most_recent {
         let ids: Vec<&str> = images.iter().filter_map(Image::image_id).take(5).collect();
         return Err(format!(
-            "source_ami_filter matches {} AMIs ({}{}); set most_recent = true or narrow the filter",
+            "{} AMIs match {what} ({}{}); set most_recent = true or narrow the filter",
             images.len(),
             ids.join(", "),
             if images.len() > 5 { ", ..." } else { "" }
@@ -225,9 +242,5 @@ pub(super) fn select_image(mut images: Vec<Image>, most_recent: bool) -> Result<
             .cmp(b.creation_date().unwrap_or(""))
             .then_with(|| a.image_id().cmp(&b.image_id()))
     });
-    images
-        .last()
-        .and_then(Image::image_id)
-        .map(str::to_owned)
-        .ok_or_else(|| "the matching AMI has no id".to_owned())
+    Ok(images.pop().expect("one image at least"))
 }

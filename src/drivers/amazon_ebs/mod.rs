@@ -39,6 +39,8 @@ mod client;
 #[cfg(feature = "aws")]
 mod filters;
 #[cfg(feature = "aws")]
+pub(crate) use filters::pick_image;
+#[cfg(feature = "aws")]
 mod queries;
 
 use serde_json::Value;

@@ -389,25 +389,6 @@ build {{
     assert!(!q.path().join("state").exists());
 }
 
-fn git(dir: &std::path::Path, args: &[&str]) -> String {
-    let out = std::process::Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .env("GIT_AUTHOR_NAME", "A U Thor")
-        .env("GIT_AUTHOR_EMAIL", "author@example.com")
-        .env("GIT_COMMITTER_NAME", "C O Mitter")
-        .env("GIT_COMMITTER_EMAIL", "committer@example.com")
-        .output()
-        .expect("git runs");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
 const GIT: &str = r#"
 data "git-commit" "cwd-head" {}
 
@@ -436,12 +417,12 @@ build {
 fn git_commit_and_repository_follow_the_checkout() {
     let p = Project::new();
     let dir = p.path();
-    git(dir, &["init", "-q", "-b", "main"]);
+    util::git(dir, &["init", "-q", "-b", "main"]);
     p.file("images.pkr.hcl", GIT);
     p.file(".gitignore", "state/\n.imgform/\nhome/\n");
-    git(dir, &["add", "."]);
-    git(dir, &["commit", "-q", "-m", "first"]);
-    let first = git(dir, &["rev-parse", "HEAD"]);
+    util::git(dir, &["add", "."]);
+    util::git(dir, &["commit", "-q", "-m", "first"]);
+    let first = util::git(dir, &["rev-parse", "HEAD"]);
 
     let applied = p.run(&["apply", "--auto-approve"]);
     applied.success();
@@ -457,8 +438,8 @@ fn git_commit_and_repository_follow_the_checkout() {
 
     // A new commit, and an untracked file: both answers move.
     p.file("notes.txt", "x\n");
-    git(dir, &["commit", "-q", "--allow-empty", "-m", "second"]);
-    let second = git(dir, &["rev-parse", "HEAD"]);
+    util::git(dir, &["commit", "-q", "--allow-empty", "-m", "second"]);
+    let second = util::git(dir, &["rev-parse", "HEAD"]);
     let plan = p.run(&["plan", "--json"]);
     plan.success();
     let json = plan.json();

@@ -173,23 +173,7 @@ fn git_directive(dir: &Path, rest: &str, at: &str) {
     let Some(("commit", message)) = rest.split_once(' ') else {
         panic!("{at}: git commit MESSAGE");
     };
-    let git = |args: &[&str]| {
-        let out = Command::new("git")
-            .arg("-C")
-            .arg(dir)
-            .args(args)
-            .env("GIT_AUTHOR_NAME", "A U Thor")
-            .env("GIT_AUTHOR_EMAIL", "author@example.com")
-            .env("GIT_COMMITTER_NAME", "C O Mitter")
-            .env("GIT_COMMITTER_EMAIL", "committer@example.com")
-            .output()
-            .expect("git runs");
-        assert!(
-            out.status.success(),
-            "{at}: git {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
+    let git = |args: &[&str]| util::git(dir, args);
     if !dir.join(".git").exists() {
         git(&["init", "-q", "-b", "main"]);
     }

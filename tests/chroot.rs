@@ -266,7 +266,8 @@ build {
         .unwrap();
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    // 128 + SIGINT, as a shell reports an interrupted command.
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
     assert!(
         stderr.contains("Interrupted") && stderr.contains("cancelled"),
         "{stderr}"

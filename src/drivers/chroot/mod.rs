@@ -638,19 +638,26 @@ fn move_into_place(from: &Path, to: &Path) -> Result<(), BuildError> {
     if crate::fault::armed_anywhere("kill-during-artifact-write") {
         die_halfway_through_a_copy(from, to);
     }
+    let dir = to.parent().expect("an artifact path has a folder");
+    // Copies a killed run left half-written go first.
+    crate::paths::sweep_stale_temp_files_once(dir);
     if std::fs::rename(from, to).is_ok() {
         return sync_dir(to).map_err(err);
     }
-    let dir = to.parent().expect("an artifact path has a folder");
-    let mut part = tempfile::Builder::new()
-        .prefix(".imgform-")
-        .suffix(".part")
-        .tempfile_in(dir)
-        .map_err(err)?;
-    let mut src = std::fs::File::open(from).map_err(err)?;
-    std::io::copy(&mut src, part.as_file_mut()).map_err(err)?;
-    part.as_file().sync_all().map_err(err)?;
-    part.persist(to).map_err(|e| err(e.error))?;
+    let part = crate::paths::temp_path_for(to);
+    let copied = (|| {
+        let mut out = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&part)?;
+        std::io::copy(&mut std::fs::File::open(from)?, &mut out)?;
+        out.sync_all()?;
+        std::fs::rename(&part, to)
+    })();
+    if let Err(e) = copied {
+        let _ = std::fs::remove_file(&part);
+        return Err(err(e));
+    }
     let _ = std::fs::remove_file(from);
     sync_dir(to).map_err(err)
 }
@@ -659,15 +666,10 @@ fn move_into_place(from: &Path, to: &Path) -> Result<(), BuildError> {
 /// a copy across filesystems would, half the bytes in the temporary file.
 fn die_halfway_through_a_copy(from: &Path, to: &Path) -> ! {
     use std::io::Write;
-    let dir = to.parent().expect("an artifact path has a folder");
-    if let (Ok(bytes), Ok(part)) = (
+    if let (Ok(bytes), Ok(mut file)) = (
         std::fs::read(from),
-        tempfile::Builder::new()
-            .prefix(".imgform-")
-            .suffix(".part")
-            .tempfile_in(dir),
+        std::fs::File::create(crate::paths::temp_path_for(to)),
     ) {
-        let (mut file, _) = part.keep().expect("keep the part file");
         let _ = file.write_all(&bytes[..bytes.len() / 2]);
         let _ = file.sync_all();
     }

@@ -173,6 +173,21 @@ pub async fn local_artifact_changed_async(
         .map_err(|e| format!("hashing {id}: {e}"))?
 }
 
+/// The target text of `path` when it is a symlink that leads out of
+/// `boundary` (its resolved target is not below it) or nowhere; `None` for
+/// anything else. Such a link is hashed and copied as a link, never read
+/// through: the bytes it points at are not the project's.
+pub fn link_leading_out(path: &Path, boundary: &Path) -> Option<String> {
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    if !meta.file_type().is_symlink() {
+        return None;
+    }
+    let target = std::fs::read_link(path).ok()?;
+    let boundary = std::fs::canonicalize(boundary).unwrap_or_else(|_| boundary.to_path_buf());
+    let inside = std::fs::canonicalize(path).is_ok_and(|t| t.starts_with(&boundary));
+    (!inside).then(|| target.to_string_lossy().into_owned())
+}
+
 /// What `apply` writes beside a local artifact: its SBOM.
 pub const SBOM_SUFFIX: &str = ".cdx.json";
 
@@ -481,6 +496,71 @@ mod tests {
             let err = local_artifact(&dir, bad).unwrap_err();
             assert!(err.contains(&format!("`{bad}`")), "{err}");
         }
+    }
+
+    #[test]
+    fn temp_files_of_dead_writers_are_swept_and_live_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("golden-0123456789ab.qcow2");
+        let live = temp_path_for(&target);
+        assert_eq!(
+            temp_file_writer(&live.file_name().unwrap().to_string_lossy()),
+            Some(Some(std::process::id()))
+        );
+        let dead = dir.path().join(format!(
+            ".golden-0123456789ab.qcow2.imgform-999999999-{}.part",
+            "b".repeat(32)
+        ));
+        let legacy = dir.path().join(".imgform-Ab12Cd.part");
+        let other = dir.path().join("notes.part");
+        for f in [&live, &dead, &legacy, &other, &target] {
+            std::fs::write(f, "x").unwrap();
+        }
+        // The pid-less file of an older version goes only once it is old.
+        assert_eq!(sweep_stale_temp_files(dir.path()), vec![dead.clone()]);
+        let old = std::time::SystemTime::now() - STALE_TEMP_FILE_AGE * 2;
+        std::fs::File::options()
+            .write(true)
+            .open(&legacy)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        assert_eq!(sweep_stale_temp_files(dir.path()), vec![legacy.clone()]);
+        assert!(live.exists() && other.exists() && target.exists());
+        // write_atomically leaves nothing beside its file.
+        write_atomically(&target, b"new").unwrap();
+        std::fs::remove_file(&live).unwrap();
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["golden-0123456789ab.qcow2", "notes.part"]);
+    }
+
+    #[test]
+    fn links_leading_out_are_told_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret"), "s").unwrap();
+        std::fs::write(dir.path().join("plain"), "p").unwrap();
+        std::os::unix::fs::symlink(outside.path().join("secret"), dir.path().join("out")).unwrap();
+        std::os::unix::fs::symlink("plain", dir.path().join("in")).unwrap();
+        std::os::unix::fs::symlink("nowhere", dir.path().join("dangling")).unwrap();
+        let out = link_leading_out(&dir.path().join("out"), dir.path());
+        assert_eq!(
+            out.as_deref(),
+            Some(&*outside.path().join("secret").to_string_lossy())
+        );
+        assert_eq!(link_leading_out(&dir.path().join("in"), dir.path()), None);
+        assert_eq!(
+            link_leading_out(&dir.path().join("plain"), dir.path()),
+            None
+        );
+        assert_eq!(
+            link_leading_out(&dir.path().join("dangling"), dir.path()).as_deref(),
+            Some("nowhere")
+        );
     }
 
     #[test]

@@ -36,6 +36,7 @@ pub mod graph;
 pub mod paths;
 pub mod pipeline;
 pub mod plan;
+pub mod postprocess;
 pub mod provision;
 pub mod sbom;
 pub mod schema;

@@ -121,7 +121,8 @@ pub struct ImageDef {
     pub tests: Vec<ProvisionerDef>,
     /// Module folders used (relative to the definition dir): inputs.
     pub modules: Vec<String>,
-    pub post_processors: Vec<RawBlock>,
+    /// With the index of the post-processor sequence each belongs to.
+    pub post_processors: Vec<(usize, RawBlock)>,
     pub build_attrs: Vec<RawAttr>,
     /// Parent images referenced by `image.<ADDR>.id`, with where.
     pub refs: BTreeMap<ImageAddr, SourceLoc>,

@@ -11,7 +11,10 @@
 //! the previous version becomes its `.bak`), `kill-during-provisioning`
 //! (apply dies after an image's first provisioner, with the chroot's
 //! mounts up), `kill-during-artifact-write` (apply dies halfway through
-//! copying a local image into its output folder).
+//! copying a local image into its output folder), `pause-after-lock` (a
+//! command stops for a minute right after taking the state lock, blocking
+//! its thread as a slow refresh or a hung cloud call would: the moment to
+//! send it a signal).
 
 use crate::addr::ImageAddr;
 
@@ -38,4 +41,9 @@ pub fn die() -> ! {
         .args(["-KILL", &std::process::id().to_string()])
         .status();
     std::process::abort();
+}
+
+/// Blocks the calling thread for a minute, as a hung call would.
+pub fn pause() {
+    std::thread::sleep(std::time::Duration::from_secs(60));
 }

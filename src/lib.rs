@@ -10,7 +10,7 @@
 //! terminal and exit codes.
 //!
 //! Layers, lowest first (no module imports one above it): `addr`, `diag`,
-//! `paths`, `sensitive`, `fault`, `schema`, `sbom`, `spec`, `aws` (SDK
+//! `paths`, `interrupt`, `sensitive`, `fault`, `schema`, `sbom`, `spec`, `aws` (SDK
 //! configuration), `state` · `build` (events, build context) · `provision` ·
 //! `drivers`, `data` · `config`, `fingerprint`, `graph`, `plan`, `drift` · `apply` ·
 //! `pipeline` · `views` · `cli`, `commands`.
@@ -33,6 +33,7 @@ pub mod drivers;
 pub mod fault;
 pub mod fingerprint;
 pub mod graph;
+pub mod interrupt;
 pub mod paths;
 pub mod pipeline;
 pub mod plan;

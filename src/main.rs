@@ -1,6 +1,6 @@
 //! The `imgform` binary: parse the command line, run the command, decide the
 //! exit code (0 ok, 1 error — a usage error too —, 2 changes with
-//! --detailed-exitcode) and render errors: diagnostics with their places,
+//! --detailed-exitcode, 130/143 after SIGINT/SIGTERM) and render errors: diagnostics with their places,
 //! anything else as `error:` with its hint.
 
 use std::process::ExitCode;
@@ -35,6 +35,7 @@ fn main() -> ExitCode {
         Ok(Status::Ok) => ExitCode::SUCCESS,
         Ok(Status::Changes) => ExitCode::from(2),
         Ok(Status::Failed) => ExitCode::from(1),
+        Ok(Status::Interrupted(signal)) => ExitCode::from(signal.exit_code()),
         Err(err) => {
             match err.chain().find_map(|e| e.downcast_ref::<Diagnostics>()) {
                 Some(diags) => eprint!("{}", views::diagnostics::render(&diags.0, style)),

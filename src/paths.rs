@@ -132,6 +132,10 @@ pub fn local_artifact_changed(
         return Ok(None);
     };
     let path = local_artifact(def_dir, &artifact.id)?;
+    // Refresh passes every output folder: copies killed runs left there go.
+    if let Some(dir) = path.parent() {
+        sweep_stale_temp_files_once(dir);
+    }
     let mut file = match std::fs::File::open(&path) {
         Ok(file) => file,
         // Gone: `exists` says so, this is not a change.
@@ -167,6 +171,21 @@ pub async fn local_artifact_changed_async(
     tokio::task::spawn_blocking(move || local_artifact_changed(&def_dir, &artifact))
         .await
         .map_err(|e| format!("hashing {id}: {e}"))?
+}
+
+/// The target text of `path` when it is a symlink that leads out of
+/// `boundary` (its resolved target is not below it) or nowhere; `None` for
+/// anything else. Such a link is hashed and copied as a link, never read
+/// through: the bytes it points at are not the project's.
+pub fn link_leading_out(path: &Path, boundary: &Path) -> Option<String> {
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    if !meta.file_type().is_symlink() {
+        return None;
+    }
+    let target = std::fs::read_link(path).ok()?;
+    let boundary = std::fs::canonicalize(boundary).unwrap_or_else(|_| boundary.to_path_buf());
+    let inside = std::fs::canonicalize(path).is_ok_and(|t| t.starts_with(&boundary));
+    (!inside).then(|| target.to_string_lossy().into_owned())
 }
 
 /// What `apply` writes beside a local artifact: its SBOM.
@@ -256,22 +275,141 @@ pub fn sweep_stale_temp_dirs(parent: &Path) -> (Vec<std::path::PathBuf>, Vec<std
         let Ok(meta) = std::fs::symlink_metadata(&path) else {
             continue;
         };
-        if !meta.is_dir() || Some(meta.uid()) != uid || Path::new(&format!("/proc/{pid}")).exists()
-        {
+        if !meta.is_dir() || Some(meta.uid()) != uid || pid_is_running(pid) {
             continue;
         }
-        let prefix = format!("{}/", path.display());
-        let mounted = mounts
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4))
-            .any(|m| m.starts_with(&prefix));
-        if mounted {
+        if mounted_below(&mounts, &path) {
             kept.push(path);
         } else if std::fs::remove_dir_all(&path).is_ok() {
             removed.push(path);
         }
     }
     (removed, kept)
+}
+
+/// Removes this process's own temporary dirs under `parent` (an
+/// interrupted run, on its way out), except one with anything mounted
+/// below it.
+pub fn remove_own_temp_dirs(parent: &Path) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let path = entry.path();
+        let is_dir = std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir());
+        if stale_pid(&name) == Some(std::process::id()) && is_dir && !mounted_below(&mounts, &path)
+        {
+            let _ = std::fs::remove_dir_all(&path);
+        }
+    }
+}
+
+fn pid_is_running(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Whether `/proc/self/mountinfo` (`mounts`) has a mount point below `dir`.
+fn mounted_below(mounts: &str, dir: &Path) -> bool {
+    let prefix = format!("{}/", dir.display());
+    mounts
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .any(|m| m.starts_with(&prefix))
+}
+
+/// How long a temporary file of an atomic write (see [`temp_path_for`])
+/// may go unmodified before it is stale even though a process with its
+/// writer's pid runs (the pid reused, or another pid namespace): no write
+/// pauses that long.
+pub const STALE_TEMP_FILE_AGE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// The temporary name an atomic write of `path` uses before renaming it
+/// into place: `.<name>.imgform-<pid>-<32 hex>.part` in the same folder, so
+/// that [`sweep_stale_temp_files`] can tell a dead writer's file from a
+/// live one's.
+pub fn temp_path_for(path: &Path) -> std::path::PathBuf {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    dir.join(format!(
+        ".{name}.imgform-{}-{}.part",
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    ))
+}
+
+/// The writer's pid of a [`temp_path_for`] name; `Some(None)` for the
+/// pid-less `.imgform-XXXXXX.part` of earlier versions.
+fn temp_file_writer(name: &str) -> Option<Option<u32>> {
+    let stem = name.strip_suffix(".part")?;
+    if let Some(random) = stem.strip_prefix(".imgform-") {
+        if random.len() == 6 && random.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return Some(None);
+        }
+    }
+    let (head, tail) = stem.rsplit_once(".imgform-")?;
+    if !head.starts_with('.') || head.len() < 2 {
+        return None;
+    }
+    let (pid, random) = tail.split_once('-')?;
+    if random.len() != 32 || !random.chars().all(|c| c.is_ascii_hexdigit()) {
+        return None;
+    }
+    pid.parse().ok().map(Some)
+}
+
+/// Removes, from `dir` (not below it), the temporary files of atomic writes
+/// (see [`temp_path_for`]) whose writer is gone — killed during an artifact,
+/// state or object write — or that nobody has written to for
+/// [`STALE_TEMP_FILE_AGE`]; returns them. A file a live run is writing is
+/// never touched.
+pub fn sweep_stale_temp_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut removed = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return removed;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(writer) = temp_file_writer(&name) else {
+            continue;
+        };
+        let Ok(meta) = std::fs::symlink_metadata(entry.path()) else {
+            continue;
+        };
+        if !meta.is_file() {
+            continue;
+        }
+        let old = meta
+            .modified()
+            .ok()
+            .and_then(|m| m.elapsed().ok())
+            .is_some_and(|age| age > STALE_TEMP_FILE_AGE);
+        let gone = writer.is_some_and(|pid| !pid_is_running(pid));
+        if (gone || old) && std::fs::remove_file(entry.path()).is_ok() {
+            removed.push(entry.path());
+        }
+    }
+    removed
+}
+
+/// [`sweep_stale_temp_files`] once per folder per process (many images
+/// share an output folder).
+pub fn sweep_stale_temp_files_once(dir: &Path) {
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    static SWEPT: Mutex<Option<HashSet<std::path::PathBuf>>> = Mutex::new(None);
+    let mut swept = SWEPT.lock().unwrap_or_else(|e| e.into_inner());
+    if swept
+        .get_or_insert_with(HashSet::new)
+        .insert(dir.to_path_buf())
+    {
+        drop(swept);
+        sweep_stale_temp_files(dir);
+    }
 }
 
 /// The pid in `imgform-…-<pid>-<32 hex>`, the name [`private_temp_dir`] gives.
@@ -285,16 +423,18 @@ fn stale_pid(name: &str) -> Option<u32> {
 }
 
 /// Replaces `path` with `bytes` so that readers see the old or the new
-/// contents, also after a crash: a temporary file in the same dir, fsynced,
-/// renamed over `path`, then the dir fsynced.
+/// contents, also after a crash: a temporary file in the same dir (see
+/// [`temp_path_for`]), fsynced, renamed over `path`, then the dir fsynced.
+/// Stale temp files of earlier writes into that dir are swept first.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => std::path::PathBuf::from("."),
     };
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let temp = dir.join(format!(".{name}.{}.tmp", uuid::Uuid::new_v4().simple()));
+    // Temp files of writes into this folder that a kill cut short go first.
+    sweep_stale_temp_files_once(&dir);
+    let temp = temp_path_for(path);
     let written = (|| {
         let mut file = std::fs::OpenOptions::new()
             .write(true)
@@ -356,6 +496,71 @@ mod tests {
             let err = local_artifact(&dir, bad).unwrap_err();
             assert!(err.contains(&format!("`{bad}`")), "{err}");
         }
+    }
+
+    #[test]
+    fn temp_files_of_dead_writers_are_swept_and_live_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("golden-0123456789ab.qcow2");
+        let live = temp_path_for(&target);
+        assert_eq!(
+            temp_file_writer(&live.file_name().unwrap().to_string_lossy()),
+            Some(Some(std::process::id()))
+        );
+        let dead = dir.path().join(format!(
+            ".golden-0123456789ab.qcow2.imgform-999999999-{}.part",
+            "b".repeat(32)
+        ));
+        let legacy = dir.path().join(".imgform-Ab12Cd.part");
+        let other = dir.path().join("notes.part");
+        for f in [&live, &dead, &legacy, &other, &target] {
+            std::fs::write(f, "x").unwrap();
+        }
+        // The pid-less file of an older version goes only once it is old.
+        assert_eq!(sweep_stale_temp_files(dir.path()), vec![dead.clone()]);
+        let old = std::time::SystemTime::now() - STALE_TEMP_FILE_AGE * 2;
+        std::fs::File::options()
+            .write(true)
+            .open(&legacy)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        assert_eq!(sweep_stale_temp_files(dir.path()), vec![legacy.clone()]);
+        assert!(live.exists() && other.exists() && target.exists());
+        // write_atomically leaves nothing beside its file.
+        write_atomically(&target, b"new").unwrap();
+        std::fs::remove_file(&live).unwrap();
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["golden-0123456789ab.qcow2", "notes.part"]);
+    }
+
+    #[test]
+    fn links_leading_out_are_told_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret"), "s").unwrap();
+        std::fs::write(dir.path().join("plain"), "p").unwrap();
+        std::os::unix::fs::symlink(outside.path().join("secret"), dir.path().join("out")).unwrap();
+        std::os::unix::fs::symlink("plain", dir.path().join("in")).unwrap();
+        std::os::unix::fs::symlink("nowhere", dir.path().join("dangling")).unwrap();
+        let out = link_leading_out(&dir.path().join("out"), dir.path());
+        assert_eq!(
+            out.as_deref(),
+            Some(&*outside.path().join("secret").to_string_lossy())
+        );
+        assert_eq!(link_leading_out(&dir.path().join("in"), dir.path()), None);
+        assert_eq!(
+            link_leading_out(&dir.path().join("plain"), dir.path()),
+            None
+        );
+        assert_eq!(
+            link_leading_out(&dir.path().join("dangling"), dir.path()).as_deref(),
+            Some("nowhere")
+        );
     }
 
     #[test]

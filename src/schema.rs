@@ -63,14 +63,27 @@ impl Ty {
     }
 }
 
+/// How a kind reads the local paths an attribute names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reads {
+    /// A file, or a folder hashed as a tree; a link is read through.
+    FileOrFolder,
+    /// Exactly one file (something run or parsed): a folder is an error.
+    File,
+    /// A file or folder copied into the image as it is: a symlink that leads
+    /// out of the definition dir (or nowhere), the path itself or one inside
+    /// the folder, is hashed and copied as a link, never by its target.
+    Copied,
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct AttrSpec {
     pub name: &'static str,
     pub role: Role,
     pub ty: Ty,
     /// The value names local files (a path, or a list of them) whose bytes
-    /// are inputs of the image.
-    pub reads_files: bool,
+    /// are inputs of the image, and how they are read.
+    pub reads_files: Option<Reads>,
     /// A Packer attribute imgform loads but does not act on: setting it is a
     /// warning naming it, with this hint (what happens instead).
     pub ignored: Option<&'static str>,
@@ -91,10 +104,28 @@ impl AttrSpec {
         }
     }
 
-    /// The value names local files whose bytes are inputs.
+    /// The value names local files or folders whose bytes are inputs.
     pub const fn files(self) -> AttrSpec {
         AttrSpec {
-            reads_files: true,
+            reads_files: Some(Reads::FileOrFolder),
+            ..self
+        }
+    }
+
+    /// The value names local files (a script, a playbook) whose bytes are
+    /// inputs; a folder is an error.
+    pub const fn file(self) -> AttrSpec {
+        AttrSpec {
+            reads_files: Some(Reads::File),
+            ..self
+        }
+    }
+
+    /// The value names local files or folders copied into the image as
+    /// they are (see [`Reads::Copied`]).
+    pub const fn copied(self) -> AttrSpec {
+        AttrSpec {
+            reads_files: Some(Reads::Copied),
             ..self
         }
     }
@@ -114,7 +145,7 @@ const fn attr(name: &'static str, role: Role) -> AttrSpec {
         name,
         role,
         ty: Ty::Any,
-        reads_files: false,
+        reads_files: None,
         ignored: None,
     }
 }
@@ -294,22 +325,25 @@ pub fn is_set(value: &serde_json::Value) -> bool {
 pub struct FileRef {
     pub attr: String,
     pub path: String,
+    pub reads: Reads,
 }
 
 /// The paths named by the attributes a schema marks `reads_files`: a string
 /// is one path, a list gives one per string.
 pub fn files_named_by(schema: &Schema, values: &crate::spec::Attrs) -> Vec<FileRef> {
     let mut out = Vec::new();
-    for attr in schema.all_attrs().filter(|a| a.reads_files) {
+    for (attr, reads) in schema.all_attrs().filter_map(|a| Some((a, a.reads_files?))) {
         match values.get(attr.name) {
             Some(serde_json::Value::String(path)) => out.push(FileRef {
                 attr: attr.name.to_owned(),
                 path: path.clone(),
+                reads,
             }),
             Some(serde_json::Value::Array(items)) => {
                 out.extend(items.iter().filter_map(|v| v.as_str()).map(|path| FileRef {
                     attr: attr.name.to_owned(),
                     path: path.to_owned(),
+                    reads,
                 }))
             }
             _ => {}

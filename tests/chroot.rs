@@ -266,7 +266,8 @@ build {
         .unwrap();
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    // 128 + SIGINT, as a shell reports an interrupted command.
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
     assert!(
         stderr.contains("Interrupted") && stderr.contains("cancelled"),
         "{stderr}"
@@ -1034,4 +1035,95 @@ build {
         .status()
         .unwrap();
     assert!(check.success());
+}
+
+/// A `file` provisioner's `source` that is itself a symlink leading out of
+/// the definition dir is hashed as a link (where it points, never the bytes
+/// it points at) and copied into the image as a link.
+#[test]
+fn a_source_that_links_out_of_the_definition_dir_is_hashed_and_copied_as_a_link() {
+    require_root!();
+    let outside = tempfile::tempdir().unwrap();
+    let secret = outside.path().join("host-secret");
+    std::fs::write(&secret, "outside-bytes-7f3a91\n").unwrap();
+    let p = project(
+        r#"
+source "chroot" "linked" {
+  base   = "rootfs/busybox.tar.gz"
+  format = "tar"
+}
+build {
+  sources = ["source.chroot.linked"]
+  provisioner "file" {
+    source      = "files/host-secret"
+    destination = "/etc/app/host-secret"
+  }
+  provisioner "file" {
+    sources     = ["files/inside"]
+    destination = "/etc/app/"
+  }
+}
+"#,
+    );
+    std::fs::create_dir_all(p.path().join("files")).unwrap();
+    std::os::unix::fs::symlink(&secret, p.path().join("files/host-secret")).unwrap();
+    p.file("files/real", "inside-bytes\n");
+    // A link inside the definition dir is read through, as before.
+    std::os::unix::fs::symlink("real", p.path().join("files/inside")).unwrap();
+
+    let plan = p.run(&["plan", "--json", "--out", "plan.bin"]);
+    plan.success();
+    let address = plan.json()["changes"][0]["content"]["new"].clone();
+    assert!(address.is_string(), "{}", plan.stdout);
+    assert!(!plan.stdout.contains("outside-bytes"), "{}", plan.stdout);
+    p.run(&["apply", "plan.bin"]).success();
+    let grep = |what: &str| {
+        walkdir::WalkDir::new(p.path())
+            .into_iter()
+            .flatten()
+            .filter(|e| e.file_type().is_file() && !e.path().starts_with(p.path().join("rootfs")))
+            .filter(|e| {
+                let bytes = std::fs::read(e.path()).unwrap_or_default();
+                bytes.windows(what.len()).any(|w| w == what.as_bytes())
+            })
+            .map(|e| e.path().display().to_string())
+            .collect::<Vec<_>>()
+    };
+    // Neither the plan file, the state, its objects nor the image hold it.
+    assert_eq!(grep("outside-bytes-7f3a91"), Vec::<String>::new());
+
+    let tar = output(&p, "chroot-linked-", ".tar");
+    let listing = Command::new("tar").arg("-tvf").arg(&tar).output().unwrap();
+    let listing = String::from_utf8_lossy(&listing.stdout).into_owned();
+    let line = listing
+        .lines()
+        .find(|l| l.contains("etc/app/host-secret"))
+        .unwrap_or_else(|| panic!("no etc/app/host-secret in the image:\n{listing}"));
+    assert!(
+        line.starts_with('l') && line.ends_with(&format!("-> {}", secret.display())),
+        "copied as a link: {line}"
+    );
+    let inside = Command::new("tar")
+        .args(["-xOf"])
+        .arg(&tar)
+        .arg("./etc/app/inside")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&inside.stdout), "inside-bytes\n");
+
+    // The bytes it points at are not an input: changing them changes nothing.
+    std::fs::write(&secret, "other-outside-bytes\n").unwrap();
+    let again = p.run(&["plan", "--json"]);
+    assert_eq!(again.json()["changes"][0]["content"]["new"], address);
+    p.run(&["plan", "--detailed-exitcode"]).success();
+    // Where it points is.
+    std::fs::remove_file(p.path().join("files/host-secret")).unwrap();
+    std::os::unix::fs::symlink("/etc/hostname", p.path().join("files/host-secret")).unwrap();
+    let moved = p.run(&["plan", "--json"]);
+    assert_eq!(
+        moved.json()["changes"][0]["action"],
+        "rebuild",
+        "{}",
+        moved.stdout
+    );
 }

@@ -9,8 +9,9 @@
 //!   `force-unlock` with that name removes it;
 //! - nothing is mounted below the project or its temporary dir;
 //! - temporary dirs left by the killed run are private (0700), and the next
-//!   apply sweeps them: afterwards no file below the project or the
-//!   temporary dir holds the secret;
+//!   apply sweeps them and the temporary files of its atomic writes
+//!   (`.part`): afterwards none is left, and no file below the project or
+//!   the temporary dir holds the secret;
 //! - `state recover` adopts only artifacts whose bytes hash to what their
 //!   build recorded (and pass `qemu-img check`);
 //! - the next apply converges and the plan after it is a no-op.
@@ -391,6 +392,12 @@ impl Suite {
         if !left.is_empty() {
             self.problem(what, format!("temporary dirs left: {left:?}"));
         }
+        // Half-written copies (artifacts, state, objects, caches) of the
+        // killed run are swept by the next one.
+        let temps = temp_files_below(self.project.path());
+        if !temps.is_empty() {
+            self.problem(what, format!("temporary files left: {temps:?}"));
+        }
         for entry in walkdir::WalkDir::new(self.project.path())
             .into_iter()
             .flatten()
@@ -565,4 +572,255 @@ fn every_fault_leaves_a_state_that_recovers_and_converges() {
         suite.problems.len(),
         suite.problems.join("\n\n")
     );
+}
+
+/// Two null images: what the signal tests lock, plan and record.
+const NULL_IMAGES: &str = r#"
+source "null" "first" {
+  communicator = "none"
+}
+
+build {
+  sources = ["source.null.first"]
+  provisioner "shell-local" {
+    inline = ["echo first > /dev/null"]
+  }
+}
+"#;
+
+/// Starts imgform in `project` with `env`, output captured.
+fn spawn_in(project: &Project, args: &[&str], env: &[(&str, &str)]) -> std::process::Child {
+    let mut cmd = Command::new(util::bin());
+    cmd.current_dir(project.path())
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env("TMPDIR", project.path().join("tmp"))
+        .env_remove("IMGFORM_FAULT")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    std::fs::create_dir_all(project.path().join("tmp")).unwrap();
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn().expect("start imgform")
+}
+
+fn send(child: &std::process::Child, signal: &str) {
+    let sent = Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+}
+
+/// Waits (up to 20 s) until `what` holds.
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "timed out waiting until {what}"
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// No temporary dir of an imgform run left in the project's TMPDIR.
+fn temp_dirs_left(project: &Project) -> Vec<String> {
+    std::fs::read_dir(project.path().join("tmp"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("imgform-"))
+        .collect()
+}
+
+#[test]
+fn a_signal_while_a_command_holds_the_lock_releases_it_and_leaves_the_state() {
+    let p = Project::new();
+    p.file("images.pkr.hcl", NULL_IMAGES);
+    p.run(&["apply", "--auto-approve"]).success();
+    let lock = p.path().join("state/.lock");
+    let state = std::fs::read(p.path().join("state/local.json")).unwrap();
+    // `pause-after-lock` blocks the command's thread right after it took the
+    // lock, as a slow refresh or a hung cloud call would; then the signal.
+    for (args, signal, code) in [
+        (&["plan"][..], "TERM", 143),
+        (&["plan", "--out", "plan.bin"][..], "INT", 130),
+        (&["apply", "--auto-approve"][..], "TERM", 143),
+        (&["state", "rm", "null.first"][..], "TERM", 143),
+        (&["state", "recover", "--auto-approve"][..], "INT", 130),
+    ] {
+        let child = spawn_in(&p, args, &[("IMGFORM_FAULT", "pause-after-lock")]);
+        wait_until("the lock is taken", || {
+            std::fs::read(&lock).is_ok_and(|b| serde_json::from_slice::<Value>(&b).is_ok())
+        });
+        let started = Instant::now();
+        send(&child, signal);
+        let out: util::Run = child.wait_with_output().unwrap().into();
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{args:?} took {:?} to stop",
+            started.elapsed()
+        );
+        out.code(code);
+        out.stderr_has(&format!("Interrupted (SIG{signal})"));
+        assert!(!lock.exists(), "{args:?} left its lock:\n{}", out.stderr);
+        assert_eq!(
+            std::fs::read(p.path().join("state/local.json")).unwrap(),
+            state,
+            "{args:?} changed the state"
+        );
+        assert!(!p.path().join("plan.bin").exists());
+        assert!(temp_dirs_left(&p).is_empty(), "{:?}", temp_dirs_left(&p));
+    }
+    p.run(&["plan", "--detailed-exitcode"]).success();
+}
+
+#[test]
+fn a_signal_while_waiting_for_the_lock_leaves_the_holders_lock_alone() {
+    let p = Project::new();
+    p.file("images.pkr.hcl", NULL_IMAGES);
+    p.run(&["apply", "--auto-approve"]).success();
+    let holder = serde_json::json!({
+        "id": "0b5e7c1a-0000-4000-8000-00000000beef",
+        "operation": "apply",
+        "who": "ci@other-runner",
+        "created": "2026-01-01T00:00:00Z",
+        "version": "0.1.0",
+    })
+    .to_string();
+    p.file("state/.lock", &holder);
+    let child = spawn_in(&p, &["plan", "--lock-timeout", "5m"], &[]);
+    std::thread::sleep(Duration::from_millis(700));
+    let started = Instant::now();
+    send(&child, "TERM");
+    let out: util::Run = child.wait_with_output().unwrap().into();
+    assert!(started.elapsed() < Duration::from_secs(10));
+    out.code(143);
+    assert_eq!(
+        p.read("state/.lock"),
+        holder,
+        "another run's lock was touched"
+    );
+}
+
+#[test]
+fn a_signal_during_a_data_source_that_never_answers_ends_the_run_cleanly() {
+    // Accepts connections and never answers them.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (accepted_tx, accepted) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+            let _ = accepted_tx.send(());
+        }
+    });
+    let p = Project::new();
+    p.file(
+        "images.pkr.hcl",
+        &format!(
+            r#"
+data "http" "version" {{
+  url = "http://127.0.0.1:{port}/version"
+}}
+
+source "null" "app" {{
+  communicator = "none"
+}}
+
+build {{
+  sources = ["source.null.app"]
+  provisioner "shell-local" {{
+    inline = ["echo ${{data.http.version.body}} > /dev/null"]
+  }}
+}}
+"#
+        ),
+    );
+    let child = spawn_in(&p, &["apply", "--auto-approve"], &[]);
+    accepted
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the data source connects");
+    send(&child, "TERM");
+    let out: util::Run = child.wait_with_output().unwrap().into();
+    out.code(143);
+    out.stderr_has("Interrupted (SIGTERM)");
+    assert!(!p.path().join("state").exists(), "{}", out.stderr);
+    assert!(temp_dirs_left(&p).is_empty(), "{:?}", temp_dirs_left(&p));
+}
+
+/// Files below `dir` named as the temporary file of an atomic write
+/// (`.<name>.imgform-<pid>-<hex>.part`, or an older `.part`/`.tmp`).
+fn temp_files_below(dir: &Path) -> Vec<PathBuf> {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file())
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy();
+            name.starts_with('.') && (name.ends_with(".part") || name.ends_with(".tmp"))
+        })
+        .map(|e| e.into_path())
+        .collect()
+}
+
+#[test]
+fn a_kill_during_an_artifact_write_leaves_no_temp_file_after_the_next_apply() {
+    if !util::is_root() {
+        eprintln!("skipped: needs root (chroot)");
+        return;
+    }
+    let p = Project::new();
+    std::fs::create_dir_all(p.path().join("rootfs")).unwrap();
+    std::fs::copy(
+        util::busybox_rootfs(),
+        p.path().join("rootfs/busybox.tar.gz"),
+    )
+    .unwrap();
+    p.file(
+        "images.pkr.hcl",
+        r#"
+source "chroot" "tarball" {
+  base   = "rootfs/busybox.tar.gz"
+  format = "tar"
+}
+
+build {
+  sources = ["source.chroot.tarball"]
+  provisioner "shell" {
+    inline = ["echo hello > /etc/hello"]
+  }
+}
+"#,
+    );
+    let killed = p.run_env(
+        &["apply", "--auto-approve"],
+        &[("IMGFORM_FAULT", "kill-during-artifact-write")],
+    );
+    assert_ne!(killed.code, 0);
+    let lock: Value = serde_json::from_str(&p.read("state/.lock")).unwrap();
+    p.run(&["force-unlock", lock["id"].as_str().unwrap()])
+        .success();
+    let left = temp_files_below(&p.path().join("output"));
+    assert_eq!(
+        left.len(),
+        1,
+        "the fault leaves one half-written copy: {left:?}"
+    );
+    // A copy a live run is writing (this test's pid) is never touched.
+    let live = p.path().join("output").join(format!(
+        ".x.tar.imgform-{}-{}.part",
+        std::process::id(),
+        "0".repeat(32)
+    ));
+    std::fs::write(&live, "being written").unwrap();
+
+    p.run(&["apply", "--auto-approve"]).success();
+    assert_eq!(temp_files_below(p.path()), vec![live.clone()]);
+    p.run(&["plan", "--detailed-exitcode"]).success();
+    assert!(live.exists());
 }

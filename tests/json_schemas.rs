@@ -545,7 +545,7 @@ build {
         .unwrap();
     assert!(killed.success());
     let run: util::Run = child.wait_with_output().unwrap().into();
-    run.code(1);
+    run.code(130);
     let mut lines = run.json_lines();
     let doc = lines.pop().unwrap();
     checks.valid("apply.v1.schema.json", &doc);

@@ -191,6 +191,20 @@ fn a_guest_that_powers_off_is_kept_by_content_address_and_recovered() {
         "{}",
         dry.stdout
     );
+    // A disk cut short (as a copy killed midway leaves it) is refused.
+    let new_disk = std::fs::read_dir(p.path().join("output"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|f| f.extension().is_some_and(|e| e == "qcow2") && !f.ends_with(&id))
+        .expect("the captured disk");
+    let whole = std::fs::read(&new_disk).unwrap();
+    std::fs::write(&new_disk, &whole[..whole.len() / 2]).unwrap();
+    run(&p, &["state", "recover", "--auto-approve"])
+        .code(1)
+        .stderr_has("is damaged")
+        .stderr_has("it is not adopted");
+    assert_eq!(recorded_id(&p, "qemu.tiny").as_deref(), Some(id.as_str()));
+    std::fs::write(&new_disk, &whole).unwrap();
     run(&p, &["state", "recover", "--auto-approve"]).success();
     let adopted = recorded_id(&p, "qemu.tiny").expect("adopted");
     assert_ne!(adopted, id);

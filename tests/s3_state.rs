@@ -394,6 +394,82 @@ fn force_unlock_removes_a_stale_lock_object() {
     run(&p, &["apply", "--auto-approve"]).success();
 }
 
+/// The name `force-unlock` takes for a lock that cannot be read (as the
+/// local backend names it): `unreadable-` + 12 hex of its bytes' sha256.
+fn unreadable_id(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    format!(
+        "unreadable-{}",
+        &hex::encode(sha2::Sha256::digest(bytes))[..12]
+    )
+}
+
+#[test]
+fn force_unlock_removes_an_unreadable_lock_object_by_its_digest() {
+    let moto = Moto::start();
+    let p = project_with_block(&moto, "imgform", 0);
+    for bytes in [&b""[..], &b"{\"id\": \"6f1c2d1e-cut-sh"[..]] {
+        moto.put("imgform/.lock", bytes);
+        let id = unreadable_id(bytes);
+
+        // A run is refused, and told the name to force-unlock it by.
+        let locked = run(&p, &["plan"]);
+        locked.code(1);
+        locked.stderr_has(&format!("imgform force-unlock {id}"));
+        assert!(moto.get("imgform/.lock").is_some());
+
+        // Any other name is refused: the lock stays.
+        let wrong = run(&p, &["force-unlock", "unreadable-000000000000"]);
+        wrong.code(1);
+        wrong.stderr_has(&format!("force-unlock {id}"));
+        assert!(moto.get("imgform/.lock").is_some());
+
+        run(&p, &["force-unlock", &id]).success();
+        assert!(moto.get("imgform/.lock").is_none(), "{bytes:?}");
+        run(&p, &["force-unlock", &id])
+            .code(1)
+            .stderr_has("not locked");
+    }
+    run(&p, &["apply", "--auto-approve"]).success();
+    assert!(moto.get("imgform/.lock").is_none());
+}
+
+#[test]
+fn sigterm_while_holding_the_s3_lock_releases_it_and_leaves_the_state() {
+    let moto = Moto::start();
+    let p = project_with_block(&moto, "imgform", 0);
+    run(&p, &["apply", "--auto-approve"]).success();
+    let state = moto.get("imgform/local.json").expect("a state object");
+
+    // `plan` stops right after taking the lock (a fault point that sleeps,
+    // standing for a slow refresh); SIGTERM then ends it.
+    let mut cmd = Command::new(util::bin());
+    cmd.current_dir(p.path())
+        .args(["plan"])
+        .env("NO_COLOR", "1")
+        .env("IMGFORM_FAULT", "pause-after-lock")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in ENV {
+        cmd.env(k, v);
+    }
+    let child = cmd.spawn().expect("start imgform");
+    let lock = wait_for_lock(&moto, "imgform/.lock");
+    assert_eq!(lock["operation"], "plan");
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = finish(child);
+    out.code(143);
+    out.stderr_has("Interrupted (SIGTERM)");
+    assert!(moto.get("imgform/.lock").is_none(), "{}", out.stderr);
+    assert_eq!(moto.get("imgform/local.json"), Some(state));
+    run(&p, &["plan", "--detailed-exitcode"]).success();
+}
+
 #[test]
 fn saved_plans_are_refused_once_the_state_on_s3_moved_on() {
     let moto = Moto::start();

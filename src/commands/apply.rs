@@ -115,10 +115,10 @@ pub async fn run(args: ApplyArgs, output: Output) -> Result<Status> {
     } else if args.markdown {
         print!("{}", views::markdown::apply(&outcome));
     }
-    Ok(if outcome.ok() {
-        Status::Ok
-    } else {
-        Status::Failed
+    Ok(match crate::interrupt::received() {
+        Some(signal) => Status::Interrupted(signal),
+        None if outcome.ok() => Status::Ok,
+        None => Status::Failed,
     })
 }
 
@@ -243,21 +243,13 @@ async fn execute(
         },
     );
 
-    // Ctrl-C or SIGTERM: the first stops new work and cancels running
-    // builds (which clean up: VMs stopped, instances deleted); the second
-    // exits at once.
+    // Ctrl-C or SIGTERM while building: the first stops new work and
+    // cancels running builds (which clean up: VMs stopped, instances
+    // deleted, and are recorded as usual); the second exits at once.
     let signal_tx = events_tx.clone();
-    let signals = tokio::spawn(async move {
-        if interrupted().await {
-            let _ = cancel_tx.send(true);
-            let _ = signal_tx.send(Event::Interrupted);
-            if interrupted().await {
-                eprintln!(
-                    "Interrupted twice: exiting now. Run `imgform plan` to see what was recorded."
-                );
-                std::process::exit(130);
-            }
-        }
+    let graceful = crate::interrupt::handle_gracefully(move |_| {
+        let _ = cancel_tx.send(true);
+        let _ = signal_tx.send(Event::Interrupted);
     });
 
     let options = ApplyOptions {
@@ -268,7 +260,7 @@ async fn execute(
         run_id,
     };
     let result = apply::apply(plan, jobs, backend, states, &options, events_tx, cancel).await;
-    signals.abort();
+    drop(graceful);
     let _ = printer.await;
     // Again at the end: a tool a killed run had started (mke2fs, qemu-img)
     // may have still been writing into its dir at the start.
@@ -312,18 +304,5 @@ pub(super) fn event_addr(event: &Event) -> Option<&ImageAddr> {
         | Event::Cancelled { addr }
         | Event::Destroyed { addr, .. } => Some(addr),
         Event::StateSaved { .. } | Event::Interrupted => None,
-    }
-}
-
-/// Waits for Ctrl-C (SIGINT) or SIGTERM (a CI job cancelled, `kill`);
-/// false if neither can be waited for.
-async fn interrupted() -> bool {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(term) => term,
-        Err(_) => return tokio::signal::ctrl_c().await.is_ok(),
-    };
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r.is_ok(),
-        _ = term.recv() => true,
     }
 }

@@ -33,6 +33,9 @@ pub enum Status {
     Changes,
     /// The command ran but part of the work failed (exit 1, already reported).
     Failed,
+    /// SIGINT or SIGTERM stopped the work (apply's builds were cancelled and
+    /// cleaned up); exit 128 + the signal's number.
+    Interrupted(crate::interrupt::Interrupt),
 }
 
 /// What a command itself refuses, one variant per failure; the hint is
@@ -109,6 +112,9 @@ pub fn run(cli: Cli, output: Output) -> Result<Status> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    // From here on SIGINT and SIGTERM stop the command cleanly (the lock
+    // released, temporary dirs removed) whatever it is doing.
+    crate::interrupt::listen(&runtime);
     match cli.command {
         Command::Validate(args) => validate::run(args, output),
         Command::Plan(args) => runtime.block_on(plan::run(args, output)),
@@ -138,7 +144,11 @@ pub fn lock<'a>(
     timeout: &str,
 ) -> Result<LockGuard<'a>> {
     let timeout = lock_timeout(timeout)?;
-    Ok(acquire(backend, LockInfo::new(operation), timeout)?)
+    let guard = acquire(backend, LockInfo::new(operation), timeout)?;
+    if crate::fault::armed_anywhere("pause-after-lock") {
+        crate::fault::pause();
+    }
+    Ok(guard)
 }
 
 fn lock_timeout(text: &str) -> Result<Duration, CommandError> {

@@ -48,7 +48,7 @@ impl BuilderKind {
             .into_iter()
             .filter_map(|f| {
                 let path = crate::paths::local_path_of(&f.path)?.to_owned();
-                Some(FileRef { attr: f.attr, path })
+                Some(FileRef { path, ..f })
             })
             .collect()
     }

@@ -21,6 +21,7 @@ pub mod chroot;
 pub mod cloud;
 pub mod disk;
 pub mod kind;
+pub mod local;
 pub mod null;
 pub mod openstack;
 pub mod qemu;

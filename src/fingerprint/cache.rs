@@ -169,6 +169,10 @@ impl HashCache {
     /// Writes the entries this run used, if that changes the file.
     /// Failing to write is not an error for the run (it is a cache).
     pub fn save(&self) -> io::Result<()> {
+        // Copies of it that killed runs left half-written go, written or not.
+        if let Some(dir) = self.path.parent() {
+            crate::paths::sweep_stale_temp_files(dir);
+        }
         let fresh = self.fresh.lock().expect("hash cache");
         let hits = self
             .loaded
@@ -296,11 +300,7 @@ fn flag(field: &str, on: &str) -> Option<bool> {
 fn write_replacing(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = path.parent().expect("cache path has a parent");
     fs::create_dir_all(dir)?;
-    let temp = dir.join(format!(
-        ".{}.{}.tmp",
-        path.file_name().expect("cache file name").to_string_lossy(),
-        uuid::Uuid::new_v4().simple()
-    ));
+    let temp = crate::paths::temp_path_for(path);
     let written = OpenOptions::new()
         .write(true)
         .create_new(true)

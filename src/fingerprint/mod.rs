@@ -22,6 +22,10 @@
 //!   outside the definition dir (or nowhere) is listed as
 //!   `dir/rel` → `symlink:<target>`: the upload copies it as a link, and
 //!   the bytes it points at never enter the manifest or the object store.
+//!   A path copied into the image as it is (a `file` provisioner's
+//!   `source`) that is itself such a link is listed the same way, `path` →
+//!   `symlink:<target>`. A path that must name one file (a script, a
+//!   playbook) and names a folder is an error at its place.
 //! - `files`: files read by functions (`file()`, `templatefile()`, ...).
 //! - `parents`: each parent image's content address, so a whole chain is
 //!   addressed in one pass before anything is built.
@@ -66,7 +70,7 @@ use serde_json::Value;
 use crate::addr::{ContentAddress, ImageAddr};
 use crate::diag::Diagnostic;
 use crate::paths::relativize_path;
-use crate::schema::FileRef;
+use crate::schema::{FileRef, Reads};
 use crate::spec::{ImageRef, ImageSpec, ProvisionerSpec};
 pub use cache::HashCache;
 pub use canonical::canonical_json;
@@ -335,6 +339,34 @@ impl Collected<'_> {
 
     /// Hashes one file reference, or says at `loc` why it cannot.
     fn hash_ref(&mut self, file: &FileRef, files: &mut FileSet, loc: &crate::diag::SourceLoc) {
+        let full = resolve(self.def_dir, &file.path);
+        match file.reads {
+            Reads::File if full.is_dir() => {
+                self.diags.push(
+                    Diagnostic::error(format!(
+                        "`{}` must be a file, not a folder: {} is a folder",
+                        file.attr, file.path
+                    ))
+                    .at(Some(loc.clone()))
+                    .hint(format!(
+                        "`{}` takes the path of a file; name one inside {}/",
+                        file.attr,
+                        file.path.trim_end_matches('/')
+                    )),
+                );
+                return;
+            }
+            Reads::Copied => {
+                // Copied as a link: where it points is the input, never
+                // the bytes it points at (see the module doc).
+                if let Some(target) = crate::paths::link_leading_out(&full, self.def_dir) {
+                    let shown = relativize_path(&file.path, self.def_dir);
+                    files.insert(shown, format!("symlink:{target}"));
+                    return;
+                }
+            }
+            Reads::File | Reads::FileOrFolder => {}
+        }
         if let Err(e) = self.hash_path(&file.path, files) {
             self.diags.push(
                 Diagnostic::error(format!(

@@ -39,7 +39,7 @@ pub static KIND: ProvisionerKind = ProvisionerKind {
                 input("groups"),
                 input("empty_groups"),
                 input("host_alias"),
-                input("galaxy_file").files(),
+                input("galaxy_file").file(),
                 input("galaxy_command"),
                 input("galaxy_force_install"),
                 input("galaxy_force_with_deps").ignored("galaxy_force_install reinstalls roles and collections"),
@@ -142,11 +142,15 @@ fn files(p: &ProvisionerSpec, def_dir: &Path) -> Vec<FileRef> {
     let at = |path: String| FileRef {
         attr: "playbook_file".to_owned(),
         path,
+        reads: crate::schema::Reads::FileOrFolder,
     };
     let full = def_dir.join(&playbook);
-    if !full.exists() {
-        // Hashing it says that it is missing, with its place.
-        out.push(at(playbook));
+    if !full.is_file() {
+        // Hashing it says that it is missing or a folder, with its place.
+        out.push(FileRef {
+            reads: crate::schema::Reads::File,
+            ..at(playbook)
+        });
         return out;
     }
     let roles = roles_path(p, &folder(p, def_dir));

@@ -21,8 +21,8 @@ pub static KIND: ProvisionerKind = ProvisionerKind {
         kind: "file",
         attrs: &[
             &[
-                input("source").files(),
-                input("sources").list().files(),
+                input("source").copied(),
+                input("sources").list().copied(),
                 input("content"),
                 input("destination").string(),
                 input("direction"),
@@ -144,7 +144,14 @@ async fn run(
         let many = sources.len() > 1;
         for source in sources {
             let local = dir.join(&source);
-            let meta = std::fs::metadata(&local).map_err(|e| fail(format!("{source}: {e}")))?;
+            // A link leading out of the definition dir is copied as a link,
+            // as it was hashed: the bytes it points at are not the project's.
+            let link = crate::paths::link_leading_out(&local, &ctx.spec.def_dir);
+            let meta = match link {
+                Some(_) => std::fs::symlink_metadata(&local),
+                None => std::fs::metadata(&local),
+            }
+            .map_err(|e| fail(format!("{source}: {e}")))?;
             let name = Path::new(source.trim_end_matches('/'))
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
@@ -160,6 +167,13 @@ async fn run(
             } else {
                 destination.clone()
             };
+            if let Some(target) = link {
+                ctx.events.step(format!(
+                    "file: linking {remote} to {target} (as {source} is a link)"
+                ));
+                upload_link(ctx, comm, &target, &remote).await?;
+                continue;
+            }
             ctx.events
                 .step(format!("file: uploading {source} to {remote}"));
             comm.upload(&local, &remote)
@@ -181,6 +195,39 @@ async fn run(
                 return Err(fail(format!("chmod {mode} {remote} failed")));
             }
         }
+    }
+    Ok(())
+}
+
+/// Makes `remote` a symlink to `target` on the machine (replacing a file or
+/// link there), its folder created if missing. `mode` does not apply to it:
+/// chmod would follow the link.
+async fn upload_link(
+    ctx: &BuildContext<'_>,
+    comm: &dyn Communicator,
+    target: &str,
+    remote: &str,
+) -> Result<(), BuildError> {
+    let quote = super::ssh::shell_quote;
+    let parent = Path::new(remote)
+        .parent()
+        .map(|p| p.to_string_lossy().into_owned())
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| ".".to_owned());
+    let command = format!(
+        "mkdir -p {} && ln -sfn {} {}",
+        quote(&parent),
+        quote(target),
+        quote(remote)
+    );
+    let code = comm
+        .exec(&command, &[], &ctx.events)
+        .await
+        .map_err(|e| super::comm_error("file", "", e))?;
+    if code != 0 {
+        return Err(fail(format!(
+            "creating the link {remote} -> {target} failed"
+        )));
     }
     Ok(())
 }

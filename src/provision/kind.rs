@@ -74,7 +74,7 @@ pub fn schema_files(schema: &Schema, p: &ProvisionerSpec) -> Vec<FileRef> {
         .into_iter()
         .map(|f| FileRef {
             path: in_base_dir(p, &f.path),
-            attr: f.attr,
+            ..f
         })
         .collect()
 }

@@ -52,8 +52,8 @@ pub static KIND: ProvisionerKind = ProvisionerKind {
 /// environment.
 pub const SHELL_COMMON: &[AttrSpec] = &[
     input("inline").list(),
-    input("script").string().files(),
-    input("scripts").list().files(),
+    input("script").string().file(),
+    input("scripts").list().file(),
     input("environment_vars").list(),
     input("env"),
     input("execute_command"),

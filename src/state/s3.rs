@@ -54,7 +54,8 @@ use sha2::{Digest, Sha256};
 
 use super::model::StateFile;
 use super::store::{
-    decode_state, same_contents, to_json_bytes, Decode, LockInfo, StateBackend, StateError,
+    decode_state, same_contents, to_json_bytes, unreadable_lock_id, Decode, LockInfo, StateBackend,
+    StateError,
 };
 use crate::addr::TargetAddr;
 use crate::aws::AwsSettings;
@@ -335,11 +336,55 @@ impl S3Backend {
             Ok(info) => Ok(Some((info, fetched.etag))),
             Err(e) => Err(StateError::Corrupt {
                 message: format!(
-                    "{e}; if no imgform is running on this state, delete {}",
-                    self.location(&key)
+                    "{e}; if no imgform is running on this state, remove it with \
+                     `imgform force-unlock {}`",
+                    unreadable_lock_id(&fetched.bytes)
                 ),
                 path: PathBuf::from(self.location(&key)),
             }),
+        }
+    }
+
+    /// `force-unlock` of a lock object that cannot be read (empty, cut
+    /// short, not JSON): named by a digest of its bytes, as in the local
+    /// backend, and deleted only if it still has the bytes (ETag) read.
+    fn remove_unreadable_lock(&self, id: &str) -> Result<(), StateError> {
+        let key = self.key(LOCK_KEY);
+        let fetched = self.get(&key)?.ok_or(StateError::NotLocked)?;
+        let unreadable = unreadable_lock_id(&fetched.bytes);
+        if unreadable != id {
+            return Err(StateError::Corrupt {
+                message: format!(
+                    "it cannot be read, so its lock ID is {unreadable}, not {id}; \
+                     if no imgform is running on this state, remove it with \
+                     `imgform force-unlock {unreadable}`"
+                ),
+                path: PathBuf::from(self.location(&key)),
+            });
+        }
+        let request = self
+            .client
+            .delete_object()
+            .bucket(&self.settings.bucket)
+            .key(&key)
+            .set_if_match(fetched.etag);
+        let deleted = self.run(async {
+            match request.send().await {
+                Ok(_) => Ok(true),
+                Err(e) if condition_failed(&e) => Ok(false),
+                Err(e) => Err(self.remote_error("remove", &key, e)),
+            }
+        })?;
+        if deleted {
+            return Ok(());
+        }
+        // Rewritten since we read it: whoever holds it now is named.
+        match self.read_lock()? {
+            Some((holder, _)) => Err(StateError::LockIdMismatch {
+                given: id.to_owned(),
+                holder: Box::new(holder),
+            }),
+            None => Err(StateError::NotLocked),
         }
     }
 
@@ -548,12 +593,60 @@ impl StateBackend for S3Backend {
     }
 
     fn force_unlock(&self, id: &str) -> Result<(), StateError> {
-        // The same check as `unlock`, as in the local backend and Terraform.
-        self.remove_lock(id)
+        // The same check as `unlock`, as in the local backend and Terraform;
+        // a lock that cannot be read is named by a digest of its bytes.
+        match self.read_lock() {
+            Err(StateError::Corrupt { .. }) => self.remove_unreadable_lock(id),
+            _ => self.remove_lock(id),
+        }
     }
 
     fn lock_holder(&self) -> Result<Option<LockInfo>, StateError> {
         Ok(self.read_lock()?.map(|(info, _)| info))
+    }
+
+    fn unlock_on_interrupt(&self, id: &str) -> Box<dyn FnOnce() + Send> {
+        let (client, bucket, key) = (
+            self.client.clone(),
+            self.settings.bucket.clone(),
+            self.key(LOCK_KEY),
+        );
+        let runtime = self
+            .runtime
+            .as_ref()
+            .expect("runtime lives until drop")
+            .handle()
+            .clone();
+        let id = id.to_owned();
+        Box::new(move || {
+            // This backend's runtime has a worker thread of its own, so a
+            // plain thread can block on it whatever the main thread does
+            // (and the caller may be inside a runtime, where it cannot).
+            let release = move || {
+                runtime.block_on(async move {
+                    let Ok(lock) = client.get_object().bucket(&bucket).key(&key).send().await
+                    else {
+                        return;
+                    };
+                    let etag = lock.e_tag().map(str::to_owned);
+                    let Ok(body) = lock.body.collect().await else {
+                        return;
+                    };
+                    let ours = serde_json::from_slice::<LockInfo>(&body.into_bytes())
+                        .is_ok_and(|holder| holder.id == id);
+                    if ours {
+                        let _ = client
+                            .delete_object()
+                            .bucket(&bucket)
+                            .key(&key)
+                            .set_if_match(etag)
+                            .send()
+                            .await;
+                    }
+                })
+            };
+            let _ = std::thread::spawn(release).join();
+        })
     }
 }
 

@@ -278,6 +278,10 @@ pub trait StateBackend: Send + Sync {
     fn force_unlock(&self, id: &str) -> Result<(), StateError>;
     /// The current lock holder, if any.
     fn lock_holder(&self) -> Result<Option<LockInfo>, StateError>;
+    /// What releases the lock `id` (if it is still the one held) when the
+    /// process is interrupted: it runs on another thread while this backend
+    /// may be in use, so it owns what it needs. Errors are ignored there.
+    fn unlock_on_interrupt(&self, id: &str) -> Box<dyn FnOnce() + Send>;
 }
 
 /// A boxed backend (as chosen from the configuration at run time) is a
@@ -318,6 +322,9 @@ impl<B: StateBackend + ?Sized> StateBackend for Box<B> {
     }
     fn lock_holder(&self) -> Result<Option<LockInfo>, StateError> {
         (**self).lock_holder()
+    }
+    fn unlock_on_interrupt(&self, id: &str) -> Box<dyn FnOnce() + Send> {
+        (**self).unlock_on_interrupt(id)
     }
 }
 
@@ -403,6 +410,18 @@ impl LocalBackend {
 
     fn object_path(&self, hex: &str) -> PathBuf {
         self.root.join(OBJECTS_DIR).join(&hex[..2]).join(&hex[2..])
+    }
+
+    /// Removes the temp files of writes whose writer is gone (a state or
+    /// object write cut short by a kill), in `state/` and the object store.
+    fn sweep_temp_files(&self) {
+        crate::paths::sweep_stale_temp_files(&self.root);
+        let objects = self.root.join(OBJECTS_DIR);
+        for entry in fs::read_dir(&objects).into_iter().flatten().flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                crate::paths::sweep_stale_temp_files(&entry.path());
+            }
+        }
     }
 
     /// Creates `.lock` exclusively; `Ok(false)` if it already exists.
@@ -679,6 +698,7 @@ impl StateBackend for LocalBackend {
         let mut unreadable = 0;
         loop {
             if self.try_create_lock(info)? {
+                self.sweep_temp_files();
                 return Ok(());
             }
             let holder = match self.lock_holder() {
@@ -747,6 +767,18 @@ impl StateBackend for LocalBackend {
         }
     }
 
+    fn unlock_on_interrupt(&self, id: &str) -> Box<dyn FnOnce() + Send> {
+        let backend = LocalBackend {
+            root: self.root.clone(),
+            journals: Arc::default(),
+            made_root: self.made_root.clone(),
+        };
+        let id = id.to_owned();
+        Box::new(move || {
+            let _ = backend.unlock(&id);
+        })
+    }
+
     fn lock_holder(&self) -> Result<Option<LockInfo>, StateError> {
         let path = self.lock_path();
         let bytes = match fs::read(&path) {
@@ -775,6 +807,9 @@ pub struct LockGuard<'a> {
     backend: &'a dyn StateBackend,
     info: LockInfo,
     held: bool,
+    /// Releases the lock if the process is interrupted (SIGINT, SIGTERM)
+    /// while it is held; withdrawn on release.
+    on_interrupt: Option<crate::interrupt::Registration>,
 }
 
 impl LockGuard<'_> {
@@ -785,7 +820,9 @@ impl LockGuard<'_> {
     /// Releases the lock now, reporting failure (e.g. someone force-unlocked it).
     pub fn release(mut self) -> Result<(), StateError> {
         self.held = false;
-        self.backend.unlock(&self.info.id)
+        let released = self.backend.unlock(&self.info.id);
+        self.on_interrupt = None;
+        released
     }
 }
 
@@ -794,6 +831,7 @@ impl Drop for LockGuard<'_> {
         if self.held {
             let _ = self.backend.unlock(&self.info.id);
         }
+        self.on_interrupt = None;
     }
 }
 
@@ -814,10 +852,12 @@ pub fn acquire(
     timeout: Duration,
 ) -> Result<LockGuard<'_>, StateError> {
     backend.lock(&info, timeout)?;
+    let on_interrupt = crate::interrupt::on_interrupt(backend.unlock_on_interrupt(&info.id));
     Ok(LockGuard {
         backend,
         info,
         held: true,
+        on_interrupt: Some(on_interrupt),
     })
 }
 
@@ -993,7 +1033,9 @@ fn remove_stale_temps(path: &Path) {
     let prefix = format!(".{}.", name.to_string_lossy());
     for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
         let entry_name = entry.file_name().to_string_lossy().into_owned();
-        if entry_name.starts_with(&prefix) && entry_name.ends_with(".tmp") {
+        if entry_name.starts_with(&prefix)
+            && (entry_name.ends_with(".tmp") || entry_name.ends_with(".part"))
+        {
             let _ = fs::remove_file(entry.path());
         }
     }
@@ -1002,14 +1044,9 @@ fn remove_stale_temps(path: &Path) {
 /// Writes `bytes` to a new temp file beside `path` and fsyncs it; the
 /// caller renames it into place. Removed again when the write fails.
 fn write_synced_temp(path: &Path, bytes: &[u8]) -> Result<PathBuf, StateError> {
-    let dir = path.parent().expect("state paths have a parent");
-    let name = path.file_name().expect("state paths have a file name");
-    // Hidden and not ending in `.json`, so `targets` never reads it.
-    let temp = dir.join(format!(
-        ".{}.{}.tmp",
-        name.to_string_lossy(),
-        uuid::Uuid::new_v4().simple()
-    ));
+    // Hidden and not ending in `.json`, so `targets` never reads it; named
+    // with our pid, so a later run can tell when its writer is gone.
+    let temp = crate::paths::temp_path_for(path);
     let written = (|| {
         let mut file = OpenOptions::new()
             .write(true)

@@ -109,7 +109,7 @@ const IMPLEMENTATION: Option<&'static dyn crate::drivers::Builder> = None;
 const ATTRS: &[AttrSpec] = &[
     input("source_ami"),
     input("user_data"),
-    input("user_data_file").files(),
+    input("user_data_file").file(),
     input("ami_virtualization_type").ignored(AMI_FEATURES),
     input("ena_support").ignored(AMI_FEATURES),
     input("sriov_support").ignored(AMI_FEATURES),

@@ -32,6 +32,7 @@ use sha2::{Digest, Sha256};
 use tokio::process::Command;
 
 use super::kind::{local_target, Builder, BuilderKind, Recorded, COMMUNICATOR, IMGFORM};
+use super::local::verify_image;
 use crate::build::{BoxFuture, BuildContext, BuildError};
 use crate::diag::Diagnostic;
 use crate::provision::chroot::{ChrootCommunicator, Mounts};
@@ -638,19 +639,26 @@ fn move_into_place(from: &Path, to: &Path) -> Result<(), BuildError> {
     if crate::fault::armed_anywhere("kill-during-artifact-write") {
         die_halfway_through_a_copy(from, to);
     }
+    let dir = to.parent().expect("an artifact path has a folder");
+    // Copies a killed run left half-written go first.
+    crate::paths::sweep_stale_temp_files_once(dir);
     if std::fs::rename(from, to).is_ok() {
         return sync_dir(to).map_err(err);
     }
-    let dir = to.parent().expect("an artifact path has a folder");
-    let mut part = tempfile::Builder::new()
-        .prefix(".imgform-")
-        .suffix(".part")
-        .tempfile_in(dir)
-        .map_err(err)?;
-    let mut src = std::fs::File::open(from).map_err(err)?;
-    std::io::copy(&mut src, part.as_file_mut()).map_err(err)?;
-    part.as_file().sync_all().map_err(err)?;
-    part.persist(to).map_err(|e| err(e.error))?;
+    let part = crate::paths::temp_path_for(to);
+    let copied = (|| {
+        let mut out = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&part)?;
+        std::io::copy(&mut std::fs::File::open(from)?, &mut out)?;
+        out.sync_all()?;
+        std::fs::rename(&part, to)
+    })();
+    if let Err(e) = copied {
+        let _ = std::fs::remove_file(&part);
+        return Err(err(e));
+    }
     let _ = std::fs::remove_file(from);
     sync_dir(to).map_err(err)
 }
@@ -659,15 +667,10 @@ fn move_into_place(from: &Path, to: &Path) -> Result<(), BuildError> {
 /// a copy across filesystems would, half the bytes in the temporary file.
 fn die_halfway_through_a_copy(from: &Path, to: &Path) -> ! {
     use std::io::Write;
-    let dir = to.parent().expect("an artifact path has a folder");
-    if let (Ok(bytes), Ok(part)) = (
+    if let (Ok(bytes), Ok(mut file)) = (
         std::fs::read(from),
-        tempfile::Builder::new()
-            .prefix(".imgform-")
-            .suffix(".part")
-            .tempfile_in(dir),
+        std::fs::File::create(crate::paths::temp_path_for(to)),
     ) {
-        let (mut file, _) = part.keep().expect("keep the part file");
         let _ = file.write_all(&bytes[..bytes.len() / 2]);
         let _ = file.sync_all();
     }
@@ -680,40 +683,6 @@ fn sync_dir(path: &Path) -> std::io::Result<()> {
         Some(dir) => std::fs::File::open(dir)?.sync_all(),
         None => Ok(()),
     }
-}
-
-/// Whether an image file is whole: `qemu-img check` for qcow2, `tar -t` for
-/// tar (a truncated file fails both). A raw disk has no structure to check.
-async fn verify_image(path: &Path, format: &str) -> Result<(), String> {
-    let mut cmd = match format {
-        "tar" => {
-            let mut c = tokio::process::Command::new("tar");
-            c.arg("-tf").arg(path);
-            c
-        }
-        "raw" => return Ok(()),
-        _ => {
-            let mut c = tokio::process::Command::new("qemu-img");
-            c.args(["check", "-q", "-f", "qcow2"]).arg(path);
-            c
-        }
-    };
-    let out = cmd
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await
-        .map_err(|e| format!("cannot check it: {e}"))?;
-    // qemu-img check: 3 is leaked clusters only, which lose no data.
-    if out.status.success() || (format == "qcow2" && out.status.code() == Some(3)) {
-        return Ok(());
-    }
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let why = stderr.lines().last().unwrap_or("").trim().to_owned();
-    Err(if why.is_empty() {
-        format!("the check exited with {}", out.status)
-    } else {
-        why
-    })
 }
 
 #[cfg(test)]

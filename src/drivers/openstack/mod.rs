@@ -93,7 +93,7 @@ const ATTRS: &[AttrSpec] = &[
     input("external_source_image_format").ignored("external_source_image_url is not implemented"),
     input("external_source_image_properties").ignored("external_source_image_url is not implemented"),
     input("user_data"),
-    input("user_data_file").files(),
+    input("user_data_file").file(),
     input("config_drive"),
     input("image_disk_format"),
     input("use_blockstorage_volume"),

@@ -574,10 +574,9 @@ async fn move_into_place(
     let target = ctx.spec.def_dir.join(id);
     let dir = target.parent().expect("an artifact path has a dir");
     std::fs::create_dir_all(dir).map_err(|e| fail(format!("creating {}: {e}", dir.display())))?;
-    let staged = dir.join(format!(
-        ".{}.part",
-        target.file_name().expect("a file name").to_string_lossy()
-    ));
+    // Disks a killed run left half-written go first.
+    crate::paths::sweep_stale_temp_files_once(dir);
+    let staged = crate::paths::temp_path_for(&target);
     let result = stage(ctx, s, disk, dir, &staged).await.and_then(|()| {
         // Durable before it has its name, and the name durable after.
         let durable = |p: &Path| std::fs::File::open(p).and_then(|f| f.sync_all());

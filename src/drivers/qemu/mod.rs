@@ -275,6 +275,15 @@ impl Builder for QemuBuilder {
             if id != artifact_path(&settings, content_address) || !spec.def_dir.join(id).is_file() {
                 return Ok(None);
             }
+            // A disk cut short (a kill while it was written elsewhere) is
+            // never adopted as the image.
+            let path = spec.def_dir.join(id);
+            if let Err(why) = super::local::verify_image(&path, &settings.format).await {
+                return Err(BuildError::failed(format!(
+                    "{id} is damaged ({why}); it is not adopted"
+                ))
+                .with_hint("delete it and run `imgform apply` to build the image again"));
+            }
             describe(spec, &settings, id).map(Some)
         })
     }

@@ -65,7 +65,7 @@ pub static KIND: ProvisionerKind = ProvisionerKind {
     schema: Schema {
         kind: "component",
         attrs: &[
-            &[input("document").files(), input("parameters")],
+            &[input("document").file(), input("parameters")],
             kind::COMMON,
         ],
         blocks: &[],

@@ -1,0 +1,14 @@
+source "null" "base" {
+  communicator = "none"
+}
+
+build {
+  sources = ["source.null.base"]
+
+  provisioner "shell-local" {
+    scripts = [
+      "scripts/base.sh",
+      "scripts/cleanup",
+    ]
+  }
+}

@@ -99,7 +99,7 @@ fn leftovers(dir: &Path) -> Vec<String> {
         .into_iter()
         .filter_map(Result::ok)
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".tmp") || n.ends_with(".old"))
+        .filter(|n| n.ends_with(".tmp") || n.ends_with(".old") || n.ends_with(".part"))
         .collect()
 }
 

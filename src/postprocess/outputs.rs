@@ -40,8 +40,9 @@ impl Outputs {
             _ => PathBuf::from("."),
         };
         self.create_dir(&dir)?;
-        let name = path.file_name().unwrap_or_default().to_string_lossy();
-        let temp = dir.join(format!(".{name}.{}.tmp", uuid::Uuid::new_v4().simple()));
+        // Named as every atomic write names its temporary file, so a killed
+        // run's is swept like the others'.
+        let temp = crate::paths::temp_path_for(path);
         let file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)

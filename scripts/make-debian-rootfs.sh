@@ -30,6 +30,11 @@ case $profile in
 esac
 cache=/var/cache/imgform/debian-bookworm-$profile.tar.gz
 [ "$profile" = minimal ] && cache=/var/cache/imgform/debian-bookworm-python3.tar.gz
+# One maker at a time (two test processes may ask at once): the others wait
+# on the lock, then find the finished tarball.
+mkdir -p "$(dirname "$cache")"
+exec 9>"$cache.lock"
+flock 9
 if [ ! -f "$cache" ]; then
   command -v debootstrap >/dev/null 2>&1 || {
     DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
@@ -42,7 +47,7 @@ if [ ! -f "$cache" ]; then
     for m in $(awk -v w="$work" 'index($2, w) == 1 { print $2 }' /proc/mounts | sort -r); do
       umount -l "$m" 2>/dev/null || true
     done
-    rm -rf "$work"
+    rm -rf "$work" "$cache.$$.tmp"
   }
   trap cleanup EXIT
   echo "make-debian-rootfs: debootstrap bookworm ($profile) from ${mirror:-http://deb.debian.org/debian}" >&2
@@ -59,9 +64,10 @@ if [ ! -f "$cache" ]; then
     printf 'auto lo\niface lo inet loopback\n\nsource /etc/network/interfaces.d/*\n' >"$root/etc/network/interfaces"
     rm -rf "$root"/var/log/*.log "$root"/var/log/apt/* "$root"/debootstrap
   fi
-  mkdir -p "$(dirname "$cache")"
-  tar --sort=name --numeric-owner --mtime=@1577836800 -C "$root" -czf "$cache.tmp" .
-  mv "$cache.tmp" "$cache"
+  tar --sort=name --numeric-owner --mtime=@1577836800 -C "$root" -czf "$cache.$$.tmp" .
+  gzip -t "$cache.$$.tmp"
+  mv "$cache.$$.tmp" "$cache"
 fi
+exec 9>&-
 mkdir -p "$(dirname "$out")"
 cp "$cache" "$out"

@@ -36,15 +36,18 @@ impl ImageAddr {
         out.push_str(&self.source_type);
         out.push('-');
         out.push_str(&self.source_name);
-        out.chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect()
+        let kept = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+        if out.chars().all(kept) {
+            return out;
+        }
+        // Something was replaced (`cloudimg.deps`): `a.b` and `a_b` must not
+        // share a slug (their artifacts share an output folder), so a lossy
+        // slug ends with a short digest of the address.
+        let digest = <sha2::Sha256 as sha2::Digest>::digest(self.to_string().as_bytes());
+        let mut slug: String = out.chars().map(|c| if kept(c) { c } else { '_' }).collect();
+        slug.push('-');
+        slug.push_str(&hex::encode(&digest[..4]));
+        slug
     }
 }
 
@@ -232,6 +235,16 @@ mod tests {
         let b: ImageAddr = "null.base".parse().unwrap();
         assert_eq!(b.build, None);
         assert_eq!(b.slug(), "null-base");
+        // A slug that had to replace something is told apart by a digest.
+        let dotted: ImageAddr = "a.b.null.base".parse().unwrap();
+        let underscored: ImageAddr = "a_b.null.base".parse().unwrap();
+        assert_eq!(underscored.slug(), "a_b-null-base");
+        assert!(
+            dotted.slug().starts_with("a_b-null-base-"),
+            "{}",
+            dotted.slug()
+        );
+        assert_ne!(dotted.slug(), underscored.slug());
         // A dotted build name: the last two parts are the source's.
         let c: ImageAddr = "cloudimg.deps.null.base".parse().unwrap();
         assert_eq!(c.build.as_deref(), Some("cloudimg.deps"));

@@ -24,6 +24,10 @@ pub struct AwsSettings {
     pub profile: Option<String>,
     /// Static credentials instead of the chain's.
     pub credentials: Option<StaticCredentials>,
+    /// How many times a throttled or failed request is retried (Packer's
+    /// `max_retries`): the SDK's standard retries, with its exponential
+    /// back-off, this many times after the first attempt.
+    pub max_retries: Option<u32>,
 }
 
 /// An access key pair (and session token) given explicitly, e.g. a source's
@@ -63,7 +67,22 @@ pub async fn load(settings: &AwsSettings) -> SdkConfig {
             "imgform-source",
         ));
     }
+    if let Some(retries) = settings.max_retries {
+        loader = loader.retry_config(
+            aws_config::retry::RetryConfig::standard().with_max_attempts(retries.saturating_add(1)),
+        );
+    }
     loader.load().await
+}
+
+/// Packer's `max_retries` as a count: a whole number, also written as a
+/// string; anything else is left to the SDK's default.
+pub fn max_retries(value: Option<&serde_json::Value>) -> Option<u32> {
+    match value? {
+        serde_json::Value::Number(n) => n.as_u64().map(|n| n.min(u64::from(u32::MAX)) as u32),
+        serde_json::Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
 }
 
 /// The region of `shared`, else [`DEFAULT_REGION`].

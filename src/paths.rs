@@ -1,7 +1,7 @@
 //! Paths as imgform shows and hashes them: relative to the definition dir,
 //! with forward slashes, so that a moved checkout keeps its addresses.
 
-use std::path::{Component, Path};
+use std::path::{Component, Path, PathBuf};
 
 /// `path` (absolute) relative to `dir`, with `..` where needed, forward
 /// slashes; `.` for the dir itself.
@@ -20,6 +20,24 @@ pub fn relative_to(dir: &Path, path: &Path) -> String {
     } else {
         parts.join("/")
     }
+}
+
+/// `path` with `.` and `a/..` resolved by the names alone (no symlink is
+/// followed: `..` after a link goes back up the name, as in a shell's `cd`).
+pub fn normalize_lexically(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    out.push(c);
+                }
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// A path as it appears in a manifest: relative to the definition dir when

@@ -6,12 +6,18 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::{drivers, postprocess, provision};
+use crate::{data, drivers, postprocess, provision};
 
 /// The Rust sources of the crate, test code left out (`*_tests.rs`, and
 /// each file's `#[cfg(test)] mod`), comments dropped, and with the
 /// schema declarations (`setting("x")`, `block(\n "x"`, ...) removed.
 fn code_without_declarations() -> String {
+    code_of(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), |_| true)
+}
+
+/// [`code_without_declarations`] of the files under `dir` that `keep`
+/// takes.
+fn code_of(dir: &Path, keep: impl Fn(&Path) -> bool) -> String {
     fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
         for entry in std::fs::read_dir(dir).expect("src is readable") {
             let path = entry.expect("src entry").path();
@@ -25,10 +31,8 @@ fn code_without_declarations() -> String {
         }
     }
     let mut files = Vec::new();
-    walk(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
-        &mut files,
-    );
+    walk(dir, &mut files);
+    files.retain(|f| keep(f));
     let declaration =
         regex::Regex::new(r#"\b(input|setting|secret|block|blocks|filter_block)\(\s*"[a-z0-9_]+""#)
             .unwrap();
@@ -78,6 +82,40 @@ fn every_schema_attribute_is_acted_on_or_warned_about() {
     assert!(
         silent.is_empty(),
         "attributes accepted but neither acted on nor marked ignored (a warning):\n  {}",
+        silent.join("\n  ")
+    );
+}
+
+/// The same for data sources, stricter: a kind's attributes must be read
+/// by its own module (`src/data/<kind>.rs`) or the helpers its family
+/// shares (`aws_access.rs`, `git.rs`): the AWS access attributes are
+/// read elsewhere by the builders, which says nothing about data sources.
+#[test]
+fn every_data_source_attribute_is_acted_on_or_warned_about() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/data");
+    let mut silent = Vec::new();
+    for kind in data::KINDS {
+        let module = format!("{}.rs", kind.name().replace('-', "_"));
+        let family = kind.name().split('-').next().unwrap_or_default().to_owned();
+        let code = code_of(&dir, |f| {
+            let name = f.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            name == module
+                || (family == "amazon" && name == "aws_access.rs")
+                || (family == "git" && name == "git.rs")
+        });
+        assert!(!code.is_empty(), "no module {module} for {}", kind.name());
+        let schema = &kind.schema;
+        let attrs = schema.all_attrs().map(|a| (a.name, a.ignored));
+        let blocks = schema.blocks.iter().map(|b| (b.name, b.ignored));
+        for (name, ignored) in attrs.chain(blocks) {
+            if ignored.is_none() && !code.contains(&format!("\"{name}\"")) {
+                silent.push(format!("data {} `{name}`", schema.kind));
+            }
+        }
+    }
+    assert!(
+        silent.is_empty(),
+        "data source attributes accepted but neither acted on nor marked ignored:\n  {}",
         silent.join("\n  ")
     );
 }

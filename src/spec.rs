@@ -72,6 +72,12 @@ pub struct ImageSpec {
     pub max_age: Option<String>,
     /// The definition dir, absolute. Not part of any content address.
     pub def_dir: PathBuf,
+    /// Folders outside the definition dir that manifests name by a label
+    /// instead of their absolute path (the installed diskimage-builder
+    /// elements: `<diskimage-builder>`), so that where a package is
+    /// installed does not change a content address.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub path_labels: Vec<(PathBuf, String)>,
     /// Where the source block is, for messages.
     pub loc: SourceLoc,
     /// Where each attribute was written, for messages from later stages.

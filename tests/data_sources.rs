@@ -574,3 +574,104 @@ build {
     assert_eq!(reason["old"], "HELLO, world");
     assert_eq!(reason["new"], "BYE, world");
 }
+
+#[test]
+fn dynamic_blocks_and_build_names_may_use_data_sources() {
+    let p = Project::new();
+    let template = |steps: &str| {
+        format!(
+            r#"
+data "null" "steps" {{
+  input = [{steps}]
+}}
+
+data "null" "channel" {{
+  input = "nightly"
+}}
+
+locals {{
+  steps = data.null.steps.output
+}}
+
+source "null" "app" {{
+  communicator = "none"
+}}
+
+build {{
+  name    = data.null.channel.output
+  sources = ["source.null.app"]
+  dynamic "provisioner" {{
+    for_each = local.steps
+    labels   = ["shell-local"]
+    content {{
+      inline = ["echo step=${{provisioner.value}}"]
+    }}
+  }}
+}}
+"#
+        )
+    };
+    p.file("images.pkr.hcl", &template(r#""one", "two""#));
+    // Nothing is looked up by validate: the dynamic block is unknown there,
+    // and no error.
+    p.run(&["validate", "."]).success();
+    let applied = p.run(&["apply", "--auto-approve"]);
+    applied.success();
+    applied.stderr_has("step=one").stderr_has("step=two");
+    let state = p.read("state/local.json");
+    assert!(state.contains("nightly.null.app"), "{state}");
+    p.run(&["plan", "--detailed-exitcode"]).code(0);
+
+    // Another answer: another set of provisioners, and a rebuild.
+    p.file("images.pkr.hcl", &template(r#""one", "three""#));
+    let plan = p.run(&["plan", "--json"]);
+    plan.success();
+    assert_eq!(plan.json()["summary"]["rebuild"], 1, "{}", plan.stdout);
+    let applied = p.run(&["apply", "--auto-approve"]);
+    applied.success();
+    applied.stderr_has("step=three");
+    assert!(!applied.stderr.contains("step=two"), "{}", applied.stderr);
+}
+
+#[test]
+fn data_source_attributes_imgform_does_not_act_on_are_warnings() {
+    let p = Project::new();
+    p.file(
+        "images.pkr.hcl",
+        r#"
+data "amazon-parameterstore" "ami" {
+  name                = "/aws/service/ecs/optimized-ami/amazon-linux-2/recommended/image_id"
+  region              = "us-east-1"
+  max_retries         = 5
+  custom_endpoint_ec2 = "https://ec2.example"
+  mfa_code            = ""
+  assume_role {
+    role_arn = "arn:aws:iam::123456789012:role/packer"
+  }
+}
+
+source "null" "app" {
+  communicator = "none"
+}
+
+build {
+  sources = ["source.null.app"]
+  provisioner "shell-local" {
+    inline = ["echo ${data.amazon-parameterstore.ami.value}"]
+  }
+}
+"#,
+    );
+    let run = p.run(&["validate", "."]);
+    run.success();
+    run.stderr_has(
+        "warning: data.amazon-parameterstore.ami: `custom_endpoint_ec2` is not acted on",
+    )
+    .stderr_has("images.pkr.hcl:6:")
+    .stderr_has("AWS_ENDPOINT_URL")
+    .stderr_has("`assume_role` is not acted on")
+    .stderr_has("images.pkr.hcl:8:");
+    // Acted on, or set to nothing: no warning.
+    assert!(!run.stderr.contains("`max_retries`"), "{}", run.stderr);
+    assert!(!run.stderr.contains("`mfa_code`"), "{}", run.stderr);
+}

@@ -240,3 +240,97 @@ build {
     run.stderr_has("did you mean `base`?");
     assert!(!p.path().join("state").exists());
 }
+
+/// Content addresses of a plan, by image.
+fn addresses(run: &util::Run) -> Vec<(String, String)> {
+    run.json()["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["address"].as_str().unwrap().to_owned(),
+                c["content"]["new"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn where_elements_are_kept_outside_the_project_does_not_change_addresses() {
+    let root = tempfile::tempdir().unwrap();
+    let write = |rel: &str, text: &str| {
+        let path = root.path().join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    };
+    // A checkout with its templates in defs/ and elements beside them in
+    // shared/ (outside the definition dir), plus an ELEMENTS_PATH folder.
+    write(
+        "repo/defs/images.pkr.hcl",
+        r#"
+source "chroot" "n" {
+  base   = "rootfs.tar.gz"
+  format = "tar"
+}
+build {
+  sources = ["source.chroot.n"]
+  module "set" {
+    source   = "../shared"
+    elements = ["app", "lib"]
+  }
+}
+"#,
+    );
+    write("repo/defs/rootfs.tar.gz", "not read by plan, only hashed\n");
+    write("repo/shared/app/element-deps", "base\n");
+    write("repo/shared/app/install.d/10-app", "#!/bin/sh\necho app\n");
+    write(
+        "tools/a/elements/base/install.d/05-base",
+        "#!/bin/sh\necho base\n",
+    );
+    write(
+        "tools/a/elements/lib/install.d/20-lib",
+        "#!/bin/sh\necho lib\n",
+    );
+    let plan = |repo: &Path, elements: &Path| {
+        let run = util::imgform_in(
+            &repo.join("defs"),
+            &["plan", "--json"],
+            &[("ELEMENTS_PATH", elements.to_str().unwrap())],
+        );
+        run.success();
+        run
+    };
+    let first = plan(
+        &root.path().join("repo"),
+        &root.path().join("tools/a/elements"),
+    );
+    let before = addresses(&first);
+    assert_eq!(before.len(), 1);
+
+    // The same files elsewhere, at another depth: the same addresses.
+    let other = tempfile::tempdir().unwrap();
+    util::copy_tree(&root.path().join("repo"), &other.path().join("x/y/repo"));
+    util::copy_tree(
+        &root.path().join("tools/a/elements"),
+        &other.path().join("opt/elements"),
+    );
+    let moved = plan(
+        &other.path().join("x/y/repo"),
+        &other.path().join("opt/elements"),
+    );
+    assert_eq!(addresses(&moved), before);
+
+    // A changed element changes it.
+    std::fs::write(
+        other.path().join("opt/elements/lib/install.d/20-lib"),
+        "#!/bin/sh\necho lib 2\n",
+    )
+    .unwrap();
+    let changed = plan(
+        &other.path().join("x/y/repo"),
+        &other.path().join("opt/elements"),
+    );
+    assert_ne!(addresses(&changed), before);
+}

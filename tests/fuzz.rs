@@ -209,6 +209,7 @@ fn check(file: &str, text: &str) -> Result<(), String> {
         env: Default::default(),
         file_cache: false,
         work_dir: Some(dir.path().to_path_buf()),
+        data: None,
     };
     match pipeline::prepare(dir.path(), &options, &Resolve::Skip) {
         Ok(prepared) => {

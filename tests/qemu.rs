@@ -191,14 +191,16 @@ fn a_guest_that_powers_off_is_kept_by_content_address_and_recovered() {
         "{}",
         dry.stdout
     );
-    // A disk cut short (as a copy killed midway leaves it) is refused.
+    // A disk cut short (as a copy killed early leaves it) is refused. (This
+    // tiny disk's clusters are few: cut at half, qemu-img check still finds
+    // it whole.)
     let new_disk = std::fs::read_dir(p.path().join("output"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .find(|f| f.extension().is_some_and(|e| e == "qcow2") && !f.ends_with(&id))
         .expect("the captured disk");
     let whole = std::fs::read(&new_disk).unwrap();
-    std::fs::write(&new_disk, &whole[..whole.len() / 2]).unwrap();
+    std::fs::write(&new_disk, &whole[..whole.len() / 8]).unwrap();
     run(&p, &["state", "recover", "--auto-approve"])
         .code(1)
         .stderr_has("is damaged")
@@ -494,7 +496,13 @@ build {
         assert!(status.success());
         let out = child.wait_with_output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_ne!(out.status.code(), Some(0), "{stderr}");
+        // 128 + the signal's number, whichever it was.
+        let code = if signal == libc_signal::TERM {
+            143
+        } else {
+            130
+        };
+        assert_eq!(out.status.code(), Some(code), "{stderr}");
         assert!(
             stderr.contains("cancelled") || stderr.contains("Interrupted"),
             "{stderr}"

@@ -43,6 +43,7 @@ struct BuildShared {
     provisioners: Vec<ProvisionerDef>,
     tests: Vec<ProvisionerDef>,
     modules: Vec<String>,
+    path_labels: Vec<(PathBuf, String)>,
     /// Each with the sequence it belongs to: a lone `post-processor` block
     /// is a sequence of one, the blocks of one `post-processors` block
     /// share one (Packer's chain: each gets the artifact of the one before).
@@ -162,7 +163,11 @@ impl Loader {
         for attr in &build.attrs {
             match attr.name.as_str() {
                 "name" => match self.load_time_string(attr) {
-                    Some(n) if is_build_name(&n) => shared.name = Some(n),
+                    // `<data.TYPE.NAME.OUTPUT>` until data sources are
+                    // looked up (`validate` shows it so).
+                    Some(n) if is_build_name(&n) || self.unknown_at_load(&attr.text) => {
+                        shared.name = Some(n)
+                    }
                     Some(n) => self.error(
                         &attr.loc,
                         format!("`{n}` is not a usable build name"),
@@ -173,6 +178,8 @@ impl Loader {
                 "description" => {
                     self.load_time_string(attr);
                 }
+                // Known once data sources are looked up: none until then.
+                "sources" if self.unknown_at_load(&attr.text) => used.invalid = true,
                 "sources" => match self.sources_of(attr) {
                     Ok(list) => used.entries.extend(
                         list.into_iter()
@@ -357,9 +364,15 @@ impl Loader {
             def_dir: &self.def_dir,
             diags: &mut self.diags,
             seen: std::mem::take(module_loader_seen),
+            labels: Vec::new(),
         };
         let expanded = loader.expand(inner);
         *module_loader_seen = loader.seen;
+        for label in loader.labels {
+            if !shared.path_labels.contains(&label) {
+                shared.path_labels.push(label);
+            }
+        }
         for p in expanded.provisioners {
             if self.check_provisioner(&p.block) {
                 shared.provisioners.push(p);
@@ -539,6 +552,7 @@ impl BuildShared {
                 .cloned()
                 .collect(),
             modules: self.modules.clone(),
+            path_labels: self.path_labels.clone(),
             post_processors: self
                 .post_processors
                 .iter()

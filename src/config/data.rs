@@ -73,6 +73,8 @@ pub struct DataValues {
     /// Locals whose expression uses a data source, directly or through
     /// other locals.
     pub(crate) dependent_locals: BTreeSet<String>,
+    /// The answers set by [`Project::set_data`], by address.
+    answers: BTreeMap<String, (Outputs, BTreeSet<String>)>,
 }
 
 impl DataValues {
@@ -129,6 +131,42 @@ impl DataValues {
     }
 }
 
+/// A warning for each attribute or block the data block sets that imgform
+/// loads but does not act on (as for builders). A literal that says nothing
+/// (`null`, `false`, `""`, `[]`, `{}`) is not a setting; any other
+/// expression is.
+fn ignored_warnings(block: &RawBlock, kind: &data::DataKind, name: &str) -> Vec<Diagnostic> {
+    use hcl::Expression as E;
+    let set = |e: &E| match e {
+        E::Null | E::Bool(false) => false,
+        E::String(s) => !s.is_empty(),
+        E::Array(a) => !a.is_empty(),
+        E::Object(o) => !o.is_empty(),
+        _ => true,
+    };
+    let mut out = Vec::new();
+    for attr in kind.schema.all_attrs().filter(|a| a.ignored.is_some()) {
+        if let Some(raw) = block.attr(attr.name).filter(|a| set(&a.expr)) {
+            out.push((attr.name, attr.ignored, raw.loc.clone()));
+        }
+    }
+    for spec in kind.schema.blocks.iter().filter(|b| b.ignored.is_some()) {
+        if let Some(raw) = block.blocks.iter().find(|b| b.kind == spec.name) {
+            out.push((spec.name, spec.ignored, raw.loc.clone()));
+        }
+    }
+    out.into_iter()
+        .map(|(attr, hint, loc)| {
+            Diagnostic::warning(format!(
+                "data.{}.{name}: `{attr}` is not acted on by imgform and is ignored",
+                kind.name()
+            ))
+            .at(Some(loc))
+            .hint(hint.unwrap_or_default())
+        })
+        .collect()
+}
+
 impl Loader {
     /// A `data` block: two labels, a known kind, a body its schema takes,
     /// a name not used twice for the kind.
@@ -171,6 +209,7 @@ impl Loader {
         if self.diags[before..].iter().any(Diagnostic::is_error) {
             return;
         }
+        self.diags.extend(ignored_warnings(block, known, name));
         data.push(DataDef {
             kind: kind.clone(),
             name: name.clone(),
@@ -258,6 +297,12 @@ fn dependent_locals(locals: &[super::LocalDef]) -> BTreeSet<String> {
 }
 
 impl Project {
+    /// What the resolve stage found: each data block's outputs and the
+    /// names of its secret ones, by address.
+    pub fn data_answers(&self) -> &BTreeMap<String, (Outputs, BTreeSet<String>)> {
+        &self.data_values.answers
+    }
+
     /// Sets what `data.*` holds: the outputs of these data blocks (by
     /// address), with the names of their secret outputs. Blocks left out
     /// are absent (an expression naming one fails). Locals are evaluated
@@ -272,6 +317,9 @@ impl Project {
                 continue;
             };
             values.insert(def, outputs);
+            values
+                .answers
+                .insert(def.address(), (outputs.clone(), sensitive.clone()));
             for name in sensitive {
                 values
                     .sensitive_refs

@@ -41,25 +41,41 @@ pub(super) fn any_dynamic(files: &[RawFile]) -> bool {
     files.iter().any(|f| has(&f.blocks))
 }
 
-/// The file with every dynamic block expanded.
-pub(super) fn expand_file(file: &RawFile, ctx: &Context, diags: &mut Vec<Diagnostic>) -> RawFile {
+/// What `for_each` and `labels` are evaluated in: the load-time scope, and
+/// which expressions (by source text) are unknown in it yet (they use a
+/// data source not looked up).
+struct Scope<'a> {
+    ctx: &'a Context<'a>,
+    unknown: &'a dyn Fn(&str) -> bool,
+}
+
+/// The file with every dynamic block expanded. A dynamic block whose
+/// `for_each` is `unknown` expands to nothing (the pipeline loads again
+/// once it is known).
+pub(super) fn expand_file(
+    file: &RawFile,
+    ctx: &Context,
+    unknown: &dyn Fn(&str) -> bool,
+    diags: &mut Vec<Diagnostic>,
+) -> RawFile {
+    let scope = Scope { ctx, unknown };
     RawFile {
         path: file.path.clone(),
         attrs: file.attrs.clone(),
-        blocks: expand_blocks(&file.blocks, &[], ctx, diags),
+        blocks: expand_blocks(&file.blocks, &[], &scope, diags),
     }
 }
 
 fn expand_blocks(
     blocks: &[RawBlock],
     bindings: &[Binding],
-    ctx: &Context,
+    scope: &Scope,
     diags: &mut Vec<Diagnostic>,
 ) -> Vec<RawBlock> {
     let mut out = Vec::with_capacity(blocks.len());
     for block in blocks {
         if block.kind == "dynamic" {
-            expand_dynamic(block, bindings, ctx, diags, &mut out);
+            expand_dynamic(block, bindings, scope, diags, &mut out);
         } else {
             out.push(RawBlock {
                 kind: block.kind.clone(),
@@ -69,7 +85,7 @@ fn expand_blocks(
                     .iter()
                     .map(|a| substitute_attr(a, bindings))
                     .collect(),
-                blocks: expand_blocks(&block.blocks, bindings, ctx, diags),
+                blocks: expand_blocks(&block.blocks, bindings, scope, diags),
                 loc: block.loc.clone(),
             });
         }
@@ -87,7 +103,7 @@ const DYNAMIC_HINT: &str = "write `dynamic \"KIND\" { for_each = LIST_OR_MAP  co
 fn expand_dynamic(
     block: &RawBlock,
     bindings: &[Binding],
-    ctx: &Context,
+    scope: &Scope,
     diags: &mut Vec<Diagnostic>,
     out: &mut Vec<RawBlock>,
 ) {
@@ -141,6 +157,10 @@ fn expand_dynamic(
         ));
         return;
     };
+    if (scope.unknown)(&for_each.text) {
+        return;
+    }
+    let ctx = scope.ctx;
     let Some(elements) = evaluate_for_each(for_each, bindings, ctx, diags) else {
         return;
     };
@@ -165,7 +185,7 @@ fn expand_dynamic(
                 .iter()
                 .map(|a| substitute_attr(a, &inner))
                 .collect(),
-            blocks: expand_blocks(&content.blocks, &inner, ctx, diags),
+            blocks: expand_blocks(&content.blocks, &inner, scope, diags),
             loc: content.loc.clone(),
         });
     }
@@ -495,7 +515,7 @@ mod tests {
         );
         ctx.declare_var("var", hcl::Value::Object(var));
         let mut diags = Vec::new();
-        let out = expand_file(&file, &ctx, &mut diags);
+        let out = expand_file(&file, &ctx, &|_| false, &mut diags);
         (out.blocks, diags)
     }
 

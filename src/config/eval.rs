@@ -91,6 +91,7 @@ impl Project {
             provisioners: real.provisioners,
             tests: real.tests,
             modules: def.modules.clone(),
+            path_labels: def.path_labels.clone(),
             post_processors: real.post_processors,
             parents: def.refs.keys().cloned().collect(),
             variables,

@@ -49,6 +49,9 @@ pub(super) struct Loader {
     /// exists, when something needs them at load time (`dynamic` blocks, a
     /// build's `name` or `sources` written as an expression).
     pub(super) static_scope: Option<Context<'static>>,
+    /// What `data.*` holds in [`Loader::static_scope`] (placeholders on a
+    /// first load).
+    pub(super) static_data: Option<data::DataValues>,
     pub(super) diags: Vec<Diagnostic>,
 }
 
@@ -100,14 +103,22 @@ impl Loader {
         let mut data: Vec<DataDef> = Vec::new();
 
         let expanded;
+        let mut static_uses_data = false;
         let files = if dynamic::any_dynamic(files) || builds_need_scope(files) {
-            let ctx = self.static_scope(files, options);
+            let (ctx, data_values) = self.static_scope(files, options);
+            // What depends on a data source is unknown until it is looked
+            // up: a dynamic block over one expands to nothing until then.
+            let unknown = |text: &str| data_values.placeholders && data_values.may_be_unknown(text);
+            static_uses_data = static_texts(files)
+                .into_iter()
+                .any(|t| data_values.may_be_unknown(t));
+            let data_values = data_values.clone();
             let files = if dynamic::any_dynamic(files) {
                 let mut diags = Vec::new();
                 let (out, _) = functions::with_env(self.function_env(), || {
                     files
                         .iter()
-                        .map(|f| dynamic::expand_file(f, &ctx, &mut diags))
+                        .map(|f| dynamic::expand_file(f, &ctx, &unknown, &mut diags))
                         .collect::<Vec<_>>()
                 });
                 self.diags.extend(diags);
@@ -117,6 +128,7 @@ impl Loader {
                 files
             };
             self.static_scope = Some(ctx);
+            self.static_data = Some(data_values);
             files
         } else {
             files
@@ -195,6 +207,7 @@ impl Loader {
             locals_cache: scope::LocalsCache::default(),
             data_values,
             data,
+            static_uses_data,
         };
         // Locals are evaluated once here so their errors are reported at load
         // time, whether or not any image uses them.
@@ -205,6 +218,14 @@ impl Loader {
         }
         project.locals_cache = scope::LocalsCache::default();
         Some(project)
+    }
+
+    /// Whether an expression evaluated while loading (its source text)
+    /// waits for a data source that is not looked up yet.
+    pub(super) fn unknown_at_load(&self, text: &str) -> bool {
+        self.static_data
+            .as_ref()
+            .is_some_and(|d| d.placeholders && d.may_be_unknown(text))
     }
 
     /// What functions see at load time: paths under the current directory,
@@ -221,24 +242,32 @@ impl Loader {
     /// locals (those that can be evaluated with no image), with the
     /// functions and `path.*`. Problems found on the way are dropped: the
     /// main pass reports each where it is.
-    fn static_scope(&mut self, files: &[RawFile], options: &LoadOptions) -> Context<'static> {
+    fn static_scope(
+        &mut self,
+        files: &[RawFile],
+        options: &LoadOptions,
+    ) -> (Context<'static>, data::DataValues) {
         let reported = std::mem::take(&mut self.diags);
         let mut variables: BTreeMap<String, VariableDef> = BTreeMap::new();
         let mut locals: Vec<LocalDef> = Vec::new();
+        let mut data_defs: Vec<DataDef> = Vec::new();
         for block in files.iter().flat_map(|f| &f.blocks) {
             match block.kind.as_str() {
                 "variable" => self.variable_block(block, &mut variables),
                 "variables" => self.legacy_variables_block(block, &mut variables),
                 "locals" => self.locals_block(block, &mut locals),
                 "local" => self.local_block(block, &mut locals),
+                "data" => self.data_block(block, &mut data_defs),
                 _ => {}
             }
         }
         let var_values = self.resolve_variables(&variables, options);
-        // No data source is looked up here: a local that uses one is unknown.
-        let mut data_values = data::placeholders(&[], &locals);
+        // Data sources are looked up after loading: on the first load
+        // `data.*` holds placeholders (what depends on one is unknown); the
+        // pipeline loads again with the answers when this scope used any.
+        let mut data_values = data::placeholders(&data_defs, &locals);
         data_values.placeholders = true;
-        let scratch = Project {
+        let mut scratch = Project {
             def_dir: self.def_dir.clone(),
             template_dir: self.template_dir.clone(),
             root: self.root.clone(),
@@ -250,9 +279,13 @@ impl Loader {
             files: Vec::new(),
             backend: None,
             locals_cache: scope::LocalsCache::default(),
-            data: Vec::new(),
+            data: data_defs,
             data_values,
+            static_uses_data: false,
         };
+        if let Some(answers) = &options.data {
+            scratch.set_data(answers);
+        }
         let local_values = scope::evaluate_locals(&scratch, functions::Clock::Real)
             .map(|l| l.values)
             .unwrap_or_default();
@@ -260,7 +293,8 @@ impl Loader {
         let mut ctx = scope::base_context(&self.root);
         ctx.declare_var("var", scope::var_object(&scratch));
         ctx.declare_var("local", hcl::Value::Object(local_values));
-        ctx
+        ctx.declare_var("data", scratch.data_values.object());
+        (ctx, scratch.data_values)
     }
 
     /// Legacy form: variables { name = default }.
@@ -561,6 +595,33 @@ impl Loader {
 
 /// Whether a build's `name`, `description` or `sources` is an expression
 /// that needs variables or locals (a literal needs nothing).
+/// The source texts of what is evaluated while loading: each dynamic
+/// block's `for_each` and `labels`, each build's `name`, `description` and
+/// `sources`.
+fn static_texts(files: &[RawFile]) -> Vec<&str> {
+    fn walk<'a>(blocks: &'a [RawBlock], out: &mut Vec<&'a str>) {
+        for b in blocks {
+            let names: &[&str] = match b.kind.as_str() {
+                "dynamic" => &["for_each", "labels"],
+                "build" => &["name", "description", "sources"],
+                _ => &[],
+            };
+            out.extend(
+                b.attrs
+                    .iter()
+                    .filter(|a| names.contains(&a.name.as_str()))
+                    .map(|a| a.text.as_str()),
+            );
+            walk(&b.blocks, out);
+        }
+    }
+    let mut out = Vec::new();
+    for f in files {
+        walk(&f.blocks, &mut out);
+    }
+    out
+}
+
 fn builds_need_scope(files: &[RawFile]) -> bool {
     let builds = || {
         files

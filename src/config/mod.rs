@@ -41,7 +41,7 @@ mod scope;
 pub mod types;
 mod variables;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
 
@@ -73,6 +73,10 @@ pub struct LoadOptions {
     /// The directory relative paths in templates resolve against; `None`:
     /// the process's current directory (what commands use, after `-C`).
     pub work_dir: Option<PathBuf>,
+    /// Data sources' answers (address → outputs and secret output names)
+    /// for what is evaluated while loading; `None` on the first load, when
+    /// nothing is looked up yet.
+    pub data: Option<BTreeMap<String, (crate::data::Outputs, BTreeSet<String>)>>,
 }
 
 impl LoadOptions {
@@ -83,6 +87,7 @@ impl LoadOptions {
             env: std::env::vars().collect(),
             file_cache: true,
             work_dir: None,
+            data: None,
         }
     }
 }
@@ -121,6 +126,9 @@ pub struct ImageDef {
     pub tests: Vec<ProvisionerDef>,
     /// Module folders used (relative to the definition dir): inputs.
     pub modules: Vec<String>,
+    /// Element folders outside the definition dir with their manifest
+    /// labels (see [`crate::spec::ImageSpec::path_labels`]).
+    pub path_labels: Vec<(PathBuf, String)>,
     /// With the index of the post-processor sequence each belongs to.
     pub post_processors: Vec<(usize, RawBlock)>,
     pub build_attrs: Vec<RawAttr>,
@@ -164,6 +172,10 @@ pub struct Project {
     /// What `data.*` holds: placeholders until the resolve stage sets the
     /// looked-up values ([`Project::set_data`]).
     pub(crate) data_values: DataValues,
+    /// Whether something evaluated while loading (a dynamic block's
+    /// `for_each`, a build's name or sources) uses a data source: then the
+    /// files are loaded again once data sources are looked up.
+    pub static_uses_data: bool,
 }
 
 impl Project {
@@ -349,6 +361,7 @@ pub fn load(path: &Path, options: &LoadOptions) -> Result<Project, Diagnostics> 
         root: root.clone(),
         display_base,
         static_scope: None,
+        static_data: None,
         diags: Vec::new(),
     };
     let paths = definition_files(&template_path).map_err(|e| {

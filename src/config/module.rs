@@ -86,13 +86,31 @@ pub struct ModuleLoader<'a> {
     pub diags: &'a mut Vec<Diagnostic>,
     /// Module folders already expanded in this build (canonical paths).
     pub seen: BTreeSet<PathBuf>,
+    /// Folders outside the definition dir that hold elements, with the
+    /// name they go by in manifests (`<diskimage-builder>`,
+    /// `<ELEMENTS_PATH>`): where pip or a checkout put them must not
+    /// change a content address.
+    pub labels: Vec<(PathBuf, String)>,
 }
 
 fn rel(def_dir: &Path, dir: &Path) -> String {
     crate::paths::relative_to(def_dir, dir)
 }
 
+/// The manifest name of the installed diskimage-builder package's elements.
+pub const INSTALLED_LABEL: &str = "<diskimage-builder>";
+/// The manifest name of the folders listed in `ELEMENTS_PATH`.
+pub const ELEMENTS_PATH_LABEL: &str = "<ELEMENTS_PATH>";
+
 impl ModuleLoader<'_> {
+    /// Names `dir` `label` in manifests, unless it is inside the definition
+    /// dir (a relative path is stable there already).
+    fn label(&mut self, dir: &Path, label: &str) {
+        if !dir.starts_with(self.def_dir) && !self.labels.iter().any(|(d, _)| d == dir) {
+            self.labels.push((dir.to_path_buf(), label.to_owned()));
+        }
+    }
+
     fn error(&mut self, loc: &SourceLoc, summary: impl Into<String>, hint: impl Into<String>) {
         self.diags
             .push(Diagnostic::error(summary).at(Some(loc.clone())).hint(hint));
@@ -235,7 +253,10 @@ impl ModuleLoader<'_> {
         for source in sources {
             if source == dib::INSTALLED {
                 match dib::installed_elements() {
-                    Ok(dir) => search.dirs.push(dir),
+                    Ok(dir) => {
+                        self.label(&dir, INSTALLED_LABEL);
+                        search.dirs.push(dir);
+                    }
                     Err(tried) => {
                         self.error(
                             loc,
@@ -248,7 +269,13 @@ impl ModuleLoader<'_> {
                 continue;
             }
             match std::fs::canonicalize(self.def_dir.join(source)) {
-                Ok(dir) if dir.is_dir() => search.dirs.push(dir),
+                Ok(dir) if dir.is_dir() => {
+                    if Path::new(source).is_relative() {
+                        let shown = rel(self.def_dir, &dir);
+                        self.label(&dir, &shown);
+                    }
+                    search.dirs.push(dir);
+                }
                 _ => {
                     self.error(
                         loc,
@@ -265,7 +292,12 @@ impl ModuleLoader<'_> {
     /// `ELEMENTS_PATH`'s folders; an entry that is no folder is an error.
     fn elements_path(&mut self, name: &str, loc: &SourceLoc) -> Option<Vec<PathBuf>> {
         match dib::elements_path_env() {
-            Ok(dirs) => Some(dirs),
+            Ok(dirs) => {
+                for dir in &dirs {
+                    self.label(dir, ELEMENTS_PATH_LABEL);
+                }
+                Some(dirs)
+            }
             Err(entry) => {
                 self.error(
                     loc,
@@ -433,6 +465,10 @@ impl ModuleLoader<'_> {
                 stack.pop();
                 return;
             };
+            if let Some(parent) = dir.parent() {
+                let shown = rel(self.def_dir, parent);
+                self.label(parent, &shown);
+            }
             let search = dib::SearchPath {
                 dirs: dir
                     .parent()

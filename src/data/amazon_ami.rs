@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::aws_access::{ACCESS, ACCESS_BLOCKS};
 use super::{out, DataKind, OutTy, Request, Resolved};
 use crate::build::BoxFuture;
-use crate::schema::{input, Schema};
+use crate::schema::{input, setting, Schema};
 
 pub static KIND: DataKind = DataKind {
     schema: Schema {
@@ -23,6 +23,7 @@ pub static KIND: DataKind = DataKind {
                 input("most_recent"),
                 input("executable_users"),
                 input("include_deprecated"),
+                setting("custom_endpoint_ec2"),
             ],
             ACCESS,
         ],

@@ -7,7 +7,7 @@
 
 use serde_json::Value;
 
-use super::aws_access::{ACCESS, ACCESS_BLOCKS};
+use super::aws_access::{ACCESS, ACCESS_BLOCKS, NO_EC2_ENDPOINT};
 use super::{out, DataKind, OutTy, Request, Resolved};
 use crate::build::BoxFuture;
 use crate::schema::{input, Schema};
@@ -15,7 +15,14 @@ use crate::schema::{input, Schema};
 pub static KIND: DataKind = DataKind {
     schema: Schema {
         kind: "amazon-parameterstore",
-        attrs: &[&[input("name").string(), input("with_decryption")], ACCESS],
+        attrs: &[
+            &[
+                input("name").string(),
+                input("with_decryption"),
+                NO_EC2_ENDPOINT,
+            ],
+            ACCESS,
+        ],
         blocks: ACCESS_BLOCKS,
     },
     outputs: &[

@@ -8,7 +8,7 @@
 
 use serde_json::Value;
 
-use super::aws_access::{ACCESS, ACCESS_BLOCKS};
+use super::aws_access::{ACCESS, ACCESS_BLOCKS, NO_EC2_ENDPOINT};
 use super::{out, DataKind, OutTy, Request, Resolved};
 use crate::build::BoxFuture;
 use crate::schema::{input, Schema};
@@ -22,6 +22,7 @@ pub static KIND: DataKind = DataKind {
                 input("key").string(),
                 input("version_id").string(),
                 input("version_stage").string(),
+                NO_EC2_ENDPOINT,
             ],
             ACCESS,
         ],

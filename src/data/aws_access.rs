@@ -5,29 +5,40 @@
 //! get there and as whom are settings, credentials secrets. Anything not
 //! set comes from the standard AWS chain, `AWS_ENDPOINT_URL` included.
 
+use crate::drivers::amazon_ebs::{CREDENTIALS, NO_REGION_CHECK, NO_TLS_SKIP, SHARED_FILE};
 use crate::schema::{block, input, secret, setting, AttrSpec, BlockSpec, Role};
 
+/// Packer's AWS access attributes every `amazon-*` data source takes;
+/// `custom_endpoint_ec2` only where there is an EC2 call (`amazon-ami`).
 pub(super) const ACCESS: &[AttrSpec] = &[
     input("region").string(),
     setting("profile"),
     secret("access_key"),
     secret("secret_key"),
     secret("token"),
-    secret("mfa_code"),
-    setting("custom_endpoint_ec2"),
-    setting("shared_credentials_file"),
-    setting("decode_authorization_messages"),
-    setting("insecure_skip_tls_verify"),
     setting("max_retries"),
-    setting("skip_metadata_api_check"),
-    setting("skip_credential_validation"),
-    setting("skip_region_validation"),
+    secret("mfa_code").ignored(CREDENTIALS),
+    setting("shared_credentials_file").ignored(SHARED_FILE),
+    setting("decode_authorization_messages").ignored(CREDENTIALS),
+    setting("insecure_skip_tls_verify").ignored(NO_TLS_SKIP),
+    setting("skip_metadata_api_check").ignored(CREDENTIALS),
+    setting("skip_credential_validation").ignored(CREDENTIALS),
+    setting("skip_region_validation").ignored(NO_REGION_CHECK),
 ];
 
+/// `custom_endpoint_ec2` where Packer has no EC2 call to send it to: as
+/// in Packer, it changes nothing (the endpoint of SSM or Secrets Manager
+/// comes from `AWS_ENDPOINT_URL_SSM`, `AWS_ENDPOINT_URL_SECRETS_MANAGER` or
+/// `AWS_ENDPOINT_URL`).
+pub(super) const NO_EC2_ENDPOINT: AttrSpec = setting("custom_endpoint_ec2").ignored(
+    "this data source calls no EC2 endpoint; set AWS_ENDPOINT_URL_<SERVICE> or AWS_ENDPOINT_URL",
+);
+
 pub(super) const ACCESS_BLOCKS: &[BlockSpec] = &[
-    block("assume_role", Role::Setting),
-    block("aws_polling", Role::Setting),
-    block("vault_aws_engine", Role::Setting),
+    block("assume_role", Role::Setting).ignored(CREDENTIALS),
+    block("aws_polling", Role::Setting)
+        .ignored("a data source makes one request: there is nothing to poll"),
+    block("vault_aws_engine", Role::Setting).ignored(CREDENTIALS),
 ];
 
 /// The shared SDK configuration for a data block's access attributes.
@@ -47,6 +58,7 @@ pub(super) async fn shared_config(config: &crate::spec::Attrs) -> aws_config::Sd
         region: get("region"),
         profile: get("profile"),
         credentials,
+        max_retries: crate::aws::max_retries(config.get("max_retries")),
     })
     .await
 }

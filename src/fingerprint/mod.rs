@@ -149,6 +149,7 @@ impl Fingerprint {
 struct Collected<'a> {
     hasher: &'a FileHasher,
     def_dir: &'a Path,
+    places: Places<'a>,
     text_inputs: BTreeMap<String, TextInput>,
     diags: Vec<Diagnostic>,
 }
@@ -161,16 +162,21 @@ pub fn fingerprint(
     hasher: &FileHasher,
 ) -> Result<Fingerprint, Vec<Diagnostic>> {
     let def_dir = spec.def_dir.as_path();
+    let places = Places {
+        def_dir,
+        labels: &spec.path_labels,
+    };
     let mut c = Collected {
         hasher,
         def_dir,
+        places,
         text_inputs: BTreeMap::new(),
         diags: Vec::new(),
     };
     let secrets = &spec.sensitive_values;
 
     let mut inputs = Inputs {
-        values: relativize_map(&spec.inputs, def_dir, secrets),
+        values: places.values(&spec.inputs, secrets),
         files: BTreeMap::new(),
     };
     if let Some(kind) = crate::drivers::kind_of(&spec.builder) {
@@ -208,7 +214,7 @@ pub fn fingerprint(
         let mut files = FileSet::new();
         match c.hash_path(dir, &mut files) {
             Ok(()) => {
-                modules.insert(relativize_path(dir, def_dir), files);
+                modules.insert(places.path(dir), files);
             }
             Err(e) => c.diags.push(
                 Diagnostic::error(format!("cannot read module folder {dir}: {e}"))
@@ -219,7 +225,7 @@ pub fn fingerprint(
 
     let mut function_files = FileSet::new();
     for (path, hex) in &spec.files_read {
-        let shown = relativize_path(path, def_dir);
+        let shown = places.path(path);
         function_files.insert(shown.clone(), format!("sha256:{hex}"));
         let full = def_dir.join(path);
         if hasher.cached(&full).is_some_and(|f| f.is_text) {
@@ -283,21 +289,66 @@ pub fn fingerprint(
     })
 }
 
-/// Values as they enter a manifest: the definition dir's absolute path
-/// replaced by relative paths, secrets by their digest.
-fn relativize_map(
-    values: &BTreeMap<String, Value>,
-    def_dir: &Path,
-    secrets: &[String],
-) -> BTreeMap<String, Value> {
-    values
-        .iter()
-        .map(|(k, v)| {
-            let mut v = relativize(v, def_dir);
-            crate::sensitive::redact_in(&mut v, secrets);
-            (k.clone(), v)
-        })
-        .collect()
+/// How paths appear in a manifest: relative to the definition dir, or, for
+/// a folder outside it that the spec labels (the installed
+/// diskimage-builder elements), as `LABEL/rest`: never an absolute path
+/// that depends on where the checkout or a package is.
+#[derive(Clone, Copy)]
+struct Places<'a> {
+    def_dir: &'a Path,
+    labels: &'a [(PathBuf, String)],
+}
+
+impl Places<'_> {
+    /// A path (relative to the definition dir, or absolute) as shown.
+    fn path(&self, path: &str) -> String {
+        if !self.labels.is_empty() {
+            let full = crate::paths::normalize_lexically(&resolve(self.def_dir, path));
+            for (dir, label) in self.labels {
+                if let Ok(rest) = full.strip_prefix(dir) {
+                    return relativize_path(&format!("{label}/{}", rest.display()), self.def_dir)
+                        .trim_end_matches('/')
+                        .to_owned();
+                }
+            }
+        }
+        relativize_path(path, self.def_dir)
+    }
+
+    /// Values as they enter a manifest: absolute paths made relative (or
+    /// labelled) inside every string, secrets replaced by their digest.
+    fn values(
+        &self,
+        values: &BTreeMap<String, Value>,
+        secrets: &[String],
+    ) -> BTreeMap<String, Value> {
+        values
+            .iter()
+            .map(|(k, v)| {
+                let mut v = self.value(v);
+                crate::sensitive::redact_in(&mut v, secrets);
+                (k.clone(), v)
+            })
+            .collect()
+    }
+
+    fn value(&self, value: &Value) -> Value {
+        let mut v = relativize(value, self.def_dir);
+        for (dir, label) in self.labels {
+            relabel(&mut v, &dir.to_string_lossy(), label);
+        }
+        v
+    }
+}
+
+/// Replaces `prefix` by `label` inside every string of `value`.
+fn relabel(value: &mut Value, prefix: &str, label: &str) {
+    match value {
+        Value::String(s) if s.contains(prefix) => *s = s.replace(prefix, label),
+        Value::Array(items) => items.iter_mut().for_each(|v| relabel(v, prefix, label)),
+        Value::Object(map) => map.values_mut().for_each(|v| relabel(v, prefix, label)),
+        _ => {}
+    }
 }
 
 impl Collected<'_> {
@@ -313,7 +364,7 @@ impl Collected<'_> {
         }
         ProvisionerEntry {
             kind: p.kind.clone(),
-            config: relativize_map(&p.config, self.def_dir, secrets),
+            config: self.places.values(&p.config, secrets),
             files,
             chain: None,
         }
@@ -383,7 +434,7 @@ impl Collected<'_> {
     fn hash_path(&mut self, path: &str, files: &mut FileSet) -> std::io::Result<()> {
         let (hasher, def_dir, text) = (self.hasher, self.def_dir, &mut self.text_inputs);
         let full = resolve(def_dir, path);
-        let shown = relativize_path(path, def_dir);
+        let shown = self.places.path(path);
         // Files are the common case: hash directly (one open, one fstat).
         let single = match hasher.hash_file(&full) {
             Ok(f) => Some(f),

@@ -96,6 +96,17 @@ pub fn prepare(
 ) -> Result<Prepared, PipelineError> {
     let mut project = config::load(dir, options)?;
     let data = data::resolve_data(&mut project, resolve).map_err(Diagnostics)?;
+    if project.static_uses_data && !data.is_empty() {
+        // A dynamic block's for_each or a build's name used a data source:
+        // load again with the answers (nothing is looked up twice).
+        let answers = project.data_answers().clone();
+        let options = LoadOptions {
+            data: Some(answers.clone()),
+            ..options.clone()
+        };
+        project = config::load(dir, &options)?;
+        project.set_data(&answers);
+    }
     if project.has_secrets() {
         crate::sensitive::use_project_key(&project.template_dir).map_err(|source| {
             PipelineError::SensitiveKey {

@@ -713,6 +713,7 @@ async fn client_for(settings: &S3Settings) -> Client {
         region: settings.region.clone(),
         profile: settings.profile.clone(),
         credentials: None,
+        max_retries: None,
     };
     crate::aws::s3_client(&aws, settings.endpoint.as_deref()).await
 }

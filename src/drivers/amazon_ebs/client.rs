@@ -69,6 +69,7 @@ pub(super) struct ClientSettings {
     access_key: Option<String>,
     secret_key: Option<String>,
     token: Option<String>,
+    max_retries: Option<u32>,
 }
 
 impl ClientSettings {
@@ -85,6 +86,7 @@ impl ClientSettings {
             access_key: get("access_key"),
             secret_key: get("secret_key"),
             token: get("token"),
+            max_retries: aws::max_retries(spec.attr("max_retries")),
         }
     }
 
@@ -160,6 +162,7 @@ async fn new_client(settings: &ClientSettings) -> Ec2 {
         region: settings.region.clone(),
         profile: settings.profile.clone(),
         credentials,
+        max_retries: settings.max_retries,
     })
     .await;
     let mut config = aws_sdk_ec2::config::Builder::from(&shared);

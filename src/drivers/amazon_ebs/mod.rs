@@ -169,16 +169,13 @@ const ATTRS: &[AttrSpec] = &[
     secret("secret_key"),
     secret("token"),
     setting("custom_endpoint_ec2"),
-    setting("insecure_skip_tls_verify")
-        .ignored("imgform always verifies the endpoint's TLS certificate"),
+    setting("insecure_skip_tls_verify").ignored(NO_TLS_SKIP),
     setting("decode_authorization_messages").ignored(CREDENTIALS),
     setting("max_retries"),
-    setting("skip_region_validation")
-        .ignored("imgform does not validate region names; a wrong one fails at the first request"),
+    setting("skip_region_validation").ignored(NO_REGION_CHECK),
     setting("skip_metadata_api_check").ignored(CREDENTIALS),
     setting("skip_credential_validation").ignored(CREDENTIALS),
-    setting("shared_credentials_file")
-        .ignored("set AWS_SHARED_CREDENTIALS_FILE for the AWS SDK instead"),
+    setting("shared_credentials_file").ignored(SHARED_FILE),
     setting("block_duration_minutes").ignored(SPOT),
     setting("spot_allocation_strategy").ignored(SPOT),
     setting("spot_price_auto_product").ignored(SPOT),
@@ -209,7 +206,11 @@ fn target(settings: &Attrs) -> TargetAddr {
 // Why a Packer attribute imgform loads is not acted on (the warning's hint).
 const SPOT: &str = "imgform launches one on-demand instance of instance_type";
 const CAPACITY: &str = "the instance is launched without a capacity reservation";
-const CREDENTIALS: &str = "imgform takes credentials from the AWS SDK's chain: environment, profile (`profile`), SSO, instance role";
+pub(crate) const CREDENTIALS: &str = "imgform takes credentials from the AWS SDK's chain: environment, profile (`profile`), SSO, instance role";
+pub(crate) const NO_TLS_SKIP: &str = "imgform always verifies the endpoint's TLS certificate";
+pub(crate) const NO_REGION_CHECK: &str =
+    "imgform does not validate region names; a wrong one fails at the first request";
+pub(crate) const SHARED_FILE: &str = "set AWS_SHARED_CREDENTIALS_FILE for the AWS SDK instead";
 const PLACEMENT: &str =
     "the instance is launched with the account's default placement, tenancy and licences";
 const ENCRYPTION: &str =

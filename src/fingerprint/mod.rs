@@ -382,7 +382,7 @@ impl Collected<'_> {
         }
         ProvisionerEntry {
             kind: p.kind.clone(),
-            config: relativize_map(&p.config, self.def_dir, secrets),
+            config: self.places.values(&p.config, secrets),
             files,
             chain: p.chain,
         }

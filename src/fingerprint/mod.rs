@@ -411,7 +411,7 @@ impl Collected<'_> {
                 // Copied as a link: where it points is the input, never
                 // the bytes it points at (see the module doc).
                 if let Some(target) = crate::paths::link_leading_out(&full, self.def_dir) {
-                    let shown = relativize_path(&file.path, self.def_dir);
+                    let shown = self.places.path(&file.path);
                     files.insert(shown, format!("symlink:{target}"));
                     return;
                 }

@@ -1,11 +1,12 @@
-//! Every attribute and block a builder or provisioner schema lists is either
+//! Every attribute and block a builder, provisioner or post-processor
+//! schema lists is either
 //! acted on (the code outside the schema declarations reads it by name) or
 //! marked `ignored` (a warning when it is set): a template never sets
 //! something imgform silently does nothing with.
 
 use std::path::{Path, PathBuf};
 
-use crate::{data, drivers, provision};
+use crate::{data, drivers, postprocess, provision};
 
 /// The Rust sources of the crate, test code left out (`*_tests.rs`, and
 /// each file's `#[cfg(test)] mod`), comments dropped, and with the
@@ -67,7 +68,8 @@ fn every_schema_attribute_is_acted_on_or_warned_about() {
     let schemas = drivers::KINDS
         .iter()
         .map(|k| &k.schema)
-        .chain(provision::KINDS.iter().map(|k| &k.schema));
+        .chain(provision::KINDS.iter().map(|k| &k.schema))
+        .chain(postprocess::KINDS.iter().map(|k| &k.schema));
     for schema in schemas {
         let attrs = schema.all_attrs().map(|a| (a.name, a.ignored));
         let blocks = schema.blocks.iter().map(|b| (b.name, b.ignored));

@@ -120,6 +120,38 @@ fn every_data_source_attribute_is_acted_on_or_warned_about() {
     );
 }
 
+/// The same for post-processors, stricter: an attribute must be read by
+/// the code that runs post-processors (`src/postprocess/`), by the
+/// `shell-local` code the `shell-local` post-processor shares with the
+/// provisioner (`provision/shell_local.rs`, the environment in
+/// `provision/mod.rs`), or where `only`/`except` pick the sources
+/// (`config/build.rs`).
+#[test]
+fn every_post_processor_attribute_is_acted_on_or_warned_about() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let code = code_of(&src, |f| {
+        let rel = f.strip_prefix(&src).unwrap_or(f);
+        rel.starts_with("postprocess")
+            || rel == Path::new("provision/shell_local.rs")
+            || rel == Path::new("provision/mod.rs")
+            || rel == Path::new("config/build.rs")
+    });
+    let mut silent = Vec::new();
+    for kind in postprocess::KINDS {
+        let schema = &kind.schema;
+        for attr in schema.all_attrs() {
+            if attr.ignored.is_none() && !code.contains(&format!("\"{}\"", attr.name)) {
+                silent.push(format!("post-processor {} `{}`", schema.kind, attr.name));
+            }
+        }
+    }
+    assert!(
+        silent.is_empty(),
+        "post-processor attributes accepted but neither acted on nor marked ignored:\n  {}",
+        silent.join("\n  ")
+    );
+}
+
 #[test]
 fn an_ignored_attribute_is_found_only_when_set() {
     let schema = &drivers::kind_of("amazon-ebs").unwrap().schema;

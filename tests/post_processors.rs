@@ -238,6 +238,9 @@ build {
     let applied = p.run(&["apply", "--auto-approve"]);
     applied
         .code(1)
+        // The archive and the sums were written before the last step failed.
+        .stderr_has("compress: wrote new/dir/disk.tar")
+        .stderr_has("checksum: md5 of disk.tar in sums.txt")
         .stderr_has("post-processor \"shell-local\" failed")
         .stderr_has("failing on purpose");
     // Nothing the post-processors wrote is left; what was there is back.

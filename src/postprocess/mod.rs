@@ -324,3 +324,27 @@ fn output_path(text: &str) -> PathBuf {
 fn io_error(context: String) -> impl FnOnce(std::io::Error) -> BuildError {
     move |source| BuildError::Io { context, source }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn schemas_are_consistent_and_names_unique() {
+        let mut names = std::collections::BTreeSet::new();
+        for kind in super::KINDS {
+            crate::schema::assert_consistent(&kind.schema);
+            assert!(names.insert(kind.schema.kind), "{} twice", kind.schema.kind);
+            assert!(kind.schema.attr("keep_input_artifact").is_some());
+        }
+    }
+
+    #[test]
+    fn fields_render_and_unknown_ones_are_named() {
+        let fields = [("BuildName", "web"), ("ChecksumType", "sha256")];
+        assert_eq!(
+            super::render_fields("out/{{.BuildName}}_{{ .ChecksumType }}.sum", &fields).unwrap(),
+            "out/web_sha256.sum"
+        );
+        let err = super::render_fields("{{.Provider}}.box", &fields).unwrap_err();
+        assert!(err.starts_with("{{.Provider}} is not a field"), "{err}");
+    }
+}

@@ -505,3 +505,62 @@ fn legacy_json_aws_secretsmanager_reads_moto_and_stays_secret() {
         .stderr_has("packer.json:2:")
         .stderr_has("aws_secretsmanager(\"no/such\")");
 }
+
+/// A builder that makes a file: `checksum` sums it and `compress` gzips it
+/// (Packer's default of not keeping the input does not delete the built
+/// image: it is what the state records).
+#[test]
+fn a_chroot_image_file_is_checksummed_and_compressed() {
+    if !util::is_root() {
+        eprintln!("skipped: the chroot builder needs root");
+        return;
+    }
+    let p = Project::new();
+    std::fs::create_dir_all(p.path().join("rootfs")).unwrap();
+    std::fs::copy(
+        util::busybox_rootfs(),
+        p.path().join("rootfs/busybox.tar.gz"),
+    )
+    .unwrap();
+    p.file(
+        "images.pkr.hcl",
+        r#"
+source "chroot" "t" {
+  base   = "rootfs/busybox.tar.gz"
+  format = "tar"
+}
+build {
+  sources = ["source.chroot.t"]
+  provisioner "shell" {
+    inline = ["echo marker > /etc/marker"]
+  }
+  post-processor "checksum" {
+    checksum_types = ["sha256"]
+    output         = "sums/{{.BuildName}}.sha256"
+  }
+  post-processor "compress" {
+    output = "dist/{{.BuildName}}.tar.gz"
+  }
+}
+"#,
+    );
+    p.run(&["apply", "--auto-approve"]).success();
+    let built: Vec<_> = std::fs::read_dir(p.path().join("output"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|f| f.extension().is_some_and(|e| e == "tar"))
+        .collect();
+    assert_eq!(built.len(), 1, "the built image is kept: {built:?}");
+    let image = &built[0];
+    let name = image.file_name().unwrap().to_string_lossy().into_owned();
+    let bytes = std::fs::read(image).unwrap();
+    assert_eq!(
+        p.read("sums/t.sha256"),
+        format!("{}\t{name}\n", sha256_hex(&bytes))
+    );
+    // compress tars the image (by its base name) and gzips the tar.
+    let inside = tool(p.path(), "tar", &["-xzOf", "dist/t.tar.gz", &name]);
+    assert_eq!(sha256_hex(&inside), sha256_hex(&bytes));
+    let plan = p.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 0, "{}{}", plan.stdout, plan.stderr);
+}

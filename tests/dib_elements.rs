@@ -241,21 +241,6 @@ build {
     assert!(!p.path().join("state").exists());
 }
 
-/// Content addresses of a plan, by image.
-fn addresses(run: &util::Run) -> Vec<(String, String)> {
-    run.json()["changes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| {
-            (
-                c["address"].as_str().unwrap().to_owned(),
-                c["content"]["new"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect()
-}
-
 #[test]
 fn where_elements_are_kept_outside_the_project_does_not_change_addresses() {
     let root = tempfile::tempdir().unwrap();
@@ -306,7 +291,7 @@ build {
         &root.path().join("repo"),
         &root.path().join("tools/a/elements"),
     );
-    let before = addresses(&first);
+    let before = util::content_addresses(&first.json());
     assert_eq!(before.len(), 1);
 
     // The same files elsewhere, at another depth: the same addresses.
@@ -320,7 +305,7 @@ build {
         &other.path().join("x/y/repo"),
         &other.path().join("opt/elements"),
     );
-    assert_eq!(addresses(&moved), before);
+    assert_eq!(util::content_addresses(&moved.json()), before);
 
     // A changed element changes it.
     std::fs::write(
@@ -332,5 +317,5 @@ build {
         &other.path().join("x/y/repo"),
         &other.path().join("opt/elements"),
     );
-    assert_ne!(addresses(&changed), before);
+    assert_ne!(util::content_addresses(&changed.json()), before);
 }

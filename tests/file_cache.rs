@@ -78,20 +78,6 @@ fn set_mtime(p: &Project, rel: &str, when: SystemTime) {
         .unwrap();
 }
 
-fn content_addresses(run: &util::Run) -> Vec<(String, String)> {
-    run.json()["changes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| {
-            (
-                c["address"].as_str().unwrap().to_owned(),
-                c["content"]["new"].as_str().unwrap_or_default().to_owned(),
-            )
-        })
-        .collect()
-}
-
 #[test]
 fn a_cache_hit_gives_the_fresh_hash_and_no_cache_bypasses_it() {
     let p = applied();
@@ -107,7 +93,10 @@ fn a_cache_hit_gives_the_fresh_hash_and_no_cache_bypasses_it() {
     cached.success();
     let fresh = p.run(&["plan", "--json", "--no-cache"]);
     fresh.success();
-    assert_eq!(content_addresses(&cached), content_addresses(&fresh));
+    assert_eq!(
+        util::content_addresses(&cached.json()),
+        util::content_addresses(&fresh.json())
+    );
     assert_eq!(p.read(CACHE), cache);
     assert_eq!(
         std::fs::metadata(p.path().join(CACHE))

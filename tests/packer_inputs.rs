@@ -42,20 +42,6 @@ build {
     p
 }
 
-fn addresses(plan: &serde_json::Value) -> Vec<(String, String)> {
-    plan["changes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| {
-            (
-                c["address"].as_str().unwrap().to_owned(),
-                c["content"]["new"].as_str().unwrap_or_default().to_owned(),
-            )
-        })
-        .collect()
-}
-
 #[test]
 fn a_template_folder_resolves_relative_paths_against_the_current_directory() {
     let p = repo_with_packer_folder();
@@ -64,7 +50,10 @@ fn a_template_folder_resolves_relative_paths_against_the_current_directory() {
     // One file, Packer's other usage: the same image, the same address.
     let by_file = p.run(&["plan", "--json", "packer/build.pkr.hcl"]);
     by_file.success();
-    assert_eq!(addresses(&by_folder.json()), addresses(&by_file.json()));
+    assert_eq!(
+        util::content_addresses(&by_folder.json()),
+        util::content_addresses(&by_file.json())
+    );
 
     // A saved plan remembers its template folder: `apply p.bin` where
     // `plan` ran uses the folder's state.
@@ -106,11 +95,13 @@ fn chdir_changes_directory_first() {
 #[test]
 fn moving_the_checkout_keeps_the_addresses_of_a_template_folder() {
     let p = repo_with_packer_folder();
-    let before = addresses(&p.run(&["plan", "--json", "packer/"]).json());
+    let before = util::content_addresses(&p.run(&["plan", "--json", "packer/"]).json());
     let elsewhere = tempfile::tempdir().unwrap();
     let moved = elsewhere.path().join("deeper/checkout");
     util::copy_tree(p.path(), &moved);
-    let after = addresses(&util::imgform_in(&moved, &["plan", "--json", "packer/"], &[]).json());
+    let after = util::content_addresses(
+        &util::imgform_in(&moved, &["plan", "--json", "packer/"], &[]).json(),
+    );
     assert_eq!(before, after);
 }
 
@@ -296,7 +287,10 @@ build {
     let plan = p
         .run(&["plan", "--json", "--target", "cloudimg.deps.null.child"])
         .json();
-    let addrs: Vec<String> = addresses(&plan).into_iter().map(|(a, _)| a).collect();
+    let addrs: Vec<String> = util::content_addresses(&plan)
+        .into_iter()
+        .map(|(a, _)| a)
+        .collect();
     // The image and the one it is built from, parents first.
     assert_eq!(
         addrs,
@@ -366,7 +360,10 @@ build {
     p.run(&["plan"])
         .code(1)
         .stderr_has("images.pkr.hcl:7:5")
-        .stderr_has("`vault` is not a template function");
+        .stderr_has("`vault` reads HashiCorp Vault, which imgform does not reach")
+        .stderr_has(
+            "hint: imgform does not reach HashiCorp Vault: read the value before running imgform",
+        );
 }
 
 #[test]

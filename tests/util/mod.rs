@@ -269,3 +269,18 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
     );
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
+
+/// Each planned image's address and new content address, from `plan --json`.
+pub fn content_addresses(plan: &serde_json::Value) -> Vec<(String, String)> {
+    plan["changes"]
+        .as_array()
+        .expect("a plan's changes")
+        .iter()
+        .map(|c| {
+            (
+                c["address"].as_str().unwrap().to_owned(),
+                c["content"]["new"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}

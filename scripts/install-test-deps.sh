@@ -18,6 +18,9 @@ command -v sudo >/dev/null 2>&1 || need_apt+=(sudo)
 # the screenshot. dpkg-deb (dpkg) builds the packages of tests/sbom.rs.
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 command -v dpkg-deb >/dev/null 2>&1 || need_apt+=(dpkg)
+# unzip: tests/post_processors.rs reads the compress post-processor's zip
+# with another tool than the one that wrote it.
+command -v unzip >/dev/null 2>&1 || need_apt+=(unzip)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then

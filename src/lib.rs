@@ -37,6 +37,7 @@ pub mod interrupt;
 pub mod paths;
 pub mod pipeline;
 pub mod plan;
+pub mod postprocess;
 pub mod provision;
 pub mod sbom;
 pub mod schema;

@@ -1,11 +1,12 @@
-//! Every attribute and block a builder or provisioner schema lists is either
+//! Every attribute and block a builder, provisioner or post-processor
+//! schema lists is either
 //! acted on (the code outside the schema declarations reads it by name) or
 //! marked `ignored` (a warning when it is set): a template never sets
 //! something imgform silently does nothing with.
 
 use std::path::{Path, PathBuf};
 
-use crate::{data, drivers, provision};
+use crate::{data, drivers, postprocess, provision};
 
 /// The Rust sources of the crate, test code left out (`*_tests.rs`, and
 /// each file's `#[cfg(test)] mod`), comments dropped, and with the
@@ -67,7 +68,8 @@ fn every_schema_attribute_is_acted_on_or_warned_about() {
     let schemas = drivers::KINDS
         .iter()
         .map(|k| &k.schema)
-        .chain(provision::KINDS.iter().map(|k| &k.schema));
+        .chain(provision::KINDS.iter().map(|k| &k.schema))
+        .chain(postprocess::KINDS.iter().map(|k| &k.schema));
     for schema in schemas {
         let attrs = schema.all_attrs().map(|a| (a.name, a.ignored));
         let blocks = schema.blocks.iter().map(|b| (b.name, b.ignored));
@@ -114,6 +116,38 @@ fn every_data_source_attribute_is_acted_on_or_warned_about() {
     assert!(
         silent.is_empty(),
         "data source attributes accepted but neither acted on nor marked ignored:\n  {}",
+        silent.join("\n  ")
+    );
+}
+
+/// The same for post-processors, stricter: an attribute must be read by
+/// the code that runs post-processors (`src/postprocess/`), by the
+/// `shell-local` code the `shell-local` post-processor shares with the
+/// provisioner (`provision/shell_local.rs`, the environment in
+/// `provision/mod.rs`), or where `only`/`except` pick the sources
+/// (`config/build.rs`).
+#[test]
+fn every_post_processor_attribute_is_acted_on_or_warned_about() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let code = code_of(&src, |f| {
+        let rel = f.strip_prefix(&src).unwrap_or(f);
+        rel.starts_with("postprocess")
+            || rel == Path::new("provision/shell_local.rs")
+            || rel == Path::new("provision/mod.rs")
+            || rel == Path::new("config/build.rs")
+    });
+    let mut silent = Vec::new();
+    for kind in postprocess::KINDS {
+        let schema = &kind.schema;
+        for attr in schema.all_attrs() {
+            if attr.ignored.is_none() && !code.contains(&format!("\"{}\"", attr.name)) {
+                silent.push(format!("post-processor {} `{}`", schema.kind, attr.name));
+            }
+        }
+    }
+    assert!(
+        silent.is_empty(),
+        "post-processor attributes accepted but neither acted on nor marked ignored:\n  {}",
         silent.join("\n  ")
     );
 }

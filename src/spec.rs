@@ -40,7 +40,10 @@ pub struct ImageSpec {
     /// Module folders this image uses, relative to the definition dir.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub modules: Vec<String>,
-    /// `post-processor` blocks, kept as written (evaluated) for later use.
+    /// `post-processor` blocks in order, each with its sequence (`chain`).
+    /// Those imgform runs (see `postprocess::KINDS`) split their attributes
+    /// by role like provisioners; the others keep every attribute in
+    /// `config`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub post_processors: Vec<ProvisionerSpec>,
     /// Images this one is built from (through `image.<ADDR>.id`).
@@ -163,6 +166,10 @@ pub struct ProvisionerSpec {
     /// definition dir; relative paths in the config resolve against it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_dir: Option<String>,
+    /// For a post-processor: the sequence it belongs to (Packer's chain;
+    /// a lone `post-processor` block is a sequence of its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain: Option<usize>,
 }
 
 impl ProvisionerSpec {

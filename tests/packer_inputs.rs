@@ -360,7 +360,10 @@ build {
     p.run(&["plan"])
         .code(1)
         .stderr_has("images.pkr.hcl:7:5")
-        .stderr_has("`vault` is not a template function");
+        .stderr_has("`vault` reads HashiCorp Vault, which imgform does not reach")
+        .stderr_has(
+            "hint: imgform does not reach HashiCorp Vault: read the value before running imgform",
+        );
 }
 
 #[test]

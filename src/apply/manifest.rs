@@ -5,8 +5,9 @@
 //! packer_run_uuid, custom_data}], "last_run_uuid"}`. Tools written for
 //! Packer's manifest read it unchanged. The file is replaced atomically.
 //!
-//! Other post-processors are not run: each is a warning at plan time
-//! ([`unsupported_warnings`]).
+//! `shell-local`, `checksum` and `compress` run before the image is
+//! recorded (`postprocess`); any other post-processor is not run: each is
+//! a warning at plan time ([`unsupported_warnings`]).
 
 use std::path::{Path, PathBuf};
 
@@ -16,21 +17,18 @@ use crate::diag::Diagnostic;
 use crate::spec::{ImageSpec, ProvisionerSpec};
 use crate::state::Artifact;
 
-/// The post-processors imgform runs.
-const RUN: &[&str] = &["manifest"];
-
 /// A warning for each post-processor of `spec` that imgform does not run.
 pub fn unsupported_warnings(spec: &ImageSpec) -> Vec<Diagnostic> {
     spec.post_processors
         .iter()
-        .filter(|p| !RUN.contains(&p.kind.as_str()))
+        .filter(|p| p.kind != "manifest" && crate::postprocess::kind_of(&p.kind).is_none())
         .map(|p| {
             Diagnostic::warning(format!(
                 "{}: post-processor \"{}\" is not run by imgform",
                 spec.addr, p.kind
             ))
             .at(Some(p.loc.clone()))
-            .hint("imgform runs the manifest post-processor; run other steps on the recorded artifact afterwards (imgform state list --json gives its id)")
+            .hint("imgform runs the manifest, shell-local, checksum and compress post-processors; run other steps on the recorded artifact afterwards (imgform state list --json gives its id)")
         })
         .collect()
 }
@@ -69,7 +67,7 @@ fn entry(spec: &ImageSpec, p: &ProvisionerSpec, artifact: &Artifact, run_id: &st
         Some(region) if spec.builder.starts_with("amazon") => format!("{region}:{}", artifact.id),
         _ => artifact.id.clone(),
     };
-    let files: Vec<Value> = local_file(spec, artifact)
+    let files: Vec<Value> = crate::postprocess::local_file(spec, artifact)
         .map(|path| {
             let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
             let name = if flag("strip_path") {
@@ -115,12 +113,6 @@ fn entry(spec: &ImageSpec, p: &ProvisionerSpec, artifact: &Artifact, run_id: &st
         entry["build_time"] = json!(build_time);
     }
     entry
-}
-
-/// The local file an artifact is, if it is one (a disk image, a tarball).
-fn local_file(spec: &ImageSpec, artifact: &Artifact) -> Option<PathBuf> {
-    let path = spec.def_dir.join(&artifact.id);
-    path.is_file().then_some(path)
 }
 
 /// Reads the manifest at `path` (if any), appends `entry`, and replaces the

@@ -483,6 +483,7 @@ impl<'a> Run<'a> {
         let (keep_failed, keep_on_error) = (self.options.keep_failed, self.options.keep_on_error);
         let builder = builder(&job.spec.builder).expect("checked in Run::new");
         let task_addr = addr.clone();
+        let cancel_after = cancel.clone();
         let handle = self.running.spawn(async move {
             let started = Instant::now();
             sink.send(Event::Started {
@@ -502,7 +503,21 @@ impl<'a> Run<'a> {
                 keep_on_error,
                 inventory: &inventory,
             };
-            let result = builder.build(ctx).await;
+            let result = match builder.build(ctx).await {
+                Ok(artifact) => {
+                    post_process(
+                        builder,
+                        &job,
+                        &run_id,
+                        sink.clone(),
+                        &cancel_after,
+                        keep_on_error,
+                        artifact,
+                    )
+                    .await
+                }
+                Err(e) => Err(e),
+            };
             Finished {
                 addr: task_addr,
                 result,
@@ -745,6 +760,58 @@ impl<'a> Run<'a> {
 fn builder(name: &str) -> Result<&'static dyn Builder, ApplyError> {
     let kind = drivers::kind_of(name).ok_or_else(|| ApplyError::UnknownBuilder(name.to_owned()))?;
     Ok(kind.implementation()?)
+}
+
+/// Runs the image's post-processors (`postprocess`) on the artifact the
+/// builder returned, before the image is recorded. When one fails, what
+/// they wrote is gone already; the artifact is deleted too (it will not be
+/// recorded, so it would be left behind), unless `--on-error=abort` keeps
+/// it for debugging.
+async fn post_process(
+    builder: &'static dyn Builder,
+    job: &BuildJob,
+    run_id: &str,
+    sink: EventSink,
+    cancel: &CancelToken,
+    keep_on_error: bool,
+    artifact: Artifact,
+) -> Result<Artifact, BuildError> {
+    if crate::postprocess::identity(&job.spec).next().is_none() {
+        return Ok(artifact);
+    }
+    let inventory = crate::build::InventorySlot::default();
+    let ctx = BuildContext {
+        spec: &job.spec,
+        content_address: &job.content_address,
+        run_id,
+        events: sink.clone(),
+        cancel: cancel.clone(),
+        keep_failed: false,
+        keep_on_error,
+        inventory: &inventory,
+    };
+    let error = match crate::postprocess::run_all(&ctx, &artifact).await {
+        Ok(_) => return Ok(artifact),
+        Err(e) => e,
+    };
+    if keep_on_error {
+        sink.step(format!(
+            "post-processing failed; kept artifact {} (--on-error=abort), not recorded",
+            artifact.id
+        ));
+        return Err(error);
+    }
+    let at = Recorded {
+        def_dir: &job.spec.def_dir,
+        spec: Some(&job.spec),
+    };
+    if let Err(e) = builder.destroy(at, &artifact).await {
+        sink.step(format!(
+            "could not delete artifact {} after post-processing failed: {e}",
+            artifact.id
+        ));
+    }
+    Err(error)
 }
 
 /// Replaces `imgform-image://` tokens with parents' real artifact ids.

@@ -44,7 +44,10 @@ struct BuildShared {
     tests: Vec<ProvisionerDef>,
     modules: Vec<String>,
     path_labels: Vec<(PathBuf, String)>,
-    post_processors: Vec<RawBlock>,
+    /// Each with the sequence it belongs to: a lone `post-processor` block
+    /// is a sequence of one, the blocks of one `post-processors` block
+    /// share one (Packer's chain: each gets the artifact of the one before).
+    post_processors: Vec<(usize, RawBlock)>,
     /// Source settings its modules imply (a DIB `vm` element's disk).
     source_settings: Vec<RawAttr>,
 }
@@ -109,7 +112,7 @@ impl Loader {
             .iter()
             .chain(&shared.tests)
             .map(|p| &p.block)
-            .chain(&shared.post_processors);
+            .chain(shared.post_processors.iter().map(|(_, b)| b));
         let known: Vec<String> = sources.iter().map(|(t, n)| format!("{t}.{n}")).collect();
         for block in blocks {
             for attr in ["only", "except"].iter().filter_map(|a| block.attr(a)) {
@@ -254,6 +257,26 @@ impl Loader {
             .collect()
     }
 
+    /// A legacy JSON builder's `name` holding Packer's template engine,
+    /// rendered with the variables as Packer 1.x rendered build names. A
+    /// name must be the same on every run: the clock functions are refused.
+    fn render_name(&mut self, text: &str) -> Result<String, String> {
+        let ctx = self
+            .static_scope
+            .clone()
+            .unwrap_or_else(|| super::scope::base_context(&self.root));
+        let env = self.function_env();
+        let (result, trace) =
+            crate::config::functions::with_env(env, || super::packer_template::render(text, &ctx));
+        if trace.nondeterministic {
+            return Err(
+                "it changes on every run (timestamp, uuid), and an image's address must not"
+                    .to_owned(),
+            );
+        }
+        result.map_err(|e| format!("{}: {}", e.action, e.message))
+    }
+
     fn evaluate_at_load_time(&mut self, attr: &RawAttr) -> Result<hcl::Value, String> {
         let ctx = self
             .static_scope
@@ -294,8 +317,16 @@ impl Loader {
                     }
                 }
                 "module" => self.module_block(inner, &mut module_loader_seen, shared),
-                "post-processor" => shared.post_processors.push(inner.clone()),
-                "post-processors" => shared.post_processors.extend(inner.blocks.iter().cloned()),
+                "post-processor" => {
+                    let chain = shared.chains();
+                    shared.post_processors.push((chain, inner.clone()));
+                }
+                "post-processors" => {
+                    let chain = shared.chains();
+                    shared
+                        .post_processors
+                        .extend(inner.blocks.iter().map(|b| (chain, b.clone())));
+                }
                 "error-cleanup-provisioner" => {}
                 "hcp_packer_registry" => self.diags.push(
                     Diagnostic::note(
@@ -423,6 +454,19 @@ impl Loader {
                 if attr.name == "name" {
                     match literal_string(&attr.expr) {
                         Some(v) if is_name(&v) => name = v,
+                        Some(v) if v.contains("{{") => match self.render_name(&v) {
+                            Ok(v) if is_name(&v) => name = v,
+                            Ok(v) => self.error(
+                                &attr.loc,
+                                format!("the builder name `{v}` (rendered from `{}`) is not a usable name", attr.text),
+                                "a name is made of letters, digits, _ and -",
+                            ),
+                            Err(e) => self.error(
+                                &attr.loc,
+                                format!("cannot render the builder name: {e}"),
+                                "a legacy builder's name may use {{user `x`}} and Packer's other functions, rendered with the variables",
+                            ),
+                        },
                         _ => self.error(
                             &attr.loc,
                             "`name` of an in-build source must be a literal name",
@@ -459,6 +503,13 @@ impl Loader {
 }
 
 impl BuildShared {
+    /// The number of post-processor sequences so far: the next one's index.
+    fn chains(&self) -> usize {
+        self.post_processors
+            .last()
+            .map_or(0, |(chain, _)| chain + 1)
+    }
+
     /// The image of source `t`.`name`: the build's provisioners, tests and
     /// post-processors that apply to it, with the merged source.
     fn image(
@@ -505,7 +556,7 @@ impl BuildShared {
             post_processors: self
                 .post_processors
                 .iter()
-                .filter(|p| applies(p))
+                .filter(|(_, p)| applies(p))
                 .cloned()
                 .collect(),
             build_attrs: self.attrs.clone(),

@@ -358,24 +358,10 @@ impl Project {
                 }
             }
         }
-        for block in &def.post_processors {
-            let mut config = Attrs::new();
-            for attr in &block.attrs {
-                if let Some(v) = self.eval_packer_attr(attr, ctx, &mut diags) {
-                    config.insert(attr.name.clone(), v);
-                }
+        for (chain, block) in &def.post_processors {
+            if let Some(p) = self.eval_post_processor(*chain, block, ctx, &mut diags) {
+                out.post_processors.push(p);
             }
-            out.post_processors.push(ProvisionerSpec {
-                kind: block.labels.first().cloned().unwrap_or_default(),
-                config,
-                settings: Attrs::new(),
-                max_retries: 0,
-                timeout: None,
-                pause_before: None,
-                loc: block.loc.clone(),
-                attr_locs: Default::default(),
-                base_dir: None,
-            });
         }
         if diags.is_empty() {
             Ok(out)
@@ -463,7 +449,7 @@ impl Project {
                         e.action, attr.name, e.message
                     ))
                     .at(Some(attr.loc.clone()))
-                    .hint("Packer's template engine is rendered in builder and provisioner settings; write a literal {{ as {{ \"{{\" }}, or use an HCL expression (${timestamp()}, ${source.name})"),
+                    .hint(e.hint.unwrap_or_else(|| "Packer's template engine is rendered in builder and provisioner settings; write a literal {{ as {{ \"{{\" }}, or use an HCL expression (${timestamp()}, ${source.name})".to_owned())),
                 );
                 None
             }
@@ -574,6 +560,7 @@ impl Project {
                 .map(|a| (a.name.clone(), a.loc.clone()))
                 .collect(),
             base_dir: None,
+            chain: None,
             kind,
             config,
             settings,
@@ -588,6 +575,80 @@ impl Project {
             return None;
         }
         Some(spec)
+    }
+
+    /// One post-processor block. A kind imgform runs (`postprocess::KINDS`)
+    /// splits its attributes by role and refuses one it does not know; any
+    /// other kind (`manifest`, or one imgform only warns about) keeps every
+    /// attribute in `config`, as written.
+    fn eval_post_processor(
+        &self,
+        chain: usize,
+        block: &RawBlock,
+        ctx: &Context,
+        diags: &mut Vec<Diagnostic>,
+    ) -> Option<ProvisionerSpec> {
+        let kind = block.labels.first().cloned().unwrap_or_default();
+        let schema = crate::postprocess::kind_of(&kind).map(|k| &k.schema);
+        let before = diags.len();
+        let mut config = Attrs::new();
+        let mut settings = Attrs::new();
+        for attr in &block.attrs {
+            let Some(value) = self.eval_packer_attr(attr, ctx, diags) else {
+                continue;
+            };
+            let Some(schema) = schema else {
+                config.insert(attr.name.clone(), value);
+                continue;
+            };
+            match schema.role(&attr.name) {
+                Some(Role::Input) => {
+                    config.insert(attr.name.clone(), value);
+                }
+                Some(_) => {
+                    settings.insert(attr.name.clone(), value);
+                }
+                None => diags.push(
+                    Diagnostic::error(format!(
+                        "unknown attribute `{}` in post-processor \"{kind}\"",
+                        attr.name
+                    ))
+                    .at(Some(attr.loc.clone()))
+                    .hint(super::hint_for(
+                        &attr.name,
+                        schema.names(),
+                        &format!(
+                            "post-processor \"{kind}\" takes {}",
+                            schema.names().collect::<Vec<_>>().join(", ")
+                        ),
+                    )),
+                ),
+            }
+        }
+        if diags.len() > before {
+            return None;
+        }
+        let spec = ProvisionerSpec {
+            kind,
+            config,
+            settings,
+            max_retries: 0,
+            timeout: None,
+            pause_before: None,
+            loc: block.loc.clone(),
+            attr_locs: block
+                .attrs
+                .iter()
+                .map(|a| (a.name.clone(), a.loc.clone()))
+                .collect(),
+            base_dir: None,
+            chain: Some(chain),
+        };
+        if let Some(k) = crate::postprocess::kind_of(&spec.kind) {
+            diags.extend((k.check)(&spec));
+            diags.extend(check_types(&k.schema, &spec));
+        }
+        (diags.len() == before).then_some(spec)
     }
 }
 
@@ -633,6 +694,21 @@ fn nondeterministic_inputs(def: &ImageDef, a: &Evaluated, b: &Evaluated) -> Vec<
             diags.push(nd_error(
                 &format!("`{key}` of provisioner \"{}\"", pa.kind),
                 loc,
+            ));
+        }
+    }
+    // The post-processors that are part of the identity, likewise.
+    let run = |p: &&ProvisionerSpec| crate::postprocess::kind_of(&p.kind).is_some();
+    for (pa, pb) in a
+        .post_processors
+        .iter()
+        .filter(run)
+        .zip(b.post_processors.iter().filter(run))
+    {
+        if let Some((key, _)) = pa.config.iter().find(|(k, v)| pb.config.get(*k) != Some(v)) {
+            diags.push(nd_error(
+                &format!("`{key}` of post-processor \"{}\"", pa.kind),
+                crate::postprocess::loc_of(pa, key),
             ));
         }
     }
@@ -797,6 +873,11 @@ fn image_texts(def: &ImageDef) -> impl Iterator<Item = (&str, &SourceLoc)> {
             def.blocks
                 .iter()
                 .flat_map(|b| b.attrs.iter().map(|a| (a.text.as_str(), &a.loc))),
+        )
+        .chain(
+            def.post_processors
+                .iter()
+                .flat_map(|(_, b)| b.attrs.iter().map(|a| (a.text.as_str(), &a.loc))),
         )
 }
 

@@ -8,7 +8,9 @@
 //!   environment);
 //! - each builder is a `source "TYPE" "NAME"` block (NAME is its `name`,
 //!   else its type), and one unnamed `build` uses them all, so images are
-//!   addressed `TYPE.NAME` as Packer 1.x named its builds;
+//!   addressed `TYPE.NAME` as Packer 1.x named its builds; a `name` using
+//!   the template engine (`{{user `build_name`}}`) is rendered with the
+//!   variables, as Packer 1.x did (an in-build source block renames it);
 //! - provisioners and post-processors go into that build, `only`, `except`,
 //!   `pause_before`, `max_retries`, `timeout` and `override` as they were;
 //! - a setting the builder takes as a block (`launch_block_device_mappings`,
@@ -96,21 +98,46 @@ pub fn parse_legacy(
         loc: at("builders"),
     };
     let mut sources = Vec::new();
-    for builder in builders {
+    let mut renamed = Vec::new();
+    for (index, builder) in builders.iter().enumerate() {
         let (kind, object) = typed_object(builder, "builder", &at("builders"))?;
-        let name = object
+        let mut name = object
             .get("name")
             .and_then(Value::as_str)
             .unwrap_or(&kind)
             .to_owned();
         let loc = builder_loc(display, text, object, &kind);
+        if name.contains("{{") {
+            // Packer 1.x renders a builder's name with the variables: the
+            // source gets a stand-in label and the build renames it, as an
+            // in-build `source { name = ... }` block does (rendered by the
+            // loader, which knows the variables).
+            let template = std::mem::replace(&mut name, format!("{kind}-{index}"));
+            renamed.push(RawBlock {
+                kind: "source".to_owned(),
+                labels: vec![format!("source.{kind}.{name}")],
+                attrs: vec![RawAttr {
+                    name: "name".to_owned(),
+                    expr: hcl::Expression::String(template.clone()),
+                    text: template,
+                    loc: loc.clone(),
+                }],
+                blocks: Vec::new(),
+                loc: loc.clone(),
+            });
+        }
         let body: Map<String, Value> = object
             .iter()
             .filter(|(k, _)| k.as_str() != "type" && k.as_str() != "name")
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         let (attrs, inner) = body_of(Some(&kind), &body, &loc);
-        sources.push(Value::String(format!("source.{kind}.{name}")));
+        if !renamed
+            .iter()
+            .any(|r| r.labels[0] == format!("source.{kind}.{name}"))
+        {
+            sources.push(Value::String(format!("source.{kind}.{name}")));
+        }
         blocks.push(RawBlock {
             kind: "source".to_owned(),
             labels: vec![kind, name],
@@ -125,6 +152,7 @@ pub fn parse_legacy(
         text: Value::Array(sources).to_string(),
         loc: at("builders"),
     });
+    build.blocks.extend(renamed);
     if let Some(provisioners) = root.get("provisioners") {
         let Value::Array(items) = provisioners else {
             return Err(Diagnostic::error("`provisioners` must be a list")
@@ -270,14 +298,17 @@ fn variable_block(
     loc: SourceLoc,
 ) -> Result<RawBlock, Diagnostic> {
     let expr = match value {
-        Value::String(s) if s.contains("{{") && s.contains("env") => env_template(s)
-            .map_err(|e| {
+        Value::String(s) if s.contains("{{") && VARIABLE_ACTION.is_match(s) => variable_template(s)
+            .map_err(|(e, hint)| {
                 Diagnostic::error(format!("cannot read the default of `{name}`: {e}"))
                     .at(Some(loc.clone()))
-                    .hint("a legacy variable's default is text with {{env `NAME`}} where the environment is read")
+                    .hint(hint)
             })?,
         other => literal(other),
     };
+    // A value read from Secrets Manager is a secret, as a sensitive variable.
+    let sensitive =
+        sensitive || matches!(value, Value::String(s) if s.contains("aws_secretsmanager"));
     let mut attrs = vec![RawAttr {
         name: "default".to_owned(),
         text: value.to_string(),
@@ -301,14 +332,24 @@ fn variable_block(
     })
 }
 
-/// `a{{env `X`}}b` as the HCL template `a${env("X")}b`; the other actions
-/// stay as text, rendered where the value is used.
-fn env_template(s: &str) -> Result<hcl::Expression, String> {
-    static ENV: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
-        regex::Regex::new(r#"\{\{-?\s*env\s+(?:`([^`]*)`|"([^"]*)")\s*-?\}\}"#).expect("regex")
-    });
+/// An action only a variable's default may hold in Packer 1.x (the
+/// functions that read the environment or a secret service), or one Packer
+/// removed.
+static VARIABLE_ACTION: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+    regex::Regex::new(r"\{\{-?\s*(env|aws_secretsmanager_raw|aws_secretsmanager|vault|consul_key|sed)\b([^}]*)-?\}\}")
+        .expect("regex")
+});
+
+/// `a{{env `X`}}b` as the HCL template `a${env("X")}b`, and
+/// `{{aws_secretsmanager `name` `key`}}` as `${aws_secretsmanager("name", "key")}`;
+/// the other actions stay as text, rendered where the value is used.
+/// `vault`, `consul_key` (services imgform does not reach) and `sed`
+/// (removed from Packer) are errors, with what to use instead.
+fn variable_template(s: &str) -> Result<hcl::Expression, (String, String)> {
+    static ARG: std::sync::LazyLock<regex::Regex> =
+        std::sync::LazyLock::new(|| regex::Regex::new(r#"`([^`]*)`|"([^"]*)""#).expect("regex"));
     // The raw text of a quoted HCL template: literal parts escaped, the
-    // env() calls as interpolations.
+    // calls as interpolations.
     let escape = |t: &str| {
         t.replace('\\', "\\\\")
             .replace('"', "\\\"")
@@ -316,19 +357,82 @@ fn env_template(s: &str) -> Result<hcl::Expression, String> {
             .replace("${", "$${")
             .replace("%{", "%%{")
     };
+    let quoted = |a: &str| format!("\"{}\"", escape(a));
     let mut raw = String::new();
     let mut last = 0;
-    for c in ENV.captures_iter(s) {
+    for c in VARIABLE_ACTION.captures_iter(s) {
         let whole = c.get(0).expect("match");
         raw.push_str(&escape(&s[last..whole.start()]));
-        let var = c.get(1).or_else(|| c.get(2)).map_or("", |m| m.as_str());
-        if !var
-            .chars()
-            .all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
-        {
-            return Err(format!("`{var}` is not an environment variable name"));
+        let func = &c[1];
+        let args: Vec<String> = ARG
+            .captures_iter(&c[2])
+            .map(|a| {
+                a.get(1)
+                    .or_else(|| a.get(2))
+                    .map_or("", |m| m.as_str())
+                    .to_owned()
+            })
+            .collect();
+        match func {
+            "env" => {
+                let var = args.first().map_or("", String::as_str);
+                if var.is_empty()
+                    || !var
+                        .chars()
+                        .all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
+                {
+                    return Err((
+                        format!("`{var}` is not an environment variable name"),
+                        "a legacy variable's default is text with {{env `NAME`}} where the environment is read".to_owned(),
+                    ));
+                }
+                raw.push_str(&format!("${{env({})}}", quoted(var)));
+            }
+            "aws_secretsmanager" | "aws_secretsmanager_raw" => {
+                if args.is_empty() || args.len() > 2 || (func.ends_with("_raw") && args.len() > 1) {
+                    return Err((
+                        format!(
+                            "`{func}` takes a secret name{}",
+                            if func.ends_with("_raw") {
+                                ""
+                            } else {
+                                " and, optionally, a key"
+                            }
+                        ),
+                        "write {{aws_secretsmanager `my/secret` `key`}}".to_owned(),
+                    ));
+                }
+                let args: Vec<String> = args.iter().map(|a| quoted(a)).collect();
+                raw.push_str(&format!("${{{func}({})}}", args.join(", ")));
+            }
+            "vault" => {
+                return Err((
+                    "{{vault}} reads HashiCorp Vault, which imgform does not reach".to_owned(),
+                    crate::config::functions::secrets::unreachable_service(
+                        "vault",
+                        "HashiCorp Vault",
+                        "vault kv get -field=KEY PATH",
+                    ),
+                ))
+            }
+            "consul_key" => {
+                return Err((
+                    "{{consul_key}} reads Consul, which imgform does not reach".to_owned(),
+                    crate::config::functions::secrets::unreachable_service(
+                        "consul_key",
+                        "Consul",
+                        "consul kv get KEY",
+                    ),
+                ))
+            }
+            _ => {
+                return Err((
+                    "{{sed}} was removed from Packer's template engine".to_owned(),
+                    "use {{replace_all `old` `new` `text`}} (or {{replace}}), as Packer says"
+                        .to_owned(),
+                ))
+            }
         }
-        raw.push_str(&format!("${{env(\"{var}\")}}"));
         last = whole.end();
     }
     raw.push_str(&escape(&s[last..]));

@@ -623,14 +623,24 @@ fn static_texts(files: &[RawFile]) -> Vec<&str> {
 }
 
 fn builds_need_scope(files: &[RawFile]) -> bool {
-    files
-        .iter()
-        .flat_map(|f| &f.blocks)
-        .filter(|b| b.kind == "build")
+    let builds = || {
+        files
+            .iter()
+            .flat_map(|f| &f.blocks)
+            .filter(|b| b.kind == "build")
+    };
+    let expressions = builds()
         .flat_map(|b| &b.attrs)
         .any(|a| match a.name.as_str() {
             "name" | "description" => super::literal_string(&a.expr).is_none(),
             "sources" => super::build::source_list(&a.expr).is_err(),
             _ => false,
-        })
+        });
+    // A legacy JSON builder's templated `name` (`{{user `build_name`}}`).
+    let templated_names = builds()
+        .flat_map(|b| &b.blocks)
+        .filter(|b| b.kind == "source")
+        .filter_map(|b| b.attr("name"))
+        .any(|a| super::literal_string(&a.expr).is_some_and(|n| n.contains("{{")));
+    expressions || templated_names
 }

@@ -129,7 +129,8 @@ pub struct ImageDef {
     /// Element folders outside the definition dir with their manifest
     /// labels (see [`crate::spec::ImageSpec::path_labels`]).
     pub path_labels: Vec<(PathBuf, String)>,
-    pub post_processors: Vec<RawBlock>,
+    /// With the index of the post-processor sequence each belongs to.
+    pub post_processors: Vec<(usize, RawBlock)>,
     pub build_attrs: Vec<RawAttr>,
     /// Parent images referenced by `image.<ADDR>.id`, with where.
     pub refs: BTreeMap<ImageAddr, SourceLoc>,

@@ -28,6 +28,10 @@ pub struct TemplateError {
     /// The action as written, `{{ ... }}`.
     pub action: String,
     pub message: String,
+    /// What to write instead, when there is something better to say than
+    /// the general rule (a function that reads a service imgform does not
+    /// reach, one Packer removed).
+    pub hint: Option<String>,
 }
 
 /// `text` with every template action other than a field rendered. A value
@@ -63,6 +67,7 @@ fn render_nested(text: &str, ctx: &Context, depth: usize) -> Result<String, Temp
         let fail = |message: String| TemplateError {
             action: action.to_owned(),
             message,
+            hint: inner.split_whitespace().next().and_then(instead_of),
         };
         if inner.starts_with('.') || inner.is_empty() || inner.starts_with("/*") {
             // A field of the running step's data, or a comment: not ours.
@@ -221,6 +226,14 @@ fn call(name: &str, args: Vec<String>) -> Result<String, String> {
             arity(1)?;
             format!("regex_replace(lower({}), \"[^a-z0-9_-]\", \"-\")", args[0])
         }
+        "aws_secretsmanager" | "aws_secretsmanager_raw" => {
+            return Err(format!(
+                "`{name}` is read only in a variable's default, as in Packer"
+            ))
+        }
+        "vault" => return Err("`vault` reads HashiCorp Vault, which imgform does not reach".to_owned()),
+        "consul_key" => return Err("`consul_key` reads Consul, which imgform does not reach".to_owned()),
+        "sed" => return Err("`sed` was removed from Packer's template engine".to_owned()),
         "env" => {
             return Err(
                 "`env` is read only in a legacy JSON template's variables, as in Packer; declare a variable with default = env(\"X\")".to_owned(),
@@ -231,6 +244,29 @@ fn call(name: &str, args: Vec<String>) -> Result<String, String> {
                 "`{other}` is not a template function imgform knows (timestamp, isotime, uuid, packer_version, build_name, build_type, template_dir, pwd, user, upper, lower, replace, replace_all, split, clean_resource_name)"
             ))
         }
+    })
+}
+
+/// What to use instead of a template function Packer only allows in
+/// variables, that reads a service imgform does not reach, or that Packer
+/// removed.
+fn instead_of(name: &str) -> Option<String> {
+    Some(match name {
+        "aws_secretsmanager" | "aws_secretsmanager_raw" => format!(
+            "give a variable {{{{{name} `my/secret` `key`}}}} as its default (legacy JSON) or {name}(\"my/secret\", \"key\") (HCL2), and use the variable here"
+        ),
+        "vault" => super::functions::secrets::unreachable_service(
+            "vault",
+            "HashiCorp Vault",
+            "vault kv get -field=KEY PATH",
+        ),
+        "consul_key" => super::functions::secrets::unreachable_service(
+            "consul_key",
+            "Consul",
+            "consul kv get KEY",
+        ),
+        "sed" => "use {{replace_all `old` `new` `text`}} (or {{replace}}), as Packer says".to_owned(),
+        _ => return None,
     })
 }
 

@@ -312,7 +312,16 @@ pub(crate) fn variable_def(block: &RawBlock, diags: &mut Vec<Diagnostic>) -> Opt
                 Ok(ty) => def.ty = ty,
                 Err(e) => error(&attr.loc, format!("invalid type for variable `{name}`: {e}"), "types are string, number, bool, list(T), set(T), map(T), object({...}), tuple([...]) or any"),
             },
-            "default" => def.default = Some(attr.clone()),
+            "default" => {
+                // A default read from a secret service is a secret.
+                if functions::secrets::SECRET_FUNCTIONS
+                    .iter()
+                    .any(|f| attr.text.contains(&format!("{f}(")))
+                {
+                    def.sensitive = true;
+                }
+                def.default = Some(attr.clone());
+            }
             "description" => def.description = literal_string(&attr.expr),
             "sensitive" => match attr.expr {
                 hcl::Expression::Bool(b) => def.sensitive = b,

@@ -55,6 +55,11 @@ pub struct Manifest {
     /// none, so images without data sources keep their addresses.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub data: BTreeMap<String, Value>,
+    /// The post-processors imgform runs, in order, each with its sequence
+    /// (absent when there are none, so images without them keep their
+    /// addresses).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub post_processors: Vec<ProvisionerEntry>,
 }
 
 /// The builder's input attributes, and for those that name local files the
@@ -108,6 +113,9 @@ pub struct ProvisionerEntry {
     pub config: BTreeMap<String, Value>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub files: FileSet,
+    /// A post-processor's sequence (Packer's chain); none for provisioners.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain: Option<usize>,
 }
 
 impl Manifest {
@@ -189,6 +197,12 @@ impl Manifest {
             &mut out,
         );
         compare_list("tests", &old.tests, &self.tests, &mut out);
+        compare_list(
+            "post_processors",
+            &old.post_processors,
+            &self.post_processors,
+            &mut out,
+        );
         for name in keys(&old.variables, &self.variables) {
             if old.variables.get(name) != self.variables.get(name) {
                 out.push(RebuildReason::VariableChanged { name: name.clone() });
@@ -303,6 +317,9 @@ fn compare_list(
             continue;
         }
         files_changed(&x.files, &y.files, out);
+        if x.chain != y.chain {
+            out.push(changed(&format!("{list}[{i}].chain"), &x.chain, &y.chain));
+        }
         for name in keys(&x.config, &y.config) {
             leaf_changes(
                 &format!("{list}[{i}].config.{name}"),

@@ -37,6 +37,11 @@
 //!   locals) answered at plan time, as its kind summarizes it (an AMI id, a
 //!   commit hash, a body's SHA-256; secrets as a keyed digest). Its values
 //!   are in the inputs already; this says which data source moved.
+//! - `post_processors`: those imgform runs (`shell-local`, `checksum`,
+//!   `compress`: they make what the build leaves behind), in order, each
+//!   with its input config, the files it reads and its sequence (`chain`).
+//!   `manifest` and the kinds imgform does not run stay out. Absent when
+//!   there are none.
 //!
 //! What stays out, on purpose: build settings (instance type, names, tags,
 //! credentials, timeouts, `only`/`except`, retries, parallelism), absolute
@@ -198,6 +203,9 @@ pub fn fingerprint(
         .iter()
         .map(|p| c.provisioner(p, secrets))
         .collect();
+    let post_processors = crate::postprocess::identity(spec)
+        .map(|p| c.post_processor(p, secrets))
+        .collect();
 
     // Module folders, whole: templates and files a module's scripts read
     // are inputs too.
@@ -270,6 +278,7 @@ pub fn fingerprint(
                 (address.clone(), summary)
             })
             .collect(),
+        post_processors,
     };
     let bytes = manifest.canonical_bytes();
     Ok(Fingerprint {
@@ -357,6 +366,25 @@ impl Collected<'_> {
             kind: p.kind.clone(),
             config: self.places.values(&p.config, secrets),
             files,
+            chain: None,
+        }
+    }
+
+    /// One post-processor imgform runs: like a provisioner, with its
+    /// sequence.
+    fn post_processor(&mut self, p: &ProvisionerSpec, secrets: &[String]) -> ProvisionerEntry {
+        let mut files = FileSet::new();
+        if let Some(kind) = crate::postprocess::kind_of(&p.kind) {
+            for file in crate::provision::kind::schema_files(&kind.schema, p) {
+                let loc = p.attr_locs.get(&file.attr).unwrap_or(&p.loc).clone();
+                self.hash_ref(&file, &mut files, &loc);
+            }
+        }
+        ProvisionerEntry {
+            kind: p.kind.clone(),
+            config: self.places.values(&p.config, secrets),
+            files,
+            chain: p.chain,
         }
     }
 

@@ -276,6 +276,7 @@ fn validate(spec: &ImageSpec) -> Vec<Diagnostic> {
         diags.extend((kind.validate)(spec));
     }
     diags.extend(provision::validate(spec));
+    diags.extend(crate::postprocess::validate(spec));
     diags.extend(crate::apply::manifest::unsupported_warnings(spec));
     diags
 }

@@ -20,6 +20,7 @@ use crate::schema::{input, setting, Schema};
 use crate::spec::ProvisionerSpec;
 
 /// `shell-local`: runs on the machine running imgform, in the definition dir.
+/// The `shell-local` post-processor (`postprocess`) runs the same way.
 pub static KIND: ProvisionerKind = ProvisionerKind {
     schema: Schema {
         kind: "shell-local",
@@ -65,7 +66,7 @@ fn fail(message: impl Into<String>) -> BuildError {
     }
 }
 
-async fn run(
+pub(crate) async fn run(
     ctx: &BuildContext<'_>,
     p: &ProvisionerSpec,
     host_env: &[(String, String)],

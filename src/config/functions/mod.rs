@@ -50,6 +50,7 @@ mod files;
 mod hashing;
 mod json_text;
 mod numeric;
+pub mod secrets;
 mod strings;
 mod time;
 
@@ -65,6 +66,7 @@ use encoding::*;
 use files::*;
 use hashing::*;
 use numeric::*;
+use secrets::*;
 use strings::*;
 use time::*;
 
@@ -321,6 +323,21 @@ const FUNCTIONS: &[(&str, usize, bool, hcl::eval::Func)] = &[
     ("tostring", 1, false, tracked!(fn_tostring)),
     // environment
     ("env", 1, false, tracked!(fn_env)),
+    // secret services (variable defaults only)
+    (
+        "aws_secretsmanager",
+        1,
+        true,
+        tracked!(fn_aws_secretsmanager),
+    ),
+    (
+        "aws_secretsmanager_raw",
+        1,
+        false,
+        tracked!(fn_aws_secretsmanager_raw),
+    ),
+    ("consul_key", 1, false, tracked!(fn_consul_key)),
+    ("vault", 2, false, tracked!(fn_vault)),
     // handled lazily by `evaluate`; these definitions only serve eager evaluation
     ("can", 1, false, tracked!(fn_can_eager)),
     ("try", 0, true, tracked!(fn_try_eager)),

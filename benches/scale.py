@@ -15,6 +15,10 @@ Cases (default: all):
   tree      a 200 MiB tree (2,000 files of 100 KiB, a module folder):
             unchanged re-plan vs a stat walk, cold plan (--no-cache) vs
             sha256sum.
+  upload    the same tree uploaded by a `file` provisioner into a chroot
+            build (busybox root filesystem, `tar` output): imgform's peak
+            RSS, which must not grow with the tree. Needs root; not in the
+            default cases.
 
 Work dirs are made under $TMPDIR (default /tmp). A first apply creates a
 few files per image; on a disk filesystem that has just deleted many files
@@ -229,16 +233,20 @@ def bench_apply(args, bins):
         print()
 
 
-def bench_tree(args, bins):
-    print("\n### A 200 MiB tree (2,000 files, a module folder) hashed by plan\n")
-    d = tempfile.mkdtemp(prefix="imgform-bench-tree.")
-    os.makedirs(f"{d}/tree")
+def write_tree(root):
+    """2,000 files of 100 KiB in 20 folders under `root`."""
     block = os.urandom(100 * 1024)
     for i in range(2000):
-        sub = f"{d}/tree/d{i // 100}"
+        sub = f"{root}/d{i // 100}"
         os.makedirs(sub, exist_ok=True)
         with open(f"{sub}/f{i}", "wb") as f:
             f.write(block[i % 97:] + block[: i % 97])
+
+
+def bench_tree(args, bins):
+    print("\n### A 200 MiB tree (2,000 files, a module folder) hashed by plan\n")
+    d = tempfile.mkdtemp(prefix="imgform-bench-tree.")
+    write_tree(f"{d}/tree")
     # A module folder is hashed whole, like a `file` provisioner's source
     # dir (which needs a machine to plan against a null source).
     with open(f"{d}/tree/module.hcl", "w") as f:
@@ -265,6 +273,33 @@ def bench_tree(args, bins):
     shutil.rmtree(d, ignore_errors=True)
 
 
+def bench_upload(args, bins):
+    print("\n### Uploading the 200 MiB tree (chroot builder, `file` provisioner)\n")
+    if os.geteuid() != 0:
+        print("skipped: the chroot builder needs root\n")
+        return
+    d = tempfile.mkdtemp(prefix="imgform-bench-upload.")
+    write_tree(f"{d}/tree")
+    here = os.path.dirname(os.path.abspath(__file__))
+    subprocess.run([f"{here}/../scripts/make-busybox-rootfs.sh", f"{d}/rootfs/busybox.tar.gz"], check=True,
+                   stdout=subprocess.DEVNULL)
+    with open(f"{d}/images.pkr.hcl", "w") as f:
+        f.write('source "chroot" "up" {\n  base   = "rootfs/busybox.tar.gz"\n  format = "tar"\n}\n'
+                'build {\n  sources = ["source.chroot.up"]\n'
+                '  provisioner "file" {\n    source      = "tree/"\n    destination = "/opt/tree"\n  }\n}\n')
+    header("binary", "apply wall (s)", "imgform peak RSS (MiB)", "tree (MiB)")
+    for name, b in bins.items():
+        # A fresh build each time: --replace rebuilds the image.
+        walls, peaks = [], []
+        for r in range(args.apply_rounds):
+            cmd = [b, "-C", d, "apply", "--auto-approve"] + (["--replace", "chroot.up"] if r or name != "imgform" else [])
+            w, m = run_once(cmd)
+            walls.append(w)
+            peaks.append(m)
+        row(name, f"{statistics.median(walls):.2f}", f"{max(peaks):.0f}", "200")
+    shutil.rmtree(d, ignore_errors=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bin", required=True, help="imgform binary to measure")
@@ -272,7 +307,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=5, help="alternating rounds per comparison (default 5)")
     ap.add_argument("--apply-rounds", type=int, default=1, help="runs per first-apply size (default 1)")
     ap.add_argument("--no-terraform", dest="terraform", action="store_false")
-    ap.add_argument("cases", nargs="*", default=["plan", "apply", "tree"])
+    ap.add_argument("cases", nargs="*", default=["plan", "apply", "tree"],
+                    help="plan, apply, tree, upload (default: plan apply tree)")
     args = ap.parse_args()
     if args.terraform and not shutil.which("terraform"):
         print("terraform not found: skipping the Terraform twin", file=sys.stderr)
@@ -283,7 +319,7 @@ def main():
     print(f"imgform scale benchmarks, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
           f"{os.cpu_count()} cores, {os.uname().sysname} {os.uname().release}")
     for case in args.cases:
-        {"plan": bench_plan, "apply": bench_apply, "tree": bench_tree}[case](args, bins)
+        {"plan": bench_plan, "apply": bench_apply, "tree": bench_tree, "upload": bench_upload}[case](args, bins)
 
 
 if __name__ == "__main__":

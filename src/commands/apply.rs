@@ -170,7 +170,7 @@ async fn from_definitions<'a>(
     let opts = &args.options;
     let mut options = LoadOptions::from_env(opts.vars.vars.clone(), opts.vars.var_files.clone());
     options.file_cache = !opts.no_cache;
-    let resolve = super::plan::resolve_for(dir, opts.refresh, &opts.backend.backend_config)?;
+    let resolve = pipeline::Resolve::for_plan(opts.refresh, &opts.backend.backend_config);
     let prepared = pipeline::prepare(dir, &options, &resolve)?;
     super::print_warnings(&prepared.warnings, output);
     let lock = super::lock(backend, "apply", &opts.lock.lock_timeout)?;

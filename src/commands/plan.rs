@@ -17,7 +17,7 @@ pub async fn run(args: PlanArgs, output: Output) -> Result<Status> {
     let mut options = LoadOptions::from_env(opts.vars.vars.clone(), opts.vars.var_files.clone());
     options.file_cache = !opts.no_cache;
     let flags = &opts.backend.backend_config;
-    let resolve = resolve_for(&dir, opts.refresh, flags)?;
+    let resolve = Resolve::for_plan(opts.refresh, flags);
     let prepared = pipeline::prepare(&dir, &options, &resolve)?;
     super::print_warnings(&prepared.warnings, output);
     let project = &prepared.project;
@@ -66,20 +66,6 @@ pub fn request(opts: &crate::cli::PlanOptions) -> pipeline::plan::PlanRequest<'_
         selected: &opts.selected,
         refresh: opts.refresh,
     }
-}
-
-/// The resolve mode of `plan`/`apply` in `dir`: fresh lookups, or with
-/// `--refresh=false` the resolutions recorded in the state (read without
-/// the lock: it is only a hint for the lookups that follow).
-pub fn resolve_for(dir: &Path, refresh: bool, flags: &[String]) -> Result<Resolve> {
-    let recorded = if refresh {
-        Vec::new()
-    } else {
-        backend::backend_for_dir(dir, flags)?
-            .load_all()
-            .context("loading the state for its recorded base images")?
-    };
-    Ok(Resolve::for_plan(refresh, || recorded))
 }
 
 /// A plan file is whole or absent.

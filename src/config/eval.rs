@@ -364,6 +364,10 @@ impl Project {
             }
         }
         if diags.is_empty() {
+            // Kept for the whole run, for every image: no spare capacity.
+            out.provisioners.shrink_to_fit();
+            out.tests.shrink_to_fit();
+            out.post_processors.shrink_to_fit();
             Ok(out)
         } else {
             Err(diags)

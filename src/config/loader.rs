@@ -191,6 +191,7 @@ impl Loader {
             );
         }
         self.check_images(&mut images);
+        images.shrink_to_fit();
 
         let data_values = data::placeholders(&data, &locals);
         let mut project = Project {

@@ -159,6 +159,8 @@ pub struct Project {
     pub variables: BTreeMap<String, VariableDef>,
     pub var_values: BTreeMap<String, hcl::Value>,
     pub locals: Vec<LocalDef>,
+    /// Emptied by `pipeline::prepare` once every image is evaluated (its
+    /// `Prepared` holds the evaluated images).
     pub images: Vec<ImageDef>,
     /// Notes and warnings found while loading (never errors).
     pub warnings: Vec<Diagnostic>,

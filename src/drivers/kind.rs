@@ -109,6 +109,12 @@ pub trait Builder: Send + Sync {
     fn base_query(&self, _spec: &ImageSpec) -> Option<BaseQuery> {
         None
     }
+    /// Whether [`Builder::base_query`] can be `Some` for any spec: only then
+    /// does `--refresh=false` read the state for recorded resolutions
+    /// before planning.
+    fn has_base_filter(&self) -> bool {
+        false
+    }
     /// Asks the cloud which image the filter of `spec` selects now.
     fn resolve_base<'a>(
         &'a self,

@@ -83,10 +83,35 @@ impl FileStat {
     }
 }
 
+/// A file's hash as the cache keeps it: the digest's 32 bytes, not its
+/// hex (a cache of 50,000 files holds no 50,000 strings).
 #[derive(Debug, Clone)]
 struct Entry {
     stat: FileStat,
-    hashed: HashedFile,
+    sha256: [u8; 32],
+    executable: bool,
+    is_text: bool,
+}
+
+impl Entry {
+    fn new(stat: FileStat, hashed: &HashedFile) -> Option<Entry> {
+        let mut sha256 = [0u8; 32];
+        hex::decode_to_slice(&hashed.sha256, &mut sha256).ok()?;
+        Some(Entry {
+            stat,
+            sha256,
+            executable: hashed.executable,
+            is_text: hashed.is_text,
+        })
+    }
+
+    fn hashed(&self) -> HashedFile {
+        HashedFile {
+            sha256: hex::encode(self.sha256),
+            executable: self.executable,
+            is_text: self.is_text,
+        }
+    }
 }
 
 /// A loaded entry, and whether this run used it (a hit).
@@ -145,7 +170,7 @@ impl HashCache {
             return None;
         }
         loaded.hit.store(true, Ordering::Relaxed);
-        Some(loaded.entry.hashed.clone())
+        Some(loaded.entry.hashed())
     }
 
     /// Records what a file hashed to. `before` and `after` are its `stat`
@@ -157,13 +182,12 @@ impl HashCache {
         if stat != FileStat::of(after) {
             return;
         }
-        self.fresh.lock().expect("hash cache").insert(
-            (stat.dev, stat.ino),
-            Entry {
-                stat,
-                hashed: hashed.clone(),
-            },
-        );
+        if let Some(entry) = Entry::new(stat, hashed) {
+            self.fresh
+                .lock()
+                .expect("hash cache")
+                .insert((stat.dev, stat.ino), entry);
+        }
     }
 
     /// Writes the entries this run used, if that changes the file.
@@ -191,9 +215,9 @@ impl HashCache {
         for (_, e) in &used {
             text.push_str(&format!(
                 "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\n",
-                e.hashed.sha256,
-                if e.hashed.executable { 'x' } else { '-' },
-                if e.hashed.is_text { 't' } else { '-' },
+                hex::encode(e.sha256),
+                if e.executable { 'x' } else { '-' },
+                if e.is_text { 't' } else { '-' },
                 e.stat.dev,
                 e.stat.ino,
                 e.stat.size,
@@ -277,13 +301,13 @@ fn parse_line(line: &str) -> Option<Entry> {
     if f.next().is_some() {
         return None;
     }
+    let mut digest = [0u8; 32];
+    hex::decode_to_slice(sha256, &mut digest).ok()?;
     Some(Entry {
         stat,
-        hashed: HashedFile {
-            sha256: sha256.to_owned(),
-            executable,
-            is_text,
-        },
+        sha256: digest,
+        executable,
+        is_text,
     })
 }
 
@@ -361,8 +385,8 @@ mod tests {
         assert!(clean);
         let stat = FileStat::of(&fs::metadata(&file).unwrap());
         let entry = &trusted[&(stat.dev, stat.ino)];
-        assert_eq!(entry.hashed.sha256, fresh.sha256);
-        assert!(entry.hashed.is_text);
+        assert_eq!(entry.hashed().sha256, fresh.sha256);
+        assert!(entry.is_text);
     }
 
     #[test]

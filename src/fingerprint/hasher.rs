@@ -101,6 +101,12 @@ impl FileHasher {
         }
     }
 
+    /// Forgets what this run hashed (keeping the persistent cache to
+    /// save): once every image is fingerprinted, nothing asks again.
+    pub fn forget_run(&mut self) {
+        *self.cache.get_mut().expect("hash cache") = HashMap::new();
+    }
+
     pub fn cached(&self, path: &Path) -> Option<HashedFile> {
         self.cache.lock().expect("hash cache").get(path).cloned()
     }
@@ -109,17 +115,24 @@ impl FileHasher {
         if let Some(hit) = self.cached(path) {
             return Ok(hit);
         }
+        // With a persistent cache, an unchanged file costs one `stat`.
+        if let Some(cache) = &self.persistent {
+            let meta = std::fs::metadata(path)?;
+            if meta.is_dir() {
+                return Err(std::io::Error::other("is a directory"));
+            }
+            if let Some(hit) = cache.lookup(&meta) {
+                self.cache
+                    .lock()
+                    .expect("hash cache")
+                    .insert(path.to_path_buf(), hit.clone());
+                return Ok(hit);
+            }
+        }
         let mut file = std::fs::File::open(path)?;
         let meta = file.metadata()?;
         if meta.is_dir() {
             return Err(std::io::Error::other("is a directory"));
-        }
-        if let Some(hit) = self.persistent.as_ref().and_then(|c| c.lookup(&meta)) {
-            self.cache
-                .lock()
-                .expect("hash cache")
-                .insert(path.to_path_buf(), hit.clone());
-            return Ok(hit);
         }
         let executable = meta.permissions().mode() & 0o111 != 0;
         let (sha256, is_text) = if meta.len() <= TEXT_INPUT_LIMIT {

@@ -124,24 +124,27 @@ impl TextInput {
     }
 }
 
-/// One image's manifest, its canonical bytes and its content address.
+/// One image's manifest and its content address.
 #[derive(Debug, Clone)]
 pub struct Fingerprint {
     pub manifest: Manifest,
-    /// The canonical bytes (what `content_address` hashes; stored in the
-    /// object store).
-    pub bytes: Vec<u8>,
     pub content_address: ContentAddress,
     /// Text files among the inputs: path → bytes (for the object store).
     pub text_inputs: BTreeMap<String, TextInput>,
 }
 
 impl Fingerprint {
-    /// Whether the stored bytes still hash to the address and encode the
-    /// manifest (debug builds check every manifest they store).
+    /// The manifest's canonical bytes (what `content_address` hashes; stored
+    /// in the object store), made again when an image is built or saved:
+    /// keeping them for every image of a plan costs more memory than
+    /// making them twice for the few that change.
+    pub fn bytes(&self) -> Vec<u8> {
+        self.manifest.canonical_bytes()
+    }
+
+    /// Whether the manifest still hashes to the address.
     pub fn verify(&self) -> bool {
-        ContentAddress::of(&self.bytes) == self.content_address
-            && self.manifest.canonical_bytes() == self.bytes
+        ContentAddress::of(&self.bytes()) == self.content_address
     }
 }
 
@@ -280,11 +283,10 @@ pub fn fingerprint(
             .collect(),
         post_processors,
     };
-    let bytes = manifest.canonical_bytes();
+    let content_address = ContentAddress::of(&manifest.canonical_bytes());
     Ok(Fingerprint {
-        content_address: ContentAddress::of(&bytes),
+        content_address,
         manifest,
-        bytes,
         text_inputs: c.text_inputs,
     })
 }

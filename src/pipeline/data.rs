@@ -40,7 +40,7 @@ pub(super) fn resolve_data(
     }
     let (handle, recorded) = match resolve {
         Resolve::Skip => return Ok(BTreeMap::new()),
-        Resolve::Refresh(h) => (h, None),
+        Resolve::Refresh(h) | Resolve::RecordedInState(h, _) => (h, None),
         Resolve::Recorded(h, r) => (h, Some(&r.data)),
     };
     let defs: Vec<DataDef> = project.data.clone();

@@ -95,6 +95,14 @@ pub fn prepare(
     resolve: &Resolve,
 ) -> Result<Prepared, PipelineError> {
     let mut project = config::load(dir, options)?;
+    let in_state;
+    let resolve = match resolve {
+        Resolve::RecordedInState(handle, flags) => {
+            in_state = Resolve::Recorded(handle.clone(), recorded_in_state(&project, flags)?);
+            &in_state
+        }
+        other => other,
+    };
     let data = data::resolve_data(&mut project, resolve).map_err(Diagnostics)?;
     if project.static_uses_data && !data.is_empty() {
         // A dynamic block's for_each or a build's name used a data source:
@@ -170,7 +178,12 @@ pub fn prepare(
     if all.iter().any(Diagnostic::is_error) {
         return Err(Diagnostics(all).into());
     }
-    let hasher = stage.hasher;
+    let mut hasher = stage.hasher;
+    hasher.forget_run();
+    // Every image is evaluated: the parsed definitions are not needed any
+    // more, and at 10,000 images they are a tenth of a plan's memory.
+    drop(defs);
+    project.images = Vec::new();
     Ok(Prepared {
         project,
         graph,
@@ -179,6 +192,26 @@ pub fn prepare(
         warnings: all,
         hasher,
     })
+}
+
+/// What the state records of base images and data sources, for
+/// `--refresh=false`; nothing is read when no data block or base image
+/// filter can use it. Read without the lock: it is only a hint for the
+/// lookups that follow (the plan reads the state again under the lock).
+fn recorded_in_state(project: &Project, flags: &[String]) -> Result<Recordings, PipelineError> {
+    let needed = !project.data.is_empty()
+        || project
+            .images
+            .iter()
+            .any(|i| drivers::builder_for(&i.builder).is_none_or(|b| b.has_base_filter()));
+    if !needed {
+        return Ok(Recordings::default());
+    }
+    let backend = backend::backend_for(&project.template_dir, project.backend.as_ref(), flags)?;
+    let states = backend.load_all().map_err(error::state_error(
+        "loading the state for its recorded base images",
+    ))?;
+    Ok(Recordings::from_states(states))
 }
 
 /// What every image's preparation shares.

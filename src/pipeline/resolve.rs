@@ -25,6 +25,12 @@ pub enum Resolve {
     /// `--refresh=false`: reuse the resolution recorded in the state (or a
     /// saved plan) when the query is the same; ask only for the others.
     Recorded(tokio::runtime::Handle, Recordings),
+    /// `--refresh=false` before the definitions are loaded: [`super::prepare`]
+    /// turns it into `Recorded` with what the state records, read only when
+    /// something can use it (a data block, a builder with a base image
+    /// filter), so a plan of `null` images reads its state once, not twice.
+    /// Holds the `--backend-config` flags that choose the state.
+    RecordedInState(tokio::runtime::Handle, Vec<String>),
 }
 
 /// Resolutions recorded in the state or a saved plan.
@@ -61,14 +67,15 @@ impl Recordings {
 }
 
 impl Resolve {
-    /// `Refresh`, or with `refresh == false` `Recorded` from `states`, on the
-    /// current runtime.
-    pub fn for_plan(refresh: bool, states: impl FnOnce() -> Vec<StateFile>) -> Resolve {
+    /// `Refresh`, or with `refresh == false` what the state records (read
+    /// by `prepare` when needed, from the backend `flags` and the
+    /// definitions choose), on the current runtime.
+    pub fn for_plan(refresh: bool, flags: &[String]) -> Resolve {
         let handle = tokio::runtime::Handle::current();
         if refresh {
             return Resolve::Refresh(handle);
         }
-        Resolve::Recorded(handle, Recordings::from_states(states()))
+        Resolve::RecordedInState(handle, flags.to_vec())
     }
 }
 
@@ -85,7 +92,7 @@ impl ResolveCache {
     ) -> Result<Option<BaseRecord>, Diagnostic> {
         let handle = match resolve {
             Resolve::Skip => return Ok(None),
-            Resolve::Refresh(h) | Resolve::Recorded(h, _) => h,
+            Resolve::Refresh(h) | Resolve::Recorded(h, _) | Resolve::RecordedInState(h, _) => h,
         };
         let Some(builder) = drivers::builder_for(&spec.builder) else {
             return Ok(None);

@@ -38,7 +38,7 @@ pub fn build_jobs_for(
                 BuildJob {
                     spec: i.spec.clone(),
                     content_address: i.fingerprint.content_address.clone(),
-                    manifest_bytes: i.fingerprint.bytes.clone(),
+                    manifest_bytes: i.fingerprint.bytes(),
                     text_inputs: i.fingerprint.text_inputs.clone(),
                 },
             )

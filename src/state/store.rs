@@ -997,9 +997,27 @@ pub(crate) enum Decode {
 /// Checks `format_version` before the full parse: a newer format may not fit
 /// today's model, and "upgrade imgform" is the useful answer then.
 pub(crate) fn decode_state(bytes: &[u8]) -> Result<StateFile, Decode> {
-    let value: serde_json::Value =
-        serde_json::from_slice(bytes).map_err(|e| Decode::Corrupt(e.to_string()))?;
-    let version = match value.get("format_version") {
+    /// Only `format_version`: the rest is skipped without being built (a
+    /// `serde_json::Value` of a 10,000-image state is tens of MB).
+    #[derive(serde::Deserialize)]
+    struct Probe {
+        #[serde(default)]
+        format_version: Option<serde_json::Value>,
+    }
+    let probe = match serde_json::from_slice::<Probe>(bytes) {
+        Ok(probe) => probe,
+        // Valid JSON, but not an object: no `format_version` in it.
+        Err(e)
+            if e.classify() == serde_json::error::Category::Data
+                && bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') =>
+        {
+            Probe {
+                format_version: None,
+            }
+        }
+        Err(e) => return Err(Decode::Corrupt(e.to_string())),
+    };
+    let version = match probe.format_version {
         None => {
             return Err(Decode::Corrupt(
                 "it has no `format_version`, so it is not an imgform state file".to_owned(),
@@ -1017,7 +1035,6 @@ pub(crate) fn decode_state(bytes: &[u8]) -> Result<StateFile, Decode> {
             "format version {version} has never existed"
         )));
     }
-    // Parsed again from the bytes so errors carry line and column.
     serde_json::from_slice(bytes).map_err(|e| Decode::Corrupt(e.to_string()))
 }
 

@@ -23,6 +23,9 @@ use crate::state::Artifact;
 pub struct AmazonEbsBuilder;
 
 impl Builder for AmazonEbsBuilder {
+    fn has_base_filter(&self) -> bool {
+        true
+    }
     fn base_query(&self, spec: &ImageSpec) -> Option<BaseQuery> {
         let filter = spec.inputs.get("source_ami_filter")?;
         let settings = ClientSettings::from_spec(spec);

@@ -901,6 +901,9 @@ fn image_property<'v>(image: &'v Value, key: &str) -> Option<&'v str> {
 }
 
 impl Builder for OpenStackBuilder {
+    fn has_base_filter(&self) -> bool {
+        true
+    }
     fn base_query(&self, spec: &ImageSpec) -> Option<BaseQuery> {
         if is_upload(spec) || non_empty(spec, "source_image").is_some() {
             return None;

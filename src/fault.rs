@@ -14,7 +14,9 @@
 //! copying a local image into its output folder), `pause-after-lock` (a
 //! command stops for a minute right after taking the state lock, blocking
 //! its thread as a slow refresh or a hung cloud call would: the moment to
-//! send it a signal).
+//! send it a signal), `pause-while-taking-lock` (the local backend stops
+//! for two seconds between creating the lock file and registering its
+//! release on interrupt, as an S3 request in flight would).
 
 use crate::addr::ImageAddr;
 
@@ -46,4 +48,9 @@ pub fn die() -> ! {
 /// Blocks the calling thread for a minute, as a hung call would.
 pub fn pause() {
     std::thread::sleep(std::time::Duration::from_secs(60));
+}
+
+/// Blocks the calling thread for two seconds.
+pub fn pause_briefly() {
+    std::thread::sleep(std::time::Duration::from_secs(2));
 }

@@ -18,7 +18,9 @@
 //! Invariants: undo actions own what they need (`'static`), since the
 //! handler runs on another thread while the interrupted code may be blocked
 //! anywhere; an action registered after the process began to stop runs at
-//! once, so a lock taken in that moment is released too. Callers must keep
+//! once, and the handler waits for an attempt to take a lock that is under
+//! way ([`taking`]) before it exits, so a lock taken in that moment is
+//! released too. Callers must keep
 //! an undo action cheap and idempotent (it may race the normal release).
 
 use std::collections::BTreeMap;
@@ -50,6 +52,10 @@ impl Interrupt {
     }
 }
 
+/// The longest an interrupt waits for an attempt to take a lock (one
+/// request) to end.
+const TAKING_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
+
 type Undo = Box<dyn FnOnce() + Send>;
 type Stop = Box<dyn Fn(Interrupt) + Send>;
 
@@ -63,6 +69,8 @@ struct Registry {
     received: Option<Interrupt>,
     /// The process is stopping: undo actions have been taken.
     stopping: bool,
+    /// Attempts to take a lock under way (see [`taking`]).
+    taking: usize,
 }
 
 static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
@@ -71,6 +79,7 @@ static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
     graceful: None,
     received: None,
     stopping: false,
+    taking: 0,
 });
 
 fn registry() -> std::sync::MutexGuard<'static, Registry> {
@@ -123,6 +132,44 @@ impl Drop for Graceful {
 pub fn handle_gracefully(stop: impl Fn(Interrupt) + Send + 'static) -> Graceful {
     registry().graceful = Some(Box::new(stop));
     Graceful(())
+}
+
+/// Held around one attempt to take a lock and, when it succeeds, the
+/// registration of its release: an interrupt waits for it before it undoes
+/// what is registered and exits, so a lock taken in that instant (an S3
+/// request in flight) is released too.
+#[must_use = "the attempt ends when this is dropped"]
+pub struct Taking(());
+
+impl Drop for Taking {
+    fn drop(&mut self) {
+        registry().taking -= 1;
+    }
+}
+
+/// Starts an attempt to take a lock. Once the process is stopping no new
+/// attempt starts: the caller waits here for the exit.
+pub fn taking() -> Taking {
+    let mut reg = registry();
+    if reg.stopping {
+        drop(reg);
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+        }
+    }
+    reg.taking += 1;
+    Taking(())
+}
+
+/// Once the process is stopping (an interrupt outside apply's builds), the
+/// caller waits here for the exit instead of going on: after a lock taken in
+/// that instant is released, or when a command would end on its own.
+pub fn park_if_stopping() {
+    if registry().stopping {
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+        }
+    }
 }
 
 /// The first signal this process received, if any.
@@ -182,6 +229,12 @@ fn handle(which: Interrupt) {
     // a second signal from ending the process.
     std::thread::spawn(move || {
         eprintln!("Interrupted ({}): stopping.", which.name());
+        // A lock being taken right now is registered (and, as the process
+        // is stopping, released at once) before the process ends.
+        let started = std::time::Instant::now();
+        while registry().taking > 0 && started.elapsed() < TAKING_WAIT {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
         for (_, action) in undo.into_iter().rev() {
             action();
         }

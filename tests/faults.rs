@@ -679,6 +679,27 @@ fn a_signal_while_a_command_holds_the_lock_releases_it_and_leaves_the_state() {
 }
 
 #[test]
+fn a_signal_in_the_instant_the_lock_is_taken_still_releases_it() {
+    let p = Project::new();
+    p.file("images.pkr.hcl", NULL_IMAGES);
+    let lock = p.path().join("state/.lock");
+    // The lock file exists, its release is not registered yet.
+    let child = spawn_in(
+        &p,
+        &["plan"],
+        &[("IMGFORM_FAULT", "pause-while-taking-lock")],
+    );
+    wait_until("the lock file is written", || {
+        std::fs::read(&lock).is_ok_and(|b| serde_json::from_slice::<Value>(&b).is_ok())
+    });
+    send(&child, "TERM");
+    let out: util::Run = child.wait_with_output().unwrap().into();
+    out.code(143);
+    assert!(!lock.exists(), "the lock was left:\n{}", out.stderr);
+    assert!(!p.path().join("state").exists(), "{}", out.stderr);
+}
+
+#[test]
 fn a_signal_while_waiting_for_the_lock_leaves_the_holders_lock_alone() {
     let p = Project::new();
     p.file("images.pkr.hcl", NULL_IMAGES);

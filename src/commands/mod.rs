@@ -115,7 +115,7 @@ pub fn run(cli: Cli, output: Output) -> Result<Status> {
     // From here on SIGINT and SIGTERM stop the command cleanly (the lock
     // released, temporary dirs removed) whatever it is doing.
     crate::interrupt::listen(&runtime);
-    match cli.command {
+    let status = match cli.command {
         Command::Validate(args) => validate::run(args, output),
         Command::Plan(args) => runtime.block_on(plan::run(args, output)),
         Command::Apply(args) => runtime.block_on(apply::run(args, output)),
@@ -134,7 +134,10 @@ pub fn run(cli: Cli, output: Output) -> Result<Status> {
         Command::Taint(args) => state::taint(args, true),
         Command::Untaint(args) => state::taint(args, false),
         Command::ForceUnlock(args) => state::force_unlock(args),
-    }
+    };
+    // Interrupted as it ended: the exit code is the signal's.
+    crate::interrupt::park_if_stopping();
+    status
 }
 
 /// Takes the state lock (the error names the holder when it is taken).

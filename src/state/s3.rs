@@ -96,6 +96,9 @@ pub struct S3Backend {
     client: Client,
     /// Always `Some` until drop (taken there to shut it down without blocking).
     runtime: Option<tokio::runtime::Runtime>,
+    /// The release of the lock this process holds, run if it is
+    /// interrupted (SIGINT, SIGTERM); registered as the lock is taken.
+    on_interrupt: std::sync::Mutex<Option<crate::interrupt::Registration>>,
 }
 
 impl std::fmt::Debug for S3Backend {
@@ -153,6 +156,7 @@ impl S3Backend {
             settings,
             client,
             runtime: Some(runtime),
+            on_interrupt: std::sync::Mutex::default(),
         })
     }
 
@@ -569,9 +573,16 @@ impl StateBackend for S3Backend {
         let deadline = Instant::now() + timeout;
         let mut pause = LOCK_RETRY_FIRST;
         loop {
+            let attempt = crate::interrupt::taking();
             if let Written::Done = self.put(&key, to_json_bytes(info), None, true)? {
+                let release = crate::interrupt::on_interrupt(self.unlock_on_interrupt(&info.id));
+                *self.on_interrupt.lock().expect("lock registration") = Some(release);
+                drop(attempt);
+                // Interrupted meanwhile: released already; never go on.
+                crate::interrupt::park_if_stopping();
                 return Ok(());
             }
+            drop(attempt);
             let holder = match self.read_lock()? {
                 Some((holder, _)) => holder,
                 // Released between our attempt and the read: try again now.
@@ -589,6 +600,7 @@ impl StateBackend for S3Backend {
     }
 
     fn unlock(&self, id: &str) -> Result<(), StateError> {
+        self.on_interrupt.lock().expect("lock registration").take();
         self.remove_lock(id)
     }
 

@@ -281,6 +281,8 @@ pub trait StateBackend: Send + Sync {
     /// What releases the lock `id` (if it is still the one held) when the
     /// process is interrupted: it runs on another thread while this backend
     /// may be in use, so it owns what it needs. Errors are ignored there.
+    /// `lock` registers it ([`crate::interrupt::on_interrupt`]) as the lock
+    /// is taken, within [`crate::interrupt::taking`]; `unlock` withdraws it.
     fn unlock_on_interrupt(&self, id: &str) -> Box<dyn FnOnce() + Send>;
 }
 
@@ -338,6 +340,9 @@ pub struct LocalBackend {
     /// `lock` made `state/` itself: `unlock` removes it again when nothing
     /// else was written (a plan refused after locking leaves no trace).
     made_root: Arc<std::sync::atomic::AtomicBool>,
+    /// The release of the lock this process holds, run if it is
+    /// interrupted (SIGINT, SIGTERM); registered as the lock is taken.
+    on_interrupt: Arc<Mutex<Option<crate::interrupt::Registration>>>,
 }
 
 /// A journal opened by this process after a save, and the state it leads to.
@@ -365,6 +370,7 @@ impl LocalBackend {
             root: root.into(),
             journals: Arc::default(),
             made_root: Arc::default(),
+            on_interrupt: Arc::default(),
         }
     }
 
@@ -697,10 +703,20 @@ impl StateBackend for LocalBackend {
         let mut pause = LOCK_RETRY_FIRST;
         let mut unreadable = 0;
         loop {
+            let attempt = crate::interrupt::taking();
             if self.try_create_lock(info)? {
+                if crate::fault::armed_anywhere("pause-while-taking-lock") {
+                    crate::fault::pause_briefly();
+                }
+                let release = crate::interrupt::on_interrupt(self.unlock_on_interrupt(&info.id));
+                *self.on_interrupt.lock().expect("lock registration") = Some(release);
+                drop(attempt);
+                // Interrupted meanwhile: released already; never go on.
+                crate::interrupt::park_if_stopping();
                 self.sweep_temp_files();
                 return Ok(());
             }
+            drop(attempt);
             let holder = match self.lock_holder() {
                 Ok(Some(holder)) => holder,
                 // Released between our attempt and the read: try again now.
@@ -725,6 +741,7 @@ impl StateBackend for LocalBackend {
     }
 
     fn unlock(&self, id: &str) -> Result<(), StateError> {
+        self.on_interrupt.lock().expect("lock registration").take();
         self.remove_lock(id)?;
         if self
             .made_root
@@ -772,6 +789,7 @@ impl StateBackend for LocalBackend {
             root: self.root.clone(),
             journals: Arc::default(),
             made_root: self.made_root.clone(),
+            on_interrupt: Arc::default(),
         };
         let id = id.to_owned();
         Box::new(move || {
@@ -807,9 +825,6 @@ pub struct LockGuard<'a> {
     backend: &'a dyn StateBackend,
     info: LockInfo,
     held: bool,
-    /// Releases the lock if the process is interrupted (SIGINT, SIGTERM)
-    /// while it is held; withdrawn on release.
-    on_interrupt: Option<crate::interrupt::Registration>,
 }
 
 impl LockGuard<'_> {
@@ -820,9 +835,7 @@ impl LockGuard<'_> {
     /// Releases the lock now, reporting failure (e.g. someone force-unlocked it).
     pub fn release(mut self) -> Result<(), StateError> {
         self.held = false;
-        let released = self.backend.unlock(&self.info.id);
-        self.on_interrupt = None;
-        released
+        self.backend.unlock(&self.info.id)
     }
 }
 
@@ -831,7 +844,6 @@ impl Drop for LockGuard<'_> {
         if self.held {
             let _ = self.backend.unlock(&self.info.id);
         }
-        self.on_interrupt = None;
     }
 }
 
@@ -852,12 +864,10 @@ pub fn acquire(
     timeout: Duration,
 ) -> Result<LockGuard<'_>, StateError> {
     backend.lock(&info, timeout)?;
-    let on_interrupt = crate::interrupt::on_interrupt(backend.unlock_on_interrupt(&info.id));
     Ok(LockGuard {
         backend,
         info,
         held: true,
-        on_interrupt: Some(on_interrupt),
     })
 }
 

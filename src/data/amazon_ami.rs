@@ -6,6 +6,7 @@
 //! More than one match without `most_recent = true` is an error, as in
 //! Packer. The id enters content addresses.
 
+#[cfg(feature = "aws")]
 use serde_json::Value;
 
 use super::aws_access::{ACCESS, ACCESS_BLOCKS};
@@ -42,6 +43,7 @@ pub static KIND: DataKind = DataKind {
 };
 
 /// A value that may be one string or a list of them, as strings.
+#[cfg(feature = "aws")]
 fn strings(v: Option<&Value>) -> Vec<String> {
     match v {
         Some(Value::Array(items)) => items.iter().map(crate::spec::scalar).collect(),

@@ -5,6 +5,7 @@
 //! out of state, plans and logs; a keyed digest of it enters content
 //! addresses); any other value enters them as it is.
 
+#[cfg(feature = "aws")]
 use serde_json::Value;
 
 use super::aws_access::{ACCESS, ACCESS_BLOCKS, NO_EC2_ENDPOINT};

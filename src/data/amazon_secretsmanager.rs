@@ -6,6 +6,7 @@
 //! kept out of state, plans and logs; a keyed digest enters content
 //! addresses.
 
+#[cfg(any(feature = "aws", test))]
 use serde_json::Value;
 
 use super::aws_access::{ACCESS, ACCESS_BLOCKS, NO_EC2_ENDPOINT};
@@ -45,6 +46,7 @@ pub static KIND: DataKind = DataKind {
 
 /// The value of `key` in a JSON secret (strings as they are, other values
 /// as JSON text).
+#[cfg(any(feature = "aws", test))]
 fn key_value(secret: &str, key: &str) -> Result<String, String> {
     let doc: serde_json::Map<String, Value> = serde_json::from_str(secret)
         .map_err(|_| format!("`key = \"{key}\"` needs a secret holding a JSON object"))?;

@@ -163,6 +163,7 @@ pub(crate) fn config_str<'a>(config: &'a Attrs, name: &str) -> Option<&'a str> {
 }
 
 /// A boolean attribute, also when written as `"true"`/`"false"`.
+#[cfg(feature = "aws")]
 pub(crate) fn config_bool(config: &Attrs, name: &str) -> Option<bool> {
     match config.get(name) {
         Some(Value::Bool(b)) => Some(*b),

@@ -119,12 +119,7 @@ fn the_drift_page_renders_its_graph_with_every_status_told_apart() {
     let p = Project::new();
     p.file("images.pkr.hcl", IMAGES);
     p.file("app.sh", "#!/bin/sh\necho app > /etc/app\n");
-    std::fs::create_dir_all(p.path().join("rootfs")).unwrap();
-    std::fs::copy(
-        util::busybox_rootfs(),
-        p.path().join("rootfs/busybox.tar.gz"),
-    )
-    .unwrap();
+    p.with_busybox_rootfs();
     p.run(&["apply", "--auto-approve"]).success();
 
     // One image in each status: base current, app stale (its script

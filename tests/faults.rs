@@ -123,12 +123,7 @@ struct Suite {
 impl Suite {
     fn new() -> Suite {
         let project = Project::new();
-        std::fs::create_dir_all(project.path().join("rootfs")).unwrap();
-        std::fs::copy(
-            util::busybox_rootfs(),
-            project.path().join("rootfs/busybox.tar.gz"),
-        )
-        .unwrap();
+        project.with_busybox_rootfs();
         project.file("images.pkr.hcl", IMAGES);
         let tmp = project.path().join("tmp");
         std::fs::create_dir_all(&tmp).unwrap();
@@ -796,12 +791,7 @@ fn a_kill_during_an_artifact_write_leaves_no_temp_file_after_the_next_apply() {
         return;
     }
     let p = Project::new();
-    std::fs::create_dir_all(p.path().join("rootfs")).unwrap();
-    std::fs::copy(
-        util::busybox_rootfs(),
-        p.path().join("rootfs/busybox.tar.gz"),
-    )
-    .unwrap();
+    p.with_busybox_rootfs();
     p.file(
         "images.pkr.hcl",
         r#"

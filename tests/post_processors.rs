@@ -516,12 +516,7 @@ fn a_chroot_image_file_is_checksummed_and_compressed() {
         return;
     }
     let p = Project::new();
-    std::fs::create_dir_all(p.path().join("rootfs")).unwrap();
-    std::fs::copy(
-        util::busybox_rootfs(),
-        p.path().join("rootfs/busybox.tar.gz"),
-    )
-    .unwrap();
+    p.with_busybox_rootfs();
     p.file(
         "images.pkr.hcl",
         r#"

@@ -249,12 +249,7 @@ build {
         eprintln!("skipped: the chroot builder needs root");
         return;
     }
-    std::fs::create_dir_all(p.path().join("rootfs")).unwrap();
-    std::fs::copy(
-        util::busybox_rootfs(),
-        p.path().join("rootfs/busybox.tar.gz"),
-    )
-    .unwrap();
+    p.with_busybox_rootfs();
     p.file("images.pkr.hcl", defs);
     p.run(&["apply", "--auto-approve"]).success();
     let victim = p.path().join("precious.txt");

@@ -236,12 +236,7 @@ fn an_image_without_a_package_database_has_no_sbom() {
         return;
     }
     let p = Project::new();
-    std::fs::create_dir_all(p.path().join("rootfs")).unwrap();
-    std::fs::copy(
-        util::busybox_rootfs(),
-        p.path().join("rootfs/busybox.tar.gz"),
-    )
-    .unwrap();
+    p.with_busybox_rootfs();
     p.file(
         "images.pkr.hcl",
         r#"

@@ -10,20 +10,14 @@
 use super::{Files, PostProcessorKind, Step};
 use crate::build::BuildError;
 use crate::provision::shell::{check_what_runs, SHELL_COMMON};
-use crate::schema::{input, setting, Schema};
+use crate::schema::Schema;
 
 pub static KIND: PostProcessorKind = PostProcessorKind {
     schema: Schema {
         kind: "shell-local",
         attrs: &[
             SHELL_COMMON,
-            &[
-                input("command"),
-                setting("only_on"),
-                setting("use_linux_pathing").ignored("imgform runs on Linux only"),
-                setting("tempfile_extension")
-                    .ignored("inline commands go to a script without an extension"),
-            ],
+            crate::provision::shell_local::LOCAL,
             super::COMMON,
         ],
         blocks: &[],

@@ -16,25 +16,24 @@ use super::shell::{check_what_runs, SHELL_COMMON};
 use super::{format_env_vars, provisioner_env, Communicator, Stage};
 use crate::build::{BoxFuture, BuildContext, BuildError};
 use crate::paths::PrivateTempDir;
-use crate::schema::{input, setting, Schema};
+use crate::schema::{input, setting, AttrSpec, Schema};
 use crate::spec::ProvisionerSpec;
+
+/// What `shell-local` takes beyond the shell attributes, as a provisioner
+/// and as a post-processor.
+pub const LOCAL: &[AttrSpec] = &[
+    input("command"),
+    setting("only_on"),
+    setting("use_linux_pathing").ignored("imgform runs on Linux only"),
+    setting("tempfile_extension").ignored("inline commands go to a script without an extension"),
+];
 
 /// `shell-local`: runs on the machine running imgform, in the definition dir.
 /// The `shell-local` post-processor (`postprocess`) runs the same way.
 pub static KIND: ProvisionerKind = ProvisionerKind {
     schema: Schema {
         kind: "shell-local",
-        attrs: &[
-            SHELL_COMMON,
-            &[
-                input("command"),
-                setting("only_on"),
-                setting("use_linux_pathing").ignored("imgform runs on Linux only"),
-                setting("tempfile_extension")
-                    .ignored("inline commands go to a script without an extension"),
-            ],
-            kind::COMMON,
-        ],
+        attrs: &[SHELL_COMMON, LOCAL, kind::COMMON],
         blocks: &[],
     },
     runs_on_host: true,

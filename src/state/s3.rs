@@ -366,30 +366,7 @@ impl S3Backend {
                 path: PathBuf::from(self.location(&key)),
             });
         }
-        let request = self
-            .client
-            .delete_object()
-            .bucket(&self.settings.bucket)
-            .key(&key)
-            .set_if_match(fetched.etag);
-        let deleted = self.run(async {
-            match request.send().await {
-                Ok(_) => Ok(true),
-                Err(e) if condition_failed(&e) => Ok(false),
-                Err(e) => Err(self.remote_error("remove", &key, e)),
-            }
-        })?;
-        if deleted {
-            return Ok(());
-        }
-        // Rewritten since we read it: whoever holds it now is named.
-        match self.read_lock()? {
-            Some((holder, _)) => Err(StateError::LockIdMismatch {
-                given: id.to_owned(),
-                holder: Box::new(holder),
-            }),
-            None => Err(StateError::NotLocked),
-        }
+        self.delete_lock(id, fetched.etag)
     }
 
     /// Removes the lock if `id` names it; shared by `unlock` and `force_unlock`.
@@ -401,15 +378,19 @@ impl S3Backend {
                 holder: Box::new(holder),
             });
         }
+        self.delete_lock(id, etag)
+    }
+
+    /// Deletes the lock object `id` named, if it still has `etag` (the
+    /// bytes read); one replaced since is named in the error.
+    fn delete_lock(&self, id: &str, etag: Option<String>) -> Result<(), StateError> {
         let key = self.key(LOCK_KEY);
-        let mut request = self
+        let request = self
             .client
             .delete_object()
             .bucket(&self.settings.bucket)
-            .key(&key);
-        if let Some(etag) = etag {
-            request = request.if_match(etag);
-        }
+            .key(&key)
+            .set_if_match(etag);
         let deleted = self.run(async {
             match request.send().await {
                 Ok(_) => Ok(true),

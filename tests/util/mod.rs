@@ -88,6 +88,14 @@ impl From<Output> for Run {
 }
 
 impl Project {
+    /// Puts the busybox root filesystem at `rootfs/busybox.tar.gz` (a
+    /// chroot source's `base`).
+    pub fn with_busybox_rootfs(&self) -> &Project {
+        std::fs::create_dir_all(self.path().join("rootfs")).unwrap();
+        std::fs::copy(busybox_rootfs(), self.path().join("rootfs/busybox.tar.gz")).unwrap();
+        self
+    }
+
     pub fn new() -> Project {
         Project {
             dir: tempfile::tempdir().expect("temp dir"),

@@ -271,7 +271,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn addresses_sort_as_they_print() {
+    fn addresses_compare_as_their_printed_forms_do() {
         let names = [
             (None, "null", "a"),
             (None, "null", "a.b"),

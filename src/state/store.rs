@@ -1541,6 +1541,33 @@ mod tests {
     }
 
     #[test]
+    fn diff_objects_are_stored_alike_and_settled_by_the_next_save() {
+        use std::sync::atomic::Ordering;
+        let (_dir, backend) = backend();
+        let bytes = b"echo diff me\n";
+        let hex = backend.put_diff_object(bytes).unwrap();
+        assert_eq!(hex, backend.put_object(bytes).unwrap());
+        assert_eq!(
+            backend.get_object(&hex).unwrap().as_deref(),
+            Some(&bytes[..])
+        );
+        // Nothing half-written is left beside it.
+        assert_eq!(
+            files(backend.root()),
+            [format!("objects/{}/{}", &hex[..2], &hex[2..])]
+        );
+        // A damaged one is replaced, as by put_object.
+        let path = backend.object_path(&hex);
+        fs::write(&path, b"garbage").unwrap();
+        assert_eq!(backend.put_diff_object(bytes).unwrap(), hex);
+        assert_eq!(fs::read(&path).unwrap(), bytes);
+        assert!(backend.unsynced_objects.load(Ordering::SeqCst));
+        let mut state = StateFile::new("local");
+        backend.save(&mut state).unwrap();
+        assert!(!backend.unsynced_objects.load(Ordering::SeqCst));
+    }
+
+    #[test]
     fn objects_roundtrip_and_are_stored_once() {
         let (_dir, backend) = backend();
         let bytes = b"{\"builder\":\"null\"}\n";

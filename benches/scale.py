@@ -59,6 +59,9 @@ def generate(n, d, terraform=False, tf_exec=False):
                 p = f"scripts/img{i}-{j}.sh"
                 with open(f"{d}/{p}", "w") as s:
                     s.write(f"#!/bin/sh\n{FILLER}\ntrue # {i}-{j}\n")
+                # Executable, as scripts kept in git usually are (and as
+                # Packer's default execute_command needs them).
+                os.chmod(f"{d}/{p}", 0o755)
                 scripts.append(f'"{p}"')
             env = ""
             if i % 10 == 9:

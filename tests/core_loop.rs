@@ -590,3 +590,65 @@ fn chdir_and_positional_dir() {
         .code(1)
         .stderr_has("scripts/base.sh");
 }
+
+/// `shell-local` runs a script where it is, by absolute path, as Packer
+/// does (`$0` finds its siblings), with the provisioner's variables set;
+/// a script that is not executable still runs (from a private copy); a
+/// missing interpreter is the shell's own error.
+#[test]
+fn shell_local_runs_scripts_where_they_are() {
+    use std::os::unix::fs::PermissionsExt;
+    let p = Project::new();
+    p.file(
+        "build.pkr.hcl",
+        r#"
+source "null" "a" {
+  communicator = "none"
+}
+
+build {
+  sources = ["source.null.a"]
+
+  provisioner "shell-local" {
+    scripts          = ["scripts/in-place.sh", "scripts/not-executable.sh"]
+    environment_vars = ["QUOTED=it's here"]
+  }
+}
+"#,
+    )
+    .file(
+        "scripts/in-place.sh",
+        "#!/bin/sh\necho \"in-place $0 $QUOTED $PACKER_BUILDER_TYPE\" >> \"$(dirname \"$0\")/../ran.log\"\n",
+    )
+    .file(
+        "scripts/not-executable.sh",
+        "#!/bin/sh\necho \"copy $(basename \"$0\") $QUOTED\" >> ran.log\n",
+    );
+    let script = p.path().join("scripts/in-place.sh");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    p.run(&["apply", "--auto-approve"]).success();
+    let ran = p.read("ran.log");
+    let lines: Vec<&str> = ran.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            format!("in-place {} it's here null", script.display()).as_str(),
+            "copy 1-not-executable.sh it's here",
+        ],
+        "{ran}"
+    );
+
+    // An interpreter that does not exist: the shell says so.
+    p.file(
+        "scripts/in-place.sh",
+        "#!/nonexistent/interpreter\necho never\n",
+    );
+    let run = p.run(&["apply", "--auto-approve"]);
+    run.code(1);
+    assert!(
+        run.stderr.contains("exited with status 127"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("not found"), "{}", run.stderr);
+}

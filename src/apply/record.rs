@@ -67,14 +67,14 @@ pub(super) fn record_for(
             "manifest bytes do not hash to their content address"
         );
     }
-    backend.put_object(&job.manifest_bytes)?;
+    backend.put_diff_object(&job.manifest_bytes)?;
     let mut text_inputs = BTreeMap::new();
     for (path, text) in &job.text_inputs {
         // Only for diffs: a file changed since it was hashed is left out
         // (a later plan says it cannot show that diff), not stored under
         // a hash it no longer has.
         if let Some(bytes) = text.read() {
-            let hex = backend.put_object(&bytes)?;
+            let hex = backend.put_diff_object(&bytes)?;
             text_inputs.insert(path.clone(), hex);
         }
     }

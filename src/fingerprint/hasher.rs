@@ -119,7 +119,10 @@ impl FileHasher {
         if let Some(cache) = &self.persistent {
             let meta = std::fs::metadata(path)?;
             if meta.is_dir() {
-                return Err(std::io::Error::other("is a directory"));
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::IsADirectory,
+                    "is a directory",
+                ));
             }
             if let Some(hit) = cache.lookup(&meta) {
                 self.cache
@@ -132,7 +135,10 @@ impl FileHasher {
         let mut file = std::fs::File::open(path)?;
         let meta = file.metadata()?;
         if meta.is_dir() {
-            return Err(std::io::Error::other("is a directory"));
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::IsADirectory,
+                "is a directory",
+            ));
         }
         let executable = meta.permissions().mode() & 0o111 != 0;
         let (sha256, is_text) = if meta.len() <= TEXT_INPUT_LIMIT {

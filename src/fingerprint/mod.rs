@@ -215,7 +215,7 @@ pub fn fingerprint(
     let mut modules = BTreeMap::new();
     for dir in &spec.modules {
         let mut files = FileSet::new();
-        match c.hash_path(dir, &mut files) {
+        match c.hash_path(dir, &mut files, true) {
             Ok(()) => {
                 modules.insert(places.path(dir), files);
             }
@@ -392,9 +392,20 @@ impl Collected<'_> {
 
     /// Hashes one file reference, or says at `loc` why it cannot.
     fn hash_ref(&mut self, file: &FileRef, files: &mut FileSet, loc: &crate::diag::SourceLoc) {
-        let full = resolve(self.def_dir, &file.path);
-        match file.reads {
-            Reads::File if full.is_dir() => {
+        if file.reads == Reads::Copied {
+            // Copied as a link: where it points is the input, never the
+            // bytes it points at (see the module doc).
+            let full = resolve(self.def_dir, &file.path);
+            if let Some(target) = crate::paths::link_leading_out(&full, self.def_dir) {
+                let shown = self.places.path(&file.path);
+                files.insert(shown, format!("symlink:{target}"));
+                return;
+            }
+        }
+        let folders = file.reads != Reads::File;
+        match self.hash_path(&file.path, files, folders) {
+            Ok(()) => {}
+            Err(e) if !folders && e.kind() == std::io::ErrorKind::IsADirectory => {
                 self.diags.push(
                     Diagnostic::error(format!(
                         "`{}` must be a file, not a folder: {} is a folder",
@@ -407,43 +418,31 @@ impl Collected<'_> {
                         file.path.trim_end_matches('/')
                     )),
                 );
-                return;
             }
-            Reads::Copied => {
-                // Copied as a link: where it points is the input, never
-                // the bytes it points at (see the module doc).
-                if let Some(target) = crate::paths::link_leading_out(&full, self.def_dir) {
-                    let shown = self.places.path(&file.path);
-                    files.insert(shown, format!("symlink:{target}"));
-                    return;
-                }
+            Err(e) => {
+                self.diags.push(
+                    Diagnostic::error(format!(
+                        "`{}` refers to {}, which cannot be read: {e}",
+                        file.attr, file.path
+                    ))
+                    .at(Some(loc.clone()))
+                    .hint("paths are relative to the definition dir; check the name and that the file exists"),
+                );
             }
-            Reads::File | Reads::FileOrFolder => {}
-        }
-        if let Err(e) = self.hash_path(&file.path, files) {
-            self.diags.push(
-                Diagnostic::error(format!(
-                    "`{}` refers to {}, which cannot be read: {e}",
-                    file.attr, file.path
-                ))
-                .at(Some(loc.clone()))
-                .hint("paths are relative to the definition dir; check the name and that the file exists"),
-            );
         }
     }
 
-    /// Hashes a file or directory into `files` (path → `sha256:<hex>`).
-    fn hash_path(&mut self, path: &str, files: &mut FileSet) -> std::io::Result<()> {
+    /// Hashes a file, or a directory when `folders`, into `files` (path →
+    /// `sha256:<hex>`); a directory otherwise is an `IsADirectory` error.
+    fn hash_path(&mut self, path: &str, files: &mut FileSet, folders: bool) -> std::io::Result<()> {
         let (hasher, def_dir, text) = (self.hasher, self.def_dir, &mut self.text_inputs);
         let full = resolve(def_dir, path);
         let shown = self.places.path(path);
-        // Files are the common case: hash directly (one open, one fstat).
+        // Files are the common case: hash directly (one `stat` on a cache
+        // hit, else one open and one fstat).
         let single = match hasher.hash_file(&full) {
             Ok(f) => Some(f),
-            Err(e) if full.is_dir() => {
-                let _ = e;
-                None
-            }
+            Err(e) if folders && e.kind() == std::io::ErrorKind::IsADirectory => None,
             Err(e) => return Err(e),
         };
         if single.is_none() {

@@ -94,7 +94,30 @@ pub fn prepare(
     options: &LoadOptions,
     resolve: &Resolve,
 ) -> Result<Prepared, PipelineError> {
+    // The file-hash cache is read while the definitions are parsed (both
+    // take a while at thousands of images).
+    let cache = options.file_cache.then(|| {
+        let dir = dir.to_path_buf();
+        std::thread::spawn(move || {
+            let path = std::fs::canonicalize(&dir).ok()?;
+            let folder = if path.is_file() {
+                path.parent()?.to_path_buf()
+            } else {
+                path
+            };
+            Some((HashCache::open(&folder), folder))
+        })
+    });
     let mut project = config::load(dir, options)?;
+    let cache = cache
+        .and_then(|c| c.join().ok().flatten())
+        .filter(|(_, folder)| *folder == project.template_dir)
+        .map(|(cache, _)| cache)
+        .or_else(|| {
+            options
+                .file_cache
+                .then(|| HashCache::open(&project.template_dir))
+        });
     let in_state;
     let resolve = match resolve {
         Resolve::RecordedInState(handle, flags) => {
@@ -128,10 +151,9 @@ pub fn prepare(
     let order = graph.topo_order();
     let stage = Stage {
         project: &project,
-        hasher: if options.file_cache {
-            FileHasher::with_cache(HashCache::open(&project.template_dir))
-        } else {
-            FileHasher::new()
+        hasher: match cache {
+            Some(cache) => FileHasher::with_cache(cache),
+            None => FileHasher::new(),
         },
         resolve,
         cache: ResolveCache::default(),

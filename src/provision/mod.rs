@@ -492,8 +492,9 @@ pub fn write_executable(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .truncate(true)
         .mode(0o700)
         .open(path)?;
+    // Not fsynced: these files are thrown away after the run, and a crash
+    // loses nothing by losing them.
     file.write_all(bytes)?;
-    file.sync_all()?;
     drop(file);
     // Executable by its owner only: inline scripts hold the values of
     // secrets.

@@ -1,8 +1,11 @@
 //! `shell-local`: runs commands on the machine running imgform, in the
 //! definition dir, as Packer's shell-local does: `inline` lines (or a single
 //! `command`) are written to a temporary script starting with
-//! `inline_shebang`; `script`/`scripts` are copied to temporary executable
-//! files; each runs through `execute_command` (default
+//! `inline_shebang`; `script`/`scripts` run where they are, by absolute path
+//! (so `$(dirname "$0")` finds their siblings, as under Packer), unless they
+//! are not executable: Packer would fail on those ("Permission denied"),
+//! imgform runs an executable copy from a private temporary dir instead. Each
+//! runs through `execute_command` (default
 //! `["/bin/sh", "-c", "{{.Vars}} {{.Script}}"]`).
 
 use std::path::{Path, PathBuf};
@@ -82,16 +85,35 @@ pub(crate) async fn run(
     }
     let mut env = host_env.to_vec();
     env.extend(provisioner_env(ctx, p)?);
-    let tmp = tempdir_for(ctx)?;
-    let scripts = write_scripts(ctx, p, &tmp)?;
+    // Created only when a script must be written (inline commands, or a
+    // copy of a script that is not executable); removed when dropped.
+    let mut tmp: Option<PrivateTempDir> = None;
+    let scripts = scripts_to_run(ctx, p, &mut tmp)?;
     let valid_codes: Vec<i64> = match p.config.get("valid_exit_codes") {
         Some(Value::Array(codes)) => codes.iter().filter_map(Value::as_i64).collect(),
         _ => vec![0],
     };
     let template = execute_command(p);
+    let default_command = !p.config.contains_key("execute_command");
     let vars = format_env_vars(&env);
     for script in &scripts {
         let script_str = script.to_string_lossy();
+        // The default `/bin/sh -c "VARS SCRIPT"` sets VARS (which `env`
+        // holds too) and execs SCRIPT: run a script with a `#!` line that
+        // way without the shell in between (half the processes). Should
+        // it not start (its interpreter missing), the shell runs it and
+        // says why, as under Packer.
+        if default_command && has_shebang(script) {
+            let argv = [script_str.clone().into_owned()];
+            match run_script(ctx, &argv, &env, &valid_codes).await {
+                Err(BuildError::Provisioner { message, .. })
+                    if message.starts_with(CANNOT_START) => {}
+                done => {
+                    done?;
+                    continue;
+                }
+            }
+        }
         let argv: Vec<String> = template
             .iter()
             .map(|part| substitute(part, &vars, &script_str))
@@ -101,12 +123,14 @@ pub(crate) async fn run(
     Ok(())
 }
 
-/// The scripts to run, as executable files in `tmp`: the `inline` lines (or
-/// `command`) under `inline_shebang`, then copies of `script` and `scripts`.
-fn write_scripts(
+/// The scripts to run, as absolute paths of executable files: the `inline`
+/// lines (or `command`) under `inline_shebang`, written to `tmp`; then
+/// `script` and `scripts` in place, or an executable copy in `tmp` of one
+/// that is not executable.
+fn scripts_to_run(
     ctx: &BuildContext<'_>,
     p: &ProvisionerSpec,
-    tmp: &PrivateTempDir,
+    tmp: &mut Option<PrivateTempDir>,
 ) -> Result<Vec<PathBuf>, BuildError> {
     let mut scripts: Vec<PathBuf> = Vec::new();
     let shebang = p.str("inline_shebang").unwrap_or("/bin/sh -e");
@@ -115,7 +139,7 @@ fn write_scripts(
         None => p.strings("inline"),
     };
     if !inline.is_empty() {
-        let path = tmp.path().join("inline.sh");
+        let path = private_dir(ctx, tmp)?.join("inline.sh");
         let body = format!("#!{shebang}\n{}\n", inline.join("\n"));
         write_executable(&path, body.as_bytes())?;
         scripts.push(path);
@@ -126,18 +150,48 @@ fn write_scripts(
     }
     sources.extend(p.strings("scripts"));
     for (i, source) in sources.iter().enumerate() {
-        let from = super::base_dir(ctx, p).join(source);
+        let from = std::path::absolute(super::base_dir(ctx, p).join(source))
+            .map_err(|e| fail(format!("cannot find script {source}: {e}")))?;
+        let meta = std::fs::metadata(&from)
+            .map_err(|e| fail(format!("cannot read script {source}: {e}")))?;
+        if !meta.is_file() {
+            return Err(fail(format!("script {source} is not a file")));
+        }
+        if executable(&from) {
+            scripts.push(from);
+            continue;
+        }
         let bytes =
             std::fs::read(&from).map_err(|e| fail(format!("cannot read script {source}: {e}")))?;
         let name = Path::new(source)
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "script".into());
-        let path = tmp.path().join(format!("{i}-{name}"));
+        let path = private_dir(ctx, tmp)?.join(format!("{i}-{name}"));
         write_executable(&path, &bytes)?;
         scripts.push(path);
     }
     Ok(scripts)
+}
+
+/// How `run_script` says a program did not start.
+const CANNOT_START: &str = "cannot start";
+
+/// Whether `path` starts with `#!` (the kernel runs it with its
+/// interpreter).
+fn has_shebang(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 2];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok()
+        && &head == b"#!"
+}
+
+/// Whether this process may execute `path` (`access(X_OK)`, which also
+/// honours ACLs and `noexec` mounts).
+fn executable(path: &Path) -> bool {
+    rustix::fs::access(path, rustix::fs::Access::EXEC_OK).is_ok()
 }
 
 /// `execute_command` as an argv template (a string runs under `/bin/sh -c`).
@@ -178,7 +232,7 @@ async fn run_script(
         .kill_on_drop(true);
     let (code, last_stderr) = match super::run_streaming(command, &ctx.events, &ctx.cancel)
         .await
-        .map_err(|e| fail(format!("cannot start {program}: {e}")))?
+        .map_err(|e| fail(format!("{CANNOT_START} {program}: {e}")))?
     {
         super::Streamed::Exited {
             code, stderr_tail, ..
@@ -218,6 +272,18 @@ fn write_executable(path: &Path, bytes: &[u8]) -> Result<(), BuildError> {
         context: format!("writing {}", path.display()),
         source: e,
     })
+}
+
+/// The private temporary dir for scripts, made on first use and removed
+/// when dropped (also on failure).
+fn private_dir<'t>(
+    ctx: &BuildContext<'_>,
+    tmp: &'t mut Option<PrivateTempDir>,
+) -> Result<&'t Path, BuildError> {
+    if tmp.is_none() {
+        *tmp = Some(tempdir_for(ctx)?);
+    }
+    Ok(tmp.as_ref().expect("just made").path())
 }
 
 /// A private temporary dir for the scripts, removed when dropped (also on

@@ -263,6 +263,15 @@ pub trait StateBackend: Send + Sync {
     /// lowercase hex sha256 of the bytes (once; storing again is a no-op) and
     /// returns that hex.
     fn put_object(&self, bytes: &[u8]) -> Result<String, StateError>;
+    /// [`put_object`](Self::put_object) for bytes kept only to explain a
+    /// later change (manifests, texts for diffs): the store may make them
+    /// durable only at the next [`save`](Self::save), so a power cut before
+    /// it can lose them (readers treat a missing or damaged object as
+    /// absent, and the next `put` replaces a damaged one). The default is
+    /// `put_object`.
+    fn put_diff_object(&self, bytes: &[u8]) -> Result<String, StateError> {
+        self.put_object(bytes)
+    }
     /// The bytes stored under `hex`, re-checked against it; `None` if absent.
     fn get_object(&self, hex: &str) -> Result<Option<Vec<u8>>, StateError>;
     /// Takes the lock; if it is held, retries until `timeout` has passed
@@ -310,6 +319,9 @@ impl<B: StateBackend + ?Sized> StateBackend for Box<B> {
     fn put_object(&self, bytes: &[u8]) -> Result<String, StateError> {
         (**self).put_object(bytes)
     }
+    fn put_diff_object(&self, bytes: &[u8]) -> Result<String, StateError> {
+        (**self).put_diff_object(bytes)
+    }
     fn get_object(&self, hex: &str) -> Result<Option<Vec<u8>>, StateError> {
         (**self).get_object(hex)
     }
@@ -343,6 +355,9 @@ pub struct LocalBackend {
     /// The release of the lock this process holds, run if it is
     /// interrupted (SIGINT, SIGTERM); registered as the lock is taken.
     on_interrupt: Arc<Mutex<Option<crate::interrupt::Registration>>>,
+    /// Objects were written by `put_diff_object` and not yet synced: the
+    /// next `save` syncs the store's filesystem first.
+    unsynced_objects: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// A journal opened by this process after a save, and the state it leads to.
@@ -371,12 +386,55 @@ impl LocalBackend {
             journals: Arc::default(),
             made_root: Arc::default(),
             on_interrupt: Arc::default(),
+            unsynced_objects: Arc::default(),
         }
     }
 
     /// The `state/` directory.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Stores `bytes` under their sha256 (temp file, rename): fsynced with
+    /// its folder when `durable`, else left to [`settle_objects`]. One
+    /// fsync costs about as much as everything else an image's record
+    /// does, and an image stores several objects.
+    fn store_object(&self, bytes: &[u8], durable: bool) -> Result<String, StateError> {
+        let hex = hex::encode(Sha256::digest(bytes));
+        let path = self.object_path(&hex);
+        match fs::read(&path) {
+            // Already stored (and intact): objects are immutable, so done.
+            Ok(existing) if hex::encode(Sha256::digest(&existing)) == hex => return Ok(hex),
+            // Damaged: fall through and replace it with the good bytes.
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_error("read", &path, e)),
+        }
+        let dir = path.parent().expect("object paths have a parent");
+        fs::create_dir_all(dir).map_err(|e| io_error("create directory", dir, e))?;
+        if durable {
+            write_atomic(&path, bytes)?;
+        } else {
+            self.unsynced_objects
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            write_renamed(&path, bytes)?;
+        }
+        Ok(hex)
+    }
+
+    /// Makes the objects written since the last call durable: one
+    /// `syncfs` of the store's filesystem instead of two fsyncs per object.
+    fn settle_objects(&self) -> Result<(), StateError> {
+        if !self
+            .unsynced_objects
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            return Ok(());
+        }
+        let dir = self.root.join(OBJECTS_DIR);
+        File::open(&dir)
+            .and_then(|d| rustix::fs::syncfs(&d).map_err(io::Error::from))
+            .map_err(|e| io_error("sync", &dir, e))
     }
 
     fn state_path(&self, target: &str) -> Result<PathBuf, StateError> {
@@ -542,6 +600,7 @@ impl StateBackend for LocalBackend {
 
     fn save(&self, state: &mut StateFile) -> Result<bool, StateError> {
         let path = self.state_path(&state.target)?;
+        self.settle_objects()?;
         // A journal kept open for appends is closed by a save: the file
         // written below includes its entries.
         self.journals
@@ -652,20 +711,11 @@ impl StateBackend for LocalBackend {
     }
 
     fn put_object(&self, bytes: &[u8]) -> Result<String, StateError> {
-        let hex = hex::encode(Sha256::digest(bytes));
-        let path = self.object_path(&hex);
-        match fs::read(&path) {
-            // Already stored (and intact): objects are immutable, so done.
-            Ok(existing) if hex::encode(Sha256::digest(&existing)) == hex => return Ok(hex),
-            // Damaged: fall through and replace it with the good bytes.
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_error("read", &path, e)),
-        }
-        let dir = path.parent().expect("object paths have a parent");
-        fs::create_dir_all(dir).map_err(|e| io_error("create directory", dir, e))?;
-        write_atomic(&path, bytes)?;
-        Ok(hex)
+        self.store_object(bytes, true)
+    }
+
+    fn put_diff_object(&self, bytes: &[u8]) -> Result<String, StateError> {
+        self.store_object(bytes, false)
     }
 
     fn get_object(&self, hex: &str) -> Result<Option<Vec<u8>>, StateError> {
@@ -790,6 +840,7 @@ impl StateBackend for LocalBackend {
             journals: Arc::default(),
             made_root: self.made_root.clone(),
             on_interrupt: Arc::default(),
+            unsynced_objects: Arc::default(),
         };
         let id = id.to_owned();
         Box::new(move || {
@@ -1049,6 +1100,23 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
         return Err(io_error("replace", path, e));
     }
     sync_dir(dir)
+}
+
+/// Replaces `path` with `bytes` so that readers see the old or the new
+/// contents (temp file, rename), without waiting for the disk: a process
+/// crash leaves either, a power cut may leave neither (or a damaged file).
+fn write_renamed(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
+    let temp = crate::paths::temp_path_for(path);
+    let written = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&temp)
+        .and_then(|mut file| file.write_all(bytes))
+        .and_then(|()| fs::rename(&temp, path));
+    written.map_err(|e| {
+        let _ = fs::remove_file(&temp);
+        io_error("write", path, e)
+    })
 }
 
 /// Removes the temp files of `path` a crashed save left (the caller holds
@@ -1470,6 +1538,33 @@ mod tests {
         fs::write(&path, "[]").unwrap();
         let err = backend.load("local").unwrap_err();
         assert!(err.to_string().contains("format_version"), "{err}");
+    }
+
+    #[test]
+    fn diff_objects_are_stored_alike_and_settled_by_the_next_save() {
+        use std::sync::atomic::Ordering;
+        let (_dir, backend) = backend();
+        let bytes = b"echo diff me\n";
+        let hex = backend.put_diff_object(bytes).unwrap();
+        assert_eq!(hex, backend.put_object(bytes).unwrap());
+        assert_eq!(
+            backend.get_object(&hex).unwrap().as_deref(),
+            Some(&bytes[..])
+        );
+        // Nothing half-written is left beside it.
+        assert_eq!(
+            files(backend.root()),
+            [format!("objects/{}/{}", &hex[..2], &hex[2..])]
+        );
+        // A damaged one is replaced, as by put_object.
+        let path = backend.object_path(&hex);
+        fs::write(&path, b"garbage").unwrap();
+        assert_eq!(backend.put_diff_object(bytes).unwrap(), hex);
+        assert_eq!(fs::read(&path).unwrap(), bytes);
+        assert!(backend.unsynced_objects.load(Ordering::SeqCst));
+        let mut state = StateFile::new("local");
+        backend.save(&mut state).unwrap();
+        assert!(!backend.unsynced_objects.load(Ordering::SeqCst));
     }
 
     #[test]

@@ -157,7 +157,7 @@ def bench_plan(args, bins):
     # then warm it once.
     time.sleep(2.5)
     for (n, name), d in dirs.items():
-        run_once([bins[name], "plan", "--refresh=false", d])
+        run_once([bins[name], "-C", d, "plan", "--refresh=false"])
     # Both sizes and every binary in the same rounds: the N-ratio is taken
     # under the same conditions as the binaries' ratio.
     cmds = [((n, name), [b, "-C", dirs[(n, name)], "plan", "--refresh=false", "--detailed-exitcode"], None, None)

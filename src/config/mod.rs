@@ -447,7 +447,7 @@ fn no_definitions(shown: &Path, dir: &Path) -> Diagnostic {
 }
 
 static IMAGE_REF: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"\bimage\.([A-Za-z_][\w-]*(?:\.[A-Za-z_][\w-]*)+)\.id\b").expect("valid regex")
+    Regex::new(r"(?-u:\b)image\.([A-Za-z_][A-Za-z0-9_\-\x{80}-\x{10FFFF}]*(?:\.[A-Za-z_][A-Za-z0-9_\-\x{80}-\x{10FFFF}]*)+)\.id(?-u:\b)").expect("valid regex")
 });
 
 /// Static scan for `image.<ADDR>.id` in an attribute's source text. The

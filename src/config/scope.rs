@@ -47,8 +47,9 @@ fn clock_key(clock: &Clock) -> u64 {
 }
 
 /// `local.NAME` in an expression's source text.
-pub(super) static LOCAL_REF: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"\blocal\.([A-Za-z_][\w-]*)").expect("valid regex"));
+pub(super) static LOCAL_REF: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?-u:\b)local\.([A-Za-z_][A-Za-z0-9_\-\x{80}-\x{10FFFF}]*)").expect("valid regex")
+});
 
 /// A context with the functions, `path.*` and `packer.version`, but no
 /// variables: what variable defaults and variable files see. `root` is

@@ -21,7 +21,7 @@ use regex::Regex;
 const MIN_LEN: usize = 3;
 
 static REF: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"\b(var|local|data)\.([A-Za-z_][\w-]*(?:\.[A-Za-z_][\w-]*\.[A-Za-z_][\w-]*)?)")
+    Regex::new(r"(?-u:\b)(var|local|data)\.([A-Za-z_][A-Za-z0-9_\-\x{80}-\x{10FFFF}]*(?:\.[A-Za-z_][A-Za-z0-9_\-\x{80}-\x{10FFFF}]*\.[A-Za-z_][A-Za-z0-9_\-\x{80}-\x{10FFFF}]*)?)")
         .expect("valid regex")
 });
 

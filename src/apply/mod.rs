@@ -166,7 +166,11 @@ pub fn compact_leftovers(
     states: &mut BTreeMap<TargetAddr, StateFile>,
 ) -> Result<(), ApplyError> {
     for state in states.values_mut().filter(|s| s.serial > 0) {
-        backend.save(state)?;
+        // Saving re-reads the whole file to compare: only where a journal
+        // is left to fold in.
+        if backend.has_leftovers(state)? {
+            backend.save(state)?;
+        }
     }
     Ok(())
 }

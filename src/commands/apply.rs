@@ -49,18 +49,28 @@ pub async fn run(args: ApplyArgs, output: Output) -> Result<Status> {
         .and_then(std::fs::canonicalize)
         .context("finding the current directory")?;
     let flags = &args.options.backend.backend_config;
-    let backend = match &saved_file {
-        Some(file) => backend::backend_for_saved_plan(
+    // The definitions are loaded once: their backend block chooses the
+    // state, as for `plan`.
+    let source = match saved_file {
+        Some(file) => Source::Saved(file),
+        None => Source::Definitions(prepare_definitions(&dir, &args, output)?),
+    };
+    let backend = match &source {
+        Source::Saved(file) => backend::backend_for_saved_plan(
             &template_dir,
             file.backend.as_ref(),
             flags,
             |warning| eprintln!("warning: {warning}"),
         )?,
-        None => backend::backend_for_dir(&dir, flags)?,
+        Source::Definitions(prepared) => backend::backend_for(
+            &prepared.project.template_dir,
+            prepared.project.backend.as_ref(),
+            flags,
+        )?,
     };
-    let work = match saved_file {
-        Some(file) => from_saved_plan(file, &dir, &work_dir, &args, &*backend)?,
-        None => from_definitions(&dir, &args, &*backend, output).await?,
+    let work = match source {
+        Source::Saved(file) => from_saved_plan(file, &dir, &work_dir, &args, &*backend)?,
+        Source::Definitions(prepared) => from_definitions(prepared, &args, &*backend).await?,
     };
     let Work {
         plan,
@@ -161,18 +171,30 @@ fn from_saved_plan<'a>(
 }
 
 /// A fresh plan of the definitions in `dir`.
-async fn from_definitions<'a>(
-    dir: &Path,
-    args: &ApplyArgs,
-    backend: &'a dyn StateBackend,
-    output: Output,
-) -> Result<Work<'a>> {
+/// What an apply works from: a saved plan, or the definitions here.
+enum Source {
+    Saved(PlanFile),
+    Definitions(pipeline::Prepared),
+}
+
+/// Loads, evaluates and fingerprints the definitions at `dir`, printing
+/// their warnings.
+fn prepare_definitions(dir: &Path, args: &ApplyArgs, output: Output) -> Result<pipeline::Prepared> {
     let opts = &args.options;
     let mut options = LoadOptions::from_env(opts.vars.vars.clone(), opts.vars.var_files.clone());
     options.file_cache = !opts.no_cache;
     let resolve = pipeline::Resolve::for_plan(opts.refresh, &opts.backend.backend_config);
     let prepared = pipeline::prepare(dir, &options, &resolve)?;
     super::print_warnings(&prepared.warnings, output);
+    Ok(prepared)
+}
+
+async fn from_definitions<'a>(
+    prepared: pipeline::Prepared,
+    args: &ApplyArgs,
+    backend: &'a dyn StateBackend,
+) -> Result<Work<'a>> {
+    let opts = &args.options;
     let lock = super::lock(backend, "apply", &opts.lock.lock_timeout)?;
     let states = refresh::load_states(backend, &prepared)?;
     let request = super::plan::request(opts);

@@ -252,6 +252,14 @@ pub trait StateBackend: Send + Sync {
         let _ = addr;
         self.save(state)
     }
+    /// Whether `state` has records outside its state file that a
+    /// [`save`](Self::save) would fold in (a journal a crashed run left):
+    /// `apply` saves only those before it starts. The default is always
+    /// (a save that finds nothing to do writes nothing).
+    fn has_leftovers(&self, state: &StateFile) -> Result<bool, StateError> {
+        let _ = state;
+        Ok(true)
+    }
     /// How long a run may hold back the write of a recorded image to batch
     /// it with later ones; zero (the default) when every image is written
     /// as soon as it is recorded. Whatever is held back is lost by a crash
@@ -312,6 +320,9 @@ impl<B: StateBackend + ?Sized> StateBackend for Box<B> {
     }
     fn record_image(&self, state: &mut StateFile, addr: &ImageAddr) -> Result<bool, StateError> {
         (**self).record_image(state, addr)
+    }
+    fn has_leftovers(&self, state: &StateFile) -> Result<bool, StateError> {
+        (**self).has_leftovers(state)
     }
     fn write_delay(&self) -> Duration {
         (**self).write_delay()
@@ -682,6 +693,10 @@ impl StateBackend for LocalBackend {
         // Only now: a failed write leaves the caller's state matching the file.
         state.serial = next.serial;
         Ok(true)
+    }
+
+    fn has_leftovers(&self, state: &StateFile) -> Result<bool, StateError> {
+        Ok(journal_path(&self.state_path(&state.target)?).exists())
     }
 
     fn record_image(&self, state: &mut StateFile, addr: &ImageAddr) -> Result<bool, StateError> {

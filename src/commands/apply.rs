@@ -53,7 +53,7 @@ pub async fn run(args: ApplyArgs, output: Output) -> Result<Status> {
     // state, as for `plan`.
     let source = match saved_file {
         Some(file) => Source::Saved(file),
-        None => Source::Definitions(prepare_definitions(&dir, &args, output)?),
+        None => Source::Definitions(Box::new(prepare_definitions(&dir, &args, output)?)),
     };
     let backend = match &source {
         Source::Saved(file) => backend::backend_for_saved_plan(
@@ -70,7 +70,7 @@ pub async fn run(args: ApplyArgs, output: Output) -> Result<Status> {
     };
     let work = match source {
         Source::Saved(file) => from_saved_plan(file, &dir, &work_dir, &args, &*backend)?,
-        Source::Definitions(prepared) => from_definitions(prepared, &args, &*backend).await?,
+        Source::Definitions(prepared) => from_definitions(*prepared, &args, &*backend).await?,
     };
     let Work {
         plan,
@@ -174,7 +174,7 @@ fn from_saved_plan<'a>(
 /// What an apply works from: a saved plan, or the definitions here.
 enum Source {
     Saved(PlanFile),
-    Definitions(pipeline::Prepared),
+    Definitions(Box<pipeline::Prepared>),
 }
 
 /// Loads, evaluates and fingerprints the definitions at `dir`, printing

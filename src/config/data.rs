@@ -33,7 +33,7 @@ use crate::spec::Attrs;
 
 /// `data.KIND.NAME` in an expression's source text.
 pub(super) static DATA_REF: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?-u:\b)data\.([A-Za-z_][A-Za-z0-9_\-\x{80}-\x{10FFFF}]*)\.([A-Za-z_][A-Za-z0-9_\-\x{80}-\x{10FFFF}]*)").expect("valid regex")
+    Regex::new(&format!(r"(?-u:\b)data\.({n})\.({n})", n = super::NAME)).expect("valid regex")
 });
 
 /// One `data` block.

@@ -40,14 +40,8 @@ pub use super::scope::{
     base_context, describe_error, evaluate_locals, validate_variables, EvaluatedLocals, LocalsCache,
 };
 
-// References are found by ASCII word boundary and identifier characters
-// plus any non-ASCII character (which HCL allows in names): the same
-// matches as Unicode `\b`/`\w` on real templates, at a small fraction of
-// the cost of compiling Unicode classes, which every run pays (this file's,
-// `scope.rs`'s, `data.rs`'s, `mod.rs`'s and `sensitivity.rs`'s patterns).
-static VAR_REF: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?-u:\b)var\.([A-Za-z_][A-Za-z0-9_\-\x{80}-\x{10FFFF}]*)").expect("valid regex")
-});
+static VAR_REF: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(&format!(r"(?-u:\b)var\.({})", super::NAME)).expect("valid regex"));
 
 /// One evaluation of an image under one clock, before role checks.
 struct Evaluated {

@@ -48,7 +48,7 @@ fn clock_key(clock: &Clock) -> u64 {
 
 /// `local.NAME` in an expression's source text.
 pub(super) static LOCAL_REF: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?-u:\b)local\.([A-Za-z_][A-Za-z0-9_\-\x{80}-\x{10FFFF}]*)").expect("valid regex")
+    Regex::new(&format!(r"(?-u:\b)local\.({})", super::NAME)).expect("valid regex")
 });
 
 /// A context with the functions, `path.*` and `packer.version`, but no

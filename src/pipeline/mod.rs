@@ -97,14 +97,9 @@ pub fn prepare(
     // The file-hash cache is read while the definitions are parsed (both
     // take a while at thousands of images).
     let cache = options.file_cache.then(|| {
-        let dir = dir.to_path_buf();
+        let folder = config::template_folder(dir);
         std::thread::spawn(move || {
-            let path = std::fs::canonicalize(&dir).ok()?;
-            let folder = if path.is_file() {
-                path.parent()?.to_path_buf()
-            } else {
-                path
-            };
+            let folder = std::fs::canonicalize(folder).ok()?;
             Some((HashCache::open(&folder), folder))
         })
     });

@@ -105,13 +105,9 @@ pub(crate) async fn run(
         // says why, as under Packer.
         if default_command && has_shebang(script) {
             let argv = [script_str.clone().into_owned()];
-            match run_script(ctx, &argv, &env, &valid_codes).await {
-                Err(BuildError::Provisioner { message, .. })
-                    if message.starts_with(CANNOT_START) => {}
-                done => {
-                    done?;
-                    continue;
-                }
+            if let Ok(done) = try_run_script(ctx, &argv, &env, &valid_codes).await {
+                done?;
+                continue;
             }
         }
         let argv: Vec<String> = template
@@ -174,9 +170,6 @@ fn scripts_to_run(
     Ok(scripts)
 }
 
-/// How `run_script` says a program did not start.
-const CANNOT_START: &str = "cannot start";
-
 /// Whether `path` starts with `#!` (the kernel runs it with its
 /// interpreter).
 fn has_shebang(path: &Path) -> bool {
@@ -218,8 +211,24 @@ async fn run_script(
     env: &[(String, String)],
     valid_codes: &[i64],
 ) -> Result<(), BuildError> {
+    try_run_script(ctx, argv, env, valid_codes)
+        .await
+        .map_err(|e| {
+            let program = argv.first().map(String::as_str).unwrap_or_default();
+            fail(format!("cannot start {program}: {e}"))
+        })?
+}
+
+/// [`run_script`], with a program that could not be started told apart
+/// (the outer error) from one that ran and failed.
+async fn try_run_script(
+    ctx: &BuildContext<'_>,
+    argv: &[String],
+    env: &[(String, String)],
+    valid_codes: &[i64],
+) -> std::io::Result<Result<(), BuildError>> {
     let Some((program, args)) = argv.split_first() else {
-        return Err(fail("execute_command is empty"));
+        return Ok(Err(fail("execute_command is empty")));
     };
     let mut command = Command::new(program);
     command
@@ -230,14 +239,11 @@ async fn run_script(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    let (code, last_stderr) = match super::run_streaming(command, &ctx.events, &ctx.cancel)
-        .await
-        .map_err(|e| fail(format!("{CANNOT_START} {program}: {e}")))?
-    {
+    let (code, last_stderr) = match super::run_streaming(command, &ctx.events, &ctx.cancel).await? {
         super::Streamed::Exited {
             code, stderr_tail, ..
         } => (i64::from(code), stderr_tail),
-        super::Streamed::Cancelled => return Err(BuildError::Cancelled),
+        super::Streamed::Cancelled => return Ok(Err(BuildError::Cancelled)),
     };
     if !valid_codes.contains(&code) {
         let what = if code < 0 {
@@ -250,9 +256,9 @@ async fn run_script(
         } else {
             format!(": {}", ctx.spec.scrub(&last_stderr.join(" | ")))
         };
-        return Err(fail(format!("script {what}{tail}")));
+        return Ok(Err(fail(format!("script {what}{tail}"))));
     }
-    Ok(())
+    Ok(Ok(()))
 }
 
 fn substitute(part: &str, vars: &str, script: &str) -> String {

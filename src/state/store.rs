@@ -423,13 +423,11 @@ impl LocalBackend {
         }
         let dir = path.parent().expect("object paths have a parent");
         fs::create_dir_all(dir).map_err(|e| io_error("create directory", dir, e))?;
-        if durable {
-            write_atomic(&path, bytes)?;
-        } else {
+        if !durable {
             self.unsynced_objects
                 .store(true, std::sync::atomic::Ordering::SeqCst);
-            write_renamed(&path, bytes)?;
         }
+        write_replacing(&path, bytes, durable)?;
         Ok(hex)
     }
 
@@ -668,7 +666,7 @@ impl StateBackend for LocalBackend {
             Some((old_bytes, _)) => {
                 let backup = backup_path(&path);
                 remove_stale_temps(&backup);
-                let temp = write_synced_temp(&backup, old_bytes)?;
+                let temp = write_temp(&backup, old_bytes, true)?;
                 if let Err(e) = write_atomic(&path, &bytes) {
                     let _ = fs::remove_file(&temp);
                     return Err(e);
@@ -1108,30 +1106,23 @@ pub(crate) fn decode_state(bytes: &[u8]) -> Result<StateFile, Decode> {
 /// contents, also after a crash: temp file in the same dir, fsync, rename,
 /// fsync the dir. The directory must exist.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
+    write_replacing(path, bytes, true)
+}
+
+/// [`write_atomic`], with the two fsyncs only when `durable`: without them
+/// a process crash still leaves the old or the new contents, a power cut
+/// may leave neither (or a damaged file).
+fn write_replacing(path: &Path, bytes: &[u8], durable: bool) -> Result<(), StateError> {
     let dir = path.parent().expect("state paths have a parent");
-    let temp = write_synced_temp(path, bytes)?;
+    let temp = write_temp(path, bytes, durable)?;
     if let Err(e) = fs::rename(&temp, path) {
         let _ = fs::remove_file(&temp);
         return Err(io_error("replace", path, e));
     }
-    sync_dir(dir)
-}
-
-/// Replaces `path` with `bytes` so that readers see the old or the new
-/// contents (temp file, rename), without waiting for the disk: a process
-/// crash leaves either, a power cut may leave neither (or a damaged file).
-fn write_renamed(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
-    let temp = crate::paths::temp_path_for(path);
-    let written = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&temp)
-        .and_then(|mut file| file.write_all(bytes))
-        .and_then(|()| fs::rename(&temp, path));
-    written.map_err(|e| {
-        let _ = fs::remove_file(&temp);
-        io_error("write", path, e)
-    })
+    if durable {
+        sync_dir(dir)?;
+    }
+    Ok(())
 }
 
 /// Removes the temp files of `path` a crashed save left (the caller holds
@@ -1151,9 +1142,9 @@ fn remove_stale_temps(path: &Path) {
     }
 }
 
-/// Writes `bytes` to a new temp file beside `path` and fsyncs it; the
-/// caller renames it into place. Removed again when the write fails.
-fn write_synced_temp(path: &Path, bytes: &[u8]) -> Result<PathBuf, StateError> {
+/// Writes `bytes` to a new temp file beside `path` (fsynced when `sync`);
+/// the caller renames it into place. Removed again when the write fails.
+fn write_temp(path: &Path, bytes: &[u8], sync: bool) -> Result<PathBuf, StateError> {
     // Hidden and not ending in `.json`, so `targets` never reads it; named
     // with our pid, so a later run can tell when its writer is gone.
     let temp = crate::paths::temp_path_for(path);
@@ -1165,7 +1156,10 @@ fn write_synced_temp(path: &Path, bytes: &[u8]) -> Result<PathBuf, StateError> {
             .map_err(|e| io_error("create", &temp, e))?;
         file.write_all(bytes)
             .map_err(|e| io_error("write", &temp, e))?;
-        file.sync_all().map_err(|e| io_error("sync", &temp, e))
+        if sync {
+            file.sync_all().map_err(|e| io_error("sync", &temp, e))?;
+        }
+        Ok(())
     })();
     match written {
         Ok(()) => Ok(temp),

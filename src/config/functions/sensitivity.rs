@@ -21,8 +21,11 @@ use regex::Regex;
 const MIN_LEN: usize = 3;
 
 static REF: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?-u:\b)(var|local|data)\.([A-Za-z_][A-Za-z0-9_\-\x{80}-\x{10FFFF}]*(?:\.[A-Za-z_][A-Za-z0-9_\-\x{80}-\x{10FFFF}]*\.[A-Za-z_][A-Za-z0-9_\-\x{80}-\x{10FFFF}]*)?)")
-        .expect("valid regex")
+    Regex::new(&format!(
+        r"(?-u:\b)(var|local|data)\.({n}(?:\.{n}\.{n})?)",
+        n = crate::config::NAME
+    ))
+    .expect("valid regex")
 });
 
 struct Tracking {

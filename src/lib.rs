@@ -47,3 +47,4 @@ pub mod state;
 #[cfg(test)]
 mod testing;
 pub mod views;
+pub mod watch;

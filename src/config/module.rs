@@ -119,6 +119,9 @@ impl ModuleLoader<'_> {
     /// Expands a `module` block of a build into provisioners (dependencies
     /// first), the module folders used, and the source settings it implies.
     pub fn expand(&mut self, block: &RawBlock) -> Expanded {
+        // Module folders, element search paths and installed element sets
+        // are looked up in ways a `stat` of what was read cannot vouch for.
+        crate::watch::untracked(|| "a module block".to_owned());
         let Some(name) = block
             .labels
             .first()

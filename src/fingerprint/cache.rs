@@ -321,7 +321,7 @@ fn flag(field: &str, on: &str) -> Option<bool> {
 
 /// Replaces `path` atomically: a temp file beside it, renamed over it.
 /// Not fsynced: losing the cache in a crash only costs hashing again.
-fn write_replacing(path: &Path, bytes: &[u8]) -> io::Result<()> {
+pub(crate) fn write_replacing(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = path.parent().expect("cache path has a parent");
     fs::create_dir_all(dir)?;
     let temp = crate::paths::temp_path_for(path);

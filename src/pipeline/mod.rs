@@ -22,6 +22,7 @@ pub mod backend;
 pub mod data;
 pub mod drift;
 pub mod error;
+pub mod memo;
 pub mod plan;
 pub mod recover;
 pub mod refresh;

@@ -1,0 +1,329 @@
+//! The plan cache, `.imgform/cache/plan` in the template folder: the last
+//! plan, and what it was made from, so that a plan whose inputs did not
+//! change costs a `stat` of each input instead of loading, evaluating and
+//! fingerprinting every image again (what `make` or `ninja` do before
+//! saying there is nothing to do).
+//!
+//! A cached plan is reused only when all of these are as they were:
+//! - the `imgform` executable (device, inode, size, mtime and ctime) and
+//!   the request: template path and current directory (both canonical),
+//!   `-var`, `-var-file`, `--replace`, `--target`, `--refresh`;
+//! - the whole environment (so `env()`, `PKR_VAR_*`, `HOME` are covered)
+//!   but for what a shell changes between identical runs (`PWD`, `OLDPWD`,
+//!   `_`: a plan that reads one is not cached);
+//! - the `stat` (device, inode, size, mode, mtime and ctime in nanoseconds)
+//!   of every file and folder the plan read: the template folder's listing,
+//!   definition and variable files, every input the fingerprints hashed
+//!   (each folder of an input tree too, so an added file is seen), files
+//!   read by `file()`, `templatefile()` and the like, paths `fileexists()`
+//!   looked for (a missing one must stay missing);
+//! - the state: the local state files and journals, listed again and
+//!   `stat`ed under the lock.
+//!
+//! Git's racy-entry rule applies as in the file-hash cache: the cache is
+//! trusted only when every `stat` it holds is older, by
+//! [`RACY_WINDOW_NS`], than the cache file itself.
+//!
+//! A plan is cached only when nothing it read escapes a `stat`: no data
+//! source, module or DIB element, secret, base image looked up, `fileset()`,
+//! saved plan (`--out`), warning, diff text, remote state; every builder,
+//! provisioner and post-processor of a kind whose plan-time checks read
+//! only the evaluated image and the hashed inputs ([`BUILDERS`],
+//! [`PROVISIONERS`], [`POST_PROCESSORS`]); and, with refresh on, only
+//! recorded images whose refresh asks nothing outside ([`REFRESH_FREE`]).
+//! Anything else plans in full, as `--no-cache` does. Like the file-hash
+//! cache it is never part of the state, a corrupt file is ignored and
+//! replaced, and concurrent runs replace it atomically.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::Prepared;
+use crate::addr::TargetAddr;
+use crate::fingerprint::cache::{FileStat, RACY_WINDOW_NS};
+use crate::plan::Plan;
+use crate::state::{StateBackend, StateFile};
+use crate::watch::Watched;
+
+/// The cache file, relative to the template folder.
+pub const CACHE_FILE: &str = ".imgform/cache/plan";
+const VERSION: u32 = 1;
+
+/// Builder kinds whose plan-time checks and resolution read nothing but
+/// the evaluated image, the state and the hashed inputs.
+pub const BUILDERS: &[&str] = &["null", "amazon-ebs", "openstack"];
+/// Provisioner kinds (also test blocks) of which the same holds.
+pub const PROVISIONERS: &[&str] = &["shell-local", "shell", "file"];
+/// Post-processor kinds of which the same holds.
+pub const POST_PROCESSORS: &[&str] = &["checksum", "compress", "shell-local"];
+/// Builders whose refresh asks nothing outside (a `null` artifact exists
+/// by definition).
+pub const REFRESH_FREE: &[&str] = &["null"];
+
+/// What a request is, for the key: everything that shapes a plan apart
+/// from the files it reads and the environment.
+#[derive(Debug)]
+pub struct Request<'a> {
+    pub template: &'a Path,
+    pub vars: &'a [String],
+    pub var_files: &'a [PathBuf],
+    pub replace: &'a [String],
+    pub selected: &'a [String],
+    pub refresh: bool,
+}
+
+/// A `stat`, as the cache file keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct Stamp(u64, u64, u64, u32, i64, i64);
+
+impl Stamp {
+    fn of(path: &Path) -> Option<Stamp> {
+        fs::metadata(path).ok().map(|m| {
+            let s = FileStat::of(&m);
+            Stamp(s.dev, s.ino, s.size, s.mode, s.mtime_ns, s.ctime_ns)
+        })
+    }
+
+    fn newest_ns(&self) -> i64 {
+        self.4.max(self.5)
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct CacheFile {
+    version: u32,
+    /// SHA-256 of the executable's `stat`, the request and the environment.
+    key: String,
+    /// Every path read, with its `stat` (`None`: it did not exist).
+    watched: Vec<(PathBuf, Option<Stamp>)>,
+    /// The state's files ([`StateBackend::watch_files`]) and their `stat`.
+    state: Vec<(PathBuf, Stamp)>,
+    plan: Plan,
+}
+
+/// A cached plan whose inputs are unchanged; its state is checked by
+/// [`Hit::state_unchanged`] once the lock is held.
+#[derive(Debug)]
+pub struct Hit {
+    template_dir: PathBuf,
+    state: Vec<(PathBuf, Stamp)>,
+    plan: Plan,
+}
+
+impl Hit {
+    /// The folder of the templates, where the local state is.
+    pub fn template_dir(&self) -> &Path {
+        &self.template_dir
+    }
+
+    /// The plan, if the state is still what it was when the plan was made.
+    pub fn state_unchanged(self, backend: &dyn StateBackend) -> Option<Plan> {
+        let files = backend.watch_files().ok()??;
+        let same = files.len() == self.state.len()
+            && files
+                .iter()
+                .zip(&self.state)
+                .all(|(path, (was, stamp))| path == was && Stamp::of(path) == Some(*stamp));
+        same.then_some(self.plan)
+    }
+}
+
+/// The key of a request: the executable, the request, the environment.
+/// `None` when the executable or a path cannot be inspected.
+fn key(request: &Request) -> Option<(String, PathBuf)> {
+    let exe = Stamp::of(&std::env::current_exe().ok()?)?;
+    let template = fs::canonicalize(request.template).ok()?;
+    let cwd = fs::canonicalize(std::env::current_dir().ok()?).ok()?;
+    let mut h = Sha256::new();
+    h.update(format!("imgform {} {VERSION}\n", env!("CARGO_PKG_VERSION")));
+    // The template as given is left out: `plan` in a folder and `-C DIR
+    // plan` elsewhere are the same request once canonical.
+    let Request {
+        template: _,
+        vars,
+        var_files,
+        replace,
+        selected,
+        refresh,
+    } = request;
+    h.update(format!(
+        "{exe:?}\n{template:?}\n{cwd:?}\n{vars:?}\n{var_files:?}\n{replace:?}\n{selected:?}\n{refresh}\n"
+    ));
+    let mut vars: Vec<_> = std::env::vars_os().collect();
+    vars.sort();
+    for (name, value) in vars {
+        if name
+            .to_str()
+            .is_some_and(|n| crate::watch::UNKEYED_ENV.contains(&n))
+        {
+            continue;
+        }
+        h.update(name.as_bytes());
+        h.update([0]);
+        h.update(value.as_bytes());
+        h.update([0]);
+    }
+    let folder = crate::config::template_folder(&template);
+    Some((hex::encode(h.finalize()), folder))
+}
+
+/// The cached plan of `request`, if every input it read is unchanged.
+pub fn lookup(request: &Request) -> Option<Hit> {
+    let (key, template_dir) = key(request)?;
+    let path = template_dir.join(CACHE_FILE);
+    let bytes = fs::read(&path).ok()?;
+    let written_ns = FileStat::of(&fs::metadata(&path).ok()?).mtime_ns;
+    let cached: CacheFile = serde_json::from_slice(&bytes).ok()?;
+    if cached.version != VERSION || cached.key != key {
+        return None;
+    }
+    let newest = cached
+        .watched
+        .iter()
+        .filter_map(|(_, s)| s.as_ref())
+        .chain(cached.state.iter().map(|(_, s)| s))
+        .map(Stamp::newest_ns)
+        .max()
+        .unwrap_or(i64::MIN);
+    if newest.saturating_add(RACY_WINDOW_NS) >= written_ns {
+        return None;
+    }
+    if !all_unchanged(&cached.watched) {
+        return None;
+    }
+    Some(Hit {
+        template_dir,
+        state: cached.state,
+        plan: cached.plan,
+    })
+}
+
+/// Whether every path still has its recorded `stat` (on every core: a
+/// large project has thousands).
+fn all_unchanged(watched: &[(PathBuf, Option<Stamp>)]) -> bool {
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(8);
+    let chunk = watched.len().div_ceil(threads).max(256);
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = watched
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().all(|(p, s)| Stamp::of(p) == *s)))
+            .collect();
+        parts.into_iter().all(|h| h.join().unwrap_or(false))
+    })
+}
+
+/// Why `plan` of `prepared` cannot be cached, if it cannot.
+fn uncacheable(
+    prepared: &Prepared,
+    backend: &dyn StateBackend,
+    states: &BTreeMap<TargetAddr, StateFile>,
+    plan: &Plan,
+    watched: &Watched,
+) -> Option<String> {
+    let project = &prepared.project;
+    if let Some(why) = &watched.untracked {
+        return Some(why.clone());
+    }
+    if !prepared.warnings.is_empty() {
+        return Some("the definitions have warnings".into());
+    }
+    if !project.data.is_empty() || project.has_secrets() || project.backend.is_some() {
+        return Some("data sources, secrets or a backend block".into());
+    }
+    for image in prepared.images.values() {
+        let spec = &image.spec;
+        let kinds_ok = BUILDERS.contains(&spec.builder.as_str())
+            && spec
+                .provisioners
+                .iter()
+                .chain(&spec.tests)
+                .all(|p| PROVISIONERS.contains(&p.kind.as_str()))
+            && spec
+                .post_processors
+                .iter()
+                .all(|p| POST_PROCESSORS.contains(&p.kind.as_str()));
+        if !kinds_ok || !spec.modules.is_empty() || !spec.sensitive_values.is_empty() {
+            return Some(format!("{}: its kinds or modules", spec.addr));
+        }
+    }
+    if plan.refresh
+        && states
+            .values()
+            .flat_map(|s| s.images.values())
+            .any(|r| !REFRESH_FREE.contains(&r.builder.as_str()))
+    {
+        return Some("refresh asks the targets".into());
+    }
+    // A journal a crashed run left is folded in by the next apply: that
+    // apply must run in full.
+    if states
+        .values()
+        .any(|s| backend.has_leftovers(s).unwrap_or(true))
+    {
+        return Some("the state has records to fold in".into());
+    }
+    if plan.changes.iter().any(|c| !c.diff.is_empty()) {
+        return Some("the plan shows diffs".into());
+    }
+    None
+}
+
+/// Caches `plan` for `request` if nothing it read escapes a `stat`; call
+/// it under the state lock, after the plan. `watched` is what the run
+/// recorded ([`crate::watch`]). Failing to write is not an error (it is a
+/// cache).
+pub fn save(
+    request: &Request,
+    prepared: &Prepared,
+    backend: &dyn StateBackend,
+    states: &BTreeMap<TargetAddr, StateFile>,
+    plan: &Plan,
+    watched: Watched,
+) {
+    if uncacheable(prepared, backend, states, plan, &watched).is_some() {
+        return;
+    }
+    let Some((key, template_dir)) = key(request) else {
+        return;
+    };
+    if template_dir != prepared.project.template_dir {
+        return;
+    }
+    let Ok(Some(files)) = backend.watch_files() else {
+        return;
+    };
+    let Some(state) = files
+        .into_iter()
+        .map(|p| Stamp::of(&p).map(|s| (p, s)))
+        .collect::<Option<Vec<_>>>()
+    else {
+        return;
+    };
+    let watched = watched
+        .paths
+        .into_iter()
+        .filter_map(|p| std::path::absolute(p).ok())
+        .map(|p| {
+            let stamp = Stamp::of(&p);
+            (p, stamp)
+        })
+        .collect();
+    let file = CacheFile {
+        version: VERSION,
+        key,
+        watched,
+        state,
+        plan: plan.clone(),
+    };
+    if let Ok(bytes) = serde_json::to_vec(&file) {
+        let _ = crate::fingerprint::cache::write_replacing(&template_dir.join(CACHE_FILE), &bytes);
+    }
+}

@@ -1,0 +1,80 @@
+//! What a plan read from the file system, for the plan cache
+//! (`pipeline::memo`): a later plan may reuse this one's result only if
+//! every path recorded here still has the `stat` it had, and nothing was
+//! read that a `stat` cannot vouch for.
+//!
+//! Recording is off until [`start`] (a `plan` turns it on): the hashing and
+//! evaluation code calls [`path`] and [`untracked`] unconditionally, and
+//! they cost a relaxed load when nobody listens.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+/// What one run read.
+#[derive(Debug, Default)]
+pub struct Watched {
+    /// Files and folders (a folder: its list of entries) whose `stat`
+    /// stands for what was read from them. A path that did not exist is
+    /// recorded too: creating it must be noticed.
+    pub paths: BTreeSet<PathBuf>,
+    /// The first thing read that a `stat` cannot vouch for (a folder
+    /// matched against a pattern, a look-up over the network): then no
+    /// later plan may reuse this one.
+    pub untracked: Option<String>,
+}
+
+static ON: AtomicBool = AtomicBool::new(false);
+static WATCHED: Mutex<Option<Watched>> = Mutex::new(None);
+
+/// Starts recording for this process (forgetting anything recorded).
+pub fn start() {
+    *WATCHED.lock().expect("watch") = Some(Watched::default());
+    ON.store(true, Ordering::Release);
+}
+
+/// Stops recording and returns what was recorded since [`start`].
+pub fn finish() -> Option<Watched> {
+    ON.store(false, Ordering::Release);
+    WATCHED.lock().expect("watch").take()
+}
+
+/// `path` (absolute) was read, or looked for.
+pub fn path(path: &Path) {
+    if ON.load(Ordering::Relaxed) {
+        if let Some(w) = WATCHED.lock().expect("watch").as_mut() {
+            w.paths.insert(path.to_path_buf());
+        }
+    }
+}
+
+/// Every path of `paths` was read (one lock for all of them).
+pub fn paths<'a>(paths: impl IntoIterator<Item = &'a Path>) {
+    if ON.load(Ordering::Relaxed) {
+        if let Some(w) = WATCHED.lock().expect("watch").as_mut() {
+            w.paths.extend(paths.into_iter().map(Path::to_path_buf));
+        }
+    }
+}
+
+/// Environment variables a shell changes between two identical runs (the
+/// directory it was in, the last command): left out of the plan cache's
+/// key, so reading one is untracked ([`env`]).
+pub const UNKEYED_ENV: &[&str] = &["PWD", "OLDPWD", "_"];
+
+/// The environment variable `name` was read.
+pub fn env(name: &str) {
+    if UNKEYED_ENV.contains(&name) {
+        untracked(|| format!("the environment variable {name}"));
+    }
+}
+
+/// Something was read that a `stat` cannot vouch for; `why` says what.
+pub fn untracked(why: impl FnOnce() -> String) {
+    if ON.load(Ordering::Relaxed) {
+        if let Some(w) = WATCHED.lock().expect("watch").as_mut() {
+            w.untracked.get_or_insert_with(why);
+        }
+    }
+}

@@ -15,7 +15,8 @@ Cases (default: all):
   apply     first apply, N=200 and N=2,000 (null builder), and N=1,000 vs
             the Terraform twin's first apply.
   tree      a 200 MiB tree (2,000 files of 100 KiB, a module folder):
-            unchanged re-plan vs a stat walk, cold plan (--no-cache) vs
+            unchanged re-plan (from the plan cache, and in full with the
+            file-hash cache) vs a stat walk, cold plan (--no-cache) vs
             sha256sum.
   upload    the same tree uploaded by a `file` provisioner into a chroot
             build (busybox root filesystem, `tar` output): imgform's peak
@@ -279,6 +280,7 @@ def bench_tree(args, bins):
     run_once([b, "-C", d, "plan", "--refresh=false"])
     cmds = [
         ("imgform plan (cache)", [b, "-C", d, "plan", "--refresh=false"], None, None),
+        ("imgform plan, full (plan cache removed)", full_plan(b, d), None, None),
         ("imgform plan --no-cache", [b, "-C", d, "plan", "--refresh=false", "--no-cache"], None, None),
         ("sha256sum of the tree", f"find {d}/tree -type f -print0 | xargs -0 sha256sum > /dev/null", None, None),
         ("stat walk of the tree", f"find {d}/tree -type f -printf '%s %T@ %C@\\n' > /dev/null", None, None),

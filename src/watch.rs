@@ -4,21 +4,54 @@
 //! read that a `stat` cannot vouch for.
 //!
 //! Recording is off until [`start`] (a `plan` turns it on): the hashing and
-//! evaluation code calls [`path`] and [`untracked`] unconditionally, and
-//! they cost a relaxed load when nobody listens.
+//! evaluation code calls [`path`], [`read`] and [`untracked`]
+//! unconditionally, and they cost a relaxed load when nobody listens.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+/// What `stat` says of a path, as far as a change goes: device, inode,
+/// size, mode, mtime and ctime in nanoseconds. Any write changes the ctime
+/// (which user space cannot set back); a replaced file has a new inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stamp(u64, u64, u64, u32, i64, i64);
+
+impl Stamp {
+    pub fn of_meta(meta: &std::fs::Metadata) -> Stamp {
+        Stamp(
+            meta.dev(),
+            meta.ino(),
+            meta.size(),
+            meta.mode(),
+            meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
+            meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
+        )
+    }
+
+    /// The `stat` of `path` (following links); `None` if there is nothing.
+    pub fn of(path: &Path) -> Option<Stamp> {
+        std::fs::metadata(path).ok().map(|m| Stamp::of_meta(&m))
+    }
+
+    /// The later of mtime and ctime, in nanoseconds.
+    pub fn newest_ns(&self) -> i64 {
+        self.4.max(self.5)
+    }
+}
 
 /// What one run read.
 #[derive(Debug, Default)]
 pub struct Watched {
     /// Files and folders (a folder: its list of entries) whose `stat`
-    /// stands for what was read from them. A path that did not exist is
-    /// recorded too: creating it must be noticed.
-    pub paths: BTreeSet<PathBuf>,
+    /// stands for what was read from them, with that `stat` when it was
+    /// taken as they were read (else it is taken at the end). A path that
+    /// did not exist is recorded too: creating it must be noticed.
+    pub paths: BTreeMap<PathBuf, Option<Stamp>>,
     /// The first thing read that a `stat` cannot vouch for (a folder
     /// matched against a pattern, a look-up over the network): then no
     /// later plan may reuse this one.
@@ -40,11 +73,11 @@ pub fn finish() -> Option<Watched> {
     WATCHED.lock().expect("watch").take()
 }
 
-/// `path` (absolute) was read, or looked for.
+/// `path` was read, or looked for.
 pub fn path(path: &Path) {
     if ON.load(Ordering::Relaxed) {
         if let Some(w) = WATCHED.lock().expect("watch").as_mut() {
-            w.paths.insert(path.to_path_buf());
+            w.paths.entry(path.to_path_buf()).or_insert(None);
         }
     }
 }
@@ -53,7 +86,19 @@ pub fn path(path: &Path) {
 pub fn paths<'a>(paths: impl IntoIterator<Item = &'a Path>) {
     if ON.load(Ordering::Relaxed) {
         if let Some(w) = WATCHED.lock().expect("watch").as_mut() {
-            w.paths.extend(paths.into_iter().map(Path::to_path_buf));
+            for path in paths {
+                w.paths.entry(path.to_path_buf()).or_insert(None);
+            }
+        }
+    }
+}
+
+/// The file at `path`, whose `stat` was `meta` when it was read, was read.
+pub fn read(path: &Path, meta: &std::fs::Metadata) {
+    if ON.load(Ordering::Relaxed) {
+        if let Some(w) = WATCHED.lock().expect("watch").as_mut() {
+            w.paths
+                .insert(path.to_path_buf(), Some(Stamp::of_meta(meta)));
         }
     }
 }

@@ -262,3 +262,57 @@ fn an_apply_with_nothing_to_do_is_answered_from_the_cache_and_one_with_work_is_n
     assert!(apply.stdout.contains("null.b"), "{}", apply.stdout);
     p.run(&["plan", "--detailed-exitcode"]).code(0);
 }
+
+/// A project whose image uses a module folder through a link (`files` →
+/// `files-v1`), cached.
+fn cached_with_module() -> Project {
+    let p = Project::new();
+    p.file(
+        "images.pkr.hcl",
+        r#"
+source "null" "m" {
+  communicator = "none"
+}
+
+build {
+  sources = ["source.null.m"]
+  module "files" {
+    source = "files"
+  }
+}
+"#,
+    );
+    for v in ["files-v1", "files-v2"] {
+        p.file(
+            &format!("{v}/module.hcl"),
+            "provisioner \"shell-local\" {\n  inline = [\"true\"]\n}\n",
+        );
+        p.file(&format!("{v}/sub/one.txt"), "one\n");
+    }
+    std::os::unix::fs::symlink("files-v1", p.path().join("files")).unwrap();
+    p.run(&["apply", "--auto-approve"]).success();
+    std::thread::sleep(Duration::from_millis(2100));
+    p.run(&["plan", "--detailed-exitcode"]).code(0);
+    assert_cached(&p);
+    p
+}
+
+#[test]
+fn a_file_added_deep_in_a_module_folder_is_seen() {
+    let p = cached_with_module();
+    p.file("files-v1/sub/two.txt", "two\n");
+    let plan = p.run(&["plan", "--detailed-exitcode"]);
+    plan.code(2);
+    assert!(plan.stdout.contains("sub/two.txt"), "{}", plan.stdout);
+}
+
+#[test]
+fn a_module_link_pointed_elsewhere_is_seen() {
+    let p = cached_with_module();
+    // The same files, another folder: its module.hcl changes nothing, but
+    // the plan must be made again to know it.
+    p.file("files-v2/sub/one.txt", "uno\n");
+    std::fs::remove_file(p.path().join("files")).unwrap();
+    std::os::unix::fs::symlink("files-v2", p.path().join("files")).unwrap();
+    p.run(&["plan", "--detailed-exitcode"]).code(2);
+}

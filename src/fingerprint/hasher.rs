@@ -115,7 +115,6 @@ impl FileHasher {
         if let Some(hit) = self.cached(path) {
             return Ok(hit);
         }
-        crate::watch::path(path);
         // With a persistent cache, an unchanged file costs one `stat`.
         if let Some(cache) = &self.persistent {
             let meta = std::fs::metadata(path)?;
@@ -126,6 +125,7 @@ impl FileHasher {
                 ));
             }
             if let Some(hit) = cache.lookup(&meta) {
+                crate::watch::read(path, &meta);
                 self.cache
                     .lock()
                     .expect("hash cache")
@@ -141,6 +141,7 @@ impl FileHasher {
                 "is a directory",
             ));
         }
+        crate::watch::read(path, &meta);
         let executable = meta.permissions().mode() & 0o111 != 0;
         let (sha256, is_text) = if meta.len() <= TEXT_INPUT_LIMIT {
             // Small files (scripts, playbooks): one exact-size read.
@@ -452,11 +453,11 @@ mod tests {
             root.join("sub/deeper/a"),
             root.join("b"),
         ] {
-            assert!(watched.paths.contains(&path), "{path:?}: {watched:?}");
+            assert!(watched.paths.contains_key(&path), "{path:?}: {watched:?}");
         }
         assert!(!watched
             .paths
-            .iter()
+            .keys()
             .any(|p| p.starts_with(root.join(".git"))));
     }
 }

@@ -14,7 +14,8 @@
 //! - the `stat` (device, inode, size, mode, mtime and ctime in nanoseconds)
 //!   of every file and folder the plan read: the template folder's listing,
 //!   definition and variable files, every input the fingerprints hashed
-//!   (each folder of an input tree too, so an added file is seen), files
+//!   (each folder of an input tree too, so an added file is seen), module
+//!   folders (as written and resolved) and module files, files
 //!   read by `file()`, `templatefile()` and the like, paths `fileexists()`
 //!   looked for (a missing one must stay missing);
 //! - the state: the local state files and journals, listed again and
@@ -25,7 +26,7 @@
 //! [`RACY_WINDOW_NS`], than the cache file itself.
 //!
 //! A plan is cached only when nothing it read escapes a `stat`: no data
-//! source, module or DIB element, secret, base image looked up, `fileset()`,
+//! source, DIB element, secret, base image looked up, `fileset()`,
 //! saved plan (`--out`), warning, diff text, remote state; every builder,
 //! provisioner and post-processor of a kind whose plan-time checks read
 //! only the evaluated image and the hashed inputs ([`BUILDERS`],
@@ -37,6 +38,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -45,14 +47,18 @@ use sha2::{Digest, Sha256};
 
 use super::Prepared;
 use crate::addr::TargetAddr;
-use crate::fingerprint::cache::{FileStat, RACY_WINDOW_NS};
+use crate::fingerprint::cache::RACY_WINDOW_NS;
 use crate::plan::Plan;
 use crate::state::{StateBackend, StateFile};
-use crate::watch::Watched;
+use crate::watch::{Stamp, Watched};
 
 /// The cache file, relative to the template folder.
 pub const CACHE_FILE: &str = ".imgform/cache/plan";
-const VERSION: u32 = 1;
+/// The first line of the file. The second is `key <hex>`, the third the
+/// JSON of what was read ([`Reads`]), the fourth the JSON of the plan: a
+/// run whose key differs reads two lines, one whose inputs changed does not
+/// parse the plan.
+const HEADER: &str = "imgform plan cache 1";
 
 /// Builder kinds whose plan-time checks and resolution read nothing but
 /// the evaluated image, the state and the hashed inputs.
@@ -77,33 +83,13 @@ pub struct Request<'a> {
     pub refresh: bool,
 }
 
-/// A `stat`, as the cache file keeps it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-struct Stamp(u64, u64, u64, u32, i64, i64);
-
-impl Stamp {
-    fn of(path: &Path) -> Option<Stamp> {
-        fs::metadata(path).ok().map(|m| {
-            let s = FileStat::of(&m);
-            Stamp(s.dev, s.ino, s.size, s.mode, s.mtime_ns, s.ctime_ns)
-        })
-    }
-
-    fn newest_ns(&self) -> i64 {
-        self.4.max(self.5)
-    }
-}
-
+/// What a cached plan was made from.
 #[derive(Debug, Serialize, Deserialize)]
-struct CacheFile {
-    version: u32,
-    /// SHA-256 of the executable's `stat`, the request and the environment.
-    key: String,
+struct Reads {
     /// Every path read, with its `stat` (`None`: it did not exist).
     watched: Vec<(PathBuf, Option<Stamp>)>,
     /// The state's files ([`StateBackend::watch_files`]) and their `stat`.
     state: Vec<(PathBuf, Stamp)>,
-    plan: Plan,
 }
 
 /// A cached plan whose inputs are unchanged; its state is checked by
@@ -133,14 +119,15 @@ impl Hit {
     }
 }
 
-/// The key of a request: the executable, the request, the environment.
-/// `None` when the executable or a path cannot be inspected.
+/// The key of a request: the executable, the request, the environment;
+/// and the template folder. `None` when the executable or a path cannot
+/// be inspected.
 fn key(request: &Request) -> Option<(String, PathBuf)> {
     let exe = Stamp::of(&std::env::current_exe().ok()?)?;
     let template = fs::canonicalize(request.template).ok()?;
     let cwd = fs::canonicalize(std::env::current_dir().ok()?).ok()?;
     let mut h = Sha256::new();
-    h.update(format!("imgform {} {VERSION}\n", env!("CARGO_PKG_VERSION")));
+    h.update(format!("{HEADER} {}\n", env!("CARGO_PKG_VERSION")));
     // The template as given is left out: `plan` in a folder and `-C DIR
     // plan` elsewhere are the same request once canonical.
     let Request {
@@ -176,30 +163,40 @@ fn key(request: &Request) -> Option<(String, PathBuf)> {
 pub fn lookup(request: &Request) -> Option<Hit> {
     let (key, template_dir) = key(request)?;
     let path = template_dir.join(CACHE_FILE);
-    let bytes = fs::read(&path).ok()?;
-    let written_ns = FileStat::of(&fs::metadata(&path).ok()?).mtime_ns;
-    let cached: CacheFile = serde_json::from_slice(&bytes).ok()?;
-    if cached.version != VERSION || cached.key != key {
+    let file = fs::File::open(&path).ok()?;
+    let written_ns = Stamp::of_meta(&file.metadata().ok()?).newest_ns();
+    let mut file = BufReader::with_capacity(256 * 1024, file);
+    let mut line = String::new();
+    file.read_line(&mut line).ok()?;
+    if line.trim_end() != HEADER {
         return None;
     }
-    let newest = cached
+    line.clear();
+    file.read_line(&mut line).ok()?;
+    if line.trim_end().strip_prefix("key ") != Some(key.as_str()) {
+        return None;
+    }
+    line.clear();
+    file.read_line(&mut line).ok()?;
+    let reads: Reads = serde_json::from_str(&line).ok()?;
+    let newest = reads
         .watched
         .iter()
         .filter_map(|(_, s)| s.as_ref())
-        .chain(cached.state.iter().map(|(_, s)| s))
+        .chain(reads.state.iter().map(|(_, s)| s))
         .map(Stamp::newest_ns)
         .max()
         .unwrap_or(i64::MIN);
-    if newest.saturating_add(RACY_WINDOW_NS) >= written_ns {
+    if newest.saturating_add(RACY_WINDOW_NS) >= written_ns || !all_unchanged(&reads.watched) {
         return None;
     }
-    if !all_unchanged(&cached.watched) {
-        return None;
-    }
+    let mut rest = Vec::new();
+    file.read_to_end(&mut rest).ok()?;
+    let plan: Plan = serde_json::from_slice(&rest).ok()?;
     Some(Hit {
         template_dir,
-        state: cached.state,
-        plan: cached.plan,
+        state: reads.state,
+        plan,
     })
 }
 
@@ -250,8 +247,8 @@ fn uncacheable(
                 .post_processors
                 .iter()
                 .all(|p| POST_PROCESSORS.contains(&p.kind.as_str()));
-        if !kinds_ok || !spec.modules.is_empty() || !spec.sensitive_values.is_empty() {
-            return Some(format!("{}: its kinds or modules", spec.addr));
+        if !kinds_ok || !spec.sensitive_values.is_empty() {
+            return Some(format!("{}: its kinds", spec.addr));
         }
     }
     if plan.refresh
@@ -307,23 +304,30 @@ pub fn save(
     else {
         return;
     };
+    // Paths are kept absolute, with the `stat` taken as they were read
+    // (a change since is a change), else now.
     let watched = watched
         .paths
         .into_iter()
-        .filter_map(|p| std::path::absolute(p).ok())
-        .map(|p| {
-            let stamp = Stamp::of(&p);
-            (p, stamp)
+        .filter_map(|(p, stamp)| {
+            let p = std::path::absolute(p).ok()?;
+            let stamp = stamp.or_else(|| Stamp::of(&p));
+            Some((p, stamp))
         })
         .collect();
-    let file = CacheFile {
-        version: VERSION,
-        key,
-        watched,
-        state,
-        plan: plan.clone(),
-    };
-    if let Ok(bytes) = serde_json::to_vec(&file) {
-        let _ = crate::fingerprint::cache::write_replacing(&template_dir.join(CACHE_FILE), &bytes);
-    }
+    let reads = Reads { watched, state };
+    let _ = write(&template_dir.join(CACHE_FILE), &key, &reads, plan);
+}
+
+/// Writes the cache file (atomically: a temp file renamed over it).
+fn write(path: &Path, key: &str, reads: &Reads, plan: &Plan) -> std::io::Result<()> {
+    crate::fingerprint::cache::write_replacing_with(path, |out| {
+        let mut out = std::io::BufWriter::with_capacity(256 * 1024, out);
+        writeln!(out, "{HEADER}\nkey {key}")?;
+        serde_json::to_writer(&mut out, reads)?;
+        writeln!(out)?;
+        serde_json::to_writer(&mut out, plan)?;
+        writeln!(out)?;
+        out.flush()
+    })
 }

@@ -7,7 +7,6 @@
 //! evaluation code calls [`path`], [`read`] and [`untracked`]
 //! unconditionally, and they cost a relaxed load when nobody listens.
 
-use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -50,12 +49,29 @@ pub struct Watched {
     /// Files and folders (a folder: its list of entries) whose `stat`
     /// stands for what was read from them, with that `stat` when it was
     /// taken as they were read (else it is taken at the end). A path that
-    /// did not exist is recorded too: creating it must be noticed.
-    pub paths: BTreeMap<PathBuf, Option<Stamp>>,
+    /// did not exist is recorded too: creating it must be noticed. In the
+    /// order recorded, a path possibly more than once (see [`Watched::paths`]).
+    recorded: Vec<(PathBuf, Option<Stamp>)>,
     /// The first thing read that a `stat` cannot vouch for (a folder
     /// matched against a pattern, a look-up over the network): then no
     /// later plan may reuse this one.
     pub untracked: Option<String>,
+}
+
+impl Watched {
+    /// Every path recorded, once, sorted, with the `stat` taken as it was
+    /// read if it was.
+    pub fn paths(self) -> Vec<(PathBuf, Option<Stamp>)> {
+        let mut all = self.recorded;
+        // Stamped entries first among equal paths, so they are kept.
+        all.sort_unstable_by(|a, b| {
+            a.0.as_os_str()
+                .cmp(b.0.as_os_str())
+                .then(b.1.is_some().cmp(&a.1.is_some()))
+        });
+        all.dedup_by(|later, kept| later.0 == kept.0);
+        all
+    }
 }
 
 static ON: AtomicBool = AtomicBool::new(false);
@@ -77,7 +93,7 @@ pub fn finish() -> Option<Watched> {
 pub fn path(path: &Path) {
     if ON.load(Ordering::Relaxed) {
         if let Some(w) = WATCHED.lock().expect("watch").as_mut() {
-            w.paths.entry(path.to_path_buf()).or_insert(None);
+            w.recorded.push((path.to_path_buf(), None));
         }
     }
 }
@@ -86,9 +102,8 @@ pub fn path(path: &Path) {
 pub fn paths<'a>(paths: impl IntoIterator<Item = &'a Path>) {
     if ON.load(Ordering::Relaxed) {
         if let Some(w) = WATCHED.lock().expect("watch").as_mut() {
-            for path in paths {
-                w.paths.entry(path.to_path_buf()).or_insert(None);
-            }
+            w.recorded
+                .extend(paths.into_iter().map(|p| (p.to_path_buf(), None)));
         }
     }
 }
@@ -97,8 +112,8 @@ pub fn paths<'a>(paths: impl IntoIterator<Item = &'a Path>) {
 pub fn read(path: &Path, meta: &std::fs::Metadata) {
     if ON.load(Ordering::Relaxed) {
         if let Some(w) = WATCHED.lock().expect("watch").as_mut() {
-            w.paths
-                .insert(path.to_path_buf(), Some(Stamp::of_meta(meta)));
+            w.recorded
+                .push((path.to_path_buf(), Some(Stamp::of_meta(meta))));
         }
     }
 }

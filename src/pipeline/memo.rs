@@ -306,11 +306,15 @@ pub fn save(
     };
     // Paths are kept absolute, with the `stat` taken as they were read
     // (a change since is a change), else now.
-    let watched = watched
-        .paths
+    let watched: Vec<(PathBuf, Option<Stamp>)> = watched
+        .paths()
         .into_iter()
         .filter_map(|(p, stamp)| {
-            let p = std::path::absolute(p).ok()?;
+            let p = if p.is_absolute() {
+                p
+            } else {
+                std::path::absolute(p).ok()?
+            };
             let stamp = stamp.or_else(|| Stamp::of(&p));
             Some((p, stamp))
         })

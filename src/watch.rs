@@ -56,6 +56,8 @@ pub struct Watched {
     /// matched against a pattern, a look-up over the network): then no
     /// later plan may reuse this one.
     pub untracked: Option<String>,
+    /// Folders whose list of names was read, with [`listing`] of it then.
+    pub listings: Vec<(PathBuf, Option<String>)>,
 }
 
 impl Watched {
@@ -127,6 +129,41 @@ pub const UNKEYED_ENV: &[&str] = &["PWD", "OLDPWD", "_"];
 pub fn env(name: &str) {
     if UNKEYED_ENV.contains(&name) {
         untracked(|| format!("the environment variable {name}"));
+    }
+}
+
+/// Names imgform itself makes and removes in a template folder (the local
+/// state's folder, made by taking the lock and removed again when nothing
+/// was written; the logs and caches): left out of its [`listing`], which
+/// would otherwise change with every run of a project never applied.
+pub const OWN_NAMES: &[&str] = &["state", ".imgform"];
+
+/// What the folder `dir` lists, but for [`OWN_NAMES`]: a digest of its
+/// sorted names; `None` if it cannot be listed.
+pub fn listing(dir: &Path) -> Option<String> {
+    use sha2::{Digest, Sha256};
+    let mut names: Vec<_> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.file_name()))
+        .filter(|n| !OWN_NAMES.iter().any(|own| n == own))
+        .collect();
+    names.sort();
+    let mut h = Sha256::new();
+    for name in names {
+        h.update(std::os::unix::ffi::OsStrExt::as_bytes(name.as_os_str()));
+        h.update([0]);
+    }
+    Some(hex::encode(h.finalize()))
+}
+
+/// The names in the folder `dir` were read (taken now, before the files
+/// they name are read: one added meanwhile is a change).
+pub fn list(dir: &Path) {
+    if ON.load(Ordering::Relaxed) {
+        let names = listing(dir);
+        if let Some(w) = WATCHED.lock().expect("watch").as_mut() {
+            w.listings.push((dir.to_path_buf(), names));
+        }
     }
 }
 

@@ -316,3 +316,35 @@ fn a_module_link_pointed_elsewhere_is_seen() {
     std::os::unix::fs::symlink("files-v2", p.path().join("files")).unwrap();
     p.run(&["plan", "--detailed-exitcode"]).code(2);
 }
+
+#[test]
+fn a_project_never_applied_is_cached_too() {
+    // Its plan takes the lock in a `state/` folder it then removes: the
+    // template folder's names are compared without imgform's own.
+    let p = Project::new();
+    p.file("images.pkr.hcl", IMAGES);
+    p.file("scripts/a.sh", "echo a\n");
+    p.file("scripts/b.sh", "echo b\n");
+    p.file("motd.txt", "hello\n");
+    std::thread::sleep(Duration::from_millis(2100));
+    p.run(&["plan", "--detailed-exitcode"]).code(2);
+    assert!(!p.path().join("state").exists());
+    let before = cache_id(&p);
+    let plan = p.run(&["plan", "--detailed-exitcode"]);
+    plan.code(2);
+    assert!(plan.stdout.contains("2 to build"), "{}", plan.stdout);
+    assert_eq!(
+        cache_id(&p),
+        before,
+        "the plan was not answered from the cache"
+    );
+}
+
+#[test]
+fn a_new_auto_var_file_is_seen() {
+    let p = cached();
+    p.file("tag.auto.pkrvars.hcl", "tag = \"v9\"\n");
+    let plan = p.run(&["plan", "--detailed-exitcode"]);
+    plan.code(2);
+    assert!(plan.stdout.contains("null.a"), "{}", plan.stdout);
+}

@@ -346,8 +346,13 @@ pub fn load(path: &Path, options: &LoadOptions) -> Result<Project, Diagnostics> 
     } else {
         template_path.clone()
     };
-    // The folder's listing: a definition or auto var file added or removed.
-    crate::watch::paths([template_path.as_path(), &template_dir]);
+    // The folder's names (a definition or auto var file added or removed),
+    // or the single file.
+    if single_file {
+        crate::watch::path(&template_path);
+    } else {
+        crate::watch::list(&template_dir);
+    }
     let def_dir = match &options.work_dir {
         Some(dir) => std::fs::canonicalize(dir),
         None => std::env::current_dir().and_then(std::fs::canonicalize),

@@ -12,12 +12,14 @@
 //!   but for what a shell changes between identical runs (`PWD`, `OLDPWD`,
 //!   `_`: a plan that reads one is not cached);
 //! - the `stat` (device, inode, size, mode, mtime and ctime in nanoseconds)
-//!   of every file and folder the plan read: the template folder's listing,
-//!   definition and variable files, every input the fingerprints hashed
-//!   (each folder of an input tree too, so an added file is seen), module
-//!   folders (as written and resolved) and module files, files
-//!   read by `file()`, `templatefile()` and the like, paths `fileexists()`
-//!   looked for (a missing one must stay missing);
+//!   of every file and folder the plan read: definition and variable
+//!   files, every input the fingerprints hashed (each folder of an input
+//!   tree too, so an added file is seen), module folders (as written and
+//!   resolved) and module files, files read by `file()`, `templatefile()`
+//!   and the like, paths `fileexists()` looked for (a missing one must
+//!   stay missing);
+//! - the names in the template folder (but `state` and `.imgform`, which
+//!   imgform makes and removes itself), listed before the files are read;
 //! - the state: the local state files and journals, listed again and
 //!   `stat`ed under the lock.
 //!
@@ -90,6 +92,8 @@ struct Reads {
     watched: Vec<(PathBuf, Option<Stamp>)>,
     /// The state's files ([`StateBackend::watch_files`]) and their `stat`.
     state: Vec<(PathBuf, Stamp)>,
+    /// Folders whose names were read, with [`crate::watch::listing`].
+    listings: Vec<(PathBuf, Option<String>)>,
 }
 
 /// A cached plan whose inputs are unchanged; its state is checked by
@@ -187,7 +191,13 @@ pub fn lookup(request: &Request) -> Option<Hit> {
         .map(Stamp::newest_ns)
         .max()
         .unwrap_or(i64::MIN);
-    if newest.saturating_add(RACY_WINDOW_NS) >= written_ns || !all_unchanged(&reads.watched) {
+    if newest.saturating_add(RACY_WINDOW_NS) >= written_ns
+        || !all_unchanged(&reads.watched)
+        || reads
+            .listings
+            .iter()
+            .any(|(dir, names)| crate::watch::listing(dir) != *names)
+    {
         return None;
     }
     let mut rest = Vec::new();
@@ -306,6 +316,11 @@ pub fn save(
     };
     // Paths are kept absolute, with the `stat` taken as they were read
     // (a change since is a change), else now.
+    let listings = watched
+        .listings
+        .iter()
+        .filter_map(|(dir, names)| Some((std::path::absolute(dir).ok()?, names.clone())))
+        .collect();
     let watched: Vec<(PathBuf, Option<Stamp>)> = watched
         .paths()
         .into_iter()
@@ -319,7 +334,11 @@ pub fn save(
             Some((p, stamp))
         })
         .collect();
-    let reads = Reads { watched, state };
+    let reads = Reads {
+        watched,
+        state,
+        listings,
+    };
     let _ = write(&template_dir.join(CACHE_FILE), &key, &reads, plan);
 }
 

@@ -6,14 +6,17 @@ directly:  benches/scale.py --bin PATH [--base-bin PATH] [--rounds 5] CASE...
 
 Cases (default: all):
   plan      no-change `plan --refresh=false`, N=1,000 and N=10,000: wall time
-            and peak RSS, the N-scaling ratio, and at N=1,000 the floors over
-            the same input files (`sha256sum`, a `find -printf` stat walk),
-            imgform with a cold cache (--no-cache), and the Terraform twin
-            (`terraform plan -refresh=false`) when `terraform` is installed.
+            and peak RSS, the N-scaling ratio, answered from the plan cache
+            and in full (the plan cache removed first, as after an edit),
+            and at N=1,000 the floors over the same input files (`sha256sum`,
+            a `find -printf` stat walk), imgform with a cold cache
+            (--no-cache), and the Terraform twin (`terraform plan
+            -refresh=false`) when `terraform` is installed.
   apply     first apply, N=200 and N=2,000 (null builder), and N=1,000 vs
             the Terraform twin's first apply.
   tree      a 200 MiB tree (2,000 files of 100 KiB, a module folder):
-            unchanged re-plan vs a stat walk, cold plan (--no-cache) vs
+            unchanged re-plan (from the plan cache, and in full with the
+            file-hash cache) vs a stat walk, cold plan (--no-cache) vs
             sha256sum.
   upload    the same tree uploaded by a `file` provisioner into a chroot
             build (busybox root filesystem, `tar` output): imgform's peak
@@ -123,6 +126,12 @@ def compare(commands, rounds):
     return {n: (statistics.median(walls[n]), statistics.median(rss[n])) for n in walls}
 
 
+def full_plan(b, d):
+    """A plan that cannot be answered from the plan cache (removed first;
+    the file-hash cache stays): the cost of a plan after an edit."""
+    return f"rm -f {d}/.imgform/cache/plan && exec {b} -C {d} plan --refresh=false --detailed-exitcode"
+
+
 def tf_env():
     env = dict(os.environ)
     env["TF_CLI_CONFIG_FILE"] = "/dev/null"
@@ -160,12 +169,18 @@ def bench_plan(args, bins):
         run_once([bins[name], "-C", d, "plan", "--refresh=false"])
     # Both sizes and every binary in the same rounds: the N-ratio is taken
     # under the same conditions as the binaries' ratio.
+    first = next(iter(bins))
     cmds = [((n, name), [b, "-C", dirs[(n, name)], "plan", "--refresh=false", "--detailed-exitcode"], None, None)
             for n in (1000, 10000) for name, b in bins.items()]
+    # The same binary planning in full: its plan cache removed first (the
+    # file-hash cache stays), so every image is loaded and fingerprinted.
+    cmds += [((n, f"{first}, full plan"), full_plan(bins[first], dirs[(n, first)]), None, None)
+             for n in (1000, 10000)]
     both = compare(cmds, args.rounds)
-    results = {n: {name: both[(n, name)] for name in bins} for n in (1000, 10000)}
+    names = [first, f"{first}, full plan"] + [name for name in bins if name != first]
+    results = {n: {name: both[(n, name)] for name in names} for n in (1000, 10000)}
     header("binary", "N=1,000 wall (s)", "N=1,000 RSS (MiB)", "N=10,000 wall (s)", "N=10,000 RSS (MiB)", "10,000 / 1,000")
-    for name in bins:
+    for name in names:
         a, b = results[1000][name], results[10000][name]
         row(name, f"{a[0]:.3f}", f"{a[1]:.0f}", f"{b[0]:.3f}", f"{b[1]:.0f}", f"{b[0] / a[0]:.2f}×")
 
@@ -178,6 +193,7 @@ def bench_plan(args, bins):
         f.write("\n".join(files) + "\n")
     cmds = [
         ("imgform plan (cache)", [b, "-C", d, "plan", "--refresh=false"], None, None),
+        ("imgform plan, full (plan cache removed)", full_plan(b, d), None, None),
         ("imgform plan --no-cache", [b, "-C", d, "plan", "--refresh=false", "--no-cache"], None, None),
         ("sha256sum of the inputs", f"xargs -a {listing} sha256sum > /dev/null", None, None),
         ("stat walk of the inputs", f"find {d}/scripts -type f -printf '%s %T@ %C@\\n' > /dev/null", None, None),
@@ -264,6 +280,7 @@ def bench_tree(args, bins):
     run_once([b, "-C", d, "plan", "--refresh=false"])
     cmds = [
         ("imgform plan (cache)", [b, "-C", d, "plan", "--refresh=false"], None, None),
+        ("imgform plan, full (plan cache removed)", full_plan(b, d), None, None),
         ("imgform plan --no-cache", [b, "-C", d, "plan", "--refresh=false", "--no-cache"], None, None),
         ("sha256sum of the tree", f"find {d}/tree -type f -print0 | xargs -0 sha256sum > /dev/null", None, None),
         ("stat walk of the tree", f"find {d}/tree -type f -printf '%s %T@ %C@\\n' > /dev/null", None, None),

@@ -10,7 +10,7 @@
 //! terminal and exit codes.
 //!
 //! Layers, lowest first (no module imports one above it): `addr`, `diag`,
-//! `paths`, `interrupt`, `sensitive`, `fault`, `schema`, `sbom`, `spec`, `aws` (SDK
+//! `paths`, `watch`, `interrupt`, `sensitive`, `fault`, `schema`, `sbom`, `spec`, `aws` (SDK
 //! configuration), `state` · `build` (events, build context) · `provision` ·
 //! `drivers`, `data` · `config`, `fingerprint`, `graph`, `plan`, `drift` · `apply` ·
 //! `pipeline` · `views` · `cli`, `commands`.
@@ -47,3 +47,4 @@ pub mod state;
 #[cfg(test)]
 mod testing;
 pub mod views;
+pub mod watch;

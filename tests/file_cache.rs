@@ -12,6 +12,9 @@ use std::time::{Duration, SystemTime};
 use util::Project;
 
 const CACHE: &str = ".imgform/cache/file-hashes";
+/// The plan cache (tests/plan_cache.rs) answers an unchanged plan without
+/// asking the file-hash cache: removed where the file-hash cache is tried.
+const PLAN_CACHE: &str = ".imgform/cache/plan";
 const FILES: [&str; 5] = [
     "scripts/a.sh",
     "scripts/b.sh",
@@ -112,6 +115,7 @@ fn a_cache_hit_gives_the_fresh_hash_and_no_cache_bypasses_it() {
     let forged = cache.replace(&format!("{a_sha}\t"), &format!("{}\t", "0".repeat(64)));
     assert_ne!(forged, cache);
     p.file(CACHE, &forged);
+    p.remove(PLAN_CACHE);
     p.run(&["plan", "--detailed-exitcode"]).code(2);
     p.run(&["plan", "--detailed-exitcode", "--no-cache"])
         .code(0);
@@ -162,6 +166,7 @@ fn a_corrupt_cache_is_ignored_and_rebuilt() {
         good.replace("\t-\t", "\t?\t"),
     ] {
         p.file(CACHE, &garbage);
+        p.remove(PLAN_CACHE);
         p.run(&["plan", "--detailed-exitcode"]).code(0);
         let rebuilt = p.read(CACHE);
         assert!(rebuilt.starts_with("imgform file hashes 2\n"), "{rebuilt}");

@@ -195,7 +195,7 @@ pub struct PlanOptions {
     #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub refresh: bool,
 
-    /// Hash every input file again instead of trusting the file-hash cache in .imgform/cache/
+    /// Plan in full: do not answer from the plan cache, and hash every input file again instead of trusting the file-hash cache (both in .imgform/cache/)
     #[arg(long)]
     pub no_cache: bool,
 

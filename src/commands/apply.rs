@@ -49,6 +49,18 @@ pub async fn run(args: ApplyArgs, output: Output) -> Result<Status> {
         .and_then(std::fs::canonicalize)
         .context("finding the current directory")?;
     let flags = &args.options.backend.backend_config;
+    // Nothing to do, and the plan cache knows it: as `plan` answers.
+    let memo_request = super::plan::memo_request(&dir, &args.options);
+    let cacheable = saved_file.is_none() && super::plan::cacheable(&args.options);
+    if cacheable {
+        if let Some(plan) = super::plan::cached_plan(&memo_request, &args.options, "apply")?
+            .filter(|plan| !plan.has_changes())
+        {
+            show_plan(&plan, &args, output);
+            return Ok(no_changes(&plan, &args));
+        }
+        crate::watch::start();
+    }
     // The definitions are loaded once: their backend block chooses the
     // state, as for `plan`.
     let source = match saved_file {
@@ -70,7 +82,9 @@ pub async fn run(args: ApplyArgs, output: Output) -> Result<Status> {
     };
     let work = match source {
         Source::Saved(file) => from_saved_plan(file, &dir, &work_dir, &args, &*backend)?,
-        Source::Definitions(prepared) => from_definitions(*prepared, &args, &*backend).await?,
+        Source::Definitions(prepared) => {
+            from_definitions(*prepared, &args, &memo_request, &*backend).await?
+        }
     };
     let Work {
         plan,
@@ -80,25 +94,9 @@ pub async fn run(args: ApplyArgs, output: Output) -> Result<Status> {
     } = work;
     apply::compact_leftovers(&*backend, &mut states)?;
 
-    if args.markdown {
-        let style = Style {
-            color: output.color_stderr,
-        };
-        eprint!("{}", views::plan::render(&plan, style));
-    } else if !args.json {
-        let style = Style {
-            color: output.color_stdout,
-        };
-        print!("{}", views::plan::render(&plan, style));
-    }
+    show_plan(&plan, &args, output);
     if !plan.has_changes() {
-        let nothing = apply::ApplyOutcome::default();
-        if args.json {
-            println!("{}", result_json(&plan, &nothing));
-        } else if args.markdown {
-            print!("{}", views::markdown::apply(&nothing));
-        }
-        return Ok(Status::Ok);
+        return Ok(no_changes(&plan, &args));
     }
     if !args.auto_approve && saved_plan.is_none() && !confirmed(output)? {
         eprintln!("Apply cancelled.");
@@ -130,6 +128,33 @@ pub async fn run(args: ApplyArgs, output: Output) -> Result<Status> {
         None if outcome.ok() => Status::Ok,
         None => Status::Failed,
     })
+}
+
+/// The plan an apply is about to carry out (on stderr when stdout is for
+/// the markdown result; not at all for `--json`).
+fn show_plan(plan: &Plan, args: &ApplyArgs, output: Output) {
+    if args.markdown {
+        let style = Style {
+            color: output.color_stderr,
+        };
+        eprint!("{}", views::plan::render(plan, style));
+    } else if !args.json {
+        let style = Style {
+            color: output.color_stdout,
+        };
+        print!("{}", views::plan::render(plan, style));
+    }
+}
+
+/// The result of an apply with nothing to do.
+fn no_changes(plan: &Plan, args: &ApplyArgs) -> Status {
+    let nothing = apply::ApplyOutcome::default();
+    if args.json {
+        println!("{}", result_json(plan, &nothing));
+    } else if args.markdown {
+        print!("{}", views::markdown::apply(&nothing));
+    }
+    Status::Ok
 }
 
 /// What an apply will do, under the state lock.
@@ -192,6 +217,7 @@ fn prepare_definitions(dir: &Path, args: &ApplyArgs, output: Output) -> Result<p
 async fn from_definitions<'a>(
     prepared: pipeline::Prepared,
     args: &ApplyArgs,
+    memo_request: &pipeline::memo::Request<'_>,
     backend: &'a dyn StateBackend,
 ) -> Result<Work<'a>> {
     let opts = &args.options;
@@ -200,6 +226,10 @@ async fn from_definitions<'a>(
     let request = super::plan::request(opts);
     let plan = pipeline::plan::make_plan(&prepared, backend, &states, &request).await?;
     prepared.save_file_cache();
+    // Only a plan with nothing to do stays true once this apply has run.
+    if let Some(watched) = crate::watch::finish().filter(|_| !plan.has_changes()) {
+        pipeline::memo::save(memo_request, &prepared, backend, &states, &plan, watched);
+    }
     let jobs = saved::build_jobs(&prepared, &plan);
     Ok(Work {
         plan,

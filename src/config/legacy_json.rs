@@ -376,6 +376,7 @@ fn variable_template(s: &str) -> Result<hcl::Expression, (String, String)> {
         match func {
             "env" => {
                 let var = args.first().map_or("", String::as_str);
+                crate::watch::env(var);
                 if var.is_empty()
                     || !var
                         .chars()

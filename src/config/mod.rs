@@ -274,6 +274,7 @@ pub fn is_legacy_template(path: &Path) -> bool {
     if !name.ends_with(".json") || name.ends_with(".pkr.json") || name.ends_with(".pkrvars.json") {
         return false;
     }
+    crate::watch::path(path);
     std::fs::read_to_string(path)
         .ok()
         .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
@@ -345,6 +346,13 @@ pub fn load(path: &Path, options: &LoadOptions) -> Result<Project, Diagnostics> 
     } else {
         template_path.clone()
     };
+    // The folder's names (a definition or auto var file added or removed),
+    // or the single file.
+    if single_file {
+        crate::watch::path(&template_path);
+    } else {
+        crate::watch::list(&template_dir);
+    }
     let def_dir = match &options.work_dir {
         Some(dir) => std::fs::canonicalize(dir),
         None => std::env::current_dir().and_then(std::fs::canonicalize),

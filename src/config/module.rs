@@ -170,6 +170,9 @@ impl ModuleLoader<'_> {
         let mut out = Vec::new();
         let mut dirs = Vec::new();
         if let Some(elements) = args.iter().find(|a| a.name == "elements") {
+            // Element search paths and installed element sets are looked
+            // up in ways a `stat` of what was read cannot vouch for.
+            crate::watch::untracked(|| format!("module `{name}`: diskimage-builder elements"));
             let Some(search) = self.search_path(&name, &sources, &source_loc) else {
                 return Expanded::default();
             };
@@ -209,6 +212,8 @@ impl ModuleLoader<'_> {
             return Expanded::default();
         };
         let dir = self.def_dir.join(source);
+        // As written (a link retargeted is a change), not only resolved.
+        crate::watch::path(&dir);
         let Ok(dir) = std::fs::canonicalize(&dir) else {
             let hint = if source == dib::INSTALLED {
                 "\"diskimage-builder\" names the installed package's elements: add elements = [\"...\"]"
@@ -441,6 +446,10 @@ impl ModuleLoader<'_> {
         dirs.push(rel_dir.clone());
         stack.push(dir.to_path_buf());
         let module_file = dir.join("module.hcl");
+        // For the plan cache: the folder's listing (a module file or an
+        // element marker added) and the module file; its files are inputs,
+        // watched as they are hashed.
+        crate::watch::paths([dir, &module_file]);
         if module_file.is_file() {
             self.load_hcl(
                 name,
@@ -454,6 +463,7 @@ impl ModuleLoader<'_> {
                 dirs,
             );
         } else if dib::MARKERS.iter().any(|m| dir.join(m).exists()) {
+            crate::watch::untracked(|| format!("module `{name}`: a diskimage-builder element"));
             let element = dir
                 .file_name()
                 .unwrap_or_default()
@@ -525,6 +535,8 @@ impl ModuleLoader<'_> {
             .map(Path::to_path_buf)
             .unwrap_or_else(|| dir.to_path_buf());
         for (dep, dep_loc) in depends_on {
+            // As written (a link retargeted is a change), not only resolved.
+            crate::watch::path(&parent.join(&dep));
             match std::fs::canonicalize(parent.join(&dep)) {
                 Ok(dep_dir) => self.load(&dep, &dep_dir, Vec::new(), &dep_loc, stack, out, dirs),
                 Err(_) => self.error(

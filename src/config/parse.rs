@@ -66,6 +66,7 @@ pub struct RawFile {
 /// Parses one HCL or JSON file. `display` is how the path is shown in
 /// diagnostics.
 pub fn parse_file(path: &Path, display: &Path) -> Result<RawFile, Diagnostic> {
+    crate::watch::path(path);
     let bytes = std::fs::read(path).map_err(|e| {
         Diagnostic::error(format!("cannot read {}: {e}", display.display()))
             .hint("check that the file exists and is readable UTF-8 text")

@@ -322,6 +322,15 @@ fn flag(field: &str, on: &str) -> Option<bool> {
 /// Replaces `path` atomically: a temp file beside it, renamed over it.
 /// Not fsynced: losing the cache in a crash only costs hashing again.
 fn write_replacing(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_replacing_with(path, |f| f.write_all(bytes))
+}
+
+/// [`write_replacing`] with the bytes written by `write` into the temp
+/// file (a large cache is streamed, never held whole in memory).
+pub(crate) fn write_replacing_with(
+    path: &Path,
+    write: impl FnOnce(&mut File) -> io::Result<()>,
+) -> io::Result<()> {
     let dir = path.parent().expect("cache path has a parent");
     fs::create_dir_all(dir)?;
     let temp = crate::paths::temp_path_for(path);
@@ -329,7 +338,7 @@ fn write_replacing(path: &Path, bytes: &[u8]) -> io::Result<()> {
         .write(true)
         .create_new(true)
         .open(&temp)
-        .and_then(|mut f: File| f.write_all(bytes))
+        .and_then(|mut f: File| write(&mut f))
         .and_then(|()| fs::rename(&temp, path));
     if written.is_err() {
         let _ = fs::remove_file(&temp);

@@ -125,6 +125,7 @@ impl FileHasher {
                 ));
             }
             if let Some(hit) = cache.lookup(&meta) {
+                crate::watch::read(path, &meta);
                 self.cache
                     .lock()
                     .expect("hash cache")
@@ -140,6 +141,7 @@ impl FileHasher {
                 "is a directory",
             ));
         }
+        crate::watch::read(path, &meta);
         let executable = meta.permissions().mode() & 0o111 != 0;
         let (sha256, is_text) = if meta.len() <= TEXT_INPUT_LIMIT {
             // Small files (scripts, playbooks): one exact-size read.
@@ -235,6 +237,9 @@ pub fn hash_tree(
     boundary: &Path,
 ) -> std::io::Result<HashedTree> {
     let ignore = ignore_set(root);
+    // For the plan cache: the folders' listings (a file added or removed)
+    // and the ignore file; the files are watched as they are hashed.
+    crate::watch::paths([root, &root.join(".imgformignore")]);
     let boundary = std::fs::canonicalize(boundary).unwrap_or_else(|_| boundary.to_path_buf());
     let relative = |path: &Path| match path.strip_prefix(root) {
         Ok(r) if !r.as_os_str().is_empty() => Some(r.to_string_lossy().replace('\\', "/")),
@@ -284,6 +289,8 @@ pub fn hash_tree(
         }
         if entry.file_type().is_file() {
             files.push((rel, entry.into_path()));
+        } else if entry.file_type().is_dir() {
+            crate::watch::path(entry.path());
         }
     }
     let entries: BTreeMap<String, HashedFile> = hash_files_in_parallel(hasher, files)?;
@@ -421,5 +428,37 @@ mod tests {
         std::os::unix::fs::symlink("/etc/hostname", tree.join("out")).unwrap();
         let moved = hash_tree(&FileHasher::new(), &tree, None, project.path()).unwrap();
         assert_ne!(hashed.root, moved.root);
+    }
+
+    #[test]
+    fn a_tree_is_watched_by_its_folders_and_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("files");
+        std::fs::create_dir_all(root.join("sub/deeper")).unwrap();
+        std::fs::create_dir_all(root.join(".git")).unwrap();
+        std::fs::write(root.join("sub/deeper/a"), "a").unwrap();
+        std::fs::write(root.join("b"), "b").unwrap();
+        std::fs::write(root.join(".git/HEAD"), "ref").unwrap();
+        // (Recording is process-wide: other tests may add paths meanwhile.)
+        crate::watch::start();
+        hash_tree(&FileHasher::new(), &root, None, dir.path()).unwrap();
+        let watched: std::collections::BTreeMap<_, _> = crate::watch::finish()
+            .unwrap()
+            .paths()
+            .into_iter()
+            .collect();
+        // Folders (a file added or removed) and files (one changed), the
+        // ignore file (created later), nothing ignored.
+        for path in [
+            root.clone(),
+            root.join(".imgformignore"),
+            root.join("sub"),
+            root.join("sub/deeper"),
+            root.join("sub/deeper/a"),
+            root.join("b"),
+        ] {
+            assert!(watched.contains_key(&path), "{path:?}: {watched:?}");
+        }
+        assert!(!watched.keys().any(|p| p.starts_with(root.join(".git"))));
     }
 }

@@ -12,7 +12,8 @@
 //! pure planner; [`drift::report`] does the same for drift. [`backend`]
 //! chooses where the state is kept, [`saved`] turns plans into plan files
 //! and back (and checks a saved plan still applies), [`recover`] adopts
-//! artifacts the state lacks.
+//! artifacts the state lacks, [`memo`] keeps the last plan with what it
+//! read, to answer the next one while none of it changed.
 //!
 //! Commands call these and pick a view; nothing here prints (warnings are
 //! returned with the result) or knows the command line. Errors are
@@ -22,6 +23,7 @@ pub mod backend;
 pub mod data;
 pub mod drift;
 pub mod error;
+pub mod memo;
 pub mod plan;
 pub mod recover;
 pub mod refresh;

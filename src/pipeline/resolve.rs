@@ -110,6 +110,7 @@ impl ResolveCache {
         let result = match cached {
             Some(r) => r,
             None => {
+                crate::watch::untracked(|| format!("{}: its base image was looked up", spec.addr));
                 let r = handle
                     .block_on(builder.resolve_base(spec))
                     .map_err(|e| spec.scrub(&e.to_string()));

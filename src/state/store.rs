@@ -267,6 +267,13 @@ pub trait StateBackend: Send + Sync {
     fn write_delay(&self) -> Duration {
         Duration::ZERO
     }
+    /// The files whose `stat` stands for everything [`load_all`](Self::load_all)
+    /// and [`load`](Self::load) would return, sorted (the plan cache checks
+    /// them instead of reading the state); `None` (the default) when a
+    /// `stat` cannot vouch for the state, as for a remote one.
+    fn watch_files(&self) -> Result<Option<Vec<PathBuf>>, StateError> {
+        Ok(None)
+    }
     /// Stores `bytes` in the content-addressed object store under the
     /// lowercase hex sha256 of the bytes (once; storing again is a no-op) and
     /// returns that hex.
@@ -326,6 +333,9 @@ impl<B: StateBackend + ?Sized> StateBackend for Box<B> {
     }
     fn write_delay(&self) -> Duration {
         (**self).write_delay()
+    }
+    fn watch_files(&self) -> Result<Option<Vec<PathBuf>>, StateError> {
+        (**self).watch_files()
     }
     fn put_object(&self, bytes: &[u8]) -> Result<String, StateError> {
         (**self).put_object(bytes)
@@ -546,6 +556,29 @@ impl LocalBackend {
 }
 
 impl StateBackend for LocalBackend {
+    /// The state files and journals (`<slug>.json`, `<slug>.journal`): a
+    /// save replaces a state file (new inode), a record appends to a
+    /// journal (new size). The folder itself is left out: taking the lock
+    /// changes it.
+    fn watch_files(&self) -> Result<Option<Vec<PathBuf>>, StateError> {
+        let entries = match fs::read_dir(&self.root) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Some(Vec::new())),
+            Err(e) => return Err(io_error("list", &self.root, e)),
+        };
+        let mut files = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| io_error("list", &self.root, e))?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if !name.starts_with('.') && (name.ends_with(".json") || name.ends_with(".journal")) {
+                files.push(entry.path());
+            }
+        }
+        files.sort();
+        Ok(Some(files))
+    }
+
     fn targets(&self) -> Result<Vec<String>, StateError> {
         Ok(self.load_all()?.into_iter().map(|s| s.target).collect())
     }
@@ -776,7 +809,12 @@ impl StateBackend for LocalBackend {
                 drop(attempt);
                 // Interrupted meanwhile: released already; never go on.
                 crate::interrupt::park_if_stopping();
-                self.sweep_temp_files();
+                // Writers sweep what killed writers left; a plan writes
+                // nothing here (and sweeping the 256 folders of the object
+                // store was a fifth of a plan answered from its cache).
+                if info.operation != "plan" {
+                    self.sweep_temp_files();
+                }
                 return Ok(());
             }
             drop(attempt);

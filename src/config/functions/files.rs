@@ -104,6 +104,7 @@ fn read_traced(func: &str, raw: &str) -> Result<Vec<u8>, String> {
     let base = base_dir(func)?;
     let full = resolve(&base, raw);
     let relative = !Path::new(raw).is_absolute();
+    crate::watch::path(&full);
     if full.is_dir() {
         return Err(format!("{func}: {raw:?} is a directory, not a file"));
     }
@@ -177,6 +178,7 @@ pub(super) fn fn_filebase64sha512(args: FuncArgs) -> FnResult {
 pub(super) fn fn_fileexists(args: FuncArgs) -> FnResult {
     let raw = want_str(&args[0], "path")?;
     let full = resolve(&base_dir("fileexists")?, &raw);
+    crate::watch::path(&full);
     match std::fs::metadata(&full) {
         Ok(meta) if meta.is_file() => Ok(Value::Bool(true)),
         Ok(_) => Err(format!(
@@ -191,6 +193,7 @@ pub(super) fn fn_fileset(args: FuncArgs) -> FnResult {
     let raw = want_str(&args[0], "path")?;
     let pattern = want_str(&args[1], "pattern")?;
     let root = resolve(&base_dir("fileset")?, &raw);
+    crate::watch::untracked(|| format!("fileset({raw:?}, {pattern:?}) matches a folder tree"));
     let matcher = globset::GlobBuilder::new(&pattern)
         .literal_separator(true)
         .backslash_escape(true)

@@ -374,6 +374,7 @@ fn fn_env(args: FuncArgs) -> FnResult {
     if name.is_empty() || name.contains(['=', '\0']) {
         return Ok(str_value(""));
     }
+    crate::watch::env(&name);
     Ok(str_value(
         std::env::var_os(&name)
             .map(|v| v.to_string_lossy().into_owned())

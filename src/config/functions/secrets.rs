@@ -67,6 +67,7 @@ pub fn unreachable_service(func: &str, service: &str, command: &str) -> String {
 }
 
 fn secret(func: &str, name: String, key: Option<String>) -> FnResult {
+    crate::watch::untracked(|| format!("{func}: a secret looked up over the network"));
     let allowed = with_frame(func, |frame| frame.env.allow_env)?;
     if !allowed {
         return Err(format!(

@@ -17,29 +17,59 @@ use serde::{Deserialize, Serialize};
 /// What `stat` says of a path, as far as a change goes: device, inode,
 /// size, mode, mtime and ctime in nanoseconds. Any write changes the ctime
 /// (which user space cannot set back); a replaced file has a new inode.
+/// Kept as a 6-element array in JSON (the plan cache holds thousands).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Stamp(u64, u64, u64, u32, i64, i64);
+#[serde(from = "StatFields", into = "StatFields")]
+pub struct FileStat {
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    pub mode: u32,
+    pub mtime_ns: i64,
+    pub ctime_ns: i64,
+}
 
-impl Stamp {
-    pub fn of_meta(meta: &std::fs::Metadata) -> Stamp {
-        Stamp(
-            meta.dev(),
-            meta.ino(),
-            meta.size(),
-            meta.mode(),
-            meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
-            meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
-        )
+type StatFields = (u64, u64, u64, u32, i64, i64);
+
+impl From<StatFields> for FileStat {
+    fn from((dev, ino, size, mode, mtime_ns, ctime_ns): StatFields) -> FileStat {
+        FileStat {
+            dev,
+            ino,
+            size,
+            mode,
+            mtime_ns,
+            ctime_ns,
+        }
+    }
+}
+
+impl From<FileStat> for StatFields {
+    fn from(s: FileStat) -> StatFields {
+        (s.dev, s.ino, s.size, s.mode, s.mtime_ns, s.ctime_ns)
+    }
+}
+
+impl FileStat {
+    pub fn of(meta: &std::fs::Metadata) -> FileStat {
+        FileStat {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mode: meta.mode(),
+            mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
+            ctime_ns: meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
+        }
     }
 
     /// The `stat` of `path` (following links); `None` if there is nothing.
-    pub fn of(path: &Path) -> Option<Stamp> {
-        std::fs::metadata(path).ok().map(|m| Stamp::of_meta(&m))
+    pub fn at(path: &Path) -> Option<FileStat> {
+        std::fs::metadata(path).ok().map(|m| FileStat::of(&m))
     }
 
     /// The later of mtime and ctime, in nanoseconds.
     pub fn newest_ns(&self) -> i64 {
-        self.4.max(self.5)
+        self.mtime_ns.max(self.ctime_ns)
     }
 }
 
@@ -51,7 +81,7 @@ pub struct Watched {
     /// taken as they were read (else it is taken at the end). A path that
     /// did not exist is recorded too: creating it must be noticed. In the
     /// order recorded, a path possibly more than once (see [`Watched::paths`]).
-    recorded: Vec<(PathBuf, Option<Stamp>)>,
+    recorded: Vec<(PathBuf, Option<FileStat>)>,
     /// The first thing read that a `stat` cannot vouch for (a folder
     /// matched against a pattern, a look-up over the network): then no
     /// later plan may reuse this one.
@@ -63,9 +93,9 @@ pub struct Watched {
 impl Watched {
     /// Every path recorded, once, sorted, with the `stat` taken as it was
     /// read if it was.
-    pub fn paths(self) -> Vec<(PathBuf, Option<Stamp>)> {
+    pub fn paths(self) -> Vec<(PathBuf, Option<FileStat>)> {
         let mut all = self.recorded;
-        // Stamped entries first among equal paths, so they are kept.
+        // FileStated entries first among equal paths, so they are kept.
         all.sort_unstable_by(|a, b| {
             a.0.as_os_str()
                 .cmp(b.0.as_os_str())
@@ -115,7 +145,7 @@ pub fn read(path: &Path, meta: &std::fs::Metadata) {
     if ON.load(Ordering::Relaxed) {
         if let Some(w) = WATCHED.lock().expect("watch").as_mut() {
             w.recorded
-                .push((path.to_path_buf(), Some(Stamp::of_meta(meta))));
+                .push((path.to_path_buf(), Some(FileStat::of(meta))));
         }
     }
 }

@@ -62,6 +62,14 @@ fn assert_cached(p: &Project) {
     );
 }
 
+/// The next plan has changes, `needle` among them: what changed since
+/// the cache was written was seen.
+fn assert_changed(p: &Project, needle: &str) {
+    let plan = p.run(&["plan", "--detailed-exitcode"]);
+    plan.code(2);
+    assert!(plan.stdout.contains(needle), "{needle}:\n{}", plan.stdout);
+}
+
 /// An applied project with a trusted plan cache (written past the racy
 /// window of everything it read), answering the next plan.
 fn cached() -> Project {
@@ -142,19 +150,14 @@ fn an_edit_keeping_size_and_mtime_is_seen() {
         .unwrap()
         .set_modified(mtime)
         .unwrap();
-    let plan = p.run(&["plan", "--detailed-exitcode"]);
-    plan.code(2);
-    assert!(plan.stdout.contains("null.b"), "{}", plan.stdout);
-    assert!(plan.stdout.contains("+echo B"), "{}", plan.stdout);
+    assert_changed(&p, "+echo B");
 }
 
 #[test]
 fn a_file_read_by_a_function_is_an_input() {
     let p = cached();
     p.file("motd.txt", "bye\n");
-    let plan = p.run(&["plan", "--detailed-exitcode"]);
-    plan.code(2);
-    assert!(plan.stdout.contains("null.a"), "{}", plan.stdout);
+    assert_changed(&p, "null.a");
 }
 
 #[test]
@@ -164,9 +167,7 @@ fn a_new_definition_file_is_seen() {
         "more.pkr.hcl",
         "source \"null\" \"c\" {\n  communicator = \"none\"\n}\nbuild {\n  sources = [\"source.null.c\"]\n}\n",
     );
-    let plan = p.run(&["plan", "--detailed-exitcode"]);
-    plan.code(2);
-    assert!(plan.stdout.contains("null.c"), "{}", plan.stdout);
+    assert_changed(&p, "null.c");
 }
 
 #[test]
@@ -188,9 +189,7 @@ fn the_environment_and_the_request_are_part_of_the_key() {
 fn a_change_to_the_state_is_seen() {
     let p = cached();
     p.run(&["state", "rm", "null.a"]).success();
-    let plan = p.run(&["plan", "--detailed-exitcode"]);
-    plan.code(2);
-    assert!(plan.stdout.contains("null.a"), "{}", plan.stdout);
+    assert_changed(&p, "null.a");
 }
 
 #[test]
@@ -301,9 +300,7 @@ build {
 fn a_file_added_deep_in_a_module_folder_is_seen() {
     let p = cached_with_module();
     p.file("files-v1/sub/two.txt", "two\n");
-    let plan = p.run(&["plan", "--detailed-exitcode"]);
-    plan.code(2);
-    assert!(plan.stdout.contains("sub/two.txt"), "{}", plan.stdout);
+    assert_changed(&p, "sub/two.txt");
 }
 
 #[test]
@@ -344,7 +341,5 @@ fn a_project_never_applied_is_cached_too() {
 fn a_new_auto_var_file_is_seen() {
     let p = cached();
     p.file("tag.auto.pkrvars.hcl", "tag = \"v9\"\n");
-    let plan = p.run(&["plan", "--detailed-exitcode"]);
-    plan.code(2);
-    assert!(plan.stdout.contains("null.a"), "{}", plan.stdout);
+    assert_changed(&p, "null.a");
 }

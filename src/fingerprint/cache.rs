@@ -43,7 +43,6 @@
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -59,29 +58,7 @@ pub const RACY_WINDOW_NS: i64 = 2_000_000_000;
 /// Device and inode.
 type Key = (u64, u64);
 
-/// What `stat` says about a file, as far as the cache cares.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FileStat {
-    pub dev: u64,
-    pub ino: u64,
-    pub size: u64,
-    pub mode: u32,
-    pub mtime_ns: i64,
-    pub ctime_ns: i64,
-}
-
-impl FileStat {
-    pub fn of(meta: &fs::Metadata) -> FileStat {
-        FileStat {
-            dev: meta.dev(),
-            ino: meta.ino(),
-            size: meta.size(),
-            mode: meta.mode(),
-            mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
-            ctime_ns: meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
-        }
-    }
-}
+pub use crate::watch::FileStat;
 
 /// A file's hash as the cache keeps it: the digest's 32 bytes, not its
 /// hex (a cache of 50,000 files holds no 50,000 strings).

@@ -52,7 +52,7 @@ use crate::addr::TargetAddr;
 use crate::fingerprint::cache::RACY_WINDOW_NS;
 use crate::plan::Plan;
 use crate::state::{StateBackend, StateFile};
-use crate::watch::{Stamp, Watched};
+use crate::watch::{FileStat, Watched};
 
 /// The cache file, relative to the template folder.
 pub const CACHE_FILE: &str = ".imgform/cache/plan";
@@ -89,9 +89,9 @@ pub struct Request<'a> {
 #[derive(Debug, Serialize, Deserialize)]
 struct Reads {
     /// Every path read, with its `stat` (`None`: it did not exist).
-    watched: Vec<(PathBuf, Option<Stamp>)>,
+    watched: Vec<(PathBuf, Option<FileStat>)>,
     /// The state's files ([`StateBackend::watch_files`]) and their `stat`.
-    state: Vec<(PathBuf, Stamp)>,
+    state: Vec<(PathBuf, FileStat)>,
     /// Folders whose names were read, with [`crate::watch::listing`].
     listings: Vec<(PathBuf, Option<String>)>,
 }
@@ -101,7 +101,7 @@ struct Reads {
 #[derive(Debug)]
 pub struct Hit {
     template_dir: PathBuf,
-    state: Vec<(PathBuf, Stamp)>,
+    state: Vec<(PathBuf, FileStat)>,
     plan: Plan,
 }
 
@@ -118,7 +118,7 @@ impl Hit {
             && files
                 .iter()
                 .zip(&self.state)
-                .all(|(path, (was, stamp))| path == was && Stamp::of(path) == Some(*stamp));
+                .all(|(path, (was, stamp))| path == was && FileStat::at(path) == Some(*stamp));
         same.then_some(self.plan)
     }
 }
@@ -127,7 +127,7 @@ impl Hit {
 /// and the template folder. `None` when the executable or a path cannot
 /// be inspected.
 fn key(request: &Request) -> Option<(String, PathBuf)> {
-    let exe = Stamp::of(&std::env::current_exe().ok()?)?;
+    let exe = FileStat::at(&std::env::current_exe().ok()?)?;
     let template = fs::canonicalize(request.template).ok()?;
     let cwd = fs::canonicalize(std::env::current_dir().ok()?).ok()?;
     let mut h = Sha256::new();
@@ -168,7 +168,7 @@ pub fn lookup(request: &Request) -> Option<Hit> {
     let (key, template_dir) = key(request)?;
     let path = template_dir.join(CACHE_FILE);
     let file = fs::File::open(&path).ok()?;
-    let written_ns = Stamp::of_meta(&file.metadata().ok()?).newest_ns();
+    let written_ns = FileStat::of(&file.metadata().ok()?).newest_ns();
     let mut file = BufReader::with_capacity(256 * 1024, file);
     let mut line = String::new();
     file.read_line(&mut line).ok()?;
@@ -188,7 +188,7 @@ pub fn lookup(request: &Request) -> Option<Hit> {
         .iter()
         .filter_map(|(_, s)| s.as_ref())
         .chain(reads.state.iter().map(|(_, s)| s))
-        .map(Stamp::newest_ns)
+        .map(FileStat::newest_ns)
         .max()
         .unwrap_or(i64::MIN);
     if newest.saturating_add(RACY_WINDOW_NS) >= written_ns
@@ -212,7 +212,7 @@ pub fn lookup(request: &Request) -> Option<Hit> {
 
 /// Whether every path still has its recorded `stat` (on every core: a
 /// large project has thousands).
-fn all_unchanged(watched: &[(PathBuf, Option<Stamp>)]) -> bool {
+fn all_unchanged(watched: &[(PathBuf, Option<FileStat>)]) -> bool {
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
@@ -221,7 +221,7 @@ fn all_unchanged(watched: &[(PathBuf, Option<Stamp>)]) -> bool {
     std::thread::scope(|scope| {
         let parts: Vec<_> = watched
             .chunks(chunk)
-            .map(|part| scope.spawn(move || part.iter().all(|(p, s)| Stamp::of(p) == *s)))
+            .map(|part| scope.spawn(move || part.iter().all(|(p, s)| FileStat::at(p) == *s)))
             .collect();
         parts.into_iter().all(|h| h.join().unwrap_or(false))
     })
@@ -309,7 +309,7 @@ pub fn save(
     };
     let Some(state) = files
         .into_iter()
-        .map(|p| Stamp::of(&p).map(|s| (p, s)))
+        .map(|p| FileStat::at(&p).map(|s| (p, s)))
         .collect::<Option<Vec<_>>>()
     else {
         return;
@@ -321,7 +321,7 @@ pub fn save(
         .iter()
         .filter_map(|(dir, names)| Some((std::path::absolute(dir).ok()?, names.clone())))
         .collect();
-    let watched: Vec<(PathBuf, Option<Stamp>)> = watched
+    let watched: Vec<(PathBuf, Option<FileStat>)> = watched
         .paths()
         .into_iter()
         .filter_map(|(p, stamp)| {
@@ -330,7 +330,7 @@ pub fn save(
             } else {
                 std::path::absolute(p).ok()?
             };
-            let stamp = stamp.or_else(|| Stamp::of(&p));
+            let stamp = stamp.or_else(|| FileStat::at(&p));
             Some((p, stamp))
         })
         .collect();

@@ -470,10 +470,7 @@ fn hash_files_in_parallel<T: Clone + Send>(
     files: Vec<(String, PathBuf)>,
     hash: impl Fn(&Path) -> std::io::Result<T> + Sync,
 ) -> std::io::Result<Vec<(String, T)>> {
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(files.len().div_ceil(8).max(1));
+    let threads = crate::threads(files.len().div_ceil(8));
     if threads <= 1 {
         return files
             .into_iter()

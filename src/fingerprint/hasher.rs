@@ -72,6 +72,10 @@ pub struct HashedTree {
     pub links: BTreeMap<String, String>,
 }
 
+/// A file's hash, the key of its persistent cache entry, and whether that
+/// entry answered (see [`FileHasher::hash_file_keyed`]).
+type Keyed = (HashedFile, (Key, bool));
+
 /// Hashes files once per run, however many images read them, and (with a
 /// [`HashCache`]) not at all when their `stat` says they did not change
 /// since an earlier run.
@@ -133,7 +137,7 @@ impl FileHasher {
     /// has it), not looking in or adding to this run's memo. Also the key
     /// of the persistent cache's entry that now holds the hash, and
     /// whether that entry answered.
-    fn hash_file_keyed(&self, path: &Path) -> std::io::Result<(HashedFile, (Key, bool))> {
+    fn hash_file_keyed(&self, path: &Path) -> std::io::Result<Keyed> {
         // With a persistent cache, an unchanged file costs one `stat`.
         if let Some(cache) = &self.persistent {
             let meta = std::fs::metadata(path)?;
@@ -335,12 +339,7 @@ fn hash_tree_anew(
         }
     }
     let hashed = hash_files_in_parallel(files, |path| hasher.hash_file_keyed(path))?;
-    let mut keys = Vec::with_capacity(hashed.len());
-    let mut entries = BTreeMap::new();
-    for (rel, (file, (key, _))) in hashed {
-        keys.push((rel.clone(), key));
-        entries.insert(rel, file);
-    }
+    let (entries, keys) = entries_and_keys(hashed);
     let root_digest = root_digest(&entries, &links);
     if let (Some(cache), false) = (&hasher.persistent, symlinked || !links.is_empty()) {
         let record = TreeRecord {
@@ -397,12 +396,7 @@ fn reuse_tree(
         .iter()
         .zip(&record.files)
         .all(|((_, (_, key)), (_, recorded))| *key == (*recorded, true));
-    let mut keys = Vec::with_capacity(hashed.len());
-    let mut entries = BTreeMap::new();
-    for (rel, (file, (key, _))) in hashed {
-        keys.push((rel.clone(), key));
-        entries.insert(rel, file);
-    }
+    let (entries, keys) = entries_and_keys(hashed);
     let links = BTreeMap::new();
     let root_digest = if unchanged {
         cache.tree_reused(root);
@@ -422,6 +416,20 @@ fn reuse_tree(
         entries,
         links,
     }))
+}
+
+/// A tree's hashed files by name, and the key of each one's entry in the
+/// persistent cache (for the tree's record).
+fn entries_and_keys(
+    hashed: Vec<(String, Keyed)>,
+) -> (BTreeMap<String, HashedFile>, Vec<(String, Key)>) {
+    let mut keys = Vec::with_capacity(hashed.len());
+    let mut entries = BTreeMap::new();
+    for (rel, (file, (key, _))) in hashed {
+        keys.push((rel.clone(), key));
+        entries.insert(rel, file);
+    }
+    (entries, keys)
 }
 
 /// The Merkle root of a tree's files and links: SHA-256 over their lines

@@ -8,16 +8,18 @@ Cases (default: all):
   plan      no-change `plan --refresh=false`, N=1,000 and N=10,000: wall time
             and peak RSS, the N-scaling ratio, answered from the plan cache
             and in full (the plan cache removed first, as after an edit),
-            and at N=1,000 the floors over the same input files (`sha256sum`,
-            a `find -printf` stat walk), imgform with a cold cache
+            and at N=1,000 an apply with nothing to do, the floors over
+            the same input files (`sha256sum`, a `find -printf` stat
+            walk), imgform with a cold cache
             (--no-cache), and the Terraform twin (`terraform plan
             -refresh=false`) when `terraform` is installed.
   apply     first apply, N=200 and N=2,000 (null builder), and N=1,000 vs
             the Terraform twin's first apply.
   tree      a 200 MiB tree (2,000 files of 100 KiB, a module folder):
             unchanged re-plan (from the plan cache, and in full with the
-            file-hash cache) vs a stat walk, cold plan (--no-cache) vs
-            sha256sum.
+            file-hash cache and the tree's cached nodes), a re-plan after
+            one file was touched, vs a stat walk; cold plan (--no-cache)
+            vs sha256sum.
   upload    the same tree uploaded by a `file` provisioner into a chroot
             build (busybox root filesystem, `tar` output): imgform's peak
             RSS, which must not grow with the tree. Needs root; not in the
@@ -194,6 +196,7 @@ def bench_plan(args, bins):
     cmds = [
         ("imgform plan (cache)", [b, "-C", d, "plan", "--refresh=false"], None, None),
         ("imgform plan, full (plan cache removed)", full_plan(b, d), None, None),
+        ("imgform apply with nothing to do", [b, "-C", d, "apply", "--auto-approve", "--refresh=false"], None, None),
         ("imgform plan --no-cache", [b, "-C", d, "plan", "--refresh=false", "--no-cache"], None, None),
         ("sha256sum of the inputs", f"xargs -a {listing} sha256sum > /dev/null", None, None),
         ("stat walk of the inputs", f"find {d}/scripts -type f -printf '%s %T@ %C@\\n' > /dev/null", None, None),
@@ -274,16 +277,34 @@ def bench_tree(args, bins):
         f.write('source "null" "t" {\n  communicator = "none"\n}\n'
                 'build {\n  sources = ["source.null.t"]\n'
                 '  module "tree" {\n    source = "tree"\n  }\n}\n')
+    # Each binary plans its own copies (caches of two versions would not
+    # share a file): one unchanged, one where a file is touched each time.
+    dirs = {}
+    for name in bins:
+        for kind in ("same", "touched"):
+            w = dirs[(name, kind)] = f"{d}/{name}-{kind}"
+            os.makedirs(w)
+            for entry in ("tree", "images.pkr.hcl"):
+                subprocess.run(["cp", "-a", f"{d}/{entry}", w], check=True)
+    for _ in range(2):
+        for (name, _), w in dirs.items():
+            run_once([bins[name], "-C", w, "plan", "--refresh=false"])
+        time.sleep(2.5)
+    cmds = []
+    for name, b in bins.items():
+        w, t = dirs[(name, "same")], dirs[(name, "touched")]
+        cmds += [
+            (f"{name} plan (cache)", [b, "-C", w, "plan", "--refresh=false"], None, None),
+            (f"{name} plan, full (plan cache removed)", full_plan(b, w), None, None),
+            (f"{name} plan, one file of the tree touched",
+             f"touch {t}/tree/d3/f333 && exec {b} -C {t} plan --refresh=false", None, None),
+        ]
     name, b = next(iter(bins.items()))
-    run_once([b, "-C", d, "plan", "--refresh=false"])
-    time.sleep(2.5)
-    run_once([b, "-C", d, "plan", "--refresh=false"])
-    cmds = [
-        ("imgform plan (cache)", [b, "-C", d, "plan", "--refresh=false"], None, None),
-        ("imgform plan, full (plan cache removed)", full_plan(b, d), None, None),
-        ("imgform plan --no-cache", [b, "-C", d, "plan", "--refresh=false", "--no-cache"], None, None),
-        ("sha256sum of the tree", f"find {d}/tree -type f -print0 | xargs -0 sha256sum > /dev/null", None, None),
-        ("stat walk of the tree", f"find {d}/tree -type f -printf '%s %T@ %C@\\n' > /dev/null", None, None),
+    w = dirs[(name, "same")]
+    cmds += [
+        (f"{name} plan --no-cache", [b, "-C", w, "plan", "--refresh=false", "--no-cache"], None, None),
+        ("sha256sum of the tree", f"find {w}/tree -type f -print0 | xargs -0 sha256sum > /dev/null", None, None),
+        ("stat walk of the tree", f"find {w}/tree -type f -printf '%s %T@ %C@\\n' > /dev/null", None, None),
     ]
     res = compare(cmds, args.rounds)
     base = res["stat walk of the tree"][0]

@@ -48,3 +48,12 @@ pub mod state;
 mod testing;
 pub mod views;
 pub mod watch;
+
+/// How many threads a parallel loop uses: one per core, at most `max`
+/// (and at least one).
+pub fn threads(max: usize) -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(max)
+        .max(1)
+}

@@ -239,10 +239,32 @@ fn a_cache_younger_than_the_racy_window_is_not_trusted() {
     assert_ne!(cache_id(&p), first, "a racy cache must be planned again");
 }
 
+/// A temporary file a killed writer left in a folder of the object store.
+fn stale_object_temp_file(p: &Project) -> std::path::PathBuf {
+    let objects = p.path().join("state/objects");
+    let folder = std::fs::read_dir(&objects)
+        .unwrap()
+        .flatten()
+        .find(|e| e.path().is_dir())
+        .expect("an object folder")
+        .path();
+    // No process has this pid (the kernel's pid_max is at most 2^22).
+    let stale = folder.join(format!(".obj.imgform-4194305-{}.part", "0".repeat(32)));
+    std::fs::write(&stale, "cut short").unwrap();
+    stale
+}
+
 #[test]
 fn an_apply_with_nothing_to_do_is_answered_from_the_cache_and_one_with_work_is_not() {
     let p = cached();
     let before = cache_id(&p);
+    // It only reads: locked as a plan is, without a writer's sweep of the
+    // object store; an apply planned in full sweeps.
+    let stale = stale_object_temp_file(&p);
+    p.run(&["apply", "--auto-approve"]).success();
+    assert!(stale.exists(), "an apply answered from the cache swept");
+    p.run(&["apply", "--auto-approve", "--no-cache"]).success();
+    assert!(!stale.exists(), "a full apply did not sweep");
     for args in [&["--json"][..], &["--markdown"], &[]] {
         let mut cached_args = vec!["apply", "--auto-approve"];
         cached_args.extend(args);

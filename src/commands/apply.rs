@@ -53,7 +53,7 @@ pub async fn run(args: ApplyArgs, output: Output) -> Result<Status> {
     let memo_request = super::plan::memo_request(&dir, &args.options);
     let cacheable = saved_file.is_none() && super::plan::cacheable(&args.options);
     if cacheable {
-        if let Some(plan) = super::plan::cached_plan(&memo_request, &args.options, "apply")?
+        if let Some(plan) = super::plan::cached_plan(&memo_request, &args.options)?
             .filter(|plan| !plan.has_changes())
         {
             show_plan(&plan, &args, output);

@@ -20,7 +20,7 @@ pub async fn run(args: PlanArgs, output: Output) -> Result<Status> {
     // (never for a saved plan, a remote state or with --no-cache).
     let cacheable = args.out.is_none() && cacheable(opts);
     if cacheable {
-        if let Some(plan) = cached_plan(&memo_request, opts, "plan")? {
+        if let Some(plan) = cached_plan(&memo_request, opts)? {
             return Ok(show(&args, &plan, output));
         }
         crate::watch::start();
@@ -79,17 +79,18 @@ pub fn cacheable(opts: &crate::cli::PlanOptions) -> bool {
 }
 
 /// The cached plan of `request`, if its inputs and (checked under the
-/// lock, taken for `operation`) its state are unchanged.
+/// lock) its state are unchanged. The lock is a plan's, even for `apply`:
+/// this only reads, and a writer's lock would sweep the object store's
+/// folders for what killed writers left, costing more than the answer.
 pub fn cached_plan(
     request: &memo::Request,
     opts: &crate::cli::PlanOptions,
-    operation: &str,
 ) -> Result<Option<Plan>> {
     let Some(hit) = memo::lookup(request) else {
         return Ok(None);
     };
     let backend = backend::backend_for(hit.template_dir(), None, &[])?;
-    let _lock = super::lock(&*backend, operation, &opts.lock.lock_timeout)?;
+    let _lock = super::lock(&*backend, "plan", &opts.lock.lock_timeout)?;
     Ok(hit.state_unchanged(&*backend))
 }
 

@@ -130,10 +130,7 @@ const PARALLEL_PARSE_BYTES: usize = 128 * 1024;
 /// on its own (a cut inside a heredoc or a comment) makes the caller parse
 /// the whole file instead, so errors are reported exactly as usual.
 fn parse_hcl_in_pieces(text: &str, display: &Path) -> Option<RawFile> {
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(8);
+    let threads = crate::threads(8);
     if threads < 2 {
         return None;
     }

@@ -22,17 +22,34 @@
 //! as trusted. An entry is also not recorded when the file's `stat`
 //! changed while it was read.
 //!
+//! Directory trees (`hasher::hash_tree`) keep their Merkle nodes here too:
+//! per tree, its root digest, the `stat` of each of its folders (a name
+//! added, removed or renamed changes its folder's mtime and ctime) and of
+//! its `.imgformignore`, and which file entry each of its files is. A tree
+//! whose folders are unchanged is not listed again (no `readdir`, no ignore
+//! pattern matched): its files are `stat`ed against their entries, and when
+//! every one hits, the root digest is reused as it is; else it is computed
+//! again from the entries. A tree is recorded only when it holds no
+//! symlink (a link's target can change where no folder's `stat` shows it),
+//! and kept only with all of its file entries. Racy folders (as for files,
+//! below) make its record untrusted.
+//!
 //! Format (text, one entry a line, so it can be inspected):
 //!
 //! ```text
-//! imgform file hashes 2
+//! imgform file hashes 3
 //! <sha256 hex>\t<x|->\t<t|->\t<dev>\t<ino>\t<size>\t<mode>\t<mtime ns>\t<ctime ns>
-//! end <number of entries>
+//! tree\t<root sha256 hex>\t<stat of .imgformignore|->\t<folders>\t<files>\t<root path>
+//! d\t<stat>\t<folder, relative to the root; empty for the root>
+//! f\t<dev>\t<ino>\t<file, relative to the root>
+//! end <number of entries> <number of trees>
 //! ```
 //!
-//! `x`: executable; `t`: a small text input. Anything that does not parse
-//! exactly (a truncated file, a bad line, a different version) makes the
-//! whole cache be ignored, and it is written again.
+//! `x`: executable; `t`: a small text input; a tree's `stat` is the six
+//! numbers of an entry joined by commas. A tree's `d` and `f` lines follow
+//! it. Anything that does not parse exactly (a truncated file, a bad line,
+//! a different version) makes the whole cache be ignored, and it is
+//! written again; a cache of version 2 (no trees) is read as it is.
 //!
 //! Concurrent runs: the file is replaced atomically (temp file in the same
 //! dir, rename), so a reader sees a whole cache or the previous one; when
@@ -41,6 +58,7 @@
 //! writes, so deleted and renamed files do not accumulate.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -51,12 +69,38 @@ use super::hasher::HashedFile;
 
 /// The cache file, relative to the definition dir.
 pub const CACHE_FILE: &str = ".imgform/cache/file-hashes";
-const HEADER: &str = "imgform file hashes 2";
+const HEADER: &str = "imgform file hashes 3";
+/// The version before trees were kept: read, and written again as 3.
+const HEADER_2: &str = "imgform file hashes 2";
 /// Wider than the coarsest common timestamp granularity (FAT: 2 s).
 pub const RACY_WINDOW_NS: i64 = 2_000_000_000;
 
 /// Device and inode.
-type Key = (u64, u64);
+pub type Key = (u64, u64);
+
+/// The Merkle nodes of a hashed directory tree, as the cache keeps them
+/// (see the module doc).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TreeRecord {
+    /// The tree's root digest (`hasher::HashedTree::root`, without `sha256:`).
+    pub root: [u8; 32],
+    /// The `stat` of the root's `.imgformignore`, if it has one.
+    pub ignore: Option<FileStat>,
+    /// Every folder not ignored (relative; the root is ""), with its `stat`.
+    pub folders: Vec<(String, FileStat)>,
+    /// Every file not ignored (relative), with the key of its entry.
+    pub files: Vec<(String, Key)>,
+}
+
+impl TreeRecord {
+    /// Whether it can be written as lines (no name with a line break).
+    fn writable(&self, root: &Path) -> bool {
+        let clean = |s: &str| !s.contains(['\n', '\r']);
+        clean(&root.to_string_lossy())
+            && self.folders.iter().all(|(rel, _)| clean(rel))
+            && self.files.iter().all(|(rel, _)| clean(rel))
+    }
+}
 
 pub use crate::watch::FileStat;
 
@@ -107,6 +151,10 @@ pub struct HashCache {
     loaded: HashMap<Key, Loaded>,
     /// Entries made by this run (misses).
     fresh: Mutex<HashMap<Key, Entry>>,
+    /// Trusted tree records as loaded, by root path, each marked when reused.
+    trees: HashMap<PathBuf, (TreeRecord, AtomicBool)>,
+    /// Tree records made by this run.
+    fresh_trees: Mutex<HashMap<PathBuf, TreeRecord>>,
     /// Whether the file on disk differs from what `used` will hold
     /// (misses, racy or stale entries, a corrupt file).
     changed: AtomicBool,
@@ -117,10 +165,10 @@ impl HashCache {
     /// holds, or empty when it is missing or corrupt (never an error).
     pub fn open(def_dir: &Path) -> HashCache {
         let path = def_dir.join(CACHE_FILE);
-        let (entries, clean) = match read(&path) {
-            Ok(Some((entries, clean))) => (entries, clean),
-            Ok(None) => (HashMap::new(), true),
-            Err(_) => (HashMap::new(), false),
+        let (entries, trees, clean) = match read(&path) {
+            Ok(Some(read)) => (read.entries, read.trees, read.clean),
+            Ok(None) => (HashMap::new(), HashMap::new(), true),
+            Err(_) => (HashMap::new(), HashMap::new(), false),
         };
         let loaded = entries
             .into_iter()
@@ -129,18 +177,49 @@ impl HashCache {
                 (key, Loaded { entry, hit })
             })
             .collect();
+        let trees = trees
+            .into_iter()
+            .map(|(root, record)| (root, (record, AtomicBool::new(false))))
+            .collect();
         HashCache {
             path,
             loaded,
             fresh: Mutex::default(),
+            trees,
+            fresh_trees: Mutex::default(),
             changed: AtomicBool::new(!clean),
         }
+    }
+
+    /// The record of the tree at `root` (the path as hashed), if trusted.
+    pub fn tree(&self, root: &Path) -> Option<&TreeRecord> {
+        self.trees.get(root).map(|(record, _)| record)
+    }
+
+    /// The tree at `root` was answered by its record, which stays.
+    pub fn tree_reused(&self, root: &Path) {
+        if let Some((_, used)) = self.trees.get(root) {
+            used.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Records the tree at `root` as this run hashed it.
+    pub fn record_tree(&self, root: &Path, record: TreeRecord) {
+        self.changed.store(true, Ordering::Relaxed);
+        self.fresh_trees
+            .lock()
+            .expect("hash cache")
+            .insert(root.to_path_buf(), record);
     }
 
     /// The cached hash of the file whose `stat` is `meta`, if the cache has
     /// it for exactly that `stat`.
     pub fn lookup(&self, meta: &fs::Metadata) -> Option<HashedFile> {
-        let stat = FileStat::of(meta);
+        self.lookup_stat(FileStat::of(meta))
+    }
+
+    /// [`HashCache::lookup`] of a `stat` already taken.
+    pub fn lookup_stat(&self, stat: FileStat) -> Option<HashedFile> {
         let loaded = self.loaded.get(&(stat.dev, stat.ino))?;
         if loaded.entry.stat != stat {
             self.changed.store(true, Ordering::Relaxed);
@@ -180,19 +259,41 @@ impl HashCache {
             .iter()
             .filter(|(key, l)| l.hit.load(Ordering::Relaxed) && !fresh.contains_key(*key));
         let mut used: Vec<(&Key, &Entry)> = hits.map(|(k, l)| (k, &l.entry)).collect();
-        // Every loaded entry hit, nothing new: the file is right as it is.
-        if !self.changed.load(Ordering::Relaxed) && used.len() == self.loaded.len() {
+        let fresh_trees = self.fresh_trees.lock().expect("hash cache");
+        let reused = self.trees.iter().filter(|(root, (_, used))| {
+            used.load(Ordering::Relaxed) && !fresh_trees.contains_key(*root)
+        });
+        let mut trees: Vec<(&PathBuf, &TreeRecord)> = reused.map(|(r, (t, _))| (r, t)).collect();
+        // Every loaded entry and tree used, nothing new: the file is right
+        // as it is.
+        if !self.changed.load(Ordering::Relaxed)
+            && used.len() == self.loaded.len()
+            && trees.len() == self.trees.len()
+        {
             return Ok(());
         }
         used.extend(fresh.iter());
         used.sort_by(|a, b| a.0.cmp(b.0));
+        // A tree is kept with all of its files' entries, or not at all.
+        trees.extend(fresh_trees.iter());
+        trees.retain(|(root, tree)| {
+            tree.writable(root)
+                && tree
+                    .files
+                    .iter()
+                    .all(|(_, key)| used.binary_search_by(|(k, _)| (*k).cmp(key)).is_ok())
+        });
+        trees.sort_by(|a, b| a.0.cmp(b.0));
         let mut text = String::with_capacity(64 + used.len() * 160);
         text.push_str(HEADER);
         text.push('\n');
+        // (`write!` into the one buffer: no string made per line.)
+        let mut hex = [0u8; 64];
         for (_, e) in &used {
-            text.push_str(&format!(
-                "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\n",
-                hex::encode(e.sha256),
+            let _ = writeln!(
+                text,
+                "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                hex_of(&e.sha256, &mut hex),
                 if e.executable { 'x' } else { '-' },
                 if e.is_text { 't' } else { '-' },
                 e.stat.dev,
@@ -201,16 +302,142 @@ impl HashCache {
                 e.stat.mode,
                 e.stat.mtime_ns,
                 e.stat.ctime_ns,
-            ));
+            );
         }
-        text.push_str(&format!("end {}\n", used.len()));
+        for (root, tree) in &trees {
+            let _ = write!(text, "tree\t{}\t", hex_of(&tree.root, &mut hex));
+            match tree.ignore {
+                Some(stat) => write_stat(&mut text, stat),
+                None => text.push('-'),
+            }
+            let _ = writeln!(
+                text,
+                "\t{}\t{}\t{}",
+                tree.folders.len(),
+                tree.files.len(),
+                root.display()
+            );
+            for (rel, stat) in &tree.folders {
+                text.push_str("d\t");
+                write_stat(&mut text, *stat);
+                let _ = writeln!(text, "\t{rel}");
+            }
+            for (rel, (dev, ino)) in &tree.files {
+                let _ = writeln!(text, "f\t{dev}\t{ino}\t{rel}");
+            }
+        }
+        let _ = writeln!(text, "end {} {}", used.len(), trees.len());
         write_replacing(&self.path, text.as_bytes())
     }
 }
 
-/// The trusted entries of a cache file, and whether it was clean (no racy
-/// entry dropped).
-type Read = (HashMap<Key, Entry>, bool);
+/// A tree's `stat`: the six numbers joined by commas.
+fn write_stat(text: &mut String, s: FileStat) {
+    let _ = write!(
+        text,
+        "{},{},{},{},{},{}",
+        s.dev, s.ino, s.size, s.mode, s.mtime_ns, s.ctime_ns
+    );
+}
+
+/// The lowercase hex of a digest, in `buf`.
+fn hex_of<'a>(digest: &[u8; 32], buf: &'a mut [u8; 64]) -> &'a str {
+    hex::encode_to_slice(digest, buf).expect("64 hex digits");
+    std::str::from_utf8(buf).expect("hex is ASCII")
+}
+
+fn parse_stat(text: &str) -> Option<FileStat> {
+    let mut f = text.split(',');
+    let stat = FileStat {
+        dev: f.next()?.parse().ok()?,
+        ino: f.next()?.parse().ok()?,
+        size: f.next()?.parse().ok()?,
+        mode: f.next()?.parse().ok()?,
+        mtime_ns: f.next()?.parse().ok()?,
+        ctime_ns: f.next()?.parse().ok()?,
+    };
+    f.next().is_none().then_some(stat)
+}
+
+/// What a cache file holds that can be trusted, and whether it was clean
+/// (nothing racy dropped).
+struct Read {
+    entries: HashMap<Key, Entry>,
+    trees: HashMap<PathBuf, TreeRecord>,
+    clean: bool,
+}
+
+/// A tree being read: its record, root, and how many `d` and `f` lines
+/// are still to come.
+struct PendingTree {
+    root: PathBuf,
+    record: TreeRecord,
+    folders: usize,
+    files: usize,
+}
+
+impl PendingTree {
+    fn parse(line: &str) -> Option<PendingTree> {
+        let mut f = line.splitn(6, '\t');
+        if f.next()? != "tree" {
+            return None;
+        }
+        let mut root = [0u8; 32];
+        hex::decode_to_slice(f.next()?, &mut root).ok()?;
+        let ignore = match f.next()? {
+            "-" => None,
+            stat => Some(parse_stat(stat)?),
+        };
+        let folders = f.next()?.parse().ok()?;
+        let files = f.next()?.parse().ok()?;
+        let path = PathBuf::from(f.next()?);
+        Some(PendingTree {
+            root: path,
+            record: TreeRecord {
+                root,
+                ignore,
+                folders: Vec::with_capacity(folders),
+                files: Vec::with_capacity(files),
+            },
+            folders,
+            files,
+        })
+    }
+
+    /// Takes a `d` or `f` line of this tree.
+    fn add(&mut self, line: &str) -> Option<()> {
+        if let Some(rest) = line.strip_prefix("d\t") {
+            let (stat, rel) = rest.split_once('\t')?;
+            if self.record.folders.len() == self.folders {
+                return None;
+            }
+            self.record
+                .folders
+                .push((rel.to_owned(), parse_stat(stat)?));
+        } else {
+            let rest = line.strip_prefix("f\t")?;
+            let mut f = rest.splitn(3, '\t');
+            let key = (f.next()?.parse().ok()?, f.next()?.parse().ok()?);
+            if self.record.files.len() == self.files {
+                return None;
+            }
+            self.record.files.push((f.next()?.to_owned(), key));
+        }
+        Some(())
+    }
+
+    fn complete(&self) -> bool {
+        self.record.folders.len() == self.folders && self.record.files.len() == self.files
+    }
+
+    /// Whether a folder or the ignore file changed within the racy window
+    /// before the cache was written at `written_ns`.
+    fn racy(&self, written_ns: i64) -> bool {
+        let racy = |s: &FileStat| s.newest_ns().saturating_add(RACY_WINDOW_NS) >= written_ns;
+        self.record.ignore.as_ref().is_some_and(racy)
+            || self.record.folders.iter().any(|(_, s)| racy(s))
+    }
+}
 
 /// What the cache file holds; `None` when there is no file; `Err` when it
 /// is corrupt.
@@ -222,22 +449,48 @@ fn read(path: &Path) -> Result<Option<Read>, ()> {
     };
     let written_ns = FileStat::of(&meta).mtime_ns;
     let mut lines = text.lines();
-    if lines.next() != Some(HEADER) {
-        return Err(());
-    }
+    let version_2 = match lines.next() {
+        Some(HEADER) => false,
+        Some(HEADER_2) => true,
+        _ => return Err(()),
+    };
     let mut entries = HashMap::new();
+    let mut trees = HashMap::new();
+    let mut tree: Option<PendingTree> = None;
+    let mut tree_count = 0usize;
     let mut count = 0usize;
-    let mut clean = true;
+    let mut clean = !version_2;
     let mut ended = false;
     for line in lines {
         if ended {
             return Err(());
         }
+        if let Some(pending) = tree.as_mut().filter(|t| !t.complete()) {
+            pending.add(line).ok_or(())?;
+            continue;
+        }
+        if let Some(done) = tree.take() {
+            if done.racy(written_ns) {
+                clean = false;
+            } else {
+                trees.insert(done.root, done.record);
+            }
+        }
         if let Some(n) = line.strip_prefix("end ") {
-            if n.parse::<usize>().ok() != Some(count) {
+            let expected = if version_2 {
+                format!("{count}")
+            } else {
+                format!("{count} {tree_count}")
+            };
+            if n != expected {
                 return Err(());
             }
             ended = true;
+            continue;
+        }
+        if line.starts_with("tree\t") && !version_2 {
+            tree = Some(PendingTree::parse(line).ok_or(())?);
+            tree_count += 1;
             continue;
         }
         let entry = parse_line(line).ok_or(())?;
@@ -252,7 +505,11 @@ fn read(path: &Path) -> Result<Option<Read>, ()> {
     if !ended {
         return Err(());
     }
-    Ok(Some((entries, clean)))
+    Ok(Some(Read {
+        entries,
+        trees,
+        clean,
+    }))
 }
 
 fn parse_line(line: &str) -> Option<Entry> {
@@ -363,11 +620,15 @@ mod tests {
         assert!(read(&dir.path().join(CACHE_FILE))
             .unwrap()
             .unwrap()
-            .0
+            .entries
             .is_empty());
         std::thread::sleep(std::time::Duration::from_millis(2100));
         hash(dir.path(), &file);
-        let (trusted, clean) = read(&dir.path().join(CACHE_FILE)).unwrap().unwrap();
+        let Read {
+            entries: trusted,
+            clean,
+            ..
+        } = read(&dir.path().join(CACHE_FILE)).unwrap().unwrap();
         assert!(clean);
         let stat = FileStat::of(&fs::metadata(&file).unwrap());
         let entry = &trusted[&(stat.dev, stat.ino)];
@@ -386,7 +647,11 @@ mod tests {
         hash(dir.path(), &file);
         hash(dir.path(), &file);
         let path = dir.path().join(CACHE_FILE);
-        assert_eq!(read(&path).unwrap().unwrap().0.len(), 1, "trusted now");
+        assert_eq!(
+            read(&path).unwrap().unwrap().entries.len(),
+            1,
+            "trusted now"
+        );
         fs::write(&file, "echo two\n").unwrap();
         File::options()
             .write(true)
@@ -426,7 +691,35 @@ mod tests {
             fs::write(dir.path().join(CACHE_FILE), &garbage).unwrap();
             assert_eq!(hash(dir.path(), &file).sha256, fresh.sha256);
             assert!(cache_text(dir.path()).starts_with(HEADER));
-            assert!(cache_text(dir.path()).ends_with("end 1\n"));
+            assert!(cache_text(dir.path()).ends_with("end 1 0\n"));
         }
+    }
+
+    #[test]
+    fn a_cache_of_version_2_is_read_and_written_as_3() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("s.sh");
+        fs::write(&file, "echo hi\n").unwrap();
+        backdate(&file);
+        let stat = FileStat::of(&fs::metadata(&file).unwrap());
+        // A forged hash: a hit answers it without reading the file.
+        let forged = "c".repeat(64);
+        let v2 = format!(
+            "{HEADER_2}\n{forged}\t-\tt\t{}\t{}\t{}\t{}\t{}\t{}\nend 1\n",
+            stat.dev, stat.ino, stat.size, stat.mode, stat.mtime_ns, stat.ctime_ns
+        );
+        fs::create_dir_all(dir.path().join(".imgform/cache")).unwrap();
+        fs::write(dir.path().join(CACHE_FILE), v2).unwrap();
+        let later = std::time::SystemTime::now() + std::time::Duration::from_secs(3);
+        File::options()
+            .write(true)
+            .open(dir.path().join(CACHE_FILE))
+            .unwrap()
+            .set_modified(later)
+            .unwrap();
+        assert_eq!(hash(dir.path(), &file).sha256, forged);
+        let text = cache_text(dir.path());
+        assert!(text.starts_with(&format!("{HEADER}\n{forged}\t")), "{text}");
+        assert!(text.ends_with("end 1 0\n"), "{text}");
     }
 }

@@ -13,7 +13,8 @@
 //! or a plan; uploads copy such a link as a link too.
 //! The files of a tree are hashed on every core. With a persistent
 //! [`HashCache`] a file whose `stat` is unchanged since an earlier run is
-//! not read at all (see [`super::cache`]).
+//! not read at all, and a tree whose folders are unchanged is not listed
+//! again: it reuses its cached nodes (see [`super::cache`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
@@ -24,7 +25,8 @@ use std::sync::Mutex;
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use sha2::{Digest, Sha256};
 
-use super::cache::HashCache;
+use super::cache::{HashCache, Key, TreeRecord};
+use crate::watch::FileStat;
 
 /// Files at most this large that are valid UTF-8 are kept as text inputs
 /// (for diffs in plans).
@@ -70,12 +72,19 @@ pub struct HashedTree {
     pub links: BTreeMap<String, String>,
 }
 
+/// A file's hash, the key of its persistent cache entry, and whether that
+/// entry answered (see [`FileHasher::hash_file_keyed`]).
+type Keyed = (HashedFile, (Key, bool));
+
 /// Hashes files once per run, however many images read them, and (with a
 /// [`HashCache`]) not at all when their `stat` says they did not change
 /// since an earlier run.
 #[derive(Debug, Default)]
 pub struct FileHasher {
     cache: Mutex<HashMap<PathBuf, HashedFile>>,
+    /// Trees hashed by this run, by root (their files are not in `cache`:
+    /// thousands of path keys cost more than a tree asked for again).
+    trees: Mutex<HashMap<PathBuf, HashedTree>>,
     persistent: Option<HashCache>,
 }
 
@@ -88,8 +97,8 @@ impl FileHasher {
     /// A hasher that trusts `cache` for files whose `stat` it knows.
     pub fn with_cache(cache: HashCache) -> FileHasher {
         FileHasher {
-            cache: Mutex::default(),
             persistent: Some(cache),
+            ..FileHasher::default()
         }
     }
 
@@ -105,6 +114,7 @@ impl FileHasher {
     /// save): once every image is fingerprinted, nothing asks again.
     pub fn forget_run(&mut self) {
         *self.cache.get_mut().expect("hash cache") = HashMap::new();
+        *self.trees.get_mut().expect("hash cache") = HashMap::new();
     }
 
     pub fn cached(&self, path: &Path) -> Option<HashedFile> {
@@ -115,6 +125,19 @@ impl FileHasher {
         if let Some(hit) = self.cached(path) {
             return Ok(hit);
         }
+        let (hashed, _) = self.hash_file_keyed(path)?;
+        self.cache
+            .lock()
+            .expect("hash cache")
+            .insert(path.to_path_buf(), hashed.clone());
+        Ok(hashed)
+    }
+
+    /// Hashes the file at `path` (one `stat` when the persistent cache
+    /// has it), not looking in or adding to this run's memo. Also the key
+    /// of the persistent cache's entry that now holds the hash, and
+    /// whether that entry answered.
+    fn hash_file_keyed(&self, path: &Path) -> std::io::Result<Keyed> {
         // With a persistent cache, an unchanged file costs one `stat`.
         if let Some(cache) = &self.persistent {
             let meta = std::fs::metadata(path)?;
@@ -124,13 +147,10 @@ impl FileHasher {
                     "is a directory",
                 ));
             }
-            if let Some(hit) = cache.lookup(&meta) {
+            let stat = FileStat::of(&meta);
+            if let Some(hit) = cache.lookup_stat(stat) {
                 crate::watch::read(path, &meta);
-                self.cache
-                    .lock()
-                    .expect("hash cache")
-                    .insert(path.to_path_buf(), hit.clone());
-                return Ok(hit);
+                return Ok((hit, ((stat.dev, stat.ino), true)));
             }
         }
         let mut file = std::fs::File::open(path)?;
@@ -168,11 +188,8 @@ impl FileHasher {
         if let Some(cache) = &self.persistent {
             cache.record(&meta, &file.metadata()?, &hashed);
         }
-        self.cache
-            .lock()
-            .expect("hash cache")
-            .insert(path.to_path_buf(), hashed.clone());
-        Ok(hashed)
+        let stat = FileStat::of(&meta);
+        Ok((hashed, ((stat.dev, stat.ino), false)))
     }
 
     /// Records a file already hashed elsewhere (by a function such as
@@ -227,19 +244,37 @@ fn ignore_set(root: &Path) -> GlobSet {
     builder.build().unwrap_or_else(|_| GlobSet::empty())
 }
 
-/// Hashes a directory tree. `extra_ignore` adds patterns (relative);
-/// `boundary` is the folder symlinks may lead into and still be followed
-/// (see the module doc).
-pub fn hash_tree(
+/// Hashes a directory tree; `boundary` is the folder symlinks may lead
+/// into and still be followed (see the module doc). With a persistent
+/// cache, a tree whose folders did not change reuses its cached nodes.
+pub fn hash_tree(hasher: &FileHasher, root: &Path, boundary: &Path) -> std::io::Result<HashedTree> {
+    if let Some(tree) = hasher.trees.lock().expect("hash cache").get(root) {
+        return Ok(tree.clone());
+    }
+    let tree = hash_tree_anew(hasher, root, boundary)?;
+    hasher
+        .trees
+        .lock()
+        .expect("hash cache")
+        .insert(root.to_path_buf(), tree.clone());
+    Ok(tree)
+}
+
+/// [`hash_tree`] of a tree this run has not hashed yet.
+fn hash_tree_anew(
     hasher: &FileHasher,
     root: &Path,
-    extra_ignore: Option<&GlobSet>,
     boundary: &Path,
 ) -> std::io::Result<HashedTree> {
-    let ignore = ignore_set(root);
+    let ignore_file = root.join(".imgformignore");
     // For the plan cache: the folders' listings (a file added or removed)
     // and the ignore file; the files are watched as they are hashed.
-    crate::watch::paths([root, &root.join(".imgformignore")]);
+    crate::watch::paths([root, &ignore_file]);
+    if let Some(tree) = reuse_tree(hasher, root, &ignore_file)? {
+        return Ok(tree);
+    }
+    let ignore_stat = FileStat::at(&ignore_file);
+    let ignore = ignore_set(root);
     let boundary = std::fs::canonicalize(boundary).unwrap_or_else(|_| boundary.to_path_buf());
     let relative = |path: &Path| match path.strip_prefix(root) {
         Ok(r) if !r.as_os_str().is_empty() => Some(r.to_string_lossy().replace('\\', "/")),
@@ -247,6 +282,10 @@ pub fn hash_tree(
     };
     let mut files: Vec<(String, PathBuf)> = Vec::new();
     let mut links: BTreeMap<String, String> = BTreeMap::new();
+    // The folders' `stat`s (taken before they are listed) for the cache's
+    // record; a tree with a symlink in it is not recorded.
+    let mut folders: Vec<(String, FileStat)> = Vec::new();
+    let mut symlinked = false;
     let walker = walkdir::WalkDir::new(root)
         .follow_links(true)
         .sort_by_file_name();
@@ -257,7 +296,7 @@ pub fn hash_tree(
             // A link to nothing cannot be followed: it is kept as a link.
             Err(e) => match e.path().and_then(|p| Some((relative(p)?, link_text(p)?))) {
                 Some((rel, target)) if e.depth() > 0 => {
-                    if !ignore.is_match(&rel) && !extra_ignore.is_some_and(|g| g.is_match(&rel)) {
+                    if !ignore.is_match(&rel) {
                         links.insert(rel, target);
                     }
                     continue;
@@ -266,15 +305,19 @@ pub fn hash_tree(
             },
         };
         let Some(rel) = relative(entry.path()) else {
+            if entry.depth() == 0 {
+                folders.push((String::new(), FileStat::of(&entry.metadata()?)));
+            }
             continue;
         };
-        if ignore.is_match(&rel) || extra_ignore.is_some_and(|g| g.is_match(&rel)) {
+        if ignore.is_match(&rel) {
             if entry.file_type().is_dir() {
                 it.skip_current_dir();
             }
             continue;
         }
         if entry.path_is_symlink() {
+            symlinked = true;
             let inside =
                 std::fs::canonicalize(entry.path()).is_ok_and(|t| t.starts_with(&boundary));
             if !inside {
@@ -290,30 +333,137 @@ pub fn hash_tree(
         if entry.file_type().is_file() {
             files.push((rel, entry.into_path()));
         } else if entry.file_type().is_dir() {
-            crate::watch::path(entry.path());
+            let meta = entry.metadata()?;
+            crate::watch::read(entry.path(), &meta);
+            folders.push((rel, FileStat::of(&meta)));
         }
     }
-    let entries: BTreeMap<String, HashedFile> = hash_files_in_parallel(hasher, files)?;
-    let mut lines: BTreeMap<&str, Vec<u8>> = BTreeMap::new();
-    for (rel, f) in &entries {
-        let mode = if f.executable { "x" } else { "-" };
-        lines.insert(rel, format!("{mode}\0{}", f.sha256).into_bytes());
-    }
-    for (rel, target) in &links {
-        lines.insert(rel, format!("@\0{target}").into_bytes());
-    }
-    let mut h = Sha256::new();
-    for (rel, line) in lines {
-        h.update(rel.as_bytes());
-        h.update([0]);
-        h.update(line);
-        h.update(b"\n");
+    let hashed = hash_files_in_parallel(files, |path| hasher.hash_file_keyed(path))?;
+    let (entries, keys) = entries_and_keys(hashed);
+    let root_digest = root_digest(&entries, &links);
+    if let (Some(cache), false) = (&hasher.persistent, symlinked || !links.is_empty()) {
+        let record = TreeRecord {
+            root: root_digest,
+            ignore: ignore_stat,
+            folders,
+            files: keys,
+        };
+        cache.record_tree(root, record);
     }
     Ok(HashedTree {
-        root: format!("sha256:{}", hex::encode(h.finalize())),
+        root: format!("sha256:{}", hex::encode(root_digest)),
         entries,
         links,
     })
+}
+
+/// The tree at `root` from its cached nodes, if its folders and ignore
+/// file have the `stat`s recorded: no folder is listed again. Its files
+/// are looked up by `stat`; when each one is the entry the record names,
+/// the root digest is the recorded one, else it is computed again.
+fn reuse_tree(
+    hasher: &FileHasher,
+    root: &Path,
+    ignore_file: &Path,
+) -> std::io::Result<Option<HashedTree>> {
+    let Some(cache) = &hasher.persistent else {
+        return Ok(None);
+    };
+    let Some(record) = cache.tree(root) else {
+        return Ok(None);
+    };
+    if FileStat::at(ignore_file) != record.ignore {
+        return Ok(None);
+    }
+    for (rel, stat) in &record.folders {
+        let path = if rel.is_empty() {
+            root.to_path_buf()
+        } else {
+            root.join(rel)
+        };
+        match std::fs::metadata(&path) {
+            Ok(meta) if FileStat::of(&meta) == *stat => crate::watch::read(&path, &meta),
+            _ => return Ok(None),
+        }
+    }
+    let files = record
+        .files
+        .iter()
+        .map(|(rel, _)| (rel.clone(), root.join(rel)))
+        .collect();
+    let hashed = hash_files_in_parallel(files, |path| hasher.hash_file_keyed(path))?;
+    let unchanged = hashed
+        .iter()
+        .zip(&record.files)
+        .all(|((_, (_, key)), (_, recorded))| *key == (*recorded, true));
+    let (entries, keys) = entries_and_keys(hashed);
+    let links = BTreeMap::new();
+    let root_digest = if unchanged {
+        cache.tree_reused(root);
+        record.root
+    } else {
+        let digest = root_digest(&entries, &links);
+        let record = TreeRecord {
+            root: digest,
+            files: keys,
+            ..record.clone()
+        };
+        cache.record_tree(root, record);
+        digest
+    };
+    Ok(Some(HashedTree {
+        root: format!("sha256:{}", hex::encode(root_digest)),
+        entries,
+        links,
+    }))
+}
+
+/// A tree's hashed files by name, and the key of each one's entry in the
+/// persistent cache (for the tree's record).
+fn entries_and_keys(
+    hashed: Vec<(String, Keyed)>,
+) -> (BTreeMap<String, HashedFile>, Vec<(String, Key)>) {
+    let mut keys = Vec::with_capacity(hashed.len());
+    let mut entries = BTreeMap::new();
+    for (rel, (file, (key, _))) in hashed {
+        keys.push((rel.clone(), key));
+        entries.insert(rel, file);
+    }
+    (entries, keys)
+}
+
+/// The Merkle root of a tree's files and links: SHA-256 over their lines
+/// `<name>\0<x|->\0<sha256 hex>\n` and `<name>\0@\0<target>\n`, in
+/// name order.
+fn root_digest(
+    entries: &BTreeMap<String, HashedFile>,
+    links: &BTreeMap<String, String>,
+) -> [u8; 32] {
+    let mut h = Sha256::new();
+    let mut files = entries.iter().peekable();
+    let mut links = links.iter().peekable();
+    // The two maps' names merged in order (a name is in one of them).
+    loop {
+        let file_first = match (files.peek(), links.peek()) {
+            (Some((f, _)), Some((l, _))) => f < l,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (None, None) => break,
+        };
+        if file_first {
+            let (rel, f) = files.next().expect("peeked");
+            h.update(rel.as_bytes());
+            h.update(if f.executable { b"\0x\0" } else { b"\0-\0" });
+            h.update(f.sha256.as_bytes());
+        } else {
+            let (rel, target) = links.next().expect("peeked");
+            h.update(rel.as_bytes());
+            h.update(b"\0@\0");
+            h.update(target.as_bytes());
+        }
+        h.update(b"\n");
+    }
+    h.finalize().into()
 }
 
 /// The target text of the symlink at `path`, if it is one.
@@ -322,24 +472,21 @@ fn link_text(path: &Path) -> Option<String> {
     Some(target.to_string_lossy().into_owned())
 }
 
-/// Hashes `files` on every core (a large tree is mostly reading and
-/// SHA-256, both per file), keeping their names.
-fn hash_files_in_parallel(
-    hasher: &FileHasher,
+/// Hashes `files` with `hash` on every core (a large tree is mostly
+/// reading and SHA-256, both per file), keeping their names and order.
+fn hash_files_in_parallel<T: Clone + Send>(
     files: Vec<(String, PathBuf)>,
-) -> std::io::Result<BTreeMap<String, HashedFile>> {
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(files.len().div_ceil(8).max(1));
+    hash: impl Fn(&Path) -> std::io::Result<T> + Sync,
+) -> std::io::Result<Vec<(String, T)>> {
+    let threads = crate::threads(files.len().div_ceil(8));
     if threads <= 1 {
         return files
             .into_iter()
-            .map(|(rel, path)| Ok((rel, hasher.hash_file(&path)?)))
+            .map(|(rel, path)| Ok((rel, hash(&path)?)))
             .collect();
     }
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let results: Vec<std::io::Result<Vec<(usize, HashedFile)>>> = std::thread::scope(|scope| {
+    let results: Vec<std::io::Result<Vec<(usize, T)>>> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
             .map(|_| {
                 scope.spawn(|| {
@@ -349,7 +496,7 @@ fn hash_files_in_parallel(
                         let Some((_, path)) = files.get(i) else {
                             return Ok(done);
                         };
-                        done.push((i, hasher.hash_file(path)?));
+                        done.push((i, hash(path)?));
                     }
                 })
             })
@@ -359,7 +506,7 @@ fn hash_files_in_parallel(
             .map(|w| w.join().expect("hash thread"))
             .collect()
     });
-    let mut hashed: Vec<Option<HashedFile>> = vec![None; files.len()];
+    let mut hashed: Vec<Option<T>> = vec![None; files.len()];
     for result in results {
         for (i, h) in result? {
             hashed[i] = Some(h);
@@ -382,13 +529,13 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("roles/x")).unwrap();
         std::fs::write(dir.path().join("roles/x/main.yml"), "a: 1\n").unwrap();
         std::fs::write(dir.path().join("site.yml"), "- hosts: all\n").unwrap();
-        let h1 = hash_tree(&FileHasher::new(), dir.path(), None, dir.path()).unwrap();
+        let h1 = hash_tree(&FileHasher::new(), dir.path(), dir.path()).unwrap();
         std::fs::write(dir.path().join("notes.tmp"), "scratch").unwrap();
         std::fs::write(dir.path().join(".imgformignore"), "*.tmp\n.imgformignore\n").unwrap();
-        let h2 = hash_tree(&FileHasher::new(), dir.path(), None, dir.path()).unwrap();
+        let h2 = hash_tree(&FileHasher::new(), dir.path(), dir.path()).unwrap();
         assert_eq!(h1.root, h2.root);
         std::fs::write(dir.path().join("roles/x/main.yml"), "a: 2\n").unwrap();
-        let h3 = hash_tree(&FileHasher::new(), dir.path(), None, dir.path()).unwrap();
+        let h3 = hash_tree(&FileHasher::new(), dir.path(), dir.path()).unwrap();
         assert_ne!(h1.root, h3.root);
         assert!(h3.entries.contains_key("roles/x/main.yml"));
     }
@@ -410,7 +557,7 @@ mod tests {
         std::os::unix::fs::symlink("../shared", tree.join("in")).unwrap();
         std::os::unix::fs::symlink("nowhere", tree.join("dangling")).unwrap();
 
-        let hashed = hash_tree(&FileHasher::new(), &tree, None, project.path()).unwrap();
+        let hashed = hash_tree(&FileHasher::new(), &tree, project.path()).unwrap();
         let names: Vec<&str> = hashed.entries.keys().map(String::as_str).collect();
         assert_eq!(names, ["in", "plain"], "inside links are followed");
         assert_eq!(hashed.links["out"], secret.to_string_lossy());
@@ -422,11 +569,11 @@ mod tests {
 
         // The target's bytes do not count; where the link points does.
         std::fs::write(&secret, "changed\n").unwrap();
-        let again = hash_tree(&FileHasher::new(), &tree, None, project.path()).unwrap();
+        let again = hash_tree(&FileHasher::new(), &tree, project.path()).unwrap();
         assert_eq!(hashed.root, again.root);
         std::fs::remove_file(tree.join("out")).unwrap();
         std::os::unix::fs::symlink("/etc/hostname", tree.join("out")).unwrap();
-        let moved = hash_tree(&FileHasher::new(), &tree, None, project.path()).unwrap();
+        let moved = hash_tree(&FileHasher::new(), &tree, project.path()).unwrap();
         assert_ne!(hashed.root, moved.root);
     }
 
@@ -441,7 +588,7 @@ mod tests {
         std::fs::write(root.join(".git/HEAD"), "ref").unwrap();
         // (Recording is process-wide: other tests may add paths meanwhile.)
         crate::watch::start();
-        hash_tree(&FileHasher::new(), &root, None, dir.path()).unwrap();
+        hash_tree(&FileHasher::new(), &root, dir.path()).unwrap();
         let watched: std::collections::BTreeMap<_, _> = crate::watch::finish()
             .unwrap()
             .paths()
@@ -460,5 +607,95 @@ mod tests {
             assert!(watched.contains_key(&path), "{path:?}: {watched:?}");
         }
         assert!(!watched.keys().any(|p| p.starts_with(root.join(".git"))));
+    }
+
+    /// A run with the persistent cache of `dir`, written as if a few
+    /// seconds had passed (so nothing in it is racy).
+    fn hash_cached(dir: &Path, root: &Path) -> HashedTree {
+        let hasher = FileHasher::with_cache(HashCache::open(dir));
+        let tree = hash_tree(&hasher, root, dir).unwrap();
+        hasher.save_cache();
+        settle(dir);
+        tree
+    }
+
+    fn settle(dir: &Path) {
+        let later = std::time::SystemTime::now() + std::time::Duration::from_secs(3);
+        std::fs::File::options()
+            .write(true)
+            .open(dir.join(super::super::cache::CACHE_FILE))
+            .unwrap()
+            .set_modified(later)
+            .unwrap();
+    }
+
+    #[test]
+    fn a_tree_reuses_its_cached_nodes_until_something_in_it_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("files");
+        std::fs::create_dir_all(root.join("sub/deeper")).unwrap();
+        std::fs::create_dir_all(root.join(".git")).unwrap();
+        std::fs::write(root.join("sub/deeper/a"), "a").unwrap();
+        std::fs::write(root.join("sub/b"), "b").unwrap();
+        std::fs::write(root.join("c"), "c").unwrap();
+        std::fs::write(root.join(".git/HEAD"), "ref").unwrap();
+        let fresh = || hash_tree(&FileHasher::new(), &root, dir.path()).unwrap();
+        let same = |a: &HashedTree, b: &HashedTree| {
+            let names = |t: &HashedTree| -> Vec<(String, String)> {
+                t.entries
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.describe()))
+                    .collect()
+            };
+            assert_eq!(a.root, b.root);
+            assert_eq!(names(a), names(b));
+        };
+        let first = hash_cached(dir.path(), &root);
+        same(&first, &fresh());
+        let cache_file = dir.path().join(super::super::cache::CACHE_FILE);
+        let text = std::fs::read_to_string(&cache_file).unwrap();
+        let root_hex = first.root.trim_start_matches("sha256:");
+        let tree_line = format!("tree\t{root_hex}\t-\t3\t3\t{}", root.display());
+        assert!(text.contains(&tree_line), "{text}");
+        for line in ["\t\n", "\tsub\n", "\tsub/deeper\n", "\tc\n", "\tsub/b\n"] {
+            assert!(text.contains(line), "{line:?} in {text}");
+        }
+        assert!(!text.contains(".git"), "{text}");
+
+        // Reused as recorded: a forged root digest shows through.
+        let forged = text.replace(&tree_line, &tree_line.replace(root_hex, &"0".repeat(64)));
+        std::fs::write(&cache_file, forged).unwrap();
+        settle(dir.path());
+        assert_eq!(
+            hash_cached(dir.path(), &root).root,
+            format!("sha256:{}", "0".repeat(64))
+        );
+        std::fs::write(&cache_file, &text).unwrap();
+        settle(dir.path());
+        same(&hash_cached(dir.path(), &root), &first);
+
+        // A file edited in place (no folder changes): hashed again, and
+        // the root computed again.
+        std::fs::write(root.join("sub/b"), "B").unwrap();
+        let edited = hash_cached(dir.path(), &root);
+        assert_ne!(edited.root, first.root);
+        same(&edited, &fresh());
+        same(&hash_cached(dir.path(), &root), &edited);
+        // A file added deep down: its folder's `stat` changed.
+        std::fs::write(root.join("sub/deeper/new"), "n").unwrap();
+        let added = hash_cached(dir.path(), &root);
+        assert!(added.entries.contains_key("sub/deeper/new"));
+        same(&added, &fresh());
+        // The ignore file, written: honoured.
+        std::fs::write(root.join(".imgformignore"), "new\n.imgformignore\n").unwrap();
+        let ignoring = hash_cached(dir.path(), &root);
+        assert!(!ignoring.entries.contains_key("sub/deeper/new"));
+        same(&ignoring, &fresh());
+        same(&ignoring, &edited);
+        // A tree with a link in it is not recorded (hashed in full).
+        std::os::unix::fs::symlink("c", root.join("sub/link")).unwrap();
+        same(&hash_cached(dir.path(), &root), &fresh());
+        let text = std::fs::read_to_string(&cache_file).unwrap();
+        assert!(!text.contains("tree\t"), "{text}");
     }
 }

@@ -453,7 +453,7 @@ impl Collected<'_> {
             } else {
                 full.as_path()
             };
-            let tree = hasher::hash_tree(hasher, &full, None, boundary)?;
+            let tree = hasher::hash_tree(hasher, &full, boundary)?;
             let prefix = shown.trim_end_matches('/').to_owned();
             files.insert(format!("{prefix}/"), format!("tree:{}", tree.root));
             for (rel, target) in tree.links {

@@ -213,10 +213,7 @@ pub fn lookup(request: &Request) -> Option<Hit> {
 /// Whether every path still has its recorded `stat` (on every core: a
 /// large project has thousands).
 fn all_unchanged(watched: &[(PathBuf, Option<FileStat>)]) -> bool {
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(8);
+    let threads = crate::threads(8);
     let chunk = watched.len().div_ceil(threads).max(256);
     std::thread::scope(|scope| {
         let parts: Vec<_> = watched

@@ -257,10 +257,7 @@ impl Stage<'_> {
         &self,
         ready: &[(&ImageDef, BTreeMap<ImageAddr, ContentAddress>)],
     ) -> Vec<ImageOutcome> {
-        let threads = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-            .min(8);
+        let threads = crate::threads(8);
         let chunk = ready.len().div_ceil(threads).max(16);
         std::thread::scope(|scope| {
             let handles: Vec<_> = ready

@@ -346,17 +346,23 @@ fn hex_of<'a>(digest: &[u8; 32], buf: &'a mut [u8; 64]) -> &'a str {
     std::str::from_utf8(buf).expect("hex is ASCII")
 }
 
+/// A tree's `stat` ([`write_stat`]).
 fn parse_stat(text: &str) -> Option<FileStat> {
     let mut f = text.split(',');
-    let stat = FileStat {
+    let stat = stat_fields(&mut f)?;
+    f.next().is_none().then_some(stat)
+}
+
+/// The next six fields: device, inode, size, mode, mtime and ctime.
+fn stat_fields<'a>(f: &mut impl Iterator<Item = &'a str>) -> Option<FileStat> {
+    Some(FileStat {
         dev: f.next()?.parse().ok()?,
         ino: f.next()?.parse().ok()?,
         size: f.next()?.parse().ok()?,
         mode: f.next()?.parse().ok()?,
         mtime_ns: f.next()?.parse().ok()?,
         ctime_ns: f.next()?.parse().ok()?,
-    };
-    f.next().is_none().then_some(stat)
+    })
 }
 
 /// What a cache file holds that can be trusted, and whether it was clean
@@ -524,14 +530,7 @@ fn parse_line(line: &str) -> Option<Entry> {
     }
     let executable = flag(f.next()?, "x")?;
     let is_text = flag(f.next()?, "t")?;
-    let stat = FileStat {
-        dev: f.next()?.parse().ok()?,
-        ino: f.next()?.parse().ok()?,
-        size: f.next()?.parse().ok()?,
-        mode: f.next()?.parse().ok()?,
-        mtime_ns: f.next()?.parse().ok()?,
-        ctime_ns: f.next()?.parse().ok()?,
-    };
+    let stat = stat_fields(&mut f)?;
     if f.next().is_some() {
         return None;
     }

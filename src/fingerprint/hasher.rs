@@ -577,15 +577,23 @@ mod tests {
         assert_ne!(hashed.root, moved.root);
     }
 
-    #[test]
-    fn a_tree_is_watched_by_its_folders_and_files() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("files");
+    /// `files/` in `dir`: `c`, `sub/b`, `sub/deeper/a`, and `.git/HEAD`
+    /// (ignored).
+    fn sample_tree(dir: &Path) -> PathBuf {
+        let root = dir.join("files");
         std::fs::create_dir_all(root.join("sub/deeper")).unwrap();
         std::fs::create_dir_all(root.join(".git")).unwrap();
         std::fs::write(root.join("sub/deeper/a"), "a").unwrap();
-        std::fs::write(root.join("b"), "b").unwrap();
+        std::fs::write(root.join("sub/b"), "b").unwrap();
+        std::fs::write(root.join("c"), "c").unwrap();
         std::fs::write(root.join(".git/HEAD"), "ref").unwrap();
+        root
+    }
+
+    #[test]
+    fn a_tree_is_watched_by_its_folders_and_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = sample_tree(dir.path());
         // (Recording is process-wide: other tests may add paths meanwhile.)
         crate::watch::start();
         hash_tree(&FileHasher::new(), &root, dir.path()).unwrap();
@@ -602,7 +610,8 @@ mod tests {
             root.join("sub"),
             root.join("sub/deeper"),
             root.join("sub/deeper/a"),
-            root.join("b"),
+            root.join("sub/b"),
+            root.join("c"),
         ] {
             assert!(watched.contains_key(&path), "{path:?}: {watched:?}");
         }
@@ -632,13 +641,7 @@ mod tests {
     #[test]
     fn a_tree_reuses_its_cached_nodes_until_something_in_it_changes() {
         let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("files");
-        std::fs::create_dir_all(root.join("sub/deeper")).unwrap();
-        std::fs::create_dir_all(root.join(".git")).unwrap();
-        std::fs::write(root.join("sub/deeper/a"), "a").unwrap();
-        std::fs::write(root.join("sub/b"), "b").unwrap();
-        std::fs::write(root.join("c"), "c").unwrap();
-        std::fs::write(root.join(".git/HEAD"), "ref").unwrap();
+        let root = sample_tree(dir.path());
         let fresh = || hash_tree(&FileHasher::new(), &root, dir.path()).unwrap();
         let same = |a: &HashedTree, b: &HashedTree| {
             let names = |t: &HashedTree| -> Vec<(String, String)> {

@@ -394,16 +394,17 @@ impl PendingTree {
             "-" => None,
             stat => Some(parse_stat(stat)?),
         };
-        let folders = f.next()?.parse().ok()?;
-        let files = f.next()?.parse().ok()?;
+        let folders: usize = f.next()?.parse().ok()?;
+        let files: usize = f.next()?.parse().ok()?;
         let path = PathBuf::from(f.next()?);
         Some(PendingTree {
             root: path,
+            // (Counts from a file are not trusted with an allocation.)
             record: TreeRecord {
                 root,
                 ignore,
-                folders: Vec::with_capacity(folders),
-                files: Vec::with_capacity(files),
+                folders: Vec::with_capacity(folders.min(1 << 12)),
+                files: Vec::with_capacity(files.min(1 << 16)),
             },
             folders,
             files,
@@ -586,12 +587,18 @@ mod tests {
 
     fn backdate(path: &Path) {
         // mtime an hour ago; ctime moves to now, so wait out the racy window.
-        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        set_mtime(
+            path,
+            std::time::SystemTime::now() - std::time::Duration::from_secs(3600),
+        );
+    }
+
+    fn set_mtime(path: &Path, mtime: std::time::SystemTime) {
         File::options()
             .write(true)
             .open(path)
             .unwrap()
-            .set_modified(old)
+            .set_modified(mtime)
             .unwrap();
     }
 
@@ -652,12 +659,7 @@ mod tests {
             "trusted now"
         );
         fs::write(&file, "echo two\n").unwrap();
-        File::options()
-            .write(true)
-            .open(&file)
-            .unwrap()
-            .set_modified(mtime)
-            .unwrap();
+        set_mtime(&file, mtime);
         let stat = fs::metadata(&file).unwrap();
         assert_eq!(stat.modified().unwrap(), mtime);
         assert_eq!(stat.len(), 9);
@@ -677,6 +679,12 @@ mod tests {
         for garbage in [
             "not a cache\n".to_owned(),
             format!("{HEADER}\n{}\tx\n", "a".repeat(64)),
+            // A tree promising more lines than any memory holds.
+            format!(
+                "{HEADER}\ntree\t{}\t-\t{max}\t{max}\t/x\nend 0 1\n",
+                "a".repeat(64),
+                max = usize::MAX
+            ),
             // Truncated: no end line.
             format!("{HEADER}\n{}\t-\tt\t1\t2\t8\t33188\t0\t0\n", "b".repeat(64)),
             // The previous format (with paths).
@@ -710,12 +718,7 @@ mod tests {
         fs::create_dir_all(dir.path().join(".imgform/cache")).unwrap();
         fs::write(dir.path().join(CACHE_FILE), v2).unwrap();
         let later = std::time::SystemTime::now() + std::time::Duration::from_secs(3);
-        File::options()
-            .write(true)
-            .open(dir.path().join(CACHE_FILE))
-            .unwrap()
-            .set_modified(later)
-            .unwrap();
+        set_mtime(&dir.path().join(CACHE_FILE), later);
         assert_eq!(hash(dir.path(), &file).sha256, forged);
         let text = cache_text(dir.path());
         assert!(text.starts_with(&format!("{HEADER}\n{forged}\t")), "{text}");

@@ -95,7 +95,7 @@ impl Watched {
     /// read if it was.
     pub fn paths(self) -> Vec<(PathBuf, Option<FileStat>)> {
         let mut all = self.recorded;
-        // FileStated entries first among equal paths, so they are kept.
+        // Among equal paths, one with its `stat` first, so it is kept.
         all.sort_unstable_by(|a, b| {
             a.0.as_os_str()
                 .cmp(b.0.as_os_str())

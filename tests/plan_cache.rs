@@ -70,14 +70,20 @@ fn assert_changed(p: &Project, needle: &str) {
     assert!(plan.stdout.contains(needle), "{needle}:\n{}", plan.stdout);
 }
 
-/// An applied project with a trusted plan cache (written past the racy
-/// window of everything it read), answering the next plan.
-fn cached() -> Project {
+/// A project of two images, never applied.
+fn project() -> Project {
     let p = Project::new();
     p.file("images.pkr.hcl", IMAGES);
     p.file("scripts/a.sh", "echo a\n");
     p.file("scripts/b.sh", "echo b\n");
     p.file("motd.txt", "hello\n");
+    p
+}
+
+/// An applied project with a trusted plan cache (written past the racy
+/// window of everything it read), answering the next plan.
+fn cached() -> Project {
+    let p = project();
     p.run(&["apply", "--auto-approve"]).success();
     std::thread::sleep(Duration::from_millis(2100));
     p.run(&["plan", "--detailed-exitcode"]).code(0);
@@ -226,11 +232,7 @@ build {
 
 #[test]
 fn a_cache_younger_than_the_racy_window_is_not_trusted() {
-    let p = Project::new();
-    p.file("images.pkr.hcl", IMAGES);
-    p.file("scripts/a.sh", "echo a\n");
-    p.file("scripts/b.sh", "echo b\n");
-    p.file("motd.txt", "hello\n");
+    let p = project();
     p.run(&["apply", "--auto-approve"]).success();
     // Written within the timestamp granularity of the state just saved.
     p.run(&["plan", "--detailed-exitcode"]).code(0);
@@ -340,11 +342,7 @@ fn a_module_link_pointed_elsewhere_is_seen() {
 fn a_project_never_applied_is_cached_too() {
     // Its plan takes the lock in a `state/` folder it then removes: the
     // template folder's names are compared without imgform's own.
-    let p = Project::new();
-    p.file("images.pkr.hcl", IMAGES);
-    p.file("scripts/a.sh", "echo a\n");
-    p.file("scripts/b.sh", "echo b\n");
-    p.file("motd.txt", "hello\n");
+    let p = project();
     std::thread::sleep(Duration::from_millis(2100));
     p.run(&["plan", "--detailed-exitcode"]).code(2);
     assert!(!p.path().join("state").exists());

@@ -212,14 +212,9 @@ impl HashCache {
             .insert(root.to_path_buf(), record);
     }
 
-    /// The cached hash of the file whose `stat` is `meta`, if the cache has
+    /// The cached hash of the file whose `stat` is `stat`, if the cache has
     /// it for exactly that `stat`.
-    pub fn lookup(&self, meta: &fs::Metadata) -> Option<HashedFile> {
-        self.lookup_stat(FileStat::of(meta))
-    }
-
-    /// [`HashCache::lookup`] of a `stat` already taken.
-    pub fn lookup_stat(&self, stat: FileStat) -> Option<HashedFile> {
+    pub fn lookup(&self, stat: FileStat) -> Option<HashedFile> {
         let loaded = self.loaded.get(&(stat.dev, stat.ino))?;
         if loaded.entry.stat != stat {
             self.changed.store(true, Ordering::Relaxed);

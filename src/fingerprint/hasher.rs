@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use sha2::{Digest, Sha256};
@@ -84,7 +84,7 @@ pub struct FileHasher {
     cache: Mutex<HashMap<PathBuf, HashedFile>>,
     /// Trees hashed by this run, by root (their files are not in `cache`:
     /// thousands of path keys cost more than a tree asked for again).
-    trees: Mutex<HashMap<PathBuf, HashedTree>>,
+    trees: Mutex<HashMap<PathBuf, Arc<HashedTree>>>,
     persistent: Option<HashCache>,
 }
 
@@ -148,7 +148,7 @@ impl FileHasher {
                 ));
             }
             let stat = FileStat::of(&meta);
-            if let Some(hit) = cache.lookup_stat(stat) {
+            if let Some(hit) = cache.lookup(stat) {
                 crate::watch::read(path, &meta);
                 return Ok((hit, ((stat.dev, stat.ino), true)));
             }
@@ -247,16 +247,20 @@ fn ignore_set(root: &Path) -> GlobSet {
 /// Hashes a directory tree; `boundary` is the folder symlinks may lead
 /// into and still be followed (see the module doc). With a persistent
 /// cache, a tree whose folders did not change reuses its cached nodes.
-pub fn hash_tree(hasher: &FileHasher, root: &Path, boundary: &Path) -> std::io::Result<HashedTree> {
+pub fn hash_tree(
+    hasher: &FileHasher,
+    root: &Path,
+    boundary: &Path,
+) -> std::io::Result<Arc<HashedTree>> {
     if let Some(tree) = hasher.trees.lock().expect("hash cache").get(root) {
-        return Ok(tree.clone());
+        return Ok(Arc::clone(tree));
     }
-    let tree = hash_tree_anew(hasher, root, boundary)?;
+    let tree = Arc::new(hash_tree_anew(hasher, root, boundary)?);
     hasher
         .trees
         .lock()
         .expect("hash cache")
-        .insert(root.to_path_buf(), tree.clone());
+        .insert(root.to_path_buf(), Arc::clone(&tree));
     Ok(tree)
 }
 
@@ -620,7 +624,7 @@ mod tests {
 
     /// A run with the persistent cache of `dir`, written as if a few
     /// seconds had passed (so nothing in it is racy).
-    fn hash_cached(dir: &Path, root: &Path) -> HashedTree {
+    fn hash_cached(dir: &Path, root: &Path) -> Arc<HashedTree> {
         let hasher = FileHasher::with_cache(HashCache::open(dir));
         let tree = hash_tree(&hasher, root, dir).unwrap();
         hasher.save_cache();

@@ -456,14 +456,14 @@ impl Collected<'_> {
             let tree = hasher::hash_tree(hasher, &full, boundary)?;
             let prefix = shown.trim_end_matches('/').to_owned();
             files.insert(format!("{prefix}/"), format!("tree:{}", tree.root));
-            for (rel, target) in tree.links {
+            for (rel, target) in &tree.links {
                 files.insert(format!("{prefix}/{rel}"), format!("symlink:{target}"));
             }
-            for (rel, f) in tree.entries {
+            for (rel, f) in &tree.entries {
                 let key = format!("{prefix}/{rel}");
                 files.insert(key.clone(), f.describe());
                 if f.is_text {
-                    text.insert(key, TextInput::file(f.sha256.clone(), full.join(&rel)));
+                    text.insert(key, TextInput::file(f.sha256.clone(), full.join(rel)));
                 }
             }
         } else if let Some(f) = single {
